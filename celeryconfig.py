@@ -1,0 +1,66 @@
+"""Celery settings of motion's callers and workers; each line says why.
+
+Loaded by :func:`motion.celery_app.get_app` (override the module with
+``MOTION_CELERY_CONFIG``). The broker URL is filled in at first use: the state
+Redis (``MOTION_REDIS_URL``, or the embedded server), unless ``MOTION_BROKER_URL``
+names another.
+"""
+
+from kombu import Queue
+
+from motion.settings import get_settings
+
+_settings = get_settings()
+
+# Task messages carry only ids, so JSON is enough, and a broker message can never
+# make a worker unpickle anything.
+task_serializer = "json"
+accept_content = ["json"]
+result_serializer = "json"
+event_serializer = "json"
+
+# The result of an update is the committed state in Redis: no result backend.
+task_ignore_result = True
+result_backend = None
+
+# A few queues, chosen by a hash of the instance name; workers consume them all.
+task_queues = [Queue(name, routing_key=name) for name in _settings.queue_names()]
+task_default_queue = _settings.queue_names()[0]
+task_create_missing_queues = False
+
+# Acknowledge after the drain, so a wake-up whose worker died is delivered again
+# (the lease and seq checks make a second delivery harmless; the sweeper is the
+# faster net).
+task_acks_late = True
+task_reject_on_worker_lost = True
+
+# A wake-up is tiny and a drain may run long (an LLM call): prefetch few, so a slow
+# drain does not sit on wake-ups another worker could take.
+worker_prefetch_multiplier = 4
+
+# Redis broker transport: re-deliver unacknowledged wake-ups after 5 minutes (not
+# Celery's 1 hour), keep connections alive and checked.
+broker_transport_options = {
+    "visibility_timeout": 300,
+    "socket_keepalive": True,
+    "health_check_interval": 30,
+    "retry_on_timeout": True,
+}
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None  # keep retrying while Redis restarts
+
+# Flower shows workers and every update task from these events.
+worker_send_task_events = True
+task_send_sent_event = False  # would add a publish to every enqueue on the caller's path
+
+# No hard time limit: the lease is renewed while a slow update runs.
+task_time_limit = None
+
+# Celery beat runs the sweeper, for deployments that prefer beat to the workers' timer.
+beat_schedule = {
+    "motion-sweep": {"task": "motion.sweep", "schedule": _settings.sweep_seconds},
+}
+timezone = "UTC"
+
+# Keep the user's logging configuration.
+worker_hijack_root_logger = False

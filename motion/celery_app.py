@@ -1,0 +1,121 @@
+"""The one module that imports Celery: the app, and wake-ups sent by task name.
+
+Callers send a wake-up (``motion.apply``) naming the instance; they never import
+the task code, so the caller road (enqueue) and the worker road (tasks -> drain)
+stay separate. The settings come from ``celeryconfig.py`` (module name in
+``MOTION_CELERY_CONFIG``); the broker defaults to the state Redis.
+
+In Flower a wake-up shows under the name ``<Component>.<flow>`` (Celery's
+``shadow`` name) with ``[component, instance_id, flow, seq]`` as its arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery, signals
+
+from motion.connection import redis_url
+from motion.settings import get_settings
+
+APPLY_TASK = "motion.apply"
+SWEEP_TASK = "motion.sweep"
+
+_lock = threading.Lock()
+_app: Celery | None = None
+
+
+def get_app() -> Celery:
+    """The configured Celery app of this process (created on first use)."""
+    global _app
+    if _app is None:
+        with _lock:
+            if _app is None:
+                app = Celery("motion")
+                app.config_from_object(os.environ.get("MOTION_CELERY_CONFIG", "celeryconfig"))
+                settings = get_settings()
+                app.conf.broker_url = settings.broker_url or redis_url()
+                _app = app
+    return _app
+
+
+def queue_for(instance_name: str) -> str:
+    """The wake-up queue of an instance: a stable hash of its name over ``MOTION_QUEUES``."""
+    queues = get_settings().queues
+    return f"motion.{zlib.crc32(instance_name.encode()) % queues}"
+
+
+def send_wakeup(component: str, instance_id: str, flow: str, seq: int) -> None:
+    """Send ``motion.apply`` for an instance (JSON: ids only; the payload stays in Redis)."""
+    name = f"{component}__{instance_id}"
+    get_app().send_task(
+        APPLY_TASK,
+        args=[component, instance_id, flow, seq],
+        queue=queue_for(name),
+        shadow=f"{component}.{flow}",
+        ignore_result=True,
+    )
+
+
+def on_worker_ready(callback: Callable[[], None]) -> None:
+    """Run ``callback`` in a worker's main process once it is ready to consume."""
+
+    def receiver(**_: Any) -> None:
+        callback()
+
+    signals.worker_ready.connect(receiver, weak=False)
+
+
+def on_worker_shutdown(callback: Callable[[], None]) -> None:
+    """Run ``callback`` when a worker shuts down."""
+
+    def receiver(**_: Any) -> None:
+        callback()
+
+    signals.worker_shutdown.connect(receiver, weak=False)
+
+
+def reset() -> None:
+    """Forget the app (tests that change the Redis URL)."""
+    global _app
+    with _lock:
+        _app = None
+
+
+def start_thread_worker(concurrency: int, pool: str = "threads") -> Callable[[], None]:
+    """Start a Celery worker consuming motion's queues in a daemon thread; return a stopper."""
+    from celery.worker import WorkController, state
+
+    app = get_app()
+    app.finalize()
+    app.set_current()
+    ready = threading.Event()
+
+    class _Controller(WorkController):  # type: ignore[misc]  # celery is untyped
+        def on_consumer_ready(self, consumer: Any) -> None:
+            ready.set()
+
+    worker = _Controller(
+        app=app,
+        concurrency=concurrency,
+        pool=pool,
+        hostname=f"motion-inprocess-{os.getpid()}@{os.uname().nodename}",
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        ready_callback=None,
+    )
+    thread = threading.Thread(target=worker.start, name="motion-worker", daemon=True)
+    thread.start()
+    ready.wait(30)
+
+    def stop() -> None:
+        state.should_terminate = 0
+        thread.join(10)
+        state.should_terminate = None
+
+    return stop

@@ -1,0 +1,401 @@
+"""Component definitions: state, flows and their ops. No Redis, no Celery here.
+
+A :class:`Component` is cheap to create at import time; calling it returns an
+instance handle (:class:`motion.instance.Instance`) that does the work.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from motion.errors import DefinitionError, UnknownComponentError, UnknownFlowError
+from motion.keys import SEPARATOR
+from motion.serde import DEFAULT_SERIALIZER, Serializer
+
+if TYPE_CHECKING:
+    from motion.instance import Instance
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_CACHE_TTL = 86400
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+class DiscardPolicy(enum.IntEnum):
+    """Which pending updates an update op may skip to stay fresh (as in Motion)."""
+
+    NONE = 0  #: run every update
+    NUM_NEW_UPDATES = 1  #: run only the newest ``discard_after`` pending updates
+    SECONDS = 2  #: skip an update older than ``discard_after`` seconds when its turn comes
+
+
+@dataclass(frozen=True)
+class Op:
+    """One serve or update op as the engine sees it."""
+
+    flow: str
+    kind: str  # "serve" | "update"
+    func: Callable[..., Any]
+    discard_policy: DiscardPolicy = DiscardPolicy.NONE
+    discard_after: float | None = None
+    batch: bool = False
+    retries: int | None = None
+    wants_state: bool = True
+    props_arg: str | None = "props"
+
+    @property
+    def name(self) -> str:
+        """The op's function name (used in failure records and logs)."""
+        return getattr(self.func, "__qualname__", repr(self.func))
+
+    @property
+    def is_async(self) -> bool:
+        """True for ``async def`` ops and async generators."""
+        return inspect.iscoroutinefunction(self.func) or inspect.isasyncgenfunction(self.func)
+
+    def call(self, state: Any, props: Any) -> Any:
+        """Call the function with only the parameters it declares."""
+        kwargs: dict[str, Any] = {}
+        if self.wants_state:
+            kwargs["state"] = state
+        if self.props_arg is not None:
+            kwargs[self.props_arg] = props
+        return self.func(**kwargs)
+
+
+class Params(Mapping[str, Any]):
+    """A component's read-only parameters; a missing name raises a helpful KeyError."""
+
+    def __init__(self, component: str, data: Mapping[str, Any]) -> None:
+        self._component = component
+        self._data = dict(data)
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._data[key]
+        except KeyError:
+            raise KeyError(
+                f"{self._component} has no param {key!r}; it has {sorted(self._data)}. "
+                f"Pass it as Component({self._component!r}, params={{{key!r}: ...}})."
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Params({self._data!r})"
+
+
+def _flows(keys: str | list[str] | tuple[str, ...]) -> list[str]:
+    flows = [keys] if isinstance(keys, str) else list(keys)
+    if not flows:
+        raise DefinitionError("give at least one flow name, e.g. @C.serve('summarize').")
+    for flow in flows:
+        if not isinstance(flow, str) or not flow:
+            raise DefinitionError(f"flow names must be non-empty strings, got {flow!r}.")
+        if "::" in flow:
+            raise DefinitionError(f"flow name {flow!r} must not contain '::'.")
+    return flows
+
+
+def _signature(func: Callable[..., Any], kind: str) -> tuple[bool, str | None]:
+    if not callable(func):
+        raise DefinitionError(f"@{kind} decorates a function, got {func!r}.")
+    params = inspect.signature(func).parameters
+    allowed = {"state", "props", "props_list"}
+    extra = [p for p, v in params.items() if p not in allowed and v.default is v.empty]
+    if extra:
+        raise DefinitionError(
+            f"{kind} op {func.__name__} takes {extra}: an op may only take `state` and "
+            f"`props` (each optional), e.g. def {func.__name__}(state, props)."
+        )
+    props_arg = "props_list" if "props_list" in params else "props" if "props" in params else None
+    return "state" in params, props_arg
+
+
+@dataclass
+class _Ops:
+    serve: dict[str, Op] = field(default_factory=dict)
+    update: dict[str, list[Op]] = field(default_factory=dict)
+
+
+class Component:
+    """A self-updating prompt part: state plus flows of serve and update ops.
+
+    Args:
+        name: unique component name (letters, digits, ``_ . -``; no ``__``).
+        params: read-only parameters the ops can read as ``C.params[...]``.
+        cache_ttl: seconds a serve result stays cached (default 1 day; 0 turns
+            caching off).
+        serializer: how state values and payloads become bytes (cloudpickle).
+
+    Example::
+
+        Summary = Component("Summary")
+
+        @Summary.init_state
+        def setup():
+            return {"summary": ""}
+
+        @Summary.serve("query")
+        def prompt(state, props):
+            return f"Known about the user: {state['summary']}\\nQ: {props['q']}"
+
+        @Summary.update("query")
+        def remember(state, props):
+            return {"summary": (state["summary"] + " " + props["q"])[-500:]}
+    """
+
+    def __init__(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        cache_ttl: int | None = DEFAULT_CACHE_TTL,
+        serializer: Serializer = DEFAULT_SERIALIZER,
+    ) -> None:
+        if not isinstance(name, str) or not _NAME.match(name) or SEPARATOR in name:
+            raise DefinitionError(
+                f"component name {name!r} must be letters, digits, '_', '.' or '-', "
+                f"without '{SEPARATOR}' (it separates component and instance id)."
+            )
+        if cache_ttl is None or not isinstance(cache_ttl, int) or cache_ttl < 0:
+            raise DefinitionError(
+                "cache_ttl must be 0 (caching disabled) or a positive number of seconds."
+            )
+        self._name = name
+        self._params = Params(name, params or {})
+        self._cache_ttl = cache_ttl
+        self.serializer = serializer
+        self._ops = _Ops()
+        self.init_state_func: Callable[..., dict[str, Any]] | None = None
+        self.save_state_func: Callable[..., Any] | None = None
+        self.load_state_func: Callable[..., Any] | None = None
+        register(self)
+
+    # -- read-only attributes ---------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The component's name."""
+        return self._name
+
+    @property
+    def params(self) -> Params:
+        """Read-only parameters given at definition."""
+        return self._params
+
+    @property
+    def cache_ttl(self) -> int:
+        """Seconds a serve result stays cached (0: off)."""
+        return self._cache_ttl
+
+    # -- decorators -------------------------------------------------------------
+    def init_state(self, func: F) -> F:
+        """Decorate ``f(**init_state_params) -> dict``, run once per new instance.
+
+        Example::
+
+            @C.init_state
+            def setup(greeting="hi"):
+                return {"greeting": greeting, "history": []}
+        """
+        self.init_state_func = func
+        return func
+
+    def save_state(self, func: F) -> F:
+        """Decorate ``f(state) -> picklable``, applied before the state is stored.
+
+        Example::
+
+            @C.save_state
+            def save(state):
+                return {"rows": state["rows"]}  # drop the open cursor
+        """
+        self.save_state_func = func
+        return func
+
+    def load_state(self, func: F) -> F:
+        """Decorate ``f(saved) -> state``, applied after the state is read.
+
+        Example::
+
+            @C.load_state
+            def load(saved):
+                return {**saved, "cursor": sqlite3.connect(":memory:").cursor()}
+        """
+        self.load_state_func = func
+        return func
+
+    def serve(self, keys: str | list[str]) -> Callable[[F], F]:
+        """Decorate the serve op of one or more flows: ``f(state, props) -> result``.
+
+        The op runs inline in the caller on the last committed state. It may be a
+        function, ``async def``, a generator or an async generator. One serve op per
+        flow; a second one raises :class:`DefinitionError`.
+
+        Example::
+
+            @C.serve("ask")
+            def answer(state, props):
+                return llm(state["summary"], props["question"])
+        """
+        flows = _flows(keys)
+        for flow in flows:
+            if flow in self._ops.serve:
+                raise DefinitionError(
+                    f"{self._name} already has a serve op for flow {flow!r} "
+                    f"({self._ops.serve[flow].name}); a flow has at most one."
+                )
+
+        def decorator(func: F) -> F:
+            wants_state, props_arg = _signature(func, "serve")
+            for flow in flows:
+                self._ops.serve[flow] = Op(flow, "serve", func, wants_state=wants_state,
+                                           props_arg=props_arg)  # fmt: skip
+            return func
+
+        return decorator
+
+    def update(
+        self,
+        keys: str | list[str],
+        discard_policy: DiscardPolicy = DiscardPolicy.NONE,
+        discard_after: float | None = None,
+        batch: bool = False,
+        retries: int | None = None,
+    ) -> Callable[[F], F]:
+        """Decorate an update op of one or more flows: ``f(state, props) -> dict | None``.
+
+        The op runs on a worker, per instance strictly in enqueue order; the dict it
+        returns is merged into the state (only those keys are written). Several
+        update ops per flow run in definition order.
+
+        Args:
+            keys: a flow name or a list of them.
+            discard_policy: :class:`DiscardPolicy` for stale updates.
+            discard_after: the policy's N (updates) or seconds; ``None`` with NONE.
+            batch: call ``f(state, props_list)`` once with every pending update of
+                the flow (one LLM call for a burst instead of ten).
+            retries: extra tries when the op raises (default ``MOTION_UPDATE_RETRIES``).
+
+        Example::
+
+            @C.update("ask", discard_policy=DiscardPolicy.NUM_NEW_UPDATES, discard_after=5)
+            def remember(state, props):
+                return {"history": state["history"] + [props["question"]]}
+        """
+        flows = _flows(keys)
+        policy = _policy(discard_policy, discard_after)
+        if retries is not None and (not isinstance(retries, int) or retries < 0):
+            raise DefinitionError(f"retries must be a whole number >= 0, got {retries!r}.")
+
+        def decorator(func: F) -> F:
+            wants_state, props_arg = _signature(func, "update")
+            if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+                raise DefinitionError(
+                    f"update op {func.__name__} is a generator; return a dict instead."
+                )
+            for flow in flows:
+                op = Op(flow, "update", func, policy, discard_after, batch, retries,
+                        wants_state, props_arg)  # fmt: skip
+                self._ops.update.setdefault(flow, []).append(op)
+            return func
+
+        return decorator
+
+    # -- lookups ----------------------------------------------------------------
+    def serve_op(self, flow: str) -> Op | None:
+        """The serve op of ``flow`` (``None`` for an update-only flow)."""
+        return self._ops.serve.get(flow)
+
+    def update_ops(self, flow: str) -> list[Op]:
+        """The update ops of ``flow`` in definition order."""
+        return self._ops.update.get(flow, [])
+
+    def flows(self) -> list[str]:
+        """Every flow name, serve or update."""
+        return sorted(set(self._ops.serve) | set(self._ops.update))
+
+    def check_flow(self, flow: str) -> None:
+        """Raise :class:`UnknownFlowError` (a KeyError) if ``flow`` is not defined."""
+        if flow not in self._ops.serve and flow not in self._ops.update:
+            raise UnknownFlowError(
+                f"{self._name} has no flow {flow!r}; its flows are {self.flows()}."
+            )
+
+    def __call__(
+        self,
+        instance_id: str = "",
+        init_state_params: Mapping[str, Any] | None = None,
+        **motion_options: Any,
+    ) -> Instance:
+        """A handle on the instance ``instance_id`` (a random readable id if empty).
+
+        Creating a handle opens nothing and starts no thread. Motion's options
+        (``logging_level``, ``update_task_type``, ``disable_update_task``,
+        ``redis_socket_timeout``) are accepted; updates always run on workers.
+        """
+        from motion.instance import Instance
+
+        return Instance(self, instance_id, dict(init_state_params or {}), **motion_options)
+
+    def __repr__(self) -> str:
+        return f"Component({self._name!r}, flows={self.flows()})"
+
+
+def _policy(policy: DiscardPolicy | int, after: float | None) -> DiscardPolicy:
+    try:
+        policy = DiscardPolicy(policy)
+    except ValueError:
+        raise DefinitionError(
+            f"discard_policy must be a DiscardPolicy (NONE, NUM_NEW_UPDATES, SECONDS), "
+            f"got {policy!r}."
+        ) from None
+    if policy is DiscardPolicy.NONE and after is not None:
+        raise DefinitionError("discard_after must be None when discard_policy is NONE.")
+    if policy is not DiscardPolicy.NONE and (
+        after is None or isinstance(after, bool) or not isinstance(after, int | float) or after <= 0
+    ):
+        raise DefinitionError(
+            f"discard_policy {policy.name} needs discard_after > 0 (got {after!r})."
+        )
+    return policy
+
+
+# -- registry: how a worker finds a component by name ---------------------------
+_registry: dict[str, Component] = {}
+_registry_lock = threading.Lock()
+
+
+def register(component: Component) -> None:
+    """Make ``component`` findable by name (done by ``Component.__init__``).
+
+    Defining a second component with the same name replaces the first, as a
+    re-run notebook cell would.
+    """
+    with _registry_lock:
+        _registry[component.name] = component
+
+
+def lookup(name: str) -> Component:
+    """The component called ``name`` in this process; :class:`UnknownComponentError` if none."""
+    try:
+        return _registry[name]
+    except KeyError:
+        raise UnknownComponentError(
+            f"this process has no component {name!r} (it knows {sorted(_registry)}); start "
+            f"the worker with the module that defines it: celery -A workers worker -I <module>"
+        ) from None
+
+
+def registered() -> list[str]:
+    """Names of every component defined in this process."""
+    return sorted(_registry)

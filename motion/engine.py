@@ -1,0 +1,337 @@
+"""The drain: apply an instance's pending updates in order, exactly once as state changes.
+
+Called by the ``motion.apply`` task. It takes the instance's lease (or returns at
+once if another worker holds it: the holder drains everything), reads the inbox
+in windows, runs the update ops (applying discard policies and coalescing batch
+ops), and commits each update, or each coalesced group, with one Lua script that
+checks the lease token and the sequence. It releases the lease only when the
+inbox is empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from motion import keys as K
+from motion import lease as leases
+from motion import scripts, store
+from motion.component import Component, DiscardPolicy, Op
+from motion.connection import get_redis
+from motion.errors import MotionError, PayloadError, UnknownFlowError, UpdateResultError
+from motion.inbox import MIGRATE_FLOW, WRITE_FLOW, Update, decode, entry_flow, failure_record
+from motion.props import Properties, State
+from motion.settings import get_settings
+
+log = logging.getLogger("motion.engine")
+
+#: most inbox entries read per round trip
+WINDOW = 64
+_SPECIAL = (WRITE_FLOW, MIGRATE_FLOW)
+
+
+@dataclass
+class DrainReport:
+    """What one drain did (the task's result, visible in Flower)."""
+
+    instance: str
+    applied: int = 0
+    failed: int = 0
+    discarded: int = 0
+    skipped: str | None = None  # "busy" (another worker drains) | "missing" | "lease lost"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class _Outcome:
+    first: int
+    last: int
+    state: State
+    changes: dict[str, Any] = field(default_factory=dict)
+    fields: list[Any] = field(default_factory=list)  # encoded changes, ready for the commit
+    replace: bool = False
+    stats: Counter[str] = field(default_factory=Counter)
+    meta: Counter[str] = field(default_factory=Counter)
+    failures: list[tuple[int, str]] = field(default_factory=list)
+
+
+def drain(component: Component, instance_id: str) -> DrainReport:
+    """Drain the inbox of ``component``'s instance ``instance_id`` if no one else is."""
+    settings = get_settings()
+    client = get_redis()
+    keys = K.InstanceKeys.of(K.instance_name(component.name, instance_id))
+    period = int(settings.lease_seconds * 1000)
+    report = DrainReport(keys.name)
+    token = leases.acquire(client, keys, component.name, period)
+    if token <= 0:
+        report.skipped = "busy" if token == 0 else "missing"
+        return report
+    held = leases.Lease(keys, token, period)
+    leases.RENEWER.hold(held)
+    try:
+        _drain_held(component, instance_id, client, held, report)
+    finally:
+        leases.RENEWER.drop(held)
+    return report
+
+
+def _drain_held(
+    component: Component, instance_id: str, client: redis.Redis, held: leases.Lease,
+    report: DrainReport,
+) -> None:  # fmt: skip
+    keys = held.keys
+    state: State | None = None
+    while True:
+        if held.lost.is_set():
+            report.skipped = "lease lost"
+            return
+        reply = scripts.run(client, "window", [keys.meta, keys.inbox], [WINDOW])
+        meta = dict(zip(reply[0][::2], reply[0][1::2], strict=True))
+        entries: list[bytes | None] = reply[1:]
+        if not entries:
+            released = leases.release(client, held)
+            if released == 0:
+                continue  # updates arrived after the window was read
+            if released < 0:
+                report.skipped = "lease lost"
+            return
+        if state is None:
+            state = _read_state(client, component, instance_id, keys)
+        pending = {
+            k.decode()[len("pending:") :]: int(v) for k, v in meta.items()
+            if k.startswith(b"pending:")
+        }  # fmt: skip
+        seq = int(meta[b"applied"]) + 1
+        for group in _groups(component, seq, entries):
+            outcome = _apply(component, instance_id, state, group, pending)
+            result = _commit(client, held, component.name, outcome)
+            if result == -1:
+                report.skipped = "lease lost"
+                return
+            if result == -2:  # already applied by someone: re-read the window
+                state = None
+                break
+            for flow_field, delta in outcome.meta.items():
+                flow = flow_field[len("pending:") :]
+                pending[flow] = pending.get(flow, 0) + delta
+            report.applied += sum(v for k, v in outcome.stats.items() if k.startswith("applied:"))
+            report.failed += len(outcome.failures)
+            report.discarded += sum(
+                v for k, v in outcome.stats.items() if k.startswith("discarded:")
+            )
+            if outcome.failures:  # an op may have mutated shared values: start clean
+                store.STATE_CACHE.drop(keys.name)
+                state = _read_state(client, component, instance_id, keys)
+            else:
+                state = outcome.state
+
+
+def _read_state(
+    client: redis.Redis, component: Component, instance_id: str, keys: K.InstanceKeys
+) -> State:
+    reply = scripts.run(client, "read", [keys.meta, keys.state],
+                        [store.STATE_CACHE.version_of(keys.name)])  # fmt: skip
+    loaded = store.parse_read(component, instance_id, reply)
+    if loaded is None:
+        raise MotionError(f"{keys.name} has pending updates but no state; was it cleared?")
+    return loaded[1]
+
+
+def _groups(
+    component: Component, first_seq: int, entries: list[bytes | None]
+) -> list[list[tuple[int, bytes | None]]]:
+    """Split a window into commit units: one entry each, or runs of a batch flow."""
+    groups: list[list[tuple[int, bytes | None]]] = []
+    prev_flow: str | None = None
+    for i, entry in enumerate(entries):
+        seq = first_seq + i
+        try:
+            flow = entry_flow(entry) if entry is not None else None
+        except PayloadError:
+            flow = None
+        batching = flow is not None and flow not in _SPECIAL and any(
+            op.batch for op in component.update_ops(flow)
+        )
+        if batching and groups and prev_flow == flow:
+            groups[-1].append((seq, entry))
+        else:
+            groups.append([(seq, entry)])
+        prev_flow = flow if batching else None
+    return groups
+
+
+def _apply(
+    component: Component, instance_id: str, state: State,
+    group: list[tuple[int, bytes | None]], pending: dict[str, int],
+) -> _Outcome:  # fmt: skip
+    out = _Outcome(group[0][0], group[-1][0], state)
+    name = K.instance_name(component.name, instance_id)
+    decoded: list[tuple[int, Update]] = []
+    flow = "?"
+    for seq, entry in group:
+        try:
+            if entry is None:
+                raise PayloadError(f"update #{seq} is missing from the inbox")
+            flow = entry_flow(entry)
+            decoded.append((seq, decode(component, entry)))
+        except MotionError as exc:
+            out.failures.append((seq, failure_record(seq, flow, "-", exc)))
+            out.stats[f"failed:{flow}"] += 1
+        if flow != "?":
+            out.meta[f"pending:{flow}"] -= 1
+    if not decoded:
+        return out
+    working = state.copy()
+    try:
+        _run_ops(component, instance_id, working, decoded, pending, out)
+        if out.changes or out.replace:
+            whole = component.save_state_func is not None
+            out.fields = store.encode_changes(component, name, working if whole else out.changes)
+    except _OpFailed as failed:
+        out.changes, out.replace = {}, False
+        for seq, _ in decoded:
+            record = failure_record(seq, flow, failed.op, failed.error, failed.tb)
+            out.failures.append((seq, record))
+        out.stats[f"failed:{flow}"] += len(decoded)
+        log.warning("%s: flow %r op %s failed: %s", name, flow, failed.op, failed.error)
+        return out
+    except MotionError as exc:  # state too large, unpicklable result
+        out.changes, out.fields, out.replace = {}, [], False
+        for seq, _ in decoded:
+            out.failures.append((seq, failure_record(seq, flow, "commit", exc)))
+        out.stats[f"failed:{flow}"] += len(decoded)
+        return out
+    out.state = working
+    return out
+
+
+class _OpFailed(Exception):
+    def __init__(self, op: str, error: BaseException, tb: str) -> None:
+        super().__init__(op)
+        self.op, self.error, self.tb = op, error, tb
+
+
+def _run_ops(
+    component: Component, instance_id: str, working: State,
+    decoded: list[tuple[int, Update]], pending: dict[str, int], out: _Outcome,
+) -> None:  # fmt: skip
+    """Run the flow's ops over ``decoded``, collecting changes into ``working`` and ``out``."""
+    flow = decoded[0][1].flow
+    if flow == WRITE_FLOW:
+        changes = decoded[0][1].props
+        working.update(changes)
+        out.changes.update(changes)
+        out.stats[f"applied:{flow}"] += 1
+        return
+    if flow == MIGRATE_FLOW:
+        migrated = _call(_migrate_op(decoded[0][1]), working, None)
+        if not isinstance(migrated, dict):
+            raise _OpFailed("migrate", UpdateResultError("migrate_func must return a dict"), "")
+        working.clear()
+        working.update(migrated)
+        out.changes, out.replace = dict(migrated), True
+        out.stats[f"applied:{flow}"] += 1
+        return
+    ops = component.update_ops(flow)
+    if not ops:
+        error = UnknownFlowError(f"{component.name} has no update op for flow {flow!r} here")
+        raise _OpFailed("-", error, "")
+    now = time.time()
+    ran_for: set[int] = set()
+    for op in ops:
+        eligible = [
+            (seq, update) for i, (seq, update) in enumerate(decoded)
+            if not _discarded(op, pending.get(flow, 0) - i, now - update.enqueued_at)
+        ]  # fmt: skip
+        if op.batch and eligible:
+            props = [_props(instance_id, seq, u) for seq, u in eligible]
+            _merge(op, _call(op, working, props), working, out)
+            out.stats[f"calls:{flow}"] += 1
+        else:
+            for seq, update in eligible:
+                _merge(op, _call(op, working, _props(instance_id, seq, update)), working, out)
+                out.stats[f"calls:{flow}"] += 1
+        ran_for.update(seq for seq, _ in eligible)
+    for seq, _ in decoded:
+        out.stats[f"applied:{flow}" if seq in ran_for else f"discarded:{flow}"] += 1
+
+
+def _discarded(op: Op, newer_or_same: int, age: float) -> bool:
+    if op.discard_policy is DiscardPolicy.NUM_NEW_UPDATES:
+        return newer_or_same > (op.discard_after or 0)
+    if op.discard_policy is DiscardPolicy.SECONDS:
+        return age > (op.discard_after or 0)
+    return False
+
+
+def _props(instance_id: str, seq: int, update: Update) -> Properties:
+    props = Properties(update.props)
+    props.serve_result = update.serve_result
+    props.seq = seq
+    props.idempotency_key = (instance_id, seq)
+    return props
+
+
+def _merge(op: Op, result: Any, working: State, out: _Outcome) -> None:
+    if result is None:
+        return
+    if not isinstance(result, dict):
+        error = UpdateResultError(
+            f"update op {op.name} returned {type(result).__name__}; return a dict of the "
+            f"state keys to change, or None"
+        )
+        raise _OpFailed(op.name, error, "")
+    working.update(result)
+    out.changes.update(result)
+
+
+def _migrate_op(update: Update) -> Op:
+    func = update.props["migrate_func"]
+    return Op(MIGRATE_FLOW, "update", func, props_arg=None)
+
+
+_loops = threading.local()
+
+
+def _call(op: Op, working: State, props: Any) -> Any:
+    """Call an op (sync or async) with retries; raise :class:`_OpFailed` after the last."""
+    retries = op.retries if op.retries is not None else get_settings().update_retries
+    for attempt in range(retries + 1):
+        try:
+            result = op.call(working.copy(), props)
+            if inspect.iscoroutine(result):
+                loop = getattr(_loops, "loop", None)
+                if loop is None:
+                    loop = _loops.loop = asyncio.new_event_loop()
+                result = loop.run_until_complete(result)
+            return result
+        except Exception as exc:
+            if attempt == retries:
+                raise _OpFailed(op.name, exc, traceback.format_exc()) from exc
+            time.sleep(min(0.1 * 2**attempt, 2.0))  # back off before the next try
+    raise AssertionError("unreachable")
+
+
+def _commit(client: redis.Redis, held: leases.Lease, component: str, out: _Outcome) -> int:
+    keys = held.keys
+    fields = out.fields
+    args: list[Any] = [held.token, out.first, out.last, held.period_ms, store.now_ms(),
+                       1 if out.replace else 0]  # fmt: skip
+    args += [len(fields) // 2, *fields]
+    args += [len(out.stats), *[x for kv in out.stats.items() for x in kv]]
+    args += [len(out.meta), *[x for kv in out.meta.items() for x in kv]]
+    args += [len(out.failures), *[x for kv in out.failures for x in kv]]
+    all_keys = [keys.meta, keys.state, keys.inbox, keys.lease, keys.failed, K.stats(component)]
+    return int(scripts.run(client, "commit", all_keys, args))

@@ -1,0 +1,97 @@
+"""The one error tree of motion.
+
+Every error motion raises derives from :class:`MotionError`. Where Motion users
+already catch a built-in type (``KeyError`` for an unknown flow, ``ValueError``
+for a bad definition, ``TypeError`` for a bad argument), the motion error
+subclasses that type too, so existing ``except`` clauses keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class MotionError(Exception):
+    """Base class of every error motion raises."""
+
+
+class ConfigurationError(MotionError, ValueError):
+    """A setting (environment variable, Redis URL, option) is missing or wrong."""
+
+
+class DefinitionError(MotionError, ValueError):
+    """A component, flow or op is defined wrongly; raised at definition time."""
+
+
+class InvalidInstanceIdError(MotionError, ValueError):
+    """An instance id (or ``Component__id`` name) is malformed."""
+
+
+class UnknownFlowError(MotionError, KeyError):
+    """``run`` or ``flush_update`` named a flow the component does not define."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownComponentError(MotionError, KeyError):
+    """A worker received work for a component whose code it has not imported."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class SerializationError(MotionError, TypeError):
+    """A value (props, serve result, state) cannot be serialized or deserialized."""
+
+
+class PayloadError(MotionError):
+    """An inbox payload is corrupt, truncated, or fails its signature check."""
+
+
+class StateTooLargeError(MotionError, ValueError):
+    """A state value is larger than the configured ``MOTION_MAX_VALUE_BYTES``."""
+
+
+class UpdateResultError(MotionError, TypeError):
+    """An update op returned something other than a dict or ``None``."""
+
+
+class ConnectionFailedError(MotionError, ConnectionError):
+    """Redis could not be reached or refused the credentials."""
+
+
+class FlushTimeoutError(MotionError, TimeoutError):
+    """``flush_update`` waited longer than its timeout."""
+
+
+class InstanceClosedError(MotionError, RuntimeError):
+    """An instance handle was used after ``close()``."""
+
+
+@dataclass(frozen=True)
+class FailedUpdate:
+    """One update that failed: which instance, which position, which op, and why."""
+
+    instance_name: str
+    seq: int
+    flow: str
+    op: str
+    error_type: str
+    message: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.instance_name} update #{self.seq} (flow {self.flow!r}, op {self.op!r}): "
+            f"{self.error_type}: {self.message}"
+        )
+
+
+class UpdateFailedError(MotionError):
+    """One or more updates failed; ``failures`` lists each :class:`FailedUpdate`."""
+
+    def __init__(self, failures: Sequence[FailedUpdate]) -> None:
+        self.failures = list(failures)
+        lines = "\n".join(f"  - {f}" for f in self.failures)
+        super().__init__(f"{len(self.failures)} update(s) failed:\n{lines}")

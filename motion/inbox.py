@@ -1,0 +1,105 @@
+"""The per-instance inbox: update payloads, enqueueing, waiting, failure records.
+
+An inbox entry is ``flow NUL sealed-payload``: the flow name stays readable (for
+counters and failure records) even when the payload is corrupt or unsigned; the
+payload is the serialized :class:`Update`. Enqueueing is one Lua script call that
+takes the next sequence number, stores the entry and marks the instance pending;
+when nobody is draining the instance it also tells the caller to send a wake-up.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from motion import keys as K
+from motion.errors import FailedUpdate, PayloadError
+from motion.serde import dump_value, load_value, seal, unseal
+from motion.settings import get_settings
+
+if TYPE_CHECKING:
+    from motion.component import Component
+
+#: flows reserved for motion's own entries (users cannot name a flow with "::")
+WRITE_FLOW = "::write"
+MIGRATE_FLOW = "::migrate"
+ALL_FLOWS = "*ALL*"
+
+
+@dataclass
+class Update:
+    """One enqueued update: the flow, its props and serve result, when it was enqueued."""
+
+    flow: str
+    props: dict[str, Any]
+    serve_result: Any = None
+    enqueued_at: float = field(default_factory=time.time)
+
+
+def encode(component: Component, name: str, update: Update) -> bytes:
+    """The inbox entry for ``update`` (raises SerializationError / StateTooLargeError)."""
+    settings = get_settings()
+    body = dump_value(
+        component.serializer,
+        f"props or serve result of flow {update.flow!r} for {name}",
+        (update.flow, dict(update.props), update.serve_result, update.enqueued_at),
+        settings.max_value_bytes,
+    )
+    return update.flow.encode() + b"\x00" + seal(body, settings.signing_key)
+
+
+def entry_flow(entry: bytes) -> str:
+    """The flow of an inbox entry, read without deserializing anything."""
+    flow, sep, _ = entry.partition(b"\x00")
+    if not sep:
+        raise PayloadError("inbox entry has no flow header (corrupt or not written by motion)")
+    return flow.decode(errors="replace")
+
+
+def decode(component: Component, entry: bytes) -> Update:
+    """The :class:`Update` of an inbox entry; checks the signature before unpickling."""
+    flow = entry_flow(entry)
+    body = unseal(entry.partition(b"\x00")[2], get_settings().signing_key)
+    value = load_value(component.serializer, f"payload of flow {flow!r}", body)
+    if not (isinstance(value, tuple) and len(value) == 4 and value[0] == flow):
+        raise PayloadError(f"payload of flow {flow!r} has an unexpected shape")
+    return Update(value[0], value[1], value[2], value[3])
+
+
+def enqueue_call(keys: K.InstanceKeys, entry: bytes, flow: str) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the enqueue script."""
+    now = int(time.time() * 1000)
+    return [keys.meta, keys.inbox, keys.lease, K.PENDING], [entry, flow, now, keys.name]
+
+
+def target_field(flow: str) -> str:
+    """The meta field holding the last seq to wait for (of one flow, or of all)."""
+    return "seq" if flow == ALL_FLOWS else f"last:{flow}"
+
+
+def parse_failures(name: str, records: list[bytes], flow: str) -> list[FailedUpdate]:
+    """Failure records (JSON) from the ``failed`` set, limited to ``flow`` unless ``*ALL*``."""
+    out = []
+    for raw in records:
+        rec = json.loads(raw)
+        if flow in (ALL_FLOWS, rec["flow"]):
+            out.append(FailedUpdate(name, rec["seq"], rec["flow"], rec["op"], rec["error_type"],
+                                    rec["message"]))  # fmt: skip
+    return out
+
+
+def failure_record(seq: int, flow: str, op: str, exc: BaseException, tb: str = "") -> str:
+    """The JSON stored for a failed update."""
+    return json.dumps(
+        {
+            "seq": seq,
+            "flow": flow,
+            "op": op,
+            "error_type": type(exc).__name__,
+            "message": str(exc)[:2000],
+            "traceback": tb[-4000:],
+            "at": time.time(),
+        }
+    )

@@ -1,0 +1,459 @@
+"""The instance handle: run serve ops inline, enqueue updates, wait for them.
+
+A handle is cheap: no thread, no connection of its own (it borrows the process's
+pooled clients), so a web server may create one per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from motion import cache, scripts, store
+from motion import keys as K
+from motion.connection import get_async_redis, get_redis, translate_errors
+from motion.errors import (
+    FlushTimeoutError,
+    InstanceClosedError,
+    InvalidInstanceIdError,
+    UpdateFailedError,
+)
+from motion.inbox import ALL_FLOWS, WRITE_FLOW, Update, encode, enqueue_call, parse_failures
+from motion.inbox import target_field as _target_field
+from motion.props import Properties, State
+from motion.runtime import call_sync, ensure_worker, send_wakeup_async, send_wakeup_sync
+
+if TYPE_CHECKING:
+    from motion.component import Component, Op
+
+_WORDS = (
+    "amber azure brisk calm cedar coral dusky eager fern gentle hazel ivory jade keen lunar "
+    "maple mellow misty noble ochre olive pearl quiet rapid rustic sage silver sunny swift "
+    "tidal velvet"
+).split()
+
+
+def random_id() -> str:
+    """A random readable instance id, e.g. ``"misty-cedar-4f1a9c"``."""
+    return f"{secrets.choice(_WORDS)}-{secrets.choice(_WORDS)}-{secrets.token_hex(3)}"
+
+
+class Instance:
+    """A handle on one instance (e.g. one user) of a component.
+
+    Create it by calling the component: ``handle = Summary("user-42")``. Use
+    :meth:`run` / :meth:`arun` to serve and enqueue, :meth:`flush_update` to wait.
+    """
+
+    def __init__(
+        self,
+        component: Component,
+        instance_id: str = "",
+        init_state_params: dict[str, Any] | None = None,
+        **motion_options: Any,
+    ) -> None:
+        if not isinstance(instance_id, str):
+            raise InvalidInstanceIdError(f"instance_id must be a string, got {instance_id!r}.")
+        if K.SEPARATOR in instance_id:
+            raise InvalidInstanceIdError(
+                f"instance_id {instance_id!r} must not contain '{K.SEPARATOR}'."
+            )
+        self._component = component
+        self._id = instance_id or random_id()
+        self._init_params = dict(init_state_params or {})
+        self._keys = K.InstanceKeys.of(K.instance_name(component.name, self._id))
+        self._closed = False
+        self._watch: dict[str, int] = {}  # flow -> first seq this handle enqueued since a flush
+        self._options = motion_options
+
+    # -- identity ---------------------------------------------------------------
+    @property
+    def instance_id(self) -> str:
+        """The instance id."""
+        return self._id
+
+    @property
+    def instance_name(self) -> str:
+        """``"<Component>__<instance_id>"``, as Motion names it."""
+        return self._keys.name
+
+    @property
+    def component(self) -> Component:
+        """The component this handle belongs to."""
+        return self._component
+
+    # -- serving ----------------------------------------------------------------
+    def run(
+        self,
+        flow: str,
+        props: dict[str, Any] | None = None,
+        ignore_cache: bool = False,
+        force_refresh: bool = False,
+        flush_update: bool = False,
+    ) -> Any:
+        """Run ``flow``: its serve op inline, then enqueue its update ops.
+
+        Args:
+            flow: the flow name (``KeyError`` if the component has none such).
+            props: the flow's props; the update ops see keys the serve op adds
+                and ``props.serve_result``.
+            ignore_cache: skip the serve-result cache read.
+            force_refresh: apply every pending update first, then serve fresh.
+            flush_update: return only once this run's updates are applied.
+
+        Returns:
+            The serve op's result (a list for a generator op; ``None`` when the
+            flow has no serve op).
+        """
+        self._check_open()
+        self._component.check_flow(flow)
+        properties = Properties(props or {})
+        if force_refresh:
+            self.flush_update()
+        serve = self._component.serve_op(flow)
+        result = None
+        if serve is not None:
+            result = self._serve(serve, flow, properties, ignore_cache or force_refresh)
+        properties.serve_result = result
+        if self._component.update_ops(flow):
+            seq = self._enqueue(Update(flow, dict(properties), result))
+            if flush_update:
+                self._wait(flow, seq, None)
+        return result
+
+    def gen(self, flow: str, props: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[Any]:
+        """Stream the items of a generator serve op; updates see the full list."""
+        self._check_open()
+        self._component.check_flow(flow)
+        properties = Properties(props or {})
+        serve = self._component.serve_op(flow)
+        items: list[Any] = []
+        if serve is not None:
+            _, state = self._load()
+            out = serve.call(state.copy(), properties)
+            if inspect.isasyncgen(out) or inspect.iscoroutine(out):
+                out = call_sync(_collect(out))
+            for item in out if _iterable(out) else [out]:
+                items.append(item)
+                yield item
+        properties.serve_result = items
+        if self._component.update_ops(flow):
+            seq = self._enqueue(Update(flow, dict(properties), items))
+            if kwargs.get("flush_update"):
+                self._wait(flow, seq, None)
+
+    async def arun(
+        self,
+        flow: str,
+        props: dict[str, Any] | None = None,
+        ignore_cache: bool = False,
+        force_refresh: bool = False,
+        flush_update: bool = False,
+    ) -> Any:
+        """Async twin of :meth:`run`: asyncio Redis client, sync ops in a thread."""
+        self._check_open()
+        self._component.check_flow(flow)
+        properties = Properties(props or {})
+        if force_refresh:
+            await self.aflush_update()
+        serve = self._component.serve_op(flow)
+        result = None
+        if serve is not None:
+            result = await self._aserve(serve, flow, properties, ignore_cache or force_refresh)
+        properties.serve_result = result
+        if self._component.update_ops(flow):
+            seq = await self._aenqueue(Update(flow, dict(properties), result))
+            if flush_update:
+                await self._await(flow, seq, None)
+        return result
+
+    async def agen(
+        self, flow: str, props: dict[str, Any] | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """Async twin of :meth:`gen` for async-generator (or generator) serve ops."""
+        self._check_open()
+        self._component.check_flow(flow)
+        properties = Properties(props or {})
+        serve = self._component.serve_op(flow)
+        items: list[Any] = []
+        if serve is not None:
+            _, state = await self._aload()
+            out = serve.call(state.copy(), properties)
+            if inspect.iscoroutine(out):
+                out = await out
+            if inspect.isasyncgen(out):
+                async for item in out:
+                    items.append(item)
+                    yield item
+            else:
+                for item in out if _iterable(out) else [out]:
+                    items.append(item)
+                    yield item
+        properties.serve_result = items
+        if self._component.update_ops(flow):
+            seq = await self._aenqueue(Update(flow, dict(properties), items))
+            if kwargs.get("flush_update"):
+                await self._await(flow, seq, None)
+
+    # -- state ------------------------------------------------------------------
+    def read_state(self, key: str, default_value: Any = None) -> Any:
+        """The committed value of state ``key`` (``default_value`` if absent)."""
+        self._check_open()
+        return self._load()[1].get(key, default_value)
+
+    def get_version(self) -> int:
+        """The committed state version (1 after creation; +1 per state change)."""
+        self._check_open()
+        return self._load()[0]
+
+    def write_state(self, state_update: dict[str, Any], latest: bool = False) -> None:
+        """Write keys into the state, in order with pending updates; returns once applied.
+
+        ``{}`` does nothing; anything but a dict raises ``TypeError``.
+        """
+        self._check_open()
+        if not isinstance(state_update, dict):
+            raise TypeError(
+                f"write_state takes a dict of state keys, got {type(state_update).__name__}."
+            )
+        if not state_update:
+            return
+        seq = self._enqueue(Update(WRITE_FLOW, dict(state_update)))
+        self._wait(WRITE_FLOW, seq, None)
+
+    # -- waiting ----------------------------------------------------------------
+    def flush_update(self, flow: str = ALL_FLOWS, timeout: float | None = None) -> None:
+        """Wait until every update of ``flow`` enqueued before this call is applied.
+
+        Raises:
+            UpdateFailedError: naming each update this handle enqueued (and any
+                update between them) that failed since the last flush.
+            FlushTimeoutError: if ``timeout`` seconds pass first.
+        """
+        self._check_open()
+        if flow != ALL_FLOWS:
+            self._component.check_flow(flow)
+        with translate_errors("flush_update"):
+            target = get_redis().hget(self._keys.meta, _target_field(flow))
+        self._wait(flow, int(target or 0), timeout)
+
+    async def aflush_update(self, flow: str = ALL_FLOWS, timeout: float | None = None) -> None:
+        """Async twin of :meth:`flush_update`."""
+        self._check_open()
+        if flow != ALL_FLOWS:
+            self._component.check_flow(flow)
+        target = await get_async_redis().hget(self._keys.meta, _target_field(flow))
+        await self._await(flow, int(target or 0), timeout)
+
+    # -- lifecycle --------------------------------------------------------------
+    def close(self) -> None:
+        """Release the handle (idempotent). Enqueued updates are still applied."""
+        self._closed = True
+
+    shutdown = close
+
+    def __enter__(self) -> Instance:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<motion instance {self.instance_name}>"
+
+    # -- internals: serve ---------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InstanceClosedError(f"{self.instance_name} was closed; create a new handle.")
+
+    def _serve(self, op: Op, flow: str, props: Properties, skip_cache: bool) -> Any:
+        version, state = self._load()
+        use_cache = self._component.cache_ttl > 0
+        ckey = cache.key(self._keys, flow, props, version) if use_cache else None
+        if ckey is not None and not skip_cache:
+            hit = cache.get(get_redis(), self._component, ckey)
+            if hit is not cache.MISS:
+                return hit
+        out = op.call(state.copy(), props)
+        if inspect.iscoroutine(out) or inspect.isasyncgen(out):
+            out = call_sync(_collect(out))
+        elif inspect.isgenerator(out):
+            out = list(out)
+        if ckey is not None:
+            cache.put(get_redis(), self._component, ckey, out)
+        return out
+
+    async def _aserve(self, op: Op, flow: str, props: Properties, skip_cache: bool) -> Any:
+        version, state = await self._aload()
+        use_cache = self._component.cache_ttl > 0
+        ckey = cache.key(self._keys, flow, props, version) if use_cache else None
+        client = get_async_redis()
+        if ckey is not None and not skip_cache:
+            hit = await cache.aget(client, self._component, ckey)
+            if hit is not cache.MISS:
+                return hit
+        if op.is_async:
+            out = op.call(state.copy(), props)
+            out = await _collect(out)
+        else:  # a sync op must not block the event loop
+            out = await asyncio.to_thread(_call_and_list, op, state.copy(), props)
+        if ckey is not None:
+            await cache.aput(client, self._component, ckey, out)
+        return out
+
+    def _load(self) -> tuple[int, State]:
+        name = self._keys.name
+        args = [self._keys.meta, self._keys.state]
+        with translate_errors(f"reading {name}"):
+            client = get_redis()
+            for _ in range(2):
+                reply = scripts.run(client, "read", args, [store.STATE_CACHE.version_of(name)])
+                loaded = store.parse_read(self._component, self._id, reply)
+                if loaded is not None:
+                    return loaded
+                self._create(client)
+        raise InvalidInstanceIdError(f"{name} vanished while being created; try again.")
+
+    async def _aload(self) -> tuple[int, State]:
+        name = self._keys.name
+        client = get_async_redis()
+        args = [self._keys.meta, self._keys.state]
+        for _ in range(2):
+            reply = await scripts.arun(client, "read", args, [store.STATE_CACHE.version_of(name)])
+            loaded = store.parse_read(self._component, self._id, reply)
+            if loaded is not None:
+                return loaded
+            state = await asyncio.to_thread(store.initial_state, self._component,
+                                            self._init_params)  # fmt: skip
+            init = store.init_args(self._component, self._id, state)
+            await scripts.arun(client, "init", self._init_keys(), init)
+        raise InvalidInstanceIdError(f"{name} vanished while being created; try again.")
+
+    def _init_keys(self) -> list[str]:
+        return [self._keys.meta, self._keys.state, K.COMPONENTS]
+
+    def _create(self, client: Any) -> None:
+        state = store.initial_state(self._component, self._init_params)
+        init = store.init_args(self._component, self._id, state)
+        scripts.run(client, "init", self._init_keys(), init)
+
+    # -- internals: enqueue and wait ----------------------------------------------
+    def _enqueue(self, update: Update) -> int:
+        entry = encode(self._component, self._keys.name, update)
+        keys, args = enqueue_call(self._keys, entry, update.flow)
+        with translate_errors(f"enqueueing {update.flow!r} for {self._keys.name}"):
+            client = get_redis()
+            seq, wake = scripts.run(client, "enqueue", keys, args)
+            if seq == 0:  # a new instance: create it, then enqueue
+                self._create(client)
+                seq, wake = scripts.run(client, "enqueue", keys, args)
+        self._watch.setdefault(update.flow, seq)
+        ensure_worker()
+        if wake:
+            send_wakeup_sync(self._component.name, self._id, update.flow, seq)
+        return int(seq)
+
+    async def _aenqueue(self, update: Update) -> int:
+        entry = encode(self._component, self._keys.name, update)
+        keys, args = enqueue_call(self._keys, entry, update.flow)
+        client = get_async_redis()
+        seq, wake = await scripts.arun(client, "enqueue", keys, args)
+        if seq == 0:
+            await self._aload()  # creates the instance
+            seq, wake = await scripts.arun(client, "enqueue", keys, args)
+        self._watch.setdefault(update.flow, seq)
+        ensure_worker()
+        if wake:
+            await send_wakeup_async(self._component.name, self._id, update.flow, seq)
+        return int(seq)
+
+    def _poll_state(self, client: Any, flow: str, target: int) -> tuple[bool, list[bytes]]:
+        applied = int(client.hget(self._keys.meta, "applied") or 0)
+        if applied < target:
+            return False, []
+        start = self._watch_start(flow)
+        if start is None:
+            return True, []
+        return True, client.zrangebyscore(self._keys.failed, start, target)
+
+    def _watch_start(self, flow: str) -> int | None:
+        if flow == ALL_FLOWS:
+            return min(self._watch.values(), default=None)
+        return self._watch.get(flow)
+
+    def _finish_wait(self, flow: str, records: list[bytes]) -> None:
+        if flow == ALL_FLOWS:
+            self._watch.clear()
+        else:
+            self._watch.pop(flow, None)
+        failures = parse_failures(self._keys.name, records, flow)
+        if failures:
+            raise UpdateFailedError(failures)
+
+    def _wait(self, flow: str, target: int, timeout: float | None) -> None:
+        if target <= 0:
+            return
+        ensure_worker()
+        client = get_redis()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.0005
+        while True:
+            with translate_errors(f"waiting for updates of {self._keys.name}"):
+                done, records = self._poll_state(client, flow, target)
+            if done:
+                return self._finish_wait(flow, records)
+            if deadline is not None and time.monotonic() > deadline:
+                raise FlushTimeoutError(self._timeout_message(target, timeout))
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    async def _await(self, flow: str, target: int, timeout: float | None) -> None:
+        if target <= 0:
+            return
+        ensure_worker()
+        client = get_async_redis()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.0005
+        while True:
+            applied = int(await client.hget(self._keys.meta, "applied") or 0)
+            if applied >= target:
+                start = self._watch_start(flow)
+                records = [] if start is None else await client.zrangebyscore(
+                    self._keys.failed, start, target)  # fmt: skip
+                return self._finish_wait(flow, records)
+            if deadline is not None and time.monotonic() > deadline:
+                raise FlushTimeoutError(self._timeout_message(target, timeout))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _timeout_message(self, target: int, timeout: float | None) -> str:
+        return (
+            f"{self.instance_name}: update #{target} was not applied within {timeout}s. Is a "
+            f"worker running with this component's code? Start one with: celery -A workers "
+            f"worker -I <module defining {self._component.name}> (or see `motion status`)."
+        )
+
+
+def _iterable(value: Any) -> bool:
+    return inspect.isgenerator(value) or isinstance(value, list | tuple)
+
+
+async def _collect(value: Any) -> Any:
+    if inspect.iscoroutine(value):
+        value = await value
+    if inspect.isasyncgen(value):
+        return [item async for item in value]
+    if inspect.isgenerator(value):
+        return list(value)
+    return value
+
+
+def _call_and_list(op: Op, state: State, props: Properties) -> Any:
+    out = op.call(state, props)
+    if inspect.iscoroutine(out) or inspect.isasyncgen(out):
+        return call_sync(_collect(out))
+    return list(out) if inspect.isgenerator(out) else out

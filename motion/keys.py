@@ -1,0 +1,103 @@
+"""Every Redis key name motion uses, in one place.
+
+An instance ``Comp__id`` owns a handful of keys that all carry ``{Comp__id}`` as a
+Redis Cluster hash tag, so they live in one slot and one Lua script may touch them
+all. The few global keys (the pending index, per-component counters, the sweeper
+lock) are listed at the bottom.
+
+Per instance:
+
+========  =====  =============================================================
+key       type   contents
+========  =====  =============================================================
+state     hash   one field per state key, each value serialized on its own
+meta      hash   ``version``, ``seq`` (last enqueued), ``applied`` (last applied
+                 seq), ``fence`` (last lease token), ``holder`` (token of the
+                 lease holder while draining), ``wake`` (ms time a wake-up was
+                 sent), ``last:<flow>`` (last seq of a flow), ``pending:<flow>``
+inbox     hash   ``seq -> payload`` of updates not yet applied
+lease     str    the fencing token of the worker draining the inbox (with a TTL)
+failed    zset   failure records (JSON) scored by seq, newest 1,000 kept
+cache:*   str    serve-result cache entries, one per (flow, props, version)
+========  =====  =============================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from motion.errors import InvalidInstanceIdError
+
+PREFIX = "motion"
+SEPARATOR = "__"
+
+#: Sorted set of instance names with updates not yet applied, scored by the ms
+#: time a wake-up was last sent for them; the sweeper reads only its old end.
+PENDING = f"{PREFIX}:pending"
+#: String key with a TTL: whoever sets it runs this round of the sweeper.
+SWEEPER_LOCK = f"{PREFIX}:sweeper:lock"
+#: Set of component names that ever had an instance (for ``motion status``).
+COMPONENTS = f"{PREFIX}:components"
+
+
+def stats(component: str) -> str:
+    """Hash of counters for one component: ``applied:<flow>``, ``failed:<flow>``..."""
+    return f"{PREFIX}:stats:{component}"
+
+
+def instance_name(component: str, instance_id: str) -> str:
+    """The ``Comp__id`` name Motion uses for an instance."""
+    return f"{component}{SEPARATOR}{instance_id}"
+
+
+def split_instance_name(name: str) -> tuple[str, str]:
+    """Split ``Comp__id`` into ``("Comp", "id")``."""
+    component, sep, instance_id = name.partition(SEPARATOR)
+    if not sep or not component or not instance_id:
+        raise InvalidInstanceIdError(
+            f"{name!r} is not an instance name: expected 'Component__instance_id'."
+        )
+    return component, instance_id
+
+
+@dataclass(frozen=True)
+class InstanceKeys:
+    """The Redis keys of one instance."""
+
+    name: str
+    state: str
+    meta: str
+    inbox: str
+    lease: str
+    failed: str
+    cache_prefix: str
+
+    @classmethod
+    def of(cls, name: str) -> InstanceKeys:
+        """Keys of the instance called ``name`` (``Comp__id``)."""
+        base = f"{PREFIX}:{{{name}}}"
+        return cls(
+            name=name,
+            state=f"{base}:state",
+            meta=f"{base}:meta",
+            inbox=f"{base}:inbox",
+            lease=f"{base}:lease",
+            failed=f"{base}:failed",
+            cache_prefix=f"{base}:cache:",
+        )
+
+    def all(self) -> list[str]:
+        """Every fixed key of the instance (cache entries are matched by prefix)."""
+        return [self.state, self.meta, self.inbox, self.lease, self.failed]
+
+
+def meta_pattern(component: str) -> str:
+    """A SCAN pattern matching the meta key of every instance of ``component``."""
+    escaped = "".join("\\" + c if c in "*?[]\\" else c for c in component)
+    return f"{PREFIX}:{{{escaped}{SEPARATOR}*}}:meta"
+
+
+def name_from_meta_key(key: str) -> str:
+    """Recover ``Comp__id`` from a meta key found by SCAN."""
+    start = len(PREFIX) + 2
+    return key[start : -len("}:meta")]

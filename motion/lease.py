@@ -1,0 +1,98 @@
+"""Leases: one drainer per instance at a time, with a fencing token.
+
+A worker takes an instance's lease before draining its inbox. The lease carries
+a token that only grows; every commit checks it, so a worker that lost its lease
+(paused, partitioned, too slow) cannot commit. One daemon thread per process
+renews every held lease while slow ops (an LLM call) run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import redis
+
+from motion import scripts
+from motion import keys as K
+from motion.store import now_ms
+
+log = logging.getLogger("motion.lease")
+
+
+class Lease:
+    """A held lease: the instance, its token, and whether it was lost."""
+
+    def __init__(self, keys: K.InstanceKeys, token: int, period_ms: int) -> None:
+        self.keys = keys
+        self.token = token
+        self.period_ms = period_ms
+        self.lost = threading.Event()
+
+
+def acquire(client: redis.Redis, keys: K.InstanceKeys, component: str, period_ms: int) -> int:
+    """Take the lease: a token > 0, 0 if another worker holds it, -1 if no such instance."""
+    reply = scripts.run(client, "acquire", [keys.meta, keys.lease, K.stats(component)],
+                        [period_ms])  # fmt: skip
+    return int(reply)
+
+
+def release(client: redis.Redis, lease: Lease) -> int:
+    """Free the lease if the inbox is empty: 1 released, 0 more to do, -1 lost."""
+    keys = lease.keys
+    return int(
+        scripts.run(client, "release", [keys.meta, keys.lease, K.PENDING],
+                    [lease.token, keys.name])  # fmt: skip
+    )
+
+
+class Renewer:
+    """The process's lease renewal thread; started on first use, one per process."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, Lease] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pid = 0
+
+    def hold(self, lease: Lease) -> None:
+        """Keep ``lease`` renewed until :meth:`drop`."""
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked child: start our own thread
+                self._pid = os.getpid()
+                self._held = {}
+                threading.Thread(target=self._loop, name="motion-lease", daemon=True).start()
+            self._held[id(lease)] = lease
+
+    def drop(self, lease: Lease) -> None:
+        """Stop renewing ``lease``."""
+        with self._lock:
+            self._held.pop(id(lease), None)
+
+    def _loop(self) -> None:
+        from motion.connection import get_redis
+
+        while True:
+            with self._lock:
+                leases = list(self._held.values())
+            interval = min((lease.period_ms for lease in leases), default=3000) / 3000
+            self._wake.wait(interval)
+            started = now_ms()
+            for lease in leases:
+                try:
+                    ok = scripts.run(get_redis(), "renew", [lease.keys.lease],
+                                     [lease.token, lease.period_ms])  # fmt: skip
+                except redis.RedisError as exc:
+                    # Redis away: the commit check still protects state; keep trying.
+                    log.warning("renewing the lease of %s failed: %s", lease.keys.name, exc)
+                    continue
+                if not ok:
+                    log.warning("lost the lease of %s (token %d)", lease.keys.name, lease.token)
+                    lease.lost.set()
+            elapsed = now_ms() - started
+            if elapsed > 1000:
+                log.warning("renewing %d leases took %d ms", len(leases), elapsed)
+
+
+RENEWER = Renewer()

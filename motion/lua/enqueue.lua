@@ -1,0 +1,20 @@
+-- enqueue: append one update to an instance's inbox and mark the instance pending.
+-- KEYS[1] meta   KEYS[2] inbox   KEYS[3] lease   KEYS[4] motion:pending
+-- ARGV[1] payload   ARGV[2] flow   ARGV[3] now (ms)   ARGV[4] instance name
+-- Returns {seq, wake}: wake = 1 when nobody drains the instance and no wake-up is in
+-- flight, so the caller must send one. Returns {0, 0} when the instance does not
+-- exist yet (the caller runs init_state and calls again).
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {0, 0}
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('HSET', KEYS[2], seq, ARGV[1])
+redis.call('HSET', KEYS[1], 'last:' .. ARGV[2], seq)
+redis.call('HINCRBY', KEYS[1], 'pending:' .. ARGV[2], 1)
+local wake = 0
+if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('HEXISTS', KEYS[1], 'wake') == 0 then
+  redis.call('HSET', KEYS[1], 'wake', ARGV[3])
+  wake = 1
+end
+redis.call('ZADD', KEYS[4], 'NX', ARGV[3], ARGV[4])
+return {seq, wake}

@@ -1,0 +1,16 @@
+-- read: the committed state, unless the caller's cached copy is still current.
+-- KEYS[1] meta   KEYS[2] state
+-- ARGV[1] version the caller holds ('' for none)
+-- Returns {} if the instance does not exist, {version, 1} if ARGV[1] is current,
+-- else {version, 0, field1, value1, ...}.
+local version = redis.call('HGET', KEYS[1], 'version')
+if not version then
+  return {}
+end
+if version == ARGV[1] then
+  return {version, 1}
+end
+local out = redis.call('HGETALL', KEYS[2])
+table.insert(out, 1, 0)
+table.insert(out, 1, version)
+return out

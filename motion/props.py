@@ -1,0 +1,52 @@
+"""``Properties`` (the props of one run) and ``State`` (what ops see of the state)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Properties(dict[str, Any]):
+    """The props of one ``run``: a dict, plus ``serve_result`` once the serve op ran.
+
+    Keys the serve op adds are visible to the flow's update ops, and
+    ``props.serve_result`` holds what the serve op returned.
+    """
+
+    _serve_result: Any = None
+    #: position of this update in the instance's queue (set on workers)
+    seq: int | None = None
+    #: ``(instance_id, seq)``: stable across re-runs of the same update after a crash
+    idempotency_key: tuple[str, int] | None = None
+
+    @property
+    def serve_result(self) -> Any:
+        """What the flow's serve op returned (``None`` for an update-only flow)."""
+        return self._serve_result
+
+    @serve_result.setter
+    def serve_result(self, value: Any) -> None:
+        self._serve_result = value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_props, (dict(self), self._serve_result))
+
+
+def _rebuild_props(data: dict[str, Any], serve_result: Any) -> Properties:
+    props = Properties(data)
+    props.serve_result = serve_result
+    return props
+
+
+class State(dict[str, Any]):
+    """The state an op sees: a dict of state keys, plus ``instance_id``.
+
+    Treat it as read-only: an update op returns the keys it changes instead.
+    """
+
+    def __init__(self, instance_id: str, data: dict[str, Any] | None = None) -> None:
+        super().__init__(data or {})
+        self.instance_id = instance_id
+
+    def copy(self) -> State:  # keep the type (dict.copy() returns a dict)
+        """A shallow copy, still carrying ``instance_id``."""
+        return State(self.instance_id, self)

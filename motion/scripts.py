@@ -1,0 +1,54 @@
+"""The Lua scripts of the update engine, loaded once and run by SHA.
+
+Each script lives in ``motion/lua/<name>.lua`` with a header listing the keys it
+touches. :func:`run` and :func:`arun` call ``EVALSHA`` and fall back to ``EVAL``
+the first time a server has not seen a script (after a restart, say).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.exceptions import NoScriptError
+
+NAMES = ("enqueue", "init", "read", "acquire", "renew", "window", "commit", "release", "sweep")
+
+
+@dataclass(frozen=True)
+class Script:
+    """One Lua script: its source and SHA-1."""
+
+    name: str
+    source: str
+    sha: str
+
+
+@cache
+def get(name: str) -> Script:
+    """The script called ``name`` (one of :data:`NAMES`)."""
+    source = resources.files("motion").joinpath("lua", f"{name}.lua").read_text()
+    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+
+
+def run(client: redis.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
+    """Run script ``name`` on a synchronous client."""
+    script = get(name)
+    try:
+        return client.evalsha(script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        return client.eval(script.source, len(keys), *keys, *args)
+
+
+async def arun(client: redis.asyncio.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
+    """Run script ``name`` on an asyncio client."""
+    script = get(name)
+    try:
+        return await client.evalsha(script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        return await client.eval(script.source, len(keys), *keys, *args)

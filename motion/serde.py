@@ -1,0 +1,113 @@
+"""Serialization of state values and inbox payloads, and their optional signing.
+
+State values are serialized one by one (so an update that changes one key writes
+one field); the default serializer is cloudpickle, and any object with ``dumps``
+and ``loads`` can replace it. Inbox payloads are framed as::
+
+    b"M1U" + body               unsigned
+    b"M1S" + hmac_sha256 + body signed with MOTION_SIGNING_KEY
+
+With a signing key configured, a worker refuses (and records, without
+unpickling) any payload whose signature is missing or wrong, so a process that
+can write to Redis but lacks the key cannot get code run on a worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any, Protocol
+
+import cloudpickle
+
+from motion.errors import PayloadError, SerializationError, StateTooLargeError
+
+_MAGIC = b"M1"
+_SIGNED = _MAGIC + b"S"
+_UNSIGNED = _MAGIC + b"U"
+_MAC_BYTES = hashlib.sha256().digest_size
+
+
+class Serializer(Protocol):
+    """Turns a value into bytes and back."""
+
+    def dumps(self, value: Any) -> bytes:
+        """Serialize ``value``."""
+        ...
+
+    def loads(self, data: bytes) -> Any:
+        """Deserialize bytes made by :meth:`dumps`."""
+        ...
+
+
+class CloudpickleSerializer:
+    """The default serializer: cloudpickle, so lambdas and local classes work."""
+
+    def dumps(self, value: Any) -> bytes:
+        """Serialize ``value`` with cloudpickle."""
+        return bytes(cloudpickle.dumps(value))
+
+    def loads(self, data: bytes) -> Any:
+        """Deserialize with pickle (cloudpickle output is plain pickle)."""
+        return cloudpickle.loads(data)
+
+
+DEFAULT_SERIALIZER: Serializer = CloudpickleSerializer()
+
+
+def dump_value(serializer: Serializer, what: str, value: Any, limit: int) -> bytes:
+    """Serialize one value, naming ``what`` in the error if it cannot be done."""
+    try:
+        data = serializer.dumps(value)
+    except Exception as exc:
+        raise SerializationError(
+            f"{what} cannot be serialized ({type(exc).__name__}: {exc}); "
+            f"keep it to picklable values, or add save_state/load_state hooks."
+        ) from exc
+    if len(data) > limit:
+        raise StateTooLargeError(
+            f"{what} is {len(data):,} bytes serialized, over the limit of {limit:,} "
+            f"(MOTION_MAX_VALUE_BYTES); store large data elsewhere and keep a reference."
+        )
+    return data
+
+
+def load_value(serializer: Serializer, what: str, data: bytes) -> Any:
+    """Deserialize one value, naming ``what`` in the error if it is unreadable."""
+    try:
+        return serializer.loads(data)
+    except Exception as exc:
+        raise SerializationError(
+            f"{what} cannot be deserialized ({type(exc).__name__}: {exc}); was it "
+            f"written by an incompatible version of the code?"
+        ) from exc
+
+
+def seal(body: bytes, key: bytes | None) -> bytes:
+    """Frame a payload body, signing it when a key is given."""
+    if key is None:
+        return _UNSIGNED + body
+    mac = hmac.new(key, body, hashlib.sha256).digest()
+    return _SIGNED + mac + body
+
+
+def unseal(payload: bytes, key: bytes | None) -> bytes:
+    """Check a framed payload and return its body; raises :class:`PayloadError`."""
+    if payload.startswith(_SIGNED):
+        mac = payload[3 : 3 + _MAC_BYTES]
+        body = payload[3 + _MAC_BYTES :]
+        if len(mac) != _MAC_BYTES:
+            raise PayloadError("payload is truncated (signature incomplete)")
+        if key is None:
+            return body
+        expected = hmac.new(key, body, hashlib.sha256).digest()
+        if not hmac.compare_digest(mac, expected):
+            raise PayloadError("payload signature is wrong; refusing to deserialize it")
+        return body
+    if payload.startswith(_UNSIGNED):
+        if key is not None:
+            raise PayloadError(
+                "payload is unsigned but MOTION_SIGNING_KEY is set; refusing to deserialize it"
+            )
+        return payload[3:]
+    raise PayloadError("payload has no motion header (not written by motion, or corrupt)")

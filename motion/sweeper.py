@@ -1,0 +1,93 @@
+"""Recovery: re-wake instances left pending with no lease holder.
+
+A wake-up can be lost (a queue purged, a broker restart without persistence) and
+a worker can die holding a lease. The sweeper looks only at the old end of the
+pending index (instances whose last wake-up is older than one sweep period), so
+a pass costs O(pending), not O(instances). It runs in every worker's main process
+on a timer (one per cluster at a time, by a Redis lock) and as the ``motion.sweep``
+task for Celery beat.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import redis
+
+from motion import keys as K
+from motion import scripts
+from motion.settings import get_settings
+from motion.store import now_ms
+
+log = logging.getLogger("motion.sweeper")
+
+BATCH = 500
+#: the flow name wake-ups sent by the sweeper carry (shown in Flower as ``Comp.*sweep*``)
+SWEEP_FLOW = "*sweep*"
+
+Send = Callable[[str, str, str, int], None]
+
+
+def sweep_once(client: redis.Redis, send: Send, limit: int = 100_000) -> int:
+    """One pass: re-send wake-ups for stuck instances; returns how many were sent."""
+    grace_ms = int(get_settings().sweep_seconds * 1000)
+    sent = 0
+    while sent < limit:
+        now = now_ms()
+        names = [n.decode() for n in client.zrangebyscore(
+            K.PENDING, "-inf", now - grace_ms, start=0, num=BATCH)]  # fmt: skip
+        if not names:
+            break
+        keys: list[str] = []
+        for name in names:
+            ik = K.InstanceKeys.of(name)
+            keys += [ik.meta, ik.lease]
+        woken = scripts.run(client, "sweep", [*keys, K.PENDING], [now, *names])
+        for raw in woken:
+            component, instance_id = K.split_instance_name(raw.decode())
+            send(component, instance_id, SWEEP_FLOW, 0)
+            sent += 1
+        if len(names) < BATCH:
+            break
+    if sent:
+        log.info("sweeper re-sent %d wake-up(s)", sent)
+    return sent
+
+
+def sweep_if_due(client: redis.Redis, send: Send) -> int | None:
+    """Sweep unless another process swept within the last period (cluster-wide lock)."""
+    period_ms = int(get_settings().sweep_seconds * 1000)
+    if not client.set(K.SWEEPER_LOCK, "1", nx=True, px=max(period_ms * 9 // 10, 1)):
+        return None
+    return sweep_once(client, send)
+
+
+class SweeperTimer:
+    """A daemon thread that calls :func:`sweep_if_due` every sweep period."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="motion-sweeper", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread."""
+        self._stop.set()
+
+    def _loop(self) -> None:
+        from motion.connection import get_redis
+
+        period = get_settings().sweep_seconds
+        while not self._stop.wait(period):
+            try:
+                sweep_if_due(get_redis(), self._send)
+            except Exception:  # keep the timer alive through Redis restarts
+                log.exception("sweeper pass failed")

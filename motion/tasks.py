@@ -1,0 +1,60 @@
+"""The Celery tasks of the worker road: ``motion.apply`` (drain) and ``motion.sweep``.
+
+Registered on the app by :func:`register`, which ``workers/`` and the in-process
+worker call; callers never import this module (they send by task name).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from motion import celery_app, engine, sweeper
+from motion.component import lookup
+from motion.connection import get_redis
+
+log = logging.getLogger("motion.tasks")
+
+_timer: sweeper.SweeperTimer | None = None
+
+
+def apply(component: Any, instance_id: Any, flow: Any = None, seq: Any = None) -> dict[str, Any]:
+    """Drain the instance's inbox. ``flow`` and ``seq`` only label the task in Flower."""
+    if not isinstance(component, str) or not isinstance(instance_id, str) or not instance_id:
+        raise TypeError(
+            f"motion.apply takes (component: str, instance_id: str, flow, seq); got "
+            f"({component!r}, {instance_id!r}, {flow!r}, {seq!r})"
+        )
+    comp = lookup(component)  # UnknownComponentError: visible in Flower; the inbox keeps it
+    return engine.drain(comp, instance_id).as_dict()
+
+
+def sweep() -> int:
+    """One sweeper pass (for Celery beat); returns the number of wake-ups re-sent."""
+    return sweeper.sweep_once(get_redis(), celery_app.send_wakeup)
+
+
+def start_sweeper_timer() -> None:
+    """Run the sweeper on a timer in this process (a worker's main process)."""
+    global _timer
+    if _timer is None:
+        _timer = sweeper.SweeperTimer(celery_app.send_wakeup)
+        _timer.start()
+
+
+def stop_sweeper_timer() -> None:
+    """Stop the timer started by :func:`start_sweeper_timer`."""
+    global _timer
+    if _timer is not None:
+        _timer.stop()
+        _timer = None
+
+
+def register(app: Any) -> Any:
+    """Register motion's tasks on ``app`` and start the sweeper timer when a worker is ready."""
+    if celery_app.APPLY_TASK not in app.tasks:
+        app.task(name=celery_app.APPLY_TASK, ignore_result=True)(apply)
+        app.task(name=celery_app.SWEEP_TASK, ignore_result=True)(sweep)
+        celery_app.on_worker_ready(start_sweeper_timer)
+        celery_app.on_worker_shutdown(stop_sweeper_timer)
+    return app

@@ -1,0 +1,52 @@
+"""The in-process worker: a Celery worker on threads inside the caller's process.
+
+Started on first need by :func:`motion.runtime.ensure_worker` when motion runs on
+its embedded server (or ``MOTION_INPROCESS_WORKER=1``), so a script or notebook
+applies its updates with no separate worker. It consumes the same queues as any
+other worker, so it applies only components this process defines (a wake-up for
+another component fails visibly and stays in the inbox for a worker that has it).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from collections.abc import Callable
+
+from motion import celery_app, tasks
+from motion.settings import get_settings
+
+log = logging.getLogger("motion.worker")
+
+_lock = threading.Lock()
+_stop: Callable[[], None] | None = None
+
+
+def start_inprocess_worker() -> None:
+    """Start the in-process worker and the sweeper timer (idempotent)."""
+    global _stop
+    with _lock:
+        if _stop is not None:
+            return
+        tasks.register(celery_app.get_app())
+        settings = get_settings()
+        _stop = celery_app.start_thread_worker(settings.inprocess_concurrency)
+        tasks.start_sweeper_timer()
+        atexit.register(stop_inprocess_worker)
+        log.info("in-process worker started (%d threads)", settings.inprocess_concurrency)
+
+
+def stop_inprocess_worker() -> None:
+    """Stop the in-process worker (at exit; idempotent)."""
+    global _stop
+    with _lock:
+        stop, _stop = _stop, None
+    if stop is not None:
+        tasks.stop_sweeper_timer()
+        stop()
+
+
+def running() -> bool:
+    """Whether this process runs the in-process worker."""
+    return _stop is not None
