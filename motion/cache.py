@@ -46,7 +46,7 @@ def key(keys: InstanceKeys, flow: str, props: dict[str, Any], version: int) -> s
     return f"{keys.cache_prefix}{flow}:{version}:{digest}"
 
 
-def _decode(component: Component, raw: bytes | None) -> Any:
+def _decode(component: Component, raw: Any) -> Any:
     if raw is None:
         return MISS
     try:

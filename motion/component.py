@@ -258,8 +258,9 @@ class Component:
         def decorator(func: F) -> F:
             wants_state, props_arg = _signature(func, "serve")
             for flow in flows:
-                self._ops.serve[flow] = Op(flow, "serve", func, wants_state=wants_state,
-                                           props_arg=props_arg)  # fmt: skip
+                self._ops.serve[flow] = Op(
+                    flow, "serve", func, wants_state=wants_state, props_arg=props_arg
+                )
             return func
 
         return decorator
@@ -304,8 +305,17 @@ class Component:
                     f"update op {func.__name__} is a generator; return a dict instead."
                 )
             for flow in flows:
-                op = Op(flow, "update", func, policy, discard_after, batch, retries,
-                        wants_state, props_arg)  # fmt: skip
+                op = Op(
+                    flow,
+                    "update",
+                    func,
+                    policy,
+                    discard_after,
+                    batch,
+                    retries,
+                    wants_state,
+                    props_arg,
+                )
                 self._ops.update.setdefault(flow, []).append(op)
             return func
 

@@ -65,16 +65,24 @@ def start_server(binary: str, port: int, data_dir: Path, *extra: str) -> subproc
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [
         binary,
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(data_dir),
-        "--appendonly", "yes",
-        "--save", "",
-        "--maxmemory-policy", "noeviction",
-        "--daemonize", "no",
-        "--logfile", str(data_dir / "server.log"),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--maxmemory-policy",
+        "noeviction",
+        "--daemonize",
+        "no",
+        "--logfile",
+        str(data_dir / "server.log"),
         *extra,
-    ]  # fmt: skip
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, start_new_session=True)
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 15
@@ -128,5 +136,3 @@ def stop_server(info: Path | None = None) -> None:
 def embedded_pid() -> int | None:
     """PID of the server this process started, if any (for tests and ``motion status``)."""
     return _started.pid if _started is not None else None
-
-

@@ -88,9 +88,12 @@ def drain(component: Component, instance_id: str) -> DrainReport:
 
 
 def _drain_held(
-    component: Component, instance_id: str, client: redis.Redis, held: leases.Lease,
+    component: Component,
+    instance_id: str,
+    client: redis.Redis,
+    held: leases.Lease,
     report: DrainReport,
-) -> None:  # fmt: skip
+) -> None:
     keys = held.keys
     state: State | None = None
     while True:
@@ -110,9 +113,10 @@ def _drain_held(
         if state is None:
             state = _read_state(client, component, instance_id, keys)
         pending = {
-            k.decode()[len("pending:") :]: int(v) for k, v in meta.items()
+            k.decode()[len("pending:") :]: int(v)
+            for k, v in meta.items()
             if k.startswith(b"pending:")
-        }  # fmt: skip
+        }
         seq = int(meta[b"applied"]) + 1
         for group in _groups(component, seq, entries):
             outcome = _apply(component, instance_id, state, group, pending)
@@ -141,8 +145,9 @@ def _drain_held(
 def _read_state(
     client: redis.Redis, component: Component, instance_id: str, keys: K.InstanceKeys
 ) -> State:
-    reply = scripts.run(client, "read", [keys.meta, keys.state],
-                        [store.STATE_CACHE.version_of(keys.name)])  # fmt: skip
+    reply = scripts.run(
+        client, "read", [keys.meta, keys.state], [store.STATE_CACHE.version_of(keys.name)]
+    )
     loaded = store.parse_read(component, instance_id, reply)
     if loaded is None:
         raise MotionError(f"{keys.name} has pending updates but no state; was it cleared?")
@@ -161,8 +166,10 @@ def _groups(
             flow = entry_flow(entry) if entry is not None else None
         except PayloadError:
             flow = None
-        batching = flow is not None and flow not in _SPECIAL and any(
-            op.batch for op in component.update_ops(flow)
+        batching = (
+            flow is not None
+            and flow not in _SPECIAL
+            and any(op.batch for op in component.update_ops(flow))
         )
         if batching and groups and prev_flow == flow:
             groups[-1].append((seq, entry))
@@ -173,9 +180,12 @@ def _groups(
 
 
 def _apply(
-    component: Component, instance_id: str, state: State,
-    group: list[tuple[int, bytes | None]], pending: dict[str, int],
-) -> _Outcome:  # fmt: skip
+    component: Component,
+    instance_id: str,
+    state: State,
+    group: list[tuple[int, bytes | None]],
+    pending: dict[str, int],
+) -> _Outcome:
     out = _Outcome(group[0][0], group[-1][0], state)
     name = K.instance_name(component.name, instance_id)
     decoded: list[tuple[int, Update]] = []
@@ -224,9 +234,13 @@ class _OpFailed(Exception):
 
 
 def _run_ops(
-    component: Component, instance_id: str, working: State,
-    decoded: list[tuple[int, Update]], pending: dict[str, int], out: _Outcome,
-) -> None:  # fmt: skip
+    component: Component,
+    instance_id: str,
+    working: State,
+    decoded: list[tuple[int, Update]],
+    pending: dict[str, int],
+    out: _Outcome,
+) -> None:
     """Run the flow's ops over ``decoded``, collecting changes into ``working`` and ``out``."""
     flow = decoded[0][1].flow
     if flow == WRITE_FLOW:
@@ -252,9 +266,10 @@ def _run_ops(
     ran_for: set[int] = set()
     for op in ops:
         eligible = [
-            (seq, update) for i, (seq, update) in enumerate(decoded)
+            (seq, update)
+            for i, (seq, update) in enumerate(decoded)
             if not _discarded(op, pending.get(flow, 0) - i, now - update.enqueued_at)
-        ]  # fmt: skip
+        ]
         if op.batch and eligible:
             props = [_props(instance_id, seq, u) for seq, u in eligible]
             _merge(op, _call(op, working, props), working, out)
@@ -327,8 +342,14 @@ def _call(op: Op, working: State, props: Any) -> Any:
 def _commit(client: redis.Redis, held: leases.Lease, component: str, out: _Outcome) -> int:
     keys = held.keys
     fields = out.fields
-    args: list[Any] = [held.token, out.first, out.last, held.period_ms, store.now_ms(),
-                       1 if out.replace else 0]  # fmt: skip
+    args: list[Any] = [
+        held.token,
+        out.first,
+        out.last,
+        held.period_ms,
+        store.now_ms(),
+        1 if out.replace else 0,
+    ]
     args += [len(fields) // 2, *fields]
     args += [len(out.stats), *[x for kv in out.stats.items() for x in kv]]
     args += [len(out.meta), *[x for kv in out.meta.items() for x in kv]]

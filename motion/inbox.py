@@ -85,8 +85,11 @@ def parse_failures(name: str, records: list[bytes], flow: str) -> list[FailedUpd
     for raw in records:
         rec = json.loads(raw)
         if flow in (ALL_FLOWS, rec["flow"]):
-            out.append(FailedUpdate(name, rec["seq"], rec["flow"], rec["op"], rec["error_type"],
-                                    rec["message"]))  # fmt: skip
+            out.append(
+                FailedUpdate(
+                    name, rec["seq"], rec["flow"], rec["op"], rec["error_type"], rec["message"]
+                )
+            )
     return out
 
 

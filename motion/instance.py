@@ -31,10 +31,38 @@ if TYPE_CHECKING:
     from motion.component import Component, Op
 
 _WORDS = (
-    "amber azure brisk calm cedar coral dusky eager fern gentle hazel ivory jade keen lunar "
-    "maple mellow misty noble ochre olive pearl quiet rapid rustic sage silver sunny swift "
-    "tidal velvet"
-).split()
+    "amber",
+    "azure",
+    "brisk",
+    "calm",
+    "cedar",
+    "coral",
+    "dusky",
+    "eager",
+    "fern",
+    "gentle",
+    "hazel",
+    "ivory",
+    "jade",
+    "keen",
+    "lunar",
+    "maple",
+    "mellow",
+    "misty",
+    "noble",
+    "ochre",
+    "olive",
+    "pearl",
+    "quiet",
+    "rapid",
+    "rustic",
+    "sage",
+    "silver",
+    "sunny",
+    "swift",
+    "tidal",
+    "velvet",
+)
 
 
 def random_id() -> str:
@@ -327,8 +355,7 @@ class Instance:
             loaded = store.parse_read(self._component, self._id, reply)
             if loaded is not None:
                 return loaded
-            state = await asyncio.to_thread(store.initial_state, self._component,
-                                            self._init_params)  # fmt: skip
+            state = await asyncio.to_thread(store.initial_state, self._component, self._init_params)
             init = store.init_args(self._component, self._id, state)
             await scripts.arun(client, "init", self._init_keys(), init)
         raise InvalidInstanceIdError(f"{name} vanished while being created; try again.")
@@ -371,7 +398,7 @@ class Instance:
             await send_wakeup_async(self._component.name, self._id, update.flow, seq)
         return int(seq)
 
-    def _poll_state(self, client: Any, flow: str, target: int) -> tuple[bool, list[bytes]]:
+    def _poll_state(self, client: Any, flow: str, target: int) -> tuple[bool, list[Any]]:
         applied = int(client.hget(self._keys.meta, "applied") or 0)
         if applied < target:
             return False, []
@@ -385,7 +412,7 @@ class Instance:
             return min(self._watch.values(), default=None)
         return self._watch.get(flow)
 
-    def _finish_wait(self, flow: str, records: list[bytes]) -> None:
+    def _finish_wait(self, flow: str, records: list[Any]) -> None:
         if flow == ALL_FLOWS:
             self._watch.clear()
         else:
@@ -422,8 +449,11 @@ class Instance:
             applied = int(await client.hget(self._keys.meta, "applied") or 0)
             if applied >= target:
                 start = self._watch_start(flow)
-                records = [] if start is None else await client.zrangebyscore(
-                    self._keys.failed, start, target)  # fmt: skip
+                records = (
+                    []
+                    if start is None
+                    else await client.zrangebyscore(self._keys.failed, start, target)
+                )
                 return self._finish_wait(flow, records)
             if deadline is not None and time.monotonic() > deadline:
                 raise FlushTimeoutError(self._timeout_message(target, timeout))

@@ -14,8 +14,8 @@ import threading
 
 import redis
 
-from motion import scripts
 from motion import keys as K
+from motion import scripts
 from motion.store import now_ms
 
 log = logging.getLogger("motion.lease")
@@ -33,8 +33,7 @@ class Lease:
 
 def acquire(client: redis.Redis, keys: K.InstanceKeys, component: str, period_ms: int) -> int:
     """Take the lease: a token > 0, 0 if another worker holds it, -1 if no such instance."""
-    reply = scripts.run(client, "acquire", [keys.meta, keys.lease, K.stats(component)],
-                        [period_ms])  # fmt: skip
+    reply = scripts.run(client, "acquire", [keys.meta, keys.lease, K.stats(component)], [period_ms])
     return int(reply)
 
 
@@ -42,8 +41,7 @@ def release(client: redis.Redis, lease: Lease) -> int:
     """Free the lease if the inbox is empty: 1 released, 0 more to do, -1 lost."""
     keys = lease.keys
     return int(
-        scripts.run(client, "release", [keys.meta, keys.lease, K.PENDING],
-                    [lease.token, keys.name])  # fmt: skip
+        scripts.run(client, "release", [keys.meta, keys.lease, K.PENDING], [lease.token, keys.name])
     )
 
 
@@ -81,8 +79,9 @@ class Renewer:
             started = now_ms()
             for lease in leases:
                 try:
-                    ok = scripts.run(get_redis(), "renew", [lease.keys.lease],
-                                     [lease.token, lease.period_ms])  # fmt: skip
+                    ok = scripts.run(
+                        get_redis(), "renew", [lease.keys.lease], [lease.token, lease.period_ms]
+                    )
                 except redis.RedisError as exc:
                     # Redis away: the commit check still protects state; keep trying.
                     log.warning("renewing the lease of %s failed: %s", lease.keys.name, exc)

@@ -56,8 +56,11 @@ def send_wakeup_sync(component: str, instance_id: str, flow: str, seq: int) -> N
     except Exception as exc:  # kombu/redis errors: the update is durable, the sweeper recovers
         log.warning(
             "wake-up for %s__%s #%d not sent (%s); the sweeper will re-send it",
-            component, instance_id, seq, exc,
-        )  # fmt: skip
+            component,
+            instance_id,
+            seq,
+            exc,
+        )
 
 
 async def send_wakeup_async(component: str, instance_id: str, flow: str, seq: int) -> None:

@@ -181,9 +181,7 @@ def configure(**overrides: Any) -> Settings:
     names = {f.name for f in fields(Settings)}
     unknown = set(overrides) - names
     if unknown:
-        raise ConfigurationError(
-            f"unknown setting(s) {sorted(unknown)}; known: {sorted(names)}"
-        )
+        raise ConfigurationError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
     if isinstance(overrides.get("signing_key"), str):
         overrides["signing_key"] = overrides["signing_key"].encode()
     with _lock:

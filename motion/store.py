@@ -37,14 +37,18 @@ def encode_changes(component: Component, name: str, changes: dict[str, Any]) -> 
     limit = get_settings().max_value_bytes
     if component.save_state_func is not None:
         saved = component.save_state_func(changes)
-        return [SAVED_FIELD, dump_value(component.serializer, f"saved state of {name}", saved,
-                                        limit)]  # fmt: skip
+        return [
+            SAVED_FIELD,
+            dump_value(component.serializer, f"saved state of {name}", saved, limit),
+        ]
     flat: list[Any] = []
     for key, value in changes.items():
         if not isinstance(key, str):
             raise UpdateResultError(f"state keys must be strings; got {key!r} for {name}.")
-        flat += [key, dump_value(component.serializer, f"state key {key!r} of {name}", value,
-                                 limit)]  # fmt: skip
+        flat += [
+            key,
+            dump_value(component.serializer, f"state key {key!r} of {name}", value, limit),
+        ]
     return flat
 
 

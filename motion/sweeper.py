@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -36,8 +37,10 @@ def sweep_once(client: redis.Redis, send: Send, limit: int = 100_000) -> int:
     sent = 0
     while sent < limit:
         now = now_ms()
-        names = [n.decode() for n in client.zrangebyscore(
-            K.PENDING, "-inf", now - grace_ms, start=0, num=BATCH)]  # fmt: skip
+        found: list[Any] = client.zrangebyscore(
+            K.PENDING, "-inf", now - grace_ms, start=0, num=BATCH
+        )
+        names = [n.decode() for n in found]
         if not names:
             break
         keys: list[str] = []

