@@ -1,0 +1,5 @@
+"""A module defining no Ledger: a worker started with it lacks Ledger's code."""
+
+from motion import Component
+
+Other = Component("Other")

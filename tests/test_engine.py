@@ -1,0 +1,140 @@
+"""The update engine end to end: real redis-server, real Celery worker processes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from motion import UpdateFailedError
+from motion import keys as K
+from tests.support import COMPONENTS, motion_env, wait_for
+
+pytestmark = pytest.mark.integration
+sys.path.insert(0, str(COMPONENTS))
+from ledger import Ledger  # noqa: E402
+
+
+def assert_drained(client, name: str, count: int) -> None:  # type: ignore[no-untyped-def]
+    """Every update 1..count applied, the inbox empty, the instance not pending."""
+    keys = K.InstanceKeys.of(name)
+    meta = {k.decode(): v.decode() for k, v in client.hgetall(keys.meta).items()}
+    assert int(meta["seq"]) == count
+    assert int(meta["applied"]) == count
+    assert client.hlen(keys.inbox) == 0
+    assert client.zscore(K.PENDING, name) is None
+
+
+def test_four_producers_two_workers_apply_every_update_once_in_order(
+    redis_url, redis_server, start_worker
+):  # type: ignore[no-untyped-def]
+    start_worker(["ledger"], pool="prefork", concurrency=2, name="a")
+    start_worker(["ledger"], pool="prefork", concurrency=2, name="b")
+    instances = [f"order-{i}" for i in range(5)]
+    env = motion_env(redis_url)
+    producers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "producer", f"p{p}", "250", *instances], env=env, cwd=COMPONENTS
+        )
+        for p in range(4)
+    ]
+    for proc in producers:
+        assert proc.wait(120) == 0
+    for instance in instances:
+        Ledger(instance).flush_update(timeout=60)
+    client = redis_server.client()
+    total = 0
+    for instance in instances:
+        handle = Ledger(instance)
+        seqs, items = handle.read_state("seqs"), handle.read_state("items")
+        assert seqs == list(range(1, 201)), f"{instance}: applied out of order or twice"
+        assert len(set(items)) == 200
+        by_producer: dict[str, list[int]] = defaultdict(list)
+        for item in items:
+            producer, i = item.split(":")
+            by_producer[producer].append(int(i))
+        for producer, order in by_producer.items():
+            assert order == sorted(order), f"{producer}'s updates were reordered on {instance}"
+        assert_drained(client, handle.instance_name, 200)
+        total += len(seqs)
+    assert total == 1000
+
+
+def test_worker_killed_mid_update_loses_and_doubles_nothing(
+    redis_url, redis_server, start_worker, tmp_path: Path
+):  # type: ignore[no-untyped-def]
+    worker = start_worker(["ledger"], pool="prefork", concurrency=1, name="doomed")
+    handle = Ledger("crash")
+    marker = tmp_path / "running"
+    handle.run("slow", {"item": 0, "sleep": 30, "marker": str(marker)})
+    for i in range(1, 6):
+        handle.run("add", {"item": i})
+    wait_for(marker.exists, 30, "the slow update op to start")
+    worker.kill(signal.SIGKILL)
+    killed_at = time.monotonic()
+    client = redis_server.client()
+    start_worker(["ledger"], pool="prefork", concurrency=1, name="rescuer",
+                 env={"LEDGER_SLOW_CAP": "0.1"})  # fmt: skip
+    handle.flush_update(timeout=60)
+    recovery = time.monotonic() - killed_at
+    assert handle.read_state("seqs") == [1, 2, 3, 4, 5, 6]
+    assert handle.read_state("items") == [0, 1, 2, 3, 4, 5]
+    assert_drained(client, handle.instance_name, 6)
+    assert int(client.hget(K.stats("Ledger"), "takeovers") or 0) == 1
+    # lease 3 s + one sweep 1 s + worker start-up; generous for a loaded 2-core machine
+    assert recovery < 3 + 1 + 10, f"recovery took {recovery:.1f}s"
+
+
+def test_failed_update_leaves_state_unchanged_and_is_raised_by_flush(
+    redis_url, redis_server, start_worker
+):  # type: ignore[no-untyped-def]
+    start_worker(["ledger"], pool="solo", concurrency=1)
+    handle = Ledger("fail")
+    handle.run("flaky", {"item": "a"}, flush_update=True)
+    version = handle.get_version()
+    handle.run("flaky", {"item": "b", "fail": True})
+    handle.run("flaky", {"item": "c"})
+    with pytest.raises(UpdateFailedError) as raised:
+        handle.flush_update(timeout=30)
+    [failure] = raised.value.failures
+    assert failure.seq == 2 and failure.flow == "flaky" and failure.op == "flaky"
+    assert "refusing item b" in str(raised.value) and "update #2" in str(raised.value)
+    assert handle.read_state("items") == ["a", "c"]
+    assert handle.get_version() == version + 1  # only "c" changed the state
+    stats = redis_server.client().hgetall(K.stats("Ledger"))
+    assert int(stats[b"failed:flaky"]) == 1 and int(stats[b"applied:flaky"]) == 2
+    handle.flush_update(timeout=5)  # reported once, not again
+    assert_drained(redis_server.client(), handle.instance_name, 3)
+
+
+@pytest.mark.parametrize("pool", ["threads", "solo"])
+def test_any_pool_applies_updates(redis_url, start_worker, pool):  # type: ignore[no-untyped-def]
+    start_worker(["ledger"], pool=pool, concurrency=4)
+    handles = [Ledger(f"{pool}-{i}") for i in range(4)]
+    for n in range(20):
+        for handle in handles:
+            handle.run("add", {"item": n})
+    for handle in handles:
+        handle.flush_update(timeout=30)
+        assert handle.read_state("items") == list(range(20))
+
+
+def test_worker_without_the_component_fails_visibly_and_keeps_the_update(
+    redis_url, redis_server, start_worker
+):  # type: ignore[no-untyped-def]
+    stranger = start_worker(["producer_free"], pool="solo", concurrency=1, name="stranger")
+    handle = Ledger("orphan")
+    handle.run("add", {"item": "kept"})
+    wait_for(lambda: "UnknownComponentError" in stranger.log.read_text(), 30,
+             "the worker to report the unknown component")  # fmt: skip
+    keys = K.InstanceKeys.of(handle.instance_name)
+    assert redis_server.client().hlen(keys.inbox) == 1
+    stranger.stop()
+    start_worker(["ledger"], pool="solo", concurrency=1, name="knower")
+    handle.flush_update(timeout=30)  # the sweeper re-wakes it for the worker that knows it
+    assert handle.read_state("items") == ["kept"]
