@@ -7,6 +7,7 @@ deadline (:func:`wait_for`), never a fixed sleep.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -69,10 +70,26 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
-        args = [server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.folder), "--save", "", "--appendonly", "yes",
-                "--appendfsync", "everysec", "--daemonize", "no",
-                "--logfile", str(self.folder / "redis.log"), *self.extra]  # fmt: skip
+        args = [
+            server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.folder),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.folder / "redis.log"),
+            *self.extra,
+        ]
         if self.password:
             args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -119,23 +136,56 @@ def motion_env(url: str, **extra: str) -> dict[str, str]:
 class Worker:
     """``celery -A workers worker`` as a subprocess (so a test may kill it)."""
 
-    def __init__(self, url: str, modules: list[str], log_dir: Path, *, pool: str = "prefork",
-                 concurrency: int = 2, name: str = "w", env: dict[str, str] | None = None,
-                 extra_args: list[str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        modules: list[str],
+        log_dir: Path,
+        *,
+        pool: str = "prefork",
+        concurrency: int = 2,
+        name: str = "w",
+        env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.name = f"{name}-{free_port()}@localhost"
         self.log = log_dir / f"{self.name.split('@')[0]}.log"
-        self.args = [sys.executable, "-m", "celery", "-A", "workers", "worker",
-                     "-I", ",".join(modules), "-P", pool, "-c", str(concurrency),
-                     "-n", self.name, "--without-mingle", "--without-gossip",
-                     "-l", "INFO", "-f", str(self.log), *(extra_args or [])]  # fmt: skip
+        self.args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers",
+            "worker",
+            "-I",
+            ",".join(modules),
+            "-P",
+            pool,
+            "-c",
+            str(concurrency),
+            "-n",
+            self.name,
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "INFO",
+            "-f",
+            str(self.log),
+            *(extra_args or []),
+        ]
         self.env = motion_env(url, **(env or {}))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait: bool = True) -> Worker:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.log.write_text("")
-        self.proc = subprocess.Popen(self.args, env=self.env, cwd=str(ROOT),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
+        self.proc = subprocess.Popen(
+            self.args,
+            env=self.env,
+            cwd=str(ROOT),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         if wait:
             wait_for(self._ready, 60, f"worker {self.name} to be ready", interval=0.05)
         return self
@@ -156,10 +206,8 @@ class Worker:
         if self.proc is None:
             return
         for pid in [*self.children(), self.proc.pid]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         if sig == signal.SIGKILL:
             self.proc.wait(10)
             self.proc = None

@@ -224,8 +224,14 @@ def test_cache_keys_ignore_dict_order() -> None:
 
 
 def test_redis_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MOTION_REDIS_URL", "MOTION_REDIS_HOST", "MOTION_REDIS_PORT",
-                 "MOTION_REDIS_PASSWORD", "MOTION_REDIS_SSL", "MOTION_REDIS_DB"):  # fmt: skip
+    for name in (
+        "MOTION_REDIS_URL",
+        "MOTION_REDIS_HOST",
+        "MOTION_REDIS_PORT",
+        "MOTION_REDIS_PASSWORD",
+        "MOTION_REDIS_SSL",
+        "MOTION_REDIS_DB",
+    ):
         monkeypatch.delenv(name, raising=False)
     assert url_from_environment() is None  # the embedded default
     monkeypatch.setenv("MOTION_REDIS_HOST", "cache.internal")

@@ -78,8 +78,9 @@ def test_worker_killed_mid_update_loses_and_doubles_nothing(
     worker.kill(signal.SIGKILL)
     killed_at = time.monotonic()
     client = redis_server.client()
-    start_worker(["ledger"], pool="prefork", concurrency=1, name="rescuer",
-                 env={"LEDGER_SLOW_CAP": "0.1"})  # fmt: skip
+    start_worker(
+        ["ledger"], pool="prefork", concurrency=1, name="rescuer", env={"LEDGER_SLOW_CAP": "0.1"}
+    )
     handle.flush_update(timeout=60)
     recovery = time.monotonic() - killed_at
     assert handle.read_state("seqs") == [1, 2, 3, 4, 5, 6]
@@ -130,8 +131,11 @@ def test_worker_without_the_component_fails_visibly_and_keeps_the_update(
     stranger = start_worker(["producer_free"], pool="solo", concurrency=1, name="stranger")
     handle = Ledger("orphan")
     handle.run("add", {"item": "kept"})
-    wait_for(lambda: "UnknownComponentError" in stranger.log.read_text(), 30,
-             "the worker to report the unknown component")  # fmt: skip
+    wait_for(
+        lambda: "UnknownComponentError" in stranger.log.read_text(),
+        30,
+        "the worker to report the unknown component",
+    )
     keys = K.InstanceKeys.of(handle.instance_name)
     assert redis_server.client().hlen(keys.inbox) == 1
     stranger.stop()

@@ -209,8 +209,14 @@ def test_embedded_default_needs_no_setup(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOTION_")}
     env["MOTION_HOME"] = str(tmp_path / "home")
     env["PYTHONPATH"] = str(ROOT)
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     value, pid = out.stdout.split()
     assert value == "3"
