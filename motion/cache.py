@@ -14,9 +14,6 @@ import json
 import pickle
 from typing import TYPE_CHECKING, Any
 
-import redis
-import redis.asyncio
-
 from motion.keys import InstanceKeys
 
 if TYPE_CHECKING:
@@ -37,16 +34,21 @@ def canonical(props: dict[str, Any]) -> bytes | None:
         return None
 
 
-def key(keys: InstanceKeys, flow: str, props: dict[str, Any], version: int) -> str | None:
-    """The cache key of a serve call, or ``None`` when its props cannot be cached."""
+def digest(props: dict[str, Any]) -> str | None:
+    """A short digest of the canonical props, or ``None`` when they cannot be cached."""
     data = canonical(props)
-    if data is None:
-        return None
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
-    return f"{keys.cache_prefix}{flow}:{version}:{digest}"
+    return None if data is None else hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _decode(component: Component, raw: Any) -> Any:
+def key(keys: InstanceKeys, flow: str, props_digest: str, version: int | bytes) -> str:
+    """The cache key of a serve call of ``flow`` at state ``version``."""
+    if isinstance(version, bytes):
+        version = int(version)
+    return f"{keys.cache_prefix}{flow}:{version}:{props_digest}"
+
+
+def decode(component: Component, raw: Any) -> Any:
+    """A cached result from its bytes, or :data:`MISS`."""
     if raw is None:
         return MISS
     try:
@@ -55,32 +57,9 @@ def _decode(component: Component, raw: Any) -> Any:
         return MISS  # an unreadable entry is a miss, recomputed and overwritten
 
 
-def _encode(component: Component, value: Any) -> bytes | None:
+def encode(component: Component, value: Any) -> bytes | None:
+    """Bytes to cache for ``value``, or ``None`` when it cannot be serialized."""
     try:
         return component.serializer.dumps(value)
     except Exception:
         return None  # an unpicklable result is served, just not cached
-
-
-def get(client: redis.Redis, component: Component, ckey: str) -> Any:
-    """The cached result, or :data:`MISS`."""
-    return _decode(component, client.get(ckey))
-
-
-def put(client: redis.Redis, component: Component, ckey: str, value: Any) -> None:
-    """Cache ``value`` for ``component.cache_ttl`` seconds."""
-    data = _encode(component, value)
-    if data is not None:
-        client.set(ckey, data, ex=component.cache_ttl)
-
-
-async def aget(client: redis.asyncio.Redis, component: Component, ckey: str) -> Any:
-    """Async :func:`get`."""
-    return _decode(component, await client.get(ckey))
-
-
-async def aput(client: redis.asyncio.Redis, component: Component, ckey: str, value: Any) -> None:
-    """Async :func:`put`."""
-    data = _encode(component, value)
-    if data is not None:
-        await client.set(ckey, data, ex=component.cache_ttl)

@@ -145,10 +145,14 @@ def _drain_held(
 def _read_state(
     client: redis.Redis, component: Component, instance_id: str, keys: K.InstanceKeys
 ) -> State:
-    reply = scripts.run(
-        client, "read", [keys.meta, keys.state], [store.STATE_CACHE.version_of(keys.name)]
-    )
-    loaded = store.parse_read(component, instance_id, reply)
+    try:
+        reply = scripts.run(
+            client, "read", [keys.meta, keys.state], [store.STATE_CACHE.version_of(keys.name)]
+        )
+        loaded = store.parse_read(component, instance_id, reply)
+    except store.StaleCopy:
+        reply = scripts.run(client, "read", [keys.meta, keys.state], [""])
+        loaded = store.parse_read(component, instance_id, reply)
     if loaded is None:
         raise MotionError(f"{keys.name} has pending updates but no state; was it cleared?")
     return loaded[1]

@@ -11,6 +11,7 @@ import inspect
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from motion import cache, scripts, store
@@ -63,6 +64,17 @@ _WORDS = (
     "tidal",
     "velvet",
 )
+
+
+CacheWrite = tuple[str, bytes, int] | None  # (key, serialized result, ttl) to store
+
+
+@dataclass
+class Served:
+    """A serve op's result, and the cache entry to store for it (if any)."""
+
+    value: Any
+    cache_write: CacheWrite = None
 
 
 def random_id() -> str:
@@ -143,15 +155,19 @@ class Instance:
         if force_refresh:
             self.flush_update()
         serve = self._component.serve_op(flow)
-        result = None
+        served = Served(None)
         if serve is not None:
-            result = self._serve(serve, flow, properties, ignore_cache or force_refresh)
-        properties.serve_result = result
+            served = self._serve(serve, flow, properties, ignore_cache or force_refresh)
+        properties.serve_result = served.value
         if self._component.update_ops(flow):
-            seq = self._enqueue(Update(flow, dict(properties), result))
+            seq = self._enqueue(Update(flow, dict(properties), served.value), served.cache_write)
             if flush_update:
                 self._wait(flow, seq, None)
-        return result
+        elif served.cache_write is not None:
+            cache_key, data, ttl = served.cache_write
+            with translate_errors(f"caching a serve result of {self._keys.name}"):
+                get_redis().set(cache_key, data, ex=ttl)
+        return served.value
 
     def gen(self, flow: str, props: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[Any]:
         """Stream the items of a generator serve op; updates see the full list."""
@@ -161,7 +177,7 @@ class Instance:
         serve = self._component.serve_op(flow)
         items: list[Any] = []
         if serve is not None:
-            _, state = self._load()
+            state = self._load()[1]
             out = serve.call(state.copy(), properties)
             if inspect.isasyncgen(out) or inspect.iscoroutine(out):
                 out = call_sync(_collect(out))
@@ -189,15 +205,19 @@ class Instance:
         if force_refresh:
             await self.aflush_update()
         serve = self._component.serve_op(flow)
-        result = None
+        served = Served(None)
         if serve is not None:
-            result = await self._aserve(serve, flow, properties, ignore_cache or force_refresh)
-        properties.serve_result = result
+            served = await self._aserve(serve, flow, properties, ignore_cache or force_refresh)
+        properties.serve_result = served.value
         if self._component.update_ops(flow):
-            seq = await self._aenqueue(Update(flow, dict(properties), result))
+            update = Update(flow, dict(properties), served.value)
+            seq = await self._aenqueue(update, served.cache_write)
             if flush_update:
                 await self._await(flow, seq, None)
-        return result
+        elif served.cache_write is not None:
+            cache_key, data, ttl = served.cache_write
+            await get_async_redis().set(cache_key, data, ex=ttl)
+        return served.value
 
     async def agen(
         self, flow: str, props: dict[str, Any] | None = None, **kwargs: Any
@@ -209,7 +229,7 @@ class Instance:
         serve = self._component.serve_op(flow)
         items: list[Any] = []
         if serve is not None:
-            _, state = await self._aload()
+            state = (await self._aload())[1]
             out = serve.call(state.copy(), properties)
             if inspect.iscoroutine(out):
                 out = await out
@@ -298,65 +318,90 @@ class Instance:
         if self._closed:
             raise InstanceClosedError(f"{self.instance_name} was closed; create a new handle.")
 
-    def _serve(self, op: Op, flow: str, props: Properties, skip_cache: bool) -> Any:
-        version, state = self._load()
-        use_cache = self._component.cache_ttl > 0
-        ckey = cache.key(self._keys, flow, props, version) if use_cache else None
-        if ckey is not None and not skip_cache:
-            hit = cache.get(get_redis(), self._component, ckey)
-            if hit is not cache.MISS:
-                return hit
+    def _serve(self, op: Op, flow: str, props: Properties, skip_cache: bool) -> Served:
+        digest = cache.digest(props) if self._component.cache_ttl > 0 else None
+        version, state, hit = self._load(flow, None if skip_cache else digest)
+        value = cache.decode(self._component, hit)
+        if value is not cache.MISS:
+            return Served(value)
         out = op.call(state.copy(), props)
         if inspect.iscoroutine(out) or inspect.isasyncgen(out):
             out = call_sync(_collect(out))
         elif inspect.isgenerator(out):
             out = list(out)
-        if ckey is not None:
-            cache.put(get_redis(), self._component, ckey, out)
-        return out
+        return Served(out, self._cache_write(flow, digest, version, out))
 
-    async def _aserve(self, op: Op, flow: str, props: Properties, skip_cache: bool) -> Any:
-        version, state = await self._aload()
-        use_cache = self._component.cache_ttl > 0
-        ckey = cache.key(self._keys, flow, props, version) if use_cache else None
-        client = get_async_redis()
-        if ckey is not None and not skip_cache:
-            hit = await cache.aget(client, self._component, ckey)
-            if hit is not cache.MISS:
-                return hit
+    async def _aserve(self, op: Op, flow: str, props: Properties, skip_cache: bool) -> Served:
+        digest = cache.digest(props) if self._component.cache_ttl > 0 else None
+        version, state, hit = await self._aload(flow, None if skip_cache else digest)
+        value = cache.decode(self._component, hit)
+        if value is not cache.MISS:
+            return Served(value)
         if op.is_async:
-            out = op.call(state.copy(), props)
-            out = await _collect(out)
+            out = await _collect(op.call(state.copy(), props))
         else:  # a sync op must not block the event loop
             out = await asyncio.to_thread(_call_and_list, op, state.copy(), props)
-        if ckey is not None:
-            await cache.aput(client, self._component, ckey, out)
-        return out
+        return Served(out, self._cache_write(flow, digest, version, out))
 
-    def _load(self) -> tuple[int, State]:
+    def _cache_write(
+        self, flow: str, digest: str | None, version: int, value: Any
+    ) -> tuple[str, bytes, int] | None:
+        data = cache.encode(self._component, value) if digest else None
+        if data is None or digest is None:
+            return None
+        return cache.key(self._keys, flow, digest, version), data, self._component.cache_ttl
+
+    def _read_call(self, flow: str, digest: str | None) -> tuple[list[str], list[Any]]:
+        known = store.STATE_CACHE.version_of(self._keys.name)
+        keys = [self._keys.meta, self._keys.state]
+        if known and digest:
+            keys.append(cache.key(self._keys, flow, digest, known))
+        return keys, [known]
+
+    def _load(self, flow: str = "", digest: str | None = None) -> tuple[int, State, Any]:
         name = self._keys.name
-        args = [self._keys.meta, self._keys.state]
         with translate_errors(f"reading {name}"):
             client = get_redis()
-            for _ in range(2):
-                reply = scripts.run(client, "read", args, [store.STATE_CACHE.version_of(name)])
-                loaded = store.parse_read(self._component, self._id, reply)
+            known = store.STATE_CACHE.version_of(name)
+            if known and digest is None:  # the common case: one HGET, like a GET
+                state = store.STATE_CACHE.get(name)
+                if state is not None and client.hget(self._keys.meta, "version") == known:
+                    return int(known), state, None
+            for _ in range(3):
+                keys, args = self._read_call(flow, digest)
+                try:
+                    loaded = store.parse_read(
+                        self._component, self._id, scripts.run(client, "read", keys, args)
+                    )
+                except store.StaleCopy:
+                    continue
                 if loaded is not None:
                     return loaded
                 self._create(client)
         raise InvalidInstanceIdError(f"{name} vanished while being created; try again.")
 
-    async def _aload(self) -> tuple[int, State]:
+    async def _aload(self, flow: str = "", digest: str | None = None) -> tuple[int, State, Any]:
         name = self._keys.name
         client = get_async_redis()
-        args = [self._keys.meta, self._keys.state]
-        for _ in range(2):
-            reply = await scripts.arun(client, "read", args, [store.STATE_CACHE.version_of(name)])
-            loaded = store.parse_read(self._component, self._id, reply)
+        known = store.STATE_CACHE.version_of(name)
+        if known and digest is None:
+            state = store.STATE_CACHE.get(name)
+            if state is not None and await client.hget(self._keys.meta, "version") == known:
+                return int(known), state, None
+        for _ in range(3):
+            keys, args = self._read_call(flow, digest)
+            try:
+                loaded = store.parse_read(
+                    self._component, self._id, await scripts.arun(client, "read", keys, args)
+                )
+            except store.StaleCopy:
+                continue
             if loaded is not None:
                 return loaded
-            state = await asyncio.to_thread(store.initial_state, self._component, self._init_params)
-            init = store.init_args(self._component, self._id, state)
+            initial = await asyncio.to_thread(
+                store.initial_state, self._component, self._init_params
+            )
+            init = store.init_args(self._component, self._id, initial)
             await scripts.arun(client, "init", self._init_keys(), init)
         raise InvalidInstanceIdError(f"{name} vanished while being created; try again.")
 
@@ -369,12 +414,15 @@ class Instance:
         scripts.run(client, "init", self._init_keys(), init)
 
     # -- internals: enqueue and wait ----------------------------------------------
-    def _enqueue(self, update: Update) -> int:
+    def _enqueue(self, update: Update, cache_write: CacheWrite = None) -> int:
         entry = encode(self._component, self._keys.name, update)
         keys, args = enqueue_call(self._keys, entry, update.flow)
         with translate_errors(f"enqueueing {update.flow!r} for {self._keys.name}"):
             client = get_redis()
-            seq, wake = scripts.run(client, "enqueue", keys, args)
+            if cache_write is None:
+                seq, wake = scripts.run(client, "enqueue", keys, args)
+            else:  # one round trip for both
+                seq, wake = scripts.run_after(client, ("set", cache_write), "enqueue", keys, args)
             if seq == 0:  # a new instance: create it, then enqueue
                 self._create(client)
                 seq, wake = scripts.run(client, "enqueue", keys, args)
@@ -384,11 +432,16 @@ class Instance:
             send_wakeup_sync(self._component.name, self._id, update.flow, seq)
         return int(seq)
 
-    async def _aenqueue(self, update: Update) -> int:
+    async def _aenqueue(self, update: Update, cache_write: CacheWrite = None) -> int:
         entry = encode(self._component, self._keys.name, update)
         keys, args = enqueue_call(self._keys, entry, update.flow)
         client = get_async_redis()
-        seq, wake = await scripts.arun(client, "enqueue", keys, args)
+        if cache_write is None:
+            seq, wake = await scripts.arun(client, "enqueue", keys, args)
+        else:
+            seq, wake = await scripts.arun_after(
+                client, ("set", cache_write), "enqueue", keys, args
+            )
         if seq == 0:
             await self._aload()  # creates the instance
             seq, wake = await scripts.arun(client, "enqueue", keys, args)

@@ -52,3 +52,52 @@ async def arun(client: redis.asyncio.Redis, name: str, keys: list[str], args: li
         return await client.evalsha(script.sha, len(keys), *keys, *args)
     except NoScriptError:
         return await client.eval(script.source, len(keys), *keys, *args)
+
+
+def run_after(
+    client: redis.Redis,
+    command: tuple[str, tuple[Any, ...]],
+    name: str,
+    keys: list[str],
+    args: list[Any],
+) -> Any:
+    """Send ``command`` (e.g. ``("set", (key, value, ttl))``) and script ``name`` in one
+    round trip; returns the script's reply."""
+    script = get(name)
+    pipe = client.pipeline(transaction=False)
+    _queue(pipe, command)
+    pipe.evalsha(script.sha, len(keys), *keys, *args)
+    replies = pipe.execute(raise_on_error=False)
+    if isinstance(replies[-1], NoScriptError):
+        return client.eval(script.source, len(keys), *keys, *args)
+    if isinstance(replies[-1], Exception):
+        raise replies[-1]
+    return replies[-1]
+
+
+async def arun_after(
+    client: redis.asyncio.Redis,
+    command: tuple[str, tuple[Any, ...]],
+    name: str,
+    keys: list[str],
+    args: list[Any],
+) -> Any:
+    """Async :func:`run_after`."""
+    script = get(name)
+    pipe = client.pipeline(transaction=False)
+    _queue(pipe, command)
+    pipe.evalsha(script.sha, len(keys), *keys, *args)
+    replies = await pipe.execute(raise_on_error=False)
+    if isinstance(replies[-1], NoScriptError):
+        return await client.eval(script.source, len(keys), *keys, *args)
+    if isinstance(replies[-1], Exception):
+        raise replies[-1]
+    return replies[-1]
+
+
+def _queue(pipe: Any, command: tuple[str, tuple[Any, ...]]) -> None:
+    verb, params = command
+    if verb != "set":
+        raise ValueError(f"unsupported pipelined command {verb!r}")
+    key, value, ttl = params
+    pipe.set(key, value, ex=ttl)

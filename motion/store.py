@@ -137,14 +137,24 @@ STATE_CACHE = StateCache()
 
 def parse_read(
     component: Component, instance_id: str, reply: list[Any]
-) -> tuple[int, State] | None:
-    """Interpret the read script's reply; ``None`` when the instance does not exist."""
+) -> tuple[int, State, Any] | None:
+    """Interpret the read script's reply: ``(version, state, cached serve result or None)``.
+
+    ``None`` when the instance does not exist.
+    """
     if not reply:
         return None
     name = K.instance_name(component.name, instance_id)
     version = reply[0]
-    cached = STATE_CACHE.get(name) if reply[1] == 1 else None
-    if cached is None:
-        cached = decode_state(component, instance_id, reply[2:])
-        STATE_CACHE.put(name, version, cached)
-    return int(version), cached
+    if reply[1] == 1:
+        cached = STATE_CACHE.get(name)
+        if cached is None:  # evicted since we sent our version: read again in full
+            raise StaleCopy(name)
+        return int(version), cached, reply[2] if len(reply) > 2 else None
+    state = decode_state(component, instance_id, reply[2:])
+    STATE_CACHE.put(name, version, state)
+    return int(version), state, None
+
+
+class StaleCopy(Exception):
+    """The local copy named in a read vanished before the reply came (read again)."""

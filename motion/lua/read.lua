@@ -1,13 +1,17 @@
 -- read: the committed state, unless the caller's cached copy is still current.
--- KEYS[1] meta   KEYS[2] state
+-- KEYS[1] meta   KEYS[2] state   KEYS[3] (optional) serve-cache key for ARGV[1]'s version
 -- ARGV[1] version the caller holds ('' for none)
--- Returns {} if the instance does not exist, {version, 1} if ARGV[1] is current,
--- else {version, 0, field1, value1, ...}.
+-- Returns {} if the instance does not exist; {version, 1, cached} if ARGV[1] is
+-- current (cached: the serve-cache entry, or false); else {version, 0, field1,
+-- value1, ...}.
 local version = redis.call('HGET', KEYS[1], 'version')
 if not version then
   return {}
 end
 if version == ARGV[1] then
+  if KEYS[3] then
+    return {version, 1, redis.call('GET', KEYS[3])}
+  end
   return {version, 1}
 end
 local out = redis.call('HGETALL', KEYS[2])
