@@ -36,6 +36,8 @@ log = logging.getLogger("motion.engine")
 
 #: most inbox entries read per round trip
 WINDOW = 64
+#: quick updates in a window are committed together for at most this long (seconds)
+COMMIT_BUDGET = 0.02
 _SPECIAL = (WRITE_FLOW, MIGRATE_FLOW)
 
 
@@ -62,9 +64,25 @@ class _Outcome:
     changes: dict[str, Any] = field(default_factory=dict)
     fields: list[Any] = field(default_factory=list)  # encoded changes, ready for the commit
     replace: bool = False
+    bumps: int = 0  # state changes in this outcome (the version advances by this much)
     stats: Counter[str] = field(default_factory=Counter)
     meta: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[int, str]] = field(default_factory=list)
+
+    def merge(self, later: _Outcome) -> _Outcome:
+        """This outcome followed by ``later`` (the next seqs), as one commit."""
+        if later.replace or self.replace:
+            raise ValueError("a migration is committed on its own")
+        fields = dict(zip(self.fields[::2], self.fields[1::2], strict=True))
+        fields.update(zip(later.fields[::2], later.fields[1::2], strict=True))
+        self.fields = [x for kv in fields.items() for x in kv]
+        self.changes.update(later.changes)
+        self.bumps += later.bumps
+        self.last, self.state = later.last, later.state
+        self.stats.update(later.stats)
+        self.meta.update(later.meta)
+        self.failures += later.failures
+        return self
 
 
 def drain(component: Component, instance_id: str) -> DrainReport:
@@ -118,28 +136,73 @@ def _drain_held(
             if k.startswith(b"pending:")
         }
         seq = int(meta[b"applied"]) + 1
-        for group in _groups(component, seq, entries):
-            outcome = _apply(component, instance_id, state, group, pending)
-            result = _commit(client, held, component.name, outcome)
-            if result == -1:
-                report.skipped = "lease lost"
-                return
-            if result == -2:  # already applied by someone: re-read the window
-                state = None
-                break
-            for flow_field, delta in outcome.meta.items():
-                flow = flow_field[len("pending:") :]
-                pending[flow] = pending.get(flow, 0) + delta
-            report.applied += sum(v for k, v in outcome.stats.items() if k.startswith("applied:"))
-            report.failed += len(outcome.failures)
-            report.discarded += sum(
-                v for k, v in outcome.stats.items() if k.startswith("discarded:")
-            )
+        state = _apply_window(
+            component, instance_id, client, held, state, entries, seq, pending, report
+        )
+        if held.lost.is_set() or report.skipped:
+            return
+
+
+def _apply_window(
+    component: Component,
+    instance_id: str,
+    client: redis.Redis,
+    held: leases.Lease,
+    state: State,
+    entries: list[bytes | None],
+    seq: int,
+    pending: dict[str, int],
+    report: DrainReport,
+) -> State | None:
+    """Apply one window, committing consecutive updates together for up to ``COMMIT_BUDGET``
+    seconds (one round trip for many quick updates); returns the state after it, or
+    ``None`` when it must be read again."""
+    keys = held.keys
+    acc: _Outcome | None = None
+    started = time.monotonic()
+    for group in _groups(component, seq, entries):
+        special = _is_migration(group)
+        if acc is not None and special:
+            if not _commit_acc(client, held, component.name, acc, report):
+                return None
+            acc, started = None, time.monotonic()
+        outcome = _apply(component, instance_id, state, group, pending)
+        for flow_field, delta in outcome.meta.items():
+            flow = flow_field[len("pending:") :]
+            pending[flow] = pending.get(flow, 0) + delta
+        acc = outcome if acc is None else acc.merge(outcome)
+        state = outcome.state
+        if outcome.failures or special or time.monotonic() - started > COMMIT_BUDGET:
+            if not _commit_acc(client, held, component.name, acc, report):
+                return None
+            acc, started = None, time.monotonic()
             if outcome.failures:  # an op may have mutated shared values: start clean
                 store.STATE_CACHE.drop(keys.name)
                 state = _read_state(client, component, instance_id, keys)
-            else:
-                state = outcome.state
+    if acc is not None and not _commit_acc(client, held, component.name, acc, report):
+        return None
+    return state
+
+
+def _is_migration(group: list[tuple[int, bytes | None]]) -> bool:
+    entry = group[0][1]
+    return entry is not None and entry.startswith(MIGRATE_FLOW.encode() + b"\x00")
+
+
+def _commit_acc(
+    client: redis.Redis, held: leases.Lease, component: str, acc: _Outcome, report: DrainReport
+) -> bool:
+    """Commit ``acc``; False when the drain must stop or re-read (lease lost, duplicate)."""
+    result = _commit(client, held, component, acc)
+    if result == -1:
+        report.skipped = "lease lost"
+        return False
+    if result == -2:  # already applied by someone: re-read the window
+        return False
+    report.applied += sum(v for k, v in acc.stats.items() if k.startswith("applied:"))
+    report.failed += len(acc.failures)
+    report.discarded += sum(v for k, v in acc.stats.items() if k.startswith("discarded:"))
+    return True
 
 
 def _read_state(
@@ -213,6 +276,7 @@ def _apply(
         if out.changes or out.replace:
             whole = component.save_state_func is not None
             out.fields = store.encode_changes(component, name, working if whole else out.changes)
+            out.bumps = 1
     except _OpFailed as failed:
         out.changes, out.replace = {}, False
         for seq, _ in decoded:
@@ -353,6 +417,7 @@ def _commit(client: redis.Redis, held: leases.Lease, component: str, out: _Outco
         held.period_ms,
         store.now_ms(),
         1 if out.replace else 0,
+        out.bumps,
     ]
     args += [len(fields) // 2, *fields]
     args += [len(out.stats), *[x for kv in out.stats.items() for x in kv]]

@@ -4,6 +4,7 @@
 -- KEYS[6] motion:stats:<component>
 -- ARGV[1] token   ARGV[2] first seq   ARGV[3] last seq   ARGV[4] lease period (ms)
 -- ARGV[5] now (ms)   ARGV[6] 1 to replace the whole state (a migration), else 0
+-- ARGV[7] how many state changes the version advances by (one per update that changed it)
 -- then four counted lists, each "n, then n pairs":
 --   state fields (field, value) | stats counters (field, increment)
 --   meta counters (field, increment) | failure records (seq, json)
@@ -18,15 +19,14 @@ if applied + 1 ~= tonumber(ARGV[2]) then
 end
 if ARGV[6] == '1' then
   redis.call('DEL', KEYS[2])
-  redis.call('HINCRBY', KEYS[1], 'version', 1)
 end
-local i = 7
+if ARGV[7] ~= '0' then
+  redis.call('HINCRBY', KEYS[1], 'version', ARGV[7])
+end
+local i = 8
 local n = tonumber(ARGV[i])
 for j = 1, n do
   redis.call('HSET', KEYS[2], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
-end
-if n > 0 and ARGV[6] ~= '1' then
-  redis.call('HINCRBY', KEYS[1], 'version', 1)
 end
 i = i + 2 * n + 1
 n = tonumber(ARGV[i])
