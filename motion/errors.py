@@ -28,6 +28,14 @@ class InvalidInstanceIdError(MotionError, ValueError):
     """An instance id (or ``Component__id`` name) is malformed."""
 
 
+class InstanceNotFoundError(MotionError, ValueError):
+    """An admin call named an instance that does not exist in Redis."""
+
+
+class MissingDependencyError(MotionError, ImportError):
+    """An optional extra is not installed; the message names the pip command."""
+
+
 class UnknownFlowError(MotionError, KeyError):
     """``run`` or ``flush_update`` named a flow the component does not define."""
 
