@@ -237,7 +237,7 @@ def test_handles_are_safe_to_share_between_threads(worker) -> None:  # type: ign
         try:
             for i in range(20):
                 handle.run("burst", {"i": offset + i})
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(k * 100,)) for k in range(4)]
