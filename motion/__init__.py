@@ -6,6 +6,15 @@ committed state, the update ops run on Celery workers, per instance strictly in
 order and exactly once as state changes.
 """
 
+from motion.admin import (
+    MigrationResult,
+    StateMigrator,
+    clear_instance,
+    copy_db,
+    get_instances,
+    inspect_state,
+)
+from motion.application import Application
 from motion.component import Component, DiscardPolicy
 from motion.errors import (
     ConfigurationError,
@@ -13,6 +22,8 @@ from motion.errors import (
     DefinitionError,
     FailedUpdate,
     FlushTimeoutError,
+    InstanceNotFoundError,
+    MissingDependencyError,
     MotionError,
     PayloadError,
     SerializationError,
@@ -29,6 +40,7 @@ ComponentInstance = Instance  # Motion's name for the handle type
 __version__ = "0.2.0"
 
 __all__ = [
+    "Application",
     "Component",
     "ComponentInstance",
     "ConfigurationError",
@@ -38,15 +50,23 @@ __all__ = [
     "FailedUpdate",
     "FlushTimeoutError",
     "Instance",
+    "InstanceNotFoundError",
+    "MigrationResult",
+    "MissingDependencyError",
     "MotionError",
     "PayloadError",
     "Properties",
     "RedisParams",
     "SerializationError",
     "State",
+    "StateMigrator",
     "UnknownComponentError",
     "UnknownFlowError",
     "UpdateFailedError",
     "__version__",
+    "clear_instance",
     "configure",
+    "copy_db",
+    "get_instances",
+    "inspect_state",
 ]

@@ -1,0 +1,410 @@
+"""Operator utilities: list, inspect, clear, migrate and copy instances; status and flush.
+
+These are Motion's package-level helpers (``clear_instance``, ``inspect_state``,
+``get_instances``, ``StateMigrator``, ``copy_db``) plus what the ``motion`` CLI
+shows (:func:`status`, :func:`flush_instance`). They need no component code
+unless said otherwise, and they never use ``KEYS``: every listing is a ``SCAN``,
+so they are safe on a production Redis with millions of keys.
+
+A migration is an update like any other: it goes through the instance's inbox,
+so it is applied in order with the updates already enqueued and never races them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from motion import keys as K
+from motion import store
+from motion.component import Component, lookup, registered
+from motion.connection import get_redis, translate_errors
+from motion.errors import (
+    ConfigurationError,
+    DefinitionError,
+    FlushTimeoutError,
+    InstanceNotFoundError,
+    UpdateFailedError,
+)
+from motion.inbox import ALL_FLOWS, MIGRATE_FLOW, Update, parse_failures, target_field
+from motion.serde import DEFAULT_SERIALIZER, Serializer, load_value, unseal
+from motion.settings import RedisParams, get_settings
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _scan(client: redis.Redis, pattern: str) -> Iterator[str]:
+    for key in client.scan_iter(match=pattern, count=1000):
+        yield _text(key)
+
+
+def _serializer(component: str) -> Serializer:
+    """The component's serializer when its code is loaded here, else cloudpickle."""
+    return lookup(component).serializer if component in registered() else DEFAULT_SERIALIZER
+
+
+def get_instances(component: str | Component) -> list[str]:
+    """Ids of every instance of ``component``, sorted (found with ``SCAN``, never ``KEYS``).
+
+    Example::
+
+        get_instances("Summary")  # ["user-1", "user-2"]
+    """
+    name = component.name if isinstance(component, Component) else component
+    with translate_errors(f"listing instances of {name}"):
+        found = {K.name_from_meta_key(key) for key in _scan(get_redis(), K.meta_pattern(name))}
+    return sorted(K.split_instance_name(n)[1] for n in found)
+
+
+def clear_instance(instance_name: str) -> bool:
+    """Delete every key of ``"Comp__id"``: state, queue, failures, cached serve results.
+
+    Pending updates are dropped with it. Returns ``True`` if the instance existed.
+    Raises :class:`~motion.errors.InvalidInstanceIdError` (a ``ValueError``) for a
+    name without ``__``.
+    """
+    K.split_instance_name(instance_name)
+    keys = K.InstanceKeys.of(instance_name)
+    client = get_redis()
+    with translate_errors(f"clearing {instance_name}"):
+        cached = list(_scan(client, _glob_escape(keys.cache_prefix) + "*"))
+        pipe = client.pipeline(transaction=False)
+        pipe.delete(*keys.all())
+        for start in range(0, len(cached), 500):
+            pipe.delete(*cached[start : start + 500])
+        pipe.zrem(K.PENDING, instance_name)
+        deleted = pipe.execute()[0]
+    store.STATE_CACHE.drop(instance_name)
+    return bool(deleted)
+
+
+def inspect_state(instance_name: str) -> dict[str, Any]:
+    """The stored state of ``"Comp__id"`` as a dict (``load_state`` is not applied).
+
+    Values are decoded with the component's serializer when its code is loaded in
+    this process, else with cloudpickle. With ``save_state`` hooks the saved value
+    is returned (a non-dict one under the key ``"<saved>"``).
+
+    Raises:
+        InstanceNotFoundError: (a ``ValueError``) if the instance does not exist.
+    """
+    component, _ = K.split_instance_name(instance_name)
+    keys = K.InstanceKeys.of(instance_name)
+    client = get_redis()
+    with translate_errors(f"inspecting {instance_name}"):
+        pipe = client.pipeline(transaction=False)
+        pipe.exists(keys.meta)
+        pipe.hgetall(keys.state)
+        exists, raw = pipe.execute()
+    if not exists:
+        raise InstanceNotFoundError(
+            f"{instance_name} does not exist; `motion list {component}` lists its instances."
+        )
+    serializer = _serializer(component)
+    if store.SAVED_FIELD in raw:
+        saved = load_value(serializer, f"saved state of {instance_name}", raw[store.SAVED_FIELD])
+        return dict(saved) if isinstance(saved, dict) else {"<saved>": saved}
+    return {
+        f.decode(): load_value(serializer, f"state key {f.decode()!r} of {instance_name}", v)
+        for f, v in raw.items()
+    }
+
+
+@dataclass
+class MigrationResult:
+    """The outcome of migrating one instance: ``exception`` is ``None`` on success."""
+
+    instance_id: str
+    exception: BaseException | None = None
+
+
+class _PositionalMigration:
+    """Calls a one-parameter migrate function whose parameter is not named ``state``."""
+
+    def __init__(self, func: Callable[[Any], Any]) -> None:
+        self.func = func
+
+    def __call__(self, state: Any) -> Any:
+        return self.func(state)
+
+
+def _check_migrate_func(func: Callable[..., Any]) -> Callable[..., Any]:
+    P = inspect.Parameter
+    if not callable(func):
+        raise DefinitionError(f"migrate_func must be a function, got {func!r}.")
+    params = list(inspect.signature(func).parameters.values())
+    required = [
+        p
+        for p in params
+        if p.default is P.empty and p.kind not in (P.VAR_POSITIONAL, P.VAR_KEYWORD)
+    ]
+    if any(p.name == "state" for p in params) and all(p.name == "state" for p in required):
+        return func
+    if len(params) == 1 and params[0].kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD):
+        return _PositionalMigration(func)
+    name = getattr(func, "__name__", "migrate_func")
+    raise DefinitionError(
+        f"migrate_func {name} must take exactly one parameter, the state, and return the "
+        f"new state as a dict, e.g. def {name}(state): return {{**state, 'new_key': 0}}."
+    )
+
+
+class StateMigrator:
+    """Rewrite the state of a component's instances with ``migrate_func(state) -> dict``.
+
+    Each migration is enqueued in the instance's inbox and applied by a worker in
+    order with the updates already pending (never racing them); the returned
+    dict replaces the whole state. ``migrate_func`` travels to the worker inside
+    the update (cloudpickle: by value when defined in ``__main__`` or a notebook,
+    by reference when importable, in which case workers must import it too).
+
+    Example::
+
+        def add_tags(state):
+            return {**state, "tags": []}
+
+        results = StateMigrator(Summary, add_tags).migrate()
+        failed = [r for r in results if r.exception]
+
+    Raises:
+        TypeError: if ``component`` is not a :class:`~motion.Component`.
+        DefinitionError: (a ``ValueError``) if ``migrate_func`` does not take one
+            ``state`` parameter.
+    """
+
+    def __init__(self, component: Component, migrate_func: Callable[..., Any]) -> None:
+        if not isinstance(component, Component):
+            raise TypeError(f"component must be a motion Component, got {component!r}.")
+        self.component = component
+        self.migrate_func = migrate_func
+        self._func = _check_migrate_func(migrate_func)
+
+    def migrate(
+        self,
+        instance_ids: Sequence[str] = (),
+        num_workers: int = 4,
+        timeout: float | None = None,
+    ) -> list[MigrationResult]:
+        """Migrate ``instance_ids`` (every instance when empty), ``num_workers`` at a time.
+
+        Returns one :class:`MigrationResult` per instance, in order; a failed
+        ``migrate_func``, a missing instance or a timeout is reported there, not
+        raised. Each call waits until its migration is applied (``timeout`` s at
+        most per instance), so a worker with the component's code must be running.
+        """
+        prefix = self.component.name + K.SEPARATOR
+        ids = [i[len(prefix) :] if i.startswith(prefix) else i for i in instance_ids]
+        if not ids:
+            ids = get_instances(self.component)
+        if not ids:
+            return []
+        with ThreadPoolExecutor(max(1, num_workers), thread_name_prefix="motion-migrate") as pool:
+            return list(pool.map(lambda i: self._migrate_one(i, timeout), ids))
+
+    def _migrate_one(self, instance_id: str, timeout: float | None) -> MigrationResult:
+        try:
+            handle = self.component(instance_id)
+            with translate_errors(f"migrating {handle.instance_name}"):
+                exists = get_redis().exists(K.InstanceKeys.of(handle.instance_name).meta)
+            if not exists:
+                raise InstanceNotFoundError(f"{handle.instance_name} does not exist.")
+            # the handle's own enqueue path: same inbox, same order as every update
+            seq = handle._enqueue(Update(MIGRATE_FLOW, {"migrate_func": self._func}))
+            handle._wait(MIGRATE_FLOW, seq, timeout)
+        except Exception as exc:
+            return MigrationResult(instance_id, exc)
+        return MigrationResult(instance_id, None)
+
+
+def _url(where: str | RedisParams) -> str:
+    return where.url() if isinstance(where, RedisParams) else where
+
+
+async def copy_db(src: str | RedisParams, dest: str | RedisParams) -> int:
+    """Copy every motion key from one Redis to another (a coroutine, as in Motion).
+
+    Keys are found with ``SCAN`` and copied with ``DUMP``/``RESTORE ... REPLACE``,
+    keeping their TTLs. Returns the number of keys copied. Stop writers first for
+    a consistent copy. Example: ``asyncio.run(copy_db(RedisParams(), "redis://new:6379/0"))``.
+    """
+    src_url, dest_url = _url(src), _url(dest)
+    if src_url == dest_url:
+        raise ConfigurationError("copy_db needs two different databases; src equals dest.")
+    source = redis.asyncio.Redis.from_url(src_url)
+    target = redis.asyncio.Redis.from_url(dest_url)
+    copied = 0
+    try:
+        batch: list[bytes] = []
+        async for key in source.scan_iter(match=f"{K.PREFIX}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                copied += await _copy_batch(source, target, batch)
+                batch = []
+        if batch:
+            copied += await _copy_batch(source, target, batch)
+    finally:
+        await source.aclose()
+        await target.aclose()
+    return copied
+
+
+async def _copy_batch(
+    source: redis.asyncio.Redis, target: redis.asyncio.Redis, keys: list[bytes]
+) -> int:
+    read = source.pipeline(transaction=False)
+    for key in keys:
+        read.dump(key)
+        read.pttl(key)
+    replies = await read.execute()
+    write = target.pipeline(transaction=False)
+    copied = 0
+    for key, data, ttl in zip(keys, replies[::2], replies[1::2], strict=True):
+        if data is None:  # deleted since the scan
+            continue
+        write.restore(key, max(int(ttl), 0), data, replace=True)
+        copied += 1
+    await write.execute()
+    return copied
+
+
+# -- what `motion status` and `motion flush` show ------------------------------------------
+
+
+@dataclass
+class ComponentStatus:
+    """Backlog, lag and counters of one component (what ``motion status`` prints)."""
+
+    component: str
+    pending_instances: int = 0
+    pending_updates: int = 0
+    #: seconds since the oldest update not yet applied was enqueued (0 with no backlog)
+    lag_seconds: float = 0.0
+    applied: int = 0
+    failed: int = 0
+    discarded: int = 0
+    takeovers: int = 0
+    #: per flow: ``{"applied": n, "failed": n, "discarded": n, "calls": n}``
+    flows: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return asdict(self)
+
+
+def _counters(status: ComponentStatus, raw: dict[bytes, bytes]) -> None:
+    for key, value in raw.items():
+        kind, _, flow = key.decode().partition(":")
+        count = int(value)
+        if kind == "takeovers":
+            status.takeovers += count
+        elif flow:
+            status.flows.setdefault(flow, {})[kind] = count
+            if kind in ("applied", "failed", "discarded"):
+                setattr(status, kind, getattr(status, kind) + count)
+
+
+def _enqueued_at(component: str, entry: bytes | None) -> float | None:
+    """When an inbox entry was enqueued, or ``None`` if it cannot be read here."""
+    if entry is None:
+        return None
+    try:
+        body = unseal(entry.partition(b"\x00")[2], get_settings().signing_key)
+        return float(_serializer(component).loads(body)[3])
+    except Exception:  # a payload needing code this process lacks: use the index time
+        return None
+
+
+def status(components: Sequence[str] = ()) -> list[ComponentStatus]:
+    """Backlog, lag, and applied/failed/discarded counts of each component (all by default)."""
+    client = get_redis()
+    with translate_errors("reading motion status"):
+        names = list(components) or sorted(_text(n) for n in client.smembers(K.COMPONENTS))
+        result = {name: ComponentStatus(name) for name in names}
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(K.stats(name))
+        for name, raw in zip(names, pipe.execute(), strict=True):
+            _counters(result[name], raw)
+        pending = [
+            (member.decode(), score)
+            for member, score in client.zscan_iter(K.PENDING, count=1000)
+            if member.decode().partition(K.SEPARATOR)[0] in result
+        ]
+        _backlog(client, result, pending)
+    return [result[name] for name in names]
+
+
+def _backlog(
+    client: redis.Redis, result: dict[str, ComponentStatus], pending: list[tuple[str, float]]
+) -> None:
+    now = time.time()
+    for start in range(0, len(pending), 500):
+        chunk = pending[start : start + 500]
+        pipe = client.pipeline(transaction=False)
+        for name, _ in chunk:
+            pipe.hmget(K.InstanceKeys.of(name).meta, "applied", "seq")
+        counters = pipe.execute()
+        waiting = []
+        for (name, score), (applied, seq) in zip(chunk, counters, strict=True):
+            behind = int(seq or 0) - int(applied or 0)
+            if behind > 0:
+                waiting.append((name, score, int(applied or 0) + 1, behind))
+        pipe = client.pipeline(transaction=False)
+        for name, _, oldest, _ in waiting:
+            pipe.hget(K.InstanceKeys.of(name).inbox, str(oldest))
+        for (name, score, _, behind), entry in zip(waiting, pipe.execute(), strict=True):
+            status = result[name.partition(K.SEPARATOR)[0]]
+            status.pending_instances += 1
+            status.pending_updates += behind
+            since = _enqueued_at(status.component, entry) or score / 1000
+            status.lag_seconds = max(status.lag_seconds, round(now - since, 3))
+
+
+def flush_instance(instance_name: str, flow: str = ALL_FLOWS, timeout: float | None = None) -> int:
+    """Wait until every update of ``"Comp__id"`` enqueued so far is applied; needs no code.
+
+    With ``flow``, waits for that flow's last update (and so for everything
+    before it). Returns the number of the last update waited for.
+
+    Raises:
+        InstanceNotFoundError: if the instance does not exist.
+        FlushTimeoutError: if ``timeout`` seconds pass first.
+        UpdateFailedError: naming each update (of ``flow``, unless ``*ALL*``) that
+            was pending when the call started and failed.
+    """
+    K.split_instance_name(instance_name)
+    keys = K.InstanceKeys.of(instance_name)
+    client = get_redis()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.001
+    with translate_errors(f"flushing {instance_name}"):
+        applied, target, created = client.hmget(keys.meta, "applied", target_field(flow), "version")
+        if created is None:
+            raise InstanceNotFoundError(f"{instance_name} does not exist.")
+        first, last = int(applied or 0) + 1, int(target or 0)
+        while int(client.hget(keys.meta, "applied") or 0) < last:
+            if deadline is not None and time.monotonic() > deadline:
+                raise FlushTimeoutError(
+                    f"{instance_name}: update #{last} was not applied within {timeout}s; is a "
+                    f"worker running with its component's code? (`motion status` shows backlogs)"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        records: list[Any] = client.zrangebyscore(keys.failed, first, last) if last >= first else []
+    failures = parse_failures(instance_name, records, flow)
+    if failures:
+        raise UpdateFailedError(failures)
+    return last
