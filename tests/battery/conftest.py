@@ -1,0 +1,137 @@
+"""Fixtures of the fault battery: its own redis-server per scenario, workers, loads, the report.
+
+The battery runs only when asked: ``pytest -m battery`` (``MOTION_BATTERY_SIZE=quick``
+for the short variant of every scenario). Each scenario prints one line: updates
+enqueued, applied, lost, duplicated, reordered, and the recovery time; the lines
+are repeated at the end of the run and appended to ``$MOTION_BATTERY_REPORT``
+when that is set.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.battery.harness import MODULES, Load, Size, Verdict, battery_size
+from tests.conftest import reset_motion
+from tests.support import COMPONENTS, RedisServer, Worker
+
+if str(COMPONENTS) not in sys.path:
+    sys.path.insert(0, str(COMPONENTS))
+
+#: worker settings for speed: a crashed worker costs 2 s, the sweeper looks every second
+LEASE_SECONDS = 2.0
+SWEEP_SECONDS = 1.0
+FAST = {"MOTION_LEASE_SECONDS": str(LEASE_SECONDS), "MOTION_SWEEP_SECONDS": str(SWEEP_SECONDS)}
+
+_LINES: list[str] = []
+_REPORT = os.environ.get("MOTION_BATTERY_REPORT")
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the battery unless ``-m`` selects it (it is for a dedicated run)."""
+    expr = config.getoption("markexpr") or ""
+    if "battery" in expr and "not battery" not in expr:
+        return
+    skip = pytest.mark.skip(reason="fault battery: run it with -m battery")
+    for item in items:
+        if _HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Repeat the scenario lines at the end of the run."""
+    if _LINES:
+        terminalreporter.section("fault battery")
+        for line in _LINES:
+            terminalreporter.write_line(line)
+
+
+class Battery:
+    """One scenario's world: a redis-server, workers, loads; all stopped afterwards."""
+
+    def __init__(self, folder: Path, server: RedisServer, size: Size) -> None:
+        self.folder, self.server, self.size = folder, server, size
+        self.workers: list[Worker] = []
+        self.loads: list[Load] = []
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def client(self) -> redis.Redis:
+        """A plain client on the scenario's server (retries while it restarts)."""
+        return self.server.client()
+
+    def worker(
+        self,
+        name: str,
+        pool: str = "prefork",
+        concurrency: int = 2,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+    ) -> Worker:
+        """Start a worker subprocess with the battery's fast lease and sweep settings."""
+        worker = Worker(
+            self.url,
+            MODULES,
+            self.folder / "logs",
+            pool=pool,
+            concurrency=concurrency,
+            name=name,
+            env={**FAST, **(env or {})},
+        )
+        self.workers.append(worker)
+        return worker.start(wait=wait)
+
+    def load(self, prefix: str = "load") -> Load:
+        """Start the scenario's producers."""
+        load = Load(self.url, self.folder / f"load-{prefix}", self.size, prefix).start()
+        self.loads.append(load)
+        return load
+
+    def report(self, verdict: Verdict) -> Verdict:
+        """Print and keep the scenario's line; fail the test on any problem."""
+        line = f"[{self.size.name}] {verdict.line()}"
+        _LINES.append(line)
+        print(line)
+        if _REPORT:
+            with open(_REPORT, "a") as out:
+                out.write(line + "\n")
+        assert not verdict.problems, "\n".join(verdict.problems[:20])
+        return verdict
+
+    def close(self) -> None:
+        for load in self.loads:
+            load.kill()
+        for worker in self.workers:
+            worker.kill()
+
+
+@pytest.fixture
+def battery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Battery]:
+    """A fresh redis-server (AOF on) for one scenario; this process's motion points at it."""
+    size = battery_size()  # read before the MOTION_* variables are cleared
+    server = RedisServer(tmp_path / "redis").start()
+    for name in list(os.environ):
+        if name.startswith("MOTION_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MOTION_REDIS_URL", server.url)
+    monkeypatch.setenv("MOTION_INPROCESS_WORKER", "0")
+    for key, value in FAST.items():
+        monkeypatch.setenv(key, value)
+    reset_motion()
+    world = Battery(tmp_path, server, size)
+    try:
+        yield world
+    finally:
+        world.close()
+        server.stop()
+        reset_motion()
