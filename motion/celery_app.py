@@ -11,8 +11,11 @@ In Flower a wake-up shows under the name ``<Component>.<flow>`` (Celery's
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import threading
+import uuid
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -59,6 +62,74 @@ def send_wakeup(component: str, instance_id: str, flow: str, seq: int) -> None:
         shadow=f"{component}.{flow}",
         ignore_result=True,
     )
+
+
+def inline_wakeups() -> bool:
+    """Whether the enqueue script may push wake-ups itself (the broker is the state Redis)."""
+    return get_settings().broker_url is None
+
+
+_ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
+
+
+#: stands for the seq in a wake-up message until the enqueue script knows it; JSON
+#: escapes control characters inside strings, so it cannot occur anywhere else
+SEQ_PLACEHOLDER = "\x01SEQ\x01"
+
+
+def wakeup_message(component: str, instance_id: str, flow: str) -> tuple[str, bytes]:
+    """``(queue, message)``: a ``motion.apply`` task message in the Redis transport's format.
+
+    The enqueue script pushes it onto the queue (LPUSH, as kombu does) only when the
+    instance needs waking, after putting the seq in place of :data:`SEQ_PLACEHOLDER`,
+    so enqueue and wake-up are one atomic round trip. The message is what
+    :func:`send_wakeup` would send: Celery protocol 2, JSON, ids only.
+    """
+    queue = queue_for(f"{component}__{instance_id}")
+    task_id = str(uuid.uuid4())
+    prefix = json.dumps([component, instance_id, flow])[:-1]
+    args_json = f"{prefix}, {SEQ_PLACEHOLDER}]"
+    embed = '{"callbacks": null, "errbacks": null, "chain": null, "chord": null}'
+    body = f"[{args_json}, {{}}, {embed}]"
+    headers: dict[str, Any] = {
+        "lang": "py",
+        "task": APPLY_TASK,
+        "id": task_id,
+        "shadow": f"{component}.{flow}",
+        "eta": None,
+        "expires": None,
+        "group": None,
+        "group_index": None,
+        "retries": 0,
+        "timelimit": [None, None],
+        "root_id": task_id,
+        "parent_id": None,
+        "argsrepr": f"{[component, instance_id, flow]!r}"[:-1] + f", {SEQ_PLACEHOLDER}]",
+        "kwargsrepr": "{}",
+        "origin": _ORIGIN,
+        "ignore_result": True,
+        "replaced_task_nesting": 0,
+        "stamped_headers": None,
+        "stamps": {},
+    }
+    message = {
+        "body": body,
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": headers,
+        "properties": {
+            "correlation_id": task_id,
+            "reply_to": None,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "utf-8",  # the body stays plain JSON text
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    # json.dumps would escape the placeholder's control characters: put them back raw
+    raw = json.dumps(message).replace(json.dumps(SEQ_PLACEHOLDER)[1:-1], SEQ_PLACEHOLDER)
+    return queue, raw.encode()
 
 
 def on_worker_ready(callback: Callable[[], None]) -> None:

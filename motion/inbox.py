@@ -68,10 +68,17 @@ def decode(component: Component, entry: bytes) -> Update:
     return Update(value[0], value[1], value[2], value[3])
 
 
-def enqueue_call(keys: K.InstanceKeys, entry: bytes, flow: str) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of the enqueue script."""
+def enqueue_call(
+    keys: K.InstanceKeys, entry: bytes, flow: str, wakeup: tuple[str, bytes] | None = None
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the enqueue script; ``wakeup`` is ``(queue, message)`` to push."""
     now = int(time.time() * 1000)
-    return [keys.meta, keys.inbox, keys.lease, K.PENDING], [entry, flow, now, keys.name]
+    script_keys = [keys.meta, keys.inbox, keys.lease, K.PENDING]
+    args: list[Any] = [entry, flow, now, keys.name]
+    if wakeup is not None:
+        script_keys.append(wakeup[0])
+        args.append(wakeup[1])
+    return script_keys, args
 
 
 def target_field(flow: str) -> str:

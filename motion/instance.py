@@ -26,7 +26,13 @@ from motion.errors import (
 from motion.inbox import ALL_FLOWS, WRITE_FLOW, Update, encode, enqueue_call, parse_failures
 from motion.inbox import target_field as _target_field
 from motion.props import Properties, State
-from motion.runtime import call_sync, ensure_worker, send_wakeup_async, send_wakeup_sync
+from motion.runtime import (
+    call_sync,
+    ensure_worker,
+    send_wakeup_async,
+    send_wakeup_sync,
+    wakeup_to_push,
+)
 
 if TYPE_CHECKING:
     from motion.component import Component, Op
@@ -363,7 +369,8 @@ class Instance:
         with translate_errors(f"reading {name}"):
             client = get_redis()
             known = store.STATE_CACHE.version_of(name)
-            if known and digest is None:  # the common case: one HGET, like a GET
+            if known and digest is None and not store.STATE_CACHE.churning(name):
+                # the common case: one HGET (like a GET) confirms the local copy
                 state = store.STATE_CACHE.get(name)
                 if state is not None and client.hget(self._keys.meta, "version") == known:
                     return int(known), state, None
@@ -384,7 +391,7 @@ class Instance:
         name = self._keys.name
         client = get_async_redis()
         known = store.STATE_CACHE.version_of(name)
-        if known and digest is None:
+        if known and digest is None and not store.STATE_CACHE.churning(name):
             state = store.STATE_CACHE.get(name)
             if state is not None and await client.hget(self._keys.meta, "version") == known:
                 return int(known), state, None
@@ -416,7 +423,8 @@ class Instance:
     # -- internals: enqueue and wait ----------------------------------------------
     def _enqueue(self, update: Update, cache_write: CacheWrite = None) -> int:
         entry = encode(self._component, self._keys.name, update)
-        keys, args = enqueue_call(self._keys, entry, update.flow)
+        wakeup = wakeup_to_push(self._component.name, self._id, update.flow)
+        keys, args = enqueue_call(self._keys, entry, update.flow, wakeup)
         with translate_errors(f"enqueueing {update.flow!r} for {self._keys.name}"):
             client = get_redis()
             if cache_write is None:
@@ -428,13 +436,14 @@ class Instance:
                 seq, wake = scripts.run(client, "enqueue", keys, args)
         self._watch.setdefault(update.flow, seq)
         ensure_worker()
-        if wake:
+        if wake == 1:  # the script could not push it (another broker): send it now
             send_wakeup_sync(self._component.name, self._id, update.flow, seq)
         return int(seq)
 
     async def _aenqueue(self, update: Update, cache_write: CacheWrite = None) -> int:
         entry = encode(self._component, self._keys.name, update)
-        keys, args = enqueue_call(self._keys, entry, update.flow)
+        wakeup = wakeup_to_push(self._component.name, self._id, update.flow)
+        keys, args = enqueue_call(self._keys, entry, update.flow, wakeup)
         client = get_async_redis()
         if cache_write is None:
             seq, wake = await scripts.arun(client, "enqueue", keys, args)
@@ -447,7 +456,7 @@ class Instance:
             seq, wake = await scripts.arun(client, "enqueue", keys, args)
         self._watch.setdefault(update.flow, seq)
         ensure_worker()
-        if wake:
+        if wake == 1:
             await send_wakeup_async(self._component.name, self._id, update.flow, seq)
         return int(seq)
 

@@ -43,6 +43,19 @@ def ensure_worker() -> None:
             _worker_checked = True
 
 
+def wakeup_to_push(component: str, instance_id: str, flow: str) -> tuple[str, bytes] | None:
+    """The wake-up message the enqueue script should push itself, or ``None``.
+
+    ``None`` when the Celery broker is not the state Redis (``MOTION_BROKER_URL``):
+    then the caller sends the wake-up through Celery after the enqueue.
+    """
+    from motion import celery_app
+
+    if not celery_app.inline_wakeups():
+        return None
+    return celery_app.wakeup_message(component, instance_id, flow)
+
+
 def send_wakeup_sync(component: str, instance_id: str, flow: str, seq: int) -> None:
     """Send a wake-up; if the broker is unreachable, the sweeper re-sends it later.
 

@@ -102,6 +102,22 @@ class StateCache:
         self._size = size
         self._data: OrderedDict[str, tuple[bytes, State]] = OrderedDict()
         self._lock = threading.Lock()
+        self._churning: set[str] = set()
+
+    def churning(self, name: str) -> bool:
+        """True when the last version check of ``name`` found a newer version.
+
+        A reader then skips the cheap version check and reads in full at once: the
+        state changes between reads, so the check would cost a wasted round trip.
+        """
+        return name in self._churning
+
+    def observe(self, name: str, changed: bool) -> None:
+        """Record whether the version changed since the last read of ``name``."""
+        if changed:
+            self._churning.add(name)
+        else:
+            self._churning.discard(name)
 
     def version_of(self, name: str) -> bytes:
         """The version held for ``name``, or ``b""``."""
@@ -129,6 +145,7 @@ class StateCache:
         """Forget ``name`` (after it was cleared)."""
         with self._lock:
             self._data.pop(name, None)
+            self._churning.discard(name)
 
 
 #: the one cache of the process, shared by handles and the in-process worker
@@ -150,8 +167,10 @@ def parse_read(
         cached = STATE_CACHE.get(name)
         if cached is None:  # evicted since we sent our version: read again in full
             raise StaleCopy(name)
+        STATE_CACHE.observe(name, changed=False)
         return int(version), cached, reply[2] if len(reply) > 2 else None
     state = decode_state(component, instance_id, reply[2:])
+    STATE_CACHE.observe(name, changed=bool(STATE_CACHE.version_of(name)))
     STATE_CACHE.put(name, version, state)
     return int(version), state, None
 

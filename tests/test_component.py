@@ -258,3 +258,28 @@ def test_secrets_are_redacted_and_bad_numbers_rejected(monkeypatch: pytest.Monke
     monkeypatch.setenv("MOTION_INPROCESS_WORKER", "maybe")
     with pytest.raises(ConfigurationError, match="use 1 or 0"):
         Settings.from_environment()
+
+
+def test_pushed_wakeups_match_the_messages_celery_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The enqueue script pushes wake-ups itself: they must be what Celery would send."""
+    import json
+
+    from motion import celery_app
+
+    monkeypatch.setenv("MOTION_REDIS_URL", "redis://127.0.0.1:1/0")  # never connected to
+    queue, raw = celery_app.wakeup_message("Comp", 'we"ird', "flow")
+    message = json.loads(raw.replace(b"\x01SEQ\x01", b"7"))
+    app = celery_app.get_app()
+    sent = app.amqp.as_task_v2(
+        "id",
+        celery_app.APPLY_TASK,
+        args=["Comp", 'we"ird', "flow", 7],
+        shadow="Comp.flow",
+        ignore_result=True,
+    )
+    assert set(message["headers"]) == set(sent.headers)
+    for key in ("lang", "task", "shadow", "argsrepr", "kwargsrepr", "ignore_result", "retries"):
+        assert message["headers"][key] == sent.headers[key], key
+    assert json.loads(message["body"]) == list(sent.body)
+    assert message["properties"]["delivery_info"] == {"exchange": "", "routing_key": queue}
+    assert queue == celery_app.queue_for('Comp__we"ird')

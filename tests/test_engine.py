@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -142,3 +143,20 @@ def test_worker_without_the_component_fails_visibly_and_keeps_the_update(
     start_worker(["ledger"], pool="solo", concurrency=1, name="knower")
     handle.flush_update(timeout=30)  # the sweeper re-wakes it for the worker that knows it
     assert handle.read_state("items") == ["kept"]
+
+
+def test_a_separate_broker_gets_wakeups_through_celery(redis_url, start_worker):  # type: ignore[no-untyped-def]
+    broker = redis_url.rsplit("/", 1)[0] + "/1"  # another database: not the state Redis
+    os.environ["MOTION_BROKER_URL"] = broker
+    try:
+        from tests.conftest import reset_motion
+
+        reset_motion()
+        start_worker(["ledger"], pool="solo", env={"MOTION_BROKER_URL": broker})
+        handle = Ledger("elsewhere")
+        for i in range(3):
+            handle.run("add", {"item": i})
+        handle.flush_update(timeout=30)
+        assert handle.read_state("items") == [0, 1, 2]
+    finally:
+        del os.environ["MOTION_BROKER_URL"]
