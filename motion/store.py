@@ -141,6 +141,12 @@ class StateCache:
             while len(self._data) > self._size:
                 self._data.popitem(last=False)
 
+    def clear(self) -> None:
+        """Forget every copy."""
+        with self._lock:
+            self._data.clear()
+            self._churning.clear()
+
     def drop(self, name: str) -> None:
         """Forget ``name`` (after it was cleared)."""
         with self._lock:

@@ -19,7 +19,7 @@ def reset_motion() -> None:
     connection.reset()
     celery_app.reset()
     runtime.reset()
-    store.STATE_CACHE._data.clear()
+    store.STATE_CACHE.clear()
 
 
 @pytest.fixture(scope="session")
