@@ -1,0 +1,1 @@
+"""motion's benchmark suite: ``python -m benchmarks`` (see ``benchmarks/README.md``)."""

@@ -1,0 +1,133 @@
+"""Components the benchmark workers run (``celery -A workers worker -I bench_components``).
+
+Each update op checks its own correctness as it goes: ``Counter`` counts updates
+and counts an *order violation* whenever the update's ``i`` is not the previous
+one plus 1, per producer. The raw-Celery baseline's no-op task is registered here
+too, on the same app and queues motion's wake-ups use.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from motion import Component, DiscardPolicy
+from motion.celery_app import get_app
+from motion.connection import get_redis
+
+#: per-call sleep of the "LLM-like" op (W5) and of the overloaded op (W8)
+LLM_SECONDS = 0.1
+BURST_OP_SECONDS = 0.02
+#: NUM_NEW_UPDATES keeps only this many of the newest pending updates (W8)
+BURST_KEEP = 5
+
+
+def _count(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    producer = props.get("p", "")
+    last = dict(state["last"])
+    expected = last.get(producer, -1) + 1
+    bad = state["violations"] + (0 if props["i"] == expected else 1)
+    last[producer] = props["i"]
+    return {"n": state["n"] + 1, "last": last, "violations": bad}
+
+
+# -- W1 / W2: serve path --------------------------------------------------------
+Serve = Component("BenchServe", cache_ttl=0)
+
+
+@Serve.init_state
+def serve_setup(size: int = 100) -> dict[str, Any]:
+    return {"blob": b"x" * size, "n": 0, "last": {}, "violations": 0}
+
+
+@Serve.serve(["read", "read_write"])
+def serve_read(state: dict[str, Any], props: dict[str, Any]) -> int:
+    return len(state["blob"])
+
+
+@Serve.update("read_write")
+def serve_write(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    return _count(state, props)
+
+
+# -- W3 / W4 / W6 / W7: ordered counter ---------------------------------------------
+Counter = Component("BenchCounter", cache_ttl=0)
+
+
+@Counter.init_state
+def counter_setup() -> dict[str, Any]:
+    return {"n": 0, "last": {}, "violations": 0}
+
+
+@Counter.update("add")
+def counter_add(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    return _count(state, props)
+
+
+# -- W5: an LLM-like op that waits 100 ms ---------------------------------------
+Llm = Component("BenchLlm", cache_ttl=0)
+
+
+@Llm.init_state
+def llm_setup() -> dict[str, Any]:
+    return {"n": 0, "last": {}, "violations": 0}
+
+
+@Llm.update("ask")
+def llm_ask(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    time.sleep(LLM_SECONDS)
+    return _count(state, props)
+
+
+# -- W8: an op slower than the updates arrive ------------------------------------
+Burst = Component("BenchBurst", cache_ttl=0)
+
+
+@Burst.init_state
+def burst_setup() -> dict[str, Any]:
+    return {"calls": 0, "last_i": -1, "violations": 0}
+
+
+@Burst.update("keep_newest", discard_policy=DiscardPolicy.NUM_NEW_UPDATES, discard_after=BURST_KEEP)
+def burst_keep_newest(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    time.sleep(BURST_OP_SECONDS)
+    bad = state["violations"] + (0 if props["i"] > state["last_i"] else 1)
+    return {"calls": state["calls"] + 1, "last_i": props["i"], "violations": bad}
+
+
+@Burst.update("batched", batch=True)
+def burst_batched(state: dict[str, Any], props: list[dict[str, Any]]) -> dict[str, Any]:
+    time.sleep(BURST_OP_SECONDS)
+    seen = [p["i"] for p in props]
+    in_order = seen == list(range(state["last_i"] + 1, state["last_i"] + 1 + len(seen)))
+    bad = state["violations"] + (0 if in_order else 1)
+    return {"calls": state["calls"] + 1, "last_i": seen[-1], "violations": bad}
+
+
+# -- W0: the raw Celery floor, and the worker's readiness probe ----------------------
+app = get_app()
+
+
+@app.task(name="bench.noop", ignore_result=True)
+def noop() -> None:
+    """Does nothing: the cost of a Celery task on motion's worker configuration."""
+
+
+@app.task(name="bench.probe", ignore_result=True)
+def probe(key: str) -> None:
+    """Marks ``key`` in Redis: the worker consumes this queue."""
+    get_redis().set(key, 1, ex=60)
+
+
+# -- W9: idle instances ---------------------------------------------------------
+Idle = Component("BenchIdle", cache_ttl=0)
+
+
+@Idle.init_state
+def idle_setup() -> dict[str, Any]:
+    return {"n": 0}
+
+
+@Idle.update("add")
+def idle_add(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    return {"n": state["n"] + 1}

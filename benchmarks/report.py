@@ -1,0 +1,247 @@
+"""The results table: every metric of every system, the ratios, and the targets.
+
+Results are a dict ``{system: {metric key: value}}`` for the systems ``motion``
+(this project), ``motion-python`` (Motion 0.1.132) and ``baseline`` (raw redis-py
+and raw Celery). Each :class:`Row` names one metric, the reference it is compared
+with (a baseline, Motion, or an absolute number) and the target.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+Results = dict[str, dict[str, float]]
+
+MOTION, PREDECESSOR, BASE = "motion", "motion-python", "baseline"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table."""
+
+    wl: str
+    what: str
+    unit: str
+    key: str
+    ref: tuple[str, str, str] | None = None  # (label, system, key) the ratio divides by
+    op: str = ""  # "<=" or ">=": the ratio's target; "abs<=" / "==": motion's value itself
+    limit: float = math.nan
+
+
+def _get(results: Results, system: str, key: str) -> float:
+    return results.get(system, {}).get(key, math.nan)
+
+
+GET100 = ("raw GET 100 B p50", BASE, "W0.get100B.p50")
+ROWS: list[Row] = [
+    Row("W0", "raw redis-py GET 100 B, p50", "ms", "W0.get100B.p50"),
+    Row("W0", "raw redis-py GET 100 B, p99", "ms", "W0.get100B.p99"),
+    Row("W0", "raw redis-py GET 1 MB, p50", "ms", "W0.get1MB.p50"),
+    Row("W0", "raw Celery no-op tasks (prefork -c 2)", "tasks/s", "W0.celery.tps"),
+    Row("W1", "run serve-only, 100 B state, p50", "ms", "W1.100B.p50", GET100, "<=", 1.0),
+    Row("W1", "run serve-only, 100 B state, p99", "ms", "W1.100B.p99"),
+    Row("W1", "run serve-only, 1 MB state, p50", "ms", "W1.1MB.p50", GET100, "<=", 1.0),
+    Row("W1", "run serve-only, 1 MB state, p99", "ms", "W1.1MB.p99"),
+    Row(
+        "W2",
+        "run serve + enqueue, p50",
+        "ms",
+        "W2.p50",
+        ("Motion", PREDECESSOR, "W2.p50"),
+        "<=",
+        0.7,
+    ),
+    Row("W2", "run serve + enqueue, p99", "ms", "W2.p99", ("Motion", PREDECESSOR, "W2.p99")),
+    Row(
+        "W3",
+        "one hot instance, 2,000 updates + flush",
+        "upd/s",
+        "W3.ups",
+        ("Motion", PREDECESSOR, "W3.ups"),
+        ">=",
+        3.0,
+    ),
+    Row(
+        "W4",
+        "200 instances x 10, handle per update",
+        "upd/s",
+        "W4.ups",
+        ("Motion", PREDECESSOR, "W4.ups"),
+        ">=",
+        10.0,
+    ),
+    Row(
+        "W4",
+        "  same, against raw Celery no-op tasks/s",
+        "upd/s",
+        "W4.ups",
+        ("raw Celery", BASE, "W0.celery.tps"),
+        ">=",
+        0.8,
+    ),
+    Row(
+        "W5",
+        "50 instances x 4 updates of a 100 ms op",
+        "s",
+        "W5.wall",
+        ("ideal 0.4 s", MOTION, "W5.ideal"),
+        "<=",
+        1.2,
+    ),
+    Row("W6", "freshness at 200 upd/s, lag p50", "ms", "W6.p50"),
+    Row("W6", "freshness at 200 upd/s, lag p99", "ms", "W6.p99", None, "abs<=", 5.0),
+    Row(
+        "W7",
+        "two producers, per-producer order violations",
+        "count",
+        "W7.violations",
+        None,
+        "==",
+        0.0,
+    ),
+    Row("W7", "two producers, updates lost", "count", "W7.lost", None, "==", 0.0),
+    Row("W7", "two producers, throughput", "upd/s", "W7.ups", ("Motion", PREDECESSOR, "W7.ups")),
+    Row("W8", "NUM_NEW_UPDATES: offered rate", "upd/s", "W8.keep.rate"),
+    Row("W8", "NUM_NEW_UPDATES: max lag, 1st half of burst", "ms", "W8.keep.lag_first_half"),
+    Row(
+        "W8",
+        "NUM_NEW_UPDATES: max lag, 2nd half of burst",
+        "ms",
+        "W8.keep.lag_second_half",
+        ("1st half", MOTION, "W8.keep.lag_first_half"),
+        "<=",
+        1.5,
+    ),
+    Row("W8", "NUM_NEW_UPDATES: lag at the end of the burst", "ms", "W8.keep.lag_end"),
+    Row("W8", "NUM_NEW_UPDATES: drain after the burst", "s", "W8.keep.drain"),
+    Row("W8", "NUM_NEW_UPDATES: op calls per update", "ratio", "W8.keep.calls_per_update"),
+    Row("W8", "batch=True: max lag, 1st half of burst", "ms", "W8.batch.lag_first_half"),
+    Row(
+        "W8",
+        "batch=True: max lag, 2nd half of burst",
+        "ms",
+        "W8.batch.lag_second_half",
+        ("1st half", MOTION, "W8.batch.lag_first_half"),
+        "<=",
+        1.5,
+    ),
+    Row("W8", "batch=True: lag at the end of the burst", "ms", "W8.batch.lag_end"),
+    Row("W8", "batch=True: drain after the burst", "s", "W8.batch.drain"),
+    Row(
+        "W8",
+        "batch=True: op calls per update",
+        "ratio",
+        "W8.batch.calls_per_update",
+        None,
+        "abs<=",
+        0.2,
+    ),
+]
+
+
+def scale_rows(results: Results) -> list[Row]:
+    """W9's rows, one group per size measured (``W9.<size>.bytes`` etc.)."""
+    labels = sorted(
+        {k.split(".")[1] for k in results.get(MOTION, {}) if k.startswith("W9.")},
+        key=lambda label: int(label.rstrip("k")),
+    )
+    rows = []
+    for label in labels:
+        size = f"{int(label.rstrip('k')) // 1000}M" if label == "1000k" else label
+        first = ("smallest size's pass", MOTION, f"W9.{labels[0]}.sweep_ms")
+        rows += [
+            Row(
+                "W9",
+                f"{size} idle instances: Redis memory each",
+                "bytes",
+                f"W9.{label}.bytes",
+                None,
+                "abs<=",
+                1024,
+            ),
+            Row(
+                "W9",
+                f"{size} idle: sweeper pass, 1,000 pending",
+                "ms",
+                f"W9.{label}.sweep_ms",
+                *((first, "<=", 2.0) if label != labels[0] else ()),
+            ),
+            Row("W9", f"{size} idle: bulk creation rate", "inst/s", f"W9.{label}.create_per_s"),
+        ]
+    return rows
+
+
+def _fmt(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    if value == 0:
+        return "0"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def evaluate(row: Row, results: Results) -> tuple[float, str, str]:
+    """``(ratio, target text, verdict)`` of ``row``; verdict is ``yes``, ``NO`` or ``""``."""
+    value = _get(results, MOTION, row.key)
+    ratio = math.nan
+    if row.ref is not None:
+        ref = _get(results, row.ref[1], row.ref[2])
+        ratio = value / ref if ref and not math.isnan(ref) else math.nan
+    if not row.op:
+        return ratio, "", ""
+    if row.op in ("<=", ">="):
+        target = f"{row.op} {row.limit:g}x {row.ref[0] if row.ref else ''}"
+        measured = ratio
+    else:
+        target = f"{'<=' if row.op == 'abs<=' else '='} {row.limit:g} {row.unit}"
+        measured = value
+    if math.isnan(measured):
+        return ratio, target, "n/a"
+    ok = {
+        "<=": measured <= row.limit,
+        ">=": measured >= row.limit,
+        "abs<=": measured <= row.limit,
+        "==": measured == row.limit,
+    }[row.op]
+    return ratio, target, "yes" if ok else "NO"
+
+
+def table(results: Results) -> str:
+    """The results as a Markdown table (also readable in a terminal)."""
+    head = ["", "metric", "unit", "motion", "Motion 0.1.132", "reference", "ratio", "target", "met"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in ROWS + scale_rows(results):
+        if row.key not in results.get(MOTION, {}) and row.key not in results.get(BASE, {}):
+            continue
+        system = BASE if row.wl == "W0" else MOTION
+        ratio, target, verdict = evaluate(row, results)
+        ref = ""
+        if row.ref is not None:
+            ref = f"{row.ref[0]}: {_fmt(_get(results, row.ref[1], row.ref[2]))}"
+        cells = [
+            row.wl,
+            row.what,
+            row.unit,
+            _fmt(_get(results, system, row.key)),
+            "" if row.wl == "W0" else _fmt(_get(results, PREDECESSOR, row.key)),
+            ref,
+            "" if math.isnan(ratio) else f"{ratio:.2f}x",
+            target,
+            verdict,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def missed(results: Results) -> list[str]:
+    """The rows whose target was measured and not met."""
+    rows = ROWS + scale_rows(results)
+    return [f"{r.wl} {r.what.strip()}" for r in rows if evaluate(r, results)[2] == "NO"]

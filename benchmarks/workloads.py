@@ -1,0 +1,239 @@
+"""Workloads W0-W5 against this project's motion and the raw baselines.
+
+Each function takes the run's :class:`Config` and returns ``(metrics, checks)``:
+``metrics`` maps a metric key (see :mod:`benchmarks.report`) to a number, and
+``checks`` lists ``(what, ok, detail)`` correctness checks. Latency workloads
+repeat ``cfg.reps`` times and keep the median of each percentile; throughput
+workloads keep the median rate.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from benchmarks.harness import BenchError, median, percentile, timed_calls, wait_for
+
+Metrics = dict[str, float]
+Checks = list[tuple[str, bool, str]]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes of one run (``--quick`` shrinks them)."""
+
+    url: str
+    quick: bool
+    reps: int
+    n_get: int
+    n_serve: int
+    n_serve_big: int
+    n_hot: int
+    n_many: int  # instances of W4
+    n_llm: int  # instances of W5
+    n_tasks: int
+    fresh_seconds: float
+    n_producer: int  # updates per producer of W7
+    burst_seconds: float
+    scale_sizes: tuple[int, ...]
+
+    @classmethod
+    def make(cls, url: str, quick: bool) -> Config:
+        if quick:
+            return cls(url, True, 1, 300, 200, 30, 300, 40, 20, 300, 1.0, 200, 2.0, (10_000,))
+        return cls(
+            url,
+            False,
+            3,
+            2000,
+            1000,
+            200,
+            2000,
+            200,
+            50,
+            2000,
+            5.0,
+            1000,
+            10.0,
+            (100_000, 1_000_000),
+        )
+
+
+def uid() -> str:
+    """A fresh id part, so repeats never share an instance."""
+    return secrets.token_hex(4)
+
+
+def _summary(prefix: str, reps: list[list[float]]) -> Metrics:
+    return {
+        f"{prefix}.p50": median([percentile(r, 50) for r in reps]),
+        f"{prefix}.p99": median([percentile(r, 99) for r in reps]),
+    }
+
+
+# -- W0: the floor ------------------------------------------------------------------
+def w0_get(cfg: Config) -> tuple[Metrics, Checks]:
+    """Raw redis-py GET of a 100 B and a 1 MB value: per-call latency."""
+    client = redis.Redis.from_url(cfg.url)
+    metrics: Metrics = {}
+    checks: Checks = []
+    for label, size, n in (("100B", 100, cfg.n_get), ("1MB", 1_000_000, cfg.n_serve_big)):
+        key = f"bench:get:{label}"
+        client.set(key, b"x" * size)
+        client.get(key)
+        reps = [timed_calls(lambda _i, k=key: client.get(k), n) for _ in range(cfg.reps)]
+        metrics.update(_summary(f"W0.get{label}", reps))
+        got = client.get(key)
+        checks.append(
+            (f"W0 GET {label} returns the value", got is not None and len(got) == size, "")
+        )
+    return metrics, checks
+
+
+def _broker_idle(client: redis.Redis, queues: list[str]) -> bool:
+    pipe = client.pipeline(transaction=False)
+    for q in queues:
+        pipe.llen(q)
+    pipe.hlen("unacked")
+    return not any(pipe.execute())
+
+
+def w0_celery(cfg: Config) -> tuple[Metrics, Checks]:
+    """Raw Celery no-op tasks on motion's app, queues and worker: tasks/s."""
+    from motion.celery_app import get_app
+    from motion.settings import get_settings
+
+    app = get_app()
+    queues = get_settings().queue_names()
+    client = redis.Redis.from_url(cfg.url)
+    rates = []
+    checks: Checks = []
+    for _ in range(cfg.reps):
+        wait_for(lambda: _broker_idle(client, queues), 30, "an idle broker before W0")
+        start = time.perf_counter()
+        for i in range(cfg.n_tasks):
+            app.send_task("bench.noop", queue=queues[i % len(queues)], ignore_result=True)
+        wait_for(lambda: _broker_idle(client, queues), 60, "the no-op tasks to be acknowledged")
+        rates.append(cfg.n_tasks / (time.perf_counter() - start))
+    checks.append(
+        ("W0 every no-op task delivered and acknowledged", True, f"{cfg.n_tasks} x {cfg.reps}")
+    )
+    return {"W0.celery.tps": median(rates)}, checks
+
+
+# -- W1 / W2: the serve path --------------------------------------------------------
+def w1_serve(cfg: Config) -> tuple[Metrics, Checks]:
+    """``run`` of a serve-only flow (cache off), state 100 B and 1 MB: p50/p99 ms."""
+    from bench_components import Serve
+
+    metrics: Metrics = {}
+    checks: Checks = []
+    for label, size, n in (("100B", 100, cfg.n_serve), ("1MB", 1_000_000, cfg.n_serve_big)):
+        handle = Serve(f"w1-{label}-{uid()}", init_state_params={"size": size})
+        handle.run("read")  # creates the instance and warms the local copy
+        results: set[Any] = set()
+        reps = [
+            timed_calls(lambda i, h=handle, out=results: out.add(h.run("read", {"i": i})), n)
+            for _ in range(cfg.reps)
+        ]
+        metrics.update(_summary(f"W1.{label}", reps))
+        checks.append((f"W1 {label}: serve saw the state", results == {size}, f"{results}"))
+    return metrics, checks
+
+
+def _check_counter(handle: Any, expected: int, what: str) -> tuple[str, bool, str]:
+    n, bad = handle.read_state("n"), handle.read_state("violations")
+    return (what, n == expected and bad == 0, f"applied {n}/{expected}, order violations {bad}")
+
+
+def _counter_ok(handle: Any, expected: int) -> bool:
+    return bool(handle.read_state("n") == expected and handle.read_state("violations") == 0)
+
+
+def w2_run_enqueue(cfg: Config) -> tuple[Metrics, Checks]:
+    """``run`` of a serve + update flow (enqueue on the path): p50/p99 ms."""
+    from bench_components import Serve
+
+    reps, checks = [], []
+    for _ in range(cfg.reps):
+        handle = Serve(f"w2-{uid()}")
+        handle.run("read")
+        reps.append(timed_calls(lambda i, h=handle: h.run("read_write", {"i": i}), cfg.n_serve))
+        handle.flush_update(timeout=120)
+        checks.append(_check_counter(handle, cfg.n_serve, "W2 every update applied in order"))
+    return _summary("W2", reps), checks
+
+
+# -- W3 / W4 / W5: update throughput ------------------------------------------------
+def w3_hot(cfg: Config) -> tuple[Metrics, Checks]:
+    """One instance: ``n_hot`` updates, then flush: updates/s."""
+    from bench_components import Counter
+
+    rates, checks = [], []
+    for _ in range(cfg.reps):
+        handle = Counter(f"w3-{uid()}")
+        handle.read_state("n")  # create outside the timing
+        start = time.perf_counter()
+        for i in range(cfg.n_hot):
+            handle.run("add", {"i": i})
+        handle.flush_update(timeout=120)
+        rates.append(cfg.n_hot / (time.perf_counter() - start))
+        checks.append(_check_counter(handle, cfg.n_hot, "W3 every update applied in order"))
+    return {"W3.ups": median(rates)}, checks
+
+
+def w4_many(cfg: Config) -> tuple[Metrics, Checks]:
+    """``n_many`` instances x 10 updates, a new handle per update: updates/s."""
+    from bench_components import Counter
+
+    rates, checks = [], []
+    per = 10
+    for _ in range(cfg.reps):
+        ids = [f"w4-{uid()}-{k}" for k in range(cfg.n_many)]
+        start = time.perf_counter()
+        for i in range(per):
+            for iid in ids:
+                Counter(iid).run("add", {"i": i})
+        for iid in ids:
+            Counter(iid).flush_update(timeout=120)
+        rates.append(per * len(ids) / (time.perf_counter() - start))
+        bad = [iid for iid in ids if not _counter_ok(Counter(iid), per)]
+        checks.append(
+            ("W4 every instance applied its 10 updates in order", not bad, f"{len(bad)} wrong")
+        )
+    return {"W4.ups": median(rates)}, checks
+
+
+def w5_llm(cfg: Config) -> tuple[Metrics, Checks]:
+    """``n_llm`` instances x 4 updates of a 100 ms op: wall seconds (ideal 0.4 s)."""
+    from bench_components import LLM_SECONDS, Llm
+
+    walls, checks = [], []
+    per = 4
+    for _ in range(cfg.reps):
+        ids = [f"w5-{uid()}-{k}" for k in range(cfg.n_llm)]
+        handles = [Llm(iid) for iid in ids]
+        for h in handles:
+            h.read_state("n")  # create outside the timing
+        start = time.perf_counter()
+        for i in range(per):
+            for h in handles:
+                h.run("ask", {"i": i})
+        for h in handles:
+            h.flush_update(timeout=120)
+        walls.append(time.perf_counter() - start)
+        bad = [h for h in handles if not _counter_ok(h, per)]
+        checks.append(
+            ("W5 every instance applied its 4 updates in order", not bad, f"{len(bad)} wrong")
+        )
+    return {"W5.wall": median(walls), "W5.ideal": per * LLM_SECONDS}, checks
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`BenchError` with ``message`` unless ``condition``."""
+    if not condition:
+        raise BenchError(message)
