@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import secrets
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,12 +17,10 @@ from motion import cache, scripts, store
 from motion import keys as K
 from motion.connection import get_async_redis, get_redis, translate_errors
 from motion.errors import (
-    FlushTimeoutError,
     InstanceClosedError,
     InvalidInstanceIdError,
-    UpdateFailedError,
 )
-from motion.inbox import ALL_FLOWS, WRITE_FLOW, Update, encode, enqueue_call, parse_failures
+from motion.inbox import ALL_FLOWS, WRITE_FLOW, Update, encode, enqueue_call
 from motion.inbox import target_field as _target_field
 from motion.props import Properties, State
 from motion.runtime import (
@@ -33,43 +30,18 @@ from motion.runtime import (
     send_wakeup_sync,
     wakeup_to_push,
 )
+from motion.waiting import Waiter
 
 if TYPE_CHECKING:
     from motion.component import Component, Op
 
+# fmt: off
 _WORDS = (
-    "amber",
-    "azure",
-    "brisk",
-    "calm",
-    "cedar",
-    "coral",
-    "dusky",
-    "eager",
-    "fern",
-    "gentle",
-    "hazel",
-    "ivory",
-    "jade",
-    "keen",
-    "lunar",
-    "maple",
-    "mellow",
-    "misty",
-    "noble",
-    "ochre",
-    "olive",
-    "pearl",
-    "quiet",
-    "rapid",
-    "rustic",
-    "sage",
-    "silver",
-    "sunny",
-    "swift",
-    "tidal",
-    "velvet",
+    "amber", "azure", "brisk", "calm", "cedar", "coral", "dusky", "eager", "fern", "gentle",
+    "hazel", "ivory", "jade", "keen", "lunar", "maple", "mellow", "misty", "noble", "ochre",
+    "olive", "pearl", "quiet", "rapid", "rustic", "sage", "silver", "sunny", "swift", "tidal",
 )
+# fmt: on
 
 
 CacheWrite = tuple[str, bytes, int] | None  # (key, serialized result, ttl) to store
@@ -113,7 +85,7 @@ class Instance:
         self._init_params = dict(init_state_params or {})
         self._keys = K.InstanceKeys.of(K.instance_name(component.name, self._id))
         self._closed = False
-        self._watch: dict[str, int] = {}  # flow -> first seq this handle enqueued since a flush
+        self._waiter = Waiter(self._keys, component.name)
         self._options = motion_options
 
     # -- identity ---------------------------------------------------------------
@@ -168,7 +140,7 @@ class Instance:
         if self._component.update_ops(flow):
             seq = self._enqueue(Update(flow, dict(properties), served.value), served.cache_write)
             if flush_update:
-                self._wait(flow, seq, None)
+                self._waiter.wait(flow, seq, None)
         elif served.cache_write is not None:
             cache_key, data, ttl = served.cache_write
             with translate_errors(f"caching a serve result of {self._keys.name}"):
@@ -194,7 +166,7 @@ class Instance:
         if self._component.update_ops(flow):
             seq = self._enqueue(Update(flow, dict(properties), items))
             if kwargs.get("flush_update"):
-                self._wait(flow, seq, None)
+                self._waiter.wait(flow, seq, None)
 
     async def arun(
         self,
@@ -219,7 +191,7 @@ class Instance:
             update = Update(flow, dict(properties), served.value)
             seq = await self._aenqueue(update, served.cache_write)
             if flush_update:
-                await self._await(flow, seq, None)
+                await self._waiter.await_(flow, seq, None)
         elif served.cache_write is not None:
             cache_key, data, ttl = served.cache_write
             await get_async_redis().set(cache_key, data, ex=ttl)
@@ -251,7 +223,7 @@ class Instance:
         if self._component.update_ops(flow):
             seq = await self._aenqueue(Update(flow, dict(properties), items))
             if kwargs.get("flush_update"):
-                await self._await(flow, seq, None)
+                await self._waiter.await_(flow, seq, None)
 
     # -- state ------------------------------------------------------------------
     def read_state(self, key: str, default_value: Any = None) -> Any:
@@ -277,7 +249,7 @@ class Instance:
         if not state_update:
             return
         seq = self._enqueue(Update(WRITE_FLOW, dict(state_update)))
-        self._wait(WRITE_FLOW, seq, None)
+        self._waiter.wait(WRITE_FLOW, seq, None)
 
     # -- waiting ----------------------------------------------------------------
     def flush_update(self, flow: str = ALL_FLOWS, timeout: float | None = None) -> None:
@@ -293,7 +265,7 @@ class Instance:
             self._component.check_flow(flow)
         with translate_errors("flush_update"):
             target = get_redis().hget(self._keys.meta, _target_field(flow))
-        self._wait(flow, int(target or 0), timeout)
+        self._waiter.wait(flow, int(target or 0), timeout)
 
     async def aflush_update(self, flow: str = ALL_FLOWS, timeout: float | None = None) -> None:
         """Async twin of :meth:`flush_update`."""
@@ -301,7 +273,7 @@ class Instance:
         if flow != ALL_FLOWS:
             self._component.check_flow(flow)
         target = await get_async_redis().hget(self._keys.meta, _target_field(flow))
-        await self._await(flow, int(target or 0), timeout)
+        await self._waiter.await_(flow, int(target or 0), timeout)
 
     # -- lifecycle --------------------------------------------------------------
     def close(self) -> None:
@@ -320,6 +292,10 @@ class Instance:
         return f"<motion instance {self.instance_name}>"
 
     # -- internals: serve ---------------------------------------------------------
+    def _wait(self, flow: str, seq: int, timeout: float | None) -> None:
+        """Wait until update ``seq`` is applied (for the admin utilities and the HTTP app)."""
+        self._waiter.wait(flow, seq, timeout)
+
     def _check_open(self) -> None:
         if self._closed:
             raise InstanceClosedError(f"{self.instance_name} was closed; create a new handle.")
@@ -434,7 +410,7 @@ class Instance:
             if seq == 0:  # a new instance: create it, then enqueue
                 self._create(client)
                 seq, wake = scripts.run(client, "enqueue", keys, args)
-        self._watch.setdefault(update.flow, seq)
+        self._waiter.watch(update.flow, int(seq))
         ensure_worker()
         if wake == 1:  # the script could not push it (another broker): send it now
             send_wakeup_sync(self._component.name, self._id, update.flow, seq)
@@ -454,80 +430,11 @@ class Instance:
         if seq == 0:
             await self._aload()  # creates the instance
             seq, wake = await scripts.arun(client, "enqueue", keys, args)
-        self._watch.setdefault(update.flow, seq)
+        self._waiter.watch(update.flow, int(seq))
         ensure_worker()
         if wake == 1:
             await send_wakeup_async(self._component.name, self._id, update.flow, seq)
         return int(seq)
-
-    def _poll_state(self, client: Any, flow: str, target: int) -> tuple[bool, list[Any]]:
-        applied = int(client.hget(self._keys.meta, "applied") or 0)
-        if applied < target:
-            return False, []
-        start = self._watch_start(flow)
-        if start is None:
-            return True, []
-        return True, client.zrangebyscore(self._keys.failed, start, target)
-
-    def _watch_start(self, flow: str) -> int | None:
-        if flow == ALL_FLOWS:
-            return min(self._watch.values(), default=None)
-        return self._watch.get(flow)
-
-    def _finish_wait(self, flow: str, records: list[Any]) -> None:
-        if flow == ALL_FLOWS:
-            self._watch.clear()
-        else:
-            self._watch.pop(flow, None)
-        failures = parse_failures(self._keys.name, records, flow)
-        if failures:
-            raise UpdateFailedError(failures)
-
-    def _wait(self, flow: str, target: int, timeout: float | None) -> None:
-        if target <= 0:
-            return
-        ensure_worker()
-        client = get_redis()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.0005
-        while True:
-            with translate_errors(f"waiting for updates of {self._keys.name}"):
-                done, records = self._poll_state(client, flow, target)
-            if done:
-                return self._finish_wait(flow, records)
-            if deadline is not None and time.monotonic() > deadline:
-                raise FlushTimeoutError(self._timeout_message(target, timeout))
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-
-    async def _await(self, flow: str, target: int, timeout: float | None) -> None:
-        if target <= 0:
-            return
-        ensure_worker()
-        client = get_async_redis()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.0005
-        while True:
-            applied = int(await client.hget(self._keys.meta, "applied") or 0)
-            if applied >= target:
-                start = self._watch_start(flow)
-                records = (
-                    []
-                    if start is None
-                    else await client.zrangebyscore(self._keys.failed, start, target)
-                )
-                return self._finish_wait(flow, records)
-            if deadline is not None and time.monotonic() > deadline:
-                raise FlushTimeoutError(self._timeout_message(target, timeout))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
-
-    def _timeout_message(self, target: int, timeout: float | None) -> str:
-        return (
-            f"{self.instance_name}: update #{target} was not applied within {timeout}s. Is a "
-            f"worker running with this component's code? Start one with: celery -A workers "
-            f"worker -I <module defining {self._component.name}> (or see `motion status`)."
-        )
 
 
 def _iterable(value: Any) -> bool:
