@@ -40,7 +40,8 @@ def test_auth_rejects_wrong_or_missing_credentials(client) -> None:  # type: ign
     assert client.post("/Notes", json=body).status_code == 401
     bad = {"Authorization": "Bearer not-a-jwt"}
     assert client.post("/Notes", json=body, headers=bad).status_code == 401
-    forged = Application([Notes], api_key="sk_other_key_0123456789abcdef0123456789").make_token("u1")
+    other_app = Application([Notes], api_key="sk_other_key_0123456789abcdef0123456789")
+    forged = other_app.make_token("u1")
     forged_auth = {"Authorization": f"Bearer {forged}"}
     assert client.post("/Notes", json=body, headers=forged_auth).status_code == 401
     expired = Application([Notes], api_key=KEY).make_token("u1", expiration_days=-1)
