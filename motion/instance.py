@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from motion import cache, scripts, store
 from motion import keys as K
-from motion.connection import get_async_redis, get_redis, translate_errors
+from motion.connection import get_async_redis, get_redis, redis_url, translate_errors
 from motion.errors import (
     InstanceClosedError,
     InvalidInstanceIdError,
@@ -30,6 +30,8 @@ from motion.runtime import (
     send_wakeup_sync,
     wakeup_to_push,
 )
+from motion.settings import get_settings
+from motion.tracking import get_tracker
 from motion.waiting import Waiter
 
 if TYPE_CHECKING:
@@ -346,9 +348,10 @@ class Instance:
             client = get_redis()
             known = store.STATE_CACHE.version_of(name)
             if known and digest is None and not store.STATE_CACHE.churning(name):
-                # the common case: one HGET (like a GET) confirms the local copy
+                # the common case: one HGET (like a GET) confirms the local copy, or
+                # none at all when client tracking vouches for it
                 state = store.STATE_CACHE.get(name)
-                if state is not None and client.hget(self._keys.meta, "version") == known:
+                if state is not None and self._version_is(client, known):
                     return int(known), state, None
             for _ in range(3):
                 keys, args = self._read_call(flow, digest)
@@ -387,6 +390,20 @@ class Instance:
             init = store.init_args(self._component, self._id, initial)
             await scripts.arun(client, "init", self._init_keys(), init)
         raise InvalidInstanceIdError(f"{name} vanished while being created; try again.")
+
+    def _version_is(self, client: Any, known: bytes) -> bool:
+        if not get_settings().client_tracking:
+            return bool(client.hget(self._keys.meta, "version") == known)
+        tracker = get_tracker(redis_url())
+        name = self._keys.name
+        if tracker.trusted(name):
+            return True
+        tracked = tracker.client() or client
+        token = tracker.begin(name)
+        if tracked.hget(self._keys.meta, "version") != known:
+            return False
+        tracker.confirm(name, token)
+        return True
 
     def _init_keys(self) -> list[str]:
         return [self._keys.meta, self._keys.state, K.COMPONENTS]

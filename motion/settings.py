@@ -18,6 +18,8 @@ variable                              default    meaning
 ``MOTION_MAX_VALUE_BYTES``            64 MiB     largest serialized state value or payload
 ``MOTION_SIGNING_KEY``                (unset)    HMAC key: inbox payloads are signed and checked
 ``MOTION_HOME``                       ``.motion``  folder of the embedded server's data
+``MOTION_CLIENT_TRACKING``            ``0``      ``1``: serve unchanged state with no round trip
+                                                 (Redis client tracking invalidates copies)
 ====================================  =========  ============================================
 """
 
@@ -133,6 +135,7 @@ class Settings:
     max_value_bytes: int
     signing_key: bytes | None
     home: Path
+    client_tracking: bool = False
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -150,6 +153,7 @@ class Settings:
             max_value_bytes=_env_number("MOTION_MAX_VALUE_BYTES", 64 * 1024 * 1024, int),
             signing_key=key.encode() if key else None,
             home=Path(os.environ.get("MOTION_HOME", ".motion")).resolve(),
+            client_tracking=bool(_env_bool("MOTION_CLIENT_TRACKING")),
         )
 
     def queue_names(self) -> list[str]:

@@ -13,13 +13,14 @@ from tests.support import RedisServer, Worker
 
 def reset_motion() -> None:
     """Forget every cached setting, client and app, so the next use re-reads the env."""
-    from motion import celery_app, connection, runtime, settings, store
+    from motion import celery_app, connection, runtime, settings, store, tracking
 
     settings.reset()
     connection.reset()
     celery_app.reset()
     runtime.reset()
     store.STATE_CACHE.clear()
+    tracking.reset()
 
 
 @pytest.fixture(scope="session")
