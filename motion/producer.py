@@ -1,0 +1,374 @@
+"""Enqueue updates without the component's code: serverless functions and thin producers.
+
+A web server calls ``Summary("user-42").run("purchase", props)``; a function that
+only reacts to events (an AWS Lambda on a queue, a cron job, a webhook) often
+cannot import the component's code, and need not: an update is only an inbox
+entry plus a wake-up. :func:`enqueue` writes the same entry the instance handle
+writes (``flow NUL sealed-payload``, the payload the serializer's dump of
+``(flow, props, serve_result, enqueued_at)``, signed when ``MOTION_SIGNING_KEY``
+is set), with the same Lua script and the same wake-up::
+
+    from motion.producer import enqueue
+
+    seq = enqueue("Summary", "user-42", "purchase", {"item": "socks"})
+
+Guarantees:
+
+* The enqueue is one Lua script: either the update is stored whole (and will be
+  applied, in order, exactly once as a state change) or not at all. An
+  unreachable Redis raises :class:`~motion.errors.ConnectionFailedError` before
+  anything is sent; if the connection drops after the script was sent, the error
+  says the outcome is unknown (commands are never retried automatically, so an
+  update is never stored twice behind the caller's back).
+* When the Celery broker is the state Redis (no ``MOTION_BROKER_URL``), the
+  script pushes the wake-up itself: update and wake-up are one atomic round
+  trip. With another broker the wake-up is sent after the script; if that
+  fails, the update is still safe in the inbox, the sweeper re-sends the
+  wake-up within two sweep periods, and :func:`enqueue` logs it and returns.
+* An instance that does not exist yet cannot be created here, since
+  ``init_state`` is the component's code: :func:`enqueue` raises
+  :class:`~motion.errors.InstanceNotFoundError` and stores nothing, unless the
+  caller passes ``initial_state`` (stored as given; ``init_state`` is not run).
+
+The wake-up is a Celery protocol-2 JSON message in the bytes kombu's Redis
+transport stores, built here, so a cold start imports neither Celery nor kombu.
+With a separate Redis broker it is one ``LPUSH`` there; with a broker that is
+not Redis it goes through Celery. ``MOTION_PRODUCER_WAKEUP=celery`` forces
+Celery's own producer (e.g. for a ``global_keyprefix`` transport option).
+
+Clients are cached per URL at module level, so warm invocations of a serverless
+function reuse their connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from motion import keys as K
+from motion import scripts
+from motion.errors import (
+    ConfigurationError,
+    ConnectionFailedError,
+    DefinitionError,
+    InstanceNotFoundError,
+    InvalidInstanceIdError,
+)
+from motion.inbox import Update, encode, enqueue_call
+from motion.serde import DEFAULT_SERIALIZER, Serializer, dump_value
+from motion.settings import get_settings
+
+if TYPE_CHECKING:
+    from motion.component import Component
+
+log = logging.getLogger("motion.producer")
+
+#: the Celery task every wake-up names (see :mod:`motion.celery_app`)
+APPLY_TASK = "motion.apply"
+#: stands for the seq in a wake-up message until the enqueue script knows it
+SEQ_PLACEHOLDER = "\x01SEQ\x01"
+_ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
+
+_lock = threading.Lock()
+_clients: dict[str, redis.Redis] = {}
+_last_used: dict[int, float] = {}  # id(client) -> monotonic time of its last enqueue
+#: a client idle longer than this is PINGed (and re-connected) before an enqueue
+IDLE_CHECK_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class _Codec:
+    """Stands in for a component where :func:`motion.inbox.encode` needs its serializer."""
+
+    serializer: Serializer
+
+
+def get_client(url: str | None = None) -> redis.Redis:
+    """The cached client for ``url`` (default ``MOTION_REDIS_URL``); made on first use.
+
+    Raises:
+        ConfigurationError: no URL given and none configured (a producer never
+            starts the embedded server: it would write to a Redis no worker reads).
+    """
+    url = url or get_settings().redis_url
+    if not url:
+        raise ConfigurationError(
+            "motion.producer needs a Redis URL: set MOTION_REDIS_URL (or MOTION_REDIS_HOST...) "
+            "or pass url=..., pointing at the Redis your workers use."
+        )
+    client = _clients.get(url)
+    if client is None:
+        with _lock:
+            client = _clients.get(url)
+            if client is None:
+                # No automatic retry of commands: re-running the enqueue script after a
+                # lost reply would store the update twice. _ready() re-connects instead.
+                client = redis.Redis.from_url(
+                    url,
+                    retry=Retry(NoBackoff(), 0),
+                    socket_keepalive=True,
+                    socket_connect_timeout=5,
+                    socket_timeout=10,
+                    health_check_interval=30,
+                )
+                _clients[url] = client
+    return client
+
+
+def enqueue(
+    component_name: str,
+    instance_id: str,
+    flow: str,
+    props: Mapping[str, Any] | None = None,
+    serve_result: Any = None,
+    *,
+    initial_state: Mapping[str, Any] | None = None,
+    url: str | None = None,
+    serializer: Serializer | None = None,
+) -> int:
+    """Enqueue one update of ``flow`` for an instance; return its sequence number.
+
+    Args:
+        component_name: the component's name (``Component(name)``).
+        instance_id: the instance id (no ``"__"``).
+        flow: a flow with update ops on the workers' component.
+        props: the update's props (a dict of picklable values).
+        serve_result: what the update op sees as ``props.serve_result``.
+        initial_state: create the instance with exactly this state if it does
+            not exist (``init_state`` is not run); by default a missing instance
+            raises and nothing is stored.
+        url: the Redis URL (default ``MOTION_REDIS_URL``).
+        serializer: the component's serializer, if not the default cloudpickle.
+
+    Raises:
+        InstanceNotFoundError: the instance does not exist and no
+            ``initial_state`` was given (nothing was stored).
+        ConnectionFailedError: Redis is unreachable or refused the credentials
+            (nothing was stored).
+    """
+    _check_names(component_name, instance_id, flow)
+    codec = _Codec(serializer or DEFAULT_SERIALIZER)
+    ikeys = K.InstanceKeys.of(K.instance_name(component_name, instance_id))
+    update = Update(flow, dict(props or {}), serve_result)
+    entry = encode(cast("Component", codec), ikeys.name, update)
+    mode = _wakeup_mode()
+    push = None
+    if mode == "inline":
+        push = wakeup_message(component_name, instance_id, flow)
+    keys, args = enqueue_call(ikeys, entry, flow, push)
+    client = get_client(url)
+    action = f"enqueueing {flow!r} for {ikeys.name}"
+    now = time.monotonic()
+    if now - _last_used.get(id(client), 0.0) > IDLE_CHECK_SECONDS:
+        with _translate(client, action, stored="nothing was enqueued"):
+            _ready(client)
+    _last_used[id(client)] = now
+    with _translate(client, action, stored="the reply was lost: the update may be stored"):
+        seq, wake = scripts.run(client, "enqueue", keys, args)
+        if seq == 0:
+            if initial_state is None:
+                raise InstanceNotFoundError(
+                    f"{ikeys.name} does not exist, so nothing was enqueued: a producer without "
+                    f"the component's code cannot run its init_state. Create the instance "
+                    f"first (e.g. {component_name}({instance_id!r}).read_state('x') where the "
+                    f"code is), or pass initial_state={{...}} to create it with that state."
+                )
+            _create(client, codec, component_name, ikeys, initial_state)
+            seq, wake = scripts.run(client, "enqueue", keys, args)
+    if wake == 1:  # the script could not push it (another broker): send it now
+        try:
+            _send(mode, component_name, instance_id, flow, int(seq))
+        except Exception as exc:  # the update is durable; the sweeper re-sends the wake-up
+            log.warning(
+                "wake-up for %s #%d not sent (%s); the sweeper will re-send it",
+                ikeys.name,
+                seq,
+                exc,
+            )
+    return int(seq)
+
+
+def _wakeup_mode() -> str:
+    """``inline`` (the enqueue script pushes it), ``redis`` (LPUSH after) or ``celery``."""
+    mode = os.environ.get("MOTION_PRODUCER_WAKEUP", "").strip().lower() or "auto"
+    if mode not in ("auto", "redis", "celery"):
+        raise ConfigurationError(f"MOTION_PRODUCER_WAKEUP={mode!r}: use auto, redis or celery.")
+    broker = get_settings().broker_url
+    if mode == "celery":
+        return "celery"
+    if broker is None:
+        return "inline"  # the state Redis is the broker: one atomic round trip
+    if mode == "redis" or broker.startswith(("redis://", "rediss://", "unix://")):
+        return "redis"
+    return "celery"
+
+
+def _send(mode: str, component: str, instance_id: str, flow: str, seq: int) -> None:
+    """Send ``motion.apply`` after the enqueue: one LPUSH on a Redis broker, or via Celery."""
+    if mode == "celery":
+        from motion.celery_app import send_wakeup as celery_send
+
+        celery_send(component, instance_id, flow, seq)
+        return
+    broker_url = get_settings().broker_url
+    queue, message = wakeup_message(component, instance_id, flow)
+    get_client(broker_url).lpush(queue, message.replace(SEQ_PLACEHOLDER.encode(), b"%d" % seq))
+
+
+def wakeup_message(component: str, instance_id: str, flow: str) -> tuple[str, bytes]:
+    """``(queue, message)``: the ``motion.apply`` message as kombu's Redis transport stores it.
+
+    Celery protocol 2, JSON, ids only, the seq left as :data:`SEQ_PLACEHOLDER` for
+    the enqueue script to fill in: the bytes :func:`motion.celery_app.wakeup_message`
+    makes, built here without importing Celery (a cold start saves ~100 ms).
+    """
+    name = K.instance_name(component, instance_id)
+    queue = f"motion.{zlib.crc32(name.encode()) % get_settings().queues}"
+    task_id = str(uuid.uuid4())
+    args_repr = f"{[component, instance_id, flow]!r}"[:-1] + f", {SEQ_PLACEHOLDER}]"
+    args_json = json.dumps([component, instance_id, flow])[:-1] + f", {SEQ_PLACEHOLDER}]"
+    embed = '{"callbacks": null, "errbacks": null, "chain": null, "chord": null}'
+    headers: dict[str, Any] = {
+        "lang": "py",
+        "task": APPLY_TASK,
+        "id": task_id,
+        "shadow": f"{component}.{flow}",
+        "eta": None,
+        "expires": None,
+        "group": None,
+        "group_index": None,
+        "retries": 0,
+        "timelimit": [None, None],
+        "root_id": task_id,
+        "parent_id": None,
+        "argsrepr": args_repr,
+        "kwargsrepr": "{}",
+        "origin": _ORIGIN,
+        "ignore_result": True,
+        "replaced_task_nesting": 0,
+        "stamped_headers": None,
+        "stamps": {},
+    }
+    message = {
+        "body": f"[{args_json}, {{}}, {embed}]",
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": headers,
+        "properties": {
+            "correlation_id": task_id,
+            "reply_to": None,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "utf-8",  # the body stays plain JSON text
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    # json.dumps escapes the placeholder's control characters: put them back raw
+    raw = json.dumps(message).replace(json.dumps(SEQ_PLACEHOLDER)[1:-1], SEQ_PLACEHOLDER)
+    return queue, raw.encode()
+
+
+def reset() -> None:
+    """Close and forget the cached clients (tests, or after a fork)."""
+    with _lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
+        _last_used.clear()
+
+
+def _check_names(component: str, instance_id: str, flow: str) -> None:
+    if not component or K.SEPARATOR in component:
+        raise InvalidInstanceIdError(
+            f"component name {component!r} must be non-empty and must not contain '{K.SEPARATOR}'."
+        )
+    if not instance_id or K.SEPARATOR in instance_id:
+        raise InvalidInstanceIdError(
+            f"instance_id {instance_id!r} must be non-empty and must not contain '{K.SEPARATOR}'."
+        )
+    if not flow or "::" in flow:
+        raise DefinitionError(f"flow name {flow!r} must be non-empty and must not contain '::'.")
+
+
+def _create(
+    client: redis.Redis,
+    codec: _Codec,
+    component: str,
+    ikeys: K.InstanceKeys,
+    state: Mapping[str, Any],
+) -> None:
+    """Create the instance with ``state`` (stored key by key) unless it exists already."""
+    limit = get_settings().max_value_bytes
+    fields: list[Any] = []
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise TypeError(f"initial_state keys must be strings; got {key!r}.")
+        fields += [
+            key,
+            dump_value(codec.serializer, f"state key {key!r} of {ikeys.name}", value, limit),
+        ]
+    from motion.store import now_ms
+
+    scripts.run(
+        client, "init", [ikeys.meta, ikeys.state, K.COMPONENTS], [component, now_ms(), *fields]
+    )
+
+
+def _ready(client: redis.Redis, attempts: int = 3) -> None:
+    """PING (safe to repeat) so a connection that died while the function slept is replaced.
+
+    Commands are not retried automatically, so without this a serverless function
+    thawed after minutes would fail its first enqueue on a connection the server
+    or a load balancer closed meanwhile.
+    """
+    for attempt in range(attempts):
+        try:
+            client.ping()
+            return
+        except (redis.ConnectionError, redis.TimeoutError):
+            if attempt == attempts - 1:
+                raise
+
+
+@contextlib.contextmanager
+def _translate(client: redis.Redis, action: str, stored: str) -> Iterator[None]:
+    """Turn redis-py connection and auth errors into :class:`ConnectionFailedError`."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
+        where = _describe(client.connection_pool.connection_kwargs)
+        refused = isinstance(exc, redis.AuthenticationError) or any(
+            code in str(exc) for code in ("NOAUTH", "NOPERM", "WRONGPASS")
+        )
+        if refused:
+            raise ConnectionFailedError(
+                f"{action}: Redis at {where} refused the credentials ({exc}; {stored}); check "
+                f"the user and password in MOTION_REDIS_URL."
+            ) from exc
+        if isinstance(exc, redis.ResponseError):
+            raise
+        raise ConnectionFailedError(
+            f"{action}: cannot reach Redis at {where} ({exc}; {stored}). Is it running, and "
+            f"is MOTION_REDIS_URL right?"
+        ) from exc
+
+
+def _describe(kwargs: Mapping[str, Any]) -> str:
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"

@@ -1,0 +1,181 @@
+"""Flower watches a real system; the Procfile brings every process up and down with honcho."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from motion import producer
+from motion.embedded import free_port
+from tests.support import ROOT, RedisServer, Worker, motion_env, wait_for
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "flower-must-not-show-this"
+EMPTY = {"count": 0, "seqs": []}
+BIN = str(Path(sys.executable).parent)
+
+
+@pytest.fixture
+def secured_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
+    """A redis-server of its own that requires a password; producers in this process use it."""
+    server = RedisServer(tmp_path / "redis", password=PASSWORD).start()
+    monkeypatch.setenv("MOTION_REDIS_URL", server.url)
+    from tests.conftest import reset_motion
+
+    reset_motion()
+    producer.reset()
+    yield server
+    producer.reset()
+    reset_motion()
+    server.stop()
+
+
+def get(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+        return resp.read().decode()  # type: ignore[no-any-return]
+
+
+def answers(port: int, path: str) -> str | None:
+    try:
+        return get(port, path)
+    except OSError:
+        return None
+
+
+def descendants(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    children = {int(p) for p in out.stdout.split()}
+    return children.union(*(descendants(c) for c in children)) if children else set()
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_flower_shows_workers_and_update_tasks_without_secrets(
+    secured_redis: RedisServer, tmp_path: Path
+) -> None:
+    worker = Worker(secured_redis.url, ["ops_tally"], tmp_path, pool="threads", name="fl")
+    port = free_port()
+    env = motion_env(secured_redis.url, FLOWER_UNAUTHENTICATED_API="1", PATH=BIN + ":/usr/bin:/bin")
+    log = (tmp_path / "flower.log").open("w")
+    flower = subprocess.Popen(
+        ["celery", "-A", "workers", "flower", "--address=127.0.0.1", f"--port={port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        worker.start()
+        wait_for(
+            lambda: worker.name in (answers(port, "/api/workers?refresh=1") or ""), 30, "flower"
+        )
+        for i in range(3):
+            producer.enqueue("Tally", "fl", "hit", {"n": i}, initial_state=EMPTY)
+
+        def update_tasks() -> list[dict[str, Any]]:
+            tasks = json.loads(answers(port, "/api/tasks") or "{}").values()
+            first = "['Tally', 'fl', 'hit', 1]"  # the wake-up of update #1
+            return [t for t in tasks if t["name"] == "Tally.hit" and t["args"] == first]
+
+        tasks = wait_for(update_tasks, 20, "the update task in flower")
+        wait_for(lambda: update_tasks()[0]["state"] == "SUCCESS", 20, "the task to succeed")
+        assert tasks[0]["worker"] == worker.name
+        client = redis.Redis.from_url(secured_redis.url)
+        wait_for(lambda: client.hget("motion:{Tally__fl}:meta", "applied") == b"3", 20, "3 applied")
+
+        pages = [
+            "/api/workers?refresh=1",
+            "/api/tasks",
+            "/broker",
+            "/workers",
+            f"/worker/{worker.name}",
+            "/tasks",
+            f"/task/{tasks[0]['uuid']}",
+            "/metrics",
+        ]
+        for page in pages:
+            assert PASSWORD not in get(port, page), f"{page} shows the Redis password"
+        assert "redis://:**@127.0.0.1" in get(port, "/broker")
+    finally:
+        flower.terminate()
+        flower.wait(10)
+        worker.stop()
+
+
+def test_procfile_brings_up_worker_beat_flower_and_metrics(
+    secured_redis: RedisServer, tmp_path: Path
+) -> None:
+    flower_port, metrics_port = free_port(), free_port()
+    env = motion_env(
+        secured_redis.url,
+        PATH=BIN + ":/usr/bin:/bin",
+        MOTION_MODULES="ops_tally",
+        WORKER_CONCURRENCY="2",
+        FLOWER_PORT=str(flower_port),
+        METRICS_PORT=str(metrics_port),
+        MOTION_BEAT_SCHEDULE=str(tmp_path / "beat-schedule"),
+        MOTION_SWEEP_SECONDS="1",
+        FLOWER_UNAUTHENTICATED_API="1",
+    )
+    log_path = tmp_path / "honcho.log"
+    honcho = subprocess.Popen(
+        ["honcho", "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start"],
+        env=env,
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # a signal to the test run does not reach it twice
+    )
+    try:
+
+        def up() -> bool:
+            if honcho.poll() is not None:
+                raise AssertionError(f"honcho exited:\n{log_path.read_text()[-3000:]}")
+            text = log_path.read_text()
+            return all(
+                marker in text
+                for marker in (" ready.", "beat: Starting", "Visit me at", "motion metrics on")
+            )
+
+        wait_for(up, 45, "worker, beat, flower and metrics to start", interval=0.1)
+        wait_for(
+            lambda: "worker-" in (answers(flower_port, "/api/workers?refresh=1") or ""),
+            20,
+            "flower to list the worker",
+        )
+        assert json.loads(get(metrics_port, "/healthz"))["up"] == 1
+        producer.enqueue("Tally", "pf", "hit", {}, initial_state=EMPTY)
+        client = redis.Redis.from_url(secured_redis.url)
+        wait_for(
+            lambda: client.hget("motion:{Tally__pf}:meta", "applied") == b"1", 20, "the update"
+        )
+        processes = descendants(honcho.pid)
+        assert len(processes) >= 4
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(honcho.pid, signal.SIGTERM)
+        try:
+            honcho.wait(30)
+        except subprocess.TimeoutExpired:
+            for pid in [honcho.pid, *descendants(honcho.pid)]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            raise
+    wait_for(lambda: not any(alive(p) for p in processes), 20, "every process to exit")

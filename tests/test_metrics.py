@@ -1,0 +1,158 @@
+"""The metrics exporter: backlog, lag and counters, scraped while real workers run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from motion import keys as K
+from motion import metrics, producer
+from motion.embedded import free_port
+from tests.support import ROOT, motion_env, wait_for
+
+pytestmark = pytest.mark.integration
+
+EMPTY = {"count": 0, "seqs": []}
+HIT = {"component": "Tally", "flow": "hit"}
+
+
+@pytest.fixture(autouse=True)
+def fresh_clients() -> Iterator[None]:
+    producer.reset()
+    yield
+    producer.reset()
+
+
+def test_backlog_is_counted_and_scaled_from_a_bounded_sample(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    for name in ("a", "b", "c"):
+        for _ in range(2):
+            producer.enqueue("Tally", name, "hit", {}, initial_state={"count": 0})
+    client.hset(K.stats("Tally"), mapping={"applied:hit": 4, "failed:boom": 1, "takeovers": 2})
+    snap = metrics.collect(client)
+    assert (snap.pending_instances, snap.pending_updates, snap.sampled_instances) == (3, 6, 3)
+    assert snap.components["Tally"].flows == {"hit": {"applied": 4}, "boom": {"failed": 1}}
+    assert snap.components["Tally"].takeovers == 2
+    sampled = metrics.collect(client, sample=2)
+    assert (sampled.sampled_instances, sampled.pending_updates) == (2, 6)  # 4 seen, x 3/2
+
+
+def test_lag_survives_the_sweeper_refreshing_a_stuck_instance(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    producer.enqueue("Tally", "stuck", "hit", {}, initial_state={"count": 0})
+    now_ms = int(time.time() * 1000)
+    client.hset(K.InstanceKeys.of("Tally__stuck").meta, "applied_at", now_ms - 100_000)
+    client.zadd(K.PENDING, {"Tally__stuck": now_ms - 50_000})
+    tracker = metrics.LagTracker()
+    first = metrics.collect(client, tracker=tracker)
+    assert 49 < first.update_lag_seconds < 60
+    assert 49 < first.oldest_pending_seconds < 60
+    client.zadd(K.PENDING, {"Tally__stuck": now_ms})  # what a sweeper pass does
+    assert metrics.collect(client).update_lag_seconds < 5  # no memory: looks fresh
+    assert metrics.collect(client, tracker=tracker).update_lag_seconds > 49
+
+
+def test_redis_down_is_reported_not_raised() -> None:
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    families = {f.name: f for f in metrics.Collector(dead).collect()}
+    assert families["motion_up"].samples[0].value == 0
+
+
+class Exporter:
+    """``python -m motion.metrics`` as a subprocess on a free port."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "motion.metrics", "--port", str(self.port)],
+            cwd=ROOT,
+            env=motion_env(url),
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self.healthy, 20, "the metrics endpoint")
+
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as resp:
+            return resp.read()  # type: ignore[no-any-return]
+
+    def healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"exporter exited: {self.log.read_text()}")
+        try:
+            return json.loads(self.get("/healthz"))["up"] == 1
+        except OSError:
+            return False
+
+    def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = self.get("/metrics").decode()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def value(scrape: dict, name: str, **labels: str) -> float:
+    return scrape.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_scraped_during_a_run_with_real_workers(
+    redis_url: str, start_worker, tmp_path: Path
+) -> None:
+    exporter = Exporter(redis_url, tmp_path / "exporter.log")
+    try:
+        for i in range(5):
+            producer.enqueue("Tally", f"i{i % 2}", "hit", {}, initial_state=EMPTY)
+        producer.enqueue("Tally", "i0", "boom", {})
+        producer.enqueue("Tally", "i1", "boom", {})
+        before = exporter.scrape()
+        assert value(before, "motion_up") == 1
+        assert value(before, "motion_pending_instances") == 2
+        assert value(before, "motion_pending_updates") == 7
+        assert json.loads(exporter.get("/backlog"))["pending_updates"] == 7
+
+        start_worker(["ops_tally"], pool="threads", concurrency=2)
+
+        def drained() -> dict | None:
+            s = exporter.scrape()
+            done = value(s, "motion_updates_total", outcome="applied", **HIT) == 5
+            return s if done and value(s, "motion_pending_updates") == 0 else None
+
+        after = wait_for(drained, 20, "the scrape to show the run drained")
+        boom = {"component": "Tally", "flow": "boom"}
+        assert value(after, "motion_updates_total", outcome="failed", **boom) == 2
+        assert value(after, "motion_op_calls_total", **HIT) == 5
+        assert value(after, "motion_pending_instances") == 0
+
+        # a slow update: the lag grows while it runs, and falls back once it commits
+        producer.enqueue("Tally", "i0", "nap", {"sleep": 2.5})
+        producer.enqueue("Tally", "i0", "hit", {})
+        lagging = wait_for(
+            lambda: (s := exporter.scrape()) and value(s, "motion_update_lag_seconds") >= 1.0 and s,
+            10,
+            "the lag of a slow update to show",
+        )
+        assert value(lagging, "motion_pending_updates") >= 1
+        wait_for(
+            lambda: value(exporter.scrape(), "motion_pending_updates") == 0, 20, "the nap to end"
+        )
+        assert value(exporter.scrape(), "motion_update_lag_seconds") == 0
+    finally:
+        exporter.stop()
