@@ -131,6 +131,8 @@ def test_credentials_and_missing_extra(monkeypatch) -> None:  # type: ignore[no-
     app = Application([Notes])
     assert app.get_credentials()["api_key"].startswith("sk_")
     assert app.token_instance(app.make_token("x")) == "x"
+    with testclient.TestClient(app) as asgi:  # the Application is an ASGI app itself
+        assert asgi.post("/auth", json={"instance_id": "x"}).status_code == 401
     with pytest.raises(ValueError, match="distinct names"):
         Application([Notes, Notes])
     monkeypatch.setitem(sys.modules, "fastapi", None)  # as if the extra were not installed
