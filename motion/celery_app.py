@@ -42,8 +42,33 @@ def get_app() -> Celery:
                 app.config_from_object(os.environ.get("MOTION_CELERY_CONFIG", "celeryconfig"))
                 settings = get_settings()
                 app.conf.broker_url = settings.broker_url or redis_url()
+                if app.conf.broker_url.startswith("rediss://") and not app.conf.broker_use_ssl:
+                    # Flower reads TLS options only from here; kombu alone would not check
+                    # the server's certificate unless the URL says so.
+                    app.conf.broker_use_ssl = tls_options(app.conf.broker_url)
                 _app = app
     return _app
+
+
+def tls_options(url: str) -> dict[str, Any]:
+    """``broker_use_ssl`` from a ``rediss://`` URL's ``ssl_*`` parameters.
+
+    The certificate is checked unless the URL says ``ssl_cert_reqs=none``, as
+    redis-py does for the state client.
+    """
+    import ssl
+    from urllib.parse import parse_qsl, urlsplit
+
+    reqs = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+    options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    for key, value in parse_qsl(urlsplit(url).query):
+        if key == "ssl_cert_reqs":
+            options[key] = reqs.get(value.lower().removeprefix("cert_"), ssl.CERT_REQUIRED)
+        elif key == "ssl_check_hostname":
+            options[key] = value.lower() not in ("false", "0", "no")
+        elif key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+            options[key] = value
+    return options
 
 
 def queue_for(instance_name: str) -> str:
