@@ -144,7 +144,7 @@ def client() -> redis.Redis:
 class Sizes:
     def __init__(self, quick: bool) -> None:
         self.quick = quick
-        self.reps = 1 if quick else 3
+        self.reps = 1 if quick else 5
         self.n_serve, self.n_serve_big = (200, 30) if quick else (1000, 200)
         self.n_hot = 300 if quick else 2000
         self.n_many = 40 if quick else 200

@@ -44,6 +44,12 @@ ROWS: list[Row] = [
     Row("W1", "run serve-only, 1 MB state, p50", "ms", "W1.1MB.p50", GET100, "<=", 1.0),
     Row("W1", "run serve-only, 1 MB state, p99", "ms", "W1.1MB.p99"),
     Row(
+        "W1", "  with MOTION_CLIENT_TRACKING=1, 100 B, p50", "ms", "W1t.100B.p50", GET100, "<=", 1.0
+    ),
+    Row("W1", "  with MOTION_CLIENT_TRACKING=1, 100 B, p99", "ms", "W1t.100B.p99"),
+    Row("W1", "  with MOTION_CLIENT_TRACKING=1, 1 MB, p50", "ms", "W1t.1MB.p50", GET100, "<=", 1.0),
+    Row("W1", "  with MOTION_CLIENT_TRACKING=1, 1 MB, p99", "ms", "W1t.1MB.p99"),
+    Row(
         "W2",
         "run serve + enqueue, p50",
         "ms",
