@@ -155,7 +155,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
                     str(args.producers),
                 ],
                 env={**os.environ, "MOTION_REDIS_URL": args.url},
-            )  # fmt: skip
+            )
             for p in range(args.producers)
         ]
         for proc in producers:
