@@ -98,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
         "modules that define your components.",
         "motion worker -I my_components -c 8 -P threads",
     )
+    command(
+        "metrics",
+        "Serve backlog, lag and per-flow counters for Prometheus (/metrics) and autoscalers "
+        "(/backlog); the options of `python -m motion.metrics` pass through.",
+        "motion metrics --port 9808",
+    )
     return parser
 
 
@@ -175,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["MOTION_REDIS_URL"] = url
     if args.command == "worker":
         return _worker(extra)
+    if args.command == "metrics":
+        from motion.metrics import main as serve_metrics
+
+        return serve_metrics(extra)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from motion import connection, settings

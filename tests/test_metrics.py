@@ -72,11 +72,11 @@ def test_redis_down_is_reported_not_raised() -> None:
 class Exporter:
     """``python -m motion.metrics`` as a subprocess on a free port."""
 
-    def __init__(self, url: str, log: Path) -> None:
+    def __init__(self, url: str, log: Path, command: tuple[str, ...] = ("motion.metrics",)) -> None:
         self.port = free_port()
         self.log = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "motion.metrics", "--port", str(self.port)],
+            [sys.executable, "-m", *command, "--port", str(self.port)],
             cwd=ROOT,
             env=motion_env(url),
             stdout=log.open("w"),
@@ -107,6 +107,15 @@ class Exporter:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
+
+
+def test_motion_metrics_command_serves_the_same(redis_url: str, tmp_path: Path) -> None:
+    producer.enqueue("Tally", "cli", "hit", {}, initial_state=EMPTY)
+    exporter = Exporter(redis_url, tmp_path / "cli.log", ("motion.cli", "metrics"))
+    try:
+        assert value(exporter.scrape(), "motion_pending_updates") == 1
+    finally:
+        exporter.stop()
 
 
 def value(scrape: dict, name: str, **labels: str) -> float:
