@@ -88,7 +88,7 @@ class Runner:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    started = time.time()
+    started, load_before = time.time(), os.getloadavg()[0]
     sys.path.insert(0, str(HERE))  # bench_components, as the workers import it
     with tempfile.TemporaryDirectory(prefix="motion-bench-") as tmp:
         server = RedisServer(Path(tmp) / "redis").start()
@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
     info = machine.describe(version)
+    info["load average"] = (
+        f"{load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after (1 min)"
+    )
     command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
     text = report.table(results)
     print()
