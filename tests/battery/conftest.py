@@ -61,6 +61,8 @@ class Battery:
         self.folder, self.server, self.size = folder, server, size
         self.workers: list[Worker] = []
         self.loads: list[Load] = []
+        self.restarts: list[str] = []
+        self._specs: dict[str, tuple[str, dict[str, Any]]] = {}
 
     @property
     def url(self) -> str:
@@ -89,7 +91,22 @@ class Battery:
             env={**FAST, **(env or {})},
         )
         self.workers.append(worker)
+        self._specs[worker.name] = (name, {"pool": pool, "concurrency": concurrency, "env": env})
         return worker.start(wait=wait)
+
+    def supervise(self) -> list[str]:
+        """Restart any worker that exited, as a process supervisor would; say why each died."""
+        reasons = []
+        for worker in list(self.workers):
+            if worker.proc is not None and worker.proc.poll() is not None:
+                died = [line for line in worker.log.read_text().splitlines() if "CRITICAL" in line]
+                reasons.append(died[-1].split("] ", 1)[-1][:160] if died else "exited")
+                worker.proc = None
+                self.workers.remove(worker)
+                name, options = self._specs[worker.name]
+                self.worker(name, **options)
+        self.restarts += reasons
+        return reasons
 
     def load(self, prefix: str = "load") -> Load:
         """Start the scenario's producers."""
