@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -56,12 +57,28 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 class Runner:
     """Runs workloads, collecting metrics and checks, never letting one failure stop the rest."""
 
-    def __init__(self, cfg: Config, profile: Path | None) -> None:
+    def __init__(self, cfg: Config, profile: Path | None, no_predecessor: bool, tmp: Path) -> None:
         self.cfg = cfg
         self.profile = profile
-        self.results: report.Results = {report.MOTION: {}, report.BASE: {}}
+        self.no_predecessor = no_predecessor
+        self.tmp = tmp
+        self.results: report.Results = {report.MOTION: {}, report.BASE: {}, report.PREDECESSOR: {}}
         self.checks: list[tuple[str, str, bool, str]] = []  # (system, what, ok, detail)
         self.workers: list[Worker] = []
+
+    def predecessor(self, workload: str) -> None:
+        """Run ``workload`` on Motion 0.1.132 (right after motion's, so both see the same load)."""
+        if self.no_predecessor or workload in ("W0", "W9"):
+            return
+        from benchmarks import predecessor
+
+        print(f"  {workload} on Motion 0.1.132 ...", end="", flush=True)
+        start = time.perf_counter()
+        metrics, checks = predecessor.run(self.cfg, [workload], self.tmp)
+        self.results[report.PREDECESSOR].update(metrics)
+        self.checks += [(report.PREDECESSOR, w, ok, d) for w, ok, d in checks]
+        bad = sum(1 for _, ok, _ in checks if not ok)
+        print(f" {time.perf_counter() - start:.1f} s{f', {bad} check(s) failed' if bad else ''}")
 
     def run(self, name: str, system: str, func: Workload) -> None:
         print(f"  {name} ...", end="", flush=True)
@@ -78,7 +95,8 @@ class Runner:
         except Exception as exc:
             traceback.print_exc()
             metrics, checks = {}, [(f"{name} ran", False, f"{type(exc).__name__}: {exc}")]
-        self.results[system].update(metrics)
+        for key, value in metrics.items():  # W0.* are the raw baselines, whoever measured them
+            self.results[report.BASE if key.startswith("W0.") else system][key] = value
         self.checks += [(system, what, ok, detail) for what, ok, detail in checks]
         bad = sum(1 for _, ok, _ in checks if not ok)
         print(
@@ -96,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             version = server.version()
             results, checks = _run_all(args, server, Path(tmp))
         finally:
+            # the opt-in tracking listener of W1 would log the server going away
+            logging.getLogger("motion.tracking").setLevel(logging.ERROR)
             server.stop()
     info = machine.describe(version)
     info["load average"] = (
@@ -133,34 +153,30 @@ def _run_all(
     from benchmarks import scale, stream, workloads
 
     cfg = Config.make(server.url, args.quick)
-    runner = Runner(cfg, args.profile)
+    runner = Runner(cfg, args.profile, args.no_motion_python, tmp)
     want = set(args.only)
     mode = "quick" if args.quick else "full"
     print(f"redis-server {server.version()} on port {server.port}; {mode} run")
-    if "W0" in want:
+    # W1 measures the raw GETs in turns with its serve calls, W4 the raw Celery tasks
+    # in turns with its repeats; W0 alone runs them by themselves.
+    if "W0" in want and "W1" not in want:
         runner.run("W0 raw GET", report.BASE, workloads.w0_get)
     if "W1" in want:
-        runner.run("W1 serve", report.MOTION, workloads.w1_serve)
+        runner.run("W1 serve (and W0 raw GET)", report.MOTION, workloads.w1_serve)
+        runner.predecessor("W1")
     queue_work = [
-        ("W0", "W0 raw Celery", report.BASE, workloads.w0_celery),
-        ("W2", "W2 run with enqueue", report.MOTION, workloads.w2_run_enqueue),
-        ("W3", "W3 one hot instance", report.MOTION, workloads.w3_hot),
-        ("W4", "W4 many instances", report.MOTION, workloads.w4_many),
-        ("W6", "W6 freshness", report.MOTION, stream.w6_freshness),
-        ("W7", "W7 two producers", report.MOTION, stream.w7_producers),
-        ("W8", "W8 burst", report.MOTION, stream.w8_burst),
+        ("W2", "W2 run with enqueue", workloads.w2_run_enqueue),
+        ("W3", "W3 one hot instance", workloads.w3_hot),
+        ("W4", "W4 many instances (and W0 raw Celery)", workloads.w4_many),
+        ("W6", "W6 freshness", stream.w6_freshness),
+        ("W7", "W7 two producers", stream.w7_producers),
+        ("W8", "W8 burst", stream.w8_burst),
     ]
+    if "W0" in want and "W4" not in want:
+        queue_work.insert(0, ("W0", "W0 raw Celery", workloads.w0_celery))
     _with_worker(runner, tmp, "prefork", 2, [w for w in queue_work if w[0] in want])
     if "W5" in want:
-        llm = [("W5", "W5 LLM-like", report.MOTION, workloads.w5_llm)]
-        _with_worker(runner, tmp, "threads", 64, llm)
-    if not args.no_motion_python and want - {"W0", "W9"}:
-        from benchmarks import predecessor
-
-        print("Motion 0.1.132:")
-        metrics, checks = predecessor.run(server, cfg, sorted(want - {"W0", "W9"}), tmp)
-        runner.results[report.PREDECESSOR] = metrics
-        runner.checks += [(report.PREDECESSOR, w, ok, d) for w, ok, d in checks]
+        _with_worker(runner, tmp, "threads", 64, [("W5", "W5 LLM-like", workloads.w5_llm)])
     if "W9" in want:
         runner.run("W9 scale", report.MOTION, scale.w9_scale)
     return runner.results, runner.checks
@@ -171,7 +187,7 @@ def _with_worker(
     tmp: Path,
     pool: str,
     concurrency: int,
-    work: list[tuple[str, str, str, Workload]],
+    work: list[tuple[str, str, Workload]],
 ) -> None:
     if not work:
         return
@@ -179,8 +195,9 @@ def _with_worker(
     worker = Worker(runner.cfg.url, tmp / "logs", pool, concurrency).start()
     runner.workers = [worker]
     try:
-        for _, name, system, func in work:
-            runner.run(name, system, func)
+        for workload, name, func in work:
+            runner.run(name, report.BASE if workload == "W0" else report.MOTION, func)
+            runner.predecessor(workload)
     finally:
         runner.workers = []
         worker.stop()

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import HERE, BenchError, RedisServer
+from benchmarks.harness import HERE, BenchError
 from benchmarks.workloads import Config
 
 VERSION = "0.1.132"
@@ -57,7 +57,7 @@ def ensure_venv() -> Path:
 
 
 def run(
-    server: RedisServer, cfg: Config, workloads: list[str], tmp: Path
+    cfg: Config, workloads: list[str], tmp: Path
 ) -> tuple[dict[str, float], list[tuple[str, bool, str]]]:
     """Run ``workloads`` on Motion; its metrics and checks (a failure becomes a check)."""
     try:
@@ -65,21 +65,21 @@ def run(
     except (OSError, subprocess.CalledProcessError, BenchError) as exc:
         return {}, [("Motion 0.1.132 installed", False, str(exc))]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MOTION_", "PYTHON"))}
-    env.update(MOTION_REDIS_HOST="127.0.0.1", MOTION_REDIS_PORT=str(server.port))
+    port = cfg.url.rsplit(":", 1)[1].split("/")[0]
+    env.update(MOTION_REDIS_HOST="127.0.0.1", MOTION_REDIS_PORT=port)
     folder = tmp / "motion-python"
     folder.mkdir(exist_ok=True)
     args = [str(python), "-P", str(HERE / "motion_python_driver.py"), "run"]
     args += ["--workloads", ",".join(workloads)] + (["--quick"] if cfg.quick else [])
     try:
-        out = subprocess.run(
-            args, env=env, cwd=folder, stdout=subprocess.PIPE, text=True, timeout=900
-        )
+        out = subprocess.run(args, env=env, cwd=folder, capture_output=True, text=True, timeout=900)
     except subprocess.TimeoutExpired:
         return {}, [("Motion 0.1.132 finished within 15 minutes", False, "timed out")]
     lines = out.stdout.strip().splitlines()
     try:
         data: dict[str, Any] = json.loads(lines[-1])
     except (IndexError, json.JSONDecodeError):
-        return {}, [("Motion 0.1.132 driver printed results", False, out.stdout[-2000:])]
+        detail = (out.stdout + out.stderr)[-2000:]
+        return {}, [("Motion 0.1.132 driver printed results", False, detail)]
     checks = [(str(w), bool(ok), str(d)) for w, ok, d in data["checks"]]
     return {k: float(v) for k, v in data["metrics"].items()}, checks

@@ -91,23 +91,93 @@ def _summary(prefix: str, reps: list[list[float]]) -> Metrics:
     }
 
 
-# -- W0: the floor ------------------------------------------------------------------
-def w0_get(cfg: Config) -> tuple[Metrics, Checks]:
-    """Raw redis-py GET of a 100 B and a 1 MB value: per-call latency."""
-    client = redis.Redis.from_url(cfg.url)
+# -- W0 / W1: the floor and the serve path, measured interleaved ----------------------
+BLOCKS = 10
+
+
+def interleaved(cfg: Config, calls: dict[str, tuple[Any, int]]) -> Metrics:
+    """p50/p99 ms of each named ``(call(i), n)``, run in turns of ``n / BLOCKS`` calls.
+
+    Taking turns within each repeat exposes every call to the same moments of a
+    noisy machine, so their ratio holds even when the load changes.
+    """
+    reps: dict[str, list[list[float]]] = {name: [] for name in calls}
+    for _ in range(cfg.reps):
+        rep: dict[str, list[float]] = {name: [] for name in calls}
+        for _block in range(BLOCKS):
+            for name, (call, n) in calls.items():
+                rep[name] += timed_calls(call, max(1, n // BLOCKS))
+        for name in calls:
+            reps[name].append(rep[name])
     metrics: Metrics = {}
+    for name, samples in reps.items():
+        metrics.update(_summary(name, samples))
+    return metrics
+
+
+def _raw_gets(cfg: Config) -> tuple[dict[str, tuple[Any, int]], Checks]:
+    client = redis.Redis.from_url(cfg.url)
+    calls: dict[str, tuple[Any, int]] = {}
     checks: Checks = []
     for label, size, n in (("100B", 100, cfg.n_get), ("1MB", 1_000_000, cfg.n_serve_big)):
         key = f"bench:get:{label}"
         client.set(key, b"x" * size)
-        client.get(key)
-        reps = [timed_calls(lambda _i, k=key: client.get(k), n) for _ in range(cfg.reps)]
-        metrics.update(_summary(f"W0.get{label}", reps))
         got = client.get(key)
+        calls[f"W0.get{label}"] = (lambda _i, k=key: client.get(k), n)
         checks.append(
             (f"W0 GET {label} returns the value", got is not None and len(got) == size, "")
         )
+    return calls, checks
+
+
+def w0_get(cfg: Config) -> tuple[Metrics, Checks]:
+    """Raw redis-py GET of a 100 B and a 1 MB value: per-call latency (when W1 is not run)."""
+    calls, checks = _raw_gets(cfg)
+    return interleaved(cfg, calls), checks
+
+
+def w1_serve(cfg: Config) -> tuple[Metrics, Checks]:
+    """``run`` of a serve-only flow (cache off), state 100 B and 1 MB: p50/p99 ms.
+
+    Measured in turns with the raw GETs of W0 (``W0.*``), then again with
+    ``MOTION_CLIENT_TRACKING=1`` (``W1t.*``), the opt-in that skips the version
+    check round trip while Redis has not invalidated the local copy.
+    """
+    import motion
+
+    calls, checks = _raw_gets(cfg)
+    more_calls, more_checks = _serve_calls(cfg, "W1")
+    metrics = interleaved(cfg, {**calls, **more_calls})
+    motion.configure(client_tracking=True)
+    try:
+        tracked_calls, tracked_checks = _serve_calls(cfg, "W1t")
+        metrics.update(interleaved(cfg, tracked_calls))
+    finally:
+        motion.configure(client_tracking=False)
+    checks += [_seen(c) for c in more_checks + tracked_checks]
     return metrics, checks
+
+
+def _serve_calls(cfg: Config, prefix: str) -> tuple[dict[str, tuple[Any, int]], list[Any]]:
+    from bench_components import Serve
+
+    calls: dict[str, tuple[Any, int]] = {}
+    pending = []
+    for label, size, n in (("100B", 100, cfg.n_serve), ("1MB", 1_000_000, cfg.n_serve_big)):
+        handle = Serve(f"w1-{label}-{uid()}", init_state_params={"size": size})
+        handle.run("read")  # creates the instance and warms the local copy
+        results: set[Any] = set()
+        calls[f"{prefix}.{label}"] = (
+            lambda i, h=handle, out=results: out.add(h.run("read", {"i": i})),
+            n,
+        )
+        pending.append((f"{prefix} {label}: serve saw the state", results, {size}))
+    return calls, pending
+
+
+def _seen(pending: tuple[str, set[Any], set[Any]]) -> tuple[str, bool, str]:
+    what, got, want = pending
+    return what, got == want, f"{got}"
 
 
 def _broker_idle(client: redis.Redis, queues: list[str]) -> bool:
@@ -118,64 +188,31 @@ def _broker_idle(client: redis.Redis, queues: list[str]) -> bool:
     return not any(pipe.execute())
 
 
-def w0_celery(cfg: Config) -> tuple[Metrics, Checks]:
-    """Raw Celery no-op tasks on motion's app, queues and worker: tasks/s."""
+def celery_batch(cfg: Config) -> float:
+    """Send ``n_tasks`` Celery no-op tasks over motion's queues; tasks/s until all acked.
+
+    Acknowledgement comes after the task ran (``task_acks_late``), so empty queues
+    and an empty ``unacked`` hash mean every task was delivered and executed.
+    """
     from motion.celery_app import get_app
     from motion.settings import get_settings
 
     app = get_app()
     queues = get_settings().queue_names()
     client = redis.Redis.from_url(cfg.url)
-    rates = []
-    checks: Checks = []
-    for _ in range(cfg.reps):
-        wait_for(lambda: _broker_idle(client, queues), 30, "an idle broker before W0")
-        start = time.perf_counter()
-        for i in range(cfg.n_tasks):
-            app.send_task("bench.noop", queue=queues[i % len(queues)], ignore_result=True)
-        wait_for(lambda: _broker_idle(client, queues), 60, "the no-op tasks to be acknowledged")
-        rates.append(cfg.n_tasks / (time.perf_counter() - start))
-    checks.append(
-        ("W0 every no-op task delivered and acknowledged", True, f"{cfg.n_tasks} x {cfg.reps}")
-    )
-    return {"W0.celery.tps": median(rates)}, checks
+    wait_for(lambda: _broker_idle(client, queues), 30, "an idle broker before the no-op tasks")
+    start = time.perf_counter()
+    for i in range(cfg.n_tasks):
+        app.send_task("bench.noop", queue=queues[i % len(queues)], ignore_result=True)
+    wait_for(lambda: _broker_idle(client, queues), 60, "the no-op tasks to be acknowledged")
+    return cfg.n_tasks / (time.perf_counter() - start)
 
 
-# -- W1 / W2: the serve path --------------------------------------------------------
-def w1_serve(cfg: Config) -> tuple[Metrics, Checks]:
-    """``run`` of a serve-only flow (cache off), state 100 B and 1 MB: p50/p99 ms.
-
-    Measured with the default settings (``W1.*``) and again with
-    ``MOTION_CLIENT_TRACKING=1`` (``W1t.*``), the opt-in that skips the version
-    check round trip while Redis has not invalidated the local copy.
-    """
-    import motion
-
-    metrics, checks = _serve_sizes(cfg, "W1")
-    motion.configure(client_tracking=True)
-    try:
-        more_metrics, more_checks = _serve_sizes(cfg, "W1t")
-    finally:
-        motion.configure(client_tracking=False)
-    return {**metrics, **more_metrics}, checks + more_checks
-
-
-def _serve_sizes(cfg: Config, prefix: str) -> tuple[Metrics, Checks]:
-    from bench_components import Serve
-
-    metrics: Metrics = {}
-    checks: Checks = []
-    for label, size, n in (("100B", 100, cfg.n_serve), ("1MB", 1_000_000, cfg.n_serve_big)):
-        handle = Serve(f"w1-{label}-{uid()}", init_state_params={"size": size})
-        handle.run("read")  # creates the instance and warms the local copy
-        results: set[Any] = set()
-        reps = [
-            timed_calls(lambda i, h=handle, out=results: out.add(h.run("read", {"i": i})), n)
-            for _ in range(cfg.reps)
-        ]
-        metrics.update(_summary(f"{prefix}.{label}", reps))
-        checks.append((f"{prefix} {label}: serve saw the state", results == {size}, f"{results}"))
-    return metrics, checks
+def w0_celery(cfg: Config) -> tuple[Metrics, Checks]:
+    """Raw Celery no-op tasks on motion's app, queues and worker (when W4 is not run)."""
+    rates = [celery_batch(cfg) for _ in range(cfg.reps)]
+    check = ("W0 every no-op task delivered and acknowledged", True, f"{cfg.n_tasks} x {cfg.reps}")
+    return {"W0.celery.tps": median(rates)}, [check]
 
 
 def _check_counter(handle: Any, expected: int, what: str) -> tuple[str, bool, str]:
@@ -236,12 +273,16 @@ def w3_hot(cfg: Config) -> tuple[Metrics, Checks]:
 
 
 def w4_many(cfg: Config) -> tuple[Metrics, Checks]:
-    """``n_many`` instances x 10 updates, a new handle per update: updates/s."""
+    """``n_many`` instances x 10 updates, a new handle per update: updates/s.
+
+    Each repeat is preceded by a batch of raw Celery no-op tasks (``W0.celery.tps``).
+    """
     from bench_components import Counter
 
-    rates, to_commit, checks = [], [], []
+    rates, to_commit, tasks, checks = [], [], [], []
     per = 10
     for _ in range(cfg.reps):
+        tasks.append(celery_batch(cfg))  # the raw Celery reference, in turns with W4
         ids = [f"w4-{uid()}-{k}" for k in range(cfg.n_many)]
         wall, start = time.time(), time.perf_counter()
         for i in range(per):
@@ -255,7 +296,8 @@ def w4_many(cfg: Config) -> tuple[Metrics, Checks]:
         checks.append(
             ("W4 every instance applied its 10 updates in order", not bad, f"{len(bad)} wrong")
         )
-    return {"W4.ups": median(rates), "W4.ups_commit": median(to_commit)}, checks
+    metrics = {"W4.ups": median(rates), "W4.ups_commit": median(to_commit)}
+    return {**metrics, "W0.celery.tps": median(tasks)}, checks
 
 
 def w5_llm(cfg: Config) -> tuple[Metrics, Checks]:
