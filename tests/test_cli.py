@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 sys.path.insert(0, str(COMPONENTS))
 from admin_components import Notes  # noqa: E402
 
-COMMANDS = ["list", "inspect", "clear", "status", "flush", "copy", "worker"]
+COMMANDS = ["list", "inspect", "clear", "status", "flush", "copy", "worker", "metrics"]
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])

@@ -55,7 +55,7 @@ def test_api_reference_names_every_public_name() -> None:
 
 def test_cli_page_names_every_command() -> None:
     page = (DOCS / "cli.md").read_text()
-    for command in ("list", "inspect", "clear", "status", "flush", "copy", "worker"):
+    for command in ("list", "inspect", "clear", "status", "flush", "copy", "worker", "metrics"):
         assert f"motion {command}" in page, command
 
 
