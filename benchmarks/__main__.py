@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     info["load average"] = (
         f"{load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after (1 min)"
     )
-    command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])])
     text = report.table(results)
     print()
     print(text)

