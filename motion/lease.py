@@ -73,9 +73,10 @@ class Renewer:
 
         while True:
             with self._lock:
+                periods = [lease.period_ms for lease in self._held.values()]
+            self._wake.wait(min(periods, default=3000) / 3000)
+            with self._lock:  # after the wait: leases taken meanwhile are renewed now
                 leases = list(self._held.values())
-            interval = min((lease.period_ms for lease in leases), default=3000) / 3000
-            self._wake.wait(interval)
             started = now_ms()
             for lease in leases:
                 try:
@@ -86,7 +87,9 @@ class Renewer:
                     # Redis away: the commit check still protects state; keep trying.
                     log.warning("renewing the lease of %s failed: %s", lease.keys.name, exc)
                     continue
-                if not ok:
+                with self._lock:
+                    released = id(lease) not in self._held  # the drain ended meanwhile
+                if not ok and not released:
                     log.warning("lost the lease of %s (token %d)", lease.keys.name, lease.token)
                     lease.lost.set()
             elapsed = now_ms() - started
