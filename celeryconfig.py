@@ -9,6 +9,7 @@ names another.
 from kombu import Queue
 
 from motion.settings import get_settings
+from motion.wakeup import CONTROL_QUEUE
 
 _settings = get_settings()
 
@@ -23,9 +24,12 @@ event_serializer = "json"
 task_ignore_result = True
 result_backend = None
 
-# A few queues, chosen by a hash of the instance name; workers consume them all.
-task_queues = [Queue(name, routing_key=name) for name in _settings.queue_names()]
-task_default_queue = _settings.queue_names()[0]
+# Wake-ups go to their component's queues (motion.<Component>.<n>, by a hash of the
+# instance name); a worker adds the queues of the components its -I modules define,
+# so a wake-up never reaches a worker without the code. Every worker also consumes
+# the "motion" queue, where Celery beat sends the sweeper task.
+task_queues = [Queue(CONTROL_QUEUE, routing_key=CONTROL_QUEUE)]
+task_default_queue = CONTROL_QUEUE
 task_create_missing_queues = False
 
 # Acknowledge after the drain, so a wake-up whose worker died is delivered again

@@ -193,8 +193,8 @@ class Worker:
 
     def start(self) -> Worker:
         """Start the worker and return once it consumes every motion queue."""
-        from motion.celery_app import get_app
-        from motion.settings import get_settings
+        from motion.celery_app import get_app, task_queue
+        from motion.wakeup import CONTROL_QUEUE, queues_of
 
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.log.write_text("")
@@ -206,9 +206,12 @@ class Worker:
             stderr=subprocess.STDOUT,
         )
         client = redis.Redis.from_url(self.env["MOTION_REDIS_URL"])
-        keys = [f"bench:probe:{self.name}:{q}" for q in get_settings().queue_names()]
-        for key, queue in zip(keys, get_settings().queue_names(), strict=True):
-            get_app().send_task("bench.probe", args=[key], queue=queue, ignore_result=True)
+        queues = [CONTROL_QUEUE, *queues_of("BenchCounter")]
+        keys = [f"bench:probe:{self.name}:{q}" for q in queues]
+        for key, queue in zip(keys, queues, strict=True):
+            get_app().send_task(
+                "bench.probe", args=[key], queue=task_queue(queue), ignore_result=True
+            )
 
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:

@@ -80,7 +80,8 @@ def clear_instance(instance_name: str) -> bool:
     keys = K.InstanceKeys.of(instance_name)
     client = get_redis()
     with translate_errors(f"clearing {instance_name}"):
-        cached = list(_scan(client, _glob_escape(keys.cache_prefix) + "*"))
+        # cache entries and dedup keys (the fixed keys are deleted by name anyway)
+        cached = list(_scan(client, _glob_escape(keys.prefix) + "*"))
         pipe = client.pipeline(transaction=False)
         pipe.delete(*keys.all())
         for start in range(0, len(cached), 500):

@@ -11,22 +11,17 @@ In Flower a wake-up shows under the name ``<Component>.<flow>`` (Celery's
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import threading
-import uuid
-import zlib
 from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, signals
+from kombu.entity import Queue
 
 from motion.connection import redis_url
 from motion.settings import get_settings
-
-APPLY_TASK = "motion.apply"
-SWEEP_TASK = "motion.sweep"
+from motion.wakeup import APPLY_TASK, queue_for, queues_of
 
 _lock = threading.Lock()
 _app: Celery | None = None
@@ -71,90 +66,36 @@ def tls_options(url: str) -> dict[str, Any]:
     return options
 
 
-def queue_for(instance_name: str) -> str:
-    """The wake-up queue of an instance: a stable hash of its name over ``MOTION_QUEUES``."""
-    queues = get_settings().queues
-    return f"motion.{zlib.crc32(instance_name.encode()) % queues}"
-
-
 def send_wakeup(component: str, instance_id: str, flow: str, seq: int) -> None:
     """Send ``motion.apply`` for an instance (JSON: ids only; the payload stays in Redis)."""
-    name = f"{component}__{instance_id}"
     get_app().send_task(
         APPLY_TASK,
         args=[component, instance_id, flow, seq],
-        queue=queue_for(name),
+        queue=task_queue(queue_for(component, instance_id)),
         shadow=f"{component}.{flow}",
         ignore_result=True,
     )
 
 
-def inline_wakeups() -> bool:
-    """Whether the enqueue script may push wake-ups itself (the broker is the state Redis)."""
-    return get_settings().broker_url is None
+def task_queue(name: str) -> Queue:
+    """The kombu queue called ``name``, as motion declares every queue (default exchange)."""
+    return Queue(name, routing_key=name)  # type: ignore[no-untyped-call]  # kombu is untyped
 
 
-_ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
+def consume_component_queues(app: Celery) -> None:
+    """Have workers started with ``celery worker`` consume their components' queues.
 
-
-#: stands for the seq in a wake-up message until the enqueue script knows it; JSON
-#: escapes control characters inside strings, so it cannot occur anywhere else
-SEQ_PLACEHOLDER = "\x01SEQ\x01"
-
-
-def wakeup_message(component: str, instance_id: str, flow: str) -> tuple[str, bytes]:
-    """``(queue, message)``: a ``motion.apply`` task message in the Redis transport's format.
-
-    The enqueue script pushes it onto the queue (LPUSH, as kombu does) only when the
-    instance needs waking, after putting the seq in place of :data:`SEQ_PLACEHOLDER`,
-    so enqueue and wake-up are one atomic round trip. The message is what
-    :func:`send_wakeup` would send: Celery protocol 2, JSON, ids only.
+    The queues are added once the worker has imported its ``-I`` modules (Celery's
+    ``celeryd_after_setup`` signal), so they follow the code the worker has.
     """
-    queue = queue_for(f"{component}__{instance_id}")
-    task_id = str(uuid.uuid4())
-    prefix = json.dumps([component, instance_id, flow])[:-1]
-    args_json = f"{prefix}, {SEQ_PLACEHOLDER}]"
-    embed = '{"callbacks": null, "errbacks": null, "chain": null, "chord": null}'
-    body = f"[{args_json}, {{}}, {embed}]"
-    headers: dict[str, Any] = {
-        "lang": "py",
-        "task": APPLY_TASK,
-        "id": task_id,
-        "shadow": f"{component}.{flow}",
-        "eta": None,
-        "expires": None,
-        "group": None,
-        "group_index": None,
-        "retries": 0,
-        "timelimit": [None, None],
-        "root_id": task_id,
-        "parent_id": None,
-        "argsrepr": f"{[component, instance_id, flow]!r}"[:-1] + f", {SEQ_PLACEHOLDER}]",
-        "kwargsrepr": "{}",
-        "origin": _ORIGIN,
-        "ignore_result": True,
-        "replaced_task_nesting": 0,
-        "stamped_headers": None,
-        "stamps": {},
-    }
-    message = {
-        "body": body,
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": headers,
-        "properties": {
-            "correlation_id": task_id,
-            "reply_to": None,
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": queue},
-            "priority": 0,
-            "body_encoding": "utf-8",  # the body stays plain JSON text
-            "delivery_tag": str(uuid.uuid4()),
-        },
-    }
-    # json.dumps would escape the placeholder's control characters: put them back raw
-    raw = json.dumps(message).replace(json.dumps(SEQ_PLACEHOLDER)[1:-1], SEQ_PLACEHOLDER)
-    return queue, raw.encode()
+    from motion.component import registered
+
+    def receiver(instance: Any, **_: Any) -> None:
+        for component in registered():
+            for name in queues_of(component):
+                instance.app.amqp.queues.select_add(task_queue(name))
+
+    signals.celeryd_after_setup.connect(receiver, weak=False)
 
 
 def on_worker_ready(callback: Callable[[], None]) -> None:
@@ -182,36 +123,59 @@ def reset() -> None:
         _app = None
 
 
-def start_thread_worker(concurrency: int, pool: str = "threads") -> Callable[[], None]:
-    """Start a Celery worker consuming motion's queues in a daemon thread; return a stopper."""
-    from celery.worker import WorkController, state
+class ThreadWorker:
+    """A Celery worker consuming motion's queues in a daemon thread of this process."""
 
-    app = get_app()
-    app.finalize()
-    app.set_current()
-    ready = threading.Event()
+    def __init__(self, concurrency: int, pool: str = "threads") -> None:
+        from celery.worker import WorkController
 
-    class _Controller(WorkController):  # type: ignore[misc]  # celery is untyped
-        def on_consumer_ready(self, consumer: Any) -> None:
-            ready.set()
+        from motion.component import registered
 
-    worker = _Controller(
-        app=app,
-        concurrency=concurrency,
-        pool=pool,
-        hostname=f"motion-inprocess-{os.getpid()}@{os.uname().nodename}",
-        without_heartbeat=True,
-        without_mingle=True,
-        without_gossip=True,
-        ready_callback=None,
-    )
-    thread = threading.Thread(target=worker.start, name="motion-worker", daemon=True)
-    thread.start()
-    ready.wait(30)
+        app = get_app()
+        app.finalize()
+        app.set_current()
+        for component in registered():  # consumed from the start
+            for name in queues_of(component):
+                app.amqp.queues.select_add(task_queue(name))
+        ready = threading.Event()
 
-    def stop() -> None:
+        class _Controller(WorkController):  # type: ignore[misc]  # celery is untyped
+            def on_consumer_ready(self, consumer: Any) -> None:
+                ready.set()
+
+        self._worker = _Controller(
+            app=app,
+            concurrency=concurrency,
+            pool=pool,
+            hostname=f"motion-inprocess-{os.getpid()}@{os.uname().nodename}",
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+            ready_callback=None,
+        )
+        self._thread = threading.Thread(
+            target=self._worker.start, name="motion-worker", daemon=True
+        )
+        self._thread.start()
+        ready.wait(30)
+
+    def consume(self, component: str) -> None:
+        """Also consume ``component``'s queues (a component defined after the start)."""
+        app = get_app()
+        consumer = self._worker.consumer
+        for name in queues_of(component):
+            if name not in app.amqp.queues:
+                app.amqp.queues.select_add(task_queue(name))
+            hub = getattr(self._worker, "hub", None)
+            if hub is not None:  # the worker's own thread runs the event loop
+                hub.call_soon(consumer.add_task_queue, name)
+            else:
+                consumer.add_task_queue(name)
+
+    def stop(self) -> None:
+        """Stop the worker and wait (up to 10 s) for its thread."""
+        from celery.worker import state
+
         state.should_terminate = 0
-        thread.join(10)
+        self._thread.join(10)
         state.should_terminate = None
-
-    return stop

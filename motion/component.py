@@ -383,6 +383,7 @@ def _policy(policy: DiscardPolicy | int, after: float | None) -> DiscardPolicy:
 # -- registry: how a worker finds a component by name ---------------------------
 _registry: dict[str, Component] = {}
 _registry_lock = threading.Lock()
+_listeners: list[Callable[[str], None]] = []
 
 
 def register(component: Component) -> None:
@@ -392,7 +393,19 @@ def register(component: Component) -> None:
     re-run notebook cell would.
     """
     with _registry_lock:
+        known = component.name in _registry
         _registry[component.name] = component
+        listeners = list(_listeners)
+    if not known:
+        for listener in listeners:
+            listener(component.name)
+
+
+def on_register(listener: Callable[[str], None]) -> None:
+    """Call ``listener(name)`` whenever a component with a new name is defined here."""
+    with _registry_lock:
+        if listener not in _listeners:
+            _listeners.append(listener)
 
 
 def lookup(name: str) -> Component:

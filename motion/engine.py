@@ -92,17 +92,56 @@ def drain(component: Component, instance_id: str) -> DrainReport:
     keys = K.InstanceKeys.of(K.instance_name(component.name, instance_id))
     period = int(settings.lease_seconds * 1000)
     report = DrainReport(keys.name)
-    token = leases.acquire(client, keys, component.name, period)
+    # one round trip: the lease, the first window and (unless our copy is current) the state
+    reply = scripts.run(
+        client,
+        "begin",
+        [keys.meta, keys.lease, K.stats(component.name), keys.inbox, keys.state, K.PENDING],
+        [period, WINDOW, store.STATE_CACHE.version_of(keys.name), keys.name],
+    )
+    token = int(reply[0])
     if token <= 0:
-        report.skipped = "busy" if token == 0 else "missing"
+        report.skipped = {0: "busy", -1: "missing", -2: "idle"}[token]
         return report
     held = leases.Lease(keys, token, period)
     leases.RENEWER.hold(held)
     try:
-        _drain_held(component, instance_id, client, held, report)
+        state = _parse_state(client, component, instance_id, keys, reply[2])
+        window = _Window(reply[1], reply[3:])
+        _drain_held(component, instance_id, client, held, state, window, report)
+    except _Stop as stop:
+        report.skipped = stop.reason
     finally:
         leases.RENEWER.drop(held)
     return report
+
+
+@dataclass
+class _Window:
+    """The next updates to apply (``entries`` from seq ``applied + 1``) and the meta hash."""
+
+    meta_flat: list[bytes]
+    entries: list[bytes | None]
+
+    def first_seq(self) -> int:
+        meta = dict(zip(self.meta_flat[::2], self.meta_flat[1::2], strict=True))
+        return int(meta[b"applied"]) + 1
+
+    def pending(self) -> dict[str, int]:
+        """Updates not yet applied, per flow (the discard policies count them)."""
+        return {
+            k.decode()[len("pending:") :]: int(v)
+            for k, v in zip(self.meta_flat[::2], self.meta_flat[1::2], strict=True)
+            if k.startswith(b"pending:")
+        }
+
+
+class _Stop(Exception):
+    """The drain must stop: ``reason`` goes in the report ("lease lost")."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _drain_held(
@@ -110,37 +149,30 @@ def _drain_held(
     instance_id: str,
     client: redis.Redis,
     held: leases.Lease,
+    state: State,
+    window: _Window | None,
     report: DrainReport,
 ) -> None:
+    """Apply windows until the last commit released the lease (the inbox was empty)."""
     keys = held.keys
-    state: State | None = None
     while True:
         if held.lost.is_set():
-            report.skipped = "lease lost"
-            return
-        reply = scripts.run(client, "window", [keys.meta, keys.inbox], [WINDOW])
-        meta = dict(zip(reply[0][::2], reply[0][1::2], strict=True))
-        entries: list[bytes | None] = reply[1:]
-        if not entries:
+            raise _Stop("lease lost")
+        if window is None:  # after a refused commit: read the window again
+            reply = scripts.run(client, "window", [keys.meta, keys.inbox], [WINDOW])
+            window = _Window(reply[0], reply[1:])
+        if not window.entries:
             released = leases.release(client, held)
-            if released == 0:
-                continue  # updates arrived after the window was read
             if released < 0:
-                report.skipped = "lease lost"
+                raise _Stop("lease lost")
+            if released == 1:
+                return
+            window = None  # updates arrived after the window was read
+            continue
+        result = _apply_window(component, instance_id, client, held, state, window, report)
+        if result is None:  # released: the inbox was empty after the last commit
             return
-        if state is None:
-            state = _read_state(client, component, instance_id, keys)
-        pending = {
-            k.decode()[len("pending:") :]: int(v)
-            for k, v in meta.items()
-            if k.startswith(b"pending:")
-        }
-        seq = int(meta[b"applied"]) + 1
-        state = _apply_window(
-            component, instance_id, client, held, state, entries, seq, pending, report
-        )
-        if held.lost.is_set() or report.skipped:
-            return
+        state, window = result
 
 
 def _apply_window(
@@ -149,22 +181,26 @@ def _apply_window(
     client: redis.Redis,
     held: leases.Lease,
     state: State,
-    entries: list[bytes | None],
-    seq: int,
-    pending: dict[str, int],
+    window: _Window,
     report: DrainReport,
-) -> State | None:
+) -> tuple[State, _Window | None] | None:
     """Apply one window, committing consecutive updates together for up to ``COMMIT_BUDGET``
-    seconds (one round trip for many quick updates); returns the state after it, or
-    ``None`` when it must be read again."""
+    seconds (one round trip for many quick updates).
+
+    The window's last commit also releases the lease when the inbox is empty
+    (returns ``None``) or brings the next window; otherwise returns the state after
+    this window and the next window (``None``: read it again).
+    """
     keys = held.keys
+    pending = window.pending()
+    groups = _groups(component, window.first_seq(), window.entries)
     acc: _Outcome | None = None
     started = time.monotonic()
-    for group in _groups(component, seq, entries):
+    for index, group in enumerate(groups):
         special = _is_migration(group)
         if acc is not None and special:
-            if not _commit_acc(client, held, component.name, acc, report):
-                return None
+            if _commit(client, held, component.name, acc, report) is None:
+                return _fresh_state(client, component, instance_id, keys), None
             acc, started = None, time.monotonic()
         outcome = _apply(component, instance_id, state, group, pending)
         for flow_field, delta in outcome.meta.items():
@@ -172,16 +208,23 @@ def _apply_window(
             pending[flow] = pending.get(flow, 0) + delta
         acc = outcome if acc is None else acc.merge(outcome)
         state = outcome.state
+        if index == len(groups) - 1:
+            break
         if outcome.failures or special or time.monotonic() - started > COMMIT_BUDGET:
-            if not _commit_acc(client, held, component.name, acc, report):
-                return None
+            if _commit(client, held, component.name, acc, report) is None:
+                return _fresh_state(client, component, instance_id, keys), None
             acc, started = None, time.monotonic()
             if outcome.failures:  # an op may have mutated shared values: start clean
-                store.STATE_CACHE.drop(keys.name)
-                state = _read_state(client, component, instance_id, keys)
-    if acc is not None and not _commit_acc(client, held, component.name, acc, report):
+                state = _fresh_state(client, component, instance_id, keys)
+    assert acc is not None  # every window has at least one group
+    reply = _commit(client, held, component.name, acc, report, then_next=True)
+    if reply is None:
+        return _fresh_state(client, component, instance_id, keys), None
+    if reply[1] == 1:
         return None
-    return state
+    if acc.failures:  # an op may have mutated shared values: start clean
+        state = _fresh_state(client, component, instance_id, keys)
+    return state, _Window(reply[2], reply[3:])
 
 
 def _is_migration(group: list[tuple[int, bytes | None]]) -> bool:
@@ -189,33 +232,26 @@ def _is_migration(group: list[tuple[int, bytes | None]]) -> bool:
     return entry is not None and entry.startswith(MIGRATE_FLOW.encode() + b"\x00")
 
 
-def _commit_acc(
-    client: redis.Redis, held: leases.Lease, component: str, acc: _Outcome, report: DrainReport
-) -> bool:
-    """Commit ``acc``; False when the drain must stop or re-read (lease lost, duplicate)."""
-    result = _commit(client, held, component, acc)
-    if result == -1:
-        report.skipped = "lease lost"
-        return False
-    if result == -2:  # already applied by someone: re-read the window
-        return False
-    report.applied += sum(v for k, v in acc.stats.items() if k.startswith("applied:"))
-    report.failed += len(acc.failures)
-    report.discarded += sum(v for k, v in acc.stats.items() if k.startswith("discarded:"))
-    return True
+def _parse_state(
+    client: redis.Redis, component: Component, instance_id: str, keys: K.InstanceKeys, reply: Any
+) -> State:
+    """The state from a read reply (``begin``'s or ``read``'s), reading again if needed."""
+    try:
+        loaded = store.parse_read(component, instance_id, reply)
+    except store.StaleCopy:  # our copy was evicted meanwhile
+        loaded = None
+    if loaded is None:
+        return _fresh_state(client, component, instance_id, keys)
+    return loaded[1]
 
 
-def _read_state(
+def _fresh_state(
     client: redis.Redis, component: Component, instance_id: str, keys: K.InstanceKeys
 ) -> State:
-    try:
-        reply = scripts.run(
-            client, "read", [keys.meta, keys.state], [store.STATE_CACHE.version_of(keys.name)]
-        )
-        loaded = store.parse_read(component, instance_id, reply)
-    except store.StaleCopy:
-        reply = scripts.run(client, "read", [keys.meta, keys.state], [""])
-        loaded = store.parse_read(component, instance_id, reply)
+    """The committed state, read in full (the local copy is dropped first)."""
+    store.STATE_CACHE.drop(keys.name)
+    reply = scripts.run(client, "read", [keys.meta, keys.state], [""])
+    loaded = store.parse_read(component, instance_id, reply)
     if loaded is None:
         raise MotionError(f"{keys.name} has pending updates but no state; was it cleared?")
     return loaded[1]
@@ -407,7 +443,19 @@ def _call(op: Op, working: State, props: Any) -> Any:
     raise AssertionError("unreachable")
 
 
-def _commit(client: redis.Redis, held: leases.Lease, component: str, out: _Outcome) -> int:
+def _commit(
+    client: redis.Redis,
+    held: leases.Lease,
+    component: str,
+    out: _Outcome,
+    report: DrainReport,
+    then_next: bool = False,
+) -> Any:
+    """Commit ``out``; ``None`` when refused as a duplicate (read the window again).
+
+    Raises :class:`_Stop` when the lease was lost. With ``then_next``, the commit
+    script also releases the lease or returns the next window (see ``commit.lua``).
+    """
     keys = held.keys
     fields = out.fields
     args: list[Any] = [
@@ -418,10 +466,32 @@ def _commit(client: redis.Redis, held: leases.Lease, component: str, out: _Outco
         store.now_ms(),
         1 if out.replace else 0,
         out.bumps,
+        1 if then_next else 0,
+        WINDOW,
+        keys.name,
     ]
     args += [len(fields) // 2, *fields]
     args += [len(out.stats), *[x for kv in out.stats.items() for x in kv]]
     args += [len(out.meta), *[x for kv in out.meta.items() for x in kv]]
     args += [len(out.failures), *[x for kv in out.failures for x in kv]]
-    all_keys = [keys.meta, keys.state, keys.inbox, keys.lease, keys.failed, K.stats(component)]
-    return int(scripts.run(client, "commit", all_keys, args))
+    all_keys = [
+        keys.meta,
+        keys.state,
+        keys.inbox,
+        keys.lease,
+        keys.failed,
+        K.stats(component),
+        K.PENDING,
+    ]
+    reply = scripts.run(client, "commit", all_keys, args)
+    if reply == -1:
+        raise _Stop("lease lost")
+    if reply == -2:  # already applied by someone: re-read the window
+        return None
+    report.applied += sum(v for k, v in out.stats.items() if k.startswith("applied:"))
+    report.failed += len(out.failures)
+    report.discarded += sum(v for k, v in out.stats.items() if k.startswith("discarded:"))
+    if not out.failures:  # the state after the commit is ours: the next drain need not read it
+        version = reply[0] if isinstance(reply, list) else reply
+        store.STATE_CACHE.put(keys.name, str(version).encode(), out.state)
+    return reply

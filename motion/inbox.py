@@ -9,7 +9,9 @@ when nobody is draining the instance it also tells the caller to send a wake-up.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -68,13 +70,34 @@ def decode(component: Component, entry: bytes) -> Update:
     return Update(value[0], value[1], value[2], value[3])
 
 
+def new_token() -> str:
+    """A fresh enqueue token: a client that re-sends the same enqueue (same token) after
+    a lost reply gets the seq of the first, instead of a second update."""
+    return base64.b64encode(os.urandom(12)).decode()
+
+
 def enqueue_call(
-    keys: K.InstanceKeys, entry: bytes, flow: str, wakeup: tuple[str, bytes] | None = None
+    keys: K.InstanceKeys,
+    entry: bytes,
+    flow: str,
+    wakeup: tuple[str, bytes] | None = None,
+    *,
+    expect: bytes | str = "",
+    token: str = "",
 ) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of the enqueue script; ``wakeup`` is ``(queue, message)`` to push."""
+    """KEYS and ARGV of the enqueue script (see ``lua/enqueue.lua``).
+
+    Args:
+        wakeup: ``(queue, message)`` for the script to push if the instance needs waking.
+        expect: enqueue only if the state version is still this one (the version the
+            serve op ran on); otherwise the script returns the current state.
+        token: the enqueue's token (:func:`new_token`); ``""`` for none.
+    """
     now = int(time.time() * 1000)
-    script_keys = [keys.meta, keys.inbox, keys.lease, K.PENDING]
-    args: list[Any] = [entry, flow, now, keys.name]
+    period = K.DEDUP_SECONDS * 1000
+    dedup = [keys.dedup(now), keys.dedup(now - period)]
+    script_keys = [keys.meta, keys.inbox, keys.lease, K.PENDING, *dedup, keys.state]
+    args: list[Any] = [entry, flow, now, keys.name, expect, token, 2 * period]
     if wakeup is not None:
         script_keys.append(wakeup[0])
         args.append(wakeup[1])

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from motion import cache, scripts, store
 from motion import keys as K
@@ -20,7 +21,7 @@ from motion.errors import (
     InstanceClosedError,
     InvalidInstanceIdError,
 )
-from motion.inbox import ALL_FLOWS, WRITE_FLOW, Update, encode, enqueue_call
+from motion.inbox import ALL_FLOWS, WRITE_FLOW, Update, encode, enqueue_call, new_token
 from motion.inbox import target_field as _target_field
 from motion.props import Properties, State
 from motion.runtime import (
@@ -135,9 +136,17 @@ class Instance:
         if force_refresh:
             self.flush_update()
         serve = self._component.serve_op(flow)
+        skip_cache = ignore_cache or force_refresh
+        if serve is not None and self._serves_ahead(serve, flow, skip_cache):
+            ahead = self._serve_ahead(serve, flow, properties)
+            if ahead is not None:
+                value, seq = ahead
+                if flush_update:
+                    self._waiter.wait(flow, seq, None)
+                return value
         served = Served(None)
         if serve is not None:
-            served = self._serve(serve, flow, properties, ignore_cache or force_refresh)
+            served = self._serve(serve, flow, properties, skip_cache)
         properties.serve_result = served.value
         if self._component.update_ops(flow):
             seq = self._enqueue(Update(flow, dict(properties), served.value), served.cache_write)
@@ -185,9 +194,17 @@ class Instance:
         if force_refresh:
             await self.aflush_update()
         serve = self._component.serve_op(flow)
+        skip_cache = ignore_cache or force_refresh
+        if serve is not None and self._serves_ahead(serve, flow, skip_cache):
+            ahead = await self._aserve_ahead(serve, flow, properties)
+            if ahead is not None:
+                value, seq = ahead
+                if flush_update:
+                    await self._waiter.await_(flow, seq, None)
+                return value
         served = Served(None)
         if serve is not None:
-            served = await self._aserve(serve, flow, properties, ignore_cache or force_refresh)
+            served = await self._aserve(serve, flow, properties, skip_cache)
         properties.serve_result = served.value
         if self._component.update_ops(flow):
             update = Update(flow, dict(properties), served.value)
@@ -308,11 +325,7 @@ class Instance:
         value = cache.decode(self._component, hit)
         if value is not cache.MISS:
             return Served(value)
-        out = op.call(state.copy(), props)
-        if inspect.iscoroutine(out) or inspect.isasyncgen(out):
-            out = call_sync(_collect(out))
-        elif inspect.isgenerator(out):
-            out = list(out)
+        out = _call_timed(op, state, props)
         return Served(out, self._cache_write(flow, digest, version, out))
 
     async def _aserve(self, op: Op, flow: str, props: Properties, skip_cache: bool) -> Served:
@@ -321,11 +334,75 @@ class Instance:
         value = cache.decode(self._component, hit)
         if value is not cache.MISS:
             return Served(value)
-        if op.is_async:
-            out = await _collect(op.call(state.copy(), props))
-        else:  # a sync op must not block the event loop
-            out = await asyncio.to_thread(_call_and_list, op, state.copy(), props)
+        out = await _acall_timed(op, state, props)
         return Served(out, self._cache_write(flow, digest, version, out))
+
+    # -- internals: serve ahead (one round trip) --------------------------------------
+    def _serves_ahead(self, op: Op, flow: str, skip_cache: bool) -> bool:
+        """Whether ``run`` may serve on the local copy and enqueue in one round trip.
+
+        The enqueue script then checks that the copy's version is still the
+        committed one (and returns the current state if not, to serve again). That
+        pays off when the serve op is quick (re-running it costs less than the
+        round trip it saves) and the state is not changing between calls; it needs
+        no serve-cache read (the cache is off, or skipped).
+        """
+        name = self._keys.name
+        return (
+            bool(self._component.update_ops(flow))
+            and (skip_cache or self._component.cache_ttl == 0)
+            and SERVE_TIMES.quick(op)
+            and not store.STATE_CACHE.churning(name)
+            and bool(store.STATE_CACHE.version_of(name))
+        )
+
+    def _serve_ahead(self, op: Op, flow: str, props: Properties) -> tuple[Any, int] | None:
+        """Serve on the local copy and enqueue if it is current: ``(result, seq)``, or
+        ``None`` when the state kept changing (the caller takes the two-trip path)."""
+        original = dict(props)
+        for _ in range(3):
+            version, state = self._local_copy()
+            if state is None:
+                return None
+            attempt = Properties(original)
+            out = _call_timed(op, state, attempt)
+            attempt.serve_result = out
+            write = self._cache_write(flow, self._digest(original), int(version), out)
+            seq = self._enqueue(Update(flow, dict(attempt), out), write, expect=version)
+            if seq is not None:
+                props.clear()
+                props.update(attempt)
+                props.serve_result = out
+                return out, seq
+        return None
+
+    async def _aserve_ahead(self, op: Op, flow: str, props: Properties) -> tuple[Any, int] | None:
+        """Async :meth:`_serve_ahead`."""
+        original = dict(props)
+        for _ in range(3):
+            version, state = self._local_copy()
+            if state is None:
+                return None
+            attempt = Properties(original)
+            out = await _acall_timed(op, state, attempt)
+            attempt.serve_result = out
+            write = self._cache_write(flow, self._digest(original), int(version), out)
+            seq = await self._aenqueue(Update(flow, dict(attempt), out), write, expect=version)
+            if seq is not None:
+                props.clear()
+                props.update(attempt)
+                props.serve_result = out
+                return out, seq
+        return None
+
+    def _local_copy(self) -> tuple[bytes, State | None]:
+        name = self._keys.name
+        version = store.STATE_CACHE.version_of(name)
+        return version, store.STATE_CACHE.get(name) if version else None
+
+    def _digest(self, props: dict[str, Any]) -> str | None:
+        """The serve-cache digest of the props the serve op was called with (cache on)."""
+        return cache.digest(Properties(props)) if self._component.cache_ttl > 0 else None
 
     def _cache_write(
         self, flow: str, digest: str | None, version: int, value: Any
@@ -414,44 +491,77 @@ class Instance:
         scripts.run(client, "init", self._init_keys(), init)
 
     # -- internals: enqueue and wait ----------------------------------------------
-    def _enqueue(self, update: Update, cache_write: CacheWrite = None) -> int:
+    @overload
+    def _enqueue(self, update: Update, cache_write: CacheWrite = None) -> int: ...
+
+    @overload
+    def _enqueue(
+        self, update: Update, cache_write: CacheWrite = None, *, expect: bytes
+    ) -> int | None: ...
+
+    def _enqueue(
+        self, update: Update, cache_write: CacheWrite = None, *, expect: bytes = b""
+    ) -> int | None:
+        """Enqueue ``update``; its seq, or ``None`` if the state is no longer at ``expect``."""
         entry = encode(self._component, self._keys.name, update)
         wakeup = wakeup_to_push(self._component.name, self._id, update.flow)
-        keys, args = enqueue_call(self._keys, entry, update.flow, wakeup)
+        keys, args = enqueue_call(
+            self._keys, entry, update.flow, wakeup, expect=expect, token=new_token()
+        )
         with translate_errors(f"enqueueing {update.flow!r} for {self._keys.name}"):
             client = get_redis()
             if cache_write is None:
-                seq, wake = scripts.run(client, "enqueue", keys, args)
+                reply = scripts.run(client, "enqueue", keys, args)
             else:  # one round trip for both
-                seq, wake = scripts.run_after(client, ("set", cache_write), "enqueue", keys, args)
-            if seq == 0:  # a new instance: create it, then enqueue
+                reply = scripts.run_after(client, ("set", cache_write), "enqueue", keys, args)
+            if reply[0] == 0:  # a new instance: create it, then enqueue
                 self._create(client)
-                seq, wake = scripts.run(client, "enqueue", keys, args)
-        self._waiter.watch(update.flow, int(seq))
-        ensure_worker()
-        if wake == 1:  # the script could not push it (another broker): send it now
+                reply = scripts.run(client, "enqueue", keys, args)
+        seq = self._enqueued(update, reply)
+        if seq is not None and reply[1] == 1:
+            # the script could not push it (another broker): send it now
             send_wakeup_sync(self._component.name, self._id, update.flow, seq)
-        return int(seq)
+        return seq
 
-    async def _aenqueue(self, update: Update, cache_write: CacheWrite = None) -> int:
+    @overload
+    async def _aenqueue(self, update: Update, cache_write: CacheWrite = None) -> int: ...
+
+    @overload
+    async def _aenqueue(
+        self, update: Update, cache_write: CacheWrite = None, *, expect: bytes
+    ) -> int | None: ...
+
+    async def _aenqueue(
+        self, update: Update, cache_write: CacheWrite = None, *, expect: bytes = b""
+    ) -> int | None:
+        """Async :meth:`_enqueue`."""
         entry = encode(self._component, self._keys.name, update)
         wakeup = wakeup_to_push(self._component.name, self._id, update.flow)
-        keys, args = enqueue_call(self._keys, entry, update.flow, wakeup)
+        keys, args = enqueue_call(
+            self._keys, entry, update.flow, wakeup, expect=expect, token=new_token()
+        )
         client = get_async_redis()
         if cache_write is None:
-            seq, wake = await scripts.arun(client, "enqueue", keys, args)
+            reply = await scripts.arun(client, "enqueue", keys, args)
         else:
-            seq, wake = await scripts.arun_after(
-                client, ("set", cache_write), "enqueue", keys, args
-            )
-        if seq == 0:
+            reply = await scripts.arun_after(client, ("set", cache_write), "enqueue", keys, args)
+        if reply[0] == 0:
             await self._aload()  # creates the instance
-            seq, wake = await scripts.arun(client, "enqueue", keys, args)
-        self._waiter.watch(update.flow, int(seq))
-        ensure_worker()
-        if wake == 1:
+            reply = await scripts.arun(client, "enqueue", keys, args)
+        seq = self._enqueued(update, reply)
+        if seq is not None and reply[1] == 1:
             await send_wakeup_async(self._component.name, self._id, update.flow, seq)
-        return int(seq)
+        return seq
+
+    def _enqueued(self, update: Update, reply: list[Any]) -> int | None:
+        """Interpret the enqueue script's reply (see ``lua/enqueue.lua``)."""
+        if reply[0] == -1:  # the state moved on: remember it, so the caller serves again
+            store.parse_read(self._component, self._id, [reply[1], 0, *reply[2:]])
+            return None
+        seq = int(reply[0])
+        self._waiter.watch(update.flow, seq)
+        ensure_worker()
+        return seq
 
 
 def _iterable(value: Any) -> bool:
@@ -473,3 +583,47 @@ def _call_and_list(op: Op, state: State, props: Properties) -> Any:
     if inspect.iscoroutine(out) or inspect.isasyncgen(out):
         return call_sync(_collect(out))
     return list(out) if inspect.isgenerator(out) else out
+
+
+def _call_timed(op: Op, state: State, props: Properties) -> Any:
+    """Run a serve op to completion in this thread, timing it."""
+    started = time.perf_counter()
+    out = _call_and_list(op, state.copy(), props)
+    SERVE_TIMES.record(op, time.perf_counter() - started)
+    return out
+
+
+async def _acall_timed(op: Op, state: State, props: Properties) -> Any:
+    """Run a serve op to completion without blocking the event loop, timing it."""
+    started = time.perf_counter()
+    if op.is_async:
+        out = await _collect(op.call(state.copy(), props))
+    else:  # a sync op must not block the event loop
+        out = await asyncio.to_thread(_call_and_list, op, state.copy(), props)
+    SERVE_TIMES.record(op, time.perf_counter() - started)
+    return out
+
+
+class ServeTimes:
+    """How long each serve op usually takes (a moving average), to pick the serve path."""
+
+    #: ops quicker than this may run again on a changed state at less cost than the
+    #: round trip that serving ahead saves
+    QUICK_SECONDS = 0.001
+
+    def __init__(self) -> None:
+        self._seconds: dict[int, float] = {}
+
+    def record(self, op: Op, seconds: float) -> None:
+        """Fold one run of ``op`` into its average."""
+        key = id(op)
+        previous = self._seconds.get(key)
+        self._seconds[key] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
+
+    def quick(self, op: Op) -> bool:
+        """Whether ``op`` is known to be quick (unknown ops are not)."""
+        return self._seconds.get(id(op), 1.0) < self.QUICK_SECONDS
+
+
+#: the process's serve-op timings
+SERVE_TIMES = ServeTimes()

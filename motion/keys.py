@@ -14,11 +14,15 @@ state     hash   one field per state key, each value serialized on its own
 meta      hash   ``version``, ``seq`` (last enqueued), ``applied`` (last applied
                  seq), ``fence`` (last lease token), ``holder`` (token of the
                  lease holder while draining), ``wake`` (ms time a wake-up was
-                 sent), ``last:<flow>`` (last seq of a flow), ``pending:<flow>``
+                 sent), ``sweeps`` (wake-ups the sweeper re-sent that no worker
+                 took yet), ``last:<flow>`` (last seq of a flow), ``pending:<flow>``
 inbox     hash   ``seq -> payload`` of updates not yet applied
 lease     str    the fencing token of the worker draining the inbox (with a TTL)
 failed    zset   failure records (JSON) scored by seq, newest 1,000 kept
 cache:*   str    serve-result cache entries, one per (flow, props, version)
+dedup:*   hash   ``token -> seq`` of recent enqueues, so a client that retries an
+                 enqueue after a lost reply enqueues once; one key per
+                 :data:`DEDUP_SECONDS` period, each expiring after two periods
 ========  =====  =============================================================
 """
 
@@ -38,6 +42,9 @@ PENDING = f"{PREFIX}:pending"
 SWEEPER_LOCK = f"{PREFIX}:sweeper:lock"
 #: Set of component names that ever had an instance (for ``motion status``).
 COMPONENTS = f"{PREFIX}:components"
+#: An enqueue's token is remembered for between one and two of these periods:
+#: far longer than a client's retries of a command whose reply was lost.
+DEDUP_SECONDS = 30
 
 
 def stats(component: str) -> str:
@@ -71,6 +78,7 @@ class InstanceKeys:
     lease: str
     failed: str
     cache_prefix: str
+    prefix: str
 
     @classmethod
     def of(cls, name: str) -> InstanceKeys:
@@ -84,11 +92,16 @@ class InstanceKeys:
             lease=f"{base}:lease",
             failed=f"{base}:failed",
             cache_prefix=f"{base}:cache:",
+            prefix=f"{base}:",
         )
 
     def all(self) -> list[str]:
-        """Every fixed key of the instance (cache entries are matched by prefix)."""
+        """Every fixed key of the instance (cache and dedup keys are matched by prefix)."""
         return [self.state, self.meta, self.inbox, self.lease, self.failed]
+
+    def dedup(self, now_ms: int) -> str:
+        """The dedup key of the :data:`DEDUP_SECONDS` period that ``now_ms`` falls in."""
+        return f"{self.prefix}dedup:{now_ms // (DEDUP_SECONDS * 1000)}"
 
 
 def meta_pattern(component: str) -> str:

@@ -1,6 +1,7 @@
 """Leases: one drainer per instance at a time, with a fencing token.
 
-A worker takes an instance's lease before draining its inbox. The lease carries
+A worker takes an instance's lease before draining its inbox (the ``begin``
+script, which also returns the first updates to apply; see :mod:`motion.engine`). The lease carries
 a token that only grows; every commit checks it, so a worker that lost its lease
 (paused, partitioned, too slow) cannot commit. One daemon thread per process
 renews every held lease while slow ops (an LLM call) run.
@@ -29,12 +30,6 @@ class Lease:
         self.token = token
         self.period_ms = period_ms
         self.lost = threading.Event()
-
-
-def acquire(client: redis.Redis, keys: K.InstanceKeys, component: str, period_ms: int) -> int:
-    """Take the lease: a token > 0, 0 if another worker holds it, -1 if no such instance."""
-    reply = scripts.run(client, "acquire", [keys.meta, keys.lease, K.stats(component)], [period_ms])
-    return int(reply)
 
 
 def release(client: redis.Redis, lease: Lease) -> int:

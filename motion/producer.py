@@ -16,10 +16,13 @@ Guarantees:
 
 * The enqueue is one Lua script: either the update is stored whole (and will be
   applied, in order, exactly once as a state change) or not at all. An
-  unreachable Redis raises :class:`~motion.errors.ConnectionFailedError` before
-  anything is sent; if the connection drops after the script was sent, the error
-  says the outcome is unknown (commands are never retried automatically, so an
-  update is never stored twice behind the caller's back).
+  unreachable Redis raises :class:`~motion.errors.ConnectionFailedError`.
+* Each enqueue carries a token (``dedup_key``, or a random one), and the script
+  remembers the tokens of the last 30 to 60 seconds: a command re-sent after its
+  reply was lost (the client retries a few times on a dropped connection) finds
+  its token and returns the first seq instead of storing the update twice. Pass
+  your event's id as ``dedup_key`` to make your own retries (a function invoked
+  twice for one event) safe the same way.
 * When the Celery broker is the state Redis (no ``MOTION_BROKER_URL``), the
   script pushes the wake-up itself: update and wake-up are one atomic round
   trip. With another broker the wake-up is sent after the script; if that
@@ -43,24 +46,20 @@ function reuse their connection.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import socket
 import threading
 import time
-import uuid
-import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from motion import keys as K
-from motion import scripts
+from motion import scripts, wakeup
 from motion.errors import (
     ConfigurationError,
     ConnectionFailedError,
@@ -68,7 +67,7 @@ from motion.errors import (
     InstanceNotFoundError,
     InvalidInstanceIdError,
 )
-from motion.inbox import Update, encode, enqueue_call
+from motion.inbox import Update, encode, enqueue_call, new_token
 from motion.serde import DEFAULT_SERIALIZER, Serializer, dump_value
 from motion.settings import get_settings
 
@@ -77,11 +76,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("motion.producer")
 
-#: the Celery task every wake-up names (see :mod:`motion.celery_app`)
-APPLY_TASK = "motion.apply"
-#: stands for the seq in a wake-up message until the enqueue script knows it
-SEQ_PLACEHOLDER = "\x01SEQ\x01"
-_ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 
 _lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}
@@ -115,11 +109,11 @@ def get_client(url: str | None = None) -> redis.Redis:
         with _lock:
             client = _clients.get(url)
             if client is None:
-                # No automatic retry of commands: re-running the enqueue script after a
-                # lost reply would store the update twice. _ready() re-connects instead.
+                # Commands are retried on a dropped connection: the enqueue's token makes
+                # a re-sent script find the update it stored, and init creates once.
                 client = redis.Redis.from_url(
                     url,
-                    retry=Retry(NoBackoff(), 0),
+                    retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
                     socket_keepalive=True,
                     socket_connect_timeout=5,
                     socket_timeout=10,
@@ -139,6 +133,7 @@ def enqueue(
     initial_state: Mapping[str, Any] | None = None,
     url: str | None = None,
     serializer: Serializer | None = None,
+    dedup_key: str | None = None,
 ) -> int:
     """Enqueue one update of ``flow`` for an instance; return its sequence number.
 
@@ -153,6 +148,9 @@ def enqueue(
             raises and nothing is stored.
         url: the Redis URL (default ``MOTION_REDIS_URL``).
         serializer: the component's serializer, if not the default cloudpickle.
+        dedup_key: a key naming this update (e.g. the triggering event's id): an
+            enqueue with a key used in the last 30 seconds stores nothing and
+            returns the seq the first one got.
 
     Raises:
         InstanceNotFoundError: the instance does not exist and no
@@ -161,6 +159,8 @@ def enqueue(
             (nothing was stored).
     """
     _check_names(component_name, instance_id, flow)
+    if dedup_key is not None and (not isinstance(dedup_key, str) or not dedup_key):
+        raise TypeError(f"dedup_key must be a non-empty string, got {dedup_key!r}.")
     codec = _Codec(serializer or DEFAULT_SERIALIZER)
     ikeys = K.InstanceKeys.of(K.instance_name(component_name, instance_id))
     update = Update(flow, dict(props or {}), serve_result)
@@ -168,8 +168,10 @@ def enqueue(
     mode = _wakeup_mode()
     push = None
     if mode == "inline":
-        push = wakeup_message(component_name, instance_id, flow)
-    keys, args = enqueue_call(ikeys, entry, flow, push)
+        push = wakeup.message(component_name, instance_id, flow)
+    # the token makes the script safe to re-send: a retry after a lost reply enqueues once
+    token = f"k:{dedup_key}" if dedup_key is not None else new_token()
+    keys, args = enqueue_call(ikeys, entry, flow, push, token=token)
     client = get_client(url)
     action = f"enqueueing {flow!r} for {ikeys.name}"
     now = time.monotonic()
@@ -177,7 +179,8 @@ def enqueue(
         with _translate(client, action, stored="nothing was enqueued"):
             _ready(client)
     _last_used[id(client)] = now
-    with _translate(client, action, stored="the reply was lost: the update may be stored"):
+    stored = "the update may or may not be stored: retry with the same dedup_key"
+    with _translate(client, action, stored=stored):
         seq, wake = scripts.run(client, "enqueue", keys, args)
         if seq == 0:
             if initial_state is None:
@@ -225,62 +228,8 @@ def _send(mode: str, component: str, instance_id: str, flow: str, seq: int) -> N
         celery_send(component, instance_id, flow, seq)
         return
     broker_url = get_settings().broker_url
-    queue, message = wakeup_message(component, instance_id, flow)
-    get_client(broker_url).lpush(queue, message.replace(SEQ_PLACEHOLDER.encode(), b"%d" % seq))
-
-
-def wakeup_message(component: str, instance_id: str, flow: str) -> tuple[str, bytes]:
-    """``(queue, message)``: the ``motion.apply`` message as kombu's Redis transport stores it.
-
-    Celery protocol 2, JSON, ids only, the seq left as :data:`SEQ_PLACEHOLDER` for
-    the enqueue script to fill in: the bytes :func:`motion.celery_app.wakeup_message`
-    makes, built here without importing Celery (a cold start saves ~100 ms).
-    """
-    name = K.instance_name(component, instance_id)
-    queue = f"motion.{zlib.crc32(name.encode()) % get_settings().queues}"
-    task_id = str(uuid.uuid4())
-    args_repr = f"{[component, instance_id, flow]!r}"[:-1] + f", {SEQ_PLACEHOLDER}]"
-    args_json = json.dumps([component, instance_id, flow])[:-1] + f", {SEQ_PLACEHOLDER}]"
-    embed = '{"callbacks": null, "errbacks": null, "chain": null, "chord": null}'
-    headers: dict[str, Any] = {
-        "lang": "py",
-        "task": APPLY_TASK,
-        "id": task_id,
-        "shadow": f"{component}.{flow}",
-        "eta": None,
-        "expires": None,
-        "group": None,
-        "group_index": None,
-        "retries": 0,
-        "timelimit": [None, None],
-        "root_id": task_id,
-        "parent_id": None,
-        "argsrepr": args_repr,
-        "kwargsrepr": "{}",
-        "origin": _ORIGIN,
-        "ignore_result": True,
-        "replaced_task_nesting": 0,
-        "stamped_headers": None,
-        "stamps": {},
-    }
-    message = {
-        "body": f"[{args_json}, {{}}, {embed}]",
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": headers,
-        "properties": {
-            "correlation_id": task_id,
-            "reply_to": None,
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": queue},
-            "priority": 0,
-            "body_encoding": "utf-8",  # the body stays plain JSON text
-            "delivery_tag": str(uuid.uuid4()),
-        },
-    }
-    # json.dumps escapes the placeholder's control characters: put them back raw
-    raw = json.dumps(message).replace(json.dumps(SEQ_PLACEHOLDER)[1:-1], SEQ_PLACEHOLDER)
-    return queue, raw.encode()
+    queue, message = wakeup.message(component, instance_id, flow)
+    get_client(broker_url).lpush(queue, wakeup.fill_seq(message, seq))
 
 
 def reset() -> None:

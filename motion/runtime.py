@@ -14,6 +14,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
+from motion import wakeup
 from motion.connection import is_embedded
 from motion.settings import get_settings
 
@@ -49,11 +50,9 @@ def wakeup_to_push(component: str, instance_id: str, flow: str) -> tuple[str, by
     ``None`` when the Celery broker is not the state Redis (``MOTION_BROKER_URL``):
     then the caller sends the wake-up through Celery after the enqueue.
     """
-    from motion import celery_app
-
-    if not celery_app.inline_wakeups():
+    if not wakeup.inline():
         return None
-    return celery_app.wakeup_message(component, instance_id, flow)
+    return wakeup.message(component, instance_id, flow)
 
 
 def send_wakeup_sync(component: str, instance_id: str, flow: str, seq: int) -> None:

@@ -17,7 +17,7 @@ import redis
 import redis.asyncio
 from redis.exceptions import NoScriptError
 
-NAMES = ("enqueue", "init", "read", "acquire", "renew", "window", "commit", "release", "sweep")
+NAMES = ("enqueue", "init", "read", "begin", "renew", "window", "commit", "release", "sweep")
 
 
 @dataclass(frozen=True)

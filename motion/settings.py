@@ -11,7 +11,7 @@ variable                              default    meaning
 ``MOTION_BROKER_URL``                 state URL  Celery broker, if not the same Redis
 ``MOTION_INPROCESS_WORKER``           auto       ``1``/``0``; auto = on only for the embedded server
 ``MOTION_INPROCESS_CONCURRENCY``      ``8``      threads of the in-process worker
-``MOTION_QUEUES``                     ``4``      Celery queues ``motion.0`` .. ``motion.N-1``
+``MOTION_QUEUES``                     ``4``      wake-up queues per component: ``motion.<C>.0..N-1``
 ``MOTION_LEASE_SECONDS``              ``30``     lease period; a crashed worker costs this long
 ``MOTION_SWEEP_SECONDS``              ``10``     how often the sweeper looks for stuck instances
 ``MOTION_UPDATE_RETRIES``             ``0``      extra tries of a failing update op
@@ -155,10 +155,6 @@ class Settings:
             home=Path(os.environ.get("MOTION_HOME", ".motion")).resolve(),
             client_tracking=bool(_env_bool("MOTION_CLIENT_TRACKING")),
         )
-
-    def queue_names(self) -> list[str]:
-        """The Celery queues that carry wake-ups."""
-        return [f"motion.{i}" for i in range(self.queues)]
 
 
 _lock = threading.Lock()

@@ -47,7 +47,7 @@ def sweep_once(client: redis.Redis, send: Send, limit: int = 100_000) -> int:
         for name in names:
             ik = K.InstanceKeys.of(name)
             keys += [ik.meta, ik.lease]
-        woken = scripts.run(client, "sweep", [*keys, K.PENDING], [now, *names])
+        woken = scripts.run(client, "sweep", [*keys, K.PENDING], [now, grace_ms, *names])
         for raw in woken:
             component, instance_id = K.split_instance_name(raw.decode())
             send(component, instance_id, SWEEP_FLOW, 0)

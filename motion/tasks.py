@@ -12,6 +12,7 @@ from typing import Any
 from motion import celery_app, engine, sweeper
 from motion.component import lookup
 from motion.connection import get_redis
+from motion.wakeup import APPLY_TASK, SWEEP_TASK
 
 log = logging.getLogger("motion.tasks")
 
@@ -52,9 +53,10 @@ def stop_sweeper_timer() -> None:
 
 def register(app: Any) -> Any:
     """Register motion's tasks on ``app`` and start the sweeper timer when a worker is ready."""
-    if celery_app.APPLY_TASK not in app.tasks:
-        app.task(name=celery_app.APPLY_TASK, ignore_result=True)(apply)
-        app.task(name=celery_app.SWEEP_TASK, ignore_result=True)(sweep)
+    if APPLY_TASK not in app.tasks:
+        app.task(name=APPLY_TASK, ignore_result=True)(apply)
+        app.task(name=SWEEP_TASK, ignore_result=True)(sweep)
+        celery_app.consume_component_queues(app)
         celery_app.on_worker_ready(start_sweeper_timer)
         celery_app.on_worker_shutdown(stop_sweeper_timer)
     return app

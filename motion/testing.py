@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from motion import celery_app, connection, runtime, settings, store
+from motion import celery_app, connection, runtime, settings, store, tracking, wakeup
 from motion.embedded import find_binary, free_port, start_server
 
 
@@ -36,6 +36,8 @@ def _forget() -> None:
     celery_app.reset()
     runtime.reset()
     store.STATE_CACHE.clear()
+    tracking.reset()
+    wakeup.reset()
 
 
 @contextlib.contextmanager

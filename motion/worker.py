@@ -12,41 +12,48 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from collections.abc import Callable
 
-from motion import celery_app, tasks
+from motion import celery_app, component, tasks
 from motion.settings import get_settings
 
 log = logging.getLogger("motion.worker")
 
 _lock = threading.Lock()
-_stop: Callable[[], None] | None = None
+_worker: celery_app.ThreadWorker | None = None
 
 
 def start_inprocess_worker() -> None:
     """Start the in-process worker and the sweeper timer (idempotent)."""
-    global _stop
+    global _worker
     with _lock:
-        if _stop is not None:
+        if _worker is not None:
             return
         tasks.register(celery_app.get_app())
         settings = get_settings()
-        _stop = celery_app.start_thread_worker(settings.inprocess_concurrency)
+        _worker = celery_app.ThreadWorker(settings.inprocess_concurrency)
+        component.on_register(_consume)
         tasks.start_sweeper_timer()
         atexit.register(stop_inprocess_worker)
         log.info("in-process worker started (%d threads)", settings.inprocess_concurrency)
 
 
+def _consume(name: str) -> None:
+    """A component was defined after the worker started: consume its queues too."""
+    worker = _worker
+    if worker is not None:
+        worker.consume(name)
+
+
 def stop_inprocess_worker() -> None:
     """Stop the in-process worker (at exit; idempotent)."""
-    global _stop
+    global _worker
     with _lock:
-        stop, _stop = _stop, None
-    if stop is not None:
+        worker, _worker = _worker, None
+    if worker is not None:
         tasks.stop_sweeper_timer()
-        stop()
+        worker.stop()
 
 
 def running() -> bool:
     """Whether this process runs the in-process worker."""
-    return _stop is not None
+    return _worker is not None

@@ -13,7 +13,7 @@ from tests.support import RedisServer, Worker
 
 def reset_motion() -> None:
     """Forget every cached setting, client and app, so the next use re-reads the env."""
-    from motion import celery_app, connection, runtime, settings, store, tracking
+    from motion import celery_app, connection, runtime, settings, store, tracking, wakeup
 
     settings.reset()
     connection.reset()
@@ -21,6 +21,7 @@ def reset_motion() -> None:
     runtime.reset()
     store.STATE_CACHE.clear()
     tracking.reset()
+    wakeup.reset()
 
 
 @pytest.fixture(scope="session")

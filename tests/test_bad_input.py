@@ -25,6 +25,7 @@ from motion import (
     UpdateFailedError,
     celery_app,
     scripts,
+    wakeup,
 )
 from motion import keys as K
 from motion.connection import get_redis
@@ -238,9 +239,10 @@ def test_malformed_task_messages_do_not_hurt_the_worker(url: str, worker: Worker
     assert worker.proc is not None
     pid = worker.proc.pid
     app = celery_app.get_app()
+    queue = celery_app.task_queue("motion.BadInput.0")  # a queue the worker consumes
     for args in ([1, 2], [], ["BadInput", ""], ["NoSuchComponent", "x"], [None, None, None]):
-        app.send_task("motion.apply", args=args, queue="motion.0")
-    app.send_task("motion.apply", kwargs={"surprise": 1}, queue="motion.1")
+        app.send_task("motion.apply", args=args, queue=queue)
+    app.send_task("motion.apply", kwargs={"surprise": 1}, queue=queue)
     log = worker.log
     wait_for(lambda: log.read_text().count("motion.apply takes") >= 3, 30, "bad args reported")
     wait_for(lambda: "NoSuchComponent" in log.read_text(), 30, "unknown component reported")
@@ -257,20 +259,25 @@ def test_update_for_a_component_no_worker_knows_waits_in_the_inbox(
     worker: Worker,
     start_worker,  # type: ignore[no-untyped-def]
 ) -> None:
-    handle = Ledger("orphan")  # the module's worker has no Ledger code
+    handle = Ledger("orphan")  # the module's worker has no Ledger code...
     handle.run("add", {"item": "kept"})
     name = handle.instance_name
     keys = K.InstanceKeys.of(name)
-    wait_for(
-        lambda: "no component 'Ledger'" in worker.log.read_text(),
-        30,
-        "the worker to report the component it lacks",
-    )
-    assert "-I <module>" in worker.log.read_text(), "the error should say how to fix it"
     client = get_redis()
+    queue = wakeup.queue_for("Ledger", "orphan")
+    # ...so it does not consume Ledger's queues: the wake-up waits there, for a worker
+    # that has the code, instead of being taken (and failed) by one that has not
+    wait_for(lambda: client.llen(queue) == 1, 10, "the wake-up in Ledger's queue")
+    sweeps = int(client.hget(keys.meta, "wake") or 0)
+    wait_for(
+        lambda: int(client.hget(keys.meta, "wake") or 0) > sweeps,
+        30,
+        "the sweeper to re-send the wake-up (the instance stays pending)",
+    )
     assert client.hlen(keys.inbox) == 1, "the update must stay in the inbox"
     assert client.zcard(keys.failed) == 0, "an update nobody could run is not a failure"
     assert client.zscore(K.PENDING, name) is not None
+    assert "Ledger" not in worker.log.read_text()
     start_worker(["ledger"], pool="solo", concurrency=1, name="knower")
     handle.flush_update(timeout=30)
     assert handle.read_state("items") == ["kept"] and handle.read_state("seqs") == [1]
@@ -283,7 +290,7 @@ def test_undecodable_broker_message_loses_no_update(url: str, start_worker) -> N
     victim = start_worker(["battery_inputs"], pool="solo", concurrency=1, name="victim")
     handle = BadInput("raw")
     handle.run("ok", flush_update=True)
-    get_redis().lpush("motion.0", b"{not json at all")
+    get_redis().lpush("motion.BadInput.0", b"{not json at all")
     wait_for(lambda: "Unrecoverable error" in victim.log.read_text(), 30, "the worker to stop")
     assert victim.proc is not None and victim.proc.wait(30) != 0
     handle.run("ok")

@@ -264,15 +264,15 @@ def test_pushed_wakeups_match_the_messages_celery_sends(monkeypatch: pytest.Monk
     """The enqueue script pushes wake-ups itself: they must be what Celery would send."""
     import json
 
-    from motion import celery_app
+    from motion import celery_app, wakeup
 
     monkeypatch.setenv("MOTION_REDIS_URL", "redis://127.0.0.1:1/0")  # never connected to
-    queue, raw = celery_app.wakeup_message("Comp", 'we"ird', "flow")
+    queue, raw = wakeup.message("Comp", 'we"ird', "flow")
     message = json.loads(raw.replace(b"\x01SEQ\x01", b"7"))
     app = celery_app.get_app()
     sent = app.amqp.as_task_v2(
         "id",
-        celery_app.APPLY_TASK,
+        wakeup.APPLY_TASK,
         args=["Comp", 'we"ird', "flow", 7],
         shadow="Comp.flow",
         ignore_result=True,
@@ -282,4 +282,4 @@ def test_pushed_wakeups_match_the_messages_celery_sends(monkeypatch: pytest.Monk
         assert message["headers"][key] == sent.headers[key], key
     assert json.loads(message["body"]) == list(sent.body)
     assert message["properties"]["delivery_info"] == {"exchange": "", "routing_key": queue}
-    assert queue == celery_app.queue_for('Comp__we"ird')
+    assert queue == wakeup.queue_for("Comp", 'we"ird') == "motion.Comp." + queue[-1]

@@ -126,23 +126,37 @@ def test_any_pool_applies_updates(redis_url, start_worker, pool):  # type: ignor
         assert handle.read_state("items") == list(range(20))
 
 
-def test_worker_without_the_component_fails_visibly_and_keeps_the_update(
+def test_workers_with_different_code_share_redis_and_take_only_their_updates(
     redis_url, redis_server, start_worker
 ):  # type: ignore[no-untyped-def]
+    """Each worker consumes the queues of the components its modules define, so a
+    wake-up never lands on a worker that cannot apply it; an update whose code no
+    running worker has waits in the inbox until one starts."""
+    from producer_free import Other
+
     stranger = start_worker(["producer_free"], pool="solo", concurrency=1, name="stranger")
-    handle = Ledger("orphan")
-    handle.run("add", {"item": "kept"})
-    wait_for(
-        lambda: "UnknownComponentError" in stranger.log.read_text(),
-        30,
-        "the worker to report the unknown component",
-    )
+    handle, other = Ledger("orphan"), Other("neighbour")
+    for n in range(3):
+        handle.run("add", {"item": n})
+        other.run("note", {"n": n})
+    other.flush_update(timeout=30)
+    assert other.read_state("seen") == [0, 1, 2]
     keys = K.InstanceKeys.of(handle.instance_name)
-    assert redis_server.client().hlen(keys.inbox) == 1
-    stranger.stop()
+    client = redis_server.client()
+    assert client.hlen(keys.inbox) == 3, "Ledger's updates wait for a worker with its code"
+    assert client.zscore(K.PENDING, handle.instance_name) is not None
     start_worker(["ledger"], pool="solo", concurrency=1, name="knower")
-    handle.flush_update(timeout=30)  # the sweeper re-wakes it for the worker that knows it
-    assert handle.read_state("items") == ["kept"]
+    handle.flush_update(timeout=30)
+    assert handle.read_state("items") == [0, 1, 2]
+    for n in range(3, 5):
+        handle.run("add", {"item": n})
+        other.run("note", {"n": n})
+    handle.flush_update(timeout=30)
+    other.flush_update(timeout=30)
+    assert handle.read_state("items") == [0, 1, 2, 3, 4]
+    assert other.read_state("seen") == [0, 1, 2, 3, 4]
+    assert "UnknownComponentError" not in stranger.log.read_text()
+    assert "Ledger" not in stranger.log.read_text()
 
 
 def test_a_separate_broker_gets_wakeups_through_celery(redis_url, start_worker):  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from motion import celery_app, producer, settings
+from motion import celery_app, producer, settings, wakeup
 from motion import keys as K
 from motion.embedded import free_port
 from motion.errors import ConnectionFailedError, InstanceNotFoundError, PayloadError
@@ -101,7 +101,7 @@ def test_a_connection_closed_while_idle_is_replaced(redis_url: str) -> None:
 
 
 def _without_ids(message: bytes) -> dict[str, Any]:
-    out = json.loads(message.replace(producer.SEQ_PLACEHOLDER.encode(), b"7"))
+    out = json.loads(wakeup.fill_seq(message, 7))
     for key in ("id", "root_id", "origin"):
         out["headers"][key] = None
     for key in ("correlation_id", "delivery_tag"):
@@ -109,11 +109,17 @@ def _without_ids(message: bytes) -> dict[str, Any]:
     return out  # type: ignore[no-any-return]
 
 
-def test_wakeup_message_is_the_one_celery_and_the_handle_send(redis_url: str) -> None:
-    queue, ours = producer.wakeup_message("Tally", "e", "hit")
-    core_queue, core = celery_app.wakeup_message("Tally", "e", "hit")
-    assert queue == core_queue == celery_app.queue_for("Tally__e")
-    assert _without_ids(ours) == _without_ids(core)
+def test_wakeup_message_is_the_one_celery_sends(redis_url: str) -> None:
+    queue, ours = wakeup.message("Tally", "e", "hit")
+    again_queue, again = wakeup.message("Tally", "e", "hit")  # from the cached template
+    assert queue == again_queue == wakeup.queue_for("Tally", "e")
+    assert _without_ids(ours) == _without_ids(again)
+    first, second = json.loads(wakeup.fill_seq(ours, 1)), json.loads(wakeup.fill_seq(again, 1))
+    assert first["headers"]["id"] != second["headers"]["id"]  # every message its own id
+    for message in (first, second):
+        task_id = message["headers"]["id"]
+        assert message["headers"]["root_id"] == message["properties"]["correlation_id"] == task_id
+        assert message["properties"]["delivery_tag"] == task_id
     client = redis.Redis.from_url(redis_url)
     celery_app.send_wakeup("Tally", "e", "hit", 7)
     sent = json.loads(client.rpop(queue))

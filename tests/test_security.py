@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 sys.path.insert(0, str(COMPONENTS))
 from ledger import Ledger  # noqa: E402
 
-QUEUES = [f"motion.{i}" for i in range(4)]
+QUEUES = [f"motion.Ledger.{i}" for i in range(4)]  # the wake-up queues of Ledger
 
 
 class SecureRedis(RedisServer):
@@ -232,7 +232,8 @@ def test_workers_refuse_pickled_task_messages(
     marker = tmp_path / "unpickled-by-celery"
     worker = start_worker(["ledger"], concurrency=1)
     app = celery_app.get_app()
-    app.send_task("motion.apply", args=[_OpensAFile(marker)], serializer="pickle", queue="motion.0")
+    queue = celery_app.task_queue(QUEUES[0])
+    app.send_task("motion.apply", args=[_OpensAFile(marker)], serializer="pickle", queue=queue)
     wait_for(
         lambda: (
             "ContentDisallowed" in worker.log.read_text()

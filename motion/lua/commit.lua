@@ -1,15 +1,21 @@
 -- commit: apply updates first..last to the state, if this worker still holds the lease
 -- and they are the next in order. The one place that changes committed state.
+-- With ARGV[8] = 1 it then goes on, in the same round trip: it releases the lease if
+-- the inbox is empty, or else returns the next window of updates.
 -- KEYS[1] meta   KEYS[2] state   KEYS[3] inbox   KEYS[4] lease   KEYS[5] failed
--- KEYS[6] motion:stats:<component>
+-- KEYS[6] motion:stats:<component>   KEYS[7] motion:pending
 -- ARGV[1] token   ARGV[2] first seq   ARGV[3] last seq   ARGV[4] lease period (ms)
 -- ARGV[5] now (ms)   ARGV[6] 1 to replace the whole state (a migration), else 0
 -- ARGV[7] how many state changes the version advances by (one per update that changed it)
+-- ARGV[8] 1 to release or return the next window after committing, else 0
+-- ARGV[9] most updates in the next window   ARGV[10] instance name
 -- then four counted lists, each "n, then n pairs":
 --   state fields (field, value) | stats counters (field, increment)
 --   meta counters (field, increment) | failure records (seq, json)
--- Returns the new version, -1 if the lease is lost (a zombie's commit), -2 if
--- first seq is not applied + 1 (already applied: a duplicate).
+-- Returns -1 if the lease is lost (a zombie's commit), -2 if first seq is not
+-- applied + 1 (already applied: a duplicate). Otherwise, with ARGV[8] = 0, the new
+-- version; with ARGV[8] = 1, {version, 1} when the lease was released, or
+-- {version, 0, meta_flat, payload(last+1), ...} when more updates wait.
 if redis.call('GET', KEYS[4]) ~= ARGV[1] then
   return -1
 end
@@ -23,7 +29,7 @@ end
 if ARGV[7] ~= '0' then
   redis.call('HINCRBY', KEYS[1], 'version', ARGV[7])
 end
-local i = 8
+local i = 11
 local n = tonumber(ARGV[i])
 for j = 1, n do
   redis.call('HSET', KEYS[2], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
@@ -46,9 +52,31 @@ end
 if n > 0 then
   redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -1001)
 end
-for s = tonumber(ARGV[2]), tonumber(ARGV[3]) do
+local last = tonumber(ARGV[3])
+for s = tonumber(ARGV[2]), last do
   redis.call('HDEL', KEYS[3], s)
 end
-redis.call('HSET', KEYS[1], 'applied', ARGV[3], 'applied_at', ARGV[5])
+redis.call('HSET', KEYS[1], 'applied', last, 'applied_at', ARGV[5])
+local version = tonumber(redis.call('HGET', KEYS[1], 'version'))
+if ARGV[8] ~= '1' then
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
+  return version
+end
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+if seq <= last then
+  redis.call('DEL', KEYS[4])
+  redis.call('HDEL', KEYS[1], 'holder')
+  redis.call('ZREM', KEYS[7], ARGV[10])
+  return {version, 1}
+end
 redis.call('PEXPIRE', KEYS[4], ARGV[4])
-return tonumber(redis.call('HGET', KEYS[1], 'version'))
+local out = {version, 0, redis.call('HGETALL', KEYS[1])}
+local fields = {}
+for s = last + 1, math.min(seq, last + tonumber(ARGV[9])) do
+  fields[#fields + 1] = s
+end
+local payloads = redis.call('HMGET', KEYS[3], unpack(fields))
+for k = 1, #payloads do
+  out[#out + 1] = payloads[k]
+end
+return out

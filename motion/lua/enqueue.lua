@@ -1,26 +1,52 @@
 -- enqueue: append one update to an instance's inbox and mark the instance pending.
 -- KEYS[1] meta   KEYS[2] inbox   KEYS[3] lease   KEYS[4] motion:pending
--- KEYS[5] (optional) the Celery queue list to push a wake-up onto
+-- KEYS[5] KEYS[6] the dedup keys of this period and the one before (token -> seq)
+-- KEYS[7] state   KEYS[8] (optional) the Celery queue list to push a wake-up onto
 -- ARGV[1] payload   ARGV[2] flow   ARGV[3] now (ms)   ARGV[4] instance name
--- ARGV[5] (optional) the wake-up task message, pushed onto KEYS[5] if one is needed
--- Returns {seq, wake}: wake = 0 when a worker drains the instance or a wake-up is in
--- flight, 2 when this script pushed the wake-up, 1 when the caller must send it.
--- Returns {0, 0} when the instance does not exist yet (the caller runs init_state
--- and calls again).
-if redis.call('EXISTS', KEYS[1]) == 0 then
+-- ARGV[5] the state version the caller served on ('' to skip the check)
+-- ARGV[6] the enqueue's token ('' for none)   ARGV[7] how long the dedup key lives (ms)
+-- ARGV[8] (optional) the wake-up task message, pushed onto KEYS[8] if one is needed
+-- Returns
+--   {seq, wake}  wake = 0 when a worker drains the instance or a wake-up is in flight,
+--                2 when this script pushed the wake-up, 1 when the caller must send it;
+--                a token seen before returns the seq it got then (a client retrying after
+--                a lost reply enqueues once), with wake = 0
+--   {0, 0}       the instance does not exist yet (the caller runs init_state, calls again)
+--   {-1, version, field1, value1, ...}  the state changed since the version in ARGV[5]:
+--                nothing enqueued; the current state is returned to serve on again
+if ARGV[6] ~= '' then
+  local seen = redis.call('HGET', KEYS[5], ARGV[6]) or redis.call('HGET', KEYS[6], ARGV[6])
+  if seen then
+    return {tonumber(seen), 0}
+  end
+end
+local version = redis.call('HGET', KEYS[1], 'version')
+if not version then
   return {0, 0}
+end
+if ARGV[5] ~= '' and ARGV[5] ~= version then
+  local out = redis.call('HGETALL', KEYS[7])
+  table.insert(out, 1, version)
+  table.insert(out, 1, -1)
+  return out
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('HSET', KEYS[2], seq, ARGV[1])
 redis.call('HSET', KEYS[1], 'last:' .. ARGV[2], seq)
 redis.call('HINCRBY', KEYS[1], 'pending:' .. ARGV[2], 1)
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[5], ARGV[6], seq)
+  if redis.call('PTTL', KEYS[5]) < 0 then
+    redis.call('PEXPIRE', KEYS[5], ARGV[7])
+  end
+end
 local wake = 0
 if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('HEXISTS', KEYS[1], 'wake') == 0 then
   redis.call('HSET', KEYS[1], 'wake', ARGV[3])
   wake = 1
-  if KEYS[5] then
+  if KEYS[8] then
     -- the message names the seq only now that it is known (\1SEQ\1 placeholder)
-    redis.call('LPUSH', KEYS[5], (string.gsub(ARGV[5], '\1SEQ\1', seq)))
+    redis.call('LPUSH', KEYS[8], (string.gsub(ARGV[8], '\1SEQ\1', seq)))
     wake = 2
   end
 end

@@ -200,7 +200,7 @@ def diagnose(client: redis.Redis, names: list[str]) -> str:
     """What a stuck instance looks like in Redis: meta, lease, inbox, pending, queues."""
     lines = [
         f"{len(names)} instance(s) behind; queues: "
-        + str({q: client.llen(q) for q in (f"motion.{i}" for i in range(4))})
+        + str({q.decode(): client.llen(q) for q in client.scan_iter("motion.*", _type="list")})
     ]
     for name in names[:5]:
         keys = K.InstanceKeys.of(name)

@@ -19,7 +19,8 @@ from tests.battery.harness import advance, finish, seqs_now, wait_applied
 
 pytestmark = [pytest.mark.battery, pytest.mark.integration, pytest.mark.timeout(300)]
 
-QUEUES = [f"motion.{i}" for i in range(4)]
+#: the wake-up queues of the battery's components
+QUEUES = [f"motion.Ledger.{i}" for i in range(4)]
 
 
 def test_same_task_delivered_twice(battery: Battery) -> None:

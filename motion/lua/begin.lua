@@ -1,0 +1,56 @@
+-- begin: take an instance's lease with a new fencing token and return the first
+-- window of updates and the state, in one round trip.
+-- KEYS[1] meta   KEYS[2] lease   KEYS[3] motion:stats:<component>   KEYS[4] inbox
+-- KEYS[5] state   KEYS[6] motion:pending
+-- ARGV[1] lease period (ms)   ARGV[2] most updates to return   ARGV[3] the state
+-- version the worker holds a copy of ('' for none)   ARGV[4] instance name
+-- Either way the wake-up flags are cleared: this wake-up was delivered.
+-- Returns
+--   {0}   another worker holds the lease (it drains everything)
+--   {-1}  no such instance
+--   {-2}  nothing to apply (no lease taken; the instance leaves the pending index)
+--   {token, meta_flat, state, payload(applied+1), payload(applied+2), ...}
+--         state is {version, 1} when ARGV[3] is current, else {version, 0, field1,
+--         value1, ...}; a missing payload (never expected) comes back as false.
+redis.call('HDEL', KEYS[1], 'wake', 'sweeps')
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return {0}
+end
+local m = redis.call('HMGET', KEYS[1], 'applied', 'seq', 'version')
+if not m[3] then
+  return {-1}
+end
+local applied = tonumber(m[1] or '0')
+local seq = tonumber(m[2] or '0')
+if applied >= seq then
+  -- a duplicate or late wake-up: nothing to hold the lease for
+  redis.call('HDEL', KEYS[1], 'holder')
+  redis.call('ZREM', KEYS[6], ARGV[4])
+  return {-2}
+end
+local token = redis.call('HINCRBY', KEYS[1], 'fence', 1)
+if redis.call('HEXISTS', KEYS[1], 'holder') == 1 then
+  -- the previous holder never released: its lease ran out (crash, pause, partition)
+  redis.call('HINCRBY', KEYS[3], 'takeovers', 1)
+end
+redis.call('SET', KEYS[2], token, 'PX', ARGV[1])
+redis.call('HSET', KEYS[1], 'holder', token)
+local state
+if m[3] == ARGV[3] then
+  state = {m[3], 1}
+else
+  state = redis.call('HGETALL', KEYS[5])
+  table.insert(state, 1, 0)
+  table.insert(state, 1, m[3])
+end
+local out = {token, redis.call('HGETALL', KEYS[1]), state}
+local last = math.min(seq, applied + tonumber(ARGV[2]))
+local fields = {}
+for s = applied + 1, last do
+  fields[#fields + 1] = s
+end
+local payloads = redis.call('HMGET', KEYS[4], unpack(fields))
+for i = 1, #payloads do
+  out[#out + 1] = payloads[i]
+end
+return out

@@ -1,0 +1,146 @@
+"""The ``motion.apply`` wake-up message, built without importing Celery.
+
+A wake-up is a Celery protocol-2 task message, JSON, naming only the instance
+(``[component, instance_id, flow, seq]``): the update itself waits in the inbox.
+When the broker is the state Redis, the enqueue script pushes this message onto
+the instance's queue itself (``LPUSH``, as kombu's Redis transport does), so the
+update and its wake-up are one atomic round trip; the script writes the seq in
+place of :data:`SEQ_PLACEHOLDER` once it knows it.
+
+Building the message costs a ``json.dumps`` of a dozen headers; it is done once
+per ``(component, instance, flow)`` and kept as a template in which only the task
+id changes, so the enqueue path stays cheap. In Flower the task shows under the
+name ``<Component>.<flow>`` (Celery's ``shadow`` name).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import uuid
+import zlib
+from collections import OrderedDict
+from typing import Any
+
+from motion import keys as K
+from motion.settings import get_settings
+
+APPLY_TASK = "motion.apply"
+SWEEP_TASK = "motion.sweep"
+#: the queue every worker consumes: the sweeper task (from Celery beat) goes there
+CONTROL_QUEUE = "motion"
+#: wake-up queues are named ``motion.<Component>.<n>``
+QUEUE_PREFIX = "motion."
+
+#: stands for the seq until the enqueue script knows it; JSON escapes control
+#: characters inside strings, so it cannot occur anywhere else in a message
+SEQ_PLACEHOLDER = "\x01SEQ\x01"
+#: stands for the task id in a cached template (replaced before sending)
+_ID_PLACEHOLDER = "\x02ID\x02"
+_ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
+
+#: templates kept (least recently used out): one per (component, instance, flow)
+TEMPLATES = 4096
+_lock = threading.Lock()
+_templates: OrderedDict[tuple[str, str, str], tuple[str, str]] = OrderedDict()
+
+
+def inline() -> bool:
+    """Whether the enqueue script may push wake-ups itself (the broker is the state Redis)."""
+    return get_settings().broker_url is None
+
+
+def queue_for(component: str, instance_id: str) -> str:
+    """The wake-up queue of an instance: one of its component's queues, by a stable hash."""
+    name = K.instance_name(component, instance_id)
+    return f"{QUEUE_PREFIX}{component}.{zlib.crc32(name.encode()) % get_settings().queues}"
+
+
+def queues_of(component: str) -> list[str]:
+    """The wake-up queues of ``component`` (``MOTION_QUEUES`` of them).
+
+    Each component has queues of its own, and a worker consumes those of the
+    components whose code it has: a wake-up never lands on a worker that cannot
+    apply it, so workers with different modules can share one Redis.
+    """
+    return [f"{QUEUE_PREFIX}{component}.{i}" for i in range(get_settings().queues)]
+
+
+def message(component: str, instance_id: str, flow: str) -> tuple[str, bytes]:
+    """``(queue, message)``: a fresh ``motion.apply`` message, its seq a placeholder."""
+    key = (component, instance_id, flow)
+    with _lock:
+        found = _templates.get(key)
+        if found is not None:
+            _templates.move_to_end(key)
+    if found is None:
+        found = _template(component, instance_id, flow)
+        with _lock:
+            _templates[key] = found
+            while len(_templates) > TEMPLATES:
+                _templates.popitem(last=False)
+    queue, template = found
+    return queue, template.replace(_ID_PLACEHOLDER, str(uuid.uuid4())).encode()
+
+
+def fill_seq(message_bytes: bytes, seq: int) -> bytes:
+    """``message_bytes`` with the seq written in (for a wake-up sent after the enqueue)."""
+    return message_bytes.replace(SEQ_PLACEHOLDER.encode(), b"%d" % seq)
+
+
+def reset() -> None:
+    """Forget the templates (after the number of queues changed, in tests)."""
+    with _lock:
+        _templates.clear()
+
+
+def _template(component: str, instance_id: str, flow: str) -> tuple[str, str]:
+    """The message of one ``(component, instance, flow)``, task id left as a placeholder."""
+    queue = queue_for(component, instance_id)
+    args_json = json.dumps([component, instance_id, flow])[:-1] + f", {SEQ_PLACEHOLDER}]"
+    args_repr = f"{[component, instance_id, flow]!r}"[:-1] + f", {SEQ_PLACEHOLDER}]"
+    embed = '{"callbacks": null, "errbacks": null, "chain": null, "chord": null}'
+    headers: dict[str, Any] = {
+        "lang": "py",
+        "task": APPLY_TASK,
+        "id": _ID_PLACEHOLDER,
+        "shadow": f"{component}.{flow}",
+        "eta": None,
+        "expires": None,
+        "group": None,
+        "group_index": None,
+        "retries": 0,
+        "timelimit": [None, None],
+        "root_id": _ID_PLACEHOLDER,
+        "parent_id": None,
+        "argsrepr": args_repr,
+        "kwargsrepr": "{}",
+        "origin": _ORIGIN,
+        "ignore_result": True,
+        "replaced_task_nesting": 0,
+        "stamped_headers": None,
+        "stamps": {},
+    }
+    body = {
+        "body": f"[{args_json}, {{}}, {embed}]",
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": headers,
+        "properties": {
+            "correlation_id": _ID_PLACEHOLDER,
+            "reply_to": None,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "utf-8",  # the body stays plain JSON text
+            # kombu keys unacknowledged messages by this tag: unique per message
+            "delivery_tag": _ID_PLACEHOLDER,
+        },
+    }
+    raw = json.dumps(body)
+    # json.dumps escaped the placeholders' control characters: put them back raw
+    for placeholder in (SEQ_PLACEHOLDER, _ID_PLACEHOLDER):
+        raw = raw.replace(json.dumps(placeholder)[1:-1], placeholder)
+    return queue, raw
