@@ -43,17 +43,34 @@ _SPECIAL = (WRITE_FLOW, MIGRATE_FLOW)
 
 @dataclass
 class DrainReport:
-    """What one drain did (the task's result, visible in Flower)."""
+    """What one drain did: the task's result, which Flower shows.
+
+    ``seqs`` is the range of updates the drain went through (``"4-17"``): updates
+    that arrive while an instance is being drained are applied by the task already
+    draining it, and show here rather than as tasks of their own.
+    """
 
     instance: str
     applied: int = 0
     failed: int = 0
     discarded: int = 0
-    skipped: str | None = None  # "busy" (another worker drains) | "missing" | "lease lost"
+    seqs: str | None = None
+    #: "busy" (another worker drains: it applies this update too), "idle" (already
+    #: applied), "missing" (no such instance) or "lease lost"
+    skipped: str | None = None
+    first: int = field(default=0, repr=False)
+    last: int = field(default=0, repr=False)
+
+    def covered(self, first: int, last: int) -> None:
+        """Note that updates ``first``..``last`` were committed (applied, failed or discarded)."""
+        self.first = first if not self.first else min(self.first, first)
+        self.last = max(self.last, last)
+        self.seqs = f"{self.first}-{self.last}" if self.first != self.last else str(self.last)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        hidden = ("first", "last")
+        return {k: v for k, v in self.__dict__.items() if v is not None and k not in hidden}
 
 
 @dataclass
@@ -488,6 +505,7 @@ def _commit(
         raise _Stop("lease lost")
     if reply == -2:  # already applied by someone: re-read the window
         return None
+    report.covered(out.first, out.last)
     report.applied += sum(v for k, v in out.stats.items() if k.startswith("applied:"))
     report.failed += len(out.failures)
     report.discarded += sum(v for k, v in out.stats.items() if k.startswith("discarded:"))

@@ -97,7 +97,8 @@ def enqueue_call(
     period = K.DEDUP_SECONDS * 1000
     dedup = [keys.dedup(now), keys.dedup(now - period)]
     script_keys = [keys.meta, keys.inbox, keys.lease, K.PENDING, *dedup, keys.state]
-    args: list[Any] = [entry, flow, now, keys.name, expect, token, 2 * period]
+    coalesce = "0" if get_settings().wakeup_per_update else "1"
+    args: list[Any] = [entry, flow, now, keys.name, expect, token, 2 * period, coalesce]
     if wakeup is not None:
         script_keys.append(wakeup[0])
         args.append(wakeup[1])

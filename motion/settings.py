@@ -20,6 +20,8 @@ variable                              default    meaning
 ``MOTION_HOME``                       ``.motion``  folder of the embedded server's data
 ``MOTION_CLIENT_TRACKING``            ``0``      ``1``: serve unchanged state with no round trip
                                                  (Redis client tracking invalidates copies)
+``MOTION_WAKEUP_PER_UPDATE``          ``0``      ``1``: a wake-up task for every update (each
+                                                 its own task in Flower), not one per burst
 ====================================  =========  ============================================
 """
 
@@ -136,6 +138,7 @@ class Settings:
     signing_key: bytes | None
     home: Path
     client_tracking: bool = False
+    wakeup_per_update: bool = False
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -154,6 +157,7 @@ class Settings:
             signing_key=key.encode() if key else None,
             home=Path(os.environ.get("MOTION_HOME", ".motion")).resolve(),
             client_tracking=bool(_env_bool("MOTION_CLIENT_TRACKING")),
+            wakeup_per_update=bool(_env_bool("MOTION_WAKEUP_PER_UPDATE")),
         )
 
 

@@ -5,10 +5,13 @@
 -- ARGV[1] payload   ARGV[2] flow   ARGV[3] now (ms)   ARGV[4] instance name
 -- ARGV[5] the state version the caller served on ('' to skip the check)
 -- ARGV[6] the enqueue's token ('' for none)   ARGV[7] how long the dedup key lives (ms)
--- ARGV[8] (optional) the wake-up task message, pushed onto KEYS[8] if one is needed
+-- ARGV[8] '1' to send a wake-up only when none is in flight and no worker drains the
+-- instance (coalesced), '0' to send one for every update (each shows in Flower)
+-- ARGV[9] (optional) the wake-up task message, pushed onto KEYS[8]
 -- Returns
---   {seq, wake}  wake = 0 when a worker drains the instance or a wake-up is in flight,
---                2 when this script pushed the wake-up, 1 when the caller must send it;
+--   {seq, wake}  wake = 0 when no wake-up is needed (coalesced: a worker drains the
+--                instance or a wake-up is in flight), 2 when this script pushed the
+--                wake-up, 1 when the caller must send it;
 --                a token seen before returns the seq it got then (a client retrying after
 --                a lost reply enqueues once), with wake = 0
 --   {0, 0}       the instance does not exist yet (the caller runs init_state, calls again)
@@ -41,12 +44,13 @@ if ARGV[6] ~= '' then
   end
 end
 local wake = 0
-if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('HEXISTS', KEYS[1], 'wake') == 0 then
+if ARGV[8] == '0'
+    or (redis.call('EXISTS', KEYS[3]) == 0 and redis.call('HEXISTS', KEYS[1], 'wake') == 0) then
   redis.call('HSET', KEYS[1], 'wake', ARGV[3])
   wake = 1
   if KEYS[8] then
     -- the message names the seq only now that it is known (\1SEQ\1 placeholder)
-    redis.call('LPUSH', KEYS[8], (string.gsub(ARGV[8], '\1SEQ\1', seq)))
+    redis.call('LPUSH', KEYS[8], (string.gsub(ARGV[9], '\1SEQ\1', seq)))
     wake = 2
   end
 end
