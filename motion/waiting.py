@@ -34,8 +34,9 @@ class Waiter:
         """Note that the handle enqueued update ``seq`` of ``flow``."""
         self._first.setdefault(flow, seq)
 
-    def wait(self, flow: str, target: int, timeout: float | None) -> None:
-        """Block until update ``target`` is applied; raise failures, or on timeout."""
+    def wait(self, flow: str, target: int, timeout: float | None, report: bool = True) -> None:
+        """Block until update ``target`` is applied; raise failures (unless not
+        ``report``: they are kept for the next flush), or on timeout."""
         if target <= 0:
             return
         ensure_worker()
@@ -45,6 +46,8 @@ class Waiter:
         while True:
             with translate_errors(f"waiting for updates of {self._keys.name}"):
                 if int(client.hget(self._keys.meta, "applied") or 0) >= target:
+                    if not report:
+                        return
                     start = self._start(flow)
                     records = (
                         []
@@ -57,7 +60,9 @@ class Waiter:
             time.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
-    async def await_(self, flow: str, target: int, timeout: float | None) -> None:
+    async def await_(
+        self, flow: str, target: int, timeout: float | None, report: bool = True
+    ) -> None:
         """Async :meth:`wait` (never blocks the event loop)."""
         if target <= 0:
             return
@@ -66,14 +71,17 @@ class Waiter:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = _FIRST_DELAY
         while True:
-            if int(await client.hget(self._keys.meta, "applied") or 0) >= target:
-                start = self._start(flow)
-                records = (
-                    []
-                    if start is None
-                    else await client.zrangebyscore(self._keys.failed, start, target)
-                )
-                return self._finish(flow, records)
+            with translate_errors(f"waiting for updates of {self._keys.name}"):
+                if int(await client.hget(self._keys.meta, "applied") or 0) >= target:
+                    if not report:
+                        return
+                    start = self._start(flow)
+                    records = (
+                        []
+                        if start is None
+                        else await client.zrangebyscore(self._keys.failed, start, target)
+                    )
+                    return self._finish(flow, records)
             if deadline is not None and time.monotonic() > deadline:
                 raise FlushTimeoutError(self._timeout_message(target, timeout))
             await asyncio.sleep(delay)

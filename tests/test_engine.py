@@ -14,7 +14,7 @@ import pytest
 
 from motion import UpdateFailedError
 from motion import keys as K
-from tests.support import COMPONENTS, motion_env, wait_for
+from tests.support import COMPONENTS, ReplyDropper, motion_env, wait_for
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(COMPONENTS))
@@ -174,3 +174,23 @@ def test_a_separate_broker_gets_wakeups_through_celery(redis_url, start_worker):
         assert handle.read_state("items") == [0, 1, 2]
     finally:
         del os.environ["MOTION_BROKER_URL"]
+
+
+def test_a_lost_enqueue_reply_still_enqueues_once(redis_url, redis_server, monkeypatch):  # type: ignore[no-untyped-def]
+    """The connection drops after Redis ran the enqueue but before its reply arrived;
+    the client re-sends the script, and its token makes the second run a no-op."""
+    from tests.conftest import reset_motion
+
+    proxy = ReplyDropper(redis_server.port)
+    try:
+        monkeypatch.setenv("MOTION_REDIS_URL", f"redis://127.0.0.1:{proxy.port}/0")
+        reset_motion()
+        handle = Ledger("retried")
+        assert handle.run("slow", {"item": "first"}) is None  # creates it, loads the script
+        proxy.drop_next.set()  # the next reply (the enqueue's) never arrives
+        handle.run("slow", {"item": "second"})
+        assert proxy.dropped == 1
+        meta = K.InstanceKeys.of(handle.instance_name).meta
+        assert int(redis_server.client().hget(meta, "seq")) == 2, "one run() enqueued twice"
+    finally:
+        proxy.close()

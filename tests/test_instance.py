@@ -10,9 +10,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import cloudpickle
 import pytest
 
-from motion import Component, FlushTimeoutError
+from motion import Component, FlushTimeoutError, UpdateFailedError
 from motion import keys as K
 from motion.worker import stop_inprocess_worker
 from tests.support import ROOT
@@ -53,6 +54,11 @@ def peek(state):
 async def log_only(state, props):
     await asyncio.sleep(0)
     return {"queries": [*state["queries"], ("async", props["n"], None)]}
+
+
+@Shop.update("boom")
+def boom(state, props):
+    raise RuntimeError("refused")
 
 
 @Shop.serve("stream")
@@ -223,3 +229,132 @@ def test_embedded_default_needs_no_setup(tmp_path: Path) -> None:
     assert (tmp_path / "home" / "data").is_dir()  # the server's data lives in MOTION_HOME
     with pytest.raises(ProcessLookupError):  # and the server stopped when the script exited
         os.kill(int(pid), 0)
+
+
+# -- serving on the local copy, the serve cache, Motion's keyword names ----------------
+Menu = Component("Menu", cache_ttl=0)
+Cached = Component("Cached")  # Motion's default: serve results cached for a day
+
+
+@Menu.init_state
+def menu_setup() -> dict:
+    return {"dish": "soup", "orders": []}
+
+
+@Menu.serve("order")
+def menu_serve(state, props):
+    return f"{props['who']} gets {state['dish']}"
+
+
+@Menu.update("order")
+def menu_update(state, props):
+    return {"orders": [*state["orders"], props.serve_result]}
+
+
+@Cached.init_state
+def cached_setup() -> dict:
+    return {"value": 2, "seen": []}
+
+
+@Cached.serve("multiply")
+def cached_serve(state, props):
+    props["something"] = props["value"] * 10  # for the update op (Motion's docs example)
+    return state["value"] * props["value"]
+
+
+@Cached.update("multiply")
+def cached_update(state, props):
+    return {"seen": [*state["seen"], (props["something"], props.serve_result)]}
+
+
+def _calls(client, command: str) -> int:  # type: ignore[no-untyped-def]
+    return int(client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def _commands_sent(client, action) -> list[str]:  # type: ignore[no-untyped-def]
+    """The commands clients sent while ``action()`` ran (MONITOR; script internals left out)."""
+    seen: list[str] = []
+    ready = threading.Event()
+
+    def watch() -> None:
+        with client.monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                if command["command"] == "ECHO end-of-watch":
+                    return
+                if command.get("client_type") != "lua" and command["client_address"] != "lua":
+                    seen.append(command["command"].split()[0])
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    ready.wait(5)
+    action()
+    client.echo("end-of-watch")
+    thread.join(10)
+    return [c for c in seen if c not in ("ECHO", "HELLO", "CLIENT")]  # the watcher's own
+
+
+def test_a_quick_serve_on_an_unchanged_state_takes_one_round_trip(redis_url, redis_server):  # type: ignore[no-untyped-def]
+    handle = Menu("table-1")  # no worker here: only this caller talks to Redis
+    for who in ("ann", "bob"):  # learn that the serve op is quick; settle the local copy
+        handle.run("order", {"who": who})
+    sent = _commands_sent(redis_server.client(), lambda: handle.run("order", {"who": "cy"}))
+    assert sent == ["EVALSHA"], sent
+    assert handle.run("order", {"who": "dee"}) == "dee gets soup"
+    assert int(redis_server.client().hget(K.InstanceKeys.of(handle.instance_name).meta, "seq")) == 4
+
+
+def test_serving_on_a_stale_copy_is_redone_on_the_committed_state(inprocess, redis_server):  # type: ignore[no-untyped-def]
+    handle = Menu("table-2")
+    for who in ("ann", "bob"):
+        handle.run("order", {"who": who}, flush_update=True)
+    # another process commits a change this process has not read yet
+    keys = K.InstanceKeys.of(handle.instance_name)
+    client = redis_server.client()
+    client.hset(keys.state, "dish", cloudpickle.dumps("stew"))
+    client.hincrby(keys.meta, "version", 1)
+    assert handle.run("order", {"who": "cy"}, flush_update=True) == "cy gets stew"
+    assert handle.read_state("orders")[-1] == "cy gets stew"
+    assert int(client.hget(keys.meta, "seq")) == 3  # one update for one run
+
+
+def test_a_cache_hit_gives_the_update_op_the_props_its_serve_op_added(inprocess) -> None:  # type: ignore[no-untyped-def]
+    handle = Cached("docs-example")
+    assert handle.run("multiply", {"value": 3}, flush_update=True) == 6
+    assert handle.run("multiply", {"value": 4}) == 8
+    assert handle.run("multiply", {"value": 4}) == 8  # served from the cache
+    handle.flush_update(timeout=30)
+    assert handle.read_state("seen") == [(30, 6), (40, 8), (40, 8)]
+
+
+def test_force_refresh_serves_fresh_and_leaves_failures_to_flush(inprocess) -> None:  # type: ignore[no-untyped-def]
+    handle = Shop("frank", init_state_params={"owner": "frank"})
+    handle.run("ask", {"q": "a"})
+    handle.run("boom")
+    assert handle.run("peek", force_refresh=True)[0][0] == "a"  # waited; did not raise
+    with pytest.raises(UpdateFailedError, match="refused"):
+        handle.flush_update(timeout=30)  # the failure is still reported, by the flush
+    with pytest.raises(TypeError, match="two flows"):
+        handle.run("peek", dataflow_key="ask")
+    # Motion's keyword names work too
+    assert handle.run(dataflow_key="ask", props={"q": "b"}) == "frank asked 1 before"
+    handle.flush_update(dataflow_key="ask", timeout=30)
+    assert [q[0] for q in handle.read_state("queries")] == ["a", "b"]
+
+
+def test_async_calls_report_an_unreachable_redis_clearly(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from motion import ConnectionFailedError
+    from motion.embedded import free_port
+    from tests.conftest import reset_motion
+
+    monkeypatch.setenv("MOTION_REDIS_URL", f"redis://:hunter2@127.0.0.1:{free_port()}/0")
+    monkeypatch.setenv("MOTION_INPROCESS_WORKER", "0")
+    reset_motion()
+    try:
+        with pytest.raises(ConnectionFailedError, match="cannot reach Redis") as failed:
+            asyncio.run(Shop("gina").arun("ask", {"q": "x"}))
+        assert "hunter2" not in str(failed.value)
+        with pytest.raises(ConnectionFailedError):
+            asyncio.run(Shop("gina").aflush_update(timeout=1))
+    finally:
+        reset_motion()

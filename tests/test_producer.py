@@ -19,7 +19,7 @@ from motion.embedded import free_port
 from motion.errors import ConnectionFailedError, InstanceNotFoundError, PayloadError
 from motion.inbox import decode
 from tests.components.ops_tally import Tally  # the workers import it as ops_tally
-from tests.support import ROOT, motion_env, wait_for
+from tests.support import ROOT, ReplyDropper, motion_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +70,33 @@ def test_initial_state_creates_once(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     assert meta(client, "b")[b"seq"] == b"2"
     assert Tally("b").read_state("count") == 5
+
+
+def test_a_dedup_key_enqueues_an_event_once(redis_url: str) -> None:
+    """A function invoked twice for one event (at-least-once triggers) passes the
+    event's id: the second enqueue stores nothing and returns the first seq."""
+    first = producer.enqueue("Tally", "d", "hit", {}, initial_state={}, dedup_key="evt-1")
+    again = producer.enqueue("Tally", "d", "hit", {}, dedup_key="evt-1")
+    other = producer.enqueue("Tally", "d", "hit", {}, dedup_key="evt-2")
+    assert (first, again, other) == (1, 1, 2)
+    assert meta(redis.Redis.from_url(redis_url), "d")[b"seq"] == b"2"
+    with pytest.raises(TypeError, match="dedup_key"):
+        producer.enqueue("Tally", "d", "hit", {}, dedup_key="")
+
+
+def test_a_lost_reply_is_retried_without_enqueueing_twice(redis_url: str) -> None:
+    server = redis.Redis.from_url(redis_url)
+    port = server.connection_pool.connection_kwargs["port"]
+    proxy = ReplyDropper(port)
+    try:
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        producer.enqueue("Tally", "e2", "hit", {}, initial_state={}, url=url)
+        proxy.drop_next.set()  # the enqueue ran; its reply is lost with the connection
+        assert producer.enqueue("Tally", "e2", "hit", {}, url=url) == 2
+        assert proxy.dropped == 1
+        assert meta(server, "e2")[b"seq"] == b"2"
+    finally:
+        proxy.close()
 
 
 def test_unreachable_redis_is_a_clear_error(redis_url: str) -> None:

@@ -8,9 +8,6 @@ by themselves afterwards, and so do workers.
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
 from collections.abc import Callable
 
@@ -27,7 +24,6 @@ from tests.battery.harness import (
     seqs_now,
     wait_applied,
 )
-from tests.conftest import reset_motion
 from tests.support import RedisServer
 
 pytestmark = [pytest.mark.battery, pytest.mark.integration, pytest.mark.timeout(300)]
@@ -123,73 +119,3 @@ def test_redis_unreachable_at_enqueue_leaves_nothing_half_done(battery: Battery)
     verdict = check(client, "redis unreachable at enqueue", [name], {name: ["g:0", "g:2"]})
     verdict.notes.append("ConnectionFailedError naming the URL; nothing half-enqueued")
     battery.report(verdict)
-
-
-class ReplyDropper:
-    """A loopback TCP proxy to Redis that can drop the next reply and cut the connection.
-
-    That is what a caller sees when the network fails after Redis ran a command but
-    before its reply arrived.
-    """
-
-    def __init__(self, port: int) -> None:
-        self.upstream = port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.drop_next = threading.Event()
-        self.dropped = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.upstream))
-            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, replies: bool) -> None:
-        try:
-            while data := src.recv(65536):
-                if replies and self.drop_next.is_set():
-                    self.drop_next.clear()
-                    self.dropped += 1
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def close(self) -> None:
-        self.listener.close()
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Redis client retries a command whose reply was lost, and the enqueue "
-    "script is not idempotent: one run() can enqueue its update twice",
-)
-def test_reply_lost_after_enqueue_does_not_enqueue_twice(
-    battery: Battery, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from ledger import Ledger
-
-    proxy = ReplyDropper(battery.server.port)
-    try:
-        monkeypatch.setenv("MOTION_REDIS_URL", f"redis://127.0.0.1:{proxy.port}/0")
-        reset_motion()
-        handle = Ledger("retried")
-        handle.run("slow", {"item": "first"})  # creates the instance, loads the script
-        proxy.drop_next.set()  # the next reply (the enqueue's) never arrives
-        with contextlib.suppress(ConnectionFailedError):  # would be acceptable: outcome unknown
-            handle.run("slow", {"item": "second"})
-        assert proxy.dropped == 1
-        seq = int(battery.client().hget(K.InstanceKeys.of(handle.instance_name).meta, "seq"))
-        assert seq == 2, f"one run() enqueued {seq - 1} updates"
-    finally:
-        proxy.close()

@@ -1,0 +1,90 @@
+"""Enqueueing a handle's updates: one script call, the instance created on first use.
+
+The enqueue script (``lua/enqueue.lua``) takes the next seq, stores the update
+in the inbox, marks the instance pending and, when the broker is the state
+Redis, pushes the wake-up itself. Each call carries a fresh token, so the Redis
+client re-sending the script after a lost reply finds the update it stored
+instead of storing it twice. With ``expect``, the script enqueues only if the
+state is still at that version (the one the serve op ran on).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from motion import keys as K
+from motion import scripts
+from motion.connection import get_async_redis, get_redis, translate_errors
+from motion.inbox import Update, encode, enqueue_call, new_token
+from motion.runtime import ensure_worker, send_wakeup_async, send_wakeup_sync, wakeup_to_push
+from motion.serving import CacheWrite
+
+if TYPE_CHECKING:
+    from motion.component import Component
+    from motion.reader import Reader
+
+
+class Enqueuer:
+    """Enqueues updates of one instance (for its handle)."""
+
+    def __init__(self, component: Component, instance_id: str, reader: Reader) -> None:
+        self._component = component
+        self._id = instance_id
+        self._reader = reader
+        self._keys = K.InstanceKeys.of(K.instance_name(component.name, instance_id))
+
+    def enqueue(
+        self, update: Update, cache_write: CacheWrite = None, expect: bytes = b""
+    ) -> int | None:
+        """Enqueue ``update`` (storing ``cache_write`` in the same round trip): its seq,
+        or ``None`` when the state is no longer at version ``expect``."""
+        keys, args = self._call(update, expect)
+        with translate_errors(f"enqueueing {update.flow!r} for {self._keys.name}"):
+            client = get_redis()
+            if cache_write is None:
+                reply = scripts.run(client, "enqueue", keys, args)
+            else:
+                reply = scripts.run_after(client, ("set", cache_write), "enqueue", keys, args)
+            if reply[0] == 0:  # a new instance: create it, then enqueue
+                self._reader.create(client)
+                reply = scripts.run(client, "enqueue", keys, args)
+        seq = self._enqueued(reply)
+        if seq is not None and reply[1] == 1:
+            # the script could not push it (another broker): send it now
+            send_wakeup_sync(self._component.name, self._id, update.flow, seq)
+        return seq
+
+    async def aenqueue(
+        self, update: Update, cache_write: CacheWrite = None, expect: bytes = b""
+    ) -> int | None:
+        """Async :meth:`enqueue`."""
+        keys, args = self._call(update, expect)
+        with translate_errors(f"enqueueing {update.flow!r} for {self._keys.name}"):
+            client = get_async_redis()
+            if cache_write is None:
+                reply = await scripts.arun(client, "enqueue", keys, args)
+            else:
+                reply = await scripts.arun_after(
+                    client, ("set", cache_write), "enqueue", keys, args
+                )
+            if reply[0] == 0:
+                await self._reader.aload()  # creates the instance
+                reply = await scripts.arun(client, "enqueue", keys, args)
+        seq = self._enqueued(reply)
+        if seq is not None and reply[1] == 1:
+            await send_wakeup_async(self._component.name, self._id, update.flow, seq)
+        return seq
+
+    def _call(self, update: Update, expect: bytes) -> tuple[list[str], list[Any]]:
+        entry = encode(self._component, self._keys.name, update)
+        wakeup = wakeup_to_push(self._component.name, self._id, update.flow)
+        token = new_token()
+        return enqueue_call(self._keys, entry, update.flow, wakeup, expect=expect, token=token)
+
+    def _enqueued(self, reply: list[Any]) -> int | None:
+        """Interpret the script's reply: the seq, or ``None`` (the state moved on)."""
+        if reply[0] == -1:  # keep the state it returned, so the caller serves again
+            self._reader.remember(reply)
+            return None
+        ensure_worker()
+        return int(reply[0])

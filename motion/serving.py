@@ -1,0 +1,137 @@
+"""Running serve ops in the caller: to completion, timed, and through the result cache.
+
+A serve op may be a plain function, a generator, a coroutine or an async
+generator; ``run`` wants its whole result. The time each op usually takes
+decides how ``run`` reads the state (see :meth:`ServeTimes.quick`). A cache
+entry holds the result *and* the props the serve op left behind (it may add
+keys for the update ops), so a cache hit hands the update ops what a fresh
+serve would have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from motion import cache
+from motion.props import Properties, State
+from motion.runtime import call_sync
+
+if TYPE_CHECKING:
+    from motion.component import Component, Op
+    from motion.keys import InstanceKeys
+
+CacheWrite = tuple[str, bytes, int] | None  # (key, serialized entry, ttl) to store
+MISS = cache.MISS
+
+
+@dataclass
+class Served:
+    """A serve op's result, and the cache entry to store for it (if any)."""
+
+    value: Any
+    cache_write: CacheWrite = None
+
+
+class ServeTimes:
+    """How long each serve op usually takes (a moving average), to pick the serve path."""
+
+    #: ops quicker than this may run again on a changed state at less cost than the
+    #: round trip that serving ahead saves
+    QUICK_SECONDS = 0.001
+
+    def __init__(self) -> None:
+        self._seconds: dict[int, float] = {}
+
+    def record(self, op: Op, seconds: float) -> None:
+        """Fold one run of ``op`` into its average."""
+        key = id(op)
+        previous = self._seconds.get(key)
+        self._seconds[key] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
+
+    def quick(self, op: Op) -> bool:
+        """Whether ``op`` is known to be quick (an op not run yet is not)."""
+        return self._seconds.get(id(op), 1.0) < self.QUICK_SECONDS
+
+
+#: the process's serve-op timings
+SERVE_TIMES = ServeTimes()
+
+
+def call(op: Op, state: State, props: Properties) -> Any:
+    """Run a serve op to completion in this thread (on a copy of ``state``), timing it."""
+    started = time.perf_counter()
+    out = _call_and_list(op, state.copy(), props)
+    SERVE_TIMES.record(op, time.perf_counter() - started)
+    return out
+
+
+async def acall(op: Op, state: State, props: Properties) -> Any:
+    """Run a serve op to completion without blocking the event loop, timing it."""
+    started = time.perf_counter()
+    if op.is_async:
+        out = await collect(op.call(state.copy(), props))
+    else:  # a sync op must not block the event loop
+        out = await asyncio.to_thread(_call_and_list, op, state.copy(), props)
+    SERVE_TIMES.record(op, time.perf_counter() - started)
+    return out
+
+
+def iterable(value: Any) -> bool:
+    """Whether a serve op's output is a sequence of items to stream."""
+    return inspect.isgenerator(value) or isinstance(value, list | tuple)
+
+
+async def collect(value: Any) -> Any:
+    """Await a coroutine and drain an (async) generator into a list."""
+    if inspect.iscoroutine(value):
+        value = await value
+    if inspect.isasyncgen(value):
+        return [item async for item in value]
+    if inspect.isgenerator(value):
+        return list(value)
+    return value
+
+
+def _call_and_list(op: Op, state: State, props: Properties) -> Any:
+    out = op.call(state, props)
+    if inspect.iscoroutine(out) or inspect.isasyncgen(out):
+        return call_sync(collect(out))
+    return list(out) if inspect.isgenerator(out) else out
+
+
+# -- the serve-result cache ----------------------------------------------------------
+def digest(component: Component, props: dict[str, Any]) -> str | None:
+    """The cache digest of the props a serve op is called with (``None``: cache off)."""
+    return cache.digest(props) if component.cache_ttl > 0 else None
+
+
+def cache_write(
+    component: Component,
+    keys: InstanceKeys,
+    flow: str,
+    props_digest: str | None,
+    version: int,
+    value: Any,
+    props: dict[str, Any],
+) -> CacheWrite:
+    """The cache entry of a serve call: its result and the props it left behind."""
+    if props_digest is None:
+        return None
+    data = cache.encode(component, (value, dict(props)))
+    if data is None:
+        return None
+    return cache.key(keys, flow, props_digest, version), data, component.cache_ttl
+
+
+def cache_hit(component: Component, raw: Any, props: Properties) -> Any:
+    """The cached result (restoring the props its serve op left), or :data:`MISS`."""
+    entry = cache.decode(component, raw)
+    if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict)):
+        return MISS
+    value, left = entry
+    props.update(left)
+    return value
