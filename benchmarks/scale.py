@@ -62,6 +62,7 @@ def _sweep_cost(client: redis.Redis, count: int, reps: int) -> tuple[float, list
     for _ in range(reps):
         old = int(time.time() * 1000) - 3_600_000
         client.zadd(K.PENDING, {name: old for name in names})
+        client.zadd(K.SWEEP, {name: old for name in names})
         sent: list[Any] = []
         start = time.perf_counter()
         sweep_once(client, lambda *a, out=sent: out.append(a))
@@ -71,8 +72,9 @@ def _sweep_cost(client: redis.Redis, count: int, reps: int) -> tuple[float, list
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.hset(K.InstanceKeys.of(name).meta, "seq", 0)
-        pipe.hdel(K.InstanceKeys.of(name).meta, "wake")
+        pipe.hdel(K.InstanceKeys.of(name).meta, "wake", "sweeps")
     pipe.zrem(K.PENDING, *names)
+    pipe.zrem(K.SWEEP, *names)
     pipe.execute()
     return median(times), problems
 

@@ -34,7 +34,7 @@ from motion.errors import (
     UpdateFailedError,
 )
 from motion.inbox import ALL_FLOWS, MIGRATE_FLOW, Update, parse_failures, target_field
-from motion.serde import DEFAULT_SERIALIZER, Serializer, load_value, unseal
+from motion.serde import DEFAULT_SERIALIZER, Serializer, load_stored, unseal
 from motion.settings import RedisParams, get_settings
 
 
@@ -87,6 +87,7 @@ def clear_instance(instance_name: str) -> bool:
         for start in range(0, len(cached), 500):
             pipe.delete(*cached[start : start + 500])
         pipe.zrem(K.PENDING, instance_name)
+        pipe.zrem(K.SWEEP, instance_name)
         deleted = pipe.execute()[0]
     store.STATE_CACHE.drop(instance_name)
     return bool(deleted)
@@ -116,10 +117,10 @@ def inspect_state(instance_name: str) -> dict[str, Any]:
         )
     serializer = _serializer(component)
     if store.SAVED_FIELD in raw:
-        saved = load_value(serializer, f"saved state of {instance_name}", raw[store.SAVED_FIELD])
+        saved = load_stored(serializer, f"saved state of {instance_name}", raw[store.SAVED_FIELD])
         return dict(saved) if isinstance(saved, dict) else {"<saved>": saved}
     return {
-        f.decode(): load_value(serializer, f"state key {f.decode()!r} of {instance_name}", v)
+        f.decode(): load_stored(serializer, f"state key {f.decode()!r} of {instance_name}", v)
         for f, v in raw.items()
     }
 

@@ -15,6 +15,8 @@ import pickle
 from typing import TYPE_CHECKING, Any
 
 from motion.keys import InstanceKeys
+from motion.serde import dump_stored, load_stored
+from motion.settings import get_settings
 
 if TYPE_CHECKING:
     from motion.component import Component
@@ -52,14 +54,16 @@ def decode(component: Component, raw: Any) -> Any:
     if raw is None:
         return MISS
     try:
-        return component.serializer.loads(raw)
+        return load_stored(component.serializer, "a cached serve result", raw)
     except Exception:
-        return MISS  # an unreadable entry is a miss, recomputed and overwritten
+        return MISS  # an unreadable (or unsigned) entry is a miss, recomputed and overwritten
 
 
 def encode(component: Component, value: Any) -> bytes | None:
     """Bytes to cache for ``value``, or ``None`` when it cannot be serialized."""
     try:
-        return component.serializer.dumps(value)
+        return dump_stored(
+            component.serializer, "a serve result", value, get_settings().max_value_bytes
+        )
     except Exception:
-        return None  # an unpicklable result is served, just not cached
+        return None  # an unpicklable (or too large) result is served, just not cached

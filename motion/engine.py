@@ -11,6 +11,7 @@ inbox is empty.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import threading
@@ -113,7 +114,15 @@ def drain(component: Component, instance_id: str) -> DrainReport:
     reply = scripts.run(
         client,
         "begin",
-        [keys.meta, keys.lease, K.stats(component.name), keys.inbox, keys.state, K.PENDING],
+        [
+            keys.meta,
+            keys.lease,
+            K.stats(component.name),
+            keys.inbox,
+            keys.state,
+            K.PENDING,
+            K.SWEEP,
+        ],
         [period, WINDOW, store.STATE_CACHE.version_of(keys.name), keys.name],
     )
     token = int(reply[0])
@@ -128,6 +137,13 @@ def drain(component: Component, instance_id: str) -> DrainReport:
         _drain_held(component, instance_id, client, held, state, window, report)
     except _Stop as stop:
         report.skipped = stop.reason
+    except Exception as exc:
+        # e.g. a state this worker cannot deserialize: the updates stay pending, and
+        # the lease goes now, not in a lease period, for another worker to try
+        log.warning("draining %s failed (%s); its updates stay pending", keys.name, exc)
+        with contextlib.suppress(redis.RedisError):
+            leases.release(client, held, abandon=True)
+        raise
     finally:
         leases.RENEWER.drop(held)
     return report
@@ -499,6 +515,7 @@ def _commit(
         keys.failed,
         K.stats(component),
         K.PENDING,
+        K.SWEEP,
     ]
     reply = scripts.run(client, "commit", all_keys, args)
     if reply == -1:

@@ -36,8 +36,11 @@ PREFIX = "motion"
 SEPARATOR = "__"
 
 #: Sorted set of instance names with updates not yet applied, scored by the ms
-#: time a wake-up was last sent for them; the sweeper reads only its old end.
+#: time each became pending (its oldest unapplied update was enqueued then or later).
 PENDING = f"{PREFIX}:pending"
+#: The same names, scored by when the sweeper should look at each next; a pass
+#: reads only the members due, so it costs O(due), not O(instances).
+SWEEP = f"{PREFIX}:sweep"
 #: String key with a TTL: whoever sets it runs this round of the sweeper.
 SWEEPER_LOCK = f"{PREFIX}:sweeper:lock"
 #: Set of component names that ever had an instance (for ``motion status``).

@@ -32,12 +32,13 @@ class Lease:
         self.lost = threading.Event()
 
 
-def release(client: redis.Redis, lease: Lease) -> int:
-    """Free the lease if the inbox is empty: 1 released, 0 more to do, -1 lost."""
+def release(client: redis.Redis, lease: Lease, abandon: bool = False) -> int:
+    """Free the lease if the inbox is empty (or anyway, to ``abandon`` a failed drain):
+    1 released, 0 more to do, -1 lost."""
     keys = lease.keys
-    return int(
-        scripts.run(client, "release", [keys.meta, keys.lease, K.PENDING], [lease.token, keys.name])
-    )
+    args = [lease.token, keys.name, 1 if abandon else 0]
+    script_keys = [keys.meta, keys.lease, K.PENDING, K.SWEEP]
+    return int(scripts.run(client, "release", script_keys, args))
 
 
 class Renewer:

@@ -18,7 +18,7 @@ Exported series (``outcome`` is ``applied``, ``failed`` or ``discarded``):
 ``motion_pending_instances``           instances with updates not yet applied
 ``motion_pending_updates``             updates not yet applied (scaled from the sample)
 ``motion_pending_sampled_instances``   how many pending instances this scrape read
-``motion_oldest_pending_seconds``      age of the oldest wake-up of a pending instance
+``motion_oldest_pending_seconds``      how long the longest-pending instance has waited
 ``motion_update_lag_seconds``          longest time a sampled pending instance went
                                        without a commit while pending
 ``motion_updates_total``               updates by ``component``, ``flow``, ``outcome``
@@ -83,43 +83,23 @@ class Snapshot:
         return out
 
 
-class LagTracker:
-    """Remembers when each pending instance was first seen at its ``applied`` seq.
+def collect(client: redis.Redis, sample: int = DEFAULT_SAMPLE) -> Snapshot:
+    """Read a :class:`Snapshot`: O(``sample`` + components) Redis work, never O(instances).
 
-    An instance that stays pending without committing keeps its first sighting,
-    so its lag grows between scrapes even while the sweeper refreshes its score.
-    Only instances of the latest sample are kept (bounded memory).
+    Stateless: every figure comes from Redis (the pending index is scored by when
+    each instance became pending), so exporters can restart or run several at once.
     """
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[str, int], float] = {}
-        self._lock = threading.Lock()
-
-    def since(self, sightings: dict[tuple[str, int], float]) -> dict[tuple[str, int], float]:
-        """Record this sample (``(name, applied) -> score``); return first sightings."""
-        with self._lock:
-            kept = {key: self._seen.get(key, seen) for key, seen in sightings.items()}
-            self._seen = kept
-            return dict(kept)
-
-
-def collect(
-    client: redis.Redis, sample: int = DEFAULT_SAMPLE, tracker: LagTracker | None = None
-) -> Snapshot:
-    """Read a :class:`Snapshot`: O(``sample`` + components) Redis work, never O(instances)."""
     now = time.time()
     with client.pipeline(transaction=False) as pipe:
         pipe.zcard(K.PENDING)
         pipe.zrange(K.PENDING, 0, max(sample, 1) - 1, withscores=True)
         pipe.smembers(K.COMPONENTS)
-        pipe.info("memory")
-        total, oldest, names, memory = pipe.execute()
+        total, oldest, names = pipe.execute()
     snap = Snapshot(now, int(total), 0, 0, 0.0, 0.0)
-    snap.used_memory_bytes = int(memory.get("used_memory", 0))
-    snap.maxmemory_bytes = int(memory.get("maxmemory", 0))
+    snap.used_memory_bytes, snap.maxmemory_bytes = _memory(client)
     if oldest:
         snap.oldest_pending_seconds = max(0.0, now - oldest[0][1] / 1000)
-        _backlog(client, snap, [(n.decode(), score / 1000) for n, score in oldest], now, tracker)
+        _backlog(client, snap, [(n.decode(), score / 1000) for n, score in oldest], now)
     components = sorted(n.decode() for n in names)
     with client.pipeline(transaction=False) as pipe:
         for component in components:
@@ -129,38 +109,38 @@ def collect(
     return snap
 
 
+def _memory(client: redis.Redis) -> tuple[int, int]:
+    """Redis ``used_memory`` and ``maxmemory``; zeros when an ACL forbids ``INFO``."""
+    try:
+        memory = client.info("memory")
+    except redis.ResponseError:  # NOPERM: INFO is in @dangerous, which ACL users often lack
+        return 0, 0
+    return int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
+
+
 def _backlog(
-    client: redis.Redis,
-    snap: Snapshot,
-    oldest: list[tuple[str, float]],
-    now: float,
-    tracker: LagTracker | None,
+    client: redis.Redis, snap: Snapshot, oldest: list[tuple[str, float]], now: float
 ) -> None:
     with client.pipeline(transaction=False) as pipe:
         for name, _ in oldest:
             pipe.hmget(K.InstanceKeys.of(name).meta, "seq", "applied", "applied_at")
         metas = pipe.execute()
-    sightings: dict[tuple[str, int], float] = {}
-    progress: dict[tuple[str, int], float] = {}
     backlog = 0
-    for (name, score), (seq, applied, applied_at) in zip(oldest, metas, strict=True):
+    lag = 0.0
+    for (_, since), (seq, applied, applied_at) in zip(oldest, metas, strict=True):
         if seq is None:
             continue  # cleared while pending: the sweeper drops it
         waiting = int(seq) - int(applied or 0)
         if waiting <= 0:
-            continue  # drained since the zset was read
+            continue  # drained since the index was read
         backlog += waiting
-        key = (name, int(applied or 0))
-        sightings[key] = min(score, now)
-        progress[key] = int(applied_at) / 1000 if applied_at else 0.0
-    first = tracker.since(sightings) if tracker is not None else sightings
+        progress = int(applied_at) / 1000 if applied_at else 0.0
+        lag = max(lag, now - max(since, progress))
     snap.sampled_instances = len(oldest)
     if snap.pending_instances > len(oldest) and oldest:
         backlog = round(backlog * snap.pending_instances / len(oldest))
     snap.pending_updates = backlog
-    snap.update_lag_seconds = max(
-        (max(0.0, now - max(progress[key], first[key])) for key in sightings), default=0.0
-    )
+    snap.update_lag_seconds = lag
 
 
 def _parse_stats(raw: dict[bytes, bytes]) -> ComponentStats:
@@ -180,7 +160,6 @@ class Collector:
     def __init__(self, client: redis.Redis, sample: int = DEFAULT_SAMPLE) -> None:
         self._client = client
         self._sample = sample
-        self.tracker = LagTracker()
 
     def collect(self) -> Iterator[Any]:
         """Yield the metric families (prometheus_client's collector protocol)."""
@@ -188,7 +167,7 @@ class Collector:
 
         started = time.perf_counter()
         try:
-            snap = collect(self._client, self._sample, self.tracker)
+            snap = collect(self._client, self._sample)
         except redis.RedisError:
             yield GaugeMetricFamily("motion_up", "1 when Redis answered this scrape", value=0)
             return
@@ -197,7 +176,7 @@ class Collector:
             ("pending_instances", "Instances with updates not yet applied"),
             ("pending_updates", "Updates not yet applied (scaled up from the sample)"),
             ("sampled_instances", "Pending instances read by this scrape"),
-            ("oldest_pending_seconds", "Age of the oldest wake-up of a pending instance"),
+            ("oldest_pending_seconds", "How long the longest-pending instance has waited"),
             ("update_lag_seconds", "Longest time a pending instance went without a commit"),
             ("used_memory_bytes", "Redis used_memory"),
             ("maxmemory_bytes", "Redis maxmemory (0: no limit)"),
@@ -260,7 +239,7 @@ def make_app(client: redis.Redis, sample: int = DEFAULT_SAMPLE) -> Any:
         path = environ.get("PATH_INFO", "/")
         if path in ("/backlog", "/healthz"):
             try:
-                snap = collect(client, sample, collector.tracker)
+                snap = collect(client, sample)
             except redis.RedisError as exc:
                 body = json.dumps({"up": 0, "error": type(exc).__name__}).encode()
                 start_response("503 Service Unavailable", [("Content-Type", "application/json")])

@@ -68,7 +68,7 @@ from motion.errors import (
     InvalidInstanceIdError,
 )
 from motion.inbox import Update, encode, enqueue_call, new_token
-from motion.serde import DEFAULT_SERIALIZER, Serializer, dump_value
+from motion.serde import DEFAULT_SERIALIZER, Serializer, dump_stored
 from motion.settings import get_settings
 
 if TYPE_CHECKING:
@@ -269,7 +269,7 @@ def _create(
             raise TypeError(f"initial_state keys must be strings; got {key!r}.")
         fields += [
             key,
-            dump_value(codec.serializer, f"state key {key!r} of {ikeys.name}", value, limit),
+            dump_stored(codec.serializer, f"state key {key!r} of {ikeys.name}", value, limit),
         ]
     from motion.store import now_ms
 

@@ -10,6 +10,11 @@ and ``loads`` can replace it. Inbox payloads are framed as::
 With a signing key configured, a worker refuses (and records, without
 unpickling) any payload whose signature is missing or wrong, so a process that
 can write to Redis but lacks the key cannot get code run on a worker.
+
+Values at rest that are unpickled later (state values, serve-cache entries) are
+stored as the serializer wrote them, or, with a signing key, framed and signed
+the same way (:func:`dump_stored` / :func:`load_stored`): a value planted in Redis
+without the key is refused, never deserialized, by workers and callers alike.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any, Protocol
 import cloudpickle
 
 from motion.errors import PayloadError, SerializationError, StateTooLargeError
+from motion.settings import get_settings
 
 _MAGIC = b"M1"
 _SIGNED = _MAGIC + b"S"
@@ -81,6 +87,28 @@ def load_value(serializer: Serializer, what: str, data: bytes) -> Any:
             f"{what} cannot be deserialized ({type(exc).__name__}: {exc}); was it "
             f"written by an incompatible version of the code?"
         ) from exc
+
+
+def dump_stored(serializer: Serializer, what: str, value: Any, limit: int) -> bytes:
+    """Serialize a value to store (signed when ``MOTION_SIGNING_KEY`` is set)."""
+    data = dump_value(serializer, what, value, limit)
+    key = get_settings().signing_key
+    return data if key is None else seal(data, key)
+
+
+def load_stored(serializer: Serializer, what: str, data: bytes) -> Any:
+    """Deserialize a stored value, checking its signature when a signing key is set."""
+    key = get_settings().signing_key
+    if key is not None or data.startswith(_SIGNED):
+        try:
+            data = unseal(data, key)
+        except PayloadError as exc:
+            raise SerializationError(
+                f"{what} was refused: {exc}. Values written without MOTION_SIGNING_KEY (or "
+                f"with another key) are not deserialized; clear or re-create the instance "
+                f"with the key set."
+            ) from exc
+    return load_value(serializer, what, data)
 
 
 def seal(body: bytes, key: bytes | None) -> bytes:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from motion import keys as K
 from motion.errors import DefinitionError, SerializationError, UpdateResultError
 from motion.props import State
-from motion.serde import dump_value, load_value
+from motion.serde import dump_stored, load_stored
 from motion.settings import get_settings
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def encode_changes(component: Component, name: str, changes: dict[str, Any]) -> 
         saved = component.save_state_func(changes)
         return [
             SAVED_FIELD,
-            dump_value(component.serializer, f"saved state of {name}", saved, limit),
+            dump_stored(component.serializer, f"saved state of {name}", saved, limit),
         ]
     flat: list[Any] = []
     for key, value in changes.items():
@@ -47,7 +47,7 @@ def encode_changes(component: Component, name: str, changes: dict[str, Any]) -> 
             raise UpdateResultError(f"state keys must be strings; got {key!r} for {name}.")
         flat += [
             key,
-            dump_value(component.serializer, f"state key {key!r} of {name}", value, limit),
+            dump_stored(component.serializer, f"state key {key!r} of {name}", value, limit),
         ]
     return flat
 
@@ -57,13 +57,13 @@ def decode_state(component: Component, instance_id: str, flat: list[bytes]) -> S
     name = K.instance_name(component.name, instance_id)
     raw = dict(zip(flat[::2], flat[1::2], strict=True))
     if SAVED_FIELD in raw:
-        saved = load_value(component.serializer, f"saved state of {name}", raw[SAVED_FIELD])
+        saved = load_stored(component.serializer, f"saved state of {name}", raw[SAVED_FIELD])
         loaded = component.load_state_func(saved) if component.load_state_func else saved
         if not isinstance(loaded, dict):
             raise SerializationError(f"load_state of {component.name} must return a dict.")
         return State(instance_id, loaded)
     data = {
-        f.decode(): load_value(component.serializer, f"state key {f.decode()!r} of {name}", v)
+        f.decode(): load_stored(component.serializer, f"state key {f.decode()!r} of {name}", v)
         for f, v in raw.items()
     }
     return State(instance_id, data)

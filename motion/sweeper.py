@@ -1,11 +1,13 @@
 """Recovery: re-wake instances left pending with no lease holder.
 
 A wake-up can be lost (a queue purged, a broker restart without persistence) and
-a worker can die holding a lease. The sweeper looks only at the old end of the
-pending index (instances whose last wake-up is older than one sweep period), so
-a pass costs O(pending), not O(instances). It runs in every worker's main process
-on a timer (one per cluster at a time, by a Redis lock) and as the ``motion.sweep``
-task for Celery beat.
+a worker can die holding a lease. Every pending instance has a place in the
+sweep schedule (``motion:sweep``, scored by when to look at it next: one sweep
+period after it became pending, then later and later while a wake-up the
+sweeper sent sits untaken); a pass reads only the members due, so it costs
+O(due), not O(instances). It runs in every worker's main process on a timer
+(one per cluster at a time, by a Redis lock) and as the ``motion.sweep`` task
+for Celery beat.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def sweep_once(client: redis.Redis, send: Send, limit: int = 100_000) -> int:
     while sent < limit:
         now = now_ms()
         found: list[Any] = client.zrangebyscore(
-            K.PENDING, "-inf", now - grace_ms, start=0, num=BATCH
+            K.SWEEP, "-inf", now - grace_ms, start=0, num=BATCH
         )
         names = [n.decode() for n in found]
         if not names:
@@ -47,7 +49,8 @@ def sweep_once(client: redis.Redis, send: Send, limit: int = 100_000) -> int:
         for name in names:
             ik = K.InstanceKeys.of(name)
             keys += [ik.meta, ik.lease]
-        woken = scripts.run(client, "sweep", [*keys, K.PENDING], [now, grace_ms, *names])
+        script_keys = [*keys, K.PENDING, K.SWEEP]
+        woken = scripts.run(client, "sweep", script_keys, [now, grace_ms, *names])
         for raw in woken:
             component, instance_id = K.split_instance_name(raw.decode())
             send(component, instance_id, SWEEP_FLOW, 0)

@@ -233,7 +233,7 @@ def test_embedded_default_needs_no_setup(tmp_path: Path) -> None:
 
 # -- serving on the local copy, the serve cache, Motion's keyword names ----------------
 Menu = Component("Menu", cache_ttl=0)
-Cached = Component("Cached")  # Motion's default: serve results cached for a day
+Cached = Component("Multiplier")  # Motion's default: serve results cached for a day
 
 
 @Menu.init_state

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import redis
 
-from motion import UpdateFailedError, celery_app, scripts
+from motion import SerializationError, UpdateFailedError, celery_app, metrics, scripts, store
 from motion import keys as K
 from motion.connection import get_redis
 from motion.embedded import free_port
@@ -197,6 +197,13 @@ def test_callers_workers_and_flower_work_on_a_secured_redis(
             lambda: flower.try_json("/api/queues/length"), 30, "Flower's broker view", interval=0.5
         )
         assert {q["name"] for q in queues["active_queues"]} >= set(QUEUES), queues
+        # the metrics exporter reads the backlog with the same credentials (the ACL
+        # user cannot run INFO, so the memory gauges read 0 instead of failing)
+        snap = metrics.collect(redis.Redis.from_url(server.url))
+        assert snap.pending_instances == 0 and snap.components["Ledger"].flows["add"] == {
+            "applied": 3,
+            "calls": 3,
+        }
     finally:
         if flower is not None:
             flower.stop()
@@ -285,6 +292,38 @@ def test_signed_payloads_refuse_forged_entries_without_unpickling(
     assert "truncated" in failures[5].message
     assert not any(m.exists() for m in markers), "a forged payload was unpickled"
     assert handle.read_state("items") == ["first", "last"]
+
+
+def test_signed_state_refuses_values_planted_without_the_key(
+    redis_url: str, start_worker: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """State values are unpickled too: with a signing key they are signed, and one
+    written into Redis without the key is refused by workers and callers alike."""
+    _live(tmp_path)
+    key = "state-signing-key"
+    monkeypatch.setenv("MOTION_SIGNING_KEY", key)
+    reset_motion()
+    handle = Ledger("planted")
+    handle.run("add", {"item": "first"})
+    keys = K.InstanceKeys.of(handle.instance_name)
+    client = get_redis()
+    assert client.hget(keys.state, "items").startswith(b"M1S"), "state should be signed"
+    worker = start_worker(["ledger"], concurrency=1, env={"MOTION_SIGNING_KEY": key})
+    handle.flush_update(timeout=30)
+    marker = tmp_path / "planted-state"
+    client.hset(keys.state, "items", pickle.dumps(_OpensAFile(marker)))  # no key: unsigned
+    client.hincrby(keys.meta, "version", 1)  # so that every reader loads it
+    handle.run("slow", {"item": "second"})  # update only: the caller reads no state
+    wait_for(
+        lambda: "MOTION_SIGNING_KEY" in worker.log.read_text(),
+        30,
+        "the worker to refuse the unsigned state",
+    )
+    assert client.hlen(keys.inbox) == 1, "the update stays pending, for a state that loads"
+    store.STATE_CACHE.clear()
+    with pytest.raises(SerializationError, match="MOTION_SIGNING_KEY"):
+        handle.read_state("items")
+    assert not marker.exists(), "a planted state value was unpickled"
 
 
 # -- secrets stay out of logs, task messages and Flower -----------------------------------

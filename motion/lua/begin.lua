@@ -1,7 +1,7 @@
 -- begin: take an instance's lease with a new fencing token and return the first
 -- window of updates and the state, in one round trip.
 -- KEYS[1] meta   KEYS[2] lease   KEYS[3] motion:stats:<component>   KEYS[4] inbox
--- KEYS[5] state   KEYS[6] motion:pending
+-- KEYS[5] state   KEYS[6] motion:pending   KEYS[7] motion:sweep
 -- ARGV[1] lease period (ms)   ARGV[2] most updates to return   ARGV[3] the state
 -- version the worker holds a copy of ('' for none)   ARGV[4] instance name
 -- Either way the wake-up flags are cleared: this wake-up was delivered.
@@ -26,6 +26,7 @@ if applied >= seq then
   -- a duplicate or late wake-up: nothing to hold the lease for
   redis.call('HDEL', KEYS[1], 'holder')
   redis.call('ZREM', KEYS[6], ARGV[4])
+  redis.call('ZREM', KEYS[7], ARGV[4])
   return {-2}
 end
 local token = redis.call('HINCRBY', KEYS[1], 'fence', 1)

@@ -3,7 +3,7 @@
 -- With ARGV[8] = 1 it then goes on, in the same round trip: it releases the lease if
 -- the inbox is empty, or else returns the next window of updates.
 -- KEYS[1] meta   KEYS[2] state   KEYS[3] inbox   KEYS[4] lease   KEYS[5] failed
--- KEYS[6] motion:stats:<component>   KEYS[7] motion:pending
+-- KEYS[6] motion:stats:<component>   KEYS[7] motion:pending   KEYS[8] motion:sweep
 -- ARGV[1] token   ARGV[2] first seq   ARGV[3] last seq   ARGV[4] lease period (ms)
 -- ARGV[5] now (ms)   ARGV[6] 1 to replace the whole state (a migration), else 0
 -- ARGV[7] how many state changes the version advances by (one per update that changed it)
@@ -67,6 +67,7 @@ if seq <= last then
   redis.call('DEL', KEYS[4])
   redis.call('HDEL', KEYS[1], 'holder')
   redis.call('ZREM', KEYS[7], ARGV[10])
+  redis.call('ZREM', KEYS[8], ARGV[10])
   return {version, 1}
 end
 redis.call('PEXPIRE', KEYS[4], ARGV[4])

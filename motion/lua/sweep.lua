@@ -1,12 +1,15 @@
 -- sweep: re-wake instances that stayed pending with no lease holder.
--- KEYS[2i-1] meta of candidate i   KEYS[2i] lease of candidate i   KEYS[#KEYS] motion:pending
+-- KEYS[2i-1] meta of candidate i   KEYS[2i] lease of candidate i
+-- KEYS[#KEYS-1] motion:pending   KEYS[#KEYS] motion:sweep
 -- ARGV[1] now (ms)   ARGV[2] grace period (ms)   ARGV[i+2] name of candidate i
--- Returns the names to send a wake-up for. Busy instances are looked at again one
--- grace period later; instances with nothing left (or deleted) leave the index.
--- A wake-up the sweeper sent that no worker took yet (no worker consumes that
--- component's queues, say) is re-sent after 1, 2, 4 ... 64 grace periods, not every
--- period, so a queue nobody reads does not fill up with copies.
-local pending = KEYS[#KEYS]
+-- Candidates are the instances whose motion:sweep score (when to look next) has
+-- passed. Returns the names to send a wake-up for. Busy instances are looked at
+-- again one grace period later; instances with nothing left (or deleted) leave both
+-- indexes. A wake-up the sweeper sent that no worker took yet (no worker consumes
+-- that component's queues, say) is re-sent after 1, 2, 4 ... 64 grace periods, not
+-- every period, so a queue nobody reads does not fill up with copies.
+local pending = KEYS[#KEYS - 1]
+local schedule = KEYS[#KEYS]
 local now = tonumber(ARGV[1])
 local grace = tonumber(ARGV[2])
 local out = {}
@@ -15,11 +18,12 @@ for i = 1, #ARGV - 2 do
   local lease = KEYS[2 * i]
   local name = ARGV[i + 2]
   if redis.call('EXISTS', lease) == 1 then
-    redis.call('ZADD', pending, 'XX', now, name)
+    redis.call('ZADD', schedule, 'XX', now, name)
   else
-    local m = redis.call('HMGET', meta, 'applied', 'seq', 'sweeps')
+    local m = redis.call('HMGET', meta, 'applied', 'seq')
     if not m[2] or tonumber(m[1] or '0') >= tonumber(m[2]) then
       redis.call('ZREM', pending, name)
+      redis.call('ZREM', schedule, name)
       if m[2] then
         redis.call('HDEL', meta, 'holder', 'sweeps')
       end
@@ -27,9 +31,9 @@ for i = 1, #ARGV - 2 do
       -- begin.lua clears 'sweeps' when a worker takes a wake-up
       local sweeps = redis.call('HINCRBY', meta, 'sweeps', 1)
       redis.call('HSET', meta, 'wake', now)
-      -- looked at again (score older than now - grace) after 2^sweeps - 1 more periods
+      -- due again (score older than now - grace) after 2^sweeps - 1 more periods
       local later = grace * (2 ^ math.min(sweeps, 6) - 1)
-      redis.call('ZADD', pending, 'XX', now + later, name)
+      redis.call('ZADD', schedule, 'XX', now + later, name)
       out[#out + 1] = name
     end
   end
