@@ -37,6 +37,8 @@ log = logging.getLogger("motion.engine")
 
 #: most inbox entries read per round trip
 WINDOW = 64
+#: most pending updates one call of a batch op receives (a longer run is split)
+BATCH_LIMIT = 10_000
 #: quick updates in a window are committed together for at most this long (seconds)
 COMMIT_BUDGET = 0.02
 _SPECIAL = (WRITE_FLOW, MIGRATE_FLOW)
@@ -202,10 +204,38 @@ def _drain_held(
                 return
             window = None  # updates arrived after the window was read
             continue
+        _gather_batch(component, client, keys, window)
         result = _apply_window(component, instance_id, client, held, state, window, report)
         if result is None:  # released: the inbox was empty after the last commit
             return
         state, window = result
+
+
+def _gather_batch(
+    component: Component, client: redis.Redis, keys: K.InstanceKeys, window: _Window
+) -> None:
+    """Read on while a full window ends in a run of a batch op, so one call gets the
+    whole run (up to :data:`BATCH_LIMIT`), not one window's share of it."""
+    while WINDOW <= len(window.entries) < BATCH_LIMIT and len(window.entries) % WINDOW == 0:
+        flow = _batch_flow(component, window.entries[-1])
+        if flow is None:
+            return
+        start = window.first_seq() + len(window.entries)
+        reply = scripts.run(client, "window", [keys.meta, keys.inbox], [WINDOW, start])
+        window.entries.extend(reply[1:])
+        if len(reply) - 1 < WINDOW:
+            return
+
+
+def _batch_flow(component: Component, entry: bytes | None) -> str | None:
+    """The flow of ``entry`` if a batch op applies it, else ``None``."""
+    try:
+        flow = entry_flow(entry) if entry is not None else None
+    except PayloadError:
+        return None
+    if flow is None or flow in _SPECIAL or not any(op.batch for op in component.update_ops(flow)):
+        return None
+    return flow
 
 
 def _apply_window(
@@ -298,20 +328,12 @@ def _groups(
     prev_flow: str | None = None
     for i, entry in enumerate(entries):
         seq = first_seq + i
-        try:
-            flow = entry_flow(entry) if entry is not None else None
-        except PayloadError:
-            flow = None
-        batching = (
-            flow is not None
-            and flow not in _SPECIAL
-            and any(op.batch for op in component.update_ops(flow))
-        )
-        if batching and groups and prev_flow == flow:
+        flow = _batch_flow(component, entry)
+        if flow is not None and groups and prev_flow == flow and len(groups[-1]) < BATCH_LIMIT:
             groups[-1].append((seq, entry))
         else:
             groups.append([(seq, entry)])
-        prev_flow = flow if batching else None
+        prev_flow = flow
     return groups
 
 

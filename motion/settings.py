@@ -32,7 +32,7 @@ import threading
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from motion.errors import ConfigurationError
 
@@ -101,25 +101,57 @@ def url_from_environment() -> str | None:
     """``MOTION_REDIS_URL``, else a URL from Motion's variables, else ``None`` (embedded)."""
     url = os.environ.get("MOTION_REDIS_URL", "").strip()
     if url:
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigurationError(
-                f"MOTION_REDIS_URL must start with redis://, rediss:// or unix:// "
-                f"(got {redact(url)!r})."
-            )
-        return url
+        return check_url(url, "MOTION_REDIS_URL")
     if any(os.environ.get(name) for name in _MOTION_REDIS_VARS):
         return RedisParams().url()
     return None
 
 
+def check_url(url: str, name: str) -> str:
+    """``url`` if it is a usable Redis URL; else :class:`ConfigurationError` naming ``name``."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError(
+            f"{name} must start with redis://, rediss:// or unix:// (got {redact(url)!r})."
+        )
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number
+    except ValueError:
+        raise ConfigurationError(
+            f"{name}={redact(url)!r}: the port must be a number, as in redis://host:6379/0."
+        ) from None
+    db = parts.path.strip("/")
+    if parts.scheme != "unix" and db and not db.isdigit():
+        raise ConfigurationError(
+            f"{name}={redact(url)!r}: the database after the host must be a number, as in "
+            f"redis://host:6379/0."
+        )
+    return url
+
+
 def redact(url: str) -> str:
     """The URL with any password replaced by ``***`` (for messages and logs)."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
+    if not sep:
         return url
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0] if ":" in creds else ""
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://***@{host}"
+    rest, qsep, query = rest.partition("?")
+    if qsep:  # redis-py also takes ?password=...
+        query = "&".join(
+            f"{k}=***" if k.lower() == "password" else f"{k}={v}" if e else k
+            for k, e, v in (pair.partition("=") for pair in query.split("&"))
+        )
+    if "@" in rest:
+        creds, _, host = rest.rpartition("@")
+        user = creds.split(":", 1)[0] if ":" in creds else ""
+        rest = f"{user}:***@{host}" if ":" in creds else f"***@{host}"
+    return f"{scheme}://{rest}" + (f"?{query}" if qsep else "")
+
+
+def _broker_url() -> str | None:
+    url = os.environ.get("MOTION_BROKER_URL", "").strip()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return check_url(url, "MOTION_BROKER_URL")
+    return url or None  # another kind of broker (amqp://...): Celery checks it
 
 
 @dataclass(frozen=True)
@@ -146,7 +178,7 @@ class Settings:
         key = os.environ.get("MOTION_SIGNING_KEY")
         return cls(
             redis_url=url_from_environment(),
-            broker_url=os.environ.get("MOTION_BROKER_URL") or None,
+            broker_url=_broker_url(),
             inprocess_worker=_env_bool("MOTION_INPROCESS_WORKER"),
             inprocess_concurrency=_env_number("MOTION_INPROCESS_CONCURRENCY", 8, int),
             queues=_env_number("MOTION_QUEUES", 4, int),

@@ -39,9 +39,7 @@ def sweep_once(client: redis.Redis, send: Send, limit: int = 100_000) -> int:
     sent = 0
     while sent < limit:
         now = now_ms()
-        found: list[Any] = client.zrangebyscore(
-            K.SWEEP, "-inf", now - grace_ms, start=0, num=BATCH
-        )
+        found: list[Any] = client.zrangebyscore(K.SWEEP, "-inf", now - grace_ms, start=0, num=BATCH)
         names = [n.decode() for n in found]
         if not names:
             break

@@ -161,6 +161,19 @@ def test_unreachable_or_malformed_url(monkeypatch: pytest.MonkeyPatch) -> None:
         reset_motion()
         with pytest.raises(ConfigurationError, match="must start with redis://"):
             Ledger("nowhere").run("add", {"item": 1})
+        for url, advice in (
+            ("redis://127.0.0.1:notaport/0", "port must be a number"),
+            ("redis://127.0.0.1:6379/abc", "database after the host must be a number"),
+        ):
+            monkeypatch.setenv("MOTION_REDIS_URL", url)
+            reset_motion()
+            with pytest.raises(ConfigurationError, match=advice):
+                Ledger("nowhere").run("add", {"item": 1})
+        monkeypatch.setenv("MOTION_REDIS_URL", f"redis://127.0.0.1:{port}/0?password=hunter2")
+        reset_motion()
+        with pytest.raises(ConnectionFailedError) as raised:
+            Ledger("nowhere").run("add", {"item": 1})
+        assert "hunter2" not in str(raised.value) and "password=***" in str(raised.value)
     finally:
         reset_motion()
 

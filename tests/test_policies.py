@@ -192,18 +192,18 @@ def test_batch_ops_coalesce_a_burst_into_one_call_and_one_commit(redis_url) -> N
     handle = Fresh("f3")
     handle.read_state("all")  # create it
     version = handle.get_version()
-    queue_without_worker(handle, "burst", range(10))
+    queue_without_worker(handle, "burst", range(150))  # more than two read windows
     start_inprocess_worker()
     try:
         handle.flush_update(timeout=30)
     finally:
         stop_inprocess_worker()
-    assert handle.read_state("batches") == [list(range(10))]
+    assert handle.read_state("batches") == [list(range(150))]
     assert calls["batch"] == 1
-    assert handle.read_state("all") == list(range(10))  # the plain op still saw each one
+    assert handle.read_state("all") == list(range(150))  # the plain op still saw each one
     assert handle.get_version() == version + 1  # one state change for the burst
-    assert redis_server_meta(handle, "applied") == b"10"
-    assert redis_stats()["applied:burst"] == 10
+    assert redis_server_meta(handle, "applied") == b"150"
+    assert redis_stats()["applied:burst"] == 150
 
 
 def test_save_and_load_state_hooks(worker) -> None:  # type: ignore[no-untyped-def]
