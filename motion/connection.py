@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import weakref
 from collections.abc import Iterator
@@ -92,6 +93,40 @@ def get_async_redis() -> redis.asyncio.Redis:
         )
         _async[loop] = client
     return client
+
+
+class _Lane(threading.local):
+    """This thread's own connection for :func:`fast_hget` (and whose pool it copies)."""
+
+    conn: Any = None
+    pool: Any = None
+    pid: int = 0
+
+
+_lane = _Lane()
+
+
+def fast_command(client: redis.Redis, *args: Any) -> Any:
+    """Run one command on a connection of this thread's own; the raw reply.
+
+    For the caller's hot path (the version check before a serve, the enqueue):
+    redis-py's per-command layers (pool checkout, retry wrapper, event hooks)
+    cost about as much as a loopback round trip, so these commands skip them.
+    On a connection error the command is sent again through ``client``, which
+    retries (a re-sent enqueue is recognized by its token). Use it only for
+    commands whose reply needs no parsing callback.
+    """
+    pool = client.connection_pool
+    if _lane.conn is None or _lane.pool is not pool or _lane.pid != os.getpid():
+        _lane.conn = pool.connection_class(**pool.connection_kwargs)
+        _lane.pool, _lane.pid = pool, os.getpid()
+    conn = _lane.conn
+    try:
+        conn.send_command(*args)
+        return conn.read_response()
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        conn.disconnect()
+        return client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py untyped here
 
 
 @contextlib.contextmanager

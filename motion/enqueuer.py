@@ -42,7 +42,7 @@ class Enqueuer:
         with translate_errors(f"enqueueing {update.flow!r} for {self._keys.name}"):
             client = get_redis()
             if cache_write is None:
-                reply = scripts.run(client, "enqueue", keys, args)
+                reply = scripts.run(client, "enqueue", keys, args, fast=True)
             else:
                 reply = scripts.run_after(client, ("set", cache_write), "enqueue", keys, args)
             if reply[0] == 0:  # a new instance: create it, then enqueue

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from motion import cache, scripts, store
 from motion import keys as K
-from motion.connection import get_async_redis, get_redis, redis_url, translate_errors
+from motion.connection import (
+    fast_command,
+    get_async_redis,
+    get_redis,
+    redis_url,
+    translate_errors,
+)
 from motion.errors import InvalidInstanceIdError
 from motion.props import State
 from motion.settings import get_settings
@@ -116,7 +122,7 @@ class Reader:
 
     def _version_is(self, client: Any, known: bytes) -> bool:
         if not get_settings().client_tracking:
-            return bool(client.hget(self._keys.meta, "version") == known)
+            return bool(fast_command(client, "HGET", self._keys.meta, "version") == known)
         tracker = get_tracker(redis_url())
         name = self._keys.name
         if tracker.trusted(name):

@@ -17,6 +17,8 @@ import redis
 import redis.asyncio
 from redis.exceptions import NoScriptError
 
+from motion.connection import fast_command
+
 NAMES = ("enqueue", "init", "read", "begin", "renew", "window", "commit", "release", "sweep")
 
 
@@ -36,10 +38,15 @@ def get(name: str) -> Script:
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 
-def run(client: redis.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
-    """Run script ``name`` on a synchronous client."""
+def run(
+    client: redis.Redis, name: str, keys: list[str], args: list[Any], fast: bool = False
+) -> Any:
+    """Run script ``name`` on a synchronous client (``fast``: see
+    :func:`motion.connection.fast_command`)."""
     script = get(name)
     try:
+        if fast:
+            return fast_command(client, "EVALSHA", script.sha, len(keys), *keys, *args)
         return client.evalsha(script.sha, len(keys), *keys, *args)
     except NoScriptError:
         return client.eval(script.source, len(keys), *keys, *args)
