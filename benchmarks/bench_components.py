@@ -113,6 +113,12 @@ def noop() -> None:
     """Does nothing: the cost of a Celery task on motion's worker configuration."""
 
 
+@app.task(name="bench.stamp", ignore_result=True)
+def stamp(key: str, sent_at: float) -> None:
+    """Records how long after ``sent_at`` it started: the raw Celery latency (W6's floor)."""
+    get_redis().rpush(key, time.time() - sent_at)
+
+
 @app.task(name="bench.probe", ignore_result=True)
 def probe(key: str) -> None:
     """Marks ``key`` in Redis: the worker consumes this queue."""

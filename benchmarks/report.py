@@ -39,6 +39,8 @@ ROWS: list[Row] = [
     Row("W0", "raw redis-py GET 100 B, p99", "ms", "W0.get100B.p99"),
     Row("W0", "raw redis-py GET 1 MB, p50", "ms", "W0.get1MB.p50"),
     Row("W0", "raw Celery no-op tasks (prefork -c 2)", "tasks/s", "W0.celery.tps"),
+    Row("W0", "raw Celery task latency at 200/s, p50", "ms", "W0.celery_lat.p50"),
+    Row("W0", "raw Celery task latency at 200/s, p99", "ms", "W0.celery_lat.p99"),
     Row("W1", "run serve-only, 100 B state, p50", "ms", "W1.100B.p50", GET100, "<=", 1.0),
     Row("W1", "run serve-only, 100 B state, p99", "ms", "W1.100B.p99"),
     Row("W1", "run serve-only, 1 MB state, p50", "ms", "W1.1MB.p50", GET100, "<=", 1.0),
@@ -106,6 +108,13 @@ ROWS: list[Row] = [
     ),
     Row("W6", "freshness at 200 upd/s, lag p50", "ms", "W6.p50"),
     Row("W6", "freshness at 200 upd/s, lag p99", "ms", "W6.p99", None, "abs<=", 5.0),
+    Row(
+        "W6",
+        "  same, against raw Celery task latency p99",
+        "ms",
+        "W6.p99",
+        ("raw Celery p99", BASE, "W0.celery_lat.p99"),
+    ),
     Row(
         "W7",
         "two producers, per-producer order violations",

@@ -92,7 +92,31 @@ def w6_freshness(cfg: Config) -> tuple[Metrics, Checks]:
         client.config_set("notify-keyspace-events", "")
     lags = [(watch.stamps[i + 1] - t) * 1000 for i, t in enumerate(starts)]
     checks = [_counter_check(handle, len(starts), "W6 every update applied in order")]
-    return {"W6.p50": percentile(lags, 50), "W6.p99": percentile(lags, 99)}, checks
+    raw, raw_check = celery_latency(cfg)
+    metrics = {"W6.p50": percentile(lags, 50), "W6.p99": percentile(lags, 99)}
+    metrics |= {"W0.celery_lat.p50": percentile(raw, 50), "W0.celery_lat.p99": percentile(raw, 99)}
+    return metrics, [*checks, raw_check]
+
+
+def celery_latency(cfg: Config) -> tuple[list[float], tuple[str, bool, str]]:
+    """W6's floor: raw Celery no-op tasks at the same pace, same worker and queues;
+    ms from ``send_task`` to the task starting."""
+    from motion.celery_app import get_app, task_queue
+    from motion.wakeup import queues_of
+
+    app = get_app()
+    queue = task_queue(queues_of("BenchCounter")[0])
+    key = f"bench:latency:{uid()}"
+    sent = paced(
+        200,
+        cfg.fresh_seconds,
+        lambda i: app.send_task("bench.stamp", args=[key, time.time()], queue=queue),
+    )
+    client = redis.Redis.from_url(cfg.url)
+    wait_for(lambda: client.llen(key) >= len(sent), 30, "the raw Celery tasks to run")
+    lags = [float(x) * 1000 for x in client.lrange(key, 0, -1)]
+    client.delete(key)
+    return lags, ("W0 every raw Celery latency task ran", len(lags) == len(sent), f"{len(lags)}")
 
 
 def _counter_check(handle: Any, expected: int, what: str) -> tuple[str, bool, str]:

@@ -2,9 +2,9 @@
 
 Started on first need by :func:`motion.runtime.ensure_worker` when motion runs on
 its embedded server (or ``MOTION_INPROCESS_WORKER=1``), so a script or notebook
-applies its updates with no separate worker. It consumes the same queues as any
-other worker, so it applies only components this process defines (a wake-up for
-another component fails visibly and stays in the inbox for a worker that has it).
+applies its updates with no separate worker. Like any worker it consumes the
+queues of the components this process defines, including components defined
+after it started, so it never takes a wake-up it cannot apply.
 """
 
 from __future__ import annotations
