@@ -25,7 +25,8 @@ import redis.asyncio
 from motion import keys as K
 from motion import store
 from motion.component import Component, lookup, registered
-from motion.connection import get_redis, translate_errors
+from motion.connection import all_urls, get_redis, translate_errors
+from motion.connection import client_for as _client
 from motion.errors import (
     ConfigurationError,
     DefinitionError,
@@ -64,8 +65,11 @@ def get_instances(component: str | Component) -> list[str]:
         get_instances("Summary")  # ["user-1", "user-2"]
     """
     name = component.name if isinstance(component, Component) else component
-    with translate_errors(f"listing instances of {name}"):
-        found = {K.name_from_meta_key(key) for key in _scan(get_redis(), K.meta_pattern(name))}
+    found: set[str] = set()
+    for url in all_urls():  # every shard, with MOTION_REDIS_SHARDS
+        with translate_errors(f"listing instances of {name}"):
+            client = _client(url)
+            found |= {K.name_from_meta_key(key) for key in _scan(client, K.meta_pattern(name))}
     return sorted(K.split_instance_name(n)[1] for n in found)
 
 
@@ -78,8 +82,8 @@ def clear_instance(instance_name: str) -> bool:
     """
     K.split_instance_name(instance_name)
     keys = K.InstanceKeys.of(instance_name)
-    client = get_redis()
-    with translate_errors(f"clearing {instance_name}"):
+    client = get_redis(instance_name)
+    with translate_errors(f"clearing {instance_name}", instance_name):
         # cache entries and dedup keys (the fixed keys are deleted by name anyway)
         cached = list(_scan(client, _glob_escape(keys.prefix) + "*"))
         pipe = client.pipeline(transaction=False)
@@ -105,8 +109,8 @@ def inspect_state(instance_name: str) -> dict[str, Any]:
     """
     component, _ = K.split_instance_name(instance_name)
     keys = K.InstanceKeys.of(instance_name)
-    client = get_redis()
-    with translate_errors(f"inspecting {instance_name}"):
+    client = get_redis(instance_name)
+    with translate_errors(f"inspecting {instance_name}", instance_name):
         pipe = client.pipeline(transaction=False)
         pipe.exists(keys.meta)
         pipe.hgetall(keys.state)
@@ -219,8 +223,9 @@ class StateMigrator:
     def _migrate_one(self, instance_id: str, timeout: float | None) -> MigrationResult:
         try:
             handle = self.component(instance_id)
-            with translate_errors(f"migrating {handle.instance_name}"):
-                exists = get_redis().exists(K.InstanceKeys.of(handle.instance_name).meta)
+            name = handle.instance_name
+            with translate_errors(f"migrating {name}", name):
+                exists = get_redis(name).exists(K.InstanceKeys.of(name).meta)
             if not exists:
                 raise InstanceNotFoundError(f"{handle.instance_name} does not exist.")
             # the handle's own enqueue path: same inbox, same order as every update
@@ -313,7 +318,8 @@ def _counters(status: ComponentStatus, raw: dict[bytes, bytes]) -> None:
         if kind == "takeovers":
             status.takeovers += count
         elif flow:
-            status.flows.setdefault(flow, {})[kind] = count
+            counts = status.flows.setdefault(flow, {})
+            counts[kind] = counts.get(kind, 0) + count  # summed over shards
             if kind in ("applied", "failed", "discarded"):
                 setattr(status, kind, getattr(status, kind) + count)
 
@@ -330,22 +336,26 @@ def _enqueued_at(component: str, entry: bytes | None) -> float | None:
 
 
 def status(components: Sequence[str] = ()) -> list[ComponentStatus]:
-    """Backlog, lag, and applied/failed/discarded counts of each component (all by default)."""
-    client = get_redis()
+    """Backlog, lag, and applied/failed/discarded counts of each component (all by default),
+    summed over every shard."""
+    clients = [_client(url) for url in all_urls()]
     with translate_errors("reading motion status"):
-        names = list(components) or sorted(_text(n) for n in client.smembers(K.COMPONENTS))
+        names = list(components) or sorted(
+            {_text(n) for client in clients for n in client.smembers(K.COMPONENTS)}
+        )
         result = {name: ComponentStatus(name) for name in names}
-        pipe = client.pipeline(transaction=False)
-        for name in names:
-            pipe.hgetall(K.stats(name))
-        for name, raw in zip(names, pipe.execute(), strict=True):
-            _counters(result[name], raw)
-        pending = [
-            (member.decode(), score)
-            for member, score in client.zscan_iter(K.PENDING, count=1000)
-            if member.decode().partition(K.SEPARATOR)[0] in result
-        ]
-        _backlog(client, result, pending)
+        for client in clients:
+            pipe = client.pipeline(transaction=False)
+            for name in names:
+                pipe.hgetall(K.stats(name))
+            for name, raw in zip(names, pipe.execute(), strict=True):
+                _counters(result[name], raw)
+            pending = [
+                (member.decode(), score)
+                for member, score in client.zscan_iter(K.PENDING, count=1000)
+                if member.decode().partition(K.SEPARATOR)[0] in result
+            ]
+            _backlog(client, result, pending)
     return [result[name] for name in names]
 
 
@@ -389,10 +399,10 @@ def flush_instance(instance_name: str, flow: str = ALL_FLOWS, timeout: float | N
     """
     K.split_instance_name(instance_name)
     keys = K.InstanceKeys.of(instance_name)
-    client = get_redis()
+    client = get_redis(instance_name)
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.001
-    with translate_errors(f"flushing {instance_name}"):
+    with translate_errors(f"flushing {instance_name}", instance_name):
         applied, target, created = client.hmget(keys.meta, "applied", target_field(flow), "version")
         if created is None:
             raise InstanceNotFoundError(f"{instance_name} does not exist.")

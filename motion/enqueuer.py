@@ -39,8 +39,9 @@ class Enqueuer:
         """Enqueue ``update`` (storing ``cache_write`` in the same round trip): its seq,
         or ``None`` when the state is no longer at version ``expect``."""
         keys, args = self._call(update, expect)
-        with translate_errors(f"enqueueing {update.flow!r} for {self._keys.name}"):
-            client = get_redis()
+        name = self._keys.name
+        with translate_errors(f"enqueueing {update.flow!r} for {name}", name):
+            client = get_redis(name)
             if cache_write is None:
                 reply = scripts.run(client, "enqueue", keys, args, fast=True)
             else:
@@ -59,8 +60,9 @@ class Enqueuer:
     ) -> int | None:
         """Async :meth:`enqueue`."""
         keys, args = self._call(update, expect)
-        with translate_errors(f"enqueueing {update.flow!r} for {self._keys.name}"):
-            client = get_async_redis()
+        name = self._keys.name
+        with translate_errors(f"enqueueing {update.flow!r} for {name}", name):
+            client = get_async_redis(name)
             if cache_write is None:
                 reply = await scripts.arun(client, "enqueue", keys, args)
             else:

@@ -140,8 +140,9 @@ class Instance:
                 self._waiter.wait(flow, seq, None)
         elif served.cache_write is not None:
             cache_key, data, ttl = served.cache_write
-            with translate_errors(f"caching a serve result of {self._keys.name}"):
-                get_redis().set(cache_key, data, ex=ttl)
+            name = self._keys.name
+            with translate_errors(f"caching a serve result of {name}", name):
+                get_redis(name).set(cache_key, data, ex=ttl)
         return served.value
 
     def gen(
@@ -213,8 +214,9 @@ class Instance:
                 await self._waiter.await_(flow, seq, None)
         elif served.cache_write is not None:
             cache_key, data, ttl = served.cache_write
-            with translate_errors(f"caching a serve result of {self._keys.name}"):
-                await get_async_redis().set(cache_key, data, ex=ttl)
+            name = self._keys.name
+            with translate_errors(f"caching a serve result of {name}", name):
+                await get_async_redis(name).set(cache_key, data, ex=ttl)
         return served.value
 
     async def agen(
@@ -297,8 +299,8 @@ class Instance:
             FlushTimeoutError: if ``timeout`` seconds pass first.
         """
         flow = self._flow_or_all(flow, dataflow_key)
-        with translate_errors("flush_update"):
-            target = get_redis().hget(self._keys.meta, _target_field(flow))
+        with translate_errors("flush_update", self._keys.name):
+            target = get_redis(self._keys.name).hget(self._keys.meta, _target_field(flow))
         self._waiter.wait(flow, int(target or 0), timeout)
 
     async def aflush_update(
@@ -310,8 +312,9 @@ class Instance:
     ) -> None:
         """Async twin of :meth:`flush_update`."""
         flow = self._flow_or_all(flow, dataflow_key)
-        with translate_errors("flush_update"):
-            target = await get_async_redis().hget(self._keys.meta, _target_field(flow))
+        with translate_errors("flush_update", self._keys.name):
+            client = get_async_redis(self._keys.name)
+            target = await client.hget(self._keys.meta, _target_field(flow))
         await self._waiter.await_(flow, int(target or 0), timeout)
 
     # -- lifecycle --------------------------------------------------------------
@@ -360,13 +363,13 @@ class Instance:
 
     def _settle(self) -> None:
         """Wait for every pending update (``force_refresh``); failures stay for a flush."""
-        with translate_errors("force_refresh"):
-            target = get_redis().hget(self._keys.meta, "seq")
+        with translate_errors("force_refresh", self._keys.name):
+            target = get_redis(self._keys.name).hget(self._keys.meta, "seq")
         self._waiter.wait(ALL_FLOWS, int(target or 0), None, report=False)
 
     async def _asettle(self) -> None:
-        with translate_errors("force_refresh"):
-            target = await get_async_redis().hget(self._keys.meta, "seq")
+        with translate_errors("force_refresh", self._keys.name):
+            target = await get_async_redis(self._keys.name).hget(self._keys.meta, "seq")
         await self._waiter.await_(ALL_FLOWS, int(target or 0), None, report=False)
 
     # -- internals: serve ---------------------------------------------------------

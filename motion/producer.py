@@ -60,6 +60,7 @@ from redis.retry import Retry
 
 from motion import keys as K
 from motion import scripts, wakeup
+from motion.connection import shard_url
 from motion.errors import (
     ConfigurationError,
     ConnectionFailedError,
@@ -146,7 +147,8 @@ def enqueue(
         initial_state: create the instance with exactly this state if it does
             not exist (``init_state`` is not run); by default a missing instance
             raises and nothing is stored.
-        url: the Redis URL (default ``MOTION_REDIS_URL``).
+        url: the Redis URL (default: ``MOTION_REDIS_URL``, or the instance's shard of
+            ``MOTION_REDIS_SHARDS``).
         serializer: the component's serializer, if not the default cloudpickle.
         dedup_key: a key naming this update (e.g. the triggering event's id): an
             enqueue with a key used in the last 30 seconds stores nothing and
@@ -172,6 +174,9 @@ def enqueue(
     # the token makes the script safe to re-send: a retry after a lost reply enqueues once
     token = f"k:{dedup_key}" if dedup_key is not None else new_token()
     keys, args = enqueue_call(ikeys, entry, flow, push, token=token)
+    shards = get_settings().redis_shards
+    if url is None and shards:  # the instance's shard, as every caller routes it
+        url = shard_url(ikeys.name, shards)
     client = get_client(url)
     action = f"enqueueing {flow!r} for {ikeys.name}"
     now = time.monotonic()

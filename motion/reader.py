@@ -45,8 +45,8 @@ class Reader:
     def load(self, flow: str = "", digest: str | None = None) -> Loaded:
         """``(version, state, cache entry)``; the entry of ``(flow, digest)`` if asked."""
         name = self._keys.name
-        with translate_errors(f"reading {name}"):
-            client = get_redis()
+        with translate_errors(f"reading {name}", name):
+            client = get_redis(name)
             known = store.STATE_CACHE.version_of(name)
             if known and digest is None and not store.STATE_CACHE.churning(name):
                 # the common case: one HGET confirms the local copy, or none at all
@@ -69,8 +69,8 @@ class Reader:
     async def aload(self, flow: str = "", digest: str | None = None) -> Loaded:
         """Async :meth:`load` (never blocks the event loop; ``init_state`` in a thread)."""
         name = self._keys.name
-        with translate_errors(f"reading {name}"):
-            client = get_async_redis()
+        with translate_errors(f"reading {name}", name):
+            client = get_async_redis(name)
             known = store.STATE_CACHE.version_of(name)
             if known and digest is None and not store.STATE_CACHE.churning(name):
                 state = store.STATE_CACHE.get(name)
@@ -123,8 +123,8 @@ class Reader:
     def _version_is(self, client: Any, known: bytes) -> bool:
         if not get_settings().client_tracking:
             return bool(fast_command(client, "HGET", self._keys.meta, "version") == known)
-        tracker = get_tracker(redis_url())
         name = self._keys.name
+        tracker = get_tracker(redis_url(name))
         if tracker.trusted(name):
             return True
         tracked = tracker.client() or client

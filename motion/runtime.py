@@ -16,6 +16,7 @@ from typing import Any
 
 from motion import wakeup
 from motion.connection import is_embedded
+from motion.errors import ConfigurationError
 from motion.settings import get_settings
 
 log = logging.getLogger("motion")
@@ -26,7 +27,13 @@ _worker_lock = threading.Lock()
 
 def inprocess_worker_wanted() -> bool:
     """Whether this process should run the in-process worker."""
-    wanted = get_settings().inprocess_worker
+    settings = get_settings()
+    wanted = settings.inprocess_worker
+    if wanted and settings.redis_shards:
+        raise ConfigurationError(
+            "MOTION_INPROCESS_WORKER=1 cannot serve MOTION_REDIS_SHARDS: run workers per "
+            "shard (MOTION_REDIS_URL=<shard> celery -A workers worker -I <module>)."
+        )
     return is_embedded() if wanted is None else wanted
 
 

@@ -8,6 +8,9 @@ variable                              default    meaning
 ``MOTION_REDIS_URL``                  (unset)    ``redis://`` / ``rediss://`` URL; wins when set
 ``MOTION_REDIS_HOST/PORT/DB``         (unset)    Motion's variables, used when no URL is set
 ``MOTION_REDIS_PASSWORD/SSL``         (unset)    ditto
+``MOTION_REDIS_SHARDS``               (unset)    callers: several Redis URLs; each instance lives
+                                                 on one, chosen by a hash of its name (workers
+                                                 of a shard set ``MOTION_REDIS_URL`` to it)
 ``MOTION_BROKER_URL``                 state URL  Celery broker, if not the same Redis
 ``MOTION_INPROCESS_WORKER``           auto       ``1``/``0``; auto = on only for the embedded server
 ``MOTION_INPROCESS_CONCURRENCY``      ``8``      threads of the in-process worker
@@ -148,6 +151,17 @@ def redact(url: str) -> str:
     return f"{scheme}://{rest}" + (f"?{query}" if qsep else "")
 
 
+def _shards() -> tuple[str, ...]:
+    raw = os.environ.get("MOTION_REDIS_SHARDS", "").replace(",", " ").split()
+    urls = tuple(check_url(url, "MOTION_REDIS_SHARDS") for url in raw)
+    if urls and os.environ.get("MOTION_BROKER_URL"):
+        raise ConfigurationError(
+            "MOTION_REDIS_SHARDS and MOTION_BROKER_URL cannot be combined: each shard is its "
+            "own broker, so a shard's workers receive only its instances' wake-ups."
+        )
+    return urls
+
+
 def _broker_url() -> str | None:
     url = os.environ.get("MOTION_BROKER_URL", "").strip()
     if url.startswith(("redis://", "rediss://", "unix://")):
@@ -172,6 +186,7 @@ class Settings:
     home: Path
     client_tracking: bool = False
     wakeup_per_update: bool = False
+    redis_shards: tuple[str, ...] = ()
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -191,6 +206,7 @@ class Settings:
             home=Path(os.environ.get("MOTION_HOME", ".motion")).resolve(),
             client_tracking=bool(_env_bool("MOTION_CLIENT_TRACKING")),
             wakeup_per_update=bool(_env_bool("MOTION_WAKEUP_PER_UPDATE")),
+            redis_shards=_shards(),
         )
 
 
@@ -221,6 +237,9 @@ def configure(**overrides: Any) -> Settings:
         raise ConfigurationError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
     if isinstance(overrides.get("signing_key"), str):
         overrides["signing_key"] = overrides["signing_key"].encode()
+    if "redis_shards" in overrides:
+        shards = overrides["redis_shards"] or ()
+        overrides["redis_shards"] = tuple(check_url(u, "redis_shards") for u in shards)
     with _lock:
         _current = replace(_current or Settings.from_environment(), **overrides)
     return _current

@@ -40,11 +40,11 @@ class Waiter:
         if target <= 0:
             return
         ensure_worker()
-        client = get_redis()
+        client = get_redis(self._keys.name)
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = _FIRST_DELAY
         while True:
-            with translate_errors(f"waiting for updates of {self._keys.name}"):
+            with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
                 if int(client.hget(self._keys.meta, "applied") or 0) >= target:
                     if not report:
                         return
@@ -67,11 +67,11 @@ class Waiter:
         if target <= 0:
             return
         ensure_worker()
-        client = get_async_redis()
+        client = get_async_redis(self._keys.name)
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = _FIRST_DELAY
         while True:
-            with translate_errors(f"waiting for updates of {self._keys.name}"):
+            with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
                 if int(await client.hget(self._keys.meta, "applied") or 0) >= target:
                     if not report:
                         return

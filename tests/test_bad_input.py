@@ -299,15 +299,15 @@ def test_update_for_a_component_no_worker_knows_waits_in_the_inbox(
 def test_undecodable_broker_message_loses_no_update(url: str, start_worker) -> None:  # type: ignore[no-untyped-def]
     """A raw non-JSON message in a queue stops a Celery worker (kombu's Redis transport
     treats it as unrecoverable); the updates wait in Redis and a restarted worker applies
-    them all."""
-    victim = start_worker(["battery_inputs"], pool="solo", concurrency=1, name="victim")
-    handle = BadInput("raw")
-    handle.run("ok", flush_update=True)
-    get_redis().lpush("motion.BadInput.0", b"{not json at all")
+    them all. (Ledger: the only worker consuming its queues is the victim.)"""
+    victim = start_worker(["ledger"], pool="solo", concurrency=1, name="victim")
+    handle = Ledger("raw")
+    handle.run("add", {"item": 1}, flush_update=True)
+    get_redis().lpush("motion.Ledger.0", b"{not json at all")
     wait_for(lambda: "Unrecoverable error" in victim.log.read_text(), 30, "the worker to stop")
     assert victim.proc is not None and victim.proc.wait(30) != 0
-    handle.run("ok")
-    handle.run("ok")
-    start_worker(["battery_inputs"], pool="solo", concurrency=1, name="restarted")
+    handle.run("add", {"item": 2})
+    handle.run("add", {"item": 3})
+    start_worker(["ledger"], pool="solo", concurrency=1, name="restarted")
     handle.flush_update(timeout=30)
     assert handle.read_state("seqs") == [1, 2, 3]
