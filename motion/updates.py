@@ -1,0 +1,266 @@
+"""Running a flow's update ops over inbox entries: the outcome a drain commits.
+
+A drain (:mod:`motion.engine`) splits a window of inbox entries into groups
+(:func:`groups`: one entry each, or a run of a batch op's flow), and :func:`apply`
+runs the flow's ops over a group on a working copy of the state: decoding each
+payload (a bad one is a recorded failure), applying the discard policies, calling
+batch ops once with every props, retrying a failing op, and merging the dicts the
+ops return. The result is an :class:`Outcome`: the changed state keys, already
+encoded, the counters, and the failure records, committed by one script call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from motion import keys as K
+from motion import store
+from motion.component import Component, DiscardPolicy, Op
+from motion.errors import MotionError, PayloadError, UnknownFlowError, UpdateResultError
+from motion.inbox import MIGRATE_FLOW, WRITE_FLOW, Update, decode, entry_flow, failure_record
+from motion.props import Properties, State
+from motion.settings import get_settings
+
+log = logging.getLogger("motion.engine")
+
+#: most pending updates one call of a batch op receives (a longer run is split)
+BATCH_LIMIT = 10_000
+_SPECIAL = (WRITE_FLOW, MIGRATE_FLOW)
+
+
+@dataclass
+class Outcome:
+    first: int
+    last: int
+    state: State
+    changes: dict[str, Any] = field(default_factory=dict)
+    fields: list[Any] = field(default_factory=list)  # encoded changes, ready for the commit
+    replace: bool = False
+    bumps: int = 0  # state changes in this outcome (the version advances by this much)
+    stats: Counter[str] = field(default_factory=Counter)
+    meta: Counter[str] = field(default_factory=Counter)
+    failures: list[tuple[int, str]] = field(default_factory=list)
+
+    def merge(self, later: Outcome) -> Outcome:
+        """This outcome followed by ``later`` (the next seqs), as one commit."""
+        if later.replace or self.replace:
+            raise ValueError("a migration is committed on its own")
+        fields = dict(zip(self.fields[::2], self.fields[1::2], strict=True))
+        fields.update(zip(later.fields[::2], later.fields[1::2], strict=True))
+        self.fields = [x for kv in fields.items() for x in kv]
+        self.changes.update(later.changes)
+        self.bumps += later.bumps
+        self.last, self.state = later.last, later.state
+        self.stats.update(later.stats)
+        self.meta.update(later.meta)
+        self.failures += later.failures
+        return self
+
+
+def batch_flow(component: Component, entry: bytes | None) -> str | None:
+    """The flow of ``entry`` if a batch op applies it, else ``None``."""
+    try:
+        flow = entry_flow(entry) if entry is not None else None
+    except PayloadError:
+        return None
+    if flow is None or flow in _SPECIAL or not any(op.batch for op in component.update_ops(flow)):
+        return None
+    return flow
+
+
+def is_migration(group: list[tuple[int, bytes | None]]) -> bool:
+    """Whether ``group`` is a migration (committed on its own: it replaces the state)."""
+    entry = group[0][1]
+    return entry is not None and entry.startswith(MIGRATE_FLOW.encode() + b"\x00")
+
+
+def groups(
+    component: Component, first_seq: int, entries: list[bytes | None]
+) -> list[list[tuple[int, bytes | None]]]:
+    """Split a window into commit units: one entry each, or runs of a batch flow."""
+    groups: list[list[tuple[int, bytes | None]]] = []
+    prev_flow: str | None = None
+    for i, entry in enumerate(entries):
+        seq = first_seq + i
+        flow = batch_flow(component, entry)
+        if flow is not None and groups and prev_flow == flow and len(groups[-1]) < BATCH_LIMIT:
+            groups[-1].append((seq, entry))
+        else:
+            groups.append([(seq, entry)])
+        prev_flow = flow
+    return groups
+
+
+def apply(
+    component: Component,
+    instance_id: str,
+    state: State,
+    group: list[tuple[int, bytes | None]],
+    pending: dict[str, int],
+) -> Outcome:
+    """Run the ops of one group (``(seq, inbox entry)`` pairs) on a copy of ``state``.
+
+    ``pending`` counts the updates not yet applied per flow (for NUM_NEW_UPDATES).
+    A failing op or a bad payload leaves the state unchanged and is recorded in the
+    outcome's failures; the group is committed either way, so later updates apply.
+    """
+    out = Outcome(group[0][0], group[-1][0], state)
+    name = K.instance_name(component.name, instance_id)
+    decoded: list[tuple[int, Update]] = []
+    flow = "?"
+    for seq, entry in group:
+        try:
+            if entry is None:
+                raise PayloadError(f"update #{seq} is missing from the inbox")
+            flow = entry_flow(entry)
+            decoded.append((seq, decode(component, entry)))
+        except MotionError as exc:
+            out.failures.append((seq, failure_record(seq, flow, "-", exc)))
+            out.stats[f"failed:{flow}"] += 1
+        if flow != "?":
+            out.meta[f"pending:{flow}"] -= 1
+    if not decoded:
+        return out
+    working = state.copy()
+    try:
+        _run_ops(component, instance_id, working, decoded, pending, out)
+        if out.changes or out.replace:
+            whole = component.save_state_func is not None
+            out.fields = store.encode_changes(component, name, working if whole else out.changes)
+            out.bumps = 1
+    except OpFailed as failed:
+        out.changes, out.replace = {}, False
+        for seq, _ in decoded:
+            record = failure_record(seq, flow, failed.op, failed.error, failed.tb)
+            out.failures.append((seq, record))
+        out.stats[f"failed:{flow}"] += len(decoded)
+        log.warning("%s: flow %r op %s failed: %s", name, flow, failed.op, failed.error)
+        return out
+    except MotionError as exc:  # state too large, unpicklable result
+        out.changes, out.fields, out.replace = {}, [], False
+        for seq, _ in decoded:
+            out.failures.append((seq, failure_record(seq, flow, "commit", exc)))
+        out.stats[f"failed:{flow}"] += len(decoded)
+        return out
+    out.state = working
+    return out
+
+
+class OpFailed(Exception):
+    def __init__(self, op: str, error: BaseException, tb: str) -> None:
+        super().__init__(op)
+        self.op, self.error, self.tb = op, error, tb
+
+
+def _run_ops(
+    component: Component,
+    instance_id: str,
+    working: State,
+    decoded: list[tuple[int, Update]],
+    pending: dict[str, int],
+    out: Outcome,
+) -> None:
+    """Run the flow's ops over ``decoded``, collecting changes into ``working`` and ``out``."""
+    flow = decoded[0][1].flow
+    if flow == WRITE_FLOW:
+        changes = decoded[0][1].props
+        working.update(changes)
+        out.changes.update(changes)
+        out.stats[f"applied:{flow}"] += 1
+        return
+    if flow == MIGRATE_FLOW:
+        migrated = _call(_migrate_op(decoded[0][1]), working, None)
+        if not isinstance(migrated, dict):
+            raise OpFailed("migrate", UpdateResultError("migrate_func must return a dict"), "")
+        working.clear()
+        working.update(migrated)
+        out.changes, out.replace = dict(migrated), True
+        out.stats[f"applied:{flow}"] += 1
+        return
+    ops = component.update_ops(flow)
+    if not ops:
+        error = UnknownFlowError(f"{component.name} has no update op for flow {flow!r} here")
+        raise OpFailed("-", error, "")
+    now = time.time()
+    ran_for: set[int] = set()
+    for op in ops:
+        eligible = [
+            (seq, update)
+            for i, (seq, update) in enumerate(decoded)
+            if not _discarded(op, pending.get(flow, 0) - i, now - update.enqueued_at)
+        ]
+        if op.batch and eligible:
+            props = [_props(instance_id, seq, u) for seq, u in eligible]
+            _merge(op, _call(op, working, props), working, out)
+            out.stats[f"calls:{flow}"] += 1
+        else:
+            for seq, update in eligible:
+                _merge(op, _call(op, working, _props(instance_id, seq, update)), working, out)
+                out.stats[f"calls:{flow}"] += 1
+        ran_for.update(seq for seq, _ in eligible)
+    for seq, _ in decoded:
+        out.stats[f"applied:{flow}" if seq in ran_for else f"discarded:{flow}"] += 1
+
+
+def _discarded(op: Op, newer_or_same: int, age: float) -> bool:
+    if op.discard_policy is DiscardPolicy.NUM_NEW_UPDATES:
+        return newer_or_same > (op.discard_after or 0)
+    if op.discard_policy is DiscardPolicy.SECONDS:
+        return age > (op.discard_after or 0)
+    return False
+
+
+def _props(instance_id: str, seq: int, update: Update) -> Properties:
+    props = Properties(update.props)
+    props.serve_result = update.serve_result
+    props.seq = seq
+    props.idempotency_key = (instance_id, seq)
+    return props
+
+
+def _merge(op: Op, result: Any, working: State, out: Outcome) -> None:
+    if result is None:
+        return
+    if not isinstance(result, dict):
+        error = UpdateResultError(
+            f"update op {op.name} returned {type(result).__name__}; return a dict of the "
+            f"state keys to change, or None"
+        )
+        raise OpFailed(op.name, error, "")
+    working.update(result)
+    out.changes.update(result)
+
+
+def _migrate_op(update: Update) -> Op:
+    func = update.props["migrate_func"]
+    return Op(MIGRATE_FLOW, "update", func, props_arg=None)
+
+
+_loops = threading.local()
+
+
+def _call(op: Op, working: State, props: Any) -> Any:
+    """Call an op (sync or async) with retries; raise :class:`OpFailed` after the last."""
+    retries = op.retries if op.retries is not None else get_settings().update_retries
+    for attempt in range(retries + 1):
+        try:
+            result = op.call(working.copy(), props)
+            if inspect.iscoroutine(result):
+                loop = getattr(_loops, "loop", None)
+                if loop is None:
+                    loop = _loops.loop = asyncio.new_event_loop()
+                result = loop.run_until_complete(result)
+            return result
+        except Exception as exc:
+            if attempt == retries:
+                raise OpFailed(op.name, exc, traceback.format_exc()) from exc
+            time.sleep(min(0.1 * 2**attempt, 2.0))  # back off before the next try
+    raise AssertionError("unreachable")
