@@ -16,5 +16,12 @@ if [ ! -x .venv/bin/python ]; then
     fi
   fi
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[${1:-embedded}]"
+# pip's and setuptools' chatter goes to a log, shown only if the install fails
+log=$(mktemp)
+if ! { .venv/bin/python -m pip install -q --upgrade pip \
+      && .venv/bin/python -m pip install -q -e ".[${1:-embedded}]"; } >"$log" 2>&1; then
+  cat "$log" >&2
+  rm -f "$log"
+  exit 1
+fi
+rm -f "$log"
