@@ -136,7 +136,9 @@ class _Lane(threading.local):
     """This thread's own connections for :func:`fast_command`, one per pool."""
 
     def __init__(self) -> None:
-        self.conns: dict[int, Any] = {}
+        # keyed by the pool itself (weakly): a pool dropped by reset() takes its
+        # connection along, and a new pool never inherits another's by a reused id
+        self.conns: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self.pid = os.getpid()
 
 
@@ -155,10 +157,10 @@ def fast_command(client: redis.Redis, *args: Any) -> Any:
     """
     pool = client.connection_pool
     if _lane.pid != os.getpid():  # forked: the parent's sockets are not ours
-        _lane.conns, _lane.pid = {}, os.getpid()
-    conn = _lane.conns.get(id(pool))
+        _lane.conns, _lane.pid = weakref.WeakKeyDictionary(), os.getpid()
+    conn = _lane.conns.get(pool)
     if conn is None:
-        conn = _lane.conns[id(pool)] = pool.connection_class(**pool.connection_kwargs)
+        conn = _lane.conns[pool] = pool.connection_class(**pool.connection_kwargs)
     try:
         conn.send_command(*args)
         return conn.read_response()

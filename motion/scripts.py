@@ -1,8 +1,9 @@
 """The Lua scripts of the update engine, loaded once and run by SHA.
 
 Each script lives in ``motion/lua/<name>.lua`` with a header listing the keys it
-touches. :func:`run` and :func:`arun` call ``EVALSHA`` and fall back to ``EVAL``
-the first time a server has not seen a script (after a restart, say).
+touches; ``lua/lib.lua`` (functions they share) is put before each when it loads.
+:func:`run` and :func:`arun` call ``EVALSHA`` and fall back to ``EVAL`` the first
+time a server has not seen a script (after a restart, say).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class Script:
 @cache
 def get(name: str) -> Script:
     """The script called ``name`` (one of :data:`NAMES`)."""
-    source = resources.files("motion").joinpath("lua", f"{name}.lua").read_text()
+    folder = resources.files("motion").joinpath("lua")
+    source = folder.joinpath("lib.lua").read_text() + folder.joinpath(f"{name}.lua").read_text()
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 

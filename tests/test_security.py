@@ -258,17 +258,23 @@ def test_workers_refuse_pickled_task_messages(
 # -- signed inbox payloads ---------------------------------------------------------------
 
 
+def _signed_ledger(
+    instance_id: str, key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, K.InstanceKeys]:
+    """A Ledger handle of this process, signing with ``key``, after one ``add`` (seq 1)."""
+    _live(tmp_path)
+    monkeypatch.setenv("MOTION_SIGNING_KEY", key)
+    reset_motion()
+    handle = Ledger(instance_id)
+    handle.run("add", {"item": "first"})
+    return handle, K.InstanceKeys.of(handle.instance_name)
+
+
 def test_signed_payloads_refuse_forged_entries_without_unpickling(
     redis_url: str, start_worker: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _live(tmp_path)
     key = "inbox-signing-key"
-    monkeypatch.setenv("MOTION_SIGNING_KEY", key)
-    reset_motion()
-    handle = Ledger("signed")
-    handle.run("add", {"item": "first"})
-    name = handle.instance_name
-    keys = K.InstanceKeys.of(name)
+    handle, keys = _signed_ledger("signed", key, tmp_path, monkeypatch)
     client = get_redis()
     assert client.hget(keys.inbox, 1).startswith(b"add\x00M1S"), "payloads should be signed"
     markers = [tmp_path / f"forged-{i}" for i in range(4)]
@@ -299,13 +305,8 @@ def test_signed_state_refuses_values_planted_without_the_key(
 ) -> None:
     """State values are unpickled too: with a signing key they are signed, and one
     written into Redis without the key is refused by workers and callers alike."""
-    _live(tmp_path)
     key = "state-signing-key"
-    monkeypatch.setenv("MOTION_SIGNING_KEY", key)
-    reset_motion()
-    handle = Ledger("planted")
-    handle.run("add", {"item": "first"})
-    keys = K.InstanceKeys.of(handle.instance_name)
+    handle, keys = _signed_ledger("planted", key, tmp_path, monkeypatch)
     client = get_redis()
     assert client.hget(keys.state, "items").startswith(b"M1S"), "state should be signed"
     worker = start_worker(["ledger"], concurrency=1, env={"MOTION_SIGNING_KEY": key})

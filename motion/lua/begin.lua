@@ -45,13 +45,4 @@ else
   table.insert(state, 1, m[3])
 end
 local out = {token, redis.call('HGETALL', KEYS[1]), state}
-local last = math.min(seq, applied + tonumber(ARGV[2]))
-local fields = {}
-for s = applied + 1, last do
-  fields[#fields + 1] = s
-end
-local payloads = redis.call('HMGET', KEYS[4], unpack(fields))
-for i = 1, #payloads do
-  out[#out + 1] = payloads[i]
-end
-return out
+return append_window(out, KEYS[4], applied + 1, math.min(seq, applied + tonumber(ARGV[2])))

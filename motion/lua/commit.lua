@@ -72,12 +72,4 @@ if seq <= last then
 end
 redis.call('PEXPIRE', KEYS[4], ARGV[4])
 local out = {version, 0, redis.call('HGETALL', KEYS[1])}
-local fields = {}
-for s = last + 1, math.min(seq, last + tonumber(ARGV[9])) do
-  fields[#fields + 1] = s
-end
-local payloads = redis.call('HMGET', KEYS[3], unpack(fields))
-for k = 1, #payloads do
-  out[#out + 1] = payloads[k]
-end
-return out
+return append_window(out, KEYS[3], last + 1, math.min(seq, last + tonumber(ARGV[9])))

@@ -10,15 +10,4 @@ local applied = tonumber(m[1] or '0')
 local seq = tonumber(m[2] or '0')
 local first = tonumber(ARGV[2] or applied + 1)
 local last = math.min(seq, first + tonumber(ARGV[1]) - 1)
-local out = {meta}
-if last >= first then
-  local fields = {}
-  for s = first, last do
-    fields[#fields + 1] = s
-  end
-  local payloads = redis.call('HMGET', KEYS[2], unpack(fields))
-  for i = 1, #payloads do
-    out[#out + 1] = payloads[i]
-  end
-end
-return out
+return append_window({meta}, KEYS[2], first, last)
