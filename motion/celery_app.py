@@ -172,10 +172,11 @@ class ThreadWorker:
             else:
                 consumer.add_task_queue(name)
 
-    def stop(self) -> None:
-        """Stop the worker and wait (up to 10 s) for its thread."""
+    def stop(self, wait: float = 10.0) -> None:
+        """Stop the worker and wait (up to ``wait`` s) for its thread: the tasks
+        under way finish first (Celery's warm shutdown)."""
         from celery.worker import state
 
         state.should_terminate = 0
-        self._thread.join(10)
+        self._thread.join(wait)
         state.should_terminate = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import threading
 import weakref
 import zlib
@@ -61,7 +62,18 @@ def redis_url(name: str | None = None) -> str:
                     from motion.embedded import ensure_server
 
                     _url = ensure_server(settings.home)
+                    _announce_embedded(_url, settings.home)
     return _url
+
+
+def _announce_embedded(url: str, home: Any) -> None:
+    """Say once, on stderr, that motion runs its own server, and how to use a real one."""
+    sys.stderr.write(
+        f"motion: no Redis is configured (MOTION_REDIS_URL, MOTION_REDIS_HOST/PORT or "
+        f".motionrc.yml), so motion runs its own local server at {url} with its data "
+        f"under {home} (Motion's default was localhost:6379). To use a real Redis: export "
+        f"MOTION_REDIS_URL=redis://host:6379/0 (or MOTION_REDIS_HOST/MOTION_REDIS_PORT).\n"
+    )
 
 
 def shard_url(name: str, shards: tuple[str, ...]) -> str:

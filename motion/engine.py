@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,10 @@ log = logging.getLogger("motion.engine")
 WINDOW = 64
 #: quick updates in a window are committed together for at most this long (seconds)
 COMMIT_BUDGET = 0.02
+#: set while this process's worker stops: a drain finishes and commits the update it is
+#: applying, then leaves the rest pending (released at once) for the next worker
+STOPPING = threading.Event()
+_STOPPING = "worker stopping"
 
 
 @dataclass
@@ -103,6 +108,9 @@ def drain(component: Component, instance_id: str) -> DrainReport:
         _drain_held(component, instance_id, client, held, state, window, report)
     except _Stop as stop:
         report.skipped = stop.reason
+        if stop.reason == _STOPPING:
+            with contextlib.suppress(redis.RedisError):
+                leases.release(client, held, abandon=True)
     except Exception as exc:
         # e.g. a state this worker cannot deserialize: the updates stay pending, and
         # the lease goes now, not in a lease period, for another worker to try
@@ -157,6 +165,8 @@ def _drain_held(
     while True:
         if held.lost.is_set():
             raise _Stop("lease lost")
+        if STOPPING.is_set():
+            raise _Stop(_STOPPING)
         if window is None:  # after a refused commit: read the window again
             reply = scripts.run(client, "window", [keys.meta, keys.inbox], [WINDOW])
             window = _Window(reply[0], reply[1:])
@@ -213,6 +223,10 @@ def _apply_window(
     acc: updates.Outcome | None = None
     started = time.monotonic()
     for index, group in enumerate(groups):
+        if index and STOPPING.is_set():  # finish what was applied, leave the rest
+            if acc is not None:
+                _commit(client, held, component.name, acc, report)
+            raise _Stop(_STOPPING)
         special = updates.is_migration(group)
         if acc is not None and special:
             if _commit(client, held, component.name, acc, report) is None:

@@ -74,6 +74,11 @@ class FlushTimeoutError(MotionError, TimeoutError):
     """``flush_update`` waited longer than its timeout."""
 
 
+class NoWorkerError(FlushTimeoutError):
+    """A wait with no timeout gave up: no worker able to apply the component's updates
+    has been seen for ``MOTION_WORKER_GRACE_SECONDS``; the message names the fix."""
+
+
 class InstanceClosedError(MotionError, RuntimeError):
     """An instance handle was used after ``close()``."""
 

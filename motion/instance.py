@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, overload
 
 from motion import keys as K
-from motion import serving
+from motion import motionrc, runtime, serving, settings
 from motion.connection import get_async_redis, get_redis, translate_errors
 from motion.enqueuer import Enqueuer
 from motion.errors import InstanceClosedError, InvalidInstanceIdError
@@ -68,6 +68,7 @@ class Instance:
             raise InvalidInstanceIdError(
                 f"instance_id {instance_id!r} must not contain '{K.SEPARATOR}'."
             )
+        settings.load_config_file(motion_options.get("config_path", motionrc.DEFAULT_PATH))
         self._component = component
         self._id = instance_id or random_id()
         self._keys = K.InstanceKeys.of(K.instance_name(component.name, self._id))
@@ -76,6 +77,9 @@ class Instance:
         self._closed = False
         self._waiter = Waiter(self._keys, component.name)
         self._options = motion_options
+        self._flows_run: set[str] = set()
+        if motion_options.get("flush_on_exit"):
+            runtime.flush_at_exit(self, self._flush_run_flows)
 
     # -- identity ---------------------------------------------------------------
     @property
@@ -266,11 +270,16 @@ class Instance:
         self._check_open()
         return self._reader.load()[0]
 
-    def write_state(self, state_update: dict[str, Any], latest: bool = False) -> None:
+    def write_state(
+        self, state_update: dict[str, Any], latest: bool = False, timeout: float | None = None
+    ) -> None:
         """Write keys into the state, in order with pending updates; returns once applied.
 
         ``{}`` does nothing; anything but a dict raises ``TypeError``. (``latest``
-        is Motion's; writes always apply to the latest state here.)
+        is Motion's; writes always apply to the latest state here.) ``timeout``
+        bounds the wait (:class:`FlushTimeoutError`); with none, the wait fails with
+        :class:`NoWorkerError` once no worker for the component has been seen for
+        ``MOTION_WORKER_GRACE_SECONDS``. The write stays queued either way.
         """
         self._check_open()
         if not isinstance(state_update, dict):
@@ -280,7 +289,7 @@ class Instance:
         if not state_update:
             return
         seq = self._enqueue(Update(WRITE_FLOW, dict(state_update)))
-        self._waiter.wait(WRITE_FLOW, seq, None)
+        self._waiter.wait(WRITE_FLOW, seq, timeout)
 
     # -- waiting ----------------------------------------------------------------
     def flush_update(
@@ -319,10 +328,24 @@ class Instance:
 
     # -- lifecycle --------------------------------------------------------------
     def close(self) -> None:
-        """Release the handle (idempotent). Enqueued updates are still applied."""
+        """Release the handle (idempotent). Enqueued updates are still applied.
+
+        With ``flush_on_exit=True`` (Motion's option) it first waits for the updates
+        of every flow this handle ran (at interpreter exit too, before the
+        in-process worker stops), raising :class:`UpdateFailedError` for failures.
+        """
+        if self._closed:
+            return
+        if self._options.get("flush_on_exit"):
+            runtime.flush_at_exit(self, None)
+            self._flush_run_flows()
         self._closed = True
 
     shutdown = close
+
+    def _flush_run_flows(self) -> None:
+        for flow in sorted(self._flows_run):
+            self.flush_update(flow)
 
     def __enter__(self) -> Instance:
         return self
@@ -351,6 +374,7 @@ class Instance:
         if name is None:
             raise TypeError("name the flow to run: run('flow', props={...}).")
         self._component.check_flow(name)
+        self._flows_run.add(name)
         return name
 
     def _flow_or_all(self, flow: str | None, dataflow_key: str | None) -> str:

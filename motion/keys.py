@@ -50,6 +50,12 @@ COMPONENTS = f"{PREFIX}:components"
 DEDUP_SECONDS = 30
 
 
+def workers(component: str) -> str:
+    """Sorted set of the workers that can apply ``component``'s updates, scored by the
+    ms time (Redis' clock) each last announced itself."""
+    return f"{PREFIX}:workers:{{{component}}}"
+
+
 def stats(component: str) -> str:
     """Hash of counters for one component: ``applied:<flow>``, ``failed:<flow>``..."""
     return f"{PREFIX}:stats:{component}"

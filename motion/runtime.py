@@ -2,16 +2,21 @@
 
 The in-process worker (a Celery worker on threads inside this process) starts on
 first need when ``MOTION_INPROCESS_WORKER=1``, or by default when motion runs on
-its embedded server, so a script or notebook needs no separate worker.
+its embedded server or on Motion's configuration (``MOTION_REDIS_HOST``... or
+``.motionrc.yml``), so a script, a notebook or a Motion program needs no
+separate worker (the rule is written once, in :mod:`motion.settings`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
+import contextlib
 import logging
+import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from motion import wakeup
@@ -23,6 +28,8 @@ log = logging.getLogger("motion")
 
 _worker_checked = False
 _worker_lock = threading.Lock()
+#: what to do at exit before the in-process worker stops: flush_on_exit handles' flushes
+_exit_flushes: dict[int, Callable[[], None]] = {}
 
 
 def inprocess_worker_wanted() -> bool:
@@ -34,7 +41,11 @@ def inprocess_worker_wanted() -> bool:
             "MOTION_INPROCESS_WORKER=1 cannot serve MOTION_REDIS_SHARDS: run workers per "
             "shard (MOTION_REDIS_URL=<shard> celery -A workers worker -I <module>)."
         )
-    return is_embedded() if wanted is None else wanted
+    if wanted is not None:
+        return wanted
+    # a Motion program (Motion's variables or .motionrc.yml) applied its updates in
+    # the caller; a fleet configured with MOTION_REDIS_URL keeps them on its workers
+    return is_embedded() or settings.motion_config
 
 
 def ensure_worker() -> None:
@@ -48,7 +59,55 @@ def ensure_worker() -> None:
                 from motion.worker import start_inprocess_worker  # hosts the worker road
 
                 start_inprocess_worker()
+                _arm_exit(worker=True)
             _worker_checked = True
+
+
+def flush_at_exit(handle: object, flush: Callable[[], None] | None) -> None:
+    """Run ``flush`` at interpreter exit, before the in-process worker stops (``None``:
+    forget ``handle``'s). Motion's ``flush_on_exit`` handles register here."""
+    if flush is None:
+        _exit_flushes.pop(id(handle), None)
+        return
+    _exit_flushes[id(handle)] = flush
+    _arm_exit()
+
+
+def _arm_exit(worker: bool = False) -> None:
+    """Have :func:`_at_exit` run at interpreter exit before the hooks registered so far
+    (atexit runs the last registered first: the embedded server's stop).
+
+    With the in-process worker it must run earlier still: at exit Python first
+    joins the thread pools (``threading._register_atexit``, as ``concurrent.futures``
+    does), which would let a drain apply its whole inbox; so it is registered there
+    too, after the worker's pool (the last registered runs first).
+    """
+    atexit.unregister(_at_exit)
+    atexit.register(_at_exit)
+    if worker:
+        with contextlib.suppress(AttributeError, RuntimeError):  # RuntimeError: exiting
+            threading._register_atexit(_at_exit)  # type: ignore[attr-defined]  # stdlib's
+
+
+_exited = False
+
+
+def _at_exit() -> None:
+    """Exit: flush the ``flush_on_exit`` handles, then stop the in-process worker (its
+    drain finishes the update under way; the rest stays durable in Redis)."""
+    global _exited
+    if _exited:
+        return
+    _exited = True
+    for flush in list(_exit_flushes.values()):
+        try:
+            flush()
+        except Exception as exc:  # at exit there is no caller left to raise to
+            log.error("flush_on_exit: %s", exc)
+    _exit_flushes.clear()
+    worker = sys.modules.get("motion.worker")  # imported only if it was started
+    if worker is not None:
+        worker.stop_inprocess_worker()
 
 
 def wakeup_to_push(component: str, instance_id: str, flow: str) -> tuple[str, bytes] | None:
@@ -99,5 +158,6 @@ def call_sync(coro: Coroutine[Any, Any, Any]) -> Any:
 
 def reset() -> None:
     """Forget whether the worker was checked (tests)."""
-    global _worker_checked
+    global _worker_checked, _exited
     _worker_checked = False
+    _exited = False

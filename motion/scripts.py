@@ -20,7 +20,19 @@ from redis.exceptions import NoScriptError
 
 from motion.connection import fast_command
 
-NAMES = ("enqueue", "init", "read", "begin", "renew", "window", "commit", "release", "sweep")
+NAMES = (
+    "enqueue",
+    "init",
+    "read",
+    "begin",
+    "renew",
+    "window",
+    "commit",
+    "release",
+    "sweep",
+    "heartbeat",
+    "alive",
+)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,17 @@
 """Configuration: environment variables, their defaults, and Motion's ``RedisParams``.
 
 Every knob has one environment variable; :func:`configure` overrides them in code.
+Motion's ``.motionrc.yml`` (:mod:`motion.motionrc`) is loaded into the environment
+before the variables are read.
+
+Where the Redis URL comes from (the one place this rule is written; docs/api.md
+repeats it): ``MOTION_REDIS_URL`` if set; else a URL built from Motion's
+``MOTION_REDIS_HOST/PORT/DB/PASSWORD/SSL`` (from the environment or from
+``.motionrc.yml``, whose values overwrite the environment, as in Motion); else
+the embedded server. Who applies updates follows from it: with Motion's
+variables or the embedded server, an in-process worker does (a Motion program
+needs no worker process); with ``MOTION_REDIS_URL``, separate workers do, unless
+``MOTION_INPROCESS_WORKER=1``.
 
 ====================================  =========  ============================================
 variable                              default    meaning
@@ -12,7 +23,9 @@ variable                              default    meaning
                                                  on one, chosen by a hash of its name (workers
                                                  of a shard set ``MOTION_REDIS_URL`` to it)
 ``MOTION_BROKER_URL``                 state URL  Celery broker, if not the same Redis
-``MOTION_INPROCESS_WORKER``           auto       ``1``/``0``; auto = on only for the embedded server
+``MOTION_INPROCESS_WORKER``           auto       ``1``/``0``; auto: on for the embedded server and
+                                                 for Motion's configuration (``MOTION_REDIS_HOST``
+                                                 ... or ``.motionrc.yml``), off with a URL
 ``MOTION_INPROCESS_CONCURRENCY``      ``8``      threads of the in-process worker
 ``MOTION_QUEUES``                     ``4``      wake-up queues per component: ``motion.<C>.0..N-1``
 ``MOTION_LEASE_SECONDS``              ``30``     lease period; a crashed worker costs this long
@@ -26,11 +39,16 @@ variable                              default    meaning
                                                  (Redis client tracking invalidates copies)
 ``MOTION_WAKEUP_PER_UPDATE``          ``0``      ``1``: a wake-up task for every update (each
                                                  its own task in Flower), not one per burst
+``MOTION_WORKER_GRACE_SECONDS``       ``30``     a wait with no timeout fails (``NoWorkerError``)
+                                                 once no worker able to apply the component's
+                                                 updates has been seen for this long
+``MOTION_HEARTBEAT_SECONDS``          ``5``      how often workers announce themselves
 ====================================  =========  ============================================
 """
 
 from __future__ import annotations
 
+import builtins
 import os
 import threading
 from dataclasses import dataclass, field, fields, replace
@@ -38,6 +56,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from motion import motionrc
 from motion.errors import ConfigurationError
 
 
@@ -80,16 +99,28 @@ class RedisParams:
     host: str = field(default_factory=lambda: os.environ.get("MOTION_REDIS_HOST", "localhost"))
     port: int = field(default_factory=lambda: int(os.environ.get("MOTION_REDIS_PORT", "6379")))
     db: int = field(default_factory=lambda: int(os.environ.get("MOTION_REDIS_DB", "0")))
-    password: str | None = field(
-        default_factory=lambda: os.environ.get("MOTION_REDIS_PASSWORD") or None
-    )
+    password: str | None = field(default_factory=lambda: _password())
     ssl: bool = field(default_factory=lambda: bool(_env_bool("MOTION_REDIS_SSL")))
+
+    def dict(self) -> builtins.dict[str, Any]:
+        """The fields as a dict (Motion's pydantic ``RedisParams.dict()``):
+        ``redis.Redis(**params.dict())`` connects."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    model_dump = dict
 
     def url(self) -> str:
         """The equivalent ``redis://`` or ``rediss://`` URL."""
         scheme = "rediss" if self.ssl else "redis"
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
         return f"{scheme}://{auth}{self.host}:{self.port}/{self.db}"
+
+
+def _password() -> str | None:
+    """``MOTION_REDIS_PASSWORD``; Motion's ``None`` (what a ``null`` in
+    ``.motionrc.yml`` becomes) and an empty value mean no password."""
+    raw = os.environ.get("MOTION_REDIS_PASSWORD")
+    return None if raw in (None, "", "None", "null") else raw
 
 
 _MOTION_REDIS_VARS = (
@@ -106,9 +137,16 @@ def url_from_environment() -> str | None:
     url = os.environ.get("MOTION_REDIS_URL", "").strip()
     if url:
         return check_url(url, "MOTION_REDIS_URL")
-    if any(os.environ.get(name) for name in _MOTION_REDIS_VARS):
+    if motion_configured():
         return RedisParams().url()
     return None
+
+
+def motion_configured() -> bool:
+    """Whether Motion's ``MOTION_REDIS_*`` variables say where Redis is (and no URL does)."""
+    if os.environ.get("MOTION_REDIS_URL", "").strip():
+        return False
+    return any(os.environ.get(name) for name in _MOTION_REDIS_VARS)
 
 
 def check_url(url: str, name: str) -> str:
@@ -187,10 +225,15 @@ class Settings:
     client_tracking: bool = False
     wakeup_per_update: bool = False
     redis_shards: tuple[str, ...] = ()
+    #: the Redis URL was built from Motion's variables (``MOTION_REDIS_HOST``...)
+    motion_config: bool = False
+    worker_grace_seconds: float = 30.0
+    heartbeat_seconds: float = 5.0
 
     @classmethod
     def from_environment(cls) -> Settings:
-        """Read every ``MOTION_*`` variable."""
+        """Read ``.motionrc.yml`` (once per process), then every ``MOTION_*`` variable."""
+        motionrc.import_config()
         key = os.environ.get("MOTION_SIGNING_KEY")
         return cls(
             redis_url=url_from_environment(),
@@ -207,11 +250,15 @@ class Settings:
             client_tracking=bool(_env_bool("MOTION_CLIENT_TRACKING")),
             wakeup_per_update=bool(_env_bool("MOTION_WAKEUP_PER_UPDATE")),
             redis_shards=_shards(),
+            motion_config=motion_configured(),
+            worker_grace_seconds=_env_number("MOTION_WORKER_GRACE_SECONDS", 30.0),
+            heartbeat_seconds=_env_number("MOTION_HEARTBEAT_SECONDS", 5.0),
         )
 
 
 _lock = threading.Lock()
 _current: Settings | None = None
+_overridden = False
 
 
 def get_settings() -> Settings:
@@ -230,7 +277,7 @@ def configure(**overrides: Any) -> Settings:
     Call it before the first instance is used. Unknown names raise
     :class:`ConfigurationError`.
     """
-    global _current
+    global _current, _overridden
     names = {f.name for f in fields(Settings)}
     unknown = set(overrides) - names
     if unknown:
@@ -242,11 +289,23 @@ def configure(**overrides: Any) -> Settings:
         overrides["redis_shards"] = tuple(check_url(u, "redis_shards") for u in shards)
     with _lock:
         _current = replace(_current or Settings.from_environment(), **overrides)
+        _overridden = True
     return _current
+
+
+def load_config_file(config_path: str | os.PathLike[str]) -> None:
+    """Load Motion's ``.motionrc.yml`` at ``config_path`` (a handle's ``config_path=``)
+    unless this process already loaded one; settings read before are re-read."""
+    global _current
+    if motionrc.import_config(config_path):
+        with _lock:
+            if not _overridden:
+                _current = None
 
 
 def reset() -> None:
     """Forget overrides and re-read the environment on next use (for tests)."""
-    global _current
+    global _current, _overridden
     with _lock:
         _current = None
+        _overridden = False

@@ -9,14 +9,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from motion import celery_app, engine, sweeper
-from motion.component import lookup
+from motion import celery_app, engine, heartbeat, sweeper
+from motion.component import lookup, registered
 from motion.connection import get_redis
 from motion.wakeup import APPLY_TASK, SWEEP_TASK
 
 log = logging.getLogger("motion.tasks")
 
 _timer: sweeper.SweeperTimer | None = None
+_heartbeat: heartbeat.Heartbeat | None = None
 
 
 def apply(component: Any, instance_id: Any, flow: Any = None, seq: Any = None) -> dict[str, Any]:
@@ -51,12 +52,31 @@ def stop_sweeper_timer() -> None:
         _timer = None
 
 
+def start_heartbeat() -> None:
+    """Announce this worker process for the components it defines (see :mod:`motion.heartbeat`)."""
+    global _heartbeat
+    if _heartbeat is None:
+        _heartbeat = heartbeat.Heartbeat(get_redis, registered)
+        _heartbeat.start()
+
+
+def stop_heartbeat() -> None:
+    """Stop announcing this worker (it no longer counts as able to apply updates)."""
+    global _heartbeat
+    if _heartbeat is not None:
+        _heartbeat.stop()
+        _heartbeat = None
+
+
 def register(app: Any) -> Any:
-    """Register motion's tasks on ``app`` and start the sweeper timer when a worker is ready."""
+    """Register motion's tasks on ``app``; a ready worker starts the sweeper timer and
+    its heartbeat."""
     if APPLY_TASK not in app.tasks:
         app.task(name=APPLY_TASK, ignore_result=True)(apply)
         app.task(name=SWEEP_TASK, ignore_result=True)(sweep)
         celery_app.consume_component_queues(app)
         celery_app.on_worker_ready(start_sweeper_timer)
+        celery_app.on_worker_ready(start_heartbeat)
         celery_app.on_worker_shutdown(stop_sweeper_timer)
+        celery_app.on_worker_shutdown(stop_heartbeat)
     return app

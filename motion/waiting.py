@@ -12,14 +12,35 @@ import asyncio
 import time
 from typing import Any
 
+from motion import heartbeat
 from motion import keys as K
 from motion.connection import get_async_redis, get_redis, translate_errors
-from motion.errors import FlushTimeoutError, UpdateFailedError
+from motion.errors import FlushTimeoutError, NoWorkerError, UpdateFailedError
 from motion.inbox import ALL_FLOWS, parse_failures
-from motion.runtime import ensure_worker
+from motion.runtime import ensure_worker, inprocess_worker_wanted
+from motion.settings import get_settings
 
 _FIRST_DELAY = 0.0005
 _MAX_DELAY = 0.05
+#: how often a wait with no timeout checks that some worker can apply the updates
+_PRESENCE_EVERY = 1.0
+
+
+class _Patience:
+    """When a wait with no timeout should ask whether any worker is alive."""
+
+    def __init__(self) -> None:
+        self.grace = get_settings().worker_grace_seconds
+        self.start = time.monotonic()
+        self.next = self.start + self.grace
+
+    def due(self) -> bool:
+        """True once the wait has lasted the grace period, then every second."""
+        now = time.monotonic()
+        if now < self.next:
+            return False
+        self.next = now + _PRESENCE_EVERY
+        return True
 
 
 class Waiter:
@@ -42,9 +63,12 @@ class Waiter:
         ensure_worker()
         client = get_redis(self._keys.name)
         deadline = None if timeout is None else time.monotonic() + timeout
+        patience = _Patience() if timeout is None else None
         delay = _FIRST_DELAY
         while True:
             with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
+                if patience is not None and patience.due():
+                    self._check_presence(heartbeat.last_seen(client, self._component), target)
                 if int(client.hget(self._keys.meta, "applied") or 0) >= target:
                     if not report:
                         return
@@ -69,9 +93,13 @@ class Waiter:
         ensure_worker()
         client = get_async_redis(self._keys.name)
         deadline = None if timeout is None else time.monotonic() + timeout
+        patience = _Patience() if timeout is None else None
         delay = _FIRST_DELAY
         while True:
             with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
+                if patience is not None and patience.due():
+                    age = await heartbeat.alast_seen(client, self._component)
+                    self._check_presence(age, target)
                 if int(await client.hget(self._keys.meta, "applied") or 0) >= target:
                     if not report:
                         return
@@ -100,6 +128,30 @@ class Waiter:
         failures = parse_failures(self._keys.name, records, flow)
         if failures:
             raise UpdateFailedError(failures)
+
+    def _check_presence(self, age: float | None, target: int) -> None:
+        """Raise :class:`NoWorkerError` unless a worker for the component was seen lately."""
+        grace = get_settings().worker_grace_seconds
+        if age is not None and age <= grace:
+            return
+        seen = (
+            "no worker has ever"
+            if age is None
+            else f"the last one announced itself {age:.0f}s ago; none has since"
+        )
+        module = f"<module defining {self._component}>"
+        how = (
+            f"start one: `motion worker -I {module}` or `celery -A workers worker -I "
+            f"{module}` with the same Redis settings"
+        )
+        if not inprocess_worker_wanted():
+            how += ", or set MOTION_INPROCESS_WORKER=1 to apply them in this process"
+        raise NoWorkerError(
+            f"{self._keys.name}: update #{target} is queued, but no worker able to apply "
+            f"{self._component}'s updates has been seen for {grace:.0f}s ({seen} been seen "
+            f"by this Redis). It stays queued and will be applied once a worker runs: {how}. "
+            f"Pass timeout= to wait differently (MOTION_WORKER_GRACE_SECONDS sets the grace)."
+        )
 
     def _timeout_message(self, target: int, timeout: float | None) -> str:
         return (

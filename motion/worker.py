@@ -13,7 +13,7 @@ import atexit
 import logging
 import threading
 
-from motion import celery_app, component, tasks
+from motion import celery_app, component, engine, tasks
 from motion.settings import get_settings
 
 log = logging.getLogger("motion.worker")
@@ -29,10 +29,12 @@ def start_inprocess_worker() -> None:
         if _worker is not None:
             return
         tasks.register(celery_app.get_app())
+        engine.STOPPING.clear()
         settings = get_settings()
         _worker = celery_app.ThreadWorker(settings.inprocess_concurrency)
         component.on_register(_consume)
         tasks.start_sweeper_timer()
+        tasks.start_heartbeat()
         atexit.register(stop_inprocess_worker)
         log.info("in-process worker started (%d threads)", settings.inprocess_concurrency)
 
@@ -45,13 +47,19 @@ def _consume(name: str) -> None:
 
 
 def stop_inprocess_worker() -> None:
-    """Stop the in-process worker (at exit; idempotent)."""
+    """Stop the in-process worker (at exit; idempotent).
+
+    A drain under way finishes and commits the update it is applying; the rest of
+    the inbox stays in Redis for the next worker of any kind.
+    """
     global _worker
     with _lock:
         worker, _worker = _worker, None
     if worker is not None:
+        engine.STOPPING.set()
         tasks.stop_sweeper_timer()
-        worker.stop()
+        tasks.stop_heartbeat()
+        worker.stop(max(10.0, 2 * get_settings().lease_seconds))
 
 
 def running() -> bool:

@@ -13,8 +13,9 @@ from tests.support import RedisServer, Worker
 
 def reset_motion() -> None:
     """Forget every cached setting, client and app, so the next use re-reads the env."""
-    from motion import celery_app, connection, runtime, settings, store, tracking, wakeup
+    from motion import celery_app, connection, motionrc, runtime, settings, store, tracking, wakeup
 
+    motionrc.reset()
     settings.reset()
     connection.reset()
     celery_app.reset()

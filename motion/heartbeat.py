@@ -1,0 +1,109 @@
+"""Worker presence: workers announce the components they can apply; waits check.
+
+Every worker process that applies updates (a ``celery worker``'s main process, the
+in-process worker) runs a :class:`Heartbeat`: every ``MOTION_HEARTBEAT_SECONDS`` it
+records, per component whose code it has, that it is alive (``motion:workers:{C}``,
+scored on Redis' clock, so a skewed host clock does not matter). A caller that
+waits with no timeout asks :func:`last_seen` and, once no such worker has been
+seen for ``MOTION_WORKER_GRACE_SECONDS``, gets an error naming the fix instead of
+blocking forever.
+
+Floor module: keys, scripts, connection and settings only; both roads use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+
+import redis
+import redis.asyncio
+
+from motion import keys as K
+from motion import scripts
+from motion.settings import get_settings
+
+log = logging.getLogger("motion.heartbeat")
+
+#: a silent worker is forgotten after this many grace periods (bounds the set)
+FORGET_AFTER = 100
+
+
+def worker_id() -> str:
+    """This process's name in the presence sets: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _forget_ms() -> int:
+    return int(get_settings().worker_grace_seconds * FORGET_AFTER * 1000)
+
+
+def beat(client: redis.Redis, components: list[str], goodbye: bool = False) -> None:
+    """Announce (or, with ``goodbye``, withdraw) this process for ``components``."""
+    if not components:
+        return
+    pipe = client.pipeline(transaction=False)
+    script = scripts.get("heartbeat")
+    flag = "1" if goodbye else "0"
+    for component in components:
+        pipe.evalsha(script.sha, 1, K.workers(component), worker_id(), _forget_ms(), flag)
+    replies = pipe.execute(raise_on_error=False)
+    if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+        for component in components:
+            args = [worker_id(), _forget_ms(), flag]
+            scripts.run(client, "heartbeat", [K.workers(component)], args)
+    else:
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+
+
+def last_seen(client: redis.Redis, component: str) -> float | None:
+    """Seconds since a worker able to apply ``component`` announced itself (None: never)."""
+    age = int(scripts.run(client, "alive", [K.workers(component)], []))
+    return None if age < 0 else age / 1000
+
+
+async def alast_seen(client: redis.asyncio.Redis, component: str) -> float | None:
+    """Async :func:`last_seen`."""
+    age = int(await scripts.arun(client, "alive", [K.workers(component)], []))
+    return None if age < 0 else age / 1000
+
+
+class Heartbeat:
+    """A daemon thread announcing this process for the components ``components()`` names."""
+
+    def __init__(self, client: Callable[[], redis.Redis], components: Callable[[], list[str]]):
+        self._client = client
+        self._components = components
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Announce now (so a caller waiting right after sees this worker), then periodically."""
+        self._beat()
+        self._thread = threading.Thread(target=self._run, name="motion-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop announcing and withdraw this process (a stopped worker is not counted)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        try:
+            beat(self._client(), self._components(), goodbye=True)
+        except redis.RedisError as exc:  # Redis gone at shutdown: the entry ages out
+            log.debug("heartbeat goodbye not sent (%s)", exc)
+
+    def _run(self) -> None:
+        while not self._stop.wait(get_settings().heartbeat_seconds):
+            self._beat()
+
+    def _beat(self) -> None:
+        try:
+            beat(self._client(), self._components())
+        except redis.RedisError as exc:  # transient: the next beat retries
+            log.warning("worker heartbeat not recorded (%s)", exc)
