@@ -256,6 +256,27 @@ def test_no_configuration_starts_the_embedded_server_and_says_so_once(tmp_path: 
     assert str(tmp_path / ".motion") in out.stderr
 
 
+def test_the_readme_first_example_is_a_motion_program_that_runs_unchanged(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert code.startswith("# assistant.py")
+    (tmp_path / "assistant.py").write_text(code)
+    host, port = host_port(server)
+    out = subprocess.run(
+        [sys.executable, "assistant.py"],
+        cwd=tmp_path,
+        env=program_env(MOTION_REDIS_HOST=host, MOTION_REDIS_PORT=port),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Shopper: No history yet." in out.stdout
+    assert "Shopper: Recently asked about: Trail shoes under $120?" in out.stdout
+
+
 # -- the file itself (no Redis) ---------------------------------------------------------
 
 
