@@ -329,3 +329,35 @@ def test_a_file_that_is_not_a_mapping_is_a_clear_error(clean_env: None, tmp_path
 
 def test_a_missing_file_is_no_error(clean_env: None, tmp_path: Path) -> None:
     assert motionrc.import_config(tmp_path / "absent.yml") is False
+
+
+def test_every_wait_with_no_timeout_fails_when_no_worker_is_seen(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from motion import Component, NoWorkerError, settings
+
+    monkeypatch.setenv("MOTION_WORKER_GRACE_SECONDS", "0.5")
+    settings.reset()
+    Lonely = Component("Lonely")
+
+    @Lonely.init_state
+    def setup() -> dict[str, int]:
+        return {"n": 0}
+
+    @Lonely.update("add")
+    def add(state: dict[str, int], props: dict[str, int]) -> dict[str, int]:
+        return {"n": state["n"] + 1}
+
+    handle = Lonely("a")
+    with pytest.raises(NoWorkerError, match="no worker able to apply Lonely"):
+        handle.run("add", props={}, flush_update=True)
+    with pytest.raises(NoWorkerError):
+        handle.run("add", props={}, force_refresh=True)
+    with pytest.raises(NoWorkerError):
+        handle.write_state({"n": 5})
+    with pytest.raises(NoWorkerError):
+        handle.flush_update()
+    with pytest.raises(NoWorkerError):
+        asyncio.run(handle.aflush_update())
