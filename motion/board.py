@@ -18,6 +18,7 @@ editor and refuses every edit. Pages come from :mod:`motion.board_html`. Needs
 the ``http`` extra. Uses the library only (browse, admin, tokens).
 """
 
+import asyncio
 import logging
 import os
 import secrets
@@ -180,6 +181,10 @@ def create_dashboard(key: str | None = None, read_only: bool | None = None) -> A
             state = admin.inspect_state(name)
         except (InstanceNotFoundError, InvalidInstanceIdError) as exc:
             return render(request, session, "not found", H.notice(str(exc), True), 404)
+        except MotionError as exc:  # e.g. a value refused by MOTION_SIGNING_KEY, Redis down
+            log.exception("dashboard: reading %s__%s failed", component, instance_id)
+            message = f"cannot show this instance: {type(exc).__name__}: {exc}"
+            return render(request, session, "error", H.notice(message, True), 500)
         body = H.instance_page(
             component, instance_id, info, state, browse.flow_counts(component),
             csrf=access.csrf(session), read_only=no_edits(), **note,
@@ -199,22 +204,20 @@ def create_dashboard(key: str | None = None, read_only: bool | None = None) -> A
         fields = await form(request, session)
         component, instance_id = fields.get("component", ""), fields.get("id", "")
         key = fields.get("key", "")
-        return await _save(request, session, component, instance_id, key, fields.get("value", ""))
+        raw = fields.get("value", "")
+        return await asyncio.to_thread(save, request, session, component, instance_id, key, raw)
 
-    async def _save(
+    def save(
         request: Request, session: Session, component: str, instance_id: str, key: str, raw: str
     ) -> Any:
-        import asyncio
-
-        name = K.instance_name(component, instance_id)
+        """Type the new value as the current one, write it in order, and show the result."""
         try:
+            name = K.instance_name(component, instance_id)
             current = admin.inspect_state(name)
             if key not in current or not H.editable(current[key]):
                 raise ValueError(f"state key {key!r} is not an editable value")
             value = H.parse_edit(current[key], raw)
-            written = await asyncio.to_thread(
-                browse.write_state, name, {key: value}, EDIT_WAIT_SECONDS
-            )
+            written = browse.write_state(name, {key: value}, EDIT_WAIT_SECONDS)
         except (ValueError, UpdateFailedError) as exc:
             message = f"{key!r} not saved: {exc}"
             return instance_view(request, session, component, instance_id, message=message,
