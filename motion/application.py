@@ -51,6 +51,9 @@ from motion.tokens import DEFAULT_EXPIRY_DAYS, TokenSigner, check_secret, same_s
 INSTALL_HINT = "pip install 'motion-celery[http]'"
 #: the ``run_kwargs`` a client may pass on to ``run`` (anything else is a 422)
 RUN_OPTIONS = frozenset({"ignore_cache", "force_refresh", "flush_update"})
+#: the ``creation_kwargs`` a client may pass on to the handle: handle options such as
+#: ``config_path`` or ``logging_level`` configure the server, not the instance (422)
+CREATION_OPTIONS = frozenset({"init_state_params"})
 
 log = logging.getLogger("motion.http")
 
@@ -329,11 +332,15 @@ def _build(application: Application) -> Any:
         async def run(body: RunRequest, request: Request) -> Any:
             check_token(request, name, body.instance_id)
             flow = flow_of(body)
-            unknown = sorted(set(body.run_kwargs) - RUN_OPTIONS)
-            if unknown:
-                raise HTTPException(
-                    422, f"unknown run_kwargs {unknown}; valid: {sorted(RUN_OPTIONS)}"
-                )
+            for field, given, valid in (
+                ("run_kwargs", body.run_kwargs, RUN_OPTIONS),
+                ("creation_kwargs", body.creation_kwargs, CREATION_OPTIONS),
+            ):
+                unknown = sorted(set(given) - valid)
+                if unknown:
+                    raise HTTPException(
+                        422, f"{field} may not hold {unknown}; valid: {sorted(valid)}"
+                    )
             options = {
                 "ignore_cache": body.ignore_cache,
                 "force_refresh": body.force_refresh,

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from motion import keys as K
-from motion.connection import get_redis, translate_errors
+from motion.connection import all_urls, client_for, translate_errors
 from motion.errors import ConfigurationError
 
 #: shortest API key, token secret or dashboard key accepted, in bytes (UTF-8)
@@ -83,7 +83,7 @@ def same_secret(given: str, expected: str) -> bool:
 
 def shared_secret() -> str:
     """The token secret kept in Redis, created (``SET NX``) by whoever asks first."""
-    client = get_redis()
+    client = client_for(all_urls()[0])  # with shards: the first one, as every replica lists
     fresh = secrets.token_urlsafe(48)
     with translate_errors("reading the HTTP token secret"):
         client.set(K.HTTP_TOKEN_SECRET, fresh, nx=True)

@@ -5,10 +5,12 @@ no exception text or Redis address. Real redis-server; a real worker where neede
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -199,7 +201,24 @@ def test_the_flow_key_body_field(notes: Any) -> None:
     assert notes.post("/Notes", json=older, headers=auth).status_code == 200
     bad = {**older, "run_kwargs": {"serve_timeout": 3}}
     reply = notes.post("/Notes", json=bad, headers=auth)
-    assert reply.status_code == 422 and "unknown run_kwargs" in reply.json()["detail"]
+    assert reply.status_code == 422 and "run_kwargs may not hold" in reply.json()["detail"]
+
+
+def test_clients_cannot_pass_server_options_as_creation_kwargs(notes: Any, tmp_path: Path) -> None:
+    """A handle option such as Motion's ``config_path`` configures the server process
+    (it loads a YAML file into the environment): no client may set one."""
+    auth = token(notes, "c1")
+    planted = tmp_path / "planted.yml"
+    planted.write_text("MOTION_REDIS_HOST: attacker.example\n")
+    for options in ({"config_path": str(planted)}, {"logging_level": "DEBUG"}):
+        body = {"instance_id": "c1", "flow": "peek", "props": {}, "creation_kwargs": options}
+        reply = notes.post("/Notes", json=body, headers=auth)
+        assert reply.status_code == 422, reply.text
+        assert "creation_kwargs may not hold" in reply.json()["detail"]
+    assert os.environ.get("MOTION_REDIS_HOST") is None
+    ok = {"creation_kwargs": {"init_state_params": {"owner": "Ann"}}}
+    body = {"instance_id": "c1", "flow": "add", "props": {"text": "a"}, **ok}
+    assert notes.post("/Notes", json=body, headers=auth).json() == {"owner": "Ann", "count": 0}
 
 
 def test_force_refresh_and_write_state_wait_at_most_wait_timeout(
