@@ -192,8 +192,8 @@ def create_dashboard(key: str | None = None, read_only: bool | None = None) -> A
         return render(request, session, instance_id, body)
 
     @app.get("/instance")
-    def instance(request: Request, component: str, id: str, msg: str = "") -> Any:
-        return instance_view(request, enter(request), component, id, message=msg)
+    def instance(request: Request, component: str, id: str) -> Any:
+        return instance_view(request, enter(request), component, id)
 
     @app.post("/instance/edit")
     async def edit(request: Request) -> Any:

@@ -139,13 +139,13 @@ def render_value(value: Any) -> str:
 
 
 def editable(value: Any) -> bool:
-    """Whether the editor can change ``value`` (str, int, float, bool, JSON list/dict)."""
-    if isinstance(value, (list, dict)):
-        try:
-            json.dumps(value, allow_nan=False)
+    """Whether the editor can change ``value`` (str, int, float, bool, a list or dict
+    that JSON represents exactly)."""
+    if isinstance(value, (list, dict)):  # only if JSON gives it back as it is (no int keys,
+        try:  # tuples, sets, NaN...), so a save cannot change what was not edited
+            return bool(json.loads(json.dumps(value, allow_nan=False)) == value)
         except (TypeError, ValueError):
             return False
-        return True
     if isinstance(value, float):
         return math.isfinite(value)
     return isinstance(value, EDITABLE)

@@ -61,8 +61,8 @@ def test_state_values_and_names_are_escaped(redis_url: str) -> None:
     assert "default-src 'none'" in page.headers["content-security-policy"]
     listing = client.get("/component", params={"name": "Drafts"})
     assert "<b>id</b>" not in listing.text and "&lt;b&gt;id&lt;/b&gt;" in listing.text
-    message = client.get("/instance", params={"component": "Notes", "id": "x1", "msg": SCRIPT})
-    assert SCRIPT not in message.text
+    missing = client.get("/instance", params={"component": "Notes", "id": SCRIPT})
+    assert missing.status_code == 404 and "<script" not in missing.text
     assert "<script" not in client.get("/", params={"x": SCRIPT}).text
 
 
