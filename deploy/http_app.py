@@ -1,7 +1,8 @@
 """The HTTP app the deployment files run (``uvicorn http_app:app``); replace with yours.
 
 It serves the example ``Assistant`` component. Every replica must share the API key
-(it also signs the per-instance tokens), so it comes from ``MOTION_API_KEY``.
+(32 bytes or more), so it comes from ``MOTION_API_KEY``. Tokens are signed with a
+secret of their own: ``MOTION_JWT_SECRET`` when set, else one kept in Redis.
 """
 
 import os

@@ -8,6 +8,7 @@
     motion status [--json]                  backlog, lag, failures per component
     motion flush Summary__user-1            wait until its updates are applied
     motion worker -I my_components -c 8     celery -A workers worker ... (args pass through)
+    motion dashboard [--host H --port P]     the dashboard (loopback only without a key)
 
 Redis comes from ``MOTION_REDIS_URL`` (or Motion's ``MOTION_REDIS_*`` variables),
 or ``--redis-url``. Every command only calls :mod:`motion.admin`; exit status is 0
@@ -98,6 +99,23 @@ def _parser() -> argparse.ArgumentParser:
         "modules that define your components.",
         "motion worker -I my_components -c 8 -P threads",
     )
+    cmd = command(
+        "dashboard",
+        "Serve the dashboard (components, instances, state, an editor). Without "
+        "MOTION_DASHBOARD_KEY it answers on loopback only and refuses another --host.",
+        "motion dashboard --port 8080 -I my_components",
+    )
+    cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    cmd.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")
+    cmd.add_argument("--read-only", action="store_true", help="show state, allow no edits")
+    cmd.add_argument(
+        "-I",
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        help="a module defining components (its serializer is then used to edit)",
+    )
     command(
         "metrics",
         "Serve backlog, lag and per-flow counters for Prometheus (/metrics) and autoscalers "
@@ -185,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from motion.metrics import main as serve_metrics
 
         return serve_metrics(extra)
+    if args.command == "dashboard" and not extra:
+        from motion.board import serve
+
+        return serve(args.host, args.port, args.read_only, args.imports)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from motion import connection, settings

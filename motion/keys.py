@@ -45,6 +45,9 @@ SWEEP = f"{PREFIX}:sweep"
 SWEEPER_LOCK = f"{PREFIX}:sweeper:lock"
 #: Set of component names that ever had an instance (for ``motion status``).
 COMPONENTS = f"{PREFIX}:components"
+#: String: the secret that signs HTTP tokens when none is configured; set once
+#: (``SET NX``) by the first web server that needs it, so replicas agree.
+HTTP_TOKEN_SECRET = f"{PREFIX}:http:token-secret"
 #: An enqueue's token is remembered for between one and two of these periods:
 #: far longer than a client's retries of a command whose reply was lost.
 DEDUP_SECONDS = 30

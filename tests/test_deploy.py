@@ -268,7 +268,7 @@ def test_the_http_app_the_deployments_run_imports(monkeypatch: pytest.MonkeyPatc
         env={
             "PATH": "/usr/bin:/bin",
             "PYTHONPATH": f"{DEPLOY}:{ROOT / 'examples'}:{ROOT}",
-            "MOTION_API_KEY": "sk_test",
+            "MOTION_API_KEY": "sk_test_0123456789abcdef0123456789abcdef",
         },
         capture_output=True,
         text=True,

@@ -40,11 +40,17 @@ def test_auth_rejects_wrong_or_missing_credentials(client) -> None:  # type: ign
     assert client.post("/Notes", json=body).status_code == 401
     bad = {"Authorization": "Bearer not-a-jwt"}
     assert client.post("/Notes", json=body, headers=bad).status_code == 401
-    other_app = Application([Notes], api_key="sk_other_key_0123456789abcdef0123456789")
-    forged = other_app.make_token("u1")
+    other_app = Application(
+        [Notes], api_key=KEY, jwt_secret="another-secret-0123456789abcdef0123456789"
+    )
+    forged = other_app.make_token("u1")  # signed with a secret this app does not use
     forged_auth = {"Authorization": f"Bearer {forged}"}
     assert client.post("/Notes", json=body, headers=forged_auth).status_code == 401
-    expired = Application([Notes], api_key=KEY).make_token("u1", expiration_days=-1)
+    import jwt
+
+    secret = Application([Notes], api_key=KEY).signer.secret()
+    past = {"iss": "motion", "sub": "u1", "components": ["Notes"], "iat": 1, "exp": 2}
+    expired = jwt.encode(past, secret, "HS256")
     assert (
         client.post("/Notes", json=body, headers={"Authorization": f"Bearer {expired}"}).status_code
         == 401
@@ -119,7 +125,8 @@ def test_run_read_write_and_enqueue(client, start_worker, redis_server) -> None:
         json={**body, "props": {"text": "e", "fail": True}, "flush_update": True},
         headers=auth,
     )
-    assert failing.status_code == 500 and "refusing note 'e'" in failing.json()["detail"]
+    assert failing.status_code == 500 and "RuntimeError" in failing.json()["detail"]
+    assert "refusing note" not in failing.text  # the op's message stays in the server log
     unknown = client.post("/Notes", json={**body, "flow": "nope"}, headers=auth)
     assert unknown.status_code == 404 and "has no flow 'nope'" in unknown.json()["detail"]
     no_updates = client.post("/Notes/enqueue", json={**body, "flow": "peek"}, headers=auth)
@@ -127,7 +134,7 @@ def test_run_read_write_and_enqueue(client, start_worker, redis_server) -> None:
     assert client.post("/Notes", json={"instance_id": "web-1"}, headers=auth).status_code == 422
 
 
-def test_credentials_and_missing_extra(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_credentials_and_missing_extra(redis_url, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     app = Application([Notes])
     assert app.get_credentials()["api_key"].startswith("sk_")
     assert app.token_instance(app.make_token("x")) == "x"

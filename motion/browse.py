@@ -1,0 +1,190 @@
+"""An operator's view of instances by name: components, paged listings, summaries, writes.
+
+What the dashboard shows and edits, with no component code needed: the component
+names from the index that instance creation fills (:data:`motion.keys.COMPONENTS`),
+a component's instances found with ``SCAN`` (never ``KEYS``) in pages, optionally
+by id prefix, an instance's counters, and the per-flow counters of a component.
+
+:func:`write_state` is ``write_state`` by instance name: the change is enqueued in
+the instance's inbox like any update, so it is applied in order with the updates
+already pending, by whichever worker drains the instance. It uses the component's
+serializer when its code is imported here, else the default (cloudpickle).
+
+Uses the caller road (inbox, scripts, runtime, waiting) and the floor; no Celery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from motion import keys as K
+from motion import scripts
+from motion.component import lookup, registered
+from motion.connection import all_urls, client_for, get_redis, translate_errors
+from motion.errors import FlushTimeoutError, InstanceNotFoundError
+from motion.inbox import WRITE_FLOW, Update, encode, enqueue_call, new_token
+from motion.runtime import send_wakeup_sync, wakeup_to_push
+from motion.serde import DEFAULT_SERIALIZER
+from motion.waiting import Waiter
+
+if TYPE_CHECKING:
+    from motion.component import Component
+
+#: the most keys one SCAN call may examine while looking for a page
+_MAX_SCAN_COUNT = 5000
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def components() -> list[str]:
+    """Names of every component that ever had an instance (all shards), sorted."""
+    names: set[str] = set()
+    for url in all_urls():
+        with translate_errors("listing components"):
+            names |= {_text(n) for n in client_for(url).smembers(K.COMPONENTS)}
+    return sorted(names)
+
+
+def flow_counts(component: str) -> dict[str, dict[str, int]]:
+    """Per flow: ``{"applied": n, "failed": n, "discarded": n, "calls": n}`` (all shards)."""
+    flows: dict[str, dict[str, int]] = {}
+    for url in all_urls():
+        with translate_errors(f"reading the counters of {component}"):
+            raw = client_for(url).hgetall(K.stats(component))
+        for key, value in raw.items():
+            kind, _, flow = _text(key).partition(":")
+            if flow:
+                counts = flows.setdefault(flow, {})
+                counts[kind] = counts.get(kind, 0) + int(value)
+    return dict(sorted(flows.items()))
+
+
+@dataclass
+class Page:
+    """One page of instance ids, and the cursor of the next (``""`` after the last)."""
+
+    ids: list[str]
+    next_cursor: str = ""
+
+
+def _cursor(cursor: str, shards: int) -> tuple[int, int]:
+    shard, _, position = cursor.partition(":")
+    try:
+        at = (int(shard), int(position)) if cursor else (0, 0)
+    except ValueError:
+        at = (0, 0)
+    return at if 0 <= at[0] < shards and at[1] >= 0 else (0, 0)
+
+
+def instance_page(component: str, prefix: str = "", cursor: str = "", size: int = 50) -> Page:
+    """About ``size`` ids of ``component``'s instances whose id starts with ``prefix``.
+
+    ``cursor`` is the ``next_cursor`` of the previous page (``""`` for the first).
+    Each page is one or more ``SCAN`` calls; a page may hold a few more than
+    ``size`` ids, and an instance created or deleted while paging may be missed
+    or listed twice (as with ``SCAN`` itself), never the others.
+    """
+    urls = all_urls()
+    shard, position = _cursor(cursor, len(urls))
+    escaped = _glob_escape(component + K.SEPARATOR + prefix)
+    pattern = f"{K.PREFIX}:{{{escaped}*}}:meta"
+    ids: list[str] = []
+    count = max(size, 10)
+    while shard < len(urls) and len(ids) < size:
+        client = client_for(urls[shard])
+        with translate_errors(f"listing instances of {component}"):
+            position, found = client.scan(position, match=pattern, count=count)
+        ids += [K.split_instance_name(K.name_from_meta_key(_text(k)))[1] for k in found]
+        if int(position) == 0:
+            shard, position = shard + 1, 0
+        elif len(found) < size // 4:  # sparse matches: examine more keys per call
+            count = min(count * 2, _MAX_SCAN_COUNT)
+    more = shard < len(urls)
+    return Page(sorted(set(ids)), f"{shard}:{int(position)}" if more else "")
+
+
+@dataclass
+class Summary:
+    """An instance's counters: committed version, last enqueued and applied updates."""
+
+    name: str
+    version: int
+    seq: int
+    applied: int
+    failures: int
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> int:
+        """Updates enqueued and not applied yet."""
+        return max(self.seq - self.applied, 0)
+
+
+def summary(instance_name: str) -> Summary:
+    """The counters of ``"Comp__id"``; :class:`InstanceNotFoundError` if it does not exist."""
+    keys = K.InstanceKeys.of(instance_name)
+    client = get_redis(instance_name)
+    with translate_errors(f"reading {instance_name}", instance_name):
+        pipe = client.pipeline(transaction=False)
+        pipe.hmget(keys.meta, "version", "seq", "applied")
+        pipe.zcard(keys.failed)
+        (version, seq, applied), failures = pipe.execute()
+    if version is None:
+        raise InstanceNotFoundError(f"{instance_name} does not exist.")
+    return Summary(instance_name, int(version), int(seq or 0), int(applied or 0), int(failures))
+
+
+class _Codeless:
+    """Stands in for a component whose code is not imported: only its serializer is used."""
+
+    serializer = DEFAULT_SERIALIZER
+
+
+@dataclass
+class Written:
+    """A write's position in the instance's queue, and the version once it is applied."""
+
+    seq: int
+    version: int | None
+
+
+def write_state(instance_name: str, changes: dict[str, Any], timeout: float) -> Written:
+    """Write ``changes`` into ``"Comp__id"``'s state, in order with its pending updates.
+
+    Waits ``timeout`` seconds at most for the write to be applied; ``version`` is
+    ``None`` if it was not applied by then (it stays queued and is applied later).
+
+    Raises:
+        InstanceNotFoundError: the instance does not exist.
+        UpdateFailedError: the write was applied and failed (e.g. a payload the
+            worker could not read).
+    """
+    component, instance_id = K.split_instance_name(instance_name)
+    code: Component | _Codeless = lookup(component) if component in registered() else _Codeless()
+    keys = K.InstanceKeys.of(instance_name)
+    # encode() reads only the serializer of what it is given
+    entry = encode(cast("Component", code), instance_name, Update(WRITE_FLOW, dict(changes)))
+    wakeup = wakeup_to_push(component, instance_id, WRITE_FLOW)
+    call = enqueue_call(keys, entry, WRITE_FLOW, wakeup, token=new_token())
+    client = get_redis(instance_name)
+    with translate_errors(f"writing the state of {instance_name}", instance_name):
+        reply = scripts.run(client, "enqueue", *call)
+    if int(reply[0]) <= 0:
+        raise InstanceNotFoundError(f"{instance_name} does not exist (cleared meanwhile?).")
+    seq = int(reply[0])
+    if reply[1] == 1:
+        send_wakeup_sync(component, instance_id, WRITE_FLOW, seq)
+    waiter = Waiter(keys, component)
+    waiter.watch(WRITE_FLOW, seq)
+    try:
+        waiter.wait(WRITE_FLOW, seq, timeout)
+    except FlushTimeoutError:
+        return Written(seq, None)
+    return Written(seq, summary(instance_name).version)
