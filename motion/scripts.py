@@ -70,7 +70,7 @@ def run_after(
     keys: list[str],
     args: list[Any],
 ) -> Any:
-    """Send ``command`` (e.g. ``("set", (key, value, ttl))``) and script ``name`` in one
+    """Send ``command`` (``("cache", (hash, field, value, ttl))``) and script ``name`` in one
     round trip; returns the script's reply."""
     script = get(name)
     pipe = client.pipeline(transaction=False)
@@ -106,7 +106,8 @@ async def arun_after(
 
 def _queue(pipe: Any, command: tuple[str, tuple[Any, ...]]) -> None:
     verb, params = command
-    if verb != "set":
+    if verb != "cache":
         raise ValueError(f"unsupported pipelined command {verb!r}")
-    key, value, ttl = params
-    pipe.set(key, value, ex=ttl)
+    key, entry, value, ttl = params  # a serve-cache entry: see motion.cache
+    pipe.hset(key, entry, value)
+    pipe.expire(key, ttl)

@@ -11,6 +11,15 @@ variable                              default    meaning
 ``MOTION_REDIS_SHARDS``               (unset)    callers: several Redis URLs; each instance lives
                                                  on one, chosen by a hash of its name (workers
                                                  of a shard set ``MOTION_REDIS_URL`` to it)
+``MOTION_REDIS_SOCKET_TIMEOUT``       ``5``      seconds a Redis read or write may take before
+                                                 the try fails (a URL's ``?socket_timeout=``
+                                                 wins; a handle's ``redis_socket_timeout=``
+                                                 applies to that handle's calls)
+``MOTION_REDIS_CONNECT_TIMEOUT``      ``5``      seconds a connection attempt may take
+``MOTION_REDIS_RETRY_SECONDS``        ``20``     retry budget: a failing call retries (at most 3
+                                                 times) only while the next try can end within
+                                                 this long of the first, so it fails within
+                                                 max(20 s, one timeout) with the defaults
 ``MOTION_BROKER_URL``                 state URL  Celery broker, if not the same Redis
 ``MOTION_INPROCESS_WORKER``           auto       ``1``/``0``; auto = on only for the embedded server
 ``MOTION_INPROCESS_CONCURRENCY``      ``8``      threads of the in-process worker
@@ -187,6 +196,9 @@ class Settings:
     client_tracking: bool = False
     wakeup_per_update: bool = False
     redis_shards: tuple[str, ...] = ()
+    redis_socket_timeout: float = 5.0
+    redis_connect_timeout: float = 5.0
+    redis_retry_seconds: float = 20.0
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -207,6 +219,9 @@ class Settings:
             client_tracking=bool(_env_bool("MOTION_CLIENT_TRACKING")),
             wakeup_per_update=bool(_env_bool("MOTION_WAKEUP_PER_UPDATE")),
             redis_shards=_shards(),
+            redis_socket_timeout=_env_number("MOTION_REDIS_SOCKET_TIMEOUT", 5.0),
+            redis_connect_timeout=_env_number("MOTION_REDIS_CONNECT_TIMEOUT", 5.0),
+            redis_retry_seconds=_env_number("MOTION_REDIS_RETRY_SECONDS", 20.0),
         )
 
 
