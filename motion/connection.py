@@ -128,10 +128,31 @@ def client_for(url: str, timeout: float | None = None) -> redis.Redis:
         with _lock:
             client = _sync.get((url, timeout))
             if client is None:
-                options = client_options(timeout)
-                retry = BudgetRetry(get_settings().redis_retry_seconds, _attempt_seconds(options))
-                client = _sync[url, timeout] = redis.Redis.from_url(url, retry=retry, **options)
+                client = _sync[url, timeout] = new_client(url, timeout)
     return client
+
+
+def new_client(url: str, timeout: float | None = None, **extra: Any) -> redis.Redis:
+    """A new synchronous client for ``url`` with motion's timeouts and retry budget
+    (for tools that keep their own, such as producers)."""
+    options = {**client_options(timeout), **extra}
+    retry = BudgetRetry(get_settings().redis_retry_seconds, _attempt_seconds(options))
+    return redis.Redis.from_url(url, retry=retry, **options)
+
+
+def new_async_client(url: str, timeout: float | None = None, **extra: Any) -> redis.asyncio.Redis:
+    """A new asyncio client for ``url`` with motion's timeouts and retry budget (the
+    caller closes it)."""
+    options = {**client_options(timeout), **extra}
+    retry = AsyncBudgetRetry(get_settings().redis_retry_seconds, _attempt_seconds(options))
+    return redis.asyncio.Redis.from_url(url, retry=retry, **options)
+
+
+def pool_options() -> dict[str, Any]:
+    """Timeouts and retry budget for a connection pool built by hand (client tracking)."""
+    options = client_options()
+    retry = BudgetRetry(get_settings().redis_retry_seconds, _attempt_seconds(options))
+    return {**options, "retry": retry}
 
 
 def get_async_redis(name: str | None = None, timeout: float | None = None) -> redis.asyncio.Redis:
@@ -149,11 +170,7 @@ def get_async_redis(name: str | None = None, timeout: float | None = None) -> re
     clients = entry[0]
     client = clients.get((url, timeout))
     if client is None:
-        options = client_options(timeout)
-        retry = AsyncBudgetRetry(get_settings().redis_retry_seconds, _attempt_seconds(options))
-        client = clients[url, timeout] = redis.asyncio.Redis.from_url(
-            url, retry=retry, max_connections=1000, **options
-        )
+        client = clients[url, timeout] = new_async_client(url, timeout, max_connections=1000)
     return client
 
 

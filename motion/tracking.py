@@ -141,8 +141,11 @@ class Tracker:
                 self.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", listener_id)
                 self.read_response()
 
+        from motion.connection import pool_options  # the floor's timeouts and retry budget
+
         old = self._client
-        pool = redis.ConnectionPool(connection_class=TrackedConnection, **options)
+        settings = {**pool_options(), **options}  # options in the URL win
+        pool = redis.ConnectionPool(connection_class=TrackedConnection, **settings)
         with self._lock:
             self._client = redis.Redis(connection_pool=pool)
             self._listener_id = listener_id
