@@ -145,6 +145,20 @@ def test_with_the_defaults_a_hung_redis_fails_a_call_within_the_20_second_budget
     assert elapsed < 21  # MOTION_REDIS_RETRY_SECONDS (20) and the 5 s socket timeout
 
 
+def test_client_tracking_distrusts_copies_when_redis_hangs(paused_redis, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from motion import tracking
+
+    monkeypatch.setattr(tracking, "CHECK_SECONDS", 0.3, raising=False)
+    monkeypatch.setenv("MOTION_CLIENT_TRACKING", "1")
+    reset_motion()
+    handle = Hung("t1")
+    assert handle.run("get") == 0
+    tracker = tracking.get_tracker(paused_redis.url)
+    wait_for(lambda: tracker.listener_id is not None, 10, "the tracking listener")
+    pause(paused_redis)
+    wait_for(lambda: tracker.listener_id is None, 10, "the listener to notice the hung Redis")
+
+
 # -- asyncio.run per call ---------------------------------------------------------------
 Quick = Component("Quick", cache_ttl=0)
 
