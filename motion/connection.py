@@ -8,6 +8,13 @@ deployments: an instance lives on the shard chosen by a stable hash of its name
 reaches that shard. Handles never open connections of their own: they borrow
 from these pools, so creating one per request costs nothing. Connection problems
 surface as :class:`~motion.errors.ConnectionFailedError` naming the (redacted) URL.
+
+Every client has a socket and a connect timeout and the retry budget of
+:mod:`motion.budget`, so no call blocks on a hung Redis. A handle's
+``redis_socket_timeout`` gets a pool of its own (one per distinct value). asyncio
+clients belong to their event loop and are closed when the loop shuts down.
+
+Layer: floor (settings, errors, budget).
 """
 
 from __future__ import annotations
