@@ -3,7 +3,9 @@
 Entries live in one hash per instance (:attr:`~motion.keys.InstanceKeys.cache`),
 one field per ``version:flow:digest``. The commit that moves the version on
 deletes the hash, so superseded entries go at once instead of living out their
-TTL; each entry also carries its own expiry (``cache_ttl`` after it was written).
+TTL, and an entry whose serve op ran before a commit landed is not stored (the
+``cache`` script checks the version); each entry also carries its own expiry
+(``cache_ttl`` after it was written).
 
 Props are canonical *with their types*: ``{"a": 1, "b": 2}`` and ``{"b": 2, "a": 1}``
 share an entry, while ``{1: "a"}`` and ``{"1": "a"}``, ``(1, 2)`` and ``[1, 2]``,
@@ -19,7 +21,7 @@ import hashlib
 import struct
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from motion.keys import InstanceKeys
 from motion.serde import dump_stored, load_stored
@@ -29,6 +31,21 @@ if TYPE_CHECKING:
     from motion.component import Component
 
 MISS = object()
+
+
+class Entry(NamedTuple):
+    """A serve-cache entry to store (by the ``cache`` script, see ``lua/cache.lua``)."""
+
+    meta: str
+    hash: str
+    field: str
+    data: bytes
+    ttl: int
+    version: int
+
+    def call(self) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of the ``cache`` script."""
+        return [self.meta, self.hash], [self.version, self.field, self.data, self.ttl]
 
 
 class _Unencodable(Exception):

@@ -53,7 +53,9 @@ class Enqueuer:
             if cache_write is None:
                 reply = scripts.run(client, "enqueue", keys, args, fast=True)
             else:
-                reply = scripts.run_after(client, ("cache", cache_write), "enqueue", keys, args)
+                reply = scripts.run_after(
+                    client, ("cache", cache_write.call()), "enqueue", keys, args
+                )
             if reply[0] == 0:  # a new instance: create it, then enqueue
                 self._reader.create(client)
                 reply = scripts.run(client, "enqueue", keys, args)
@@ -75,7 +77,7 @@ class Enqueuer:
                 reply = await scripts.arun(client, "enqueue", keys, args)
             else:
                 reply = await scripts.arun_after(
-                    client, ("cache", cache_write), "enqueue", keys, args
+                    client, ("cache", cache_write.call()), "enqueue", keys, args
                 )
             if reply[0] == 0:
                 await self._reader.aload()  # creates the instance

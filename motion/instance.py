@@ -144,7 +144,7 @@ class Instance:
         elif served.cache_write is not None:
             name = self._keys.name
             with translate_errors(f"caching a serve result of {name}", name):
-                serving.store_entry(get_redis(name, self._timeout), *served.cache_write)
+                serving.store_entry(get_redis(name, self._timeout), served.cache_write)
         return served.value
 
     def gen(
@@ -218,7 +218,7 @@ class Instance:
             name = self._keys.name
             with translate_errors(f"caching a serve result of {name}", name):
                 client = get_async_redis(name, self._timeout)
-                await serving.astore_entry(client, *served.cache_write)
+                await serving.astore_entry(client, served.cache_write)
         return served.value
 
     async def agen(

@@ -20,7 +20,18 @@ from redis.exceptions import NoScriptError
 
 from motion.connection import fast_command
 
-NAMES = ("enqueue", "init", "read", "begin", "renew", "window", "commit", "release", "sweep")
+NAMES = (
+    "enqueue",
+    "init",
+    "read",
+    "begin",
+    "renew",
+    "window",
+    "commit",
+    "release",
+    "sweep",
+    "cache",
+)
 
 
 @dataclass(frozen=True)
@@ -65,18 +76,21 @@ async def arun(client: redis.asyncio.Redis, name: str, keys: list[str], args: li
 
 def run_after(
     client: redis.Redis,
-    command: tuple[str, tuple[Any, ...]],
+    command: tuple[str, tuple[list[str], list[Any]]],
     name: str,
     keys: list[str],
     args: list[Any],
 ) -> Any:
-    """Send ``command`` (``("cache", (hash, field, value, ttl))``) and script ``name`` in one
+    """Send ``command`` (``("cache", (keys, args))``: the ``cache`` script) and script
+    ``name`` in one
     round trip; returns the script's reply."""
     script = get(name)
     pipe = client.pipeline(transaction=False)
     _queue(pipe, command)
     pipe.evalsha(script.sha, len(keys), *keys, *args)
     replies = pipe.execute(raise_on_error=False)
+    if isinstance(replies[0], NoScriptError):  # a restarted Redis: load the first one too
+        run(client, command[0], *command[1])
     if isinstance(replies[-1], NoScriptError):
         return client.eval(script.source, len(keys), *keys, *args)
     if isinstance(replies[-1], Exception):
@@ -86,7 +100,7 @@ def run_after(
 
 async def arun_after(
     client: redis.asyncio.Redis,
-    command: tuple[str, tuple[Any, ...]],
+    command: tuple[str, tuple[list[str], list[Any]]],
     name: str,
     keys: list[str],
     args: list[Any],
@@ -97,6 +111,8 @@ async def arun_after(
     _queue(pipe, command)
     pipe.evalsha(script.sha, len(keys), *keys, *args)
     replies = await pipe.execute(raise_on_error=False)
+    if isinstance(replies[0], NoScriptError):  # a restarted Redis: load the first one too
+        await arun(client, command[0], *command[1])
     if isinstance(replies[-1], NoScriptError):
         return await client.eval(script.source, len(keys), *keys, *args)
     if isinstance(replies[-1], Exception):
@@ -104,10 +120,9 @@ async def arun_after(
     return replies[-1]
 
 
-def _queue(pipe: Any, command: tuple[str, tuple[Any, ...]]) -> None:
+def _queue(pipe: Any, command: tuple[str, tuple[list[str], list[Any]]]) -> None:
     verb, params = command
     if verb != "cache":
         raise ValueError(f"unsupported pipelined command {verb!r}")
-    key, entry, value, ttl = params  # a serve-cache entry: see motion.cache
-    pipe.hset(key, entry, value)
-    pipe.expire(key, ttl)
+    keys, args = params  # a serve-cache entry: see motion.cache.Entry
+    pipe.evalsha(get("cache").sha, len(keys), *keys, *args)

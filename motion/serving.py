@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from motion import cache
+from motion import cache, scripts
 from motion.props import Properties, State
 from motion.runtime import call_sync
 
@@ -24,8 +24,7 @@ if TYPE_CHECKING:
     from motion.component import Component, Op
     from motion.keys import InstanceKeys
 
-#: (cache hash, field, serialized entry, ttl) to store
-CacheWrite = tuple[str, str, bytes, int] | None
+CacheWrite = cache.Entry | None  # a serve-cache entry to store
 MISS = cache.MISS
 
 
@@ -130,7 +129,7 @@ def cache_write(
     if data is None:
         return None
     hash_key, entry = cache.key(keys, flow, props_digest.digest, version)
-    return hash_key, entry, data, component.cache_ttl
+    return cache.Entry(keys.meta, hash_key, entry, data, component.cache_ttl, int(version))
 
 
 def cache_hit(component: Component, raw: Any, props: Properties) -> Any:
@@ -145,17 +144,11 @@ def cache_hit(component: Component, raw: Any, props: Properties) -> Any:
     return value
 
 
-def store_entry(client: Any, hash_key: str, entry: str, data: bytes, ttl: int) -> None:
-    """Store a cache entry (the hash lives ``ttl`` after its last write)."""
-    pipe = client.pipeline(transaction=False)
-    pipe.hset(hash_key, entry, data)
-    pipe.expire(hash_key, ttl)
-    pipe.execute()
+def store_entry(client: Any, entry: cache.Entry) -> None:
+    """Store a cache entry, unless the state moved on since its serve op ran."""
+    scripts.run(client, "cache", *entry.call())
 
 
-async def astore_entry(client: Any, hash_key: str, entry: str, data: bytes, ttl: int) -> None:
+async def astore_entry(client: Any, entry: cache.Entry) -> None:
     """Async :func:`store_entry`."""
-    pipe = client.pipeline(transaction=False)
-    pipe.hset(hash_key, entry, data)
-    pipe.expire(hash_key, ttl)
-    await pipe.execute()
+    await scripts.arun(client, "cache", *entry.call())

@@ -283,6 +283,25 @@ def test_superseded_cache_entries_go_away_and_do_not_copy_the_props(redis_url) -
     assert handle.run("get", {"blob": blob}) == 2 and len(serves) == 2
 
 
+def test_a_cache_entry_computed_before_a_commit_is_not_stored(redis_url) -> None:  # type: ignore[no-untyped-def]
+    from motion import serving
+
+    handle = Counted("r1")
+    assert handle.read_state("n") == 0  # created at version 1
+    keys = K.InstanceKeys.of(handle.instance_name)
+    props = {"a": 1}
+    entry = serving.cache_write(Counted, keys, "get", serving.digest(Counted, props), 1, 0, props)
+    assert entry is not None
+    get_redis().hincrby(keys.meta, "version", 1)  # a commit lands while the serve op runs
+    serving.store_entry(get_redis(), entry)
+    handle._enqueue(Update("get", props, 0), entry)  # the pipelined write, too
+    assert cache_keys(handle.instance_name) == []
+    current = serving.cache_write(Counted, keys, "get", serving.digest(Counted, props), 2, 0, props)
+    assert current is not None
+    serving.store_entry(get_redis(), current)
+    assert len(cache_keys(handle.instance_name)) == 1
+
+
 # -- failure records, the process's state cache -------------------------------------------
 Failing = Component("Failing", cache_ttl=0)
 
