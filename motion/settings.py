@@ -121,10 +121,11 @@ def url_from_environment() -> str | None:
     return None
 
 
-def check_url(url: str, name: str) -> str:
+def check_url(url: str, name: str, broker: bool = False) -> str:
     """``url`` if it is a usable Redis URL; else :class:`ConfigurationError` naming ``name``.
 
-    Messages show the URL with its password redacted.
+    Messages show the URL with its password redacted. A ``broker`` URL may carry
+    options of Celery's transport too, so only the values redis-py reads are checked.
     """
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigurationError(
@@ -150,11 +151,11 @@ def check_url(url: str, name: str) -> str:
             f"{name}={redact(url)!r}: the database after the host must be a number, as in "
             f"redis://host:6379/0."
         )
-    _check_options(url, name)
+    _check_options(url, name, broker)
     return url
 
 
-def _check_options(url: str, name: str) -> None:
+def _check_options(url: str, name: str, broker: bool) -> None:
     """Check the URL's ``?option=value`` pairs as redis-py will read them."""
     from redis.connection import parse_url  # the floor stays light to import
 
@@ -166,7 +167,7 @@ def _check_options(url: str, name: str) -> None:
             f"in ?socket_timeout=5."
         ) from None
     unknown = sorted(set(options) - _url_options())
-    if unknown:
+    if unknown and not broker:
         raise ConfigurationError(
             f"{name}={redact(url)!r}: unknown URL option(s) {', '.join(unknown)}; redis-py "
             f"knows e.g. socket_timeout, socket_connect_timeout, health_check_interval, "
@@ -224,7 +225,7 @@ def _shards() -> tuple[str, ...]:
 def _broker_url() -> str | None:
     url = os.environ.get("MOTION_BROKER_URL", "").strip()
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return check_url(url, "MOTION_BROKER_URL")
+        return check_url(url, "MOTION_BROKER_URL", broker=True)
     return url or None  # another kind of broker (amqp://...): Celery checks it
 
 

@@ -98,3 +98,13 @@ def test_configure_checks_the_url_and_the_timeouts() -> None:
     with pytest.raises(ConfigurationError, match="redis_socket_timeout"):
         settings.configure(redis_socket_timeout=0)
     assert settings.configure(redis_retry_seconds=3).redis_retry_seconds == 3
+
+
+def test_a_broker_url_may_carry_transport_options_but_not_malformed_ones(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MOTION_BROKER_URL", "redis://h:1/0?visibility_timeout=10")
+    assert settings.get_settings().broker_url == "redis://h:1/0?visibility_timeout=10"
+    settings.reset()
+    monkeypatch.setenv("MOTION_BROKER_URL", "redis://:s3cret@h:1/0?socket_timeout=abc")
+    with pytest.raises(ConfigurationError, match="MOTION_BROKER_URL") as raised:
+        settings.get_settings()
+    assert "s3cret" not in str(raised.value)
