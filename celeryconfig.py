@@ -49,6 +49,9 @@ broker_transport_options = {
     "socket_keepalive": True,
     "health_check_interval": 30,
     "retry_on_timeout": True,
+    # a hung broker fails a wake-up's send (the sweeper re-sends it) instead of blocking
+    "socket_timeout": _settings.redis_socket_timeout,
+    "socket_connect_timeout": _settings.redis_connect_timeout,
 }
 broker_connection_retry_on_startup = True
 broker_connection_max_retries = None  # keep retrying while Redis restarts

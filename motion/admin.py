@@ -25,7 +25,7 @@ import redis.asyncio
 from motion import keys as K
 from motion import store
 from motion.component import Component, lookup, registered
-from motion.connection import all_urls, get_redis, translate_errors
+from motion.connection import all_urls, get_redis, new_async_client, translate_errors
 from motion.connection import client_for as _client
 from motion.errors import (
     ConfigurationError,
@@ -250,8 +250,8 @@ async def copy_db(src: str | RedisParams, dest: str | RedisParams) -> int:
     src_url, dest_url = _url(src), _url(dest)
     if src_url == dest_url:
         raise ConfigurationError("copy_db needs two different databases; src equals dest.")
-    source = redis.asyncio.Redis.from_url(src_url)
-    target = redis.asyncio.Redis.from_url(dest_url)
+    source = new_async_client(src_url)
+    target = new_async_client(dest_url)
     copied = 0
     try:
         batch: list[bytes] = []

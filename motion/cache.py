@@ -1,18 +1,27 @@
-"""The serve-result cache: keyed by flow, canonical props and state version.
+"""The serve-result cache: keyed by flow, canonical typed props and state version.
 
-Because the key holds the state version, a committed update invalidates every
-cached result of the instance at once (Motion's cache ignored the version and
-served stale answers). Props are canonical: ``{"a": 1, "b": 2}`` and
-``{"b": 2, "a": 1}`` share an entry. Props that cannot be made canonical are
-simply not cached.
+Entries live in one hash per instance (:attr:`~motion.keys.InstanceKeys.cache`),
+one field per ``version:flow:digest``. The commit that moves the version on
+deletes the hash, so superseded entries go at once instead of living out their
+TTL, and an entry whose serve op ran before a commit landed is not stored (the
+``cache`` script checks the version); each entry also carries its own expiry
+(``cache_ttl`` after it was written).
+
+Props are canonical *with their types*: ``{"a": 1, "b": 2}`` and ``{"b": 2, "a": 1}``
+share an entry, while ``{1: "a"}`` and ``{"1": "a"}``, ``(1, 2)`` and ``[1, 2]``,
+``1``, ``1.0`` and ``True`` do not. Props holding anything but ``None``, bools,
+ints, floats, strings, bytes and (frozen)sets, lists, tuples and dicts of them are
+not cached (never risking a collision). An entry keeps only the props the serve op
+added or changed (and the names of those it removed), not a copy of all of them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import pickle
-from typing import TYPE_CHECKING, Any
+import struct
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from motion.keys import InstanceKeys
 from motion.serde import dump_stored, load_stored
@@ -24,46 +33,145 @@ if TYPE_CHECKING:
 MISS = object()
 
 
-def canonical(props: dict[str, Any]) -> bytes | None:
-    """Bytes equal for equal props whatever their key order; ``None`` if not possible."""
+class Entry(NamedTuple):
+    """A serve-cache entry to store (by the ``cache`` script, see ``lua/cache.lua``)."""
+
+    meta: str
+    hash: str
+    field: str
+    data: bytes
+    ttl: int
+    version: int
+
+    def call(self) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of the ``cache`` script."""
+        return [self.meta, self.hash], [self.version, self.field, self.data, self.ttl]
+
+
+class _Unencodable(Exception):
+    """A value with no canonical form."""
+
+
+def _encode(value: Any, out: list[bytes]) -> None:
+    kind = type(value)
+    if value is None:
+        out.append(b"N")
+    elif kind is bool:
+        out.append(b"T" if value else b"F")
+    elif kind is int:
+        text = str(value).encode()
+        out.append(b"i%d:%s" % (len(text), text))
+    elif kind is float:
+        out.append(b"f" + struct.pack(">d", value))
+    elif kind is str:
+        data = value.encode("utf-8", "surrogatepass")
+        out.append(b"s%d:%s" % (len(data), data))
+    elif kind is bytes:
+        out.append(b"b%d:%s" % (len(value), value))
+    elif kind in (list, tuple):
+        out.append(b"l%d:" % len(value) if kind is list else b"t%d:" % len(value))
+        for item in value:
+            _encode(item, out)
+    elif kind in (set, frozenset):
+        items = sorted(canonical_value(item) for item in value)
+        out.append(b"S%d:" % len(items) if kind is set else b"Z%d:" % len(items))
+        out.extend(items)
+    elif kind is dict:
+        pairs = sorted(canonical_value(k) + canonical_value(v) for k, v in value.items())
+        out.append(b"d%d:" % len(pairs))
+        out.extend(pairs)
+    else:
+        raise _Unencodable(kind.__name__)
+
+
+def canonical_value(value: Any) -> bytes:
+    """The canonical bytes of one value (type-tagged, length-prefixed); raises
+    :class:`_Unencodable` for a value without one."""
+    out: list[bytes] = []
+    _encode(value, out)
+    return b"".join(out)
+
+
+@dataclass(frozen=True)
+class Canonical:
+    """The canonical form of a serve call's props: their digest, and each prop's bytes
+    (to find what the serve op changed)."""
+
+    digest: str
+    parts: dict[Any, bytes]
+
+
+def canonical_props(props: dict[Any, Any]) -> Canonical | None:
+    """The canonical form of ``props``, or ``None`` when they cannot be cached."""
     try:
-        return json.dumps(props, sort_keys=True, separators=(",", ":")).encode()
-    except (TypeError, ValueError):
-        pass
+        parts = {k: canonical_value(k) + canonical_value(v) for k, v in props.items()}
+    except (_Unencodable, RecursionError):
+        return None
+    data = b"d%d:" % len(parts) + b"".join(sorted(parts.values()))
+    return Canonical(hashlib.blake2b(data, digest_size=16).hexdigest(), parts)
+
+
+def canonical(props: dict[Any, Any]) -> bytes | None:
+    """Bytes equal for equal props (same types) whatever their key order; ``None`` if
+    not possible."""
     try:
-        return pickle.dumps(sorted(props.items()), protocol=5)
-    except Exception:
+        return canonical_value(dict(props))
+    except (_Unencodable, RecursionError):
         return None
 
 
-def digest(props: dict[str, Any]) -> str | None:
+def digest(props: dict[Any, Any]) -> str | None:
     """A short digest of the canonical props, or ``None`` when they cannot be cached."""
-    data = canonical(props)
-    return None if data is None else hashlib.blake2b(data, digest_size=16).hexdigest()
+    form = canonical_props(props)
+    return None if form is None else form.digest
 
 
-def key(keys: InstanceKeys, flow: str, props_digest: str, version: int | bytes) -> str:
-    """The cache key of a serve call of ``flow`` at state ``version``."""
+def field(flow: str, props_digest: str, version: int | bytes) -> str:
+    """The field of a serve call of ``flow`` at state ``version`` in the cache hash."""
     if isinstance(version, bytes):
         version = int(version)
-    return f"{keys.cache_prefix}{flow}:{version}:{props_digest}"
+    return f"{version}:{flow}:{props_digest}"
+
+
+def key(keys: InstanceKeys, flow: str, props_digest: str, version: int | bytes) -> tuple[str, str]:
+    """The cache hash of the instance and the field of a serve call in it."""
+    return keys.cache, field(flow, props_digest, version)
+
+
+def changes(before: Canonical, after: dict[Any, Any]) -> tuple[dict[Any, Any], list[Any]] | None:
+    """What the serve op did to the props: ``(added or changed, removed keys)``;
+    ``None`` when a changed prop has no canonical form (then the call is not cached)."""
+    changed: dict[Any, Any] = {}
+    try:
+        for k, v in after.items():
+            if before.parts.get(k) != canonical_value(k) + canonical_value(v):
+                changed[k] = v
+    except (_Unencodable, RecursionError):
+        return None
+    return changed, [k for k in before.parts if k not in after]
 
 
 def decode(component: Component, raw: Any) -> Any:
-    """A cached result from its bytes, or :data:`MISS`."""
+    """A cached result from its bytes, or :data:`MISS` (also once it expired)."""
     if raw is None:
         return MISS
     try:
-        return load_stored(component.serializer, "a cached serve result", raw)
+        expires, _, data = bytes(raw).partition(b"|")
+        if int(expires) < time.time() * 1000:
+            return MISS
+        return load_stored(component.serializer, "a cached serve result", data)
     except Exception:
         return MISS  # an unreadable (or unsigned) entry is a miss, recomputed and overwritten
 
 
 def encode(component: Component, value: Any) -> bytes | None:
-    """Bytes to cache for ``value``, or ``None`` when it cannot be serialized."""
+    """Bytes to cache for ``value`` (with its expiry), or ``None`` when it cannot be
+    serialized."""
     try:
-        return dump_stored(
+        data = dump_stored(
             component.serializer, "a serve result", value, get_settings().max_value_bytes
         )
     except Exception:
         return None  # an unpicklable (or too large) result is served, just not cached
+    expires = int(time.time() * 1000 + component.cache_ttl * 1000)
+    return b"%d|%s" % (expires, data)

@@ -8,6 +8,13 @@ deployments: an instance lives on the shard chosen by a stable hash of its name
 reaches that shard. Handles never open connections of their own: they borrow
 from these pools, so creating one per request costs nothing. Connection problems
 surface as :class:`~motion.errors.ConnectionFailedError` naming the (redacted) URL.
+
+Every client has a socket and a connect timeout and the retry budget of
+:mod:`motion.budget`, so no call blocks on a hung Redis. A handle's
+``redis_socket_timeout`` gets a pool of its own (one per distinct value). asyncio
+clients belong to their event loop and are closed when the loop shuts down.
+
+Layer: floor (settings, errors, budget).
 """
 
 from __future__ import annotations
@@ -19,23 +26,21 @@ import sys
 import threading
 import weakref
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 import redis
 import redis.asyncio
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
+from motion.budget import AsyncBudgetRetry, BudgetRetry, deadline, room_for
 from motion.errors import ConfigurationError, ConnectionFailedError
 from motion.settings import get_settings, redact
 
 _lock = threading.Lock()
 _url: str | None = None
-_sync: dict[str, redis.Redis] = {}
-_async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, redis.asyncio.Redis]] = (
-    weakref.WeakKeyDictionary()
-)
+_sync: dict[tuple[str, float | None], redis.Redis] = {}
+#: per event loop: its clients (by URL and socket timeout) and the generator closing them
+_async: dict[asyncio.AbstractEventLoop, tuple[dict[Any, Any], Any]] = {}
 
 
 def redis_url(name: str | None = None) -> str:
@@ -97,51 +102,134 @@ def is_embedded() -> bool:
     return not settings.redis_url and not settings.redis_shards
 
 
-def client_options() -> dict[str, Any]:
-    """Options shared by every client motion makes: keepalive, retries, health checks."""
+def socket_timeout_option(value: Any) -> float | None:
+    """Check Motion's ``redis_socket_timeout=`` handle option (``None``: the setting)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigurationError(
+            f"redis_socket_timeout={value!r}: give the seconds a Redis call of this handle "
+            f"may wait, a number greater than 0 (default MOTION_REDIS_SOCKET_TIMEOUT)."
+        )
+    return float(value)
+
+
+def client_options(socket_timeout: float | None = None) -> dict[str, Any]:
+    """Options shared by every client motion makes: timeouts, keepalive, health checks.
+
+    ``socket_timeout`` (a handle's ``redis_socket_timeout``) replaces
+    ``MOTION_REDIS_SOCKET_TIMEOUT``; options in the URL win over both.
+    """
+    settings = get_settings()
     return {
         "socket_keepalive": True,
-        "socket_connect_timeout": 5,
+        "socket_timeout": socket_timeout or settings.redis_socket_timeout,
+        "socket_connect_timeout": settings.redis_connect_timeout,
         "health_check_interval": 30,
     }
 
 
-def get_redis(name: str | None = None) -> redis.Redis:
+def _attempt_seconds(options: dict[str, Any]) -> float:
+    return max(float(options["socket_timeout"]), float(options["socket_connect_timeout"]))
+
+
+def get_redis(name: str | None = None, timeout: float | None = None) -> redis.Redis:
     """The synchronous client for instance ``name``'s Redis (or the process's);
-    thread-safe, safe across fork."""
-    return client_for(redis_url(name))
+    thread-safe, safe across fork. ``timeout``: a handle's socket timeout."""
+    return client_for(redis_url(name), timeout)
 
 
-def client_for(url: str) -> redis.Redis:
-    """The process's synchronous client for ``url`` (made on first use)."""
-    client = _sync.get(url)
+def client_for(url: str, timeout: float | None = None) -> redis.Redis:
+    """The process's synchronous client for ``url`` (made on first use), one per
+    socket timeout in use."""
+    client = _sync.get((url, timeout))
     if client is None:
         with _lock:
-            client = _sync.get(url)
+            client = _sync.get((url, timeout))
             if client is None:
-                client = _sync[url] = redis.Redis.from_url(
-                    url,
-                    retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
-                    **client_options(),
-                )
+                client = _sync[url, timeout] = new_client(url, timeout)
     return client
 
 
-def get_async_redis(name: str | None = None) -> redis.asyncio.Redis:
-    """The asyncio client of the running event loop for instance ``name``'s Redis."""
+def new_client(url: str, timeout: float | None = None, **extra: Any) -> redis.Redis:
+    """A new synchronous client for ``url`` with motion's timeouts and retry budget
+    (for tools that keep their own, such as producers)."""
+    options = {**client_options(timeout), **extra}
+    retry = BudgetRetry(get_settings().redis_retry_seconds, _attempt_seconds(options))
+    return redis.Redis.from_url(url, retry=retry, **options)
+
+
+def new_async_client(url: str, timeout: float | None = None, **extra: Any) -> redis.asyncio.Redis:
+    """A new asyncio client for ``url`` with motion's timeouts and retry budget (the
+    caller closes it)."""
+    options = {**client_options(timeout), **extra}
+    retry = AsyncBudgetRetry(get_settings().redis_retry_seconds, _attempt_seconds(options))
+    return redis.asyncio.Redis.from_url(url, retry=retry, **options)
+
+
+def pool_options() -> dict[str, Any]:
+    """Timeouts and retry budget for a connection pool built by hand (client tracking)."""
+    options = client_options()
+    retry = BudgetRetry(get_settings().redis_retry_seconds, _attempt_seconds(options))
+    return {**options, "retry": retry}
+
+
+def get_async_redis(name: str | None = None, timeout: float | None = None) -> redis.asyncio.Redis:
+    """The asyncio client of the running event loop for instance ``name``'s Redis.
+
+    Each event loop has its own clients; they are closed when ``asyncio.run`` (or any
+    runner calling ``shutdown_asyncgens``) ends the loop, and a loop closed otherwise
+    is forgotten when the next loop makes its first client.
+    """
     url = redis_url(name)
-    clients = _async.setdefault(asyncio.get_running_loop(), {})
-    client = clients.get(url)
+    loop = asyncio.get_running_loop()
+    entry = _async.get(loop)
+    if entry is None:
+        entry = _adopt(loop)
+    clients = entry[0]
+    client = clients.get((url, timeout))
     if client is None:
-        from redis.asyncio.retry import Retry as AsyncRetry
-
-        client = clients[url] = redis.asyncio.Redis.from_url(
-            url,
-            retry=AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 3),
-            max_connections=1000,
-            **client_options(),
-        )
+        client = clients[url, timeout] = new_async_client(url, timeout, max_connections=1000)
     return client
+
+
+def _adopt(loop: asyncio.AbstractEventLoop) -> tuple[dict[Any, Any], Any]:
+    """Start keeping clients for ``loop``, closed when the loop shuts down."""
+    clients: dict[Any, redis.asyncio.Redis] = {}
+    closer = _close_at_shutdown(loop, clients)
+    # Calling asend() registers the generator with the running loop, whose
+    # shutdown_asyncgens() (asyncio.run does it) closes it: then its finally closes
+    # the clients while the loop still runs. Its first step reaches the yield at once.
+    with contextlib.suppress(StopIteration):
+        closer.asend(None).send(None)
+    _forget_closed_loops()
+    entry = _async[loop] = (clients, closer)  # the entry keeps the closer alive
+    return entry
+
+
+def _forget_closed_loops() -> None:
+    """Drop the clients of loops closed without ``shutdown_asyncgens`` (closed by hand):
+    their sockets go with the garbage, and their closers finish here, not in a finalizer
+    that would call into the closed loop."""
+    for loop in [loop for loop in list(_async) if loop.is_closed()]:
+        entry = _async.pop(loop, None)
+        if entry is not None:
+            with contextlib.suppress(StopIteration, RuntimeError):
+                entry[1].aclose().send(None)
+
+
+async def _close_at_shutdown(
+    loop: asyncio.AbstractEventLoop, clients: dict[Any, redis.asyncio.Redis]
+) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        _async.pop(loop, None)
+        if not loop.is_closed():
+            for client in list(clients.values()):
+                with contextlib.suppress(Exception):  # a dead Redis must not fail the shutdown
+                    await client.aclose()
+        clients.clear()
 
 
 class _Lane(threading.local):
@@ -164,8 +252,9 @@ def fast_command(client: redis.Redis, *args: Any) -> Any:
     redis-py's per-command layers (pool checkout, retry wrapper, event hooks)
     cost about as much as a loopback round trip, so these commands skip them.
     On a connection error the command is sent again through ``client``, which
-    retries (a re-sent enqueue is recognized by its token). Use it only for
-    commands whose reply needs no parsing callback.
+    retries (a re-sent enqueue is recognized by its token) within what is left of
+    the call's retry budget. Use it only for commands whose reply needs no parsing
+    callback.
     """
     pool = client.connection_pool
     if _lane.pid != os.getpid():  # forked: the parent's sockets are not ours
@@ -173,12 +262,20 @@ def fast_command(client: redis.Redis, *args: Any) -> Any:
     conn = _lane.conns.get(pool)
     if conn is None:
         conn = _lane.conns[pool] = pool.connection_class(**pool.connection_kwargs)
-    try:
-        conn.send_command(*args)
-        return conn.read_response()
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
-        conn.disconnect()
-        return client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py untyped here
+    retry = client.get_retry()
+    seconds = retry.seconds if isinstance(retry, BudgetRetry) else 0.0
+    attempt = retry.attempt if isinstance(retry, BudgetRetry) else 0.0
+    with deadline(seconds) as at:
+        try:
+            conn.send_command(*args)
+            return conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            conn.disconnect()
+            if not room_for(at, attempt):
+                if isinstance(exc, redis.RedisError):
+                    raise
+                raise redis.ConnectionError(str(exc)) from exc
+            return client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py untyped here
 
 
 @contextlib.contextmanager
@@ -195,7 +292,9 @@ def translate_errors(action: str, name: str | None = None) -> Iterator[None]:
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise ConnectionFailedError(
             f"{action}: cannot reach Redis at {redact(redis_url(name))} ({exc}); is it "
-            f"running, and is MOTION_REDIS_URL right?"
+            f"running and reachable from here (not paused, no network partition), and is "
+            f"MOTION_REDIS_URL right? Each try waits MOTION_REDIS_SOCKET_TIMEOUT, retries "
+            f"stop after MOTION_REDIS_RETRY_SECONDS."
         ) from exc
     except redis.ResponseError as exc:
         if "NOAUTH" in str(exc) or "NOPERM" in str(exc):
@@ -214,4 +313,5 @@ def reset() -> None:
             client.close()
         _url = None
         _sync.clear()
-        _async.clear()
+    _forget_closed_loops()
+    _async.clear()

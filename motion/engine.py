@@ -322,6 +322,7 @@ def _commit(
         K.stats(component),
         K.PENDING,
         K.SWEEP,
+        keys.cache,
     ]
     reply = scripts.run(client, "commit", all_keys, args)
     if reply == -1:

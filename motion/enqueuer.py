@@ -27,8 +27,16 @@ if TYPE_CHECKING:
 class Enqueuer:
     """Enqueues updates of one instance (for its handle)."""
 
-    def __init__(self, component: Component, instance_id: str, reader: Reader) -> None:
+    def __init__(
+        self,
+        component: Component,
+        instance_id: str,
+        reader: Reader,
+        *,
+        timeout: float | None = None,
+    ) -> None:
         self._component = component
+        self._timeout = timeout  # the handle's socket timeout (None: the setting)
         self._id = instance_id
         self._reader = reader
         self._keys = K.InstanceKeys.of(K.instance_name(component.name, instance_id))
@@ -41,11 +49,13 @@ class Enqueuer:
         keys, args = self._call(update, expect)
         name = self._keys.name
         with translate_errors(f"enqueueing {update.flow!r} for {name}", name):
-            client = get_redis(name)
+            client = get_redis(name, self._timeout)
             if cache_write is None:
                 reply = scripts.run(client, "enqueue", keys, args, fast=True)
             else:
-                reply = scripts.run_after(client, ("set", cache_write), "enqueue", keys, args)
+                reply = scripts.run_after(
+                    client, ("cache", cache_write.call()), "enqueue", keys, args
+                )
             if reply[0] == 0:  # a new instance: create it, then enqueue
                 self._reader.create(client)
                 reply = scripts.run(client, "enqueue", keys, args)
@@ -62,12 +72,12 @@ class Enqueuer:
         keys, args = self._call(update, expect)
         name = self._keys.name
         with translate_errors(f"enqueueing {update.flow!r} for {name}", name):
-            client = get_async_redis(name)
+            client = get_async_redis(name, self._timeout)
             if cache_write is None:
                 reply = await scripts.arun(client, "enqueue", keys, args)
             else:
                 reply = await scripts.arun_after(
-                    client, ("set", cache_write), "enqueue", keys, args
+                    client, ("cache", cache_write.call()), "enqueue", keys, args
                 )
             if reply[0] == 0:
                 await self._reader.aload()  # creates the instance

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from motion import keys as K
 from motion import motionrc, runtime, serving, settings
-from motion.connection import get_async_redis, get_redis, translate_errors
+from motion.connection import get_async_redis, get_redis, socket_timeout_option, translate_errors
 from motion.enqueuer import Enqueuer
 from motion.errors import InstanceClosedError, InvalidInstanceIdError
 from motion.inbox import ALL_FLOWS, WRITE_FLOW, Update
@@ -72,10 +72,13 @@ class Instance:
         self._component = component
         self._id = instance_id or random_id()
         self._keys = K.InstanceKeys.of(K.instance_name(component.name, self._id))
-        self._reader = Reader(component, self._id, dict(init_state_params or {}))
-        self._enqueuer = Enqueuer(component, self._id, self._reader)
+        # Motion's redis_socket_timeout= applies to this handle's own Redis calls
+        timeout = socket_timeout_option(motion_options.get("redis_socket_timeout"))
+        self._timeout = timeout
+        self._reader = Reader(component, self._id, dict(init_state_params or {}), timeout=timeout)
+        self._enqueuer = Enqueuer(component, self._id, self._reader, timeout=timeout)
         self._closed = False
-        self._waiter = Waiter(self._keys, component.name)
+        self._waiter = Waiter(self._keys, component.name, timeout=timeout)
         self._options = motion_options
         self._flows_run: set[str] = set()
         if motion_options.get("flush_on_exit"):
@@ -143,10 +146,9 @@ class Instance:
             if flush_update:
                 self._waiter.wait(flow, seq, None)
         elif served.cache_write is not None:
-            cache_key, data, ttl = served.cache_write
             name = self._keys.name
             with translate_errors(f"caching a serve result of {name}", name):
-                get_redis(name).set(cache_key, data, ex=ttl)
+                serving.store_entry(get_redis(name, self._timeout), served.cache_write)
         return served.value
 
     def gen(
@@ -217,10 +219,10 @@ class Instance:
             if flush_update:
                 await self._waiter.await_(flow, seq, None)
         elif served.cache_write is not None:
-            cache_key, data, ttl = served.cache_write
             name = self._keys.name
             with translate_errors(f"caching a serve result of {name}", name):
-                await get_async_redis(name).set(cache_key, data, ex=ttl)
+                client = get_async_redis(name, self._timeout)
+                await serving.astore_entry(client, served.cache_write)
         return served.value
 
     async def agen(
@@ -309,7 +311,9 @@ class Instance:
         """
         flow = self._flow_or_all(flow, dataflow_key)
         with translate_errors("flush_update", self._keys.name):
-            target = get_redis(self._keys.name).hget(self._keys.meta, _target_field(flow))
+            target = get_redis(self._keys.name, self._timeout).hget(
+                self._keys.meta, _target_field(flow)
+            )
         self._waiter.wait(flow, int(target or 0), timeout)
 
     async def aflush_update(
@@ -322,7 +326,7 @@ class Instance:
         """Async twin of :meth:`flush_update`."""
         flow = self._flow_or_all(flow, dataflow_key)
         with translate_errors("flush_update", self._keys.name):
-            client = get_async_redis(self._keys.name)
+            client = get_async_redis(self._keys.name, self._timeout)
             target = await client.hget(self._keys.meta, _target_field(flow))
         await self._waiter.await_(flow, int(target or 0), timeout)
 
@@ -388,12 +392,14 @@ class Instance:
     def _settle(self) -> None:
         """Wait for every pending update (``force_refresh``); failures stay for a flush."""
         with translate_errors("force_refresh", self._keys.name):
-            target = get_redis(self._keys.name).hget(self._keys.meta, "seq")
+            target = get_redis(self._keys.name, self._timeout).hget(self._keys.meta, "seq")
         self._waiter.wait(ALL_FLOWS, int(target or 0), None, report=False)
 
     async def _asettle(self) -> None:
         with translate_errors("force_refresh", self._keys.name):
-            target = await get_async_redis(self._keys.name).hget(self._keys.meta, "seq")
+            target = await get_async_redis(self._keys.name, self._timeout).hget(
+                self._keys.meta, "seq"
+            )
         await self._waiter.await_(ALL_FLOWS, int(target or 0), None, report=False)
 
     # -- internals: serve ---------------------------------------------------------

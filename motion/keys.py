@@ -18,8 +18,11 @@ meta      hash   ``version``, ``seq`` (last enqueued), ``applied`` (last applied
                  took yet), ``last:<flow>`` (last seq of a flow), ``pending:<flow>``
 inbox     hash   ``seq -> payload`` of updates not yet applied
 lease     str    the fencing token of the worker draining the inbox (with a TTL)
-failed    zset   failure records (JSON) scored by seq, newest 1,000 kept
-cache:*   str    serve-result cache entries, one per (flow, props, version)
+failed    zset   failure records (JSON) scored by seq: dead letters, the newest 1,000
+                 kept (``failed_dropped`` in meta counts the older ones dropped)
+cache     hash   serve-result cache, ``version:flow:digest -> expiry|entry``; the
+                 commit that moves the version deletes it; expires ``cache_ttl``
+                 after its last write
 dedup:*   hash   ``token -> seq`` of recent enqueues, so a client that retries an
                  enqueue after a lost reply enqueues once; one key per
                  :data:`DEDUP_SECONDS` period, each expiring after two periods
@@ -89,6 +92,7 @@ class InstanceKeys:
     inbox: str
     lease: str
     failed: str
+    cache: str
     cache_prefix: str
     prefix: str
 
@@ -103,13 +107,14 @@ class InstanceKeys:
             inbox=f"{base}:inbox",
             lease=f"{base}:lease",
             failed=f"{base}:failed",
-            cache_prefix=f"{base}:cache:",
+            cache=f"{base}:cache",
+            cache_prefix=f"{base}:cache:",  # string entries of earlier releases
             prefix=f"{base}:",
         )
 
     def all(self) -> list[str]:
         """Every fixed key of the instance (cache and dedup keys are matched by prefix)."""
-        return [self.state, self.meta, self.inbox, self.lease, self.failed]
+        return [self.state, self.meta, self.inbox, self.lease, self.failed, self.cache]
 
     def dedup(self, now_ms: int) -> str:
         """The dedup key of the :data:`DEDUP_SECONDS` period that ``now_ms`` falls in."""

@@ -55,12 +55,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from motion import keys as K
 from motion import scripts, wakeup
-from motion.connection import shard_url
+from motion.connection import new_client, shard_url
 from motion.errors import (
     ConfigurationError,
     ConnectionFailedError,
@@ -110,16 +108,10 @@ def get_client(url: str | None = None) -> redis.Redis:
         with _lock:
             client = _clients.get(url)
             if client is None:
-                # Commands are retried on a dropped connection: the enqueue's token makes
-                # a re-sent script find the update it stored, and init creates once.
-                client = redis.Redis.from_url(
-                    url,
-                    retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
-                    socket_keepalive=True,
-                    socket_connect_timeout=5,
-                    socket_timeout=10,
-                    health_check_interval=30,
-                )
+                # Commands are retried on a dropped connection (within motion's retry
+                # budget): the enqueue's token makes a re-sent script find the update it
+                # stored, and init creates once.
+                client = new_client(url)
                 _clients[url] = client
     return client
 

@@ -36,17 +36,25 @@ Loaded = tuple[int, State, Any]  # (version, state, cached serve entry or None)
 class Reader:
     """Reads one instance's state (and serve-cache entries) for a handle."""
 
-    def __init__(self, component: Component, instance_id: str, init_params: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        component: Component,
+        instance_id: str,
+        init_params: dict[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> None:
         self._component = component
+        self._timeout = timeout  # the handle's socket timeout (None: the setting)
         self._id = instance_id
         self._init_params = init_params
         self._keys = K.InstanceKeys.of(K.instance_name(component.name, instance_id))
 
-    def load(self, flow: str = "", digest: str | None = None) -> Loaded:
+    def load(self, flow: str = "", digest: cache.Canonical | None = None) -> Loaded:
         """``(version, state, cache entry)``; the entry of ``(flow, digest)`` if asked."""
         name = self._keys.name
         with translate_errors(f"reading {name}", name):
-            client = get_redis(name)
+            client = get_redis(name, self._timeout)
             known = store.STATE_CACHE.version_of(name)
             if known and digest is None and not store.STATE_CACHE.churning(name):
                 # the common case: one HGET confirms the local copy, or none at all
@@ -66,11 +74,11 @@ class Reader:
                 self.create(client)
         raise InvalidInstanceIdError(f"{name} vanished while being created; try again.")
 
-    async def aload(self, flow: str = "", digest: str | None = None) -> Loaded:
+    async def aload(self, flow: str = "", digest: cache.Canonical | None = None) -> Loaded:
         """Async :meth:`load` (never blocks the event loop; ``init_state`` in a thread)."""
         name = self._keys.name
         with translate_errors(f"reading {name}", name):
-            client = get_async_redis(name)
+            client = get_async_redis(name, self._timeout)
             known = store.STATE_CACHE.version_of(name)
             if known and digest is None and not store.STATE_CACHE.churning(name):
                 state = store.STATE_CACHE.get(name)
@@ -113,11 +121,12 @@ class Reader:
         init = store.init_args(self._component, self._id, state)
         scripts.run(client, "init", self._init_keys(), init)
 
-    def _read_call(self, flow: str, digest: str | None) -> tuple[list[str], list[Any]]:
+    def _read_call(self, flow: str, digest: cache.Canonical | None) -> tuple[list[str], list[Any]]:
         known = store.STATE_CACHE.version_of(self._keys.name)
         keys = [self._keys.meta, self._keys.state]
         if known and digest:
-            keys.append(cache.key(self._keys, flow, digest, known))
+            hash_key, entry = cache.key(self._keys, flow, digest.digest, known)
+            return [*keys, hash_key], [known, entry]
         return keys, [known]
 
     def _version_is(self, client: Any, known: bytes) -> bool:

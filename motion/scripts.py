@@ -32,6 +32,7 @@ NAMES = (
     "sweep",
     "heartbeat",
     "alive",
+    "cache",
 )
 
 
@@ -77,18 +78,21 @@ async def arun(client: redis.asyncio.Redis, name: str, keys: list[str], args: li
 
 def run_after(
     client: redis.Redis,
-    command: tuple[str, tuple[Any, ...]],
+    command: tuple[str, tuple[list[str], list[Any]]],
     name: str,
     keys: list[str],
     args: list[Any],
 ) -> Any:
-    """Send ``command`` (e.g. ``("set", (key, value, ttl))``) and script ``name`` in one
+    """Send ``command`` (``("cache", (keys, args))``: the ``cache`` script) and script
+    ``name`` in one
     round trip; returns the script's reply."""
     script = get(name)
     pipe = client.pipeline(transaction=False)
     _queue(pipe, command)
     pipe.evalsha(script.sha, len(keys), *keys, *args)
     replies = pipe.execute(raise_on_error=False)
+    if isinstance(replies[0], NoScriptError):  # a restarted Redis: load the first one too
+        run(client, command[0], *command[1])
     if isinstance(replies[-1], NoScriptError):
         return client.eval(script.source, len(keys), *keys, *args)
     if isinstance(replies[-1], Exception):
@@ -98,7 +102,7 @@ def run_after(
 
 async def arun_after(
     client: redis.asyncio.Redis,
-    command: tuple[str, tuple[Any, ...]],
+    command: tuple[str, tuple[list[str], list[Any]]],
     name: str,
     keys: list[str],
     args: list[Any],
@@ -109,6 +113,8 @@ async def arun_after(
     _queue(pipe, command)
     pipe.evalsha(script.sha, len(keys), *keys, *args)
     replies = await pipe.execute(raise_on_error=False)
+    if isinstance(replies[0], NoScriptError):  # a restarted Redis: load the first one too
+        await arun(client, command[0], *command[1])
     if isinstance(replies[-1], NoScriptError):
         return await client.eval(script.source, len(keys), *keys, *args)
     if isinstance(replies[-1], Exception):
@@ -116,9 +122,9 @@ async def arun_after(
     return replies[-1]
 
 
-def _queue(pipe: Any, command: tuple[str, tuple[Any, ...]]) -> None:
+def _queue(pipe: Any, command: tuple[str, tuple[list[str], list[Any]]]) -> None:
     verb, params = command
-    if verb != "set":
+    if verb != "cache":
         raise ValueError(f"unsupported pipelined command {verb!r}")
-    key, value, ttl = params
-    pipe.set(key, value, ex=ttl)
+    keys, args = params  # a serve-cache entry: see motion.cache.Entry
+    pipe.evalsha(get("cache").sha, len(keys), *keys, *args)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from motion import cache
+from motion import cache, scripts
 from motion.props import Properties, State
 from motion.runtime import call_sync
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from motion.component import Component, Op
     from motion.keys import InstanceKeys
 
-CacheWrite = tuple[str, bytes, int] | None  # (key, serialized entry, ttl) to store
+CacheWrite = cache.Entry | None  # a serve-cache entry to store
 MISS = cache.MISS
 
 
@@ -104,34 +104,51 @@ def _call_and_list(op: Op, state: State, props: Properties) -> Any:
 
 
 # -- the serve-result cache ----------------------------------------------------------
-def digest(component: Component, props: dict[str, Any]) -> str | None:
-    """The cache digest of the props a serve op is called with (``None``: cache off)."""
-    return cache.digest(props) if component.cache_ttl > 0 else None
+def digest(component: Component, props: dict[str, Any]) -> cache.Canonical | None:
+    """The canonical form of the props a serve op is called with (``None``: not cached)."""
+    return cache.canonical_props(props) if component.cache_ttl > 0 else None
 
 
 def cache_write(
     component: Component,
     keys: InstanceKeys,
     flow: str,
-    props_digest: str | None,
+    props_digest: cache.Canonical | None,
     version: int,
     value: Any,
     props: dict[str, Any],
 ) -> CacheWrite:
-    """The cache entry of a serve call: its result and the props it left behind."""
+    """The cache entry of a serve call: its result and what it did to the props
+    (``props_digest`` is their form before the call)."""
     if props_digest is None:
         return None
-    data = cache.encode(component, (value, dict(props)))
+    delta = cache.changes(props_digest, props)
+    if delta is None:
+        return None
+    data = cache.encode(component, (value, *delta))
     if data is None:
         return None
-    return cache.key(keys, flow, props_digest, version), data, component.cache_ttl
+    hash_key, entry = cache.key(keys, flow, props_digest.digest, version)
+    return cache.Entry(keys.meta, hash_key, entry, data, component.cache_ttl, int(version))
 
 
 def cache_hit(component: Component, raw: Any, props: Properties) -> Any:
-    """The cached result (restoring the props its serve op left), or :data:`MISS`."""
+    """The cached result (redoing what its serve op did to the props), or :data:`MISS`."""
     entry = cache.decode(component, raw)
-    if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict)):
+    if not (isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[1], dict)):
         return MISS
-    value, left = entry
-    props.update(left)
+    value, changed, removed = entry
+    props.update(changed)
+    for name in removed:
+        props.pop(name, None)
     return value
+
+
+def store_entry(client: Any, entry: cache.Entry) -> None:
+    """Store a cache entry, unless the state moved on since its serve op ran."""
+    scripts.run(client, "cache", *entry.call())
+
+
+async def astore_entry(client: Any, entry: cache.Entry) -> None:
+    """Async :func:`store_entry`."""
+    await scripts.arun(client, "cache", *entry.call())

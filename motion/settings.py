@@ -22,6 +22,15 @@ variable                              default    meaning
 ``MOTION_REDIS_SHARDS``               (unset)    callers: several Redis URLs; each instance lives
                                                  on one, chosen by a hash of its name (workers
                                                  of a shard set ``MOTION_REDIS_URL`` to it)
+``MOTION_REDIS_SOCKET_TIMEOUT``       ``5``      seconds a Redis read or write may take before
+                                                 the try fails (a URL's ``?socket_timeout=``
+                                                 wins; a handle's ``redis_socket_timeout=``
+                                                 applies to that handle's calls)
+``MOTION_REDIS_CONNECT_TIMEOUT``      ``5``      seconds a connection attempt may take
+``MOTION_REDIS_RETRY_SECONDS``        ``20``     retry budget: a failing call retries (at most 3
+                                                 times) only while the next try can end within
+                                                 this long of the first, so it fails within
+                                                 max(20 s, one timeout) with the defaults
 ``MOTION_BROKER_URL``                 state URL  Celery broker, if not the same Redis
 ``MOTION_INPROCESS_WORKER``           auto       ``1``/``0``; auto: on for the embedded server and
                                                  for Motion's configuration (``MOTION_REDIS_HOST``
@@ -52,6 +61,7 @@ import builtins
 import os
 import threading
 from dataclasses import dataclass, field, fields, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -149,11 +159,22 @@ def motion_configured() -> bool:
     return any(os.environ.get(name) for name in _MOTION_REDIS_VARS)
 
 
-def check_url(url: str, name: str) -> str:
-    """``url`` if it is a usable Redis URL; else :class:`ConfigurationError` naming ``name``."""
+def check_url(url: str, name: str, broker: bool = False) -> str:
+    """``url`` if it is a usable Redis URL; else :class:`ConfigurationError` naming ``name``.
+
+    Messages show the URL with its password redacted. A ``broker`` URL may carry
+    options of Celery's transport too, so only the values redis-py reads are checked.
+    """
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigurationError(
             f"{name} must start with redis://, rediss:// or unix:// (got {redact(url)!r})."
+        )
+    creds = url.partition("://")[2].rpartition("@")[0]
+    if any(c in creds for c in "?#/@"):
+        raise ConfigurationError(
+            f"{name}={redact(url)!r}: the user or password holds a character that a URL "
+            f"reserves (?, #, / or @); percent-encode it (? as %3F, # as %23, / as %2F, "
+            f"@ as %40), as in redis://:pa%3Fss@host:6379/0."
         )
     parts = urlsplit(url)
     try:
@@ -168,24 +189,63 @@ def check_url(url: str, name: str) -> str:
             f"{name}={redact(url)!r}: the database after the host must be a number, as in "
             f"redis://host:6379/0."
         )
+    _check_options(url, name, broker)
     return url
 
 
+def _check_options(url: str, name: str, broker: bool) -> None:
+    """Check the URL's ``?option=value`` pairs as redis-py will read them."""
+    from redis.connection import parse_url  # the floor stays light to import
+
+    try:
+        options = parse_url(url)  # type: ignore[no-untyped-call]  # untyped in redis-py
+    except ValueError as exc:  # "Invalid value for 'socket_timeout' in connection URL."
+        raise ConfigurationError(
+            f"{name}={redact(url)!r}: {exc} Give it a number of seconds (or a count), as "
+            f"in ?socket_timeout=5."
+        ) from None
+    unknown = sorted(set(options) - _url_options())
+    if unknown and not broker:
+        raise ConfigurationError(
+            f"{name}={redact(url)!r}: unknown URL option(s) {', '.join(unknown)}; redis-py "
+            f"knows e.g. socket_timeout, socket_connect_timeout, health_check_interval, "
+            f"protocol, ssl_cert_reqs."
+        )
+
+
+@cache
+def _url_options() -> frozenset[str]:
+    import inspect
+
+    import redis.connection as rc
+
+    names = set(rc.URL_QUERY_ARGUMENT_PARSERS) | {"host", "port", "path", "connection_class"}
+    for cls in (rc.AbstractConnection, rc.Connection, rc.SSLConnection):
+        names.update(inspect.signature(cls.__init__).parameters)
+    names.update(inspect.signature(rc.UnixDomainSocketConnection.__init__).parameters)
+    names.update(inspect.signature(rc.ConnectionPool.__init__).parameters)
+    return frozenset(names - {"self", "kwargs", "connection_kwargs"})
+
+
 def redact(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for messages and logs)."""
+    """The URL with any password replaced by ``***`` (for messages and logs).
+
+    The credentials end at the *last* ``@``, so a password holding ``?``, ``#`` or
+    ``/`` (not percent-encoded) is hidden whole.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
+    creds, at, rest = rest.rpartition("@")
     rest, qsep, query = rest.partition("?")
     if qsep:  # redis-py also takes ?password=...
         query = "&".join(
             f"{k}=***" if k.lower() == "password" else f"{k}={v}" if e else k
             for k, e, v in (pair.partition("=") for pair in query.split("&"))
         )
-    if "@" in rest:
-        creds, _, host = rest.rpartition("@")
+    if at:
         user = creds.split(":", 1)[0] if ":" in creds else ""
-        rest = f"{user}:***@{host}" if ":" in creds else f"***@{host}"
+        rest = f"{user}:***@{rest}" if ":" in creds else f"***@{rest}"
     return f"{scheme}://{rest}" + (f"?{query}" if qsep else "")
 
 
@@ -203,7 +263,7 @@ def _shards() -> tuple[str, ...]:
 def _broker_url() -> str | None:
     url = os.environ.get("MOTION_BROKER_URL", "").strip()
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return check_url(url, "MOTION_BROKER_URL")
+        return check_url(url, "MOTION_BROKER_URL", broker=True)
     return url or None  # another kind of broker (amqp://...): Celery checks it
 
 
@@ -229,6 +289,9 @@ class Settings:
     motion_config: bool = False
     worker_grace_seconds: float = 30.0
     heartbeat_seconds: float = 5.0
+    redis_socket_timeout: float = 5.0
+    redis_connect_timeout: float = 5.0
+    redis_retry_seconds: float = 20.0
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -253,6 +316,9 @@ class Settings:
             motion_config=motion_configured(),
             worker_grace_seconds=_env_number("MOTION_WORKER_GRACE_SECONDS", 30.0),
             heartbeat_seconds=_env_number("MOTION_HEARTBEAT_SECONDS", 5.0),
+            redis_socket_timeout=_env_number("MOTION_REDIS_SOCKET_TIMEOUT", 5.0),
+            redis_connect_timeout=_env_number("MOTION_REDIS_CONNECT_TIMEOUT", 5.0),
+            redis_retry_seconds=_env_number("MOTION_REDIS_RETRY_SECONDS", 20.0),
         )
 
 
@@ -284,6 +350,12 @@ def configure(**overrides: Any) -> Settings:
         raise ConfigurationError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
     if isinstance(overrides.get("signing_key"), str):
         overrides["signing_key"] = overrides["signing_key"].encode()
+    if isinstance(overrides.get("redis_url"), str):
+        overrides["redis_url"] = check_url(overrides["redis_url"], "redis_url")
+    for name in ("redis_socket_timeout", "redis_connect_timeout", "redis_retry_seconds"):
+        value = overrides.get(name)
+        if value is not None and not (isinstance(value, int | float) and value > 0):
+            raise ConfigurationError(f"{name}={value!r}: give a number of seconds > 0.")
     if "redis_shards" in overrides:
         shards = overrides["redis_shards"] or ()
         overrides["redis_shards"] = tuple(check_url(u, "redis_shards") for u in shards)

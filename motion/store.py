@@ -139,7 +139,8 @@ class StateCache:
             self._data[name] = (version, state)
             self._data.move_to_end(name)
             while len(self._data) > self._size:
-                self._data.popitem(last=False)
+                evicted, _ = self._data.popitem(last=False)
+                self._churning.discard(evicted)  # bounded with the copies
 
     def clear(self) -> None:
         """Forget every copy."""

@@ -9,7 +9,8 @@ invalidation is trusted without asking Redis.
 
 What it costs: a committed update is seen after its invalidation message arrives
 (a loopback or LAN hop after the commit) instead of on the next round trip. If
-the listener connection drops, every copy is distrusted until it is back.
+the listener connection drops, or Redis does not answer its PING within
+:data:`CHECK_SECONDS` (hung, partitioned), every copy is distrusted until it is back.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from motion import keys as K
 
 log = logging.getLogger("motion.tracking")
 _CHANNEL = b"__redis__:invalidate"
+#: a listener that heard nothing for this long sends a PING; with no reply after as
+#: long again, it distrusts every copy and reconnects
+CHECK_SECONDS = 10.0
 
 
 class Tracker:
@@ -106,8 +110,18 @@ class Tracker:
                 self._connect_data_client(base, options, listener_id)
                 delay = 0.1
                 self._ready.set()
+                pinged = False
                 while True:
+                    if not conn.can_read(timeout=CHECK_SECONDS):
+                        # quiet: is Redis still there? (a hung Redis or a partition
+                        # would leave every copy trusted)
+                        if pinged:
+                            raise redis.TimeoutError(f"no reply to PING in {CHECK_SECONDS}s")
+                        conn.send_command("PING")
+                        pinged = True
+                        continue
                     message = conn.read_response(timeout=None)
+                    pinged = False
                     if isinstance(message, list) and len(message) == 3 and message[1] == _CHANNEL:
                         self._invalidate(message[2])
             except Exception as exc:  # connection lost: distrust everything, reconnect
@@ -141,8 +155,11 @@ class Tracker:
                 self.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", listener_id)
                 self.read_response()
 
+        from motion.connection import pool_options  # the floor's timeouts and retry budget
+
         old = self._client
-        pool = redis.ConnectionPool(connection_class=TrackedConnection, **options)
+        settings = {**pool_options(), **options}  # options in the URL win
+        pool = redis.ConnectionPool(connection_class=TrackedConnection, **settings)
         with self._lock:
             self._client = redis.Redis(connection_pool=pool)
             self._listener_id = listener_id

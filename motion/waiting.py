@@ -46,8 +46,11 @@ class _Patience:
 class Waiter:
     """Waits for one instance's updates and reports the failures among them."""
 
-    def __init__(self, keys: K.InstanceKeys, component: str) -> None:
+    def __init__(
+        self, keys: K.InstanceKeys, component: str, *, timeout: float | None = None
+    ) -> None:
         self._keys = keys
+        self._timeout = timeout  # the handle's socket timeout (None: the setting)
         self._component = component
         self._first: dict[str, int] = {}  # flow -> first seq enqueued since the last flush
 
@@ -61,7 +64,7 @@ class Waiter:
         if target <= 0:
             return
         ensure_worker()
-        client = get_redis(self._keys.name)
+        client = get_redis(self._keys.name, self._timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         patience = _Patience() if timeout is None else None
         delay = _FIRST_DELAY
@@ -91,7 +94,7 @@ class Waiter:
         if target <= 0:
             return
         ensure_worker()
-        client = get_async_redis(self._keys.name)
+        client = get_async_redis(self._keys.name, self._timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         patience = _Patience() if timeout is None else None
         delay = _FIRST_DELAY

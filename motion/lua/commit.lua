@@ -4,6 +4,7 @@
 -- the inbox is empty, or else returns the next window of updates.
 -- KEYS[1] meta   KEYS[2] state   KEYS[3] inbox   KEYS[4] lease   KEYS[5] failed
 -- KEYS[6] motion:stats:<component>   KEYS[7] motion:pending   KEYS[8] motion:sweep
+-- KEYS[9] the serve-cache hash (dropped when the version moves on)
 -- ARGV[1] token   ARGV[2] first seq   ARGV[3] last seq   ARGV[4] lease period (ms)
 -- ARGV[5] now (ms)   ARGV[6] 1 to replace the whole state (a migration), else 0
 -- ARGV[7] how many state changes the version advances by (one per update that changed it)
@@ -29,6 +30,9 @@ end
 if ARGV[7] ~= '0' then
   redis.call('HINCRBY', KEYS[1], 'version', ARGV[7])
 end
+if ARGV[7] ~= '0' or ARGV[6] == '1' then
+  redis.call('DEL', KEYS[9])
+end
 local i = 11
 local n = tonumber(ARGV[i])
 for j = 1, n do
@@ -50,7 +54,11 @@ for j = 1, n do
   redis.call('ZADD', KEYS[5], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
 end
 if n > 0 then
-  redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -1001)
+  -- dead letters: the newest 1,000 kept, the rest counted
+  local dropped = redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -1001)
+  if dropped > 0 then
+    redis.call('HINCRBY', KEYS[1], 'failed_dropped', dropped)
+  end
 end
 local last = tonumber(ARGV[3])
 for s = tonumber(ARGV[2]), last do

@@ -1,6 +1,6 @@
 -- read: the committed state, unless the caller's cached copy is still current.
--- KEYS[1] meta   KEYS[2] state   KEYS[3] (optional) serve-cache key for ARGV[1]'s version
--- ARGV[1] version the caller holds ('' for none)
+-- KEYS[1] meta   KEYS[2] state   KEYS[3] (optional) the serve-cache hash
+-- ARGV[1] version the caller holds ('' for none)   ARGV[2] (with KEYS[3]) the cache field
 -- Returns {} if the instance does not exist; {version, 1, cached} if ARGV[1] is
 -- current (cached: the serve-cache entry, or false); else {version, 0, field1,
 -- value1, ...}.
@@ -10,7 +10,7 @@ if not version then
 end
 if version == ARGV[1] then
   if KEYS[3] then
-    return {version, 1, redis.call('GET', KEYS[3])}
+    return {version, 1, redis.call('HGET', KEYS[3], ARGV[2])}
   end
   return {version, 1}
 end
