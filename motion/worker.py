@@ -13,7 +13,7 @@ import atexit
 import logging
 import threading
 
-from motion import celery_app, component, tasks
+from motion import celery_app, definitions, tasks
 from motion.settings import get_settings
 
 log = logging.getLogger("motion.worker")
@@ -31,7 +31,7 @@ def start_inprocess_worker() -> None:
         tasks.register(celery_app.get_app())
         settings = get_settings()
         _worker = celery_app.ThreadWorker(settings.inprocess_concurrency)
-        component.on_register(_consume)
+        definitions.on_register(_consume)
         tasks.start_sweeper_timer()
         atexit.register(stop_inprocess_worker)
         log.info("in-process worker started (%d threads)", settings.inprocess_concurrency)
