@@ -39,10 +39,8 @@ _Caller = weakref.ReferenceType[Any]
 
 def current_caller() -> Any:
     """The asyncio task running now, else the current thread."""
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:  # no event loop running in this thread
-        task = None
+    loop = asyncio.events._get_running_loop()  # None outside a loop, without raising
+    task = asyncio.current_task(loop) if loop is not None else None
     return task if task is not None else threading.current_thread()
 
 
