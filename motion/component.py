@@ -158,6 +158,7 @@ class Component:
         self.load_state_func: Callable[..., Any] | None = None
         self._module = str(sys._getframe(1).f_globals.get("__name__", "?"))
         self._digests: tuple[str, str] | None = None  # (fingerprint, content); None: stale
+        self.past_fingerprints: set[str] = set()  # each one an update may carry
         definitions.register(self)
 
     # -- read-only attributes ---------------------------------------------------
@@ -197,6 +198,7 @@ class Component:
     def _digest(self) -> tuple[str, str]:
         ops = [op for f in self.flows() for op in [self.serve_op(f), *self.update_ops(f)] if op]
         self._digests = definitions.digests(self._name, self._module, ops)
+        self.past_fingerprints.add(self._digests[0])
         return self._digests
 
     # -- decorators -------------------------------------------------------------

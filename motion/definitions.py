@@ -43,6 +43,11 @@ class Definition(Protocol):
         """Digest of its flows and ops alone (two modules may hold the same code)."""
         ...
 
+    @property
+    def past_fingerprints(self) -> set[str]:
+        """Every fingerprint it had (ops added after a handle enqueued change it)."""
+        ...
+
 
 D = TypeVar("D", bound=Definition)
 
@@ -130,8 +135,8 @@ def resolve(component: D, fingerprint: str | None) -> D:
     a migration, or one enqueued before updates recorded it).
 
     With one definition of the name here, or none recorded, that is ``component``.
-    With several: the newest one with that fingerprint; if none has it but all do
-    the same thing, ``component``.
+    With several: the newest one with that fingerprint (now, else in the past); if
+    none had it but all do the same thing, ``component``.
 
     Raises:
         UnknownComponentError: several different definitions live here and none
@@ -145,6 +150,9 @@ def resolve(component: D, fingerprint: str | None) -> D:
     for definition in reversed(found):
         if definition.fingerprint() == fingerprint:
             return definition  # type: ignore[no-any-return]  # same name, so same type
+    for definition in reversed(found):  # made before its last op was added
+        if fingerprint in definition.past_fingerprints:
+            return definition  # type: ignore[no-any-return]
     if len({d.content() for d in found}) == 1:
         return component
     modules = sorted({d.module for d in found})

@@ -199,3 +199,55 @@ def test_a_worker_with_one_definition_applies_updates_of_other_code(  # type: ig
     handle.run("add", {"n": 5})
     handle.flush_update(timeout=60)
     assert handle.read_state("value") == 5
+
+
+def _start_inprocess_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOTION_INPROCESS_WORKER", "1")
+    from tests.conftest import reset_motion
+
+    reset_motion()
+
+
+def test_an_update_made_before_its_definition_grew_keeps_its_ops(redis_url, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    notebook = types.ModuleType("notebook_grows")
+    exec(compile(CELL.format(step=1), "<cell 1>", "exec"), notebook.__dict__)
+    grown = notebook.Counter
+    grown("g").run("bump")  # pending; then a later cell adds a flow to the same object
+    exec("@Counter.update('other')\ndef other(state, props):\n    return None\n", notebook.__dict__)
+    exec(compile(CELL.format(step=10), "<cell 2>", "exec"), notebook.__dict__)
+    _start_inprocess_worker(monkeypatch)
+    try:
+        handle = grown("g")
+        handle.run("bump")
+        handle.flush_update(timeout=30)
+        assert handle.read_state("ops") == ["+1", "+1"]
+    finally:
+        stop_inprocess_worker()
+
+
+def test_an_update_of_a_definition_no_longer_here_waits(redis_url, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from motion import FlushTimeoutError, definitions
+    from motion import keys as K
+    from motion.connection import get_redis
+
+    gone = types.ModuleType("gone_module")
+    exec(compile(CELL.format(step=7), "<gone>", "exec"), gone.__dict__)
+    handle = gone.Counter("orphan")
+    handle.run("bump")  # made by a definition this process is about to lose
+    found = definitions._registry["Counter"]
+    monkeypatch.setitem(
+        definitions._registry, "Counter", [d for d in found if d is not gone.Counter]
+    )
+    for step in (2, 3):  # two different definitions, neither made it
+        module = types.ModuleType(f"other_{step}")
+        exec(compile(CELL.format(step=step), f"<{step}>", "exec"), module.__dict__)
+    _start_inprocess_worker(monkeypatch)
+    try:
+        with pytest.raises(FlushTimeoutError):
+            handle.flush_update(timeout=3)
+        keys = K.InstanceKeys.of(handle.instance_name)
+        client = get_redis()
+        assert client.hlen(keys.inbox) == 1, "the update must stay pending"
+        assert client.zcard(keys.failed) == 0, "waiting for code is not a failure"
+    finally:
+        stop_inprocess_worker()
