@@ -110,6 +110,7 @@ def client_for(url: str) -> redis.Redis:
                 client = _sync[url] = redis.Redis.from_url(
                     url,
                     retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+                    max_connections=1000,  # redis-py's default of 100 fails 100 threads
                     **client_options(),
                 )
     return client

@@ -52,8 +52,10 @@ def encode(component: Component, name: str, update: Update) -> bytes:
         (update.flow, dict(update.props), update.serve_result, update.enqueued_at),
         settings.max_value_bytes,
     )
-    header = f"{update.flow}\x01{component.fingerprint()}\x00".encode()
-    return header + seal(body, settings.signing_key)
+    # a producer without the component's code (motion.producer) has no definition
+    fingerprint = getattr(component, "fingerprint", None)
+    made_by = b"\x01" + fingerprint().encode() if fingerprint is not None else b""
+    return update.flow.encode() + made_by + b"\x00" + seal(body, settings.signing_key)
 
 
 def entry_flow(entry: bytes) -> str:
