@@ -14,6 +14,7 @@ each object here; it imports only :mod:`motion.errors`.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import threading
 from collections.abc import Callable
 from types import CodeType
@@ -59,7 +60,7 @@ _listeners: list[Callable[[str], None]] = []
 def code_digest(func: Callable[..., Any]) -> str:
     """A digest of what ``func`` does: its bytecode, names and constants, without the
     file name and line numbers (they change when unrelated lines move)."""
-    code = getattr(func, "__code__", None)
+    code = getattr(inspect.unwrap(func), "__code__", None)
     if not isinstance(code, CodeType):
         return f"{type(func).__module__}.{type(func).__qualname__}"
     digest = hashlib.blake2b(digest_size=8)
@@ -91,6 +92,8 @@ def _feed(digest: Any, code: CodeType) -> None:
     for const in code.co_consts:
         if isinstance(const, CodeType):
             _feed(digest, const)
+        elif isinstance(const, frozenset):  # its repr's order changes with the hash seed
+            digest.update(repr(sorted(map(repr, const))).encode())
         else:
             digest.update(repr(const).encode())
 
