@@ -182,9 +182,9 @@ def write_state(instance_name: str, changes: dict[str, Any], timeout: float) -> 
     if reply[1] == 1:
         send_wakeup_sync(component, instance_id, WRITE_FLOW, seq)
     waiter = Waiter(keys, component)
-    waiter.watch(WRITE_FLOW, seq)
+    waiter.watch(seq)
     try:
-        waiter.wait(WRITE_FLOW, seq, timeout)
+        waiter.wait(WRITE_FLOW, seq, timeout, own=True)
     except FlushTimeoutError:
         return Written(seq, None)
     return Written(seq, summary(instance_name).version)

@@ -86,11 +86,19 @@ def consume_component_queues(app: Celery) -> None:
     """Have workers started with ``celery worker`` consume their components' queues.
 
     The queues are added once the worker has imported its ``-I`` modules (Celery's
-    ``celeryd_after_setup`` signal), so they follow the code the worker has.
+    ``celeryd_after_setup`` signal), so they follow the code the worker has. A
+    worker whose modules define one component twice, differently, exits instead
+    (:func:`motion.definitions.check_unique`): it could not tell which applies.
     """
-    from motion.component import registered
+    from motion.definitions import check_unique, registered
+    from motion.errors import DefinitionError
 
     def receiver(instance: Any, **_: Any) -> None:
+        try:
+            check_unique()
+        except DefinitionError as exc:
+            # Celery logs and ignores a receiver's Exception; SystemExit stops the worker
+            raise SystemExit(f"motion: worker not started: {exc}") from exc
         for component in registered():
             for name in queues_of(component):
                 instance.app.amqp.queues.select_add(task_queue(name))
@@ -129,7 +137,7 @@ class ThreadWorker:
     def __init__(self, concurrency: int, pool: str = "threads") -> None:
         from celery.worker import WorkController
 
-        from motion.component import registered
+        from motion.definitions import registered
 
         app = get_app()
         app.finalize()

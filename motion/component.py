@@ -9,13 +9,16 @@ from __future__ import annotations
 import enum
 import inspect
 import re
-import threading
-from collections.abc import Callable, Iterator, Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from motion import definitions
+from motion.definitions import registered as registered  # tools import it from here
 from motion.errors import DefinitionError, UnknownComponentError, UnknownFlowError
 from motion.keys import SEPARATOR
+from motion.props import Params
 from motion.serde import DEFAULT_SERIALIZER, Serializer
 
 if TYPE_CHECKING:
@@ -69,32 +72,6 @@ class Op:
         return self.func(**kwargs)
 
 
-class Params(Mapping[str, Any]):
-    """A component's read-only parameters; a missing name raises a helpful KeyError."""
-
-    def __init__(self, component: str, data: Mapping[str, Any]) -> None:
-        self._component = component
-        self._data = dict(data)
-
-    def __getitem__(self, key: str) -> Any:
-        try:
-            return self._data[key]
-        except KeyError:
-            raise KeyError(
-                f"{self._component} has no param {key!r}; it has {sorted(self._data)}. "
-                f"Pass it as Component({self._component!r}, params={{{key!r}: ...}})."
-            ) from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __repr__(self) -> str:
-        return f"Params({self._data!r})"
-
-
 def _flows(keys: str | list[str] | tuple[str, ...]) -> list[str]:
     flows = [keys] if isinstance(keys, str) else list(keys)
     if not flows:
@@ -102,8 +79,8 @@ def _flows(keys: str | list[str] | tuple[str, ...]) -> list[str]:
     for flow in flows:
         if not isinstance(flow, str) or not flow:
             raise DefinitionError(f"flow names must be non-empty strings, got {flow!r}.")
-        if "::" in flow:
-            raise DefinitionError(f"flow name {flow!r} must not contain '::'.")
+        if "::" in flow or "\x00" in flow or "\x01" in flow:
+            raise DefinitionError(f"flow name {flow!r} must not contain '::' or NUL/SOH.")
     return flows
 
 
@@ -179,7 +156,10 @@ class Component:
         self.init_state_func: Callable[..., dict[str, Any]] | None = None
         self.save_state_func: Callable[..., Any] | None = None
         self.load_state_func: Callable[..., Any] | None = None
-        register(self)
+        self._module = str(sys._getframe(1).f_globals.get("__name__", "?"))
+        self._digests: tuple[str, str] | None = None  # (fingerprint, content); None: stale
+        self.past_fingerprints: set[str] = set()  # each one an update may carry
+        definitions.register(self)
 
     # -- read-only attributes ---------------------------------------------------
     @property
@@ -196,6 +176,30 @@ class Component:
     def cache_ttl(self) -> int:
         """Seconds a serve result stays cached (0: off)."""
         return self._cache_ttl
+
+    @property
+    def module(self) -> str:
+        """The module whose code created this component (named in worker errors)."""
+        return self._module
+
+    # -- identity of the definition -------------------------------------------
+    def fingerprint(self) -> str:
+        """A digest of this definition: its flows and ops, and the modules holding them.
+
+        Each enqueued update records it, so the definition whose handle enqueued
+        an update applies it, even beside another ``Component`` of the same name.
+        """
+        return (self._digests or self._digest())[0]
+
+    def content(self) -> str:
+        """A digest of the flows and ops alone (the same code in two modules agrees)."""
+        return (self._digests or self._digest())[1]
+
+    def _digest(self) -> tuple[str, str]:
+        ops = [op for f in self.flows() for op in [self.serve_op(f), *self.update_ops(f)] if op]
+        self._digests = definitions.digests(self._name, self._module, ops)
+        self.past_fingerprints.add(self._digests[0])
+        return self._digests
 
     # -- decorators -------------------------------------------------------------
     def init_state(self, func: F) -> F:
@@ -261,6 +265,7 @@ class Component:
                 self._ops.serve[flow] = Op(
                     flow, "serve", func, wants_state=wants_state, props_arg=props_arg
                 )
+            self._digests = None
             return func
 
         return decorator
@@ -317,6 +322,7 @@ class Component:
                     props_arg,
                 )
                 self._ops.update.setdefault(flow, []).append(op)
+            self._digests = None
             return func
 
         return decorator
@@ -380,45 +386,14 @@ def _policy(policy: DiscardPolicy | int, after: float | None) -> DiscardPolicy:
     return policy
 
 
-# -- registry: how a worker finds a component by name ---------------------------
-_registry: dict[str, Component] = {}
-_registry_lock = threading.Lock()
-_listeners: list[Callable[[str], None]] = []
-
-
-def register(component: Component) -> None:
-    """Make ``component`` findable by name (done by ``Component.__init__``).
-
-    Defining a second component with the same name replaces the first, as a
-    re-run notebook cell would.
-    """
-    with _registry_lock:
-        known = component.name in _registry
-        _registry[component.name] = component
-        listeners = list(_listeners)
-    if not known:
-        for listener in listeners:
-            listener(component.name)
-
-
-def on_register(listener: Callable[[str], None]) -> None:
-    """Call ``listener(name)`` whenever a component with a new name is defined here."""
-    with _registry_lock:
-        if listener not in _listeners:
-            _listeners.append(listener)
-
-
 def lookup(name: str) -> Component:
-    """The component called ``name`` in this process; :class:`UnknownComponentError` if none."""
-    try:
-        return _registry[name]
-    except KeyError:
+    """The newest component called ``name`` in this process (what tools use);
+    :class:`UnknownComponentError` if none. Updates go to their own definition
+    (:func:`motion.definitions.resolve`)."""
+    found = definitions.newest(name)
+    if found is None:
         raise UnknownComponentError(
-            f"this process has no component {name!r} (it knows {sorted(_registry)}); start "
+            f"this process has no component {name!r} (it knows {registered()}); start "
             f"the worker with the module that defines it: celery -A workers worker -I <module>"
-        ) from None
-
-
-def registered() -> list[str]:
-    """Names of every component defined in this process."""
-    return sorted(_registry)
+        )
+    return found  # type: ignore[no-any-return]  # only Components register

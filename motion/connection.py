@@ -147,7 +147,8 @@ def client_for(url: str, timeout: float | None = None) -> redis.Redis:
         with _lock:
             client = _sync.get((url, timeout))
             if client is None:
-                client = _sync[url, timeout] = new_client(url, timeout)
+                # redis-py's default pool of 100 connections fails 100 threads
+                client = _sync[url, timeout] = new_client(url, timeout, max_connections=1000)
     return client
 
 

@@ -1,8 +1,11 @@
 """The per-instance inbox: update payloads, enqueueing, waiting, failure records.
 
-An inbox entry is ``flow NUL sealed-payload``: the flow name stays readable (for
-counters and failure records) even when the payload is corrupt or unsigned; the
-payload is the serialized :class:`Update`. Enqueueing is one Lua script call that
+An inbox entry is ``flow SOH fingerprint NUL sealed-payload``: the flow name stays
+readable (for counters and failure records) even when the payload is corrupt or
+unsigned, and the fingerprint names the definition whose handle enqueued it (the
+one that applies it, see :mod:`motion.definitions`); the payload is the
+serialized :class:`Update`. Entries written before fingerprints were recorded
+(``flow NUL sealed-payload``) are read too. Enqueueing is one Lua script call that
 takes the next sequence number, stores the entry and marks the instance pending;
 when nobody is draining the instance it also tells the caller to send a wake-up.
 """
@@ -49,15 +52,27 @@ def encode(component: Component, name: str, update: Update) -> bytes:
         (update.flow, dict(update.props), update.serve_result, update.enqueued_at),
         settings.max_value_bytes,
     )
-    return update.flow.encode() + b"\x00" + seal(body, settings.signing_key)
+    # a producer without the component's code (motion.producer) has no definition
+    fingerprint = getattr(component, "fingerprint", None)
+    made_by = b"\x01" + fingerprint().encode() if fingerprint is not None else b""
+    return update.flow.encode() + made_by + b"\x00" + seal(body, settings.signing_key)
 
 
 def entry_flow(entry: bytes) -> str:
     """The flow of an inbox entry, read without deserializing anything."""
-    flow, sep, _ = entry.partition(b"\x00")
+    header, sep, _ = entry.partition(b"\x00")
     if not sep:
         raise PayloadError("inbox entry has no flow header (corrupt or not written by motion)")
-    return flow.decode(errors="replace")
+    return header.partition(b"\x01")[0].decode(errors="replace")
+
+
+def entry_definition(entry: bytes | None) -> str | None:
+    """The fingerprint of the definition that enqueued an entry (``None``: not recorded)."""
+    if entry is None:
+        return None
+    header, sep, _ = entry.partition(b"\x00")
+    fingerprint = header.partition(b"\x01")[2]
+    return fingerprint.decode(errors="replace") if sep and fingerprint else None
 
 
 def decode(component: Component, entry: bytes) -> Update:

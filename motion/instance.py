@@ -135,7 +135,7 @@ class Instance:
             ahead = self._serve_ahead(serve, flow, properties)
             if ahead is not None:
                 if flush_update:
-                    self._waiter.wait(flow, ahead[1], None)
+                    self._waiter.wait(flow, ahead[1], None, own=True)
                 return ahead[0]
         served = Served(None)
         if serve is not None:
@@ -144,7 +144,7 @@ class Instance:
         if self._component.update_ops(flow):
             seq = self._enqueue(Update(flow, dict(properties), served.value), served.cache_write)
             if flush_update:
-                self._waiter.wait(flow, seq, None)
+                self._waiter.wait(flow, seq, None, own=True)
         elif served.cache_write is not None:
             name = self._keys.name
             with translate_errors(f"caching a serve result of {name}", name):
@@ -184,7 +184,7 @@ class Instance:
         if self._component.update_ops(flow):
             seq = self._enqueue(Update(flow, dict(properties), items))
             if flush_update:
-                self._waiter.wait(flow, seq, None)
+                self._waiter.wait(flow, seq, None, own=True)
 
     async def arun(
         self,
@@ -207,7 +207,7 @@ class Instance:
             ahead = await self._aserve_ahead(serve, flow, properties)
             if ahead is not None:
                 if flush_update:
-                    await self._waiter.await_(flow, ahead[1], None)
+                    await self._waiter.await_(flow, ahead[1], None, own=True)
                 return ahead[0]
         served = Served(None)
         if serve is not None:
@@ -217,7 +217,7 @@ class Instance:
             update = Update(flow, dict(properties), served.value)
             seq = await self._aenqueue(update, served.cache_write)
             if flush_update:
-                await self._waiter.await_(flow, seq, None)
+                await self._waiter.await_(flow, seq, None, own=True)
         elif served.cache_write is not None:
             name = self._keys.name
             with translate_errors(f"caching a serve result of {name}", name):
@@ -259,7 +259,7 @@ class Instance:
         if self._component.update_ops(flow):
             seq = await self._aenqueue(Update(flow, dict(properties), items))
             if flush_update:
-                await self._waiter.await_(flow, seq, None)
+                await self._waiter.await_(flow, seq, None, own=True)
 
     # -- state ------------------------------------------------------------------
     def read_state(self, key: str, default_value: Any = None) -> Any:
@@ -291,7 +291,7 @@ class Instance:
         if not state_update:
             return
         seq = self._enqueue(Update(WRITE_FLOW, dict(state_update)))
-        self._waiter.wait(WRITE_FLOW, seq, timeout)
+        self._waiter.wait(WRITE_FLOW, seq, timeout, own=True)
 
     # -- waiting ----------------------------------------------------------------
     def flush_update(
@@ -305,8 +305,10 @@ class Instance:
         call is applied.
 
         Raises:
-            UpdateFailedError: naming each update this handle enqueued (and any
-                update between them) that failed since the last flush.
+            UpdateFailedError: naming each update of ``flow`` this caller (thread
+                or asyncio task), or a caller that has ended, enqueued on this
+                handle before the call that failed and was not reported to
+                another call yet (see "Which call raises a failure" in docs/api.md).
             FlushTimeoutError: if ``timeout`` seconds pass first.
         """
         flow = self._flow_or_all(flow, dataflow_key)
@@ -362,8 +364,9 @@ class Instance:
 
     # -- internals ----------------------------------------------------------------
     def _wait(self, flow: str, seq: int, timeout: float | None) -> None:
-        """Wait until update ``seq`` is applied (for the admin utilities and the HTTP app)."""
-        self._waiter.wait(flow, seq, timeout)
+        """Wait until update ``seq``, enqueued by this caller, is applied; raise its
+        failure (for the admin utilities and the HTTP app)."""
+        self._waiter.wait(flow, seq, timeout, own=True)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -495,7 +498,7 @@ class Instance:
         """Enqueue ``update``; its seq, or ``None`` if the state is no longer at ``expect``."""
         seq = self._enqueuer.enqueue(update, cache_write, expect)
         if seq is not None:
-            self._waiter.watch(update.flow, seq)
+            self._waiter.watch(seq)
         return seq
 
     @overload
@@ -512,5 +515,5 @@ class Instance:
         """Async :meth:`_enqueue`."""
         seq = await self._enqueuer.aenqueue(update, cache_write, expect)
         if seq is not None:
-            self._waiter.watch(update.flow, seq)
+            self._waiter.watch(seq)
         return seq

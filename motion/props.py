@@ -1,7 +1,9 @@
-"""``Properties`` (the props of one run) and ``State`` (what ops see of the state)."""
+"""``Properties`` (the props of one run), ``State`` (what ops see of the state) and
+``Params`` (a component's read-only parameters)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 
@@ -50,3 +52,29 @@ class State(dict[str, Any]):
     def copy(self) -> State:  # keep the type (dict.copy() returns a dict)
         """A shallow copy, still carrying ``instance_id``."""
         return State(self.instance_id, self)
+
+
+class Params(Mapping[str, Any]):
+    """A component's read-only parameters; a missing name raises a helpful KeyError."""
+
+    def __init__(self, component: str, data: Mapping[str, Any]) -> None:
+        self._component = component
+        self._data = dict(data)
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._data[key]
+        except KeyError:
+            raise KeyError(
+                f"{self._component} has no param {key!r}; it has {sorted(self._data)}. "
+                f"Pass it as Component({self._component!r}, params={{{key!r}: ...}})."
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Params({self._data!r})"

@@ -24,8 +24,23 @@ from typing import Any
 from motion import keys as K
 from motion import store
 from motion.component import Component, DiscardPolicy, Op
-from motion.errors import MotionError, PayloadError, UnknownFlowError, UpdateResultError
-from motion.inbox import MIGRATE_FLOW, WRITE_FLOW, Update, decode, entry_flow, failure_record
+from motion.definitions import resolve
+from motion.errors import (
+    MotionError,
+    PayloadError,
+    UnknownComponentError,
+    UnknownFlowError,
+    UpdateResultError,
+)
+from motion.inbox import (
+    MIGRATE_FLOW,
+    WRITE_FLOW,
+    Update,
+    decode,
+    entry_definition,
+    entry_flow,
+    failure_record,
+)
 from motion.props import Properties, State
 from motion.settings import get_settings
 
@@ -69,9 +84,10 @@ def batch_flow(component: Component, entry: bytes | None) -> str | None:
     """The flow of ``entry`` if a batch op applies it, else ``None``."""
     try:
         flow = entry_flow(entry) if entry is not None else None
-    except PayloadError:
+        owner = resolve(component, entry_definition(entry))
+    except (PayloadError, UnknownComponentError):  # apply() records or waits for it
         return None
-    if flow is None or flow in _SPECIAL or not any(op.batch for op in component.update_ops(flow)):
+    if flow is None or flow in _SPECIAL or not any(op.batch for op in owner.update_ops(flow)):
         return None
     return flow
 
@@ -79,23 +95,26 @@ def batch_flow(component: Component, entry: bytes | None) -> str | None:
 def is_migration(group: list[tuple[int, bytes | None]]) -> bool:
     """Whether ``group`` is a migration (committed on its own: it replaces the state)."""
     entry = group[0][1]
-    return entry is not None and entry.startswith(MIGRATE_FLOW.encode() + b"\x00")
+    header = entry.partition(b"\x00")[0] if entry is not None else b""
+    return header.partition(b"\x01")[0] == MIGRATE_FLOW.encode()
 
 
 def groups(
     component: Component, first_seq: int, entries: list[bytes | None]
 ) -> list[list[tuple[int, bytes | None]]]:
-    """Split a window into commit units: one entry each, or runs of a batch flow."""
+    """Split a window into commit units: one entry each, or runs of a batch flow (made
+    by one definition: each definition's op gets its own handles' updates)."""
     groups: list[list[tuple[int, bytes | None]]] = []
-    prev_flow: str | None = None
+    prev: tuple[str, str | None] | None = None
     for i, entry in enumerate(entries):
         seq = first_seq + i
         flow = batch_flow(component, entry)
-        if flow is not None and groups and prev_flow == flow and len(groups[-1]) < BATCH_LIMIT:
+        key = None if flow is None else (flow, entry_definition(entry))
+        if key is not None and groups and prev == key and len(groups[-1]) < BATCH_LIMIT:
             groups[-1].append((seq, entry))
         else:
             groups.append([(seq, entry)])
-        prev_flow = flow
+        prev = key
     return groups
 
 
@@ -111,7 +130,12 @@ def apply(
     ``pending`` counts the updates not yet applied per flow (for NUM_NEW_UPDATES).
     A failing op or a bad payload leaves the state unchanged and is recorded in the
     outcome's failures; the group is committed either way, so later updates apply.
+    The ops are those of the definition that enqueued the group
+    (:func:`motion.definitions.resolve`, which raises :class:`UnknownComponentError`
+    if this process lacks it: the group stays pending); the state is read and
+    written as ``component`` does.
     """
+    owner = resolve(component, entry_definition(group[0][1]))
     out = Outcome(group[0][0], group[-1][0], state)
     name = K.instance_name(component.name, instance_id)
     decoded: list[tuple[int, Update]] = []
@@ -121,7 +145,7 @@ def apply(
             if entry is None:
                 raise PayloadError(f"update #{seq} is missing from the inbox")
             flow = entry_flow(entry)
-            decoded.append((seq, decode(component, entry)))
+            decoded.append((seq, decode(owner, entry)))
         except MotionError as exc:
             out.failures.append((seq, failure_record(seq, flow, "-", exc)))
             out.stats[f"failed:{flow}"] += 1
@@ -131,7 +155,7 @@ def apply(
         return out
     working = state.copy()
     try:
-        _run_ops(component, instance_id, working, decoded, pending, out)
+        _run_ops(owner, instance_id, working, decoded, pending, out)
         if out.changes or out.replace:
             whole = component.save_state_func is not None
             out.fields = store.encode_changes(component, name, working if whole else out.changes)

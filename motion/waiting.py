@@ -1,9 +1,10 @@
 """Waiting for updates: ``flush_update`` and ``run(..., flush_update=True)``.
 
-A :class:`Waiter` belongs to one handle. It remembers the first seq the handle
-enqueued per flow since its last flush, so a flush raises the failures of the
-updates it is answerable for, each once, and waits by polling the instance's
-``applied`` counter with a short exponential backoff and a deadline.
+A :class:`Waiter` belongs to one handle. It waits by polling the instance's
+``applied`` counter with a short exponential backoff and a deadline, then reads
+the failure records of the updates whose outcome the handle has not seen; its
+:class:`motion.failures.FailureBook` decides which of them this call raises
+(each failure to one call: the one that caused it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from motion import heartbeat
 from motion import keys as K
 from motion.connection import get_async_redis, get_redis, translate_errors
 from motion.errors import FlushTimeoutError, NoWorkerError, UpdateFailedError
+from motion.failures import FailureBook
 from motion.inbox import ALL_FLOWS, parse_failures
 from motion.runtime import ensure_worker, inprocess_worker_wanted
 from motion.settings import get_settings
@@ -52,15 +54,25 @@ class Waiter:
         self._keys = keys
         self._timeout = timeout  # the handle's socket timeout (None: the setting)
         self._component = component
-        self._first: dict[str, int] = {}  # flow -> first seq enqueued since the last flush
+        self._book = FailureBook()
 
-    def watch(self, flow: str, seq: int) -> None:
-        """Note that the handle enqueued update ``seq`` of ``flow``."""
-        self._first.setdefault(flow, seq)
+    def watch(self, seq: int) -> None:
+        """Note that the current caller (thread or asyncio task) enqueued update ``seq``."""
+        self._book.enqueued(seq)
 
-    def wait(self, flow: str, target: int, timeout: float | None, report: bool = True) -> None:
-        """Block until update ``target`` is applied; raise failures (unless not
-        ``report``: they are kept for the next flush), or on timeout."""
+    def wait(
+        self,
+        flow: str,
+        target: int,
+        timeout: float | None,
+        report: bool = True,
+        own: bool = False,
+    ) -> None:
+        """Block until update ``target`` is applied, then raise the failures this call
+        reports (see :mod:`motion.failures`): with ``own``, the failure of update
+        ``target``, which this call enqueued; else those of a flush of ``flow``.
+        Without ``report`` nothing is raised (failures stay for a flush); raises
+        on timeout."""
         if target <= 0:
             return
         ensure_worker()
@@ -75,20 +87,25 @@ class Waiter:
                 if int(client.hget(self._keys.meta, "applied") or 0) >= target:
                     if not report:
                         return
-                    start = self._start(flow)
+                    start = self._book.unseen_from(target)
                     records = (
                         []
                         if start is None
                         else client.zrangebyscore(self._keys.failed, start, target)
                     )
-                    return self._finish(flow, records)
+                    return self._finish(flow, target, own, start, records)
             if deadline is not None and time.monotonic() > deadline:
                 raise FlushTimeoutError(self._timeout_message(target, timeout))
             time.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
     async def await_(
-        self, flow: str, target: int, timeout: float | None, report: bool = True
+        self,
+        flow: str,
+        target: int,
+        timeout: float | None,
+        report: bool = True,
+        own: bool = False,
     ) -> None:
         """Async :meth:`wait` (never blocks the event loop)."""
         if target <= 0:
@@ -106,29 +123,24 @@ class Waiter:
                 if int(await client.hget(self._keys.meta, "applied") or 0) >= target:
                     if not report:
                         return
-                    start = self._start(flow)
+                    start = self._book.unseen_from(target)
                     records = (
                         []
                         if start is None
                         else await client.zrangebyscore(self._keys.failed, start, target)
                     )
-                    return self._finish(flow, records)
+                    return self._finish(flow, target, own, start, records)
             if deadline is not None and time.monotonic() > deadline:
                 raise FlushTimeoutError(self._timeout_message(target, timeout))
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
-    def _start(self, flow: str) -> int | None:
-        if flow == ALL_FLOWS:
-            return min(self._first.values(), default=None)
-        return self._first.get(flow)
-
-    def _finish(self, flow: str, records: list[Any]) -> None:
-        if flow == ALL_FLOWS:
-            self._first.clear()
-        else:
-            self._first.pop(flow, None)
-        failures = parse_failures(self._keys.name, records, flow)
+    def _finish(
+        self, flow: str, target: int, own: bool, start: int | None, records: list[Any]
+    ) -> None:
+        if start is not None:
+            self._book.seen(start, target, parse_failures(self._keys.name, records, ALL_FLOWS))
+        failures = self._book.claim_own(target) if own else self._book.claim(flow, target)
         if failures:
             raise UpdateFailedError(failures)
 

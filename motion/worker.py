@@ -13,7 +13,7 @@ import atexit
 import logging
 import threading
 
-from motion import celery_app, component, engine, tasks
+from motion import celery_app, definitions, engine, tasks
 from motion.settings import get_settings
 
 log = logging.getLogger("motion.worker")
@@ -32,7 +32,7 @@ def start_inprocess_worker() -> None:
         engine.STOPPING.clear()
         settings = get_settings()
         _worker = celery_app.ThreadWorker(settings.inprocess_concurrency)
-        component.on_register(_consume)
+        definitions.on_register(_consume)
         tasks.start_sweeper_timer()
         tasks.start_heartbeat()
         atexit.register(stop_inprocess_worker)

@@ -25,8 +25,8 @@ from motion import (
     store,
 )
 from motion import keys as K
-from motion.component import _registry
 from motion.connection import get_redis
+from motion.definitions import _registry
 from motion.inbox import Update
 from tests.support import COMPONENTS, wait_for
 
