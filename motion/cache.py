@@ -1,8 +1,9 @@
 """The serve-result cache: keyed by flow, canonical props and state version.
 
-Because the key holds the state version, a committed update invalidates every
-cached result of the instance at once (Motion's cache ignored the version and
-served stale answers). Props are canonical: ``{"a": 1, "b": 2}`` and
+Because the key holds the state's version tag (version, incarnation and nonce),
+a committed update invalidates every cached result of the instance at once, and
+no entry of an earlier incarnation is ever found by a later one (Motion's cache
+ignored the version and served stale answers). Props are canonical: ``{"a": 1, "b": 2}`` and
 ``{"b": 2, "a": 1}`` share an entry. Props that cannot be made canonical are
 simply not cached.
 """
@@ -42,28 +43,29 @@ def digest(props: dict[str, Any]) -> str | None:
     return None if data is None else hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def key(keys: InstanceKeys, flow: str, props_digest: str, version: int | bytes) -> str:
-    """The cache key of a serve call of ``flow`` at state ``version``."""
+def key(keys: InstanceKeys, flow: str, props_digest: str, version: bytes | str) -> str:
+    """The cache key of a serve call of ``flow`` at the state's version tag ``version``."""
     if isinstance(version, bytes):
-        version = int(version)
+        version = version.decode()
     return f"{keys.cache_prefix}{flow}:{version}:{props_digest}"
 
 
-def decode(component: Component, raw: Any) -> Any:
-    """A cached result from its bytes, or :data:`MISS`."""
+def decode(component: Component, raw: Any, cache_key: str = "") -> Any:
+    """A cached result from its bytes (signed, with a signing key, for ``cache_key``), or
+    :data:`MISS`."""
     if raw is None:
         return MISS
     try:
-        return load_stored(component.serializer, "a cached serve result", raw)
+        return load_stored(component.serializer, "a cached serve result", raw, cache_key.encode())
     except Exception:
         return MISS  # an unreadable (or unsigned) entry is a miss, recomputed and overwritten
 
 
-def encode(component: Component, value: Any) -> bytes | None:
-    """Bytes to cache for ``value``, or ``None`` when it cannot be serialized."""
+def encode(component: Component, value: Any, cache_key: str = "") -> bytes | None:
+    """Bytes to cache for ``value`` at ``cache_key`` (a signature binds them to it), or
+    ``None`` when it cannot be serialized."""
     try:
-        return dump_stored(
-            component.serializer, "a serve result", value, get_settings().max_value_bytes
-        )
+        limit = get_settings().max_value_bytes
+        return dump_stored(component.serializer, "a serve result", value, limit, cache_key.encode())
     except Exception:
         return None  # an unpicklable (or too large) result is served, just not cached

@@ -74,6 +74,11 @@ class FlushTimeoutError(MotionError, TimeoutError):
     """``flush_update`` waited longer than its timeout."""
 
 
+class InstanceClearedError(MotionError, RuntimeError):
+    """The instance was cleared (or lost by Redis) before an awaited update was applied:
+    the update belonged to that incarnation and is never applied to a later one."""
+
+
 class InstanceClosedError(MotionError, RuntimeError):
     """An instance handle was used after ``close()``."""
 

@@ -2,9 +2,11 @@
 
 An inbox entry is ``flow NUL sealed-payload``: the flow name stays readable (for
 counters and failure records) even when the payload is corrupt or unsigned; the
-payload is the serialized :class:`Update`. Enqueueing is one Lua script call that
-takes the next sequence number, stores the entry and marks the instance pending;
-when nobody is draining the instance it also tells the caller to send a wake-up.
+payload is the serialized :class:`Update`, signed (with a signing key) for the
+instance it was enqueued to, so a payload copied into another inbox is refused.
+Enqueueing is one Lua script call that takes the next sequence number, stores the
+entry and marks the instance pending; when nobody is draining the instance it
+also tells the caller to send a wake-up.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from motion import keys as K
 from motion.errors import FailedUpdate, PayloadError
-from motion.serde import dump_value, load_value, seal, unseal
+from motion.serde import binding, dump_value, load_value, seal, unseal
 from motion.settings import get_settings
 
 if TYPE_CHECKING:
@@ -49,7 +51,7 @@ def encode(component: Component, name: str, update: Update) -> bytes:
         (update.flow, dict(update.props), update.serve_result, update.enqueued_at),
         settings.max_value_bytes,
     )
-    return update.flow.encode() + b"\x00" + seal(body, settings.signing_key)
+    return update.flow.encode() + b"\x00" + seal(body, settings.signing_key, binding(name))
 
 
 def entry_flow(entry: bytes) -> str:
@@ -60,10 +62,11 @@ def entry_flow(entry: bytes) -> str:
     return flow.decode(errors="replace")
 
 
-def decode(component: Component, entry: bytes) -> Update:
-    """The :class:`Update` of an inbox entry; checks the signature before unpickling."""
+def decode(component: Component, entry: bytes, name: str) -> Update:
+    """The :class:`Update` of an inbox entry of instance ``name``; checks the signature
+    before unpickling."""
     flow = entry_flow(entry)
-    body = unseal(entry.partition(b"\x00")[2], get_settings().signing_key)
+    body = unseal(entry.partition(b"\x00")[2], get_settings().signing_key, binding(name))
     value = load_value(component.serializer, f"payload of flow {flow!r}", body)
     if not (isinstance(value, tuple) and len(value) == 4 and value[0] == flow):
         raise PayloadError(f"payload of flow {flow!r} has an unexpected shape")

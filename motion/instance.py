@@ -17,8 +17,8 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, overload
 
+from motion import cache, serving
 from motion import keys as K
-from motion import serving
 from motion.connection import get_async_redis, get_redis, translate_errors
 from motion.enqueuer import Enqueuer
 from motion.errors import InstanceClosedError, InvalidInstanceIdError
@@ -28,6 +28,7 @@ from motion.props import Properties
 from motion.reader import Reader
 from motion.runtime import call_sync
 from motion.serving import CacheWrite, Served
+from motion.store import version_number
 from motion.waiting import Waiter
 
 if TYPE_CHECKING:
@@ -76,6 +77,9 @@ class Instance:
         self._closed = False
         self._waiter = Waiter(self._keys, component.name)
         self._options = motion_options
+        # the instance exists once its handle does (as in Motion): created here
+        # (init_state runs here), unless this process knows it exists
+        self._reader.ensure()
 
     # -- identity ---------------------------------------------------------------
     @property
@@ -264,7 +268,7 @@ class Instance:
     def get_version(self) -> int:
         """The committed state version (1 after creation; +1 per state change)."""
         self._check_open()
-        return self._reader.load()[0]
+        return version_number(self._reader.load()[0])
 
     def write_state(self, state_update: dict[str, Any], latest: bool = False) -> None:
         """Write keys into the state, in order with pending updates; returns once applied.
@@ -300,8 +304,9 @@ class Instance:
         """
         flow = self._flow_or_all(flow, dataflow_key)
         with translate_errors("flush_update", self._keys.name):
-            target = get_redis(self._keys.name).hget(self._keys.meta, _target_field(flow))
-        self._waiter.wait(flow, int(target or 0), timeout)
+            client = get_redis(self._keys.name)
+            target, inc = client.hmget(self._keys.meta, _target_field(flow), "inc")
+        self._waiter.wait(flow, int(target or 0), timeout, incarnation=inc)
 
     async def aflush_update(
         self,
@@ -314,8 +319,8 @@ class Instance:
         flow = self._flow_or_all(flow, dataflow_key)
         with translate_errors("flush_update", self._keys.name):
             client = get_async_redis(self._keys.name)
-            target = await client.hget(self._keys.meta, _target_field(flow))
-        await self._waiter.await_(flow, int(target or 0), timeout)
+            target, inc = await client.hmget(self._keys.meta, _target_field(flow), "inc")
+        await self._waiter.await_(flow, int(target or 0), timeout, incarnation=inc)
 
     # -- lifecycle --------------------------------------------------------------
     def close(self) -> None:
@@ -364,19 +369,20 @@ class Instance:
     def _settle(self) -> None:
         """Wait for every pending update (``force_refresh``); failures stay for a flush."""
         with translate_errors("force_refresh", self._keys.name):
-            target = get_redis(self._keys.name).hget(self._keys.meta, "seq")
-        self._waiter.wait(ALL_FLOWS, int(target or 0), None, report=False)
+            target, inc = get_redis(self._keys.name).hmget(self._keys.meta, "seq", "inc")
+        self._waiter.wait(ALL_FLOWS, int(target or 0), None, report=False, incarnation=inc)
 
     async def _asettle(self) -> None:
         with translate_errors("force_refresh", self._keys.name):
-            target = await get_async_redis(self._keys.name).hget(self._keys.meta, "seq")
-        await self._waiter.await_(ALL_FLOWS, int(target or 0), None, report=False)
+            client = get_async_redis(self._keys.name)
+            target, inc = await client.hmget(self._keys.meta, "seq", "inc")
+        await self._waiter.await_(ALL_FLOWS, int(target or 0), None, False, inc)
 
     # -- internals: serve ---------------------------------------------------------
     def _serve(self, op: Op, flow: str, props: Properties, skip_cache: bool) -> Served:
         digest = serving.digest(self._component, props)
         version, state, hit = self._reader.load(flow, None if skip_cache else digest)
-        value = serving.cache_hit(self._component, hit, props)
+        value = self._cache_hit(flow, digest, version, hit, props)
         if value is not serving.MISS:
             return Served(value)
         out = serving.call(op, state, props)
@@ -386,12 +392,20 @@ class Instance:
     async def _aserve(self, op: Op, flow: str, props: Properties, skip_cache: bool) -> Served:
         digest = serving.digest(self._component, props)
         version, state, hit = await self._reader.aload(flow, None if skip_cache else digest)
-        value = serving.cache_hit(self._component, hit, props)
+        value = self._cache_hit(flow, digest, version, hit, props)
         if value is not serving.MISS:
             return Served(value)
         out = await serving.acall(op, state, props)
         write = serving.cache_write(self._component, self._keys, flow, digest, version, out, props)
         return Served(out, write)
+
+    def _cache_hit(
+        self, flow: str, digest: str | None, version: bytes, hit: Any, props: Properties
+    ) -> Any:
+        if hit is None or digest is None:
+            return serving.MISS
+        key = cache.key(self._keys, flow, digest, version)
+        return serving.cache_hit(self._component, hit, props, key)
 
     def _serves_ahead(self, op: Op, flow: str, skip_cache: bool) -> bool:
         """Whether ``run`` may serve on the local copy and enqueue in one round trip.
@@ -418,7 +432,7 @@ class Instance:
             attempt = Properties(original)
             out = serving.call(op, state, attempt)
             attempt.serve_result = out
-            write = self._ahead_cache_write(flow, original, int(version), out, attempt)
+            write = self._ahead_cache_write(flow, original, version, out, attempt)
             seq = self._enqueue(Update(flow, dict(attempt), out), write, expect=version)
             if seq is not None:
                 props.update(attempt)
@@ -436,7 +450,7 @@ class Instance:
             attempt = Properties(original)
             out = await serving.acall(op, state, attempt)
             attempt.serve_result = out
-            write = self._ahead_cache_write(flow, original, int(version), out, attempt)
+            write = self._ahead_cache_write(flow, original, version, out, attempt)
             seq = await self._aenqueue(Update(flow, dict(attempt), out), write, expect=version)
             if seq is not None:
                 props.update(attempt)
@@ -445,7 +459,7 @@ class Instance:
         return None
 
     def _ahead_cache_write(
-        self, flow: str, original: dict[str, Any], version: int, out: Any, after: Properties
+        self, flow: str, original: dict[str, Any], version: bytes, out: Any, after: Properties
     ) -> CacheWrite:
         digest = serving.digest(self._component, original)
         return serving.cache_write(self._component, self._keys, flow, digest, version, out, after)
@@ -463,10 +477,11 @@ class Instance:
         self, update: Update, cache_write: CacheWrite = None, *, expect: bytes = b""
     ) -> int | None:
         """Enqueue ``update``; its seq, or ``None`` if the state is no longer at ``expect``."""
-        seq = self._enqueuer.enqueue(update, cache_write, expect)
-        if seq is not None:
-            self._waiter.watch(update.flow, seq)
-        return seq
+        enqueued = self._enqueuer.enqueue(update, cache_write, expect)
+        if enqueued is None:
+            return None
+        self._waiter.watch(update.flow, *enqueued)
+        return enqueued[0]
 
     @overload
     async def _aenqueue(self, update: Update, cache_write: CacheWrite = None) -> int: ...
@@ -480,7 +495,8 @@ class Instance:
         self, update: Update, cache_write: CacheWrite = None, *, expect: bytes = b""
     ) -> int | None:
         """Async :meth:`_enqueue`."""
-        seq = await self._enqueuer.aenqueue(update, cache_write, expect)
-        if seq is not None:
-            self._waiter.watch(update.flow, seq)
-        return seq
+        enqueued = await self._enqueuer.aenqueue(update, cache_write, expect)
+        if enqueued is None:
+            return None
+        self._waiter.watch(update.flow, *enqueued)
+        return enqueued[0]

@@ -11,13 +11,18 @@ Per instance:
 key       type   contents
 ========  =====  =============================================================
 state     hash   one field per state key, each value serialized on its own
-meta      hash   ``version``, ``seq`` (last enqueued), ``applied`` (last applied
-                 seq), ``fence`` (last lease token), ``holder`` (token of the
-                 lease holder while draining), ``wake`` (ms time a wake-up was
-                 sent), ``sweeps`` (wake-ups the sweeper re-sent that no worker
-                 took yet), ``last:<flow>`` (last seq of a flow), ``pending:<flow>``
+meta      hash   ``inc`` (the incarnation id: 32 random hex digits, new each time
+                 the instance is created), ``tag`` (``<version>.<inc>[.<nonce>]``,
+                 what caches compare), ``version``, ``seq`` (last enqueued),
+                 ``applied`` (last applied seq), ``fence`` (last lease token),
+                 ``holder`` (token of the lease holder while draining), ``wake``
+                 (ms time a wake-up was sent), ``sweeps`` (wake-ups the sweeper
+                 re-sent that no worker took yet), ``last:<flow>`` (last seq of a
+                 flow), ``pending:<flow>``
 inbox     hash   ``seq -> payload`` of updates not yet applied
-lease     str    the fencing token of the worker draining the inbox (with a TTL)
+lease     str    the fencing token of the worker draining the inbox (with a TTL):
+                 ``<inc>:<fence>:<nonce>``
+claim     str    the caller creating the instance (running ``init_state``; a TTL)
 failed    zset   failure records (JSON) scored by seq, newest 1,000 kept
 cache:*   str    serve-result cache entries, one per (flow, props, version)
 dedup:*   hash   ``token -> seq`` of recent enqueues, so a client that retries an
@@ -80,6 +85,7 @@ class InstanceKeys:
     inbox: str
     lease: str
     failed: str
+    claim: str
     cache_prefix: str
     prefix: str
 
@@ -94,13 +100,14 @@ class InstanceKeys:
             inbox=f"{base}:inbox",
             lease=f"{base}:lease",
             failed=f"{base}:failed",
+            claim=f"{base}:claim",
             cache_prefix=f"{base}:cache:",
             prefix=f"{base}:",
         )
 
     def all(self) -> list[str]:
         """Every fixed key of the instance (cache and dedup keys are matched by prefix)."""
-        return [self.state, self.meta, self.inbox, self.lease, self.failed]
+        return [self.state, self.meta, self.inbox, self.lease, self.failed, self.claim]
 
     def dedup(self, now_ms: int) -> str:
         """The dedup key of the :data:`DEDUP_SECONDS` period that ``now_ms`` falls in."""

@@ -114,22 +114,24 @@ def cache_write(
     keys: InstanceKeys,
     flow: str,
     props_digest: str | None,
-    version: int,
+    version: bytes,
     value: Any,
     props: dict[str, Any],
 ) -> CacheWrite:
-    """The cache entry of a serve call: its result and the props it left behind."""
+    """The cache entry of a serve call at version tag ``version``: its result and the
+    props it left behind."""
     if props_digest is None:
         return None
-    data = cache.encode(component, (value, dict(props)))
+    cache_key = cache.key(keys, flow, props_digest, version)
+    data = cache.encode(component, (value, dict(props)), cache_key)
     if data is None:
         return None
-    return cache.key(keys, flow, props_digest, version), data, component.cache_ttl
+    return cache_key, data, component.cache_ttl
 
 
-def cache_hit(component: Component, raw: Any, props: Properties) -> Any:
+def cache_hit(component: Component, raw: Any, props: Properties, cache_key: str = "") -> Any:
     """The cached result (restoring the props its serve op left), or :data:`MISS`."""
-    entry = cache.decode(component, raw)
+    entry = cache.decode(component, raw, cache_key)
     if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict)):
         return MISS
     value, left = entry

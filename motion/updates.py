@@ -105,10 +105,12 @@ def apply(
     state: State,
     group: list[tuple[int, bytes | None]],
     pending: dict[str, int],
+    incarnation: bytes = b"",
 ) -> Outcome:
     """Run the ops of one group (``(seq, inbox entry)`` pairs) on a copy of ``state``.
 
-    ``pending`` counts the updates not yet applied per flow (for NUM_NEW_UPDATES).
+    ``pending`` counts the updates not yet applied per flow (for NUM_NEW_UPDATES);
+    ``incarnation`` is the life of the instance the changes are encoded (signed) for.
     A failing op or a bad payload leaves the state unchanged and is recorded in the
     outcome's failures; the group is committed either way, so later updates apply.
     """
@@ -121,7 +123,7 @@ def apply(
             if entry is None:
                 raise PayloadError(f"update #{seq} is missing from the inbox")
             flow = entry_flow(entry)
-            decoded.append((seq, decode(component, entry)))
+            decoded.append((seq, decode(component, entry, name)))
         except MotionError as exc:
             out.failures.append((seq, failure_record(seq, flow, "-", exc)))
             out.stats[f"failed:{flow}"] += 1
@@ -134,7 +136,8 @@ def apply(
         _run_ops(component, instance_id, working, decoded, pending, out)
         if out.changes or out.replace:
             whole = component.save_state_func is not None
-            out.fields = store.encode_changes(component, name, working if whole else out.changes)
+            changed = working if whole else out.changes
+            out.fields = store.encode_changes(component, name, changed, incarnation)
             out.bumps = 1
     except OpFailed as failed:
         out.changes, out.replace = {}, False

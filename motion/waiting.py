@@ -4,6 +4,12 @@ A :class:`Waiter` belongs to one handle. It remembers the first seq the handle
 enqueued per flow since its last flush, so a flush raises the failures of the
 updates it is answerable for, each once, and waits by polling the instance's
 ``applied`` counter with a short exponential backoff and a deadline.
+
+A seq is a ticket of one incarnation: the waiter remembers the incarnation its
+updates joined and polls ``applied`` together with the instance's current
+incarnation, so an update of an earlier life (cleared, or lost by Redis) is
+reported as such (:class:`~motion.errors.InstanceClearedError`), never taken as
+applied because a later life counted up to the same seq.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any
 
 from motion import keys as K
 from motion.connection import get_async_redis, get_redis, translate_errors
-from motion.errors import FlushTimeoutError, UpdateFailedError
+from motion.errors import FlushTimeoutError, InstanceClearedError, UpdateFailedError
 from motion.inbox import ALL_FLOWS, parse_failures
 from motion.runtime import ensure_worker
 
@@ -29,15 +35,36 @@ class Waiter:
         self._keys = keys
         self._component = component
         self._first: dict[str, int] = {}  # flow -> first seq enqueued since the last flush
+        self._inc: bytes | str | None = None  # the incarnation those updates joined
+        self._orphans: list[int] = []  # seqs of an earlier incarnation, not yet reported
 
-    def watch(self, flow: str, seq: int) -> None:
-        """Note that the handle enqueued update ``seq`` of ``flow``."""
+    def watch(self, flow: str, seq: int, incarnation: bytes | str | None = None) -> None:
+        """Note that the handle enqueued update ``seq`` of ``flow`` into ``incarnation``."""
+        if incarnation is not None and incarnation != self._inc:
+            if self._inc is not None:  # updates of an earlier life, dropped with it
+                self._orphans += sorted(self._first.values())
+                self._first.clear()
+            self._inc = incarnation
         self._first.setdefault(flow, seq)
 
-    def wait(self, flow: str, target: int, timeout: float | None, report: bool = True) -> None:
-        """Block until update ``target`` is applied; raise failures (unless not
-        ``report``: they are kept for the next flush), or on timeout."""
+    def wait(
+        self,
+        flow: str,
+        target: int,
+        timeout: float | None,
+        report: bool = True,
+        incarnation: bytes | str | None = None,
+    ) -> None:
+        """Block until update ``target`` (of ``incarnation``: by default the one this
+        handle's updates joined) is applied; raise failures (unless not ``report``:
+        they are kept for the next flush), or on timeout.
+
+        Raises :class:`~motion.errors.InstanceClearedError` if the incarnation the
+        updates belong to is gone (cleared or lost) before they were applied."""
+        expected = incarnation or self._inc
         if target <= 0:
+            if report:
+                self._check_life(expected)
             return
         ensure_worker()
         client = get_redis(self._keys.name)
@@ -45,7 +72,15 @@ class Waiter:
         delay = _FIRST_DELAY
         while True:
             with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
-                if int(client.hget(self._keys.meta, "applied") or 0) >= target:
+                applied, current = client.hmget(self._keys.meta, "applied", "inc")
+                if expected is not None and current != expected:
+                    if not report:
+                        return
+                    raise InstanceClearedError(self._cleared_message([target]))
+                if int(applied or 0) >= target:
+                    if not report:
+                        return
+                    self._check_life(current)
                     if not report:
                         return
                     start = self._start(flow)
@@ -61,10 +96,18 @@ class Waiter:
             delay = min(delay * 2, _MAX_DELAY)
 
     async def await_(
-        self, flow: str, target: int, timeout: float | None, report: bool = True
+        self,
+        flow: str,
+        target: int,
+        timeout: float | None,
+        report: bool = True,
+        incarnation: bytes | str | None = None,
     ) -> None:
         """Async :meth:`wait` (never blocks the event loop)."""
+        expected = incarnation or self._inc
         if target <= 0:
+            if report:
+                self._check_life(expected)
             return
         ensure_worker()
         client = get_async_redis(self._keys.name)
@@ -72,9 +115,15 @@ class Waiter:
         delay = _FIRST_DELAY
         while True:
             with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
-                if int(await client.hget(self._keys.meta, "applied") or 0) >= target:
+                applied, current = await client.hmget(self._keys.meta, "applied", "inc")
+                if expected is not None and current != expected:
                     if not report:
                         return
+                    raise InstanceClearedError(self._cleared_message([target]))
+                if int(applied or 0) >= target:
+                    if not report:
+                        return
+                    self._check_life(current)
                     start = self._start(flow)
                     records = (
                         []
@@ -86,6 +135,24 @@ class Waiter:
                 raise FlushTimeoutError(self._timeout_message(target, timeout))
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
+
+    def _check_life(self, current: bytes | str | None) -> None:
+        """Raise for this handle's updates of an earlier incarnation than ``current``."""
+        orphans, self._orphans = self._orphans, []
+        if self._inc is not None and current != self._inc and self._first:
+            orphans += sorted(self._first.values())
+            self._first.clear()
+            self._inc = None
+        if orphans:
+            raise InstanceClearedError(self._cleared_message(orphans))
+
+    def _cleared_message(self, seqs: list[int]) -> str:
+        listed = ", ".join(f"#{s}" for s in seqs[:10])
+        return (
+            f"{self._keys.name} was cleared (or lost by Redis) before update(s) {listed} "
+            f"enqueued by this handle were applied; they were dropped with that incarnation "
+            f"and will not be applied to the new one. Enqueue them again if they still apply."
+        )
 
     def _start(self, flow: str) -> int | None:
         if flow == ALL_FLOWS:

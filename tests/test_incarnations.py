@@ -1,0 +1,132 @@
+"""Incarnations never alias: nothing from an instance's earlier life is accepted by a later one.
+
+An instance name can be cleared and created again, and Redis can lose data (a
+restart without AOF). Each life of an instance has its own incarnation id, carried
+by its fencing tokens, the version tags caches compare and the tickets a flush
+waits on, so a zombie drain's commit, a stale copy or an old ticket of an earlier
+life is refused by the next.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from motion import InstanceClearedError, clear_instance, engine
+from motion import keys as K
+from tests.support import ROOT, motion_env, wait_for
+
+sys.path.insert(0, str(ROOT / "tests" / "components"))
+from lifecycle_components import Tally
+
+pytestmark = pytest.mark.integration
+
+
+def _drain_reports(log: Path) -> list[str]:
+    return re.findall(r"succeeded in [^\n]*", log.read_text())
+
+
+def test_a_zombie_drain_cannot_commit_into_a_re_created_instance(  # type: ignore[no-untyped-def]
+    redis_url, redis_server, start_worker, tmp_path: Path
+) -> None:
+    worker = start_worker(["lifecycle_components"], pool="threads", concurrency=4)
+    client = redis_server.client()
+    keys = K.InstanceKeys.of("Tally__z")
+    old_gate, new_gate = tmp_path / "old-gate", tmp_path / "new-gate"
+    Tally("z").run("add", {"by": 100, "label": "old", "gate": str(old_gate)})
+    wait_for(lambda: client.exists(keys.lease), 30, "the first drain to hold the lease")
+    assert clear_instance("Tally__z")  # the first drain is mid-update: a zombie now
+    handle = Tally("z")
+    handle.run("add", {"by": 1, "label": "new", "gate": str(new_gate)})
+    wait_for(lambda: client.exists(keys.lease), 30, "the second drain to hold the lease")
+    old_gate.touch()  # the zombie finishes its op and tries to commit
+    wait_for(
+        lambda: any("lease lost" in r or "'applied': 1" in r for r in _drain_reports(worker.log)),
+        30,
+        "the zombie drain to try its commit",
+    )
+    new_gate.touch()
+    handle.flush_update(timeout=30)
+    assert handle.read_state("log") == ["new"]
+    assert handle.read_state("n") == 1
+
+
+def _other_process(url: str, code: str) -> None:
+    """Run ``code`` in a fresh Python process (its own caches) on the test's Redis."""
+    prelude = "from lifecycle_components import Tally\n"
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + code],
+        env=motion_env(url),
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _old_life_at_version_4(handle: Any) -> None:
+    for _ in range(3):
+        handle.run("add", {"by": 100, "label": "old"}, flush_update=True)
+    assert (handle.get_version(), handle.read_state("n")) == (4, 300)
+
+
+def test_a_caller_s_copy_of_an_earlier_incarnation_is_not_served(  # type: ignore[no-untyped-def]
+    redis_url, redis_server, start_worker
+) -> None:
+    start_worker(["lifecycle_components"], pool="threads", concurrency=2)
+    handle = Tally("s")
+    _old_life_at_version_4(handle)  # this process keeps a copy at version 4
+    redis_server.client().flushall()  # Redis restarted without AOF: the instance is gone
+    # another process creates it again and brings it to version 4 too
+    _other_process(
+        redis_url,
+        "h = Tally('s')\n"
+        "for _ in range(3):\n"
+        "    h.run('add', {'by': 1, 'label': 'new'}, flush_update=True)\n"
+        "assert h.get_version() == 4\n",
+    )
+    assert handle.read_state("n") == 3
+    assert handle.read_state("log") == ["new"] * 3
+
+
+def test_a_worker_s_copy_of_an_earlier_incarnation_is_not_built_on(  # type: ignore[no-untyped-def]
+    redis_url, redis_server, start_worker
+) -> None:
+    worker = start_worker(["lifecycle_components"], pool="threads", concurrency=2)
+    handle = Tally("w")
+    _old_life_at_version_4(handle)  # the worker keeps a copy at version 4
+    worker.kill(signal.SIGSTOP)  # it sees nothing of what follows
+    try:
+        client = redis_server.client()
+        assert clear_instance("Tally__w")
+        fresh = Tally("w")
+        for _ in range(3):  # applied here, by this process, not by the paused worker
+            fresh.run("add", {"by": 1, "label": "new"})
+            engine.drain(Tally, "w")
+        assert int(client.hget(K.InstanceKeys.of("Tally__w").meta, "version")) == 4
+    finally:
+        worker.kill(signal.SIGCONT)
+    fresh.run("add", {"by": 1, "label": "new"}, flush_update=True)  # the worker drains it
+    assert fresh.read_state("n") == 4
+    assert fresh.read_state("log") == ["new"] * 4
+
+
+def test_a_flush_never_takes_a_later_incarnation_s_update_for_its_own(  # type: ignore[no-untyped-def]
+    redis_url, redis_server
+) -> None:
+    handle = Tally("t")
+    handle.run("add", {"by": 1, "label": "old"})  # seq 1 of the first life (no worker here)
+    assert clear_instance("Tally__t")  # its pending update is dropped with it
+    other = Tally("t")
+    other.run("add", {"by": 5, "label": "new"})  # seq 1 of the second life
+    engine.drain(Tally, "t")
+    with pytest.raises(InstanceClearedError, match="cleared"):
+        handle.flush_update(timeout=10)
+    assert other.read_state("log") == ["new"]
