@@ -9,6 +9,7 @@ life is refused by the next.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -18,8 +19,17 @@ from typing import Any
 
 import pytest
 
-from motion import InstanceClearedError, clear_instance, engine
+from motion import (
+    InstanceClearedError,
+    SerializationError,
+    clear_instance,
+    engine,
+    inspect_state,
+    scripts,
+    store,
+)
 from motion import keys as K
+from motion.inbox import enqueue_call
 from tests.support import ROOT, motion_env, wait_for
 
 sys.path.insert(0, str(ROOT / "tests" / "components"))
@@ -130,3 +140,75 @@ def test_a_flush_never_takes_a_later_incarnation_s_update_for_its_own(  # type: 
     with pytest.raises(InstanceClearedError, match="cleared"):
         handle.flush_update(timeout=10)
     assert other.read_state("log") == ["new"]
+
+
+# -- signatures bind a value to its instance, field and incarnation -----------------------
+
+
+@pytest.fixture
+def signing(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import reset_motion
+
+    monkeypatch.setenv("MOTION_SIGNING_KEY", "lifecycle-signing-key-of-32-bytes!")
+    reset_motion()
+
+
+def _reread(handle: Any, key: str) -> Any:
+    store.STATE_CACHE.clear()  # a process without a copy reads the value from Redis
+    return handle.read_state(key)
+
+
+def test_a_signed_value_copied_to_another_instance_or_field_is_refused(  # type: ignore[no-untyped-def]
+    signing, redis_server
+) -> None:
+    client = redis_server.client()
+    a, b = Tally("a"), Tally("b")
+    for handle, label in ((a, "alpha"), (b, "beta")):
+        handle.run("add", {"by": 1, "label": label})
+        engine.drain(Tally, handle.instance_id)
+    ka, kb = K.InstanceKeys.of("Tally__a"), K.InstanceKeys.of("Tally__b")
+    stolen = client.hget(ka.state, "log")
+    client.hset(kb.state, "log", stolen)  # another instance
+    with pytest.raises(SerializationError, match="another instance, field or incarnation"):
+        inspect_state("Tally__b")
+    with pytest.raises(SerializationError, match="refused"):
+        _reread(b, "log")
+    client.hset(ka.state, "n", stolen)  # another field of the same instance
+    with pytest.raises(SerializationError, match="refused"):
+        _reread(a, "n")
+    assert client.hget(ka.state, "log") == stolen  # where it belongs, it still verifies
+    client.hset(ka.state, "n", client.hget(kb.state, "n"))
+    client.hset(kb.state, "log", stolen)
+
+
+def test_a_signed_value_of_an_earlier_incarnation_is_refused(signing, redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    keys = K.InstanceKeys.of("Tally__c")
+    handle = Tally("c")
+    handle.run("add", {"by": 7, "label": "first life"})
+    engine.drain(Tally, "c")
+    old = client.hget(keys.state, "log")
+    assert clear_instance("Tally__c")
+    fresh = Tally("c")
+    assert fresh.read_state("log") == []
+    client.hset(keys.state, "log", old)  # replayed into the new life
+    with pytest.raises(SerializationError, match="refused"):
+        inspect_state("Tally__c")
+    with pytest.raises(SerializationError, match="refused"):
+        _reread(fresh, "log")
+
+
+def test_a_signed_payload_copied_into_another_inbox_is_refused(signing, redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    a, b = Tally("pa"), Tally("pb")
+    a.run("add", {"by": 1000, "label": "for pa only"})  # seq 1 of pa, not applied yet
+    entry = client.hget(K.InstanceKeys.of("Tally__pa").inbox, 1)
+    scripts.run(client, "enqueue", *enqueue_call(K.InstanceKeys.of("Tally__pb"), entry, "add"))
+    engine.drain(Tally, "pb")
+    records = client.zrange(K.InstanceKeys.of("Tally__pb").failed, 0, -1)
+    assert [json.loads(r)["error_type"] for r in records] == ["PayloadError"]
+    assert "another instance" in json.loads(records[0])["message"]
+    assert b.read_state("n") == 0
+    engine.drain(Tally, "pa")
+    a.flush_update(timeout=10)
+    assert a.read_state("log") == ["for pa only"]
