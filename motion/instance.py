@@ -1,7 +1,9 @@
 """The instance handle: run serve ops inline, enqueue updates, wait for them.
 
 A handle is cheap: no thread, no connection of its own (it borrows the process's
-pooled clients), so a web server may create one per request.
+pooled clients), so a web server may create one per request. Constructing it
+creates the instance, as in Motion (see :meth:`motion.reader.Reader.ensure`): one
+round trip for an instance this process holds no copy of, none otherwise.
 
 ``run`` reads the state, runs the serve op and enqueues the update: two round
 trips. When the serve op is quick and the state did not change since this

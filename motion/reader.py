@@ -58,8 +58,14 @@ class Reader:
     def ensure(self) -> None:
         """Create the instance unless this process already knows it exists (no round
         trip then); an ``init_state`` error is raised here."""
-        if not store.STATE_CACHE.version_of(self._keys.name):
-            self.load()
+        name = self._keys.name
+        if store.STATE_CACHE.version_of(name):
+            return
+        with translate_errors(f"creating {name}", name):
+            # one round trip reads the state, or claims the creation when there is none
+            if self.create(get_redis(name)) is not None:
+                return
+        self.load()
 
     def load(self, flow: str = "", digest: str | None = None) -> Loaded:
         """``(version, state, cache entry)``; the entry of ``(flow, digest)`` if asked."""
