@@ -19,8 +19,8 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, overload
 
-from motion import cache, serving
 from motion import keys as K
+from motion import serving
 from motion.connection import get_async_redis, get_redis, translate_errors
 from motion.enqueuer import Enqueuer
 from motion.errors import InstanceClosedError, InvalidInstanceIdError
@@ -384,7 +384,7 @@ class Instance:
     def _serve(self, op: Op, flow: str, props: Properties, skip_cache: bool) -> Served:
         digest = serving.digest(self._component, props)
         version, state, hit = self._reader.load(flow, None if skip_cache else digest)
-        value = self._cache_hit(flow, digest, version, hit, props)
+        value = serving.cache_hit(self._component, hit, props, (self._keys, flow, digest, version))
         if value is not serving.MISS:
             return Served(value)
         out = serving.call(op, state, props)
@@ -394,20 +394,12 @@ class Instance:
     async def _aserve(self, op: Op, flow: str, props: Properties, skip_cache: bool) -> Served:
         digest = serving.digest(self._component, props)
         version, state, hit = await self._reader.aload(flow, None if skip_cache else digest)
-        value = self._cache_hit(flow, digest, version, hit, props)
+        value = serving.cache_hit(self._component, hit, props, (self._keys, flow, digest, version))
         if value is not serving.MISS:
             return Served(value)
         out = await serving.acall(op, state, props)
         write = serving.cache_write(self._component, self._keys, flow, digest, version, out, props)
         return Served(out, write)
-
-    def _cache_hit(
-        self, flow: str, digest: str | None, version: bytes, hit: Any, props: Properties
-    ) -> Any:
-        if hit is None or digest is None:
-            return serving.MISS
-        key = cache.key(self._keys, flow, digest, version)
-        return serving.cache_hit(self._component, hit, props, key)
 
     def _serves_ahead(self, op: Op, flow: str, skip_cache: bool) -> bool:
         """Whether ``run`` may serve on the local copy and enqueue in one round trip.

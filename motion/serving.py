@@ -129,9 +129,22 @@ def cache_write(
     return cache_key, data, component.cache_ttl
 
 
-def cache_hit(component: Component, raw: Any, props: Properties, cache_key: str = "") -> Any:
-    """The cached result (restoring the props its serve op left), or :data:`MISS`."""
-    entry = cache.decode(component, raw, cache_key)
+def cache_hit(
+    component: Component,
+    raw: Any,
+    props: Properties,
+    where: tuple[InstanceKeys, str, str | None, bytes] | None = None,
+) -> Any:
+    """The cached result (restoring the props its serve op left), or :data:`MISS`.
+
+    ``where`` is ``(keys, flow, digest, version tag)`` of the entry: its signature
+    must be for that cache key."""
+    if raw is None or where is None:
+        return MISS
+    keys, flow, props_digest, version = where
+    if props_digest is None:
+        return MISS
+    entry = cache.decode(component, raw, cache.key(keys, flow, props_digest, version))
     if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict)):
         return MISS
     value, left = entry

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from motion import (
+    Component,
     InstanceClearedError,
     SerializationError,
     clear_instance,
@@ -212,3 +213,27 @@ def test_a_signed_payload_copied_into_another_inbox_is_refused(signing, redis_se
     engine.drain(Tally, "pa")
     a.flush_update(timeout=10)
     assert a.read_state("log") == ["for pa only"]
+
+
+Echo = Component("EchoCache", cache_ttl=60)
+
+
+@Echo.init_state
+def echo_setup(who: str = "") -> dict:
+    return {"who": who}
+
+
+@Echo.serve("hi")
+def hi(state, props):
+    return f"hi from {state['who']}"
+
+
+def test_a_signed_cache_entry_copied_to_another_instance_is_a_miss(signing, redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    a, b = Echo("ea", {"who": "a"}), Echo("eb", {"who": "b"})
+    assert a.run("hi", {"x": 1}) == "hi from a"
+    assert b.run("hi", {"x": 1}) == "hi from b"
+    [a_key] = client.keys("motion:{EchoCache__ea}:cache:*")
+    [b_key] = client.keys("motion:{EchoCache__eb}:cache:*")
+    client.set(b_key, client.get(a_key))  # a's signed answer, planted where b's belongs
+    assert b.run("hi", {"x": 1}) == "hi from b"
