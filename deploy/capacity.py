@@ -151,7 +151,7 @@ def _create(client: redis.Redis, ids: range, state_bytes: int, settled: bool) ->
                 inc = secrets.token_hex(16)  # the instance's incarnation id
                 pipe.evalsha(
                     init.sha, 4, keys.meta, keys.state, K.COMPONENTS, keys.claim, NAME, now,
-                    inc, "n", n, "note", note,
+                    inc, 1, "n", n, "note", note,
                 )  # fmt: skip
                 if settled:
                     pipe.hset(

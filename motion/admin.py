@@ -58,7 +58,8 @@ def _serializer(component: str) -> Serializer:
 
 
 def get_instances(component: str | Component) -> list[str]:
-    """Ids of every instance of ``component``, sorted (found with ``SCAN``, never ``KEYS``).
+    """Ids of every instance of ``component``, sorted (found with ``SCAN``, never ``KEYS``);
+    dev mode's copies (``DEV:<id>``) are left out.
 
     Example::
 
@@ -70,7 +71,8 @@ def get_instances(component: str | Component) -> list[str]:
         with translate_errors(f"listing instances of {name}"):
             client = _client(url)
             found |= {K.name_from_meta_key(key) for key in _scan(client, K.meta_pattern(name))}
-    return sorted(K.split_instance_name(n)[1] for n in found)
+    ids = (K.split_instance_name(n)[1] for n in found)
+    return sorted(i for i in ids if not i.startswith(K.DEV_PREFIX))  # dev copies are not listed
 
 
 def clear_instance(instance_name: str) -> bool:

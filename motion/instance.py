@@ -19,8 +19,8 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, overload
 
+from motion import devmode, serving
 from motion import keys as K
-from motion import serving
 from motion.connection import get_async_redis, get_redis, translate_errors
 from motion.enqueuer import Enqueuer
 from motion.errors import InstanceClosedError, InvalidInstanceIdError
@@ -30,6 +30,7 @@ from motion.props import Properties
 from motion.reader import Reader
 from motion.runtime import call_sync
 from motion.serving import CacheWrite, Served
+from motion.settings import get_settings
 from motion.store import version_number
 from motion.waiting import Waiter
 
@@ -67,15 +68,21 @@ class Instance:
     ) -> None:
         if not isinstance(instance_id, str):
             raise InvalidInstanceIdError(f"instance_id must be a string, got {instance_id!r}.")
-        if K.SEPARATOR in instance_id:
+        if K.SEPARATOR in instance_id or instance_id.startswith(K.DEV_PREFIX):
             raise InvalidInstanceIdError(
-                f"instance_id {instance_id!r} must not contain '{K.SEPARATOR}'."
+                f"instance_id {instance_id!r} must not contain '{K.SEPARATOR}' nor start "
+                f"with '{K.DEV_PREFIX}' (dev mode's namespace)."
             )
         self._component = component
         self._id = instance_id or random_id()
-        self._keys = K.InstanceKeys.of(K.instance_name(component.name, self._id))
-        self._reader = Reader(component, self._id, dict(init_state_params or {}))
-        self._enqueuer = Enqueuer(component, self._id, self._reader)
+        # dev mode: work on the copy-on-write dev instance (its keys, inbox and wake-ups)
+        production = self._id if get_settings().dev_mode else None
+        stored = self._id if production is None else K.dev_id(self._id)
+        self._keys = K.InstanceKeys.of(K.instance_name(component.name, stored))
+        if production is not None:
+            devmode.track(self._keys.name)
+        self._reader = Reader(component, stored, dict(init_state_params or {}), production)
+        self._enqueuer = Enqueuer(component, stored, self._reader)
         self._closed = False
         self._waiter = Waiter(self._keys, component.name)
         self._options = motion_options
@@ -91,8 +98,8 @@ class Instance:
 
     @property
     def instance_name(self) -> str:
-        """``"<Component>__<instance_id>"``, as Motion names it."""
-        return self._keys.name
+        """``"<Component>__<instance_id>"``, as Motion names it (in dev mode too)."""
+        return K.instance_name(self._component.name, self._id)
 
     @property
     def component(self) -> Component:

@@ -50,6 +50,10 @@ SWEEP = f"{PREFIX}:sweep"
 SWEEPER_LOCK = f"{PREFIX}:sweeper:lock"
 #: Set of component names that ever had an instance (for ``motion status``).
 COMPONENTS = f"{PREFIX}:components"
+#: Dev mode (``MOTION_ENV=dev``): a handle on instance ``id`` works on the dev
+#: instance ``DEV:id`` (keys ``motion:{Comp__DEV:id}:...``), so every worker, whatever
+#: its own environment, applies a dev update to the dev keys: the wake-up names it.
+DEV_PREFIX = "DEV:"
 #: An enqueue's token is remembered for between one and two of these periods:
 #: far longer than a client's retries of a command whose reply was lost.
 DEDUP_SECONDS = 30
@@ -63,6 +67,16 @@ def stats(component: str) -> str:
 def instance_name(component: str, instance_id: str) -> str:
     """The ``Comp__id`` name Motion uses for an instance."""
     return f"{component}{SEPARATOR}{instance_id}"
+
+
+def dev_id(instance_id: str) -> str:
+    """The id of the dev copy of instance ``instance_id`` (dev mode)."""
+    return DEV_PREFIX + instance_id
+
+
+def public_id(instance_id: str) -> str:
+    """The id ops and users see: ``"DEV:x"`` -> ``"x"`` (a dev copy is still instance x)."""
+    return instance_id[len(DEV_PREFIX) :] if instance_id.startswith(DEV_PREFIX) else instance_id
 
 
 def split_instance_name(name: str) -> tuple[str, str]:

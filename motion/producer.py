@@ -279,7 +279,7 @@ def _create(
         bind = value_binding(ikeys.name, key, incarnation)
         fields += [key, dump_stored(codec.serializer, what, value, limit, bind)]
     script_keys = [ikeys.meta, ikeys.state, K.COMPONENTS, ikeys.claim]
-    scripts.run(client, "init", script_keys, [component, now_ms(), incarnation, *fields])
+    scripts.run(client, "init", script_keys, [component, now_ms(), incarnation, 1, *fields])
 
 
 def _ready(client: redis.Redis, attempts: int = 3) -> None:

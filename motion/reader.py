@@ -14,6 +14,11 @@ The creator keeps the live object ``init_state`` returned as its copy of version
 1 (a connection made there survives). If the instance vanishes later (cleared
 by another process, or lost by Redis), the next read or enqueue creates it again,
 as a new incarnation.
+
+In dev mode (:mod:`motion.devmode`) the reader of a dev instance falls back to the
+production state while the dev instance does not exist, and creating the dev
+instance copies the production state (at its version) instead of running
+``init_state``, unless there is no production instance.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from motion import cache, scripts, store
+from motion import cache, devmode, scripts, store
 from motion import keys as K
 from motion.connection import (
     fast_command,
@@ -49,17 +54,28 @@ _MAX_DELAY = 0.05
 class Reader:
     """Reads one instance's state (and serve-cache entries) for a handle."""
 
-    def __init__(self, component: Component, instance_id: str, init_params: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        component: Component,
+        instance_id: str,
+        init_params: dict[str, Any],
+        production: str | None = None,
+    ) -> None:
         self._component = component
         self._id = instance_id
         self._init_params = init_params
         self._keys = K.InstanceKeys.of(K.instance_name(component.name, instance_id))
+        #: dev mode: the production instance this dev instance copies on write
+        self._production = production
 
     def ensure(self) -> None:
         """Create the instance unless this process already knows it exists (no round
         trip then); an ``init_state`` error is raised here."""
         name = self._keys.name
         if store.STATE_CACHE.version_of(name):
+            return
+        if self._production is not None:  # a dev copy: it exists once production does
+            self.load()
             return
         with translate_errors(f"creating {name}", name):
             # one round trip reads the state, or claims the creation when there is none
@@ -86,6 +102,8 @@ class Reader:
                     loaded = store.parse_read(self._component, self._id, reply)
                 except store.StaleCopy:
                     continue
+                if loaded is None and self._production is not None:
+                    loaded = devmode.read_production(client, self._component, self._production)
                 if loaded is None:
                     loaded = self.create(client)
                 if loaded is not None:
@@ -109,6 +127,9 @@ class Reader:
                     loaded = store.parse_read(self._component, self._id, reply)
                 except store.StaleCopy:
                     continue
+                if loaded is None and self._production is not None:
+                    component, production = self._component, self._production
+                    loaded = await devmode.aread_production(client, component, production)
                 if loaded is None:
                     loaded = await self.acreate(client)
                 if loaded is not None:
@@ -146,9 +167,12 @@ class Reader:
             time.sleep(delay)  # another caller runs init_state (its claim expires)
             delay = min(2 * delay, _MAX_DELAY)
         try:
-            state = store.initial_state(self._component, self._init_params)
+            forked = None
+            if self._production is not None:  # dev: copy production, at its version
+                forked = devmode.fork_source(client, self._component, self._production)
+            state, version = forked or (store.initial_state(self._component, self._init_params), 1)
             incarnation = store.new_incarnation()
-            init = store.init_args(self._component, self._id, state, incarnation)
+            init = store.init_args(self._component, self._id, state, incarnation, version)
         except BaseException:
             client.delete(self._keys.claim)  # let the next caller try at once
             raise
@@ -167,9 +191,15 @@ class Reader:
             await asyncio.sleep(delay)
             delay = min(2 * delay, _MAX_DELAY)
         try:
-            state = await asyncio.to_thread(store.initial_state, self._component, self._init_params)
+            forked = None
+            if self._production is not None:
+                forked = await devmode.afork_source(client, self._component, self._production)
+            if forked is None:
+                initial = self._component, self._init_params
+                forked = await asyncio.to_thread(store.initial_state, *initial), 1
+            state, version = forked
             incarnation = store.new_incarnation()
-            init = store.init_args(self._component, self._id, state, incarnation)
+            init = store.init_args(self._component, self._id, state, incarnation, version)
         except BaseException:
             await client.delete(self._keys.claim)
             raise
@@ -180,7 +210,7 @@ class Reader:
         version 1 when this call created the instance."""
         if reply[0] != 1:
             return None  # it existed after all: read it
-        live = State(self._id, state)
+        live = State(K.public_id(self._id), state)
         store.STATE_CACHE.put(self._keys.name, reply[1], live)
         store.STATE_CACHE.observe(self._keys.name, changed=False)
         return reply[1], live, None

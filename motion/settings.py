@@ -26,6 +26,8 @@ variable                              default    meaning
                                                  (Redis client tracking invalidates copies)
 ``MOTION_WAKEUP_PER_UPDATE``          ``0``      ``1``: a wake-up task for every update (each
                                                  its own task in Flower), not one per burst
+``MOTION_ENV``                        ``prod``   ``dev``: Motion's dev mode; handles work on
+                                                 copy-on-write dev instances, deleted at exit
 ====================================  =========  ============================================
 """
 
@@ -187,6 +189,7 @@ class Settings:
     client_tracking: bool = False
     wakeup_per_update: bool = False
     redis_shards: tuple[str, ...] = ()
+    dev_mode: bool = False
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -207,6 +210,7 @@ class Settings:
             client_tracking=bool(_env_bool("MOTION_CLIENT_TRACKING")),
             wakeup_per_update=bool(_env_bool("MOTION_WAKEUP_PER_UPDATE")),
             redis_shards=_shards(),
+            dev_mode=os.environ.get("MOTION_ENV", "prod").strip().lower() == "dev",
         )
 
 

@@ -104,7 +104,7 @@ def decode_state(
         loaded = component.load_state_func(saved) if component.load_state_func else saved
         if not isinstance(loaded, dict):
             raise SerializationError(f"load_state of {component.name} must return a dict.")
-        return State(instance_id, loaded)
+        return State(K.public_id(instance_id), loaded)
     data = {
         f.decode(): load_stored(
             component.serializer,
@@ -114,7 +114,7 @@ def decode_state(
         )
         for f, v in raw.items()
     }
-    return State(instance_id, data)
+    return State(K.public_id(instance_id), data)
 
 
 def initial_state(component: Component, init_state_params: dict[str, Any]) -> dict[str, Any]:
@@ -134,12 +134,16 @@ def initial_state(component: Component, init_state_params: dict[str, Any]) -> di
 
 
 def init_args(
-    component: Component, instance_id: str, state: dict[str, Any], incarnation: str
+    component: Component,
+    instance_id: str,
+    state: dict[str, Any],
+    incarnation: str,
+    version: int = 1,
 ) -> list[Any]:
-    """Arguments of the init script creating ``incarnation`` with ``state``."""
+    """Arguments of the init script creating ``incarnation`` with ``state`` at ``version``."""
     name = K.instance_name(component.name, instance_id)
     fields = encode_changes(component, name, state, incarnation)
-    return [component.name, now_ms(), incarnation, *fields]
+    return [component.name, now_ms(), incarnation, version, *fields]
 
 
 class StateCache:
