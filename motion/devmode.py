@@ -29,7 +29,7 @@ import redis
 
 from motion import keys as K
 from motion import scripts, store
-from motion.connection import get_redis
+from motion.connection import client_for, redis_url
 
 if TYPE_CHECKING:
     from motion.component import Component
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("motion.dev")
 
 _lock = threading.Lock()
-_used: set[str] = set()  # dev instance names this process used (deleted at exit)
+_used: dict[str, str] = {}  # dev instance name -> its Redis URL (deleted at exit)
 _registered_pid = 0
 
 
@@ -46,8 +46,9 @@ def track(name: str) -> None:
     """Remember that this process uses the dev instance ``name``; its keys are deleted
     when the interpreter exits."""
     global _registered_pid
+    url = redis_url(name)  # the Redis it lives on now (not whatever is configured at exit)
     with _lock:
-        _used.add(name)
+        _used[name] = url
         if _registered_pid != os.getpid():  # first dev handle of this process (or child)
             _registered_pid = os.getpid()
             atexit.register(cleanup)
@@ -57,12 +58,12 @@ def cleanup() -> int:
     """Delete every dev instance this process used (its state, inbox, lease, cached
     results...); returns how many existed. Runs at exit; safe to call earlier."""
     with _lock:
-        names = sorted(_used)
+        used = sorted(_used.items())
         _used.clear()
     deleted = 0
-    for name in names:
+    for name, url in used:
         try:
-            deleted += delete(get_redis(name), name)
+            deleted += delete(client_for(url), name)
         except redis.RedisError as exc:  # at exit: say so, never raise
             log.warning("could not delete dev instance %s: %s", name, exc)
     return deleted
