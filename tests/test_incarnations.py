@@ -9,6 +9,7 @@ life is refused by the next.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -18,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from motion import (
     Component,
     InstanceClearedError,
     SerializationError,
     clear_instance,
+    copy_db,
     engine,
     inspect_state,
     scripts,
@@ -237,3 +240,25 @@ def test_a_signed_cache_entry_copied_to_another_instance_is_a_miss(signing, redi
     [b_key] = client.keys("motion:{EchoCache__eb}:cache:*")
     client.set(b_key, client.get(a_key))  # a's signed answer, planted where b's belongs
     assert b.run("hi", {"x": 1}) == "hi from b"
+
+
+def test_a_zombie_drain_cannot_commit_into_an_instance_copy_db_replaced(  # type: ignore[no-untyped-def]
+    redis_url, redis_server, start_worker, tmp_path: Path
+) -> None:
+    source = redis_url.rsplit("/", 1)[0] + "/1"  # another database of the same server
+    redis.Redis.from_url(source).flushdb()
+    _other_process(source, "Tally('x').read_state('n')\n")  # the life copy_db brings: n = 0
+    worker = start_worker(["lifecycle_components"], pool="threads", concurrency=2)
+    client = redis_server.client()
+    keys = K.InstanceKeys.of("Tally__x")
+    gate = tmp_path / "gate"
+    Tally("x").run("add", {"by": 100, "label": "old", "gate": str(gate)})
+    wait_for(lambda: client.exists(keys.lease), 30, "the drain to hold the lease")
+    asyncio.run(copy_db(source, redis_url))  # the instance now holds the copied life
+    gate.touch()
+    wait_for(
+        lambda: any("lease lost" in r or "'applied': 1" in r for r in _drain_reports(worker.log)),
+        30,
+        "the zombie drain to try its commit",
+    )
+    assert inspect_state("Tally__x") == {"n": 0, "log": []}
