@@ -62,9 +62,9 @@ class Waiter:
         Raises :class:`~motion.errors.InstanceClearedError` if the incarnation the
         updates belong to is gone (cleared or lost) before they were applied."""
         expected = incarnation or self._inc
-        if target <= 0:
+        if target <= 0:  # nothing enqueued in ``incarnation`` (None: no instance now)
             if report:
-                self._check_life(expected)
+                self._check_life(incarnation)
             return
         ensure_worker()
         client = get_redis(self._keys.name)
@@ -76,13 +76,11 @@ class Waiter:
                 if expected is not None and current != expected:
                     if not report:
                         return
-                    raise InstanceClearedError(self._cleared_message([target]))
+                    raise self._cleared([target], current)
                 if int(applied or 0) >= target:
                     if not report:
                         return
                     self._check_life(current)
-                    if not report:
-                        return
                     start = self._start(flow)
                     records = (
                         []
@@ -105,9 +103,9 @@ class Waiter:
     ) -> None:
         """Async :meth:`wait` (never blocks the event loop)."""
         expected = incarnation or self._inc
-        if target <= 0:
+        if target <= 0:  # nothing enqueued in ``incarnation`` (None: no instance now)
             if report:
-                self._check_life(expected)
+                self._check_life(incarnation)
             return
         ensure_worker()
         client = get_async_redis(self._keys.name)
@@ -119,7 +117,7 @@ class Waiter:
                 if expected is not None and current != expected:
                     if not report:
                         return
-                    raise InstanceClearedError(self._cleared_message([target]))
+                    raise self._cleared([target], current)
                 if int(applied or 0) >= target:
                     if not report:
                         return
@@ -138,17 +136,20 @@ class Waiter:
 
     def _check_life(self, current: bytes | str | None) -> None:
         """Raise for this handle's updates of an earlier incarnation than ``current``."""
-        orphans, self._orphans = self._orphans, []
-        if self._inc is not None and current != self._inc and self._first:
-            orphans += sorted(self._first.values())
+        if self._orphans or (self._inc not in (None, current) and self._first):
+            raise self._cleared([], current)
+
+    def _cleared(self, seqs: list[int], current: bytes | str | None) -> InstanceClearedError:
+        """The error for ``seqs`` and every watched update of an incarnation other than
+        ``current`` (which are then forgotten: each is reported once)."""
+        lost = {*seqs, *self._orphans}
+        self._orphans = []
+        if self._inc not in (None, current):
+            lost |= set(self._first.values())
             self._first.clear()
             self._inc = None
-        if orphans:
-            raise InstanceClearedError(self._cleared_message(orphans))
-
-    def _cleared_message(self, seqs: list[int]) -> str:
-        listed = ", ".join(f"#{s}" for s in seqs[:10])
-        return (
+        listed = ", ".join(f"#{s}" for s in sorted(lost)[:10])
+        return InstanceClearedError(
             f"{self._keys.name} was cleared (or lost by Redis) before update(s) {listed} "
             f"enqueued by this handle were applied; they were dropped with that incarnation "
             f"and will not be applied to the new one. Enqueue them again if they still apply."

@@ -262,3 +262,16 @@ def test_a_zombie_drain_cannot_commit_into_an_instance_copy_db_replaced(  # type
         "the zombie drain to try its commit",
     )
     assert inspect_state("Tally__x") == {"n": 0, "log": []}
+
+
+def test_a_flush_after_a_clear_reports_the_dropped_updates_once(redis_url) -> None:  # type: ignore[no-untyped-def]
+    handle = Tally("f")
+    handle.run("add", {"by": 1, "label": "dropped"})  # no worker: it stays pending
+    assert clear_instance("Tally__f")
+    with pytest.raises(InstanceClearedError, match="#1"):
+        handle.flush_update(timeout=10)  # the instance does not exist now
+    handle.flush_update(timeout=10)  # reported once
+    handle.run("add", {"by": 2, "label": "new life"})  # the next call creates it again
+    engine.drain(Tally, "f")
+    handle.flush_update(timeout=10)
+    assert handle.read_state("log") == ["new life"]
