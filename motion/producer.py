@@ -192,7 +192,7 @@ def enqueue(
                 raise InstanceNotFoundError(
                     f"{ikeys.name} does not exist, so nothing was enqueued: a producer without "
                     f"the component's code cannot run its init_state. Create the instance "
-                    f"first (e.g. {component_name}({instance_id!r}).read_state('x') where the "
+                    f"first (e.g. {component_name}({instance_id!r}) where the "
                     f"code is), or pass initial_state={{...}} to create it with that state."
                 )
             _create(client, codec, component_name, ikeys, initial_state)
