@@ -47,6 +47,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -147,14 +148,16 @@ def _create(client: redis.Redis, ids: range, state_bytes: int, settled: bool) ->
         with client.pipeline(transaction=False) as pipe:
             for i in range(start, min(start + 1000, ids.stop)):
                 keys = K.InstanceKeys.of(K.instance_name(NAME, f"u{i}"))
+                inc = secrets.token_hex(16)  # the instance's incarnation id
                 pipe.evalsha(
-                    init.sha, 3, keys.meta, keys.state, K.COMPONENTS, NAME, now, "n", n,
-                    "note", note,
+                    init.sha, 4, keys.meta, keys.state, K.COMPONENTS, keys.claim, NAME, now,
+                    inc, 1, "n", n, "note", note,
                 )  # fmt: skip
                 if settled:
                     pipe.hset(
                         keys.meta,
                         mapping={"seq": 1, "applied": 1, "version": 2, "fence": 1,
+                                 "tag": f"2.{inc}.{secrets.token_hex(8)}",
                                  "applied_at": now, "last:hit": 1, "pending:hit": 0},
                     )  # fmt: skip
             pipe.execute()

@@ -35,7 +35,7 @@ from motion.errors import (
     UpdateFailedError,
 )
 from motion.inbox import ALL_FLOWS, MIGRATE_FLOW, Update, parse_failures, target_field
-from motion.serde import DEFAULT_SERIALIZER, Serializer, load_stored, unseal
+from motion.serde import DEFAULT_SERIALIZER, Serializer, binding, load_stored, unseal
 from motion.settings import RedisParams, get_settings
 
 
@@ -58,7 +58,8 @@ def _serializer(component: str) -> Serializer:
 
 
 def get_instances(component: str | Component) -> list[str]:
-    """Ids of every instance of ``component``, sorted (found with ``SCAN``, never ``KEYS``).
+    """Ids of every instance of ``component``, sorted (found with ``SCAN``, never ``KEYS``);
+    dev mode's copies (``DEV:<id>``) are left out.
 
     Example::
 
@@ -70,7 +71,8 @@ def get_instances(component: str | Component) -> list[str]:
         with translate_errors(f"listing instances of {name}"):
             client = _client(url)
             found |= {K.name_from_meta_key(key) for key in _scan(client, K.meta_pattern(name))}
-    return sorted(K.split_instance_name(n)[1] for n in found)
+    ids = (K.split_instance_name(n)[1] for n in found)
+    return sorted(i for i in ids if not i.startswith(K.DEV_PREFIX))  # dev copies are not listed
 
 
 def clear_instance(instance_name: str) -> bool:
@@ -112,21 +114,23 @@ def inspect_state(instance_name: str) -> dict[str, Any]:
     client = get_redis(instance_name)
     with translate_errors(f"inspecting {instance_name}", instance_name):
         pipe = client.pipeline(transaction=False)
-        pipe.exists(keys.meta)
+        pipe.hget(keys.meta, "inc")
         pipe.hgetall(keys.state)
-        exists, raw = pipe.execute()
-    if not exists:
+        incarnation, raw = pipe.execute()
+    if incarnation is None:
         raise InstanceNotFoundError(
             f"{instance_name} does not exist; `motion list {component}` lists its instances."
         )
     serializer = _serializer(component)
+
+    def load(field: bytes, what: str) -> Any:
+        bind = store.value_binding(instance_name, field, incarnation)
+        return load_stored(serializer, what, raw[field], bind)
+
     if store.SAVED_FIELD in raw:
-        saved = load_stored(serializer, f"saved state of {instance_name}", raw[store.SAVED_FIELD])
+        saved = load(store.SAVED_FIELD, f"saved state of {instance_name}")
         return dict(saved) if isinstance(saved, dict) else {"<saved>": saved}
-    return {
-        f.decode(): load_stored(serializer, f"state key {f.decode()!r} of {instance_name}", v)
-        for f, v in raw.items()
-    }
+    return {f.decode(): load(f, f"state key {f.decode()!r} of {instance_name}") for f in raw}
 
 
 @dataclass
@@ -222,12 +226,12 @@ class StateMigrator:
 
     def _migrate_one(self, instance_id: str, timeout: float | None) -> MigrationResult:
         try:
-            handle = self.component(instance_id)
-            name = handle.instance_name
+            name = K.instance_name(self.component.name, instance_id)
             with translate_errors(f"migrating {name}", name):
                 exists = get_redis(name).exists(K.InstanceKeys.of(name).meta)
-            if not exists:
-                raise InstanceNotFoundError(f"{handle.instance_name} does not exist.")
+            if not exists:  # checked first: constructing a handle would create it
+                raise InstanceNotFoundError(f"{name} does not exist.")
+            handle = self.component(instance_id)
             # the handle's own enqueue path: same inbox, same order as every update
             seq = handle._enqueue(Update(MIGRATE_FLOW, {"migrate_func": self._func}))
             handle._wait(MIGRATE_FLOW, seq, timeout)
@@ -324,13 +328,15 @@ def _counters(status: ComponentStatus, raw: dict[bytes, bytes]) -> None:
                 setattr(status, kind, getattr(status, kind) + count)
 
 
-def _enqueued_at(component: str, entry: bytes | None) -> float | None:
-    """When an inbox entry was enqueued, or ``None`` if it cannot be read here."""
+def _enqueued_at(name: str, entry: bytes | None) -> float | None:
+    """When an inbox entry of instance ``name`` was enqueued, or ``None`` if it cannot be
+    read here."""
     if entry is None:
         return None
     try:
-        body = unseal(entry.partition(b"\x00")[2], get_settings().signing_key)
-        return float(_serializer(component).loads(body)[3])
+        key = get_settings().signing_key
+        body = unseal(entry.partition(b"\x00")[2], key, binding(name))
+        return float(_serializer(K.split_instance_name(name)[0]).loads(body)[3])
     except Exception:  # a payload needing code this process lacks: use the index time
         return None
 
@@ -381,7 +387,7 @@ def _backlog(
             status = result[name.partition(K.SEPARATOR)[0]]
             status.pending_instances += 1
             status.pending_updates += behind
-            since = _enqueued_at(status.component, entry) or score / 1000
+            since = _enqueued_at(name, entry) or score / 1000
             status.lag_seconds = max(status.lag_seconds, round(now - since, 3))
 
 

@@ -1,11 +1,13 @@
 """The serve-result cache: keyed by flow, canonical typed props and state version.
 
 Entries live in one hash per instance (:attr:`~motion.keys.InstanceKeys.cache`),
-one field per ``version:flow:digest``. The commit that moves the version on
-deletes the hash, so superseded entries go at once instead of living out their
-TTL, and an entry whose serve op ran before a commit landed is not stored (the
-``cache`` script checks the version); each entry also carries its own expiry
-(``cache_ttl`` after it was written).
+one field per ``tag:flow:digest``, where ``tag`` is the state's version tag
+(version, incarnation and nonce), so no entry of an earlier incarnation is ever
+found by a later one. The commit that moves the version on deletes the hash, so
+superseded entries go at once instead of living out their TTL, and an entry whose
+serve op ran before a commit landed is not stored (the ``cache`` script checks the
+tag); each entry also carries its own expiry (``cache_ttl`` after it was written)
+and, with a signing key, a signature bound to its hash and field.
 
 Props are canonical *with their types*: ``{"a": 1, "b": 2}`` and ``{"b": 2, "a": 1}``
 share an entry, while ``{1: "a"}`` and ``{"1": "a"}``, ``(1, 2)`` and ``[1, 2]``,
@@ -41,7 +43,7 @@ class Entry(NamedTuple):
     field: str
     data: bytes
     ttl: int
-    version: int
+    version: str
 
     def call(self) -> tuple[list[str], list[Any]]:
         """The keys and arguments of the ``cache`` script."""
@@ -126,16 +128,21 @@ def digest(props: dict[Any, Any]) -> str | None:
     return None if form is None else form.digest
 
 
-def field(flow: str, props_digest: str, version: int | bytes) -> str:
-    """The field of a serve call of ``flow`` at state ``version`` in the cache hash."""
+def field(flow: str, props_digest: str, version: bytes | str) -> str:
+    """The field of a serve call of ``flow`` at state version tag ``version``."""
     if isinstance(version, bytes):
-        version = int(version)
+        version = version.decode()
     return f"{version}:{flow}:{props_digest}"
 
 
-def key(keys: InstanceKeys, flow: str, props_digest: str, version: int | bytes) -> tuple[str, str]:
+def key(keys: InstanceKeys, flow: str, props_digest: str, version: bytes | str) -> tuple[str, str]:
     """The cache hash of the instance and the field of a serve call in it."""
     return keys.cache, field(flow, props_digest, version)
+
+
+def binding(hash_key: str, entry_field: str) -> bytes:
+    """What a signed entry is bound to: its hash (the instance) and field (the tag)."""
+    return f"{hash_key}|{entry_field}".encode()
 
 
 def changes(before: Canonical, after: dict[Any, Any]) -> tuple[dict[Any, Any], list[Any]] | None:
@@ -151,26 +158,26 @@ def changes(before: Canonical, after: dict[Any, Any]) -> tuple[dict[Any, Any], l
     return changed, [k for k in before.parts if k not in after]
 
 
-def decode(component: Component, raw: Any) -> Any:
-    """A cached result from its bytes, or :data:`MISS` (also once it expired)."""
+def decode(component: Component, raw: Any, bind: bytes = b"") -> Any:
+    """A cached result from its bytes (signed, with a signing key, for ``bind``), or
+    :data:`MISS` (also once it expired)."""
     if raw is None:
         return MISS
     try:
         expires, _, data = bytes(raw).partition(b"|")
         if int(expires) < time.time() * 1000:
             return MISS
-        return load_stored(component.serializer, "a cached serve result", data)
+        return load_stored(component.serializer, "a cached serve result", data, bind)
     except Exception:
         return MISS  # an unreadable (or unsigned) entry is a miss, recomputed and overwritten
 
 
-def encode(component: Component, value: Any) -> bytes | None:
-    """Bytes to cache for ``value`` (with its expiry), or ``None`` when it cannot be
-    serialized."""
+def encode(component: Component, value: Any, bind: bytes = b"") -> bytes | None:
+    """Bytes to cache for ``value`` (with its expiry; signed for ``bind``), or ``None``
+    when it cannot be serialized."""
     try:
-        data = dump_stored(
-            component.serializer, "a serve result", value, get_settings().max_value_bytes
-        )
+        limit = get_settings().max_value_bytes
+        data = dump_stored(component.serializer, "a serve result", value, limit, bind)
     except Exception:
         return None  # an unpicklable (or too large) result is served, just not cached
     expires = int(time.time() * 1000 + component.cache_ttl * 1000)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -185,6 +186,14 @@ class ThreadWorker:
         under way finish first (Celery's warm shutdown)."""
         from celery.worker import state
 
+        deadline = time.monotonic() + wait
         state.should_terminate = 0
         self._thread.join(wait)
         state.should_terminate = None
+        # the controller may be done before its pool's threads: wait for the tasks too
+        executor = getattr(getattr(self._worker, "pool", None), "executor", None)
+        if executor is None:
+            return
+        executor.shutdown(wait=False, cancel_futures=True)  # idle threads leave at once
+        for thread in list(getattr(executor, "_threads", ())):
+            thread.join(max(0.0, deadline - time.monotonic()))

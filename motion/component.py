@@ -355,7 +355,9 @@ class Component:
     ) -> Instance:
         """A handle on the instance ``instance_id`` (a random readable id if empty).
 
-        Creating a handle opens nothing and starts no thread. Motion's options
+        As in Motion, this creates the instance if it does not exist (``init_state``
+        runs here; its error is raised here); a handle on an instance this process
+        holds a copy of costs no round trip. It starts no thread. Motion's options
         (``logging_level``, ``update_task_type``, ``disable_update_task``,
         ``redis_socket_timeout``) are accepted; updates always run on workers.
         """

@@ -94,10 +94,10 @@ def drain(component: Component, instance_id: str) -> DrainReport:
             K.PENDING,
             K.SWEEP,
         ],
-        [period, WINDOW, store.STATE_CACHE.version_of(keys.name), keys.name],
+        [period, WINDOW, store.STATE_CACHE.version_of(keys.name), keys.name, store.nonce()],
     )
-    token = int(reply[0])
-    if token <= 0:
+    token = reply[0]
+    if isinstance(token, int):  # no lease taken
         report.skipped = {0: "busy", -1: "missing", -2: "idle"}[token]
         return report
     held = leases.Lease(keys, token, period)
@@ -232,7 +232,7 @@ def _apply_window(
             if _commit(client, held, component.name, acc, report) is None:
                 return _fresh_state(client, component, instance_id, keys), None
             acc, started = None, time.monotonic()
-        outcome = updates.apply(component, instance_id, state, group, pending)
+        outcome = updates.apply(component, instance_id, state, group, pending, held.incarnation)
         for flow_field, delta in outcome.meta.items():
             flow = flow_field[len("pending:") :]
             pending[flow] = pending.get(flow, 0) + delta
@@ -308,6 +308,7 @@ def _commit(
         1 if then_next else 0,
         WINDOW,
         keys.name,
+        store.nonce(),
     ]
     args += [len(fields) // 2, *fields]
     args += [len(out.stats), *[x for kv in out.stats.items() for x in kv]]
@@ -334,6 +335,6 @@ def _commit(
     report.failed += len(out.failures)
     report.discarded += sum(v for k, v in out.stats.items() if k.startswith("discarded:"))
     if not out.failures:  # the state after the commit is ours: the next drain need not read it
-        version = reply[0] if isinstance(reply, list) else reply
-        store.STATE_CACHE.put(keys.name, str(version).encode(), out.state)
+        tag = reply[0] if isinstance(reply, list) else reply
+        store.STATE_CACHE.put(keys.name, tag, out.state)
     return reply

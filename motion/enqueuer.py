@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from motion.component import Component
     from motion.reader import Reader
 
+Enqueued = tuple[int, bytes | None]  # (seq, the incarnation the update joined)
+
 
 class Enqueuer:
     """Enqueues updates of one instance (for its handle)."""
@@ -43,9 +45,10 @@ class Enqueuer:
 
     def enqueue(
         self, update: Update, cache_write: CacheWrite = None, expect: bytes = b""
-    ) -> int | None:
-        """Enqueue ``update`` (storing ``cache_write`` in the same round trip): its seq,
-        or ``None`` when the state is no longer at version ``expect``."""
+    ) -> Enqueued | None:
+        """Enqueue ``update`` (storing ``cache_write`` in the same round trip): its seq
+        and incarnation, or ``None`` when the state is no longer at version tag
+        ``expect``."""
         keys, args = self._call(update, expect)
         name = self._keys.name
         with translate_errors(f"enqueueing {update.flow!r} for {name}", name):
@@ -59,15 +62,15 @@ class Enqueuer:
             if reply[0] == 0:  # a new instance: create it, then enqueue
                 self._reader.create(client)
                 reply = scripts.run(client, "enqueue", keys, args)
-        seq = self._enqueued(reply)
-        if seq is not None and reply[1] == 1:
+        enqueued = self._enqueued(reply)
+        if enqueued is not None and reply[1] == 1:
             # the script could not push it (another broker): send it now
-            send_wakeup_sync(self._component.name, self._id, update.flow, seq)
-        return seq
+            send_wakeup_sync(self._component.name, self._id, update.flow, enqueued[0])
+        return enqueued
 
     async def aenqueue(
         self, update: Update, cache_write: CacheWrite = None, expect: bytes = b""
-    ) -> int | None:
+    ) -> Enqueued | None:
         """Async :meth:`enqueue`."""
         keys, args = self._call(update, expect)
         name = self._keys.name
@@ -82,10 +85,10 @@ class Enqueuer:
             if reply[0] == 0:
                 await self._reader.aload()  # creates the instance
                 reply = await scripts.arun(client, "enqueue", keys, args)
-        seq = self._enqueued(reply)
-        if seq is not None and reply[1] == 1:
-            await send_wakeup_async(self._component.name, self._id, update.flow, seq)
-        return seq
+        enqueued = self._enqueued(reply)
+        if enqueued is not None and reply[1] == 1:
+            await send_wakeup_async(self._component.name, self._id, update.flow, enqueued[0])
+        return enqueued
 
     def _call(self, update: Update, expect: bytes) -> tuple[list[str], list[Any]]:
         entry = encode(self._component, self._keys.name, update)
@@ -93,10 +96,11 @@ class Enqueuer:
         token = new_token()
         return enqueue_call(self._keys, entry, update.flow, wakeup, expect=expect, token=token)
 
-    def _enqueued(self, reply: list[Any]) -> int | None:
-        """Interpret the script's reply: the seq, or ``None`` (the state moved on)."""
+    def _enqueued(self, reply: list[Any]) -> Enqueued | None:
+        """Interpret the script's reply: the seq and incarnation, or ``None`` (the state
+        moved on)."""
         if reply[0] == -1:  # keep the state it returned, so the caller serves again
             self._reader.remember(reply)
             return None
         ensure_worker()
-        return int(reply[0])
+        return int(reply[0]), reply[2] if len(reply) > 2 else None

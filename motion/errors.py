@@ -79,6 +79,11 @@ class NoWorkerError(FlushTimeoutError):
     has been seen for ``MOTION_WORKER_GRACE_SECONDS``; the message names the fix."""
 
 
+class InstanceClearedError(MotionError, RuntimeError):
+    """The instance was cleared (or lost by Redis) before an awaited update was applied:
+    the update belonged to that incarnation and is never applied to a later one."""
+
+
 class InstanceClosedError(MotionError, RuntimeError):
     """An instance handle was used after ``close()``."""
 

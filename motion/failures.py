@@ -80,6 +80,22 @@ class FailureBook:
                     low, high = min(low, self._anybody[0]), max(high, self._anybody[1])
                 self._anybody = (low, high)
 
+    def drop_open(self) -> list[int]:
+        """Forget every update whose outcome is not seen yet (its incarnation is gone:
+        it will never be applied); their seqs, for the error that says so."""
+        with self._lock:
+            seqs = sorted(self._open)
+            if self._anybody is not None:
+                seqs.append(self._anybody[0])
+            self._open.clear()
+            self._anybody = None
+            return seqs
+
+    def has_open(self) -> bool:
+        """Whether some update's outcome is not seen yet."""
+        with self._lock:
+            return bool(self._open) or self._anybody is not None
+
     def unseen_from(self, target: int) -> int | None:
         """The lowest seq up to ``target`` whose outcome is not seen yet (read the
         failure records from there), or ``None``: nothing to read."""

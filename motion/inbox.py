@@ -4,10 +4,12 @@ An inbox entry is ``flow SOH fingerprint NUL sealed-payload``: the flow name sta
 readable (for counters and failure records) even when the payload is corrupt or
 unsigned, and the fingerprint names the definition whose handle enqueued it (the
 one that applies it, see :mod:`motion.definitions`); the payload is the
-serialized :class:`Update`. Entries written before fingerprints were recorded
-(``flow NUL sealed-payload``) are read too. Enqueueing is one Lua script call that
-takes the next sequence number, stores the entry and marks the instance pending;
-when nobody is draining the instance it also tells the caller to send a wake-up.
+serialized :class:`Update`, signed (with a signing key) for the instance it was
+enqueued to, so a payload copied into another inbox is refused. Entries written
+before fingerprints were recorded (``flow NUL sealed-payload``) are read too.
+Enqueueing is one Lua script call that takes the next sequence number, stores the
+entry and marks the instance pending; when nobody is draining the instance it
+also tells the caller to send a wake-up.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from motion import keys as K
 from motion.errors import FailedUpdate, PayloadError
-from motion.serde import dump_value, load_value, seal, unseal
+from motion.serde import binding, dump_value, load_value, seal, unseal
 from motion.settings import get_settings
 
 if TYPE_CHECKING:
@@ -55,7 +57,8 @@ def encode(component: Component, name: str, update: Update) -> bytes:
     # a producer without the component's code (motion.producer) has no definition
     fingerprint = getattr(component, "fingerprint", None)
     made_by = b"\x01" + fingerprint().encode() if fingerprint is not None else b""
-    return update.flow.encode() + made_by + b"\x00" + seal(body, settings.signing_key)
+    sealed = seal(body, settings.signing_key, binding(name))
+    return update.flow.encode() + made_by + b"\x00" + sealed
 
 
 def entry_flow(entry: bytes) -> str:
@@ -75,10 +78,11 @@ def entry_definition(entry: bytes | None) -> str | None:
     return fingerprint.decode(errors="replace") if sep and fingerprint else None
 
 
-def decode(component: Component, entry: bytes) -> Update:
-    """The :class:`Update` of an inbox entry; checks the signature before unpickling."""
+def decode(component: Component, entry: bytes, name: str) -> Update:
+    """The :class:`Update` of an inbox entry of instance ``name``; checks the signature
+    before unpickling."""
     flow = entry_flow(entry)
-    body = unseal(entry.partition(b"\x00")[2], get_settings().signing_key)
+    body = unseal(entry.partition(b"\x00")[2], get_settings().signing_key, binding(name))
     value = load_value(component.serializer, f"payload of flow {flow!r}", body)
     if not (isinstance(value, tuple) and len(value) == 4 and value[0] == flow):
         raise PayloadError(f"payload of flow {flow!r} has an unexpected shape")

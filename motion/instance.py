@@ -1,7 +1,9 @@
 """The instance handle: run serve ops inline, enqueue updates, wait for them.
 
 A handle is cheap: no thread, no connection of its own (it borrows the process's
-pooled clients), so a web server may create one per request.
+pooled clients), so a web server may create one per request. Constructing it
+creates the instance, as in Motion (see :meth:`motion.reader.Reader.ensure`): one
+round trip for an instance this process holds no copy of, none otherwise.
 
 ``run`` reads the state, runs the serve op and enqueues the update: two round
 trips. When the serve op is quick and the state did not change since this
@@ -17,8 +19,8 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, overload
 
+from motion import devmode, motionrc, runtime, serving, settings
 from motion import keys as K
-from motion import motionrc, runtime, serving, settings
 from motion.connection import get_async_redis, get_redis, socket_timeout_option, translate_errors
 from motion.enqueuer import Enqueuer
 from motion.errors import InstanceClosedError, InvalidInstanceIdError
@@ -28,6 +30,7 @@ from motion.props import Properties
 from motion.reader import Reader
 from motion.runtime import call_sync
 from motion.serving import CacheWrite, Served
+from motion.store import version_number
 from motion.waiting import Waiter
 
 if TYPE_CHECKING:
@@ -64,25 +67,35 @@ class Instance:
     ) -> None:
         if not isinstance(instance_id, str):
             raise InvalidInstanceIdError(f"instance_id must be a string, got {instance_id!r}.")
-        if K.SEPARATOR in instance_id:
+        if K.SEPARATOR in instance_id or instance_id.startswith(K.DEV_PREFIX):
             raise InvalidInstanceIdError(
-                f"instance_id {instance_id!r} must not contain '{K.SEPARATOR}'."
+                f"instance_id {instance_id!r} must not contain '{K.SEPARATOR}' nor start "
+                f"with '{K.DEV_PREFIX}' (dev mode's namespace)."
             )
         settings.load_config_file(motion_options.get("config_path", motionrc.DEFAULT_PATH))
         self._component = component
         self._id = instance_id or random_id()
-        self._keys = K.InstanceKeys.of(K.instance_name(component.name, self._id))
+        # dev mode: work on the copy-on-write dev instance (its keys, inbox and wake-ups)
+        production = self._id if settings.get_settings().dev_mode else None
+        stored = self._id if production is None else K.dev_id(self._id)
+        self._keys = K.InstanceKeys.of(K.instance_name(component.name, stored))
+        if production is not None:
+            devmode.track(self._keys.name)
         # Motion's redis_socket_timeout= applies to this handle's own Redis calls
         timeout = socket_timeout_option(motion_options.get("redis_socket_timeout"))
         self._timeout = timeout
-        self._reader = Reader(component, self._id, dict(init_state_params or {}), timeout=timeout)
-        self._enqueuer = Enqueuer(component, self._id, self._reader, timeout=timeout)
+        params = dict(init_state_params or {})
+        self._reader = Reader(component, stored, params, production, timeout=timeout)
+        self._enqueuer = Enqueuer(component, stored, self._reader, timeout=timeout)
         self._closed = False
         self._waiter = Waiter(self._keys, component.name, timeout=timeout)
         self._options = motion_options
         self._flows_run: set[str] = set()
         if motion_options.get("flush_on_exit"):
             runtime.flush_at_exit(self, self._flush_run_flows)
+        # the instance exists once its handle does (as in Motion): created here
+        # (init_state runs here), unless this process knows it exists
+        self._reader.ensure()
 
     # -- identity ---------------------------------------------------------------
     @property
@@ -92,8 +105,8 @@ class Instance:
 
     @property
     def instance_name(self) -> str:
-        """``"<Component>__<instance_id>"``, as Motion names it."""
-        return self._keys.name
+        """``"<Component>__<instance_id>"``, as Motion names it (in dev mode too)."""
+        return K.instance_name(self._component.name, self._id)
 
     @property
     def component(self) -> Component:
@@ -270,7 +283,7 @@ class Instance:
     def get_version(self) -> int:
         """The committed state version (1 after creation; +1 per state change)."""
         self._check_open()
-        return self._reader.load()[0]
+        return version_number(self._reader.load()[0])
 
     def write_state(
         self, state_update: dict[str, Any], latest: bool = False, timeout: float | None = None
@@ -313,10 +326,9 @@ class Instance:
         """
         flow = self._flow_or_all(flow, dataflow_key)
         with translate_errors("flush_update", self._keys.name):
-            target = get_redis(self._keys.name, self._timeout).hget(
-                self._keys.meta, _target_field(flow)
-            )
-        self._waiter.wait(flow, int(target or 0), timeout)
+            client = get_redis(self._keys.name, self._timeout)
+            target, inc = client.hmget(self._keys.meta, _target_field(flow), "inc")
+        self._waiter.wait(flow, int(target or 0), timeout, incarnation=inc)
 
     async def aflush_update(
         self,
@@ -329,8 +341,8 @@ class Instance:
         flow = self._flow_or_all(flow, dataflow_key)
         with translate_errors("flush_update", self._keys.name):
             client = get_async_redis(self._keys.name, self._timeout)
-            target = await client.hget(self._keys.meta, _target_field(flow))
-        await self._waiter.await_(flow, int(target or 0), timeout)
+            target, inc = await client.hmget(self._keys.meta, _target_field(flow), "inc")
+        await self._waiter.await_(flow, int(target or 0), timeout, incarnation=inc)
 
     # -- lifecycle --------------------------------------------------------------
     def close(self) -> None:
@@ -392,24 +404,26 @@ class Instance:
             return ALL_FLOWS
         return self._start(flow, None)
 
-    def _settle(self) -> None:
+    def _settle(self, timeout: float | None = None) -> None:
         """Wait for every pending update (``force_refresh``); failures stay for a flush."""
         with translate_errors("force_refresh", self._keys.name):
-            target = get_redis(self._keys.name, self._timeout).hget(self._keys.meta, "seq")
-        self._waiter.wait(ALL_FLOWS, int(target or 0), None, report=False)
+            client = get_redis(self._keys.name, self._timeout)
+            target, inc = client.hmget(self._keys.meta, "seq", "inc")
+        self._waiter.wait(ALL_FLOWS, int(target or 0), timeout, report=False, incarnation=inc)
 
-    async def _asettle(self) -> None:
+    async def _asettle(self, timeout: float | None = None) -> None:
         with translate_errors("force_refresh", self._keys.name):
-            target = await get_async_redis(self._keys.name, self._timeout).hget(
-                self._keys.meta, "seq"
-            )
-        await self._waiter.await_(ALL_FLOWS, int(target or 0), None, report=False)
+            client = get_async_redis(self._keys.name, self._timeout)
+            target, inc = await client.hmget(self._keys.meta, "seq", "inc")
+        await self._waiter.await_(
+            ALL_FLOWS, int(target or 0), timeout, report=False, incarnation=inc
+        )
 
     # -- internals: serve ---------------------------------------------------------
     def _serve(self, op: Op, flow: str, props: Properties, skip_cache: bool) -> Served:
         digest = serving.digest(self._component, props)
         version, state, hit = self._reader.load(flow, None if skip_cache else digest)
-        value = serving.cache_hit(self._component, hit, props)
+        value = serving.cache_hit(self._component, hit, props, (self._keys, flow, digest, version))
         if value is not serving.MISS:
             return Served(value)
         out = serving.call(op, state, props)
@@ -419,7 +433,7 @@ class Instance:
     async def _aserve(self, op: Op, flow: str, props: Properties, skip_cache: bool) -> Served:
         digest = serving.digest(self._component, props)
         version, state, hit = await self._reader.aload(flow, None if skip_cache else digest)
-        value = serving.cache_hit(self._component, hit, props)
+        value = serving.cache_hit(self._component, hit, props, (self._keys, flow, digest, version))
         if value is not serving.MISS:
             return Served(value)
         out = await serving.acall(op, state, props)
@@ -451,7 +465,7 @@ class Instance:
             attempt = Properties(original)
             out = serving.call(op, state, attempt)
             attempt.serve_result = out
-            write = self._ahead_cache_write(flow, original, int(version), out, attempt)
+            write = self._ahead_cache_write(flow, original, version, out, attempt)
             seq = self._enqueue(Update(flow, dict(attempt), out), write, expect=version)
             if seq is not None:
                 props.update(attempt)
@@ -469,7 +483,7 @@ class Instance:
             attempt = Properties(original)
             out = await serving.acall(op, state, attempt)
             attempt.serve_result = out
-            write = self._ahead_cache_write(flow, original, int(version), out, attempt)
+            write = self._ahead_cache_write(flow, original, version, out, attempt)
             seq = await self._aenqueue(Update(flow, dict(attempt), out), write, expect=version)
             if seq is not None:
                 props.update(attempt)
@@ -478,7 +492,7 @@ class Instance:
         return None
 
     def _ahead_cache_write(
-        self, flow: str, original: dict[str, Any], version: int, out: Any, after: Properties
+        self, flow: str, original: dict[str, Any], version: bytes, out: Any, after: Properties
     ) -> CacheWrite:
         digest = serving.digest(self._component, original)
         return serving.cache_write(self._component, self._keys, flow, digest, version, out, after)
@@ -496,10 +510,11 @@ class Instance:
         self, update: Update, cache_write: CacheWrite = None, *, expect: bytes = b""
     ) -> int | None:
         """Enqueue ``update``; its seq, or ``None`` if the state is no longer at ``expect``."""
-        seq = self._enqueuer.enqueue(update, cache_write, expect)
-        if seq is not None:
-            self._waiter.watch(seq)
-        return seq
+        enqueued = self._enqueuer.enqueue(update, cache_write, expect)
+        if enqueued is None:
+            return None
+        self._waiter.watch(*enqueued)
+        return enqueued[0]
 
     @overload
     async def _aenqueue(self, update: Update, cache_write: CacheWrite = None) -> int: ...
@@ -513,7 +528,8 @@ class Instance:
         self, update: Update, cache_write: CacheWrite = None, *, expect: bytes = b""
     ) -> int | None:
         """Async :meth:`_enqueue`."""
-        seq = await self._enqueuer.aenqueue(update, cache_write, expect)
-        if seq is not None:
-            self._waiter.watch(seq)
-        return seq
+        enqueued = await self._enqueuer.aenqueue(update, cache_write, expect)
+        if enqueued is None:
+            return None
+        self._waiter.watch(*enqueued)
+        return enqueued[0]

@@ -11,18 +11,23 @@ Per instance:
 key       type   contents
 ========  =====  =============================================================
 state     hash   one field per state key, each value serialized on its own
-meta      hash   ``version``, ``seq`` (last enqueued), ``applied`` (last applied
-                 seq), ``fence`` (last lease token), ``holder`` (token of the
-                 lease holder while draining), ``wake`` (ms time a wake-up was
-                 sent), ``sweeps`` (wake-ups the sweeper re-sent that no worker
-                 took yet), ``last:<flow>`` (last seq of a flow), ``pending:<flow>``
+meta      hash   ``inc`` (the incarnation id: 32 random hex digits, new each time
+                 the instance is created), ``tag`` (``<version>.<inc>[.<nonce>]``,
+                 what caches compare), ``version``, ``seq`` (last enqueued),
+                 ``applied`` (last applied seq), ``fence`` (last lease token),
+                 ``holder`` (token of the lease holder while draining), ``wake``
+                 (ms time a wake-up was sent), ``sweeps`` (wake-ups the sweeper
+                 re-sent that no worker took yet), ``last:<flow>`` (last seq of a
+                 flow), ``pending:<flow>``
 inbox     hash   ``seq -> payload`` of updates not yet applied
-lease     str    the fencing token of the worker draining the inbox (with a TTL)
+lease     str    the fencing token of the worker draining the inbox (with a TTL):
+                 ``<inc>:<fence>:<nonce>``
+claim     str    the caller creating the instance (running ``init_state``; a TTL)
 failed    zset   failure records (JSON) scored by seq: dead letters, the newest 1,000
                  kept (``failed_dropped`` in meta counts the older ones dropped)
-cache     hash   serve-result cache, ``version:flow:digest -> expiry|entry``; the
-                 commit that moves the version deletes it; expires ``cache_ttl``
-                 after its last write
+cache     hash   serve-result cache, ``tag:flow:digest -> expiry|entry`` (``tag``: the
+                 state's version tag); the commit that moves the version deletes it;
+                 expires ``cache_ttl`` after its last write
 dedup:*   hash   ``token -> seq`` of recent enqueues, so a client that retries an
                  enqueue after a lost reply enqueues once; one key per
                  :data:`DEDUP_SECONDS` period, each expiring after two periods
@@ -51,6 +56,10 @@ COMPONENTS = f"{PREFIX}:components"
 #: String: the secret that signs HTTP tokens when none is configured; set once
 #: (``SET NX``) by the first web server that needs it, so replicas agree.
 HTTP_TOKEN_SECRET = f"{PREFIX}:http:token-secret"
+#: Dev mode (``MOTION_ENV=dev``): a handle on instance ``id`` works on the dev
+#: instance ``DEV:id`` (keys ``motion:{Comp__DEV:id}:...``), so every worker, whatever
+#: its own environment, applies a dev update to the dev keys: the wake-up names it.
+DEV_PREFIX = "DEV:"
 #: An enqueue's token is remembered for between one and two of these periods:
 #: far longer than a client's retries of a command whose reply was lost.
 DEDUP_SECONDS = 30
@@ -70,6 +79,16 @@ def stats(component: str) -> str:
 def instance_name(component: str, instance_id: str) -> str:
     """The ``Comp__id`` name Motion uses for an instance."""
     return f"{component}{SEPARATOR}{instance_id}"
+
+
+def dev_id(instance_id: str) -> str:
+    """The id of the dev copy of instance ``instance_id`` (dev mode)."""
+    return DEV_PREFIX + instance_id
+
+
+def public_id(instance_id: str) -> str:
+    """The id ops and users see: ``"DEV:x"`` -> ``"x"`` (a dev copy is still instance x)."""
+    return instance_id[len(DEV_PREFIX) :] if instance_id.startswith(DEV_PREFIX) else instance_id
 
 
 def split_instance_name(name: str) -> tuple[str, str]:
@@ -93,6 +112,7 @@ class InstanceKeys:
     lease: str
     failed: str
     cache: str
+    claim: str
     cache_prefix: str
     prefix: str
 
@@ -108,13 +128,14 @@ class InstanceKeys:
             lease=f"{base}:lease",
             failed=f"{base}:failed",
             cache=f"{base}:cache",
+            claim=f"{base}:claim",
             cache_prefix=f"{base}:cache:",  # string entries of earlier releases
             prefix=f"{base}:",
         )
 
     def all(self) -> list[str]:
         """Every fixed key of the instance (cache and dedup keys are matched by prefix)."""
-        return [self.state, self.meta, self.inbox, self.lease, self.failed, self.cache]
+        return [self.state, self.meta, self.inbox, self.lease, self.failed, self.cache, self.claim]
 
     def dedup(self, now_ms: int) -> str:
         """The dedup key of the :data:`DEDUP_SECONDS` period that ``now_ms`` falls in."""

@@ -1,9 +1,14 @@
 """Leases: one drainer per instance at a time, with a fencing token.
 
 A worker takes an instance's lease before draining its inbox (the ``begin``
-script, which also returns the first updates to apply; see :mod:`motion.engine`). The lease carries
-a token that only grows; every commit checks it, so a worker that lost its lease
-(paused, partitioned, too slow) cannot commit. One daemon thread per process
+script, which also returns the first updates to apply; see :mod:`motion.engine`).
+The lease carries a token, ``<incarnation>:<fence>:<nonce>``: the fence only grows
+within a life of the instance, the incarnation id is new for each life and the
+nonce is random, so no token is ever handed out twice, even after the instance was
+cleared and created again or Redis lost the counter. Every commit checks the token
+holds the lease and belongs to the instance's current incarnation, so a worker that
+lost its lease (paused, partitioned, too slow, or draining a cleared life) cannot
+commit. One daemon thread per process
 renews every held lease while slow ops (an LLM call) run.
 """
 
@@ -25,11 +30,16 @@ log = logging.getLogger("motion.lease")
 class Lease:
     """A held lease: the instance, its token, and whether it was lost."""
 
-    def __init__(self, keys: K.InstanceKeys, token: int, period_ms: int) -> None:
+    def __init__(self, keys: K.InstanceKeys, token: bytes, period_ms: int) -> None:
         self.keys = keys
         self.token = token
         self.period_ms = period_ms
         self.lost = threading.Event()
+
+    @property
+    def incarnation(self) -> bytes:
+        """The incarnation of the instance this lease was taken in."""
+        return self.token.split(b":", 1)[0]
 
 
 def release(client: redis.Redis, lease: Lease, abandon: bool = False) -> int:
@@ -86,7 +96,7 @@ class Renewer:
                 with self._lock:
                     released = id(lease) not in self._held  # the drain ended meanwhile
                 if not ok and not released:
-                    log.warning("lost the lease of %s (token %d)", lease.keys.name, lease.token)
+                    log.warning("lost the lease of %s (token %r)", lease.keys.name, lease.token)
                     lease.lost.set()
             elapsed = now_ms() - started
             if elapsed > 1000:

@@ -178,17 +178,17 @@ def enqueue(
     _last_used[id(client)] = now
     stored = "the update may or may not be stored: retry with the same dedup_key"
     with _translate(client, action, stored=stored):
-        seq, wake = scripts.run(client, "enqueue", keys, args)
+        seq, wake = scripts.run(client, "enqueue", keys, args)[:2]
         if seq == 0:
             if initial_state is None:
                 raise InstanceNotFoundError(
                     f"{ikeys.name} does not exist, so nothing was enqueued: a producer without "
                     f"the component's code cannot run its init_state. Create the instance "
-                    f"first (e.g. {component_name}({instance_id!r}).read_state('x') where the "
+                    f"first (e.g. {component_name}({instance_id!r}) where the "
                     f"code is), or pass initial_state={{...}} to create it with that state."
                 )
             _create(client, codec, component_name, ikeys, initial_state)
-            seq, wake = scripts.run(client, "enqueue", keys, args)
+            seq, wake = scripts.run(client, "enqueue", keys, args)[:2]
     if wake == 1:  # the script could not push it (another broker): send it now
         try:
             _send(mode, component_name, instance_id, flow, int(seq))
@@ -259,20 +259,19 @@ def _create(
     state: Mapping[str, Any],
 ) -> None:
     """Create the instance with ``state`` (stored key by key) unless it exists already."""
+    from motion.store import new_incarnation, now_ms, value_binding
+
     limit = get_settings().max_value_bytes
+    incarnation = new_incarnation()
     fields: list[Any] = []
     for key, value in state.items():
         if not isinstance(key, str):
             raise TypeError(f"initial_state keys must be strings; got {key!r}.")
-        fields += [
-            key,
-            dump_stored(codec.serializer, f"state key {key!r} of {ikeys.name}", value, limit),
-        ]
-    from motion.store import now_ms
-
-    scripts.run(
-        client, "init", [ikeys.meta, ikeys.state, K.COMPONENTS], [component, now_ms(), *fields]
-    )
+        what = f"state key {key!r} of {ikeys.name}"
+        bind = value_binding(ikeys.name, key, incarnation)
+        fields += [key, dump_stored(codec.serializer, what, value, limit, bind)]
+    script_keys = [ikeys.meta, ikeys.state, K.COMPONENTS, ikeys.claim]
+    scripts.run(client, "init", script_keys, [component, now_ms(), incarnation, 1, *fields])
 
 
 def _ready(client: redis.Redis, attempts: int = 3) -> None:

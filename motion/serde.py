@@ -15,6 +15,12 @@ Values at rest that are unpickled later (state values, serve-cache entries) are
 stored as the serializer wrote them, or, with a signing key, framed and signed
 the same way (:func:`dump_stored` / :func:`load_stored`): a value planted in Redis
 without the key is refused, never deserialized, by workers and callers alike.
+
+A signature binds the value to where it belongs (:func:`binding`): a state value
+to its instance, field and incarnation, a payload to its instance, a cache entry
+to its key. The MAC covers that place and the body, so a signed value copied to
+another instance, another field, or a later life of the same instance is refused
+like a forged one.
 """
 
 from __future__ import annotations
@@ -89,38 +95,58 @@ def load_value(serializer: Serializer, what: str, data: bytes) -> Any:
         ) from exc
 
 
-def dump_stored(serializer: Serializer, what: str, value: Any, limit: int) -> bytes:
-    """Serialize a value to store (signed when ``MOTION_SIGNING_KEY`` is set)."""
+def binding(*parts: str | bytes) -> bytes:
+    """The place a signed value belongs to, e.g. ``binding(name, field, incarnation)``.
+
+    Each part is length-prefixed, so no two different places give the same bytes.
+    """
+    out = b""
+    for part in parts:
+        raw = part.encode() if isinstance(part, str) else part
+        out += len(raw).to_bytes(4, "big") + raw
+    return out
+
+
+def dump_stored(
+    serializer: Serializer, what: str, value: Any, limit: int, bind: bytes = b""
+) -> bytes:
+    """Serialize a value to store (signed, bound to ``bind``, when ``MOTION_SIGNING_KEY``
+    is set)."""
     data = dump_value(serializer, what, value, limit)
     key = get_settings().signing_key
-    return data if key is None else seal(data, key)
+    return data if key is None else seal(data, key, bind)
 
 
-def load_stored(serializer: Serializer, what: str, data: bytes) -> Any:
-    """Deserialize a stored value, checking its signature when a signing key is set."""
+def load_stored(serializer: Serializer, what: str, data: bytes, bind: bytes = b"") -> Any:
+    """Deserialize a stored value, checking its signature (and that it was signed for
+    ``bind``) when a signing key is set."""
     key = get_settings().signing_key
     if key is not None or data.startswith(_SIGNED):
         try:
-            data = unseal(data, key)
+            data = unseal(data, key, bind)
         except PayloadError as exc:
             raise SerializationError(
                 f"{what} was refused: {exc}. Values written without MOTION_SIGNING_KEY (or "
-                f"with another key) are not deserialized; clear or re-create the instance "
-                f"with the key set."
+                f"with another key, or signed for another instance, field or incarnation) are "
+                f"not deserialized; clear or re-create the instance with the key set."
             ) from exc
     return load_value(serializer, what, data)
 
 
-def seal(body: bytes, key: bytes | None) -> bytes:
-    """Frame a payload body, signing it when a key is given."""
+def _mac(key: bytes, bind: bytes, body: bytes) -> bytes:
+    return hmac.new(key, len(bind).to_bytes(4, "big") + bind + body, hashlib.sha256).digest()
+
+
+def seal(body: bytes, key: bytes | None, bind: bytes = b"") -> bytes:
+    """Frame a payload body, signing it (for the place ``bind``) when a key is given."""
     if key is None:
         return _UNSIGNED + body
-    mac = hmac.new(key, body, hashlib.sha256).digest()
-    return _SIGNED + mac + body
+    return _SIGNED + _mac(key, bind, body) + body
 
 
-def unseal(payload: bytes, key: bytes | None) -> bytes:
-    """Check a framed payload and return its body; raises :class:`PayloadError`."""
+def unseal(payload: bytes, key: bytes | None, bind: bytes = b"") -> bytes:
+    """Check a framed payload (signed for ``bind``) and return its body; raises
+    :class:`PayloadError`."""
     if payload.startswith(_SIGNED):
         mac = payload[3 : 3 + _MAC_BYTES]
         body = payload[3 + _MAC_BYTES :]
@@ -128,9 +154,11 @@ def unseal(payload: bytes, key: bytes | None) -> bytes:
             raise PayloadError("payload is truncated (signature incomplete)")
         if key is None:
             return body
-        expected = hmac.new(key, body, hashlib.sha256).digest()
-        if not hmac.compare_digest(mac, expected):
-            raise PayloadError("payload signature is wrong; refusing to deserialize it")
+        if not hmac.compare_digest(mac, _mac(key, bind, body)):
+            raise PayloadError(
+                "payload signature is wrong (forged, signed with another key, or copied from "
+                "another instance, field or incarnation); refusing to deserialize it"
+            )
         return body
     if payload.startswith(_UNSIGNED):
         if key is not None:

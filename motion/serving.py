@@ -114,27 +114,42 @@ def cache_write(
     keys: InstanceKeys,
     flow: str,
     props_digest: cache.Canonical | None,
-    version: int,
+    version: bytes,
     value: Any,
     props: dict[str, Any],
 ) -> CacheWrite:
-    """The cache entry of a serve call: its result and what it did to the props
-    (``props_digest`` is their form before the call)."""
+    """The cache entry of a serve call at version tag ``version``: its result and what
+    it did to the props (``props_digest`` is their form before the call)."""
     if props_digest is None:
         return None
     delta = cache.changes(props_digest, props)
     if delta is None:
         return None
-    data = cache.encode(component, (value, *delta))
+    hash_key, entry = cache.key(keys, flow, props_digest.digest, version)
+    data = cache.encode(component, (value, *delta), cache.binding(hash_key, entry))
     if data is None:
         return None
-    hash_key, entry = cache.key(keys, flow, props_digest.digest, version)
-    return cache.Entry(keys.meta, hash_key, entry, data, component.cache_ttl, int(version))
+    tag = version.decode() if isinstance(version, bytes) else str(version)
+    return cache.Entry(keys.meta, hash_key, entry, data, component.cache_ttl, tag)
 
 
-def cache_hit(component: Component, raw: Any, props: Properties) -> Any:
-    """The cached result (redoing what its serve op did to the props), or :data:`MISS`."""
-    entry = cache.decode(component, raw)
+def cache_hit(
+    component: Component,
+    raw: Any,
+    props: Properties,
+    where: tuple[InstanceKeys, str, cache.Canonical | None, bytes] | None = None,
+) -> Any:
+    """The cached result (redoing what its serve op did to the props), or :data:`MISS`.
+
+    ``where`` is ``(keys, flow, props' canonical form, version tag)`` of the entry: its
+    signature must be for that entry."""
+    if raw is None or where is None:
+        return MISS
+    keys, flow, props_digest, version = where
+    if props_digest is None:
+        return MISS
+    hash_key, entry_field = cache.key(keys, flow, props_digest.digest, version)
+    entry = cache.decode(component, raw, cache.binding(hash_key, entry_field))
     if not (isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[1], dict)):
         return MISS
     value, changed, removed = entry

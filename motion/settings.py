@@ -52,6 +52,8 @@ variable                              default    meaning
                                                  once no worker able to apply the component's
                                                  updates has been seen for this long
 ``MOTION_HEARTBEAT_SECONDS``          ``5``      how often workers announce themselves
+``MOTION_ENV``                        ``prod``   ``dev``: Motion's dev mode; handles work on
+                                                 copy-on-write dev instances, deleted at exit
 ====================================  =========  ============================================
 """
 
@@ -292,6 +294,7 @@ class Settings:
     redis_socket_timeout: float = 5.0
     redis_connect_timeout: float = 5.0
     redis_retry_seconds: float = 20.0
+    dev_mode: bool = False
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -319,6 +322,7 @@ class Settings:
             redis_socket_timeout=_env_number("MOTION_REDIS_SOCKET_TIMEOUT", 5.0),
             redis_connect_timeout=_env_number("MOTION_REDIS_CONNECT_TIMEOUT", 5.0),
             redis_retry_seconds=_env_number("MOTION_REDIS_RETRY_SECONDS", 20.0),
+            dev_mode=os.environ.get("MOTION_ENV", "prod").strip().lower() == "dev",
         )
 
 

@@ -1,14 +1,22 @@
 """State in Redis: encoding, the version-validated local copy, reads and creation.
 
 A serve reads the state through :class:`StateCache`: the read script returns only
-the version when the local copy is current (one small round trip, however large
-the state), and the whole hash when it is not. Creating an instance runs
+the version tag when the local copy is current (one small round trip, however
+large the state), and the whole hash when it is not. Creating an instance runs
 ``init_state`` in the caller and stores the result with a script that creates it
 only once, however many callers race.
+
+Incarnations: each life of an instance (created, cleared, created again; or lost
+with Redis' data) gets a random 128-bit incarnation id, and every version is seen
+by caches as a *tag*, ``b"<version>.<incarnation>[.<nonce>]"`` (the commit that
+makes a version adds a random nonce). Caches compare tags, never bare version
+numbers, so a copy of an earlier life at "version 4" is never taken for version 4
+of a later one, nor a version Redis lost for the one counted again after it.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -17,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from motion import keys as K
 from motion.errors import DefinitionError, SerializationError, UpdateResultError
 from motion.props import State
-from motion.serde import dump_stored, load_stored
+from motion.serde import binding, dump_stored, load_stored
 from motion.settings import get_settings
 
 if TYPE_CHECKING:
@@ -32,41 +40,81 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def encode_changes(component: Component, name: str, changes: dict[str, Any]) -> list[Any]:
-    """``[field, value, ...]`` for the changed keys (or the whole saved state with hooks)."""
+def new_incarnation() -> str:
+    """A fresh incarnation id: 128 random bits (32 hex digits) that never repeat."""
+    return secrets.token_hex(16)
+
+
+def nonce() -> str:
+    """A random nonce for a lease token or a version tag."""
+    return secrets.token_hex(8)
+
+
+def version_number(tag: bytes | str) -> int:
+    """The version number of a version tag (``b"4.<incarnation>.<nonce>"`` -> 4)."""
+    raw = tag.encode() if isinstance(tag, str) else tag
+    return int(raw.split(b".", 1)[0])
+
+
+def incarnation_of(tag: bytes | str) -> bytes:
+    """The incarnation id in a version tag."""
+    raw = tag.encode() if isinstance(tag, str) else tag
+    return raw.split(b".")[1]
+
+
+def value_binding(name: str, field: str | bytes, incarnation: str | bytes) -> bytes:
+    """Where a signed state value belongs: its instance, field and incarnation."""
+    return binding(name, field, incarnation)
+
+
+def encode_changes(
+    component: Component, name: str, changes: dict[str, Any], incarnation: str | bytes
+) -> list[Any]:
+    """``[field, value, ...]`` for the changed keys (or the whole saved state with hooks),
+    signed (with a signing key) for ``name``, each field and ``incarnation``."""
     limit = get_settings().max_value_bytes
     if component.save_state_func is not None:
         saved = component.save_state_func(changes)
+        bind = value_binding(name, SAVED_FIELD, incarnation)
         return [
             SAVED_FIELD,
-            dump_stored(component.serializer, f"saved state of {name}", saved, limit),
+            dump_stored(component.serializer, f"saved state of {name}", saved, limit, bind),
         ]
     flat: list[Any] = []
     for key, value in changes.items():
         if not isinstance(key, str):
             raise UpdateResultError(f"state keys must be strings; got {key!r} for {name}.")
-        flat += [
-            key,
-            dump_stored(component.serializer, f"state key {key!r} of {name}", value, limit),
-        ]
+        what = f"state key {key!r} of {name}"
+        bind = value_binding(name, key, incarnation)
+        flat += [key, dump_stored(component.serializer, what, value, limit, bind)]
     return flat
 
 
-def decode_state(component: Component, instance_id: str, flat: list[bytes]) -> State:
-    """Turn ``HGETALL`` output into a :class:`State`, applying ``load_state``."""
+def decode_state(
+    component: Component, instance_id: str, flat: list[bytes], incarnation: bytes
+) -> State:
+    """Turn ``HGETALL`` output of ``incarnation`` into a :class:`State`, applying
+    ``load_state``."""
     name = K.instance_name(component.name, instance_id)
     raw = dict(zip(flat[::2], flat[1::2], strict=True))
     if SAVED_FIELD in raw:
-        saved = load_stored(component.serializer, f"saved state of {name}", raw[SAVED_FIELD])
+        bind = value_binding(name, SAVED_FIELD, incarnation)
+        what = f"saved state of {name}"
+        saved = load_stored(component.serializer, what, raw[SAVED_FIELD], bind)
         loaded = component.load_state_func(saved) if component.load_state_func else saved
         if not isinstance(loaded, dict):
             raise SerializationError(f"load_state of {component.name} must return a dict.")
-        return State(instance_id, loaded)
+        return State(K.public_id(instance_id), loaded)
     data = {
-        f.decode(): load_stored(component.serializer, f"state key {f.decode()!r} of {name}", v)
+        f.decode(): load_stored(
+            component.serializer,
+            f"state key {f.decode()!r} of {name}",
+            v,
+            value_binding(name, f, incarnation),
+        )
         for f, v in raw.items()
     }
-    return State(instance_id, data)
+    return State(K.public_id(instance_id), data)
 
 
 def initial_state(component: Component, init_state_params: dict[str, Any]) -> dict[str, Any]:
@@ -85,14 +133,22 @@ def initial_state(component: Component, init_state_params: dict[str, Any]) -> di
     return state
 
 
-def init_args(component: Component, instance_id: str, state: dict[str, Any]) -> list[Any]:
-    """Arguments of the init script for ``state``."""
+def init_args(
+    component: Component,
+    instance_id: str,
+    state: dict[str, Any],
+    incarnation: str,
+    version: int = 1,
+) -> list[Any]:
+    """Arguments of the init script creating ``incarnation`` with ``state`` at ``version``."""
     name = K.instance_name(component.name, instance_id)
-    return [component.name, now_ms(), *encode_changes(component, name, state)]
+    fields = encode_changes(component, name, state, incarnation)
+    return [component.name, now_ms(), incarnation, version, *fields]
 
 
 class StateCache:
-    """Process-local copies of recently read states, keyed by instance, with their version.
+    """Process-local copies of recently read states, keyed by instance, with their
+    version tag (so a copy of an earlier incarnation never passes for a later one).
 
     Bounded (least recently used out); thread-safe. A copy is only ever returned
     after Redis confirmed its version is current.
@@ -120,7 +176,7 @@ class StateCache:
             self._churning.discard(name)
 
     def version_of(self, name: str) -> bytes:
-        """The version held for ``name``, or ``b""``."""
+        """The version tag held for ``name``, or ``b""``."""
         entry = self._data.get(name)
         return entry[0] if entry else b""
 
@@ -134,7 +190,7 @@ class StateCache:
             return entry[1]
 
     def put(self, name: str, version: bytes, state: State) -> None:
-        """Remember ``state`` at ``version``."""
+        """Remember ``state`` at version tag ``version``."""
         with self._lock:
             self._data[name] = (version, state)
             self._data.move_to_end(name)
@@ -161,25 +217,26 @@ STATE_CACHE = StateCache()
 
 def parse_read(
     component: Component, instance_id: str, reply: list[Any]
-) -> tuple[int, State, Any] | None:
-    """Interpret the read script's reply: ``(version, state, cached serve result or None)``.
+) -> tuple[bytes, State, Any] | None:
+    """Interpret the read script's reply: ``(version tag, state, cached serve result or
+    None)``.
 
     ``None`` when the instance does not exist.
     """
-    if not reply:
+    if not reply or len(reply) < 2:
         return None
     name = K.instance_name(component.name, instance_id)
-    version = reply[0]
+    tag = reply[0]
     if reply[1] == 1:
         cached = STATE_CACHE.get(name)
-        if cached is None:  # evicted since we sent our version: read again in full
+        if cached is None:  # evicted since we sent our tag: read again in full
             raise StaleCopy(name)
         STATE_CACHE.observe(name, changed=False)
-        return int(version), cached, reply[2] if len(reply) > 2 else None
-    state = decode_state(component, instance_id, reply[2:])
+        return tag, cached, reply[2] if len(reply) > 2 else None
+    state = decode_state(component, instance_id, reply[2:], incarnation_of(tag))
     STATE_CACHE.observe(name, changed=bool(STATE_CACHE.version_of(name)))
-    STATE_CACHE.put(name, version, state)
-    return int(version), state, None
+    STATE_CACHE.put(name, tag, state)
+    return tag, state, None
 
 
 class StaleCopy(Exception):

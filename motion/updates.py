@@ -124,10 +124,12 @@ def apply(
     state: State,
     group: list[tuple[int, bytes | None]],
     pending: dict[str, int],
+    incarnation: bytes = b"",
 ) -> Outcome:
     """Run the ops of one group (``(seq, inbox entry)`` pairs) on a copy of ``state``.
 
-    ``pending`` counts the updates not yet applied per flow (for NUM_NEW_UPDATES).
+    ``pending`` counts the updates not yet applied per flow (for NUM_NEW_UPDATES);
+    ``incarnation`` is the life of the instance the changes are encoded (signed) for.
     A failing op or a bad payload leaves the state unchanged and is recorded in the
     outcome's failures; the group is committed either way, so later updates apply.
     The ops are those of the definition that enqueued the group
@@ -145,7 +147,7 @@ def apply(
             if entry is None:
                 raise PayloadError(f"update #{seq} is missing from the inbox")
             flow = entry_flow(entry)
-            decoded.append((seq, decode(owner, entry)))
+            decoded.append((seq, decode(owner, entry, name)))
         except MotionError as exc:
             out.failures.append((seq, failure_record(seq, flow, "-", exc)))
             out.stats[f"failed:{flow}"] += 1
@@ -158,7 +160,8 @@ def apply(
         _run_ops(owner, instance_id, working, decoded, pending, out)
         if out.changes or out.replace:
             whole = component.save_state_func is not None
-            out.fields = store.encode_changes(component, name, working if whole else out.changes)
+            changed = working if whole else out.changes
+            out.fields = store.encode_changes(component, name, changed, incarnation)
             out.bumps = 1
     except OpFailed as failed:
         out.changes, out.replace = {}, False

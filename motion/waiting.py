@@ -5,6 +5,17 @@ A :class:`Waiter` belongs to one handle. It waits by polling the instance's
 the failure records of the updates whose outcome the handle has not seen; its
 :class:`motion.failures.FailureBook` decides which of them this call raises
 (each failure to one call: the one that caused it).
+
+A seq is a ticket of one incarnation: the waiter remembers the incarnation its
+updates joined and polls ``applied`` together with the instance's current
+incarnation, so an update of an earlier life (cleared, or lost by Redis) is
+reported as such (:class:`~motion.errors.InstanceClearedError`), never taken as
+applied because a later life counted up to the same seq. A wait with no timeout
+gives up with :class:`~motion.errors.NoWorkerError` once no worker able to apply
+the component's updates has been seen (:mod:`motion.heartbeat`).
+
+Caller road; uses the floor (keys, connection, heartbeat, settings) and
+:mod:`motion.failures`.
 """
 
 from __future__ import annotations
@@ -16,7 +27,12 @@ from typing import Any
 from motion import heartbeat
 from motion import keys as K
 from motion.connection import get_async_redis, get_redis, translate_errors
-from motion.errors import FlushTimeoutError, NoWorkerError, UpdateFailedError
+from motion.errors import (
+    FlushTimeoutError,
+    InstanceClearedError,
+    NoWorkerError,
+    UpdateFailedError,
+)
 from motion.failures import FailureBook
 from motion.inbox import ALL_FLOWS, parse_failures
 from motion.runtime import ensure_worker, inprocess_worker_wanted
@@ -27,14 +43,15 @@ _MAX_DELAY = 0.05
 #: how often a wait with no timeout checks that some worker can apply the updates
 _PRESENCE_EVERY = 1.0
 
+Incarnation = bytes | str | None
+
 
 class _Patience:
     """When a wait with no timeout should ask whether any worker is alive."""
 
     def __init__(self) -> None:
         self.grace = get_settings().worker_grace_seconds
-        self.start = time.monotonic()
-        self.next = self.start + self.grace
+        self.next = time.monotonic() + self.grace
 
     def due(self) -> bool:
         """True once the wait has lasted the grace period, then every second."""
@@ -55,9 +72,16 @@ class Waiter:
         self._timeout = timeout  # the handle's socket timeout (None: the setting)
         self._component = component
         self._book = FailureBook()
+        self._inc: Incarnation = None  # the incarnation the watched updates joined
+        self._orphans: list[int] = []  # seqs of an earlier incarnation, not yet reported
 
-    def watch(self, seq: int) -> None:
-        """Note that the current caller (thread or asyncio task) enqueued update ``seq``."""
+    def watch(self, seq: int, incarnation: Incarnation = None) -> None:
+        """Note that the current caller (thread or asyncio task) enqueued update ``seq``
+        into ``incarnation``."""
+        if incarnation is not None and incarnation != self._inc:
+            if self._inc is not None:  # updates of an earlier life, dropped with it
+                self._orphans += self._book.drop_open()
+            self._inc = incarnation
         self._book.enqueued(seq)
 
     def wait(
@@ -67,13 +91,23 @@ class Waiter:
         timeout: float | None,
         report: bool = True,
         own: bool = False,
+        incarnation: Incarnation = None,
     ) -> None:
-        """Block until update ``target`` is applied, then raise the failures this call
-        reports (see :mod:`motion.failures`): with ``own``, the failure of update
-        ``target``, which this call enqueued; else those of a flush of ``flow``.
-        Without ``report`` nothing is raised (failures stay for a flush); raises
-        on timeout."""
-        if target <= 0:
+        """Block until update ``target`` (of ``incarnation``: by default the one this
+        handle's updates joined) is applied, then raise the failures this call reports
+        (see :mod:`motion.failures`): with ``own``, the failure of update ``target``,
+        which this call enqueued; else those of a flush of ``flow``. Without
+        ``report`` nothing is raised (failures stay for a flush).
+
+        Raises:
+            InstanceClearedError: the incarnation the updates belong to is gone.
+            FlushTimeoutError: ``timeout`` passed; NoWorkerError (one) when none was
+                given and no worker for the component was seen for the grace period.
+        """
+        expected = incarnation or self._inc
+        if target <= 0:  # nothing enqueued in ``incarnation`` (None: no instance now)
+            if report:
+                self._check_life(incarnation)
             return
         ensure_worker()
         client = get_redis(self._keys.name, self._timeout)
@@ -84,7 +118,8 @@ class Waiter:
             with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
                 if patience is not None and patience.due():
                     self._check_presence(heartbeat.last_seen(client, self._component), target)
-                if int(client.hget(self._keys.meta, "applied") or 0) >= target:
+                applied, current = client.hmget(self._keys.meta, "applied", "inc")
+                if self._settled(expected, target, applied, current, report):
                     if not report:
                         return
                     start = self._book.unseen_from(target)
@@ -106,9 +141,13 @@ class Waiter:
         timeout: float | None,
         report: bool = True,
         own: bool = False,
+        incarnation: Incarnation = None,
     ) -> None:
         """Async :meth:`wait` (never blocks the event loop)."""
+        expected = incarnation or self._inc
         if target <= 0:
+            if report:
+                self._check_life(incarnation)
             return
         ensure_worker()
         client = get_async_redis(self._keys.name, self._timeout)
@@ -120,7 +159,8 @@ class Waiter:
                 if patience is not None and patience.due():
                     age = await heartbeat.alast_seen(client, self._component)
                     self._check_presence(age, target)
-                if int(await client.hget(self._keys.meta, "applied") or 0) >= target:
+                applied, current = await client.hmget(self._keys.meta, "applied", "inc")
+                if self._settled(expected, target, applied, current, report):
                     if not report:
                         return
                     start = self._book.unseen_from(target)
@@ -135,6 +175,22 @@ class Waiter:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
+    # -- the decisions, shared by both loops (no I/O) --------------------------------
+    def _settled(
+        self, expected: Incarnation, target: int, applied: Any, current: Any, report: bool
+    ) -> bool:
+        """Whether the wait is over: update ``target`` applied in its incarnation (raises
+        :class:`InstanceClearedError` when that incarnation is gone, if ``report``)."""
+        if expected is not None and current != expected:
+            if not report:
+                return True
+            raise self._cleared([target], current)
+        if int(applied or 0) < target:
+            return False
+        if report:
+            self._check_life(current)
+        return True
+
     def _finish(
         self, flow: str, target: int, own: bool, start: int | None, records: list[Any]
     ) -> None:
@@ -143,6 +199,26 @@ class Waiter:
         failures = self._book.claim_own(target) if own else self._book.claim(flow, target)
         if failures:
             raise UpdateFailedError(failures)
+
+    def _check_life(self, current: Incarnation) -> None:
+        """Raise for this handle's updates of an earlier incarnation than ``current``."""
+        if self._orphans or (self._inc not in (None, current) and self._book.has_open()):
+            raise self._cleared([], current)
+
+    def _cleared(self, seqs: list[int], current: Incarnation) -> InstanceClearedError:
+        """The error for ``seqs`` and every watched update of an incarnation other than
+        ``current`` (which are then forgotten: each is reported once)."""
+        lost = {*seqs, *self._orphans}
+        self._orphans = []
+        if self._inc not in (None, current):
+            lost |= set(self._book.drop_open())
+            self._inc = None
+        listed = ", ".join(f"#{s}" for s in sorted(lost)[:10])
+        return InstanceClearedError(
+            f"{self._keys.name} was cleared (or lost by Redis) before update(s) {listed} "
+            f"enqueued by this handle were applied; they were dropped with that incarnation "
+            f"and will not be applied to the new one. Enqueue them again if they still apply."
+        )
 
     def _check_presence(self, age: float | None, target: int) -> None:
         """Raise :class:`NoWorkerError` unless a worker for the component was seen lately."""

@@ -60,6 +60,7 @@ def stop_inprocess_worker() -> None:
         tasks.stop_sweeper_timer()
         tasks.stop_heartbeat()
         worker.stop(max(10.0, 2 * get_settings().lease_seconds))
+        engine.STOPPING.clear()  # drains run by hand (admin tools, tests) go on as usual
 
 
 def running() -> bool:

@@ -268,3 +268,11 @@ class ReplyDropper:
 
     def close(self) -> None:
         self.listener.close()
+
+
+def bump_version(client: redis.Redis, meta_key: str) -> None:
+    """What a commit does to an instance's meta hash: the next version, with a new tag
+    (``<version>.<incarnation>.<nonce>``), for a test that writes state as a worker would."""
+    version = client.hincrby(meta_key, "version", 1)
+    incarnation = client.hget(meta_key, "inc").decode()
+    client.hset(meta_key, "tag", f"{version}.{incarnation}.{os.urandom(8).hex()}")

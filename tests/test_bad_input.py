@@ -86,8 +86,8 @@ def test_unpicklable_props_fail_at_enqueue_and_enqueue_nothing(url: str) -> None
     message = str(raised.value)
     assert "flow 'ok'" in message and "BadInput__props" in message
     assert "picklable" in message, "the message should say what to do"
-    assert get_redis().exists(*K.InstanceKeys.of(handle.instance_name).all()) == 0
-    assert snapshot(handle.instance_name)[2:] == ([], 0)
+    meta, inbox, pending, queued = snapshot(handle.instance_name)
+    assert meta[b"seq"] == b"0" and inbox == {} and pending == [] and queued == 0
 
 
 def test_unpicklable_serve_result_fails_at_enqueue(url: str) -> None:
@@ -117,7 +117,7 @@ def test_unknown_flow_is_a_key_error_naming_the_flows(url: str) -> None:
     assert "'nope'" in str(raised.value) and "'ok'" in str(raised.value)
     with pytest.raises(UnknownFlowError):
         handle.flush_update("nope")
-    assert get_redis().exists(K.InstanceKeys.of(handle.instance_name).meta) == 0
+    assert snapshot(handle.instance_name)[0][b"seq"] == b"0"  # nothing enqueued
 
 
 def test_wrong_password_names_the_redacted_url(
@@ -232,7 +232,7 @@ def test_corrupt_inbox_entries_are_recorded_and_later_updates_apply(
     ]
     client = get_redis()
     for entry in bad:  # written as an enqueue would, seqs 3..6
-        seq, wake = scripts.run(client, "enqueue", *enqueue_call(keys, entry, "ok"))
+        seq, wake, _ = scripts.run(client, "enqueue", *enqueue_call(keys, entry, "ok"))
         if wake:
             celery_app.send_wakeup("BadInput", "corrupt", "ok", seq)
     handle.run("ok")  # seq 7

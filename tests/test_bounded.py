@@ -22,7 +22,7 @@ from motion.inbox import Update
 from motion.store import StateCache
 from motion.worker import start_inprocess_worker, stop_inprocess_worker
 from tests.conftest import reset_motion
-from tests.support import RedisServer, wait_for
+from tests.support import RedisServer, bump_version, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -107,8 +107,8 @@ def test_a_hung_redis_fails_run_within_the_budget(paused_redis, monkeypatch) -> 
     error, elapsed = outcome(lambda: handle.run("get"), 10)
     check_failure(error)
     assert elapsed < 4
-    fresh = Hung("h2")  # the pooled client's path (a new instance: no local copy)
-    error, elapsed = outcome(lambda: fresh.run("get"), 10)
+    # the pooled client's path: a new instance (no local copy), created by its handle
+    error, elapsed = outcome(lambda: Hung("h2").run("get"), 10)
     check_failure(error)
     assert elapsed < 4
 
@@ -290,13 +290,19 @@ def test_a_cache_entry_computed_before_a_commit_is_not_stored(redis_url) -> None
     assert handle.read_state("n") == 0  # created at version 1
     keys = K.InstanceKeys.of(handle.instance_name)
     props = {"a": 1}
-    entry = serving.cache_write(Counted, keys, "get", serving.digest(Counted, props), 1, 0, props)
+    first = get_redis().hget(keys.meta, "tag")
+    entry = serving.cache_write(
+        Counted, keys, "get", serving.digest(Counted, props), first, 0, props
+    )
     assert entry is not None
-    get_redis().hincrby(keys.meta, "version", 1)  # a commit lands while the serve op runs
+    bump_version(get_redis(), keys.meta)  # a commit lands while the serve op runs
     serving.store_entry(get_redis(), entry)
     handle._enqueue(Update("get", props, 0), entry)  # the pipelined write, too
     assert cache_keys(handle.instance_name) == []
-    current = serving.cache_write(Counted, keys, "get", serving.digest(Counted, props), 2, 0, props)
+    second = get_redis().hget(keys.meta, "tag")
+    current = serving.cache_write(
+        Counted, keys, "get", serving.digest(Counted, props), second, 0, props
+    )
     assert current is not None
     serving.store_entry(get_redis(), current)
     assert len(cache_keys(handle.instance_name)) == 1

@@ -16,7 +16,7 @@ import pytest
 from motion import Component, FlushTimeoutError, UpdateFailedError
 from motion import keys as K
 from motion.worker import stop_inprocess_worker
-from tests.support import ROOT
+from tests.support import ROOT, bump_version
 
 pytestmark = pytest.mark.integration
 
@@ -312,7 +312,7 @@ def test_serving_on_a_stale_copy_is_redone_on_the_committed_state(inprocess, red
     keys = K.InstanceKeys.of(handle.instance_name)
     client = redis_server.client()
     client.hset(keys.state, "dish", cloudpickle.dumps("stew"))
-    client.hincrby(keys.meta, "version", 1)
+    bump_version(client, keys.meta)
     assert handle.run("order", {"who": "cy"}, flush_update=True) == "cy gets stew"
     assert handle.read_state("orders")[-1] == "cy gets stew"
     assert int(client.hget(keys.meta, "seq")) == 3  # one update for one run

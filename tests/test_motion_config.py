@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -281,12 +282,16 @@ def test_the_readme_first_example_is_a_motion_program_that_runs_unchanged(
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_env() -> Iterator[None]:
+    """No MOTION_* variables; whatever a loaded file sets is undone afterwards."""
+    saved = dict(os.environ)
     for name in list(os.environ):
         if name.startswith("MOTION_"):
-            monkeypatch.delenv(name)
+            del os.environ[name]
     motionrc.reset()
     yield
+    os.environ.clear()
+    os.environ.update(saved)
     motionrc.reset()
 
 

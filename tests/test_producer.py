@@ -40,7 +40,7 @@ def test_entry_decodes_like_a_handle_entry(redis_url: str) -> None:
     assert seq == 1
     client = redis.Redis.from_url(redis_url)
     entry = client.hget(K.InstanceKeys.of("Tally__a").inbox, 1)
-    update = decode(Tally, entry)
+    update = decode(Tally, entry, "Tally__a")
     assert (update.flow, update.props, update.serve_result) == ("hit", {"n": 2}, "served")
     assert client.sismember(K.COMPONENTS, "Tally")
     assert client.zscore(K.PENDING, "Tally__a") is not None
@@ -51,11 +51,11 @@ def test_signing_key_is_honoured(redis_url: str, monkeypatch: pytest.MonkeyPatch
     settings.reset()
     producer.enqueue("Tally", "s", "hit", {}, initial_state={})
     entry = redis.Redis.from_url(redis_url).hget(K.InstanceKeys.of("Tally__s").inbox, 1)
-    assert decode(Tally, entry).flow == "hit"  # checked with k1
+    assert decode(Tally, entry, "Tally__s").flow == "hit"  # checked with k1
     monkeypatch.setenv("MOTION_SIGNING_KEY", "other")
     settings.reset()
     with pytest.raises(PayloadError, match="signature"):
-        decode(Tally, entry)
+        decode(Tally, entry, "Tally__s")
 
 
 def test_missing_instance_stores_nothing(redis_url: str) -> None:

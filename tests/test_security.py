@@ -29,7 +29,15 @@ from motion.embedded import free_port
 from motion.inbox import ALL_FLOWS, enqueue_call, parse_failures
 from motion.serde import seal
 from tests.conftest import reset_motion
-from tests.support import COMPONENTS, ROOT, RedisServer, Worker, motion_env, wait_for
+from tests.support import (
+    COMPONENTS,
+    ROOT,
+    RedisServer,
+    Worker,
+    bump_version,
+    motion_env,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(COMPONENTS))
@@ -313,7 +321,7 @@ def test_signed_state_refuses_values_planted_without_the_key(
     handle.flush_update(timeout=30)
     marker = tmp_path / "planted-state"
     client.hset(keys.state, "items", pickle.dumps(_OpensAFile(marker)))  # no key: unsigned
-    client.hincrby(keys.meta, "version", 1)  # so that every reader loads it
+    bump_version(client, keys.meta)  # so that every reader loads it
     handle.run("slow", {"item": "second"})  # update only: the caller reads no state
     wait_for(
         lambda: "MOTION_SIGNING_KEY" in worker.log.read_text(),

@@ -9,7 +9,7 @@ import pytest
 from motion import Component
 from motion import keys as K
 from motion.tracking import get_tracker
-from tests.support import wait_for
+from tests.support import bump_version, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def commit_elsewhere(client, value: int) -> None:  # type: ignore[no-untyped-def
     """What a worker's commit does to the keys a serve reads."""
     keys = K.InstanceKeys.of("Tracked__t")
     client.hset(keys.state, "v", cloudpickle.dumps(value))
-    client.hincrby(keys.meta, "version", 1)
+    bump_version(client, keys.meta)
 
 
 @pytest.fixture

@@ -2,21 +2,23 @@
 -- window of updates and the state, in one round trip.
 -- KEYS[1] meta   KEYS[2] lease   KEYS[3] motion:stats:<component>   KEYS[4] inbox
 -- KEYS[5] state   KEYS[6] motion:pending   KEYS[7] motion:sweep
--- ARGV[1] lease period (ms)   ARGV[2] most updates to return   ARGV[3] the state
--- version the worker holds a copy of ('' for none)   ARGV[4] instance name
+-- ARGV[1] lease period (ms)   ARGV[2] most updates to return   ARGV[3] the version
+-- tag of the worker's copy of the state ('' for none)   ARGV[4] instance name
+-- ARGV[5] a random nonce: the token is "<incarnation>:<fence>:<nonce>", so no token
+-- of an earlier life of this name (or of a life Redis lost) is ever handed out again
 -- Either way the wake-up flags are cleared: this wake-up was delivered.
 -- Returns
 --   {0}   another worker holds the lease (it drains everything)
 --   {-1}  no such instance
 --   {-2}  nothing to apply (no lease taken; the instance leaves the pending index)
 --   {token, meta_flat, state, payload(applied+1), payload(applied+2), ...}
---         state is {version, 1} when ARGV[3] is current, else {version, 0, field1,
+--         state is {tag, 1} when ARGV[3] is current, else {tag, 0, field1,
 --         value1, ...}; a missing payload (never expected) comes back as false.
 redis.call('HDEL', KEYS[1], 'wake', 'sweeps')
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return {0}
 end
-local m = redis.call('HMGET', KEYS[1], 'applied', 'seq', 'version')
+local m = redis.call('HMGET', KEYS[1], 'applied', 'seq', 'tag', 'inc')
 if not m[3] then
   return {-1}
 end
@@ -29,7 +31,8 @@ if applied >= seq then
   redis.call('ZREM', KEYS[7], ARGV[4])
   return {-2}
 end
-local token = redis.call('HINCRBY', KEYS[1], 'fence', 1)
+local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
+local token = m[4] .. ':' .. fence .. ':' .. ARGV[5]
 if redis.call('HEXISTS', KEYS[1], 'holder') == 1 then
   -- the previous holder never released: its lease ran out (crash, pause, partition)
   redis.call('HINCRBY', KEYS[3], 'takeovers', 1)

@@ -10,14 +10,22 @@
 -- ARGV[7] how many state changes the version advances by (one per update that changed it)
 -- ARGV[8] 1 to release or return the next window after committing, else 0
 -- ARGV[9] most updates in the next window   ARGV[10] instance name
+-- ARGV[11] a random nonce for the new version tag ("<version>.<incarnation>.<nonce>":
+-- a version Redis lost and counted again gets another tag, so no cached copy aliases it)
 -- then four counted lists, each "n, then n pairs":
 --   state fields (field, value) | stats counters (field, increment)
 --   meta counters (field, increment) | failure records (seq, json)
 -- Returns -1 if the lease is lost (a zombie's commit), -2 if first seq is not
 -- applied + 1 (already applied: a duplicate). Otherwise, with ARGV[8] = 0, the new
--- version; with ARGV[8] = 1, {version, 1} when the lease was released, or
--- {version, 0, meta_flat, payload(last+1), ...} when more updates wait.
+-- version tag; with ARGV[8] = 1, {tag, 1} when the lease was released, or
+-- {tag, 0, meta_flat, payload(last+1), ...} when more updates wait.
+-- The token must hold the lease *and* belong to the instance's incarnation (a lease
+-- key left over from another life, e.g. by copy_db, is not this life's lease).
 if redis.call('GET', KEYS[4]) ~= ARGV[1] then
+  return -1
+end
+local inc = redis.call('HGET', KEYS[1], 'inc')
+if not inc or string.sub(ARGV[1], 1, #inc + 1) ~= inc .. ':' then
   return -1
 end
 local applied = tonumber(redis.call('HGET', KEYS[1], 'applied') or '0')
@@ -28,12 +36,13 @@ if ARGV[6] == '1' then
   redis.call('DEL', KEYS[2])
 end
 if ARGV[7] ~= '0' then
-  redis.call('HINCRBY', KEYS[1], 'version', ARGV[7])
+  local v = redis.call('HINCRBY', KEYS[1], 'version', ARGV[7])
+  redis.call('HSET', KEYS[1], 'tag', v .. '.' .. inc .. '.' .. ARGV[11])
 end
 if ARGV[7] ~= '0' or ARGV[6] == '1' then
   redis.call('DEL', KEYS[9])
 end
-local i = 11
+local i = 12
 local n = tonumber(ARGV[i])
 for j = 1, n do
   redis.call('HSET', KEYS[2], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
@@ -65,7 +74,7 @@ for s = tonumber(ARGV[2]), last do
   redis.call('HDEL', KEYS[3], s)
 end
 redis.call('HSET', KEYS[1], 'applied', last, 'applied_at', ARGV[5])
-local version = tonumber(redis.call('HGET', KEYS[1], 'version'))
+local version = redis.call('HGET', KEYS[1], 'tag')
 if ARGV[8] ~= '1' then
   redis.call('PEXPIRE', KEYS[4], ARGV[4])
   return version

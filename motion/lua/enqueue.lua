@@ -4,33 +4,34 @@
 -- KEYS[7] state   KEYS[8] motion:sweep
 -- KEYS[9] (optional) the Celery queue list to push a wake-up onto
 -- ARGV[1] payload   ARGV[2] flow   ARGV[3] now (ms)   ARGV[4] instance name
--- ARGV[5] the state version the caller served on ('' to skip the check)
+-- ARGV[5] the version tag of the state the caller served on ('' to skip the check)
 -- ARGV[6] the enqueue's token ('' for none)   ARGV[7] how long the dedup key lives (ms)
 -- ARGV[8] '1' to send a wake-up only when none is in flight and no worker drains the
 -- instance (coalesced), '0' to send one for every update (each shows in Flower)
 -- ARGV[9] (optional) the wake-up task message, pushed onto KEYS[9]
 -- Returns
---   {seq, wake}  wake = 0 when no wake-up is needed (coalesced: a worker drains the
+--   {seq, wake, inc}  inc: the incarnation the update joined (a flush waits in it);
+--                wake = 0 when no wake-up is needed (coalesced: a worker drains the
 --                instance or a wake-up is in flight), 2 when this script pushed the
 --                wake-up, 1 when the caller must send it;
 --                a token seen before returns the seq it got then (a client retrying after
 --                a lost reply enqueues once), with wake = 0
 --   {0, 0}       the instance does not exist yet (the caller runs init_state, calls again)
---   {-1, version, field1, value1, ...}  the state changed since the version in ARGV[5]:
+--   {-1, tag, field1, value1, ...}  the state changed since the tag in ARGV[5]:
 --                nothing enqueued; the current state is returned to serve on again
 if ARGV[6] ~= '' then
   local seen = redis.call('HGET', KEYS[5], ARGV[6]) or redis.call('HGET', KEYS[6], ARGV[6])
   if seen then
-    return {tonumber(seen), 0}
+    return {tonumber(seen), 0, redis.call('HGET', KEYS[1], 'inc')}
   end
 end
-local version = redis.call('HGET', KEYS[1], 'version')
-if not version then
+local m = redis.call('HMGET', KEYS[1], 'tag', 'inc')
+if not m[1] then
   return {0, 0}
 end
-if ARGV[5] ~= '' and ARGV[5] ~= version then
+if ARGV[5] ~= '' and ARGV[5] ~= m[1] then
   local out = redis.call('HGETALL', KEYS[7])
-  table.insert(out, 1, version)
+  table.insert(out, 1, m[1])
   table.insert(out, 1, -1)
   return out
 end
@@ -58,4 +59,4 @@ end
 -- pending since now (unless it already was); the sweeper first looks one period later
 redis.call('ZADD', KEYS[4], 'NX', ARGV[3], ARGV[4])
 redis.call('ZADD', KEYS[8], 'NX', ARGV[3], ARGV[4])
-return {seq, wake}
+return {seq, wake, m[2]}
