@@ -132,20 +132,17 @@ def _manhattan(block: Matrix, query: Matrix, scratch: Matrix) -> Matrix:
     return total
 
 
-def _dot(block: Matrix, query: Matrix, scratch: Matrix) -> Matrix:
-    return block @ query
-
-
 def _cosine(block: Matrix, query: Matrix, scratch: Matrix) -> Matrix:
     norms: Matrix = np.sqrt(np.einsum("ij,ij->i", block, block))
     cosines: Matrix = (block @ query) / norms  # divided by |query| once at the end
     return cosines
 
 
-_KERNELS: dict[str, Kernel] = {
+# Computed block by block (a block stays in cache; x - q goes into one small scratch
+# array, so no (n, d) temporary is made). The dot product is one BLAS call instead.
+_BLOCKED: dict[str, Kernel] = {
     "euclidean": _euclidean,
     "manhattan": _manhattan,
-    "dot_product": _dot,
     "cosine_similarity": _cosine,
 }
 
@@ -154,13 +151,15 @@ def distances(matrix: Matrix, query: Matrix, metric: str) -> npt.NDArray[np.floa
     """The ``metric`` value of every row of ``matrix`` against ``query``, as float64."""
     metric = check_metric(metric)
     rows, dim = matrix.shape
-    out = np.empty(rows, dtype=np.float64)
     if rows == 0:
-        return out
-    step = max(1, _BLOCK_BYTES // max(1, dim * matrix.itemsize))
-    scratch = np.empty((min(step, rows), dim), dtype=matrix.dtype)
-    kernel = _KERNELS[metric]
+        return np.empty(0, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
+        if metric == "dot_product":
+            return (matrix @ query).astype(np.float64)
+        out = np.empty(rows, dtype=np.float64)
+        step = max(1, _BLOCK_BYTES // max(1, dim * matrix.itemsize))
+        scratch = np.empty((min(step, rows), dim), dtype=matrix.dtype)
+        kernel = _BLOCKED[metric]
         for start in range(0, rows, step):
             block = matrix[start : start + step]
             out[start : start + len(block)] = kernel(block, query, scratch[: len(block)])

@@ -7,6 +7,7 @@ with a serve op.
 
 from __future__ import annotations
 
+import json
 import pickle
 import subprocess
 import sys
@@ -405,3 +406,22 @@ def test_update_ops_add_rows_on_a_worker_and_serve_runs_knn(  # type: ignore[no-
     assert most.column("label").to_pylist() == ["far-east"]
     files = list((tmp_path / ".motion").glob("mtable_*.parquet"))
     assert bool(files) == parquet  # the parquet variant keeps the rows out of Redis
+
+
+# -- the benchmark stays runnable -----------------------------------------------------
+
+
+def test_knn_benchmark_small_run_agrees_with_numpy_and_keeps_its_section(tmp_path: Path) -> None:
+    from benchmarks import knn
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\nthe main suite's table\n")
+    args = ["--rows", "3000", "--dim", "16", "--repeats", "3", "--no-fastvs"]
+    assert knn.main([*args, "--results", str(results), "--json", str(tmp_path / "k.json")]) == 0
+    rows = json.loads((tmp_path / "k.json").read_text())["rows"]
+    assert [r["metric"] for r in rows] == METRICS
+    assert all(r["same_as_numpy"] == 3 and r["mtable_ms"] > 0 for r in rows)
+    knn.main([*args, "--results", str(results)])  # a second run replaces the section
+    text = results.read_text()
+    assert text.startswith("# Benchmark results\n\nthe main suite's table\n")
+    assert text.count(knn.BEGIN) == 1 and text.count("| euclidean |") == 1
