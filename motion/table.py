@@ -303,6 +303,7 @@ class MTable:
                 valid ones), bad ``k``, or a query or column that cannot be searched.
             ColumnNotFoundError: (a ``KeyError``) an unknown column name.
         """
+        vectors.check_k(k)
         values = self._distances(vector_column_name, query_point, metric)
         rows = vectors.nearest(values, k, metric)
         source = self._data

@@ -44,6 +44,12 @@ def check_metric(metric: str) -> str:
     return name
 
 
+def check_k(k: int) -> None:
+    """:class:`VectorSearchError` unless ``k`` is a non-negative integer."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise VectorSearchError(f"k must be a non-negative integer, got {k!r}.")
+
+
 def _chunk_matrix(chunk: pa.Array, column_name: str) -> Matrix:
     """One chunk of a vector column as an ``(n, d)`` array, without copying floats."""
     kind = chunk.type
@@ -176,8 +182,7 @@ def nearest(values: npt.NDArray[np.float64], k: int, metric: str) -> npt.NDArray
     Smallest first for distances, largest first for similarities; ties in row
     order; NaN last. Selection is ``O(n)`` (``argpartition``), only the winners are sorted.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-        raise VectorSearchError(f"k must be a non-negative integer, got {k!r}.")
+    check_k(k)
     key = -values if check_metric(metric) in SIMILARITIES else values
     undefined = np.isnan(key)
     if undefined.any():
