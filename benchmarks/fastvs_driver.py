@@ -1,6 +1,6 @@
 """fastvs's side of ``benchmarks/knn.py``: runs in ``benchmarks/.fastvs-venv``, prints JSON.
 
-``python fastvs_driver.py DATA.npy QUERIES.npy K REPEATS`` loads the float32 vectors,
+``python fastvs_driver.py DATA.npy QUERIES.npy K REPEATS [METRIC,...]`` loads the float32 vectors,
 builds the column fastvs reads (a ``list<double>`` column: fastvs 0.1.8 takes only
 float64 ``ListArray`` vectors), then times ``fastvs.search_arrow`` for each metric
 (fastvs calls the dot product ``inner_product``) over the query points. Building the
@@ -32,8 +32,10 @@ def main() -> None:
     offsets = pa.array(np.arange(0, rows * dim + 1, dim, dtype=np.int32))
     column = pa.ListArray.from_arrays(offsets, pa.array(data.astype(np.float64).ravel()))
     table = pa.table({"vec": column})
+    wanted = sys.argv[5].split(",") if len(sys.argv) > 5 else list(METRICS)
     out: dict[str, dict[str, list]] = {}
-    for ours, theirs in METRICS.items():
+    for ours in wanted:
+        theirs = METRICS[ours]
         seconds, indices = [], []
         for r in range(repeats):
             query = queries[r % len(queries)].astype(np.float64)
