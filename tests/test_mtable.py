@@ -425,3 +425,20 @@ def test_knn_benchmark_small_run_agrees_with_numpy_and_keeps_its_section(tmp_pat
     text = results.read_text()
     assert text.startswith("# Benchmark results\n\nthe main suite's table\n")
     assert text.count(knn.BEGIN) == 1 and text.count("| euclidean |") == 1
+
+
+@pytest.mark.skipif(
+    not (ROOT / "benchmarks" / ".fastvs-venv" / "bin" / "python").exists(),
+    reason="fastvs's virtualenv is made by the first `python -m benchmarks.knn`",
+)
+def test_same_rows_in_the_same_order_as_motions_fastvs() -> None:
+    from benchmarks import knn
+
+    rng = np.random.default_rng(11)
+    matrix = rng.standard_normal((4000, 12), dtype=np.float32)
+    queries = rng.standard_normal((3, 12), dtype=np.float32)
+    table = vectors_table(matrix)
+    for metric in METRICS:
+        theirs = knn.run_fastvs(matrix, queries, 7, metric)["indices"]
+        ours = [table.knn("vec", q, 7, metric).column("row").to_pylist() for q in queries]
+        assert ours == theirs, metric
