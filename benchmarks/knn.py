@@ -14,7 +14,8 @@ points with:
 - **numpy brute force**: the plain expression a user would write, then
   ``argpartition``.
 
-Systems run one after the other, never at once, metric by metric. Each number is the median of the
+Systems run one after the other, never at once, metric by metric; MTable.knn and
+numpy take turns query by query. Each number is the median of the
 repeats (one query point each, after one warm-up). The section it writes into
 ``benchmarks/RESULTS.md`` (with ``--results``) sits between two markers, so the main
 suite's report keeps it.
@@ -97,16 +98,21 @@ def mtable_search(table: MTable, metric: str, k: int) -> Search:
     return search
 
 
-def timed(search: Search, queries: np.ndarray) -> tuple[list[float], list[list[int]]]:
-    """Seconds and result rows of ``search`` per query, after one warm-up call."""
-    search(queries[0])
-    seconds, found = [], []
+def timed(searches: dict[str, Search], queries: np.ndarray) -> dict[str, tuple[list, list]]:
+    """Seconds and result rows of each search per query, after one warm-up call each.
+
+    The searches take turns on each query, so a change of load hits them alike.
+    """
+    for search in searches.values():
+        search(queries[0])
+    out: dict[str, tuple[list, list]] = {name: ([], []) for name in searches}
     for query in queries:
-        start = time.perf_counter()
-        rows = search(query)
-        seconds.append(time.perf_counter() - start)
-        found.append([int(i) for i in rows])
-    return seconds, found
+        for name, search in searches.items():
+            start = time.perf_counter()
+            rows = search(query)
+            out[name][0].append(time.perf_counter() - start)
+            out[name][1].append([int(i) for i in rows])
+    return out
 
 
 def run_fastvs(matrix: np.ndarray, queries: np.ndarray, k: int, metric: str) -> dict[str, Any]:
@@ -155,9 +161,15 @@ def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     rows = []
     for metric in METRICS:  # all systems on one metric, then the next: load drifts less
         theirs = None if args.no_fastvs else run_fastvs(matrix, queries, args.k, metric)
-        ours, ours_found = timed(mtable_search(fixed, metric, args.k), queries)
-        ours64, _ = timed(mtable_search(listed, metric, args.k), queries)
-        brute, brute_found = timed(numpy_search(matrix, metric, args.k), queries)
+        runs = timed(
+            {
+                "ours": mtable_search(fixed, metric, args.k),
+                "ours64": mtable_search(listed, metric, args.k),
+                "numpy": numpy_search(matrix, metric, args.k),
+            },
+            queries,
+        )
+        (ours, ours_found), (ours64, _), (brute, brute_found) = runs.values()
         row: dict[str, Any] = {
             "metric": metric,
             "mtable_ms": ms(ours),
