@@ -4,7 +4,12 @@ Define a :class:`Component` (state plus flows of serve and update ops), call it 
 get an instance handle, and ``run`` flows: the serve op runs inline on the last
 committed state, the update ops run on Celery workers, per instance strictly in
 order and exactly once as state changes.
+
+``MTable`` and ``MDataFrame`` (the ``table`` extra) are imported on first use, so
+``import motion`` never loads pyarrow or pandas.
 """
+
+from typing import Any
 
 from motion.admin import (
     MigrationResult,
@@ -38,6 +43,19 @@ from motion.props import Properties, State
 from motion.settings import RedisParams, configure
 
 ComponentInstance = Instance  # Motion's name for the handle type
+
+# Motion exported these from the package; loading them lazily keeps pyarrow and
+# pandas out of `import motion` (they are not in __all__, so `import *` stays light).
+_TABLE_TYPES = ("MDataFrame", "MTable")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TABLE_TYPES:
+        from motion import table
+
+        return getattr(table, name)
+    raise AttributeError(f"module 'motion' has no attribute {name!r}")
+
 
 __version__ = "0.2.0"
 

@@ -88,6 +88,37 @@ class InstanceClosedError(MotionError, RuntimeError):
     """An instance handle was used after ``close()``."""
 
 
+class TableError(MotionError):
+    """Base class of the errors of :class:`~motion.table.MTable` (Motion's ``table`` extra)."""
+
+
+class TableConstructionError(TableError, NotImplementedError):
+    """``MTable(...)`` was called; use ``from_pandas``, ``from_arrow`` or ``from_schema``."""
+
+
+class ColumnNotFoundError(TableError, KeyError):
+    """A table call named a column the table does not have, or a row lacks one."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ColumnError(TableError, ValueError):
+    """A column cannot be added: its name is taken, or its length or type does not fit."""
+
+
+class TableTypeError(TableError, TypeError):
+    """A value does not fit: a row's value vs its column, or data that is not a ``pa.Table``."""
+
+
+class TableIndexError(TableError, IndexError):
+    """A row or column index is out of range."""
+
+
+class VectorSearchError(TableError, ValueError):
+    """``knn``/``apply_distance`` cannot search: bad metric, ``k``, query or vector column."""
+
+
 @dataclass(frozen=True)
 class FailedUpdate:
     """One update that failed: which instance, which position, which op, and why."""
