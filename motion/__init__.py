@@ -31,11 +31,9 @@ from motion.errors import (
     UnknownFlowError,
     UpdateFailedError,
 )
-from motion.instance import Instance
+from motion.instance import ComponentInstance, Instance
 from motion.props import Properties, State
 from motion.settings import RedisParams, configure
-
-ComponentInstance = Instance  # Motion's name for the handle type
 
 __version__ = "0.2.0"
 

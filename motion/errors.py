@@ -50,6 +50,10 @@ class UnknownComponentError(MotionError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownOptionError(MotionError, TypeError):
+    """A handle was given a keyword no version of Motion or motion knows."""
+
+
 class SerializationError(MotionError, TypeError):
     """A value (props, serve result, state) cannot be serialized or deserialized."""
 
@@ -66,6 +70,13 @@ class UpdateResultError(MotionError, TypeError):
     """An update op returned something other than a dict or ``None``."""
 
 
+class MigrateResultError(UpdateResultError, AssertionError):
+    """A ``StateMigrator`` migrate function returned something other than a dict.
+
+    An ``AssertionError`` too, as Motion asserted the result was a dict.
+    """
+
+
 class ConnectionFailedError(MotionError, ConnectionError):
     """Redis could not be reached or refused the credentials."""
 
@@ -76,6 +87,10 @@ class FlushTimeoutError(MotionError, TimeoutError):
 
 class InstanceClosedError(MotionError, RuntimeError):
     """An instance handle was used after ``close()``."""
+
+
+class UpdatesDisabledError(MotionError, RuntimeError):
+    """A handle made with ``disable_update_task=True`` was asked to enqueue an update."""
 
 
 @dataclass(frozen=True)
@@ -96,8 +111,12 @@ class FailedUpdate:
         )
 
 
-class UpdateFailedError(MotionError):
-    """One or more updates failed; ``failures`` lists each :class:`FailedUpdate`."""
+class UpdateFailedError(MotionError, RuntimeError):
+    """One or more updates failed; ``failures`` lists each :class:`FailedUpdate`.
+
+    A ``RuntimeError`` too: Motion raised ``RuntimeError`` from
+    ``run(..., flush_update=True)`` when the update failed.
+    """
 
     def __init__(self, failures: Sequence[FailedUpdate]) -> None:
         self.failures = list(failures)

@@ -24,7 +24,13 @@ from typing import Any
 from motion import keys as K
 from motion import store
 from motion.component import Component, DiscardPolicy, Op
-from motion.errors import MotionError, PayloadError, UnknownFlowError, UpdateResultError
+from motion.errors import (
+    MigrateResultError,
+    MotionError,
+    PayloadError,
+    UnknownFlowError,
+    UpdateResultError,
+)
 from motion.inbox import MIGRATE_FLOW, WRITE_FLOW, Update, decode, entry_flow, failure_record
 from motion.props import Properties, State
 from motion.settings import get_settings
@@ -179,7 +185,11 @@ def _run_ops(
     if flow == MIGRATE_FLOW:
         migrated = _call(_migrate_op(decoded[0][1]), working, None)
         if not isinstance(migrated, dict):
-            raise OpFailed("migrate", UpdateResultError("migrate_func must return a dict"), "")
+            raise OpFailed(
+                "migrate",
+                MigrateResultError(f"migrate_func returned {type(migrated).__name__}, not a dict"),
+                "",
+            )
         working.clear()
         working.update(migrated)
         out.changes, out.replace = dict(migrated), True
