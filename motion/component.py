@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from motion.errors import DefinitionError, UnknownComponentError, UnknownFlowError
+from motion.graph import react_flow
 from motion.keys import SEPARATOR
 from motion.serde import DEFAULT_SERIALIZER, Serializer
 
@@ -333,6 +334,19 @@ class Component:
     def flows(self) -> list[str]:
         """Every flow name, serve or update."""
         return sorted(set(self._ops.serve) | set(self._ops.update))
+
+    def get_graph(self, x_offset_step: int = 600) -> dict[str, Any]:
+        """The flows as Motion's React Flow graph: ``{"name", "nodes", "edges"}``.
+
+        What ``motion vis FILE.py:Component`` writes for the motion-vis viewer.
+        """
+        order = [*self._ops.serve, *(f for f in self._ops.update if f not in self._ops.serve)]
+        flows = []
+        for flow in order:
+            serve = self._ops.serve.get(flow)
+            updates = [op.func for op in self._ops.update.get(flow, [])]
+            flows.append((flow, serve.func if serve else None, updates))
+        return react_flow(self._name, flows, x_offset_step)
 
     def check_flow(self, flow: str) -> None:
         """Raise :class:`UnknownFlowError` (a KeyError) if ``flow`` is not defined."""

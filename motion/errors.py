@@ -24,6 +24,10 @@ class DefinitionError(MotionError, ValueError):
     """A component, flow or op is defined wrongly; raised at definition time."""
 
 
+class CommandLineError(MotionError, ValueError):
+    """A ``motion`` command names a file, module or component that is not there."""
+
+
 class InvalidInstanceIdError(MotionError, ValueError):
     """An instance id (or ``Component__id`` name) is malformed."""
 
