@@ -365,7 +365,9 @@ class Component:
 
         Creating a handle opens nothing and starts no thread. Motion's options
         (``logging_level``, ``update_task_type``, ``disable_update_task``,
-        ``redis_socket_timeout``) are accepted; updates always run on workers.
+        ``redis_socket_timeout``, ``config_path``, ``flush_on_exit``) have Motion's
+        effect (see :class:`motion.options.HandleOptions`); any other keyword is a
+        ``TypeError`` naming the valid ones.
         """
         from motion.instance import Instance
 
