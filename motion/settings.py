@@ -68,6 +68,13 @@ def _env_number(name: str, default: float, kind: type = float) -> Any:
     return value
 
 
+class _Unset:
+    """The default of a :class:`RedisParams` argument that comes from the environment."""
+
+
+_UNSET = _Unset()
+
+
 @dataclass(init=False)
 class RedisParams:
     """Motion's connection parameters; ``MOTION_REDIS_*`` variables fill the defaults.
@@ -91,7 +98,7 @@ class RedisParams:
         host: str | None = None,
         port: int | None = None,
         db: int | None = None,
-        password: str | None = None,
+        password: str | _Unset | None = _UNSET,
         ssl: bool | None = None,
         **extra: Any,
     ) -> None:
@@ -99,8 +106,9 @@ class RedisParams:
         self.host = host if host is not None else env.get("MOTION_REDIS_HOST", "localhost")
         self.port = int(port if port is not None else env.get("MOTION_REDIS_PORT", "6379"))
         self.db = int(db if db is not None else env.get("MOTION_REDIS_DB", "0"))
-        if password is None and env.get("MOTION_REDIS_PASSWORD") not in (None, "", "None"):
-            password = env["MOTION_REDIS_PASSWORD"]
+        if isinstance(password, _Unset):  # Motion: unset, "" or "None" means no password
+            raw = env.get("MOTION_REDIS_PASSWORD")
+            password = None if raw in (None, "", "None") else raw
         self.password = password
         self.ssl = bool(ssl if ssl is not None else _env_bool("MOTION_REDIS_SSL"))
         self._extra = dict(extra)
