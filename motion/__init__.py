@@ -38,11 +38,9 @@ from motion.errors import (
     UnknownFlowError,
     UpdateFailedError,
 )
-from motion.instance import Instance
+from motion.instance import ComponentInstance, Instance
 from motion.props import Properties, State
 from motion.settings import RedisParams, configure
-
-ComponentInstance = Instance  # Motion's name for the handle type
 
 # Motion exported these from the package; loading them lazily keeps pyarrow and
 # pandas out of `import motion` (they are not in __all__, so `import *` stays light).

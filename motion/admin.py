@@ -32,6 +32,7 @@ from motion.errors import (
     DefinitionError,
     FlushTimeoutError,
     InstanceNotFoundError,
+    MigrateResultError,
     UpdateFailedError,
 )
 from motion.inbox import ALL_FLOWS, MIGRATE_FLOW, Update, parse_failures, target_field
@@ -222,7 +223,9 @@ class StateMigrator:
         if not ids:
             return []
         with ThreadPoolExecutor(max(1, num_workers), thread_name_prefix="motion-migrate") as pool:
-            return list(pool.map(lambda i: self._migrate_one(i, timeout), ids))
+            results = list(pool.map(lambda i: self._migrate_one(i, timeout), ids))
+        _raise_non_dict(results, self.migrate_func)
+        return results
 
     def _migrate_one(self, instance_id: str, timeout: float | None) -> MigrationResult:
         try:
@@ -238,6 +241,19 @@ class StateMigrator:
         except Exception as exc:
             return MigrationResult(instance_id, exc)
         return MigrationResult(instance_id, None)
+
+
+def _raise_non_dict(results: list[MigrationResult], func: Callable[..., Any]) -> None:
+    """Raise ``AssertionError`` (as Motion did) if ``func`` returned a non-dict anywhere."""
+    for result in results:
+        exc = result.exception
+        failures = exc.failures if isinstance(exc, UpdateFailedError) else []
+        if any(f.error_type == MigrateResultError.__name__ for f in failures):
+            name = getattr(func, "__name__", "migrate_func")
+            raise MigrateResultError(
+                f"{name} must return the new state as a dict (instance {result.instance_id}: "
+                f"{failures[0].message}); where it did not, the state was left unchanged."
+            ) from exc
 
 
 def _url(where: str | RedisParams) -> str:

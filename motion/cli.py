@@ -9,6 +9,8 @@
     motion flush Summary__user-1            wait until its updates are applied
     motion worker -I my_components -c 8     celery -A workers worker ... (args pass through)
     motion dashboard [--host H --port P]     the dashboard (loopback only without a key)
+    motion init                             write a .motionrc.yml (Motion's config file)
+    motion vis main.py:Summary              write the flow graph as JSON (motion-vis viewer)
 
 Redis comes from ``MOTION_REDIS_URL`` (or Motion's ``MOTION_REDIS_*`` variables),
 or ``--redis-url``. Every command only calls :mod:`motion.admin`; exit status is 0
@@ -19,13 +21,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import sys
 from collections.abc import Sequence
 
 from motion import admin
-from motion.errors import MotionError, UpdateFailedError
+from motion.component import Component
+from motion.errors import CommandLineError, MotionError, UpdateFailedError
 from motion.inbox import ALL_FLOWS
 
 
@@ -93,6 +97,19 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("src", help="source Redis URL")
     cmd.add_argument("dest", help="destination Redis URL")
     command(
+        "init",
+        "Write a .motionrc.yml in this directory from the MOTION_REDIS_* variables "
+        "(Motion's defaults: localhost:6379, db 0); an existing file is left alone.",
+        "motion init",
+    )
+    cmd = command(
+        "vis",
+        "Write a component's flow graph (Motion's get_graph JSON, for the motion-vis viewer).",
+        "motion vis main.py:Summary --output graph.json",
+    )
+    cmd.add_argument("target", help="FILE.py:Variable (or module:Variable) naming a Component")
+    cmd.add_argument("--output", default="graph.json", help="JSON file to write (graph.json)")
+    command(
         "worker",
         "Run a Celery worker for motion: `celery -A workers worker` with every other "
         "argument passed through (see `celery worker --help`). Use -I to import the "
@@ -153,7 +170,58 @@ def _print_status(rows: list[admin.ComponentStatus]) -> None:
             print(f"  {r.component}: {r.takeovers} lease takeover(s) (a worker died or stalled)")
 
 
+def _init() -> int:
+    """Motion's ``motion init``: a ``.motionrc.yml`` from the environment's values."""
+    path = ".motionrc.yml"
+    if os.path.exists(path):
+        print(f"{path} already exists in {os.getcwd()}; left unchanged.")
+        return 0
+    env = os.environ
+    config: dict[str, object] = {
+        "MOTION_ENV": env.get("MOTION_ENV", "prod"),
+        "MOTION_REDIS_DB": int(env.get("MOTION_REDIS_DB", "0")),
+        "MOTION_REDIS_HOST": env.get("MOTION_REDIS_HOST", "localhost"),
+        "MOTION_REDIS_PASSWORD": env.get("MOTION_REDIS_PASSWORD"),
+        "MOTION_REDIS_PORT": int(env.get("MOTION_REDIS_PORT", "6379")),
+        "MOTION_REDIS_SSL": env.get("MOTION_REDIS_SSL", False),
+    }
+    # JSON scalars are YAML scalars: no YAML library needed to write the file
+    text = "".join(f"{key}: {json.dumps(value)}\n" for key, value in config.items())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # it may hold a password
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    print(f"created {path} in {os.getcwd()}")
+    return 0
+
+
+def _vis(target: str, output: str) -> int:
+    """Motion's ``motion vis FILE.py:Var``: write ``Var.get_graph()`` as JSON."""
+    where, sep, var = target.rpartition(":")
+    if not sep or not where or not var:
+        raise CommandLineError(f"{target!r}: name the component as FILE.py:Variable.")
+    if where.endswith(".py") or os.path.sep in where:
+        path = os.path.abspath(where if where.endswith(".py") else where + ".py")
+        if not os.path.isfile(path):
+            raise CommandLineError(f"{path} does not exist.")
+        sys.path.insert(0, os.path.dirname(path))
+        module = importlib.import_module(os.path.splitext(os.path.basename(path))[0])
+    else:
+        sys.path.insert(0, os.getcwd())
+        module = importlib.import_module(where)
+    component = getattr(module, var, None)
+    if not isinstance(component, Component):
+        raise CommandLineError(f"{where} has no Component named {var!r} (found {component!r}).")
+    with open(output, "w", encoding="utf-8") as out:
+        json.dump(component.get_graph(), out, indent=4)
+    print(f"wrote the graph of {component.name} to {output}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "init":
+        return _init()
+    if args.command == "vis":
+        return _vis(args.target, args.output)
     if args.command == "list":
         ids = admin.get_instances(args.component)
         for instance_id in ids:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from motion import definitions
 from motion.definitions import registered as registered  # tools import it from here
 from motion.errors import DefinitionError, UnknownComponentError, UnknownFlowError
+from motion.graph import react_flow
 from motion.keys import SEPARATOR
 from motion.props import Params
 from motion.serde import DEFAULT_SERIALIZER, Serializer
@@ -340,6 +341,19 @@ class Component:
         """Every flow name, serve or update."""
         return sorted(set(self._ops.serve) | set(self._ops.update))
 
+    def get_graph(self, x_offset_step: int = 600) -> dict[str, Any]:
+        """The flows as Motion's React Flow graph: ``{"name", "nodes", "edges"}``.
+
+        What ``motion vis FILE.py:Component`` writes for the motion-vis viewer.
+        """
+        order = [*self._ops.serve, *(f for f in self._ops.update if f not in self._ops.serve)]
+        flows = []
+        for flow in order:
+            serve = self._ops.serve.get(flow)
+            updates = [op.func for op in self._ops.update.get(flow, [])]
+            flows.append((flow, serve.func if serve else None, updates))
+        return react_flow(self._name, flows, x_offset_step)
+
     def check_flow(self, flow: str) -> None:
         """Raise :class:`UnknownFlowError` (a KeyError) if ``flow`` is not defined."""
         if flow not in self._ops.serve and flow not in self._ops.update:
@@ -359,7 +373,9 @@ class Component:
         runs here; its error is raised here); a handle on an instance this process
         holds a copy of costs no round trip. It starts no thread. Motion's options
         (``logging_level``, ``update_task_type``, ``disable_update_task``,
-        ``redis_socket_timeout``) are accepted; updates always run on workers.
+        ``redis_socket_timeout``, ``config_path``, ``flush_on_exit``) have Motion's
+        effect (see :class:`motion.options.HandleOptions`); any other keyword is a
+        ``TypeError`` naming the valid ones.
         """
         from motion.instance import Instance
 

@@ -24,6 +24,10 @@ class DefinitionError(MotionError, ValueError):
     """A component, flow or op is defined wrongly; raised at definition time."""
 
 
+class CommandLineError(MotionError, ValueError):
+    """A ``motion`` command names a file, module or component that is not there."""
+
+
 class InvalidInstanceIdError(MotionError, ValueError):
     """An instance id (or ``Component__id`` name) is malformed."""
 
@@ -50,6 +54,10 @@ class UnknownComponentError(MotionError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownOptionError(MotionError, TypeError):
+    """A handle was given a keyword no version of Motion or motion knows."""
+
+
 class SerializationError(MotionError, TypeError):
     """A value (props, serve result, state) cannot be serialized or deserialized."""
 
@@ -64,6 +72,13 @@ class StateTooLargeError(MotionError, ValueError):
 
 class UpdateResultError(MotionError, TypeError):
     """An update op returned something other than a dict or ``None``."""
+
+
+class MigrateResultError(UpdateResultError, AssertionError):
+    """A ``StateMigrator`` migrate function returned something other than a dict.
+
+    An ``AssertionError`` too, as Motion asserted the result was a dict.
+    """
 
 
 class ConnectionFailedError(MotionError, ConnectionError):
@@ -119,6 +134,10 @@ class VectorSearchError(TableError, ValueError):
     """``knn``/``apply_distance`` cannot search: bad metric, ``k``, query or vector column."""
 
 
+class UpdatesDisabledError(MotionError, RuntimeError):
+    """A handle made with ``disable_update_task=True`` was asked to enqueue an update."""
+
+
 @dataclass(frozen=True)
 class FailedUpdate:
     """One update that failed: which instance, which position, which op, and why."""
@@ -137,8 +156,12 @@ class FailedUpdate:
         )
 
 
-class UpdateFailedError(MotionError):
-    """One or more updates failed; ``failures`` lists each :class:`FailedUpdate`."""
+class UpdateFailedError(MotionError, RuntimeError):
+    """One or more updates failed; ``failures`` lists each :class:`FailedUpdate`.
+
+    A ``RuntimeError`` too: Motion raised ``RuntimeError`` from
+    ``run(..., flush_update=True)`` when the update failed.
+    """
 
     def __init__(self, failures: Sequence[FailedUpdate]) -> None:
         self.failures = list(failures)

@@ -23,9 +23,10 @@ from motion import devmode, motionrc, runtime, serving, settings
 from motion import keys as K
 from motion.connection import get_async_redis, get_redis, socket_timeout_option, translate_errors
 from motion.enqueuer import Enqueuer
-from motion.errors import InstanceClosedError, InvalidInstanceIdError
+from motion.errors import InstanceClosedError, InvalidInstanceIdError, UpdatesDisabledError
 from motion.inbox import ALL_FLOWS, WRITE_FLOW, Update
 from motion.inbox import target_field as _target_field
+from motion.options import HandleOptions, flow_name
 from motion.props import Properties
 from motion.reader import Reader
 from motion.runtime import call_sync
@@ -55,7 +56,9 @@ class Instance:
 
     Create it by calling the component: ``handle = Summary("user-42")``. Use
     :meth:`run` / :meth:`arun` to serve and enqueue, :meth:`flush_update` to wait.
-    Motion's keyword name for the flow, ``dataflow_key=``, is accepted too.
+    Motion's keyword names for the flow, ``flow_key=`` and the older
+    ``dataflow_key=``, are accepted too; Motion's options are in
+    :class:`motion.options.HandleOptions`.
     """
 
     def __init__(
@@ -72,7 +75,11 @@ class Instance:
                 f"instance_id {instance_id!r} must not contain '{K.SEPARATOR}' nor start "
                 f"with '{K.DEV_PREFIX}' (dev mode's namespace)."
             )
-        settings.load_config_file(motion_options.get("config_path", motionrc.DEFAULT_PATH))
+        self._options = HandleOptions.parse(motion_options)
+        self._flush_on_exit = self._options.flush_on_exit
+        self._config_path = self._options.config_path
+        self._redis_socket_timeout = self._options.redis_socket_timeout
+        settings.load_config_file(self._config_path or motionrc.DEFAULT_PATH)
         self._component = component
         self._id = instance_id or random_id()
         # dev mode: work on the copy-on-write dev instance (its keys, inbox and wake-ups)
@@ -82,16 +89,15 @@ class Instance:
         if production is not None:
             devmode.track(self._keys.name)
         # Motion's redis_socket_timeout= applies to this handle's own Redis calls
-        timeout = socket_timeout_option(motion_options.get("redis_socket_timeout"))
+        timeout = socket_timeout_option(self._redis_socket_timeout)
         self._timeout = timeout
         params = dict(init_state_params or {})
         self._reader = Reader(component, stored, params, production, timeout=timeout)
         self._enqueuer = Enqueuer(component, stored, self._reader, timeout=timeout)
         self._closed = False
         self._waiter = Waiter(self._keys, component.name, timeout=timeout)
-        self._options = motion_options
         self._flows_run: set[str] = set()
-        if motion_options.get("flush_on_exit"):
+        if self._flush_on_exit:
             runtime.flush_at_exit(self, self._flush_run_flows)
         # the instance exists once its handle does (as in Motion): created here
         # (init_state runs here), unless this process knows it exists
@@ -122,6 +128,7 @@ class Instance:
         force_refresh: bool = False,
         flush_update: bool = False,
         *,
+        flow_key: str | None = None,
         dataflow_key: str | None = None,
     ) -> Any:
         """Run ``flow``: its serve op inline, then enqueue its update ops.
@@ -138,7 +145,7 @@ class Instance:
             The serve op's result (a list for a generator op; ``None`` when the
             flow has no serve op).
         """
-        flow = self._start(flow, dataflow_key)
+        flow = self._start(flow_name(flow, flow_key, dataflow_key), flush_update)
         properties = Properties(props or {})
         if force_refresh:
             self._settle()
@@ -172,6 +179,7 @@ class Instance:
         force_refresh: bool = False,
         flush_update: bool = False,
         *,
+        flow_key: str | None = None,
         dataflow_key: str | None = None,
     ) -> Iterator[Any]:
         """Stream the items of a generator serve op; updates see the full list.
@@ -179,7 +187,7 @@ class Instance:
         Streamed results are not cached (``ignore_cache`` changes nothing);
         ``force_refresh`` and ``flush_update`` behave as in :meth:`run`.
         """
-        flow = self._start(flow, dataflow_key)
+        flow = self._start(flow_name(flow, flow_key, dataflow_key), flush_update)
         properties = Properties(props or {})
         if force_refresh:
             self._settle()
@@ -207,10 +215,11 @@ class Instance:
         force_refresh: bool = False,
         flush_update: bool = False,
         *,
+        flow_key: str | None = None,
         dataflow_key: str | None = None,
     ) -> Any:
         """Async twin of :meth:`run`: asyncio Redis client, sync ops in a thread."""
-        flow = self._start(flow, dataflow_key)
+        flow = self._start(flow_name(flow, flow_key, dataflow_key), flush_update)
         properties = Properties(props or {})
         if force_refresh:
             await self._asettle()
@@ -246,10 +255,11 @@ class Instance:
         force_refresh: bool = False,
         flush_update: bool = False,
         *,
+        flow_key: str | None = None,
         dataflow_key: str | None = None,
     ) -> AsyncIterator[Any]:
         """Async twin of :meth:`gen` for async-generator (or generator) serve ops."""
-        flow = self._start(flow, dataflow_key)
+        flow = self._start(flow_name(flow, flow_key, dataflow_key), flush_update)
         properties = Properties(props or {})
         if force_refresh:
             await self._asettle()
@@ -312,6 +322,7 @@ class Instance:
         flow: str | None = ALL_FLOWS,
         timeout: float | None = None,
         *,
+        flow_key: str | None = None,
         dataflow_key: str | None = None,
     ) -> None:
         """Wait until every update of ``flow`` (default: all) enqueued before this
@@ -324,7 +335,7 @@ class Instance:
                 another call yet (see "Which call raises a failure" in docs/api.md).
             FlushTimeoutError: if ``timeout`` seconds pass first.
         """
-        flow = self._flow_or_all(flow, dataflow_key)
+        flow = self._flow_or_all(flow, flow_key, dataflow_key)
         with translate_errors("flush_update", self._keys.name):
             client = get_redis(self._keys.name, self._timeout)
             target, inc = client.hmget(self._keys.meta, _target_field(flow), "inc")
@@ -335,26 +346,29 @@ class Instance:
         flow: str | None = ALL_FLOWS,
         timeout: float | None = None,
         *,
+        flow_key: str | None = None,
         dataflow_key: str | None = None,
     ) -> None:
         """Async twin of :meth:`flush_update`."""
-        flow = self._flow_or_all(flow, dataflow_key)
+        flow = self._flow_or_all(flow, flow_key, dataflow_key)
         with translate_errors("flush_update", self._keys.name):
             client = get_async_redis(self._keys.name, self._timeout)
             target, inc = await client.hmget(self._keys.meta, _target_field(flow), "inc")
         await self._waiter.await_(flow, int(target or 0), timeout, incarnation=inc)
 
     # -- lifecycle --------------------------------------------------------------
-    def close(self) -> None:
+    def close(self, wait_for_logging_threads: bool = False) -> None:
         """Release the handle (idempotent). Enqueued updates are still applied.
 
         With ``flush_on_exit=True`` (Motion's option) it first waits for the updates
         of every flow this handle ran (at interpreter exit too, before the
         in-process worker stops), raising :class:`UpdateFailedError` for failures.
+        ``wait_for_logging_threads`` is Motion's (it had metrics threads); nothing
+        to wait for.
         """
         if self._closed:
             return
-        if self._options.get("flush_on_exit"):
+        if self._flush_on_exit:
             runtime.flush_at_exit(self, None)
             self._flush_run_flows()
         self._closed = True
@@ -384,25 +398,33 @@ class Instance:
         if self._closed:
             raise InstanceClosedError(f"{self.instance_name} was closed; create a new handle.")
 
-    def _start(self, flow: str | None, dataflow_key: str | None) -> str:
-        """The flow named by ``flow`` or Motion's ``dataflow_key``, checked."""
+    def _start(self, name: str | None, flush_update: bool) -> str:
+        """The flow to run, checked; ``RuntimeError`` if it would enqueue on a disabled handle."""
         self._check_open()
-        name = flow if flow is not None else dataflow_key
-        if flow is not None and dataflow_key is not None and flow != dataflow_key:
-            raise TypeError(f"got two flows: flow={flow!r} and dataflow_key={dataflow_key!r}.")
         if name is None:
             raise TypeError("name the flow to run: run('flow', props={...}).")
         self._component.check_flow(name)
+        disabled = self._options.disable_update_task and not flush_update
+        if disabled and self._component.update_ops(name):
+            raise UpdatesDisabledError(
+                f"{self.instance_name} was made with disable_update_task=True, so it "
+                f"cannot enqueue flow {name!r}'s updates: pass flush_update=True or use "
+                "a handle without disable_update_task."
+            )
         self._flows_run.add(name)
         return name
 
-    def _flow_or_all(self, flow: str | None, dataflow_key: str | None) -> str:
-        if dataflow_key is not None and flow in (None, ALL_FLOWS):
-            flow = dataflow_key
-        if flow is None or flow == ALL_FLOWS:
+    def _flow_or_all(self, flow: str | None, flow_key: str | None, dataflow_key: str | None) -> str:
+        if self._options.disable_update_task:
+            raise UpdatesDisabledError(
+                f"{self.instance_name} was made with disable_update_task=True and has no "
+                "updates to flush; use a handle without disable_update_task."
+            )
+        name = flow_name(None if flow == ALL_FLOWS else flow, flow_key, dataflow_key)
+        if name is None or name == ALL_FLOWS:
             self._check_open()
             return ALL_FLOWS
-        return self._start(flow, None)
+        return self._start(name, True)
 
     def _settle(self, timeout: float | None = None) -> None:
         """Wait for every pending update (``force_refresh``); failures stay for a flush."""
@@ -533,3 +555,6 @@ class Instance:
             return None
         self._waiter.watch(*enqueued)
         return enqueued[0]
+
+
+ComponentInstance = Instance  # Motion's name: from motion.instance import ComponentInstance

@@ -59,10 +59,9 @@ variable                              default    meaning
 
 from __future__ import annotations
 
-import builtins
 import os
 import threading
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -99,33 +98,72 @@ def _env_number(name: str, default: float, kind: type = float) -> Any:
     return value
 
 
-@dataclass
+class _Unset:
+    """The default of a :class:`RedisParams` argument that comes from the environment."""
+
+
+_UNSET = _Unset()
+
+
+@dataclass(init=False)
 class RedisParams:
     """Motion's connection parameters; ``MOTION_REDIS_*`` variables fill the defaults.
+
+    Like Motion's pydantic model it has ``.dict()`` / ``.model_dump()`` and keeps
+    extra keywords as attributes (Motion's test set-up passes ``config=``).
 
     Example::
 
         RedisParams(host="redis.internal", port=6380, password="s3cret", ssl=True).url()
     """
 
-    host: str = field(default_factory=lambda: os.environ.get("MOTION_REDIS_HOST", "localhost"))
-    port: int = field(default_factory=lambda: int(os.environ.get("MOTION_REDIS_PORT", "6379")))
-    db: int = field(default_factory=lambda: int(os.environ.get("MOTION_REDIS_DB", "0")))
-    password: str | None = field(default_factory=lambda: _password())
-    ssl: bool = field(default_factory=lambda: bool(_env_bool("MOTION_REDIS_SSL")))
+    host: str
+    port: int
+    db: int
+    password: str | None
+    ssl: bool
 
-    def dict(self) -> builtins.dict[str, Any]:
-        """The fields as a dict (Motion's pydantic ``RedisParams.dict()``):
-        ``redis.Redis(**params.dict())`` connects."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    model_dump = dict
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        db: int | None = None,
+        password: str | _Unset | None = _UNSET,
+        ssl: bool | None = None,
+        **extra: Any,
+    ) -> None:
+        env = os.environ
+        self.host = host if host is not None else env.get("MOTION_REDIS_HOST", "localhost")
+        self.port = int(port if port is not None else env.get("MOTION_REDIS_PORT", "6379"))
+        self.db = int(db if db is not None else env.get("MOTION_REDIS_DB", "0"))
+        if isinstance(password, _Unset):  # Motion: unset, "" or "None" means no password
+            password = _password()
+        self.password = password
+        self.ssl = bool(ssl if ssl is not None else _env_bool("MOTION_REDIS_SSL"))
+        self._extra = dict(extra)
+        for name, value in extra.items():
+            setattr(self, name, value)
 
     def url(self) -> str:
         """The equivalent ``redis://`` or ``rediss://`` URL."""
         scheme = "rediss" if self.ssl else "redis"
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
         return f"{scheme}://{auth}{self.host}:{self.port}/{self.db}"
+
+    def model_dump(self) -> dict[str, Any]:
+        """The parameters as a dict, as Motion's pydantic model gave them."""
+        base = {"host": self.host, "port": self.port, "db": self.db}
+        base.update(password=self.password, ssl=self.ssl)
+        return {**base, **self._extra}
+
+    def dict(self) -> dict[str, Any]:
+        """Pydantic 1's name for :meth:`model_dump` (Motion's code calls ``rp.dict()``)."""
+        return self.model_dump()
+
+
+def get_redis_params() -> RedisParams:
+    """Motion's ``get_redis_params()``: :class:`RedisParams` from the environment."""
+    return RedisParams()
 
 
 def _password() -> str | None:

@@ -26,6 +26,7 @@ from motion import store
 from motion.component import Component, DiscardPolicy, Op
 from motion.definitions import resolve
 from motion.errors import (
+    MigrateResultError,
     MotionError,
     PayloadError,
     UnknownComponentError,
@@ -206,7 +207,11 @@ def _run_ops(
     if flow == MIGRATE_FLOW:
         migrated = _call(_migrate_op(decoded[0][1]), working, None)
         if not isinstance(migrated, dict):
-            raise OpFailed("migrate", UpdateResultError("migrate_func must return a dict"), "")
+            raise OpFailed(
+                "migrate",
+                MigrateResultError(f"migrate_func returned {type(migrated).__name__}, not a dict"),
+                "",
+            )
         working.clear()
         working.update(migrated)
         out.changes, out.replace = dict(migrated), True

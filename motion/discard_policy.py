@@ -1,0 +1,8 @@
+"""Motion's ``motion.discard_policy`` import path: hands on :class:`motion.component.DiscardPolicy`.
+
+No motion module imports this one.
+"""
+
+from motion.component import DiscardPolicy
+
+__all__ = ["DiscardPolicy"]

@@ -1,0 +1,105 @@
+"""Motion's handle options and its keyword names for a flow, checked when they are given.
+
+Owns the keywords a handle accepts beside ``instance_id`` and ``init_state_params``
+(Motion's ``logging_level``, ``update_task_type``, ``disable_update_task``,
+``redis_socket_timeout``, ``config_path``, ``flush_on_exit``, and the older
+``disabled``), what each one does when the handle is made, and the names a flow
+goes by in ``run`` and friends (``flow``, Motion's ``flow_key``, the older
+``dataflow_key``). A floor module: it imports only :mod:`motion.errors`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from motion.errors import ConfigurationError, UnknownOptionError
+
+#: Every handle keyword that some version of Motion or motion knows.
+HANDLE_OPTIONS = (
+    "logging_level",
+    "update_task_type",
+    "disable_update_task",
+    "disabled",
+    "redis_socket_timeout",
+    "config_path",
+    "flush_on_exit",
+)
+
+_TASK_TYPES = ("thread", "process")
+
+
+@dataclass(frozen=True)
+class HandleOptions:
+    """The options of one handle, as Motion's ``Component.__call__`` took them.
+
+    ``update_task_type`` is ``"thread"`` or ``"process"`` (Motion ran updates in a
+    thread or a process of the caller; here either way a worker applies them).
+    ``disable_update_task=True`` makes the handle refuse to enqueue updates except
+    ``run(..., flush_update=True)``; ``flush_on_exit`` cannot go with it.
+    ``logging_level``, when given, sets the level of the ``"motion"`` logger.
+    """
+
+    logging_level: str | int | None = None
+    update_task_type: str = "thread"
+    disable_update_task: bool = False
+    redis_socket_timeout: float | None = None  # None: MOTION_REDIS_SOCKET_TIMEOUT
+    config_path: str = ".motionrc.yml"
+    flush_on_exit: bool = False
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> HandleOptions:
+        """Check ``options`` and apply ``logging_level``.
+
+        Raises:
+            UnknownOptionError: a keyword no version of Motion or motion knows
+                (a ``TypeError``; the message lists the valid ones).
+            ConfigurationError: a known option with a wrong value (a ``ValueError``).
+        """
+        unknown = sorted(set(options) - set(HANDLE_OPTIONS))
+        if unknown:
+            valid = ", ".join(("instance_id", "init_state_params", *HANDLE_OPTIONS))
+            raise UnknownOptionError(
+                f"unknown handle option(s) {', '.join(unknown)}; valid keywords: {valid}."
+            )
+        given = dict(options)
+        if "disabled" in given:  # Motion's name for it before disable_update_task
+            given["disable_update_task"] = bool(given.pop("disabled")) or bool(
+                given.get("disable_update_task", False)
+            )
+        opts = cls(**given)
+        if opts.update_task_type not in _TASK_TYPES:
+            raise ConfigurationError(
+                f"update_task_type must be 'thread' or 'process', got {opts.update_task_type!r}."
+            )
+        if opts.disable_update_task and opts.flush_on_exit:
+            raise ConfigurationError(
+                "flush_on_exit=True needs the handle to apply updates: drop "
+                "disable_update_task=True or flush_on_exit=True."
+            )
+        if opts.logging_level is not None:
+            level = opts.logging_level
+            if isinstance(level, str) and not isinstance(logging.getLevelName(level), int):
+                raise ConfigurationError(
+                    f"logging_level {level!r} is not a logging level; use DEBUG, INFO, "
+                    "WARNING, ERROR or CRITICAL."
+                )
+            logging.getLogger("motion").setLevel(level)
+        return opts
+
+
+def flow_name(flow: str | None, flow_key: str | None, dataflow_key: str | None) -> str | None:
+    """The flow named positionally, by Motion's ``flow_key`` or by the older ``dataflow_key``.
+
+    Raises:
+        TypeError: two of them name different flows.
+    """
+    named = {k: v for k, v in (("flow", flow), ("flow_key", flow_key)) if v is not None}
+    if dataflow_key is not None:
+        named["dataflow_key"] = dataflow_key
+    if len(set(named.values())) > 1:
+        shown = ", ".join(f"{k}={v!r}" for k, v in named.items())
+        raise TypeError(f"got two flows: {shown}; name the flow once.")
+    return next(iter(named.values()), None)

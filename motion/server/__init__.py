@@ -1,0 +1,1 @@
+"""Motion's ``motion.server`` package: only its ``application`` import path lives here."""
