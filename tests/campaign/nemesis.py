@@ -32,8 +32,9 @@ from tests.campaign.world import LEASE_SECONDS, NEW, World
 class Nemesis:
     """Injects the faults of one schedule (see the module docstring)."""
 
-    def __init__(self, world: World, faults: list[Fault]) -> None:
+    def __init__(self, world: World, faults: list[Fault], kinds: tuple[str, ...] = ()) -> None:
         self.world, self.faults = world, faults
+        self._overlap = "pause_restart" in kinds  # may Redis restart under a paused worker?
         self.injected: Counter[str] = Counter()
         self.history: list[dict[str, Any]] = []
         self.clears: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -41,7 +42,7 @@ class Nemesis:
         self.notes: list[str] = []
         self._timeline: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
-        self._paused: set[int] = set()
+        self._paused: dict[int, float] = {}  # paused worker -> when it resumes
         self._n = 0
 
     def run(self) -> None:
@@ -62,6 +63,9 @@ class Nemesis:
         heapq.heappush(self._timeline, (when, next(self._order), action))
 
     def _inject(self, fault: Fault) -> None:
+        if fault.kind in ("redis_restart", "redis_crash") and self._paused and not self._overlap:
+            self._at(max(self._paused.values()) + 0.5, lambda: self._inject(fault))
+            return
         try:
             done = getattr(self, f"_{fault.kind}")(**fault.params)
         except (redis.RedisError, MotionError) as exc:
@@ -89,13 +93,24 @@ class Nemesis:
             return False
         victim = live[worker % len(live)]
         victim.kill(signal.SIGSTOP)
-        self._paused.add(id(victim))
+        until = time.monotonic() + LEASE_SECONDS + beyond_lease
+        self._paused[id(victim)] = until
 
         def resume() -> None:
-            self._paused.discard(id(victim))
+            self._paused.pop(id(victim), None)
             victim.kill(signal.SIGCONT)
 
-        self._at(time.monotonic() + LEASE_SECONDS + beyond_lease, resume)
+        self._at(until, resume)
+        return True
+
+    def _pause_restart(self, worker: int, beyond_lease: float) -> bool:
+        """Every worker paused across a Redis restart (a frozen host, say)."""
+        paused = [
+            self._worker_pause(worker + k, beyond_lease) for k in range(len(self.world.workers))
+        ]
+        if not any(paused):
+            return False
+        self.world.server.restart()
         return True
 
     # -- Redis ------------------------------------------------------------------

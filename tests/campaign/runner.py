@@ -44,7 +44,7 @@ def run_campaign(world: World, seed: int, kinds: tuple[str, ...], faults: list[F
     world.start_producers()
     client = world.client()
     advance(client, world.names, 3 * world.size.producers)  # the load is flowing
-    nemesis = Nemesis(world, faults)
+    nemesis = Nemesis(world, faults, kinds)
     try:
         nemesis.run()
     finally:

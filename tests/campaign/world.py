@@ -21,10 +21,10 @@ import redis
 
 from motion import keys as K
 from tests.battery.harness import applied_now, diagnose, seqs_now
+from tests.campaign.schedule import LEASE_SECONDS
 from tests.support import COMPONENTS, RedisServer, Worker, motion_env
 
 #: the lease and sweep periods of the campaign's workers (a crash costs 2 s)
-LEASE_SECONDS = 2.0
 FAST = {"MOTION_LEASE_SECONDS": str(LEASE_SECONDS), "MOTION_SWEEP_SECONDS": "1"}
 OLD = ["campaign_journal"]
 NEW = ["campaign_journal", "campaign_journal_v2"]
