@@ -46,7 +46,7 @@ class Size:
 
 
 SIZES = {
-    "quick": Size("quick", 8, 4, 3, 20, 2, 8.0, 0.8, 45),
+    "quick": Size("quick", 8, 4, 3, 20, 2, 9.0, 0.8, 45),
     "long": Size("long", 40, 20, 6, 20, 3, 150.0, 1.5, 240),
 }
 
