@@ -162,7 +162,7 @@ class Nemesis:
                 celery_app.send_wakeup(component, instance_id, "add", max(seq, 1))
 
     def _lost_wakeup(self) -> None:
-        queues = [q for c in ("Journal", "Hooked") for q in wakeup.queues_of(c)]
+        queues = [q for c in ("Journal", "HookedJournal") for q in wakeup.queues_of(c)]
         pipe = self.world.client().pipeline(transaction=True)
         for queue in queues:
             pipe.llen(queue)
@@ -175,7 +175,7 @@ class Nemesis:
         from campaign_journal import Hooked, Journal
 
         component, instance_id = K.split_instance_name(name)
-        handle = {"Journal": Journal, "Hooked": Hooked}[component](instance_id)
+        handle = {"Journal": Journal, "HookedJournal": Hooked}[component](instance_id)
         record: dict[str, Any] = {"name": name, "item": props["item"], "flow": flow}
         record.update(expect="fail", t0=time.time())
         try:
@@ -197,7 +197,7 @@ class Nemesis:
             self._enqueue(name, "add", {"item": self._item(), "fail": True})
 
     def _raising_hook(self, instance: int, count: int) -> None:
-        hooked = [n for n in self.world.names if n.startswith("Hooked__")]
+        hooked = [n for n in self.world.names if n.startswith("HookedJournal__")]
         name = hooked[instance % len(hooked)]
         for _ in range(count):
             self._enqueue(name, "poison", {"item": self._item()})

@@ -64,7 +64,7 @@ class World:
         self.restarts: list[str] = []
         self.producers: list[subprocess.Popen[bytes]] = []
         self.names = [K.instance_name("Journal", f"j{i}") for i in range(size.journals)]
-        self.names += [K.instance_name("Hooked", f"h{i}") for i in range(size.hooked)]
+        self.names += [K.instance_name("HookedJournal", f"h{i}") for i in range(size.hooked)]
         self._count = 0
 
     @property

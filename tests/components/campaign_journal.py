@@ -1,8 +1,9 @@
 """Components of the fault campaign: every applied update appends ``[seq, item]`` to
 ``state['log']``, so the state itself is the history of what was applied, in order.
 
-``Journal`` stores its state plainly; ``Hooked`` has ``save_state``/``load_state``
-hooks (identity, except that ``save_state`` raises when an update set ``poison``:
+``Journal`` stores its state plainly; ``HookedJournal`` (``Hooked`` here) has
+``save_state``/``load_state`` hooks (identity, except that ``save_state`` raises
+when an update set ``poison``:
 the campaign's "raising hook" fault). On both, ``add`` raises for ``props['fail']``
 (an update that must be recorded failed) and ``slow`` sleeps first (so a killed or
 paused worker is caught mid-op more often).
@@ -15,7 +16,7 @@ import time
 from motion import Component
 
 Journal = Component("Journal", cache_ttl=0)
-Hooked = Component("Hooked", cache_ttl=0)
+Hooked = Component("HookedJournal", cache_ttl=0)
 
 
 def _entry(state, props) -> dict:

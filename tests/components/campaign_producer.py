@@ -25,7 +25,7 @@ from campaign_journal import Hooked, Journal
 
 from motion.errors import MotionError
 
-COMPONENTS = {"Journal": Journal, "Hooked": Hooked}
+COMPONENTS = {"Journal": Journal, "HookedJournal": Hooked}
 
 
 def main() -> None:
