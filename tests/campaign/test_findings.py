@@ -3,7 +3,8 @@
 A worker stopped (SIGSTOP: a frozen VM, a container paused, a machine swapping)
 while Redis restarts never consumes a wake-up again once it resumes: its Celery
 consumer does not notice that its broker connection is gone (no "Connection to
-broker lost" in its log), while the worker's own sweeper thread reconnects and
+broker lost" in its log; its main process keeps its broker sockets in CLOSE-WAIT,
+never read again), while the worker's own sweeper thread reconnects and
 re-sends wake-ups every sweep into queues nobody reads. With no other worker, the
 instance's updates wait forever although a worker "runs". Found by the campaign
 (a seed that paused both workers across a Redis crash); it holds with a graceful
