@@ -28,6 +28,9 @@ from motion.errors import MotionError
 from tests.campaign.schedule import Fault
 from tests.campaign.world import LEASE_SECONDS, NEW, World
 
+#: seconds a Redis restart waits after a worker resumed or Redis came back from a hang
+SETTLE = 3.0
+
 
 class Nemesis:
     """Injects the faults of one schedule (see the module docstring)."""
@@ -43,6 +46,7 @@ class Nemesis:
         self._timeline: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
         self._paused: dict[int, float] = {}  # paused worker -> when it resumes
+        self._settled = 0.0  # when a worker last resumed or Redis came back from a hang
         self._n = 0
 
     def run(self) -> None:
@@ -63,9 +67,13 @@ class Nemesis:
         heapq.heappush(self._timeline, (when, next(self._order), action))
 
     def _inject(self, fault: Fault) -> None:
-        if fault.kind in ("redis_restart", "redis_crash") and self._paused and not self._overlap:
-            self._at(max(self._paused.values()) + 0.5, lambda: self._inject(fault))
-            return
+        if fault.kind in ("redis_restart", "redis_crash") and not self._overlap:
+            # a worker paused, or just resumed, or Redis just back from a hang: its Celery
+            # consumer may not survive a restart now (the pause_restart kind's defect)
+            calm = max([*self._paused.values(), self._settled + SETTLE])
+            if calm > time.monotonic():
+                self._at(calm, lambda: self._inject(fault))
+                return
         try:
             done = getattr(self, f"_{fault.kind}")(**fault.params)
         except (redis.RedisError, MotionError) as exc:
@@ -99,6 +107,7 @@ class Nemesis:
         def resume() -> None:
             self._paused.pop(id(victim), None)
             victim.kill(signal.SIGCONT)
+            self._settled = time.monotonic()
 
         self._at(until, resume)
         return True
@@ -128,6 +137,7 @@ class Nemesis:
                 time.sleep(0.05)
         finally:
             proc.send_signal(signal.SIGCONT)
+            self._settled = time.monotonic()
 
     def _redis_crash(self) -> None:
         server = self.world.server

@@ -95,7 +95,8 @@ def plan(seed: int, kinds: tuple[str, ...], seconds: float, gap: float) -> list[
     Each enabled kind appears at least once when there is room; a rolling deploy
     happens at most once (there is one new version). Unless ``pause_restart`` is
     enabled, the nemesis holds a Redis restart or crash back until no worker is
-    paused (a restart under a paused worker is that kind's fault).
+    paused and 3 s have passed since a worker resumed or Redis came back from a hang
+    (a restart then can leave a Celery consumer stuck: that kind's fault).
     """
     rng = random.Random(seed)
     faults: list[Fault] = []
