@@ -325,7 +325,11 @@ def _commit(
         K.SWEEP,
         keys.cache,
     ]
+    if then_next:  # this commit may free the lease: a renewal refused after it is no loss
+        held.ending.set()
     reply = scripts.run(client, "commit", all_keys, args)
+    if then_next and not (isinstance(reply, list) and reply[1] == 1):
+        held.ending.clear()  # the lease is still ours
     if reply == -1:
         raise _Stop("lease lost")
     if reply == -2:  # already applied by someone: re-read the window

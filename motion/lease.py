@@ -10,6 +10,13 @@ holds the lease and belongs to the instance's current incarnation, so a worker t
 lost its lease (paused, partitioned, too slow, or draining a cleared life) cannot
 commit. One daemon thread per process
 renews every held lease while slow ops (an LLM call) run.
+
+A renewal can reach Redis just after the holder's own last commit (or
+:func:`release`) freed the lease, while the holder has not yet dropped it from the
+renewer: on a loaded machine the drain thread may wait for the CPU in between.
+The holder sets :attr:`Lease.ending` before any call that may free the lease (and
+clears it when the lease was kept), so such a refused renewal is not taken for a
+lost lease.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ class Lease:
         self.token = token
         self.period_ms = period_ms
         self.lost = threading.Event()
+        #: set while a call that may free the lease is in flight, and after it freed it
+        self.ending = threading.Event()
 
     @property
     def incarnation(self) -> bytes:
@@ -48,7 +57,11 @@ def release(client: redis.Redis, lease: Lease, abandon: bool = False) -> int:
     keys = lease.keys
     args = [lease.token, keys.name, 1 if abandon else 0]
     script_keys = [keys.meta, keys.lease, K.PENDING, K.SWEEP]
-    return int(scripts.run(client, "release", script_keys, args))
+    lease.ending.set()
+    result = int(scripts.run(client, "release", script_keys, args))
+    if result == 0:  # updates arrived meanwhile: the lease is still ours
+        lease.ending.clear()
+    return result
 
 
 class Renewer:
@@ -89,13 +102,13 @@ class Renewer:
                     ok = scripts.run(
                         get_redis(), "renew", [lease.keys.lease], [lease.token, lease.period_ms]
                     )
-                except redis.RedisError as exc:
+                except Exception as exc:  # this thread must outlive any error
                     # Redis away: the commit check still protects state; keep trying.
                     log.warning("renewing the lease of %s failed: %s", lease.keys.name, exc)
                     continue
                 with self._lock:
                     released = id(lease) not in self._held  # the drain ended meanwhile
-                if not ok and not released:
+                if not ok and not released and not lease.ending.is_set():
                     log.warning("lost the lease of %s (token %r)", lease.keys.name, lease.token)
                     lease.lost.set()
             elapsed = now_ms() - started

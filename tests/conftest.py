@@ -11,6 +11,17 @@ import pytest
 from tests.support import RedisServer, Worker
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--campaign-seed N`` (repeatable): run the fault campaign on these seeds only."""
+    parser.addoption(
+        "--campaign-seed",
+        action="append",
+        type=int,
+        default=[],
+        help="fault campaign: run these seeds (each prints its fault schedule)",
+    )
+
+
 def reset_motion() -> None:
     """Forget every cached setting, client and app, so the next use re-reads the env."""
     from motion import celery_app, connection, motionrc, runtime, settings, store, tracking, wakeup
