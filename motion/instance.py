@@ -184,8 +184,10 @@ class Instance:
     ) -> Iterator[Any]:
         """Stream the items of a generator serve op; updates see the full list.
 
-        Streamed results are not cached (``ignore_cache`` changes nothing);
-        ``force_refresh`` and ``flush_update`` behave as in :meth:`run`.
+        The full list is cached as :meth:`run`'s results are (as Motion did): a
+        repeated call on the same state and props streams it again;
+        ``ignore_cache``, ``force_refresh`` and ``flush_update`` behave as in
+        :meth:`run`.
         """
         flow = self._start(flow_name(flow, flow_key, dataflow_key), flush_update)
         properties = Properties(props or {})
@@ -193,19 +195,35 @@ class Instance:
             self._settle()
         serve = self._component.serve_op(flow)
         items: list[Any] = []
+        write: CacheWrite = None
         if serve is not None:
-            state = self._reader.load()[1]
-            out = serve.call(state.copy(), properties)
-            if inspect.isasyncgen(out) or inspect.iscoroutine(out):
-                out = call_sync(serving.collect(out))
-            for item in out if serving.iterable(out) else [out]:
-                items.append(item)
-                yield item
+            digest = serving.digest(self._component, properties)
+            skip = ignore_cache or force_refresh
+            version, state, hit = self._reader.load(flow, None if skip else digest)
+            where = (self._keys, flow, digest, version)
+            cached = serving.cache_hit(self._component, hit, properties, where)
+            if isinstance(cached, list):  # a streamed result is cached as its full list
+                items = cached
+                yield from cached
+            else:
+                out = serve.call(state.copy(), properties)
+                if inspect.isasyncgen(out) or inspect.iscoroutine(out):
+                    out = call_sync(serving.collect(out))
+                for item in out if serving.iterable(out) else [out]:
+                    items.append(item)
+                    yield item
+                write = serving.cache_write(
+                    self._component, self._keys, flow, digest, version, items, properties
+                )
         properties.serve_result = items
         if self._component.update_ops(flow):
-            seq = self._enqueue(Update(flow, dict(properties), items))
+            seq = self._enqueue(Update(flow, dict(properties), items), write)
             if flush_update:
                 self._waiter.wait(flow, seq, None, own=True)
+        elif write is not None:
+            name = self._keys.name
+            with translate_errors(f"caching a serve result of {name}", name):
+                serving.store_entry(get_redis(name, self._timeout), write)
 
     async def arun(
         self,
@@ -265,24 +283,41 @@ class Instance:
             await self._asettle()
         serve = self._component.serve_op(flow)
         items: list[Any] = []
+        write: CacheWrite = None
         if serve is not None:
-            state = (await self._reader.aload())[1]
-            out = serve.call(state.copy(), properties)
-            if inspect.iscoroutine(out):
-                out = await out
-            if inspect.isasyncgen(out):
-                async for item in out:
-                    items.append(item)
+            digest = serving.digest(self._component, properties)
+            skip = ignore_cache or force_refresh
+            version, state, hit = await self._reader.aload(flow, None if skip else digest)
+            where = (self._keys, flow, digest, version)
+            cached = serving.cache_hit(self._component, hit, properties, where)
+            if isinstance(cached, list):  # a streamed result is cached as its full list
+                items = cached
+                for item in cached:
                     yield item
             else:
-                for item in out if serving.iterable(out) else [out]:
-                    items.append(item)
-                    yield item
+                out = serve.call(state.copy(), properties)
+                if inspect.iscoroutine(out):
+                    out = await out
+                if inspect.isasyncgen(out):
+                    async for item in out:
+                        items.append(item)
+                        yield item
+                else:
+                    for item in out if serving.iterable(out) else [out]:
+                        items.append(item)
+                        yield item
+                write = serving.cache_write(
+                    self._component, self._keys, flow, digest, version, items, properties
+                )
         properties.serve_result = items
         if self._component.update_ops(flow):
-            seq = await self._aenqueue(Update(flow, dict(properties), items))
+            seq = await self._aenqueue(Update(flow, dict(properties), items), write)
             if flush_update:
                 await self._waiter.await_(flow, seq, None, own=True)
+        elif write is not None:
+            name = self._keys.name
+            with translate_errors(f"caching a serve result of {name}", name):
+                await serving.astore_entry(get_async_redis(name, self._timeout), write)
 
     # -- state ------------------------------------------------------------------
     def read_state(self, key: str, default_value: Any = None) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -358,3 +359,38 @@ def test_async_calls_report_an_unreachable_redis_clearly(monkeypatch) -> None:  
             asyncio.run(Shop("gina").aflush_update(timeout=1))
     finally:
         reset_motion()
+
+
+Streams = Component("Streams")
+
+
+@Streams.init_state
+def streams_setup() -> dict[str, int]:
+    return {"n": 0}
+
+
+@Streams.serve("draw")
+def streams_draw(state, props):  # type: ignore[no-untyped-def]
+    for _ in range(3):
+        yield secrets.token_hex(4)
+
+
+@Streams.serve("adraw")
+async def streams_adraw(state, props):  # type: ignore[no-untyped-def]
+    for _ in range(3):
+        yield secrets.token_hex(4)
+
+
+def test_streamed_results_are_cached_like_run_results(inprocess) -> None:  # type: ignore[no-untyped-def]
+    handle = Streams("s")
+    first = list(handle.gen("draw", props={"k": 1}))
+    assert list(handle.gen("draw", props={"k": 1})) == first  # as Motion cached them
+    assert list(handle.gen("draw", props={"k": 2})) != first
+    assert list(handle.gen("draw", props={"k": 1}, ignore_cache=True)) != first
+
+    async def collect(**options: object) -> list[str]:
+        return [item async for item in handle.agen("adraw", props={"k": 1}, **options)]
+
+    once = asyncio.run(collect())
+    assert asyncio.run(collect()) == once
+    assert asyncio.run(collect(ignore_cache=True)) != once
