@@ -2,9 +2,13 @@
 
 An inbox entry is ``flow NUL sealed-payload``: the flow name stays readable (for
 counters and failure records) even when the payload is corrupt or unsigned; the
-payload is the serialized :class:`Update`. Enqueueing is one Lua script call that
-takes the next sequence number, stores the entry and marks the instance pending;
-when nobody is draining the instance it also tells the caller to send a wake-up.
+payload is the serialized :class:`Update`, which names the update ops the caller's
+code has for the flow (a worker lacking one leaves the update for a worker that has
+it). The enqueue script stores it as ``flow SOH ms NUL sealed-payload``: ``ms`` is
+Redis' clock at the enqueue, the one clock ages are measured by. Enqueueing is one
+Lua script call that takes the next sequence number, stores the entry and marks the
+instance pending; when nobody is draining the instance it also tells the caller to
+send a wake-up.
 """
 
 from __future__ import annotations
@@ -32,21 +36,27 @@ ALL_FLOWS = "*ALL*"
 
 @dataclass
 class Update:
-    """One enqueued update: the flow, its props and serve result, when it was enqueued."""
+    """One enqueued update: the flow, its props and serve result, when it was enqueued.
+
+    ``ops`` names the update ops the enqueuing code has for the flow (filled in by
+    :func:`encode`); ``enqueued_at`` is Redis' clock once the update is in the inbox.
+    """
 
     flow: str
     props: dict[str, Any]
     serve_result: Any = None
     enqueued_at: float = field(default_factory=time.time)
+    ops: tuple[str, ...] = ()
 
 
 def encode(component: Component, name: str, update: Update) -> bytes:
     """The inbox entry for ``update`` (raises SerializationError / StateTooLargeError)."""
     settings = get_settings()
+    ops = update.ops or tuple(op.name for op in component.update_ops(update.flow))
     body = dump_value(
         component.serializer,
         f"props or serve result of flow {update.flow!r} for {name}",
-        (update.flow, dict(update.props), update.serve_result, update.enqueued_at),
+        (update.flow, dict(update.props), update.serve_result, update.enqueued_at, ops),
         settings.max_value_bytes,
     )
     return update.flow.encode() + b"\x00" + seal(body, settings.signing_key)
@@ -57,7 +67,17 @@ def entry_flow(entry: bytes) -> str:
     flow, sep, _ = entry.partition(b"\x00")
     if not sep:
         raise PayloadError("inbox entry has no flow header (corrupt or not written by motion)")
-    return flow.decode(errors="replace")
+    return flow.partition(b"\x01")[0].decode(errors="replace")
+
+
+def entry_time(entry: bytes) -> float | None:
+    """When the enqueue script stored ``entry`` (Redis' clock, seconds), if it says."""
+    header = entry.partition(b"\x00")[0]
+    _, sep, ms = header.partition(b"\x01")
+    try:
+        return int(ms) / 1000 if sep else None
+    except ValueError:
+        return None
 
 
 def decode(component: Component, entry: bytes) -> Update:
@@ -65,9 +85,11 @@ def decode(component: Component, entry: bytes) -> Update:
     flow = entry_flow(entry)
     body = unseal(entry.partition(b"\x00")[2], get_settings().signing_key)
     value = load_value(component.serializer, f"payload of flow {flow!r}", body)
-    if not (isinstance(value, tuple) and len(value) == 4 and value[0] == flow):
+    if not (isinstance(value, tuple) and len(value) in (4, 5) and value[0] == flow):
         raise PayloadError(f"payload of flow {flow!r} has an unexpected shape")
-    return Update(value[0], value[1], value[2], value[3])
+    ops = tuple(value[4]) if len(value) == 5 else ()
+    stored = entry_time(entry)
+    return Update(value[0], value[1], value[2], value[3] if stored is None else stored, ops)
 
 
 def new_token() -> str:

@@ -5,6 +5,12 @@ script, which also returns the first updates to apply; see :mod:`motion.engine`)
 a token that only grows; every commit checks it, so a worker that lost its lease
 (paused, partitioned, too slow) cannot commit. One daemon thread per process
 renews every held lease while slow ops (an LLM call) run.
+
+An op that holds the GIL (a long regex, a big-integer op in C) keeps that thread
+from running, and the lease key expires. Expiry only lets another worker take
+over (a new token); while nobody has, the holder's token is still the instance's
+fence, and its renewal and commit are accepted (see ``holds`` in ``lua/lib.lua``):
+the token is what keeps a commit safe.
 """
 
 from __future__ import annotations
@@ -32,12 +38,13 @@ class Lease:
         self.lost = threading.Event()
 
 
-def release(client: redis.Redis, lease: Lease, abandon: bool = False) -> int:
-    """Free the lease if the inbox is empty (or anyway, to ``abandon`` a failed drain):
-    1 released, 0 more to do, -1 lost."""
+def release(client: redis.Redis, lease: Lease, abandon: bool = False, hold: str = "") -> int:
+    """Free the lease if the inbox is empty (or anyway, to ``abandon`` a failed drain,
+    marking the instance held for the reason ``hold`` if given): 1 released, 0 more
+    to do, -1 lost."""
     keys = lease.keys
-    args = [lease.token, keys.name, 1 if abandon else 0]
-    script_keys = [keys.meta, keys.lease, K.PENDING, K.SWEEP]
+    args = [lease.token, keys.name, 1 if abandon else 0, hold]
+    script_keys = [keys.meta, keys.lease, K.PENDING, K.SWEEP, K.HELD]
     return int(scripts.run(client, "release", script_keys, args))
 
 
@@ -77,7 +84,10 @@ class Renewer:
             for lease in leases:
                 try:
                     ok = scripts.run(
-                        get_redis(), "renew", [lease.keys.lease], [lease.token, lease.period_ms]
+                        get_redis(),
+                        "renew",
+                        [lease.keys.lease, lease.keys.meta],
+                        [lease.token, lease.period_ms],
                     )
                 except redis.RedisError as exc:
                     # Redis away: the commit check still protects state; keep trying.

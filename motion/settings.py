@@ -187,6 +187,9 @@ class Settings:
     client_tracking: bool = False
     wakeup_per_update: bool = False
     redis_shards: tuple[str, ...] = ()
+    #: most bytes of inbox payloads a drain holds at once (one window), and so the
+    #: most one call of a batch op receives (at least one update always comes)
+    batch_bytes: int = 16 * 1024 * 1024
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -207,6 +210,7 @@ class Settings:
             client_tracking=bool(_env_bool("MOTION_CLIENT_TRACKING")),
             wakeup_per_update=bool(_env_bool("MOTION_WAKEUP_PER_UPDATE")),
             redis_shards=_shards(),
+            batch_bytes=max(1, _env_number("MOTION_BATCH_BYTES", 16 * 1024 * 1024, int)),
         )
 
 

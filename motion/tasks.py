@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from motion import celery_app, engine, sweeper
+from motion import celery_app, engine, sweeper, updates
 from motion.component import lookup
 from motion.connection import get_redis
 from motion.wakeup import APPLY_TASK, SWEEP_TASK
@@ -35,11 +35,21 @@ def sweep() -> int:
     return sweeper.sweep_once(get_redis(), celery_app.send_wakeup)
 
 
+def can_apply(component: str, flow: str, ops: list[str]) -> bool:
+    """Whether this process has the code for an update of ``component``'s ``flow``
+    naming ``ops`` (the held instances it may take: :func:`motion.holds.nudge`)."""
+    try:
+        comp = lookup(component)
+    except KeyError:
+        return False
+    return updates.can_apply(comp, flow, ops)
+
+
 def start_sweeper_timer() -> None:
     """Run the sweeper on a timer in this process (a worker's main process)."""
     global _timer
     if _timer is None:
-        _timer = sweeper.SweeperTimer(celery_app.send_wakeup)
+        _timer = sweeper.SweeperTimer(celery_app.send_wakeup, can_apply)
         _timer.start()
 
 

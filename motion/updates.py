@@ -7,6 +7,13 @@ payload (a bad one is a recorded failure), applying the discard policies, callin
 batch ops once with every props, retrying a failing op, and merging the dicts the
 ops return. The result is an :class:`Outcome`: the changed state keys, already
 encoded, the counters, and the failure records, committed by one script call.
+
+Every mistake in one update (an op or a hook raising, a result that cannot be
+encoded or is too large, a payload that cannot be decoded or verified) is one
+recorded failure of that update. An update that needs code this worker lacks (a
+flow or op it does not define, a class its payload names that it cannot import)
+is not a failure: :func:`apply` raises :class:`LacksCode` before running anything,
+and the drain leaves it, and everything after it, to a worker that has the code.
 """
 
 from __future__ import annotations
@@ -24,15 +31,20 @@ from typing import Any
 from motion import keys as K
 from motion import store
 from motion.component import Component, DiscardPolicy, Op
-from motion.errors import MotionError, PayloadError, UnknownFlowError, UpdateResultError
+from motion.errors import MotionError, PayloadError, UpdateResultError
 from motion.inbox import MIGRATE_FLOW, WRITE_FLOW, Update, decode, entry_flow, failure_record
 from motion.props import Properties, State
 from motion.settings import get_settings
 
 log = logging.getLogger("motion.engine")
 
-#: most pending updates one call of a batch op receives (a longer run is split)
+#: most pending updates one call of a batch op receives (a longer run is split; so is
+#: a run over MOTION_BATCH_BYTES)
 BATCH_LIMIT = 10_000
+#: process exit (SystemExit, which Celery's shutdown exceptions subclass, and
+#: KeyboardInterrupt): not an update's failure; it leaves the update pending. Any
+#: other BaseException an op or hook raises is that update's recorded failure.
+_EXIT = (SystemExit, KeyboardInterrupt)
 _SPECIAL = (WRITE_FLOW, MIGRATE_FLOW)
 
 
@@ -79,24 +91,82 @@ def batch_flow(component: Component, entry: bytes | None) -> str | None:
 def is_migration(group: list[tuple[int, bytes | None]]) -> bool:
     """Whether ``group`` is a migration (committed on its own: it replaces the state)."""
     entry = group[0][1]
-    return entry is not None and entry.startswith(MIGRATE_FLOW.encode() + b"\x00")
+    if entry is None:
+        return False
+    try:
+        return entry_flow(entry) == MIGRATE_FLOW
+    except PayloadError:
+        return False
 
 
 def groups(
-    component: Component, first_seq: int, entries: list[bytes | None]
+    component: Component, first_seq: int, entries: list[bytes | None], budget: int = 0
 ) -> list[list[tuple[int, bytes | None]]]:
-    """Split a window into commit units: one entry each, or runs of a batch flow."""
+    """Split a window into commit units: one entry each, or runs of a batch flow of at
+    most :data:`BATCH_LIMIT` updates and ``budget`` bytes (``MOTION_BATCH_BYTES``; a
+    run's first update always joins it)."""
+    budget = budget or get_settings().batch_bytes
     groups: list[list[tuple[int, bytes | None]]] = []
     prev_flow: str | None = None
+    size = 0
     for i, entry in enumerate(entries):
         seq = first_seq + i
         flow = batch_flow(component, entry)
-        if flow is not None and groups and prev_flow == flow and len(groups[-1]) < BATCH_LIMIT:
+        length = len(entry or b"")
+        if (
+            flow is not None
+            and groups
+            and prev_flow == flow
+            and len(groups[-1]) < BATCH_LIMIT
+            and size + length <= budget
+        ):
             groups[-1].append((seq, entry))
+            size += length
         else:
             groups.append([(seq, entry)])
+            size = length
         prev_flow = flow
     return groups
+
+
+class LacksCode(Exception):
+    """This worker cannot apply update ``seq``: it lacks the code (``what`` says which)."""
+
+    def __init__(self, seq: int, flow: str, what: str, ops: tuple[str, ...] = ()) -> None:
+        super().__init__(what)
+        self.seq, self.flow, self.what, self.ops = seq, flow, what, ops
+
+
+def _lacks(component: Component, seq: int, update: Update) -> LacksCode | None:
+    """Why this worker cannot apply ``update``, or ``None`` if it can."""
+    if update.flow in _SPECIAL:
+        return None
+    have = [op.name for op in component.update_ops(update.flow)]
+    if not have:
+        what = f"{component.name} has no update op for flow {update.flow!r} in this worker"
+        return LacksCode(seq, update.flow, what, update.ops)
+    missing = [name for name in update.ops if name not in have]
+    if missing:
+        what = (
+            f"flow {update.flow!r} of {component.name} has no update op {missing} in this "
+            f"worker (it has {have})"
+        )
+        return LacksCode(seq, update.flow, what, update.ops)
+    return None
+
+
+def _missing_code(exc: BaseException) -> bool:
+    """Whether a payload failed to decode because a module or class it names is absent."""
+    cause = exc.__cause__
+    return isinstance(cause, ModuleNotFoundError) or (
+        isinstance(cause, AttributeError) and "Can't get attribute" in str(cause)
+    )
+
+
+def can_apply(component: Component, flow: str, ops: list[str]) -> bool:
+    """Whether this process has the code for an update of ``flow`` naming ``ops``."""
+    have = [op.name for op in component.update_ops(flow)]
+    return bool(have) and all(name in have for name in ops)
 
 
 def apply(
@@ -105,12 +175,18 @@ def apply(
     state: State,
     group: list[tuple[int, bytes | None]],
     pending: dict[str, int],
+    now: float | None = None,
 ) -> Outcome:
     """Run the ops of one group (``(seq, inbox entry)`` pairs) on a copy of ``state``.
 
-    ``pending`` counts the updates not yet applied per flow (for NUM_NEW_UPDATES).
-    A failing op or a bad payload leaves the state unchanged and is recorded in the
-    outcome's failures; the group is committed either way, so later updates apply.
+    ``pending`` counts the updates not yet applied per flow (for NUM_NEW_UPDATES);
+    ``now`` is Redis' clock (seconds), which SECONDS policies measure ages by.
+    A failing op or hook, or a bad payload, leaves the state unchanged and is
+    recorded in the outcome's failures; the group is committed either way, so later
+    updates apply.
+
+    Raises:
+        LacksCode: an update of the group needs code this worker lacks (nothing ran).
     """
     out = Outcome(group[0][0], group[-1][0], state)
     name = K.instance_name(component.name, instance_id)
@@ -121,8 +197,15 @@ def apply(
             if entry is None:
                 raise PayloadError(f"update #{seq} is missing from the inbox")
             flow = entry_flow(entry)
-            decoded.append((seq, decode(component, entry)))
+            update = decode(component, entry)
+            lacking = _lacks(component, seq, update)
+            if lacking is not None:
+                raise lacking
+            decoded.append((seq, update))
         except MotionError as exc:
+            if _missing_code(exc):
+                what = f"its payload needs code this worker lacks: {exc}"
+                raise LacksCode(seq, flow, what) from exc
             out.failures.append((seq, failure_record(seq, flow, "-", exc)))
             out.stats[f"failed:{flow}"] += 1
         if flow != "?":
@@ -130,11 +213,19 @@ def apply(
     if not decoded:
         return out
     working = state.copy()
+    clock = time.time() if now is None else now
     try:
-        _run_ops(component, instance_id, working, decoded, pending, out)
+        _run_ops(component, instance_id, working, decoded, pending, out, clock)
         if out.changes or out.replace:
             whole = component.save_state_func is not None
-            out.fields = store.encode_changes(component, name, working if whole else out.changes)
+            try:
+                out.fields = store.encode_changes(
+                    component, name, working if whole else out.changes
+                )
+            except (MotionError, *_EXIT):
+                raise
+            except BaseException as exc:  # the save_state hook raised
+                raise OpFailed("save_state", exc, traceback.format_exc()) from exc
             out.bumps = 1
     except OpFailed as failed:
         out.changes, out.replace = {}, False
@@ -167,6 +258,7 @@ def _run_ops(
     decoded: list[tuple[int, Update]],
     pending: dict[str, int],
     out: Outcome,
+    now: float,
 ) -> None:
     """Run the flow's ops over ``decoded``, collecting changes into ``working`` and ``out``."""
     flow = decoded[0][1].flow
@@ -186,10 +278,6 @@ def _run_ops(
         out.stats[f"applied:{flow}"] += 1
         return
     ops = component.update_ops(flow)
-    if not ops:
-        error = UnknownFlowError(f"{component.name} has no update op for flow {flow!r} here")
-        raise OpFailed("-", error, "")
-    now = time.time()
     ran_for: set[int] = set()
     for op in ops:
         eligible = [
@@ -259,7 +347,9 @@ def _call(op: Op, working: State, props: Any) -> Any:
                     loop = _loops.loop = asyncio.new_event_loop()
                 result = loop.run_until_complete(result)
             return result
-        except Exception as exc:
+        except _EXIT:
+            raise
+        except BaseException as exc:
             if attempt == retries:
                 raise OpFailed(op.name, exc, traceback.format_exc()) from exc
             time.sleep(min(0.1 * 2**attempt, 2.0))  # back off before the next try

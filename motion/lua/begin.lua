@@ -1,18 +1,25 @@
+#!lua flags=allow-oom
 -- begin: take an instance's lease with a new fencing token and return the first
 -- window of updates and the state, in one round trip.
 -- KEYS[1] meta   KEYS[2] lease   KEYS[3] motion:stats:<component>   KEYS[4] inbox
 -- KEYS[5] state   KEYS[6] motion:pending   KEYS[7] motion:sweep
 -- ARGV[1] lease period (ms)   ARGV[2] most updates to return   ARGV[3] the state
 -- version the worker holds a copy of ('' for none)   ARGV[4] instance name
--- Either way the wake-up flags are cleared: this wake-up was delivered.
+-- ARGV[5] most bytes of payloads to return (at least one is returned)
+-- Either way the wake-up flag is cleared: this wake-up was delivered. The sweeper's
+-- back-off count is cleared too, unless the instance is held (waiting for code, or
+-- its state unreadable), so a held instance is re-woken later and later.
 -- Returns
 --   {0}   another worker holds the lease (it drains everything)
 --   {-1}  no such instance
 --   {-2}  nothing to apply (no lease taken; the instance leaves the pending index)
---   {token, meta_flat, state, payload(applied+1), payload(applied+2), ...}
+--   {token, meta_flat (with 'now', Redis' clock in ms), state, payload(applied+1), payload(applied+2), ...}
 --         state is {version, 1} when ARGV[3] is current, else {version, 0, field1,
 --         value1, ...}; a missing payload (never expected) comes back as false.
-redis.call('HDEL', KEYS[1], 'wake', 'sweeps')
+redis.call('HDEL', KEYS[1], 'wake')
+if redis.call('HEXISTS', KEYS[1], 'held') == 0 then
+  redis.call('HDEL', KEYS[1], 'sweeps')
+end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return {0}
 end
@@ -44,5 +51,5 @@ else
   table.insert(state, 1, 0)
   table.insert(state, 1, m[3])
 end
-local out = {token, redis.call('HGETALL', KEYS[1]), state}
-return append_window(out, KEYS[4], applied + 1, math.min(seq, applied + tonumber(ARGV[2])))
+local out = {token, meta_now(KEYS[1]), state}
+return append_window(out, KEYS[4], applied + 1, math.min(seq, applied + tonumber(ARGV[2])), ARGV[5])
