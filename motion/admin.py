@@ -22,8 +22,8 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from motion import holds, store
 from motion import keys as K
-from motion import store
 from motion.component import Component, lookup, registered
 from motion.connection import all_urls, get_redis, translate_errors
 from motion.connection import client_for as _client
@@ -34,7 +34,14 @@ from motion.errors import (
     InstanceNotFoundError,
     UpdateFailedError,
 )
-from motion.inbox import ALL_FLOWS, MIGRATE_FLOW, Update, parse_failures, target_field
+from motion.inbox import (
+    ALL_FLOWS,
+    MIGRATE_FLOW,
+    Update,
+    entry_time,
+    parse_failures,
+    target_field,
+)
 from motion.serde import DEFAULT_SERIALIZER, Serializer, load_stored, unseal
 from motion.settings import RedisParams, get_settings
 
@@ -305,6 +312,9 @@ class ComponentStatus:
     takeovers: int = 0
     #: per flow: ``{"applied": n, "failed": n, "discarded": n, "calls": n}``
     flows: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: instances a worker left pending, held: ``{name: "waiting for code: ..." or
+    #: "state unreadable: ..."}`` (their updates are pending, not failed)
+    held: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -328,6 +338,8 @@ def _enqueued_at(component: str, entry: bytes | None) -> float | None:
     """When an inbox entry was enqueued, or ``None`` if it cannot be read here."""
     if entry is None:
         return None
+    if (stored := entry_time(entry)) is not None:
+        return stored
     try:
         body = unseal(entry.partition(b"\x00")[2], get_settings().signing_key)
         return float(_serializer(component).loads(body)[3])
@@ -356,6 +368,9 @@ def status(components: Sequence[str] = ()) -> list[ComponentStatus]:
                 if member.decode().partition(K.SEPARATOR)[0] in result
             ]
             _backlog(client, result, pending)
+            for name, reason in holds.listing(client).items():
+                if (found := result.get(name.partition(K.SEPARATOR)[0])) is not None:
+                    found.held[name] = f"{reason.get('held')}: {reason.get('error')}"
     return [result[name] for name in names]
 
 

@@ -133,6 +133,8 @@ def _print_status(rows: list[admin.ComponentStatus]) -> None:
             print(f"  {r.component}.{flow}: {detail}")
         if r.takeovers:
             print(f"  {r.component}: {r.takeovers} lease takeover(s) (a worker died or stalled)")
+        for name, why in sorted(r.held.items()):
+            print(f"  held {name}: {why} (its updates are pending, not failed)")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ updates it is answerable for, each once, and waits by polling the instance's
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -56,7 +57,8 @@ class Waiter:
                     )
                     return self._finish(flow, records)
             if deadline is not None and time.monotonic() > deadline:
-                raise FlushTimeoutError(self._timeout_message(target, timeout))
+                held = client.hget(self._keys.meta, "held")
+                raise FlushTimeoutError(self._timeout_message(target, timeout, held))
             time.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
@@ -83,7 +85,8 @@ class Waiter:
                     )
                     return self._finish(flow, records)
             if deadline is not None and time.monotonic() > deadline:
-                raise FlushTimeoutError(self._timeout_message(target, timeout))
+                held = await client.hget(self._keys.meta, "held")
+                raise FlushTimeoutError(self._timeout_message(target, timeout, held))
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
@@ -101,7 +104,15 @@ class Waiter:
         if failures:
             raise UpdateFailedError(failures)
 
-    def _timeout_message(self, target: int, timeout: float | None) -> str:
+    def _timeout_message(self, target: int, timeout: float | None, held: Any = None) -> str:
+        if held:  # a worker took the instance and could not go on: say why
+            reason = json.loads(held)
+            return (
+                f"{self._keys.name}: update #{target} was not applied within {timeout}s: "
+                f"the instance is held ({reason.get('held')}: {reason.get('error')}); its "
+                f"updates stay pending. Deploy a worker with the code, or repair the state "
+                f"(see `motion status` and docs/operations.md)."
+            )
         return (
             f"{self._keys.name}: update #{target} was not applied within {timeout}s. Is a "
             f"worker running with this component's code? Start one with: celery -A workers "
