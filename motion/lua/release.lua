@@ -25,6 +25,6 @@ if tonumber(m[1] or '0') >= tonumber(m[2] or '0') then
   redis.call('ZREM', KEYS[4], ARGV[2])
 elseif ARGV[4] and ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'held', ARGV[4])
-  redis.call('ZADD', KEYS[5], now_ms(), ARGV[2])
+  redis.call('ZADD', KEYS[5], 'NX', now_ms(), ARGV[2])
 end
 return 1

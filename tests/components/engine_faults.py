@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 from motion import Component, DiscardPolicy
 
@@ -88,6 +89,15 @@ def tally_setup() -> dict:
 
 @Tally.update("add")
 def tally_add(state, props):
+    return {"count": state["count"] + 1, "last": props.seq}
+
+
+@Tally.update("gate")
+def tally_gate(state, props):
+    # holds the lease (the backlog builds behind it) until the test opens the gate
+    deadline = time.monotonic() + 60
+    while not os.path.exists(props["gate"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
     return {"count": state["count"] + 1, "last": props.seq}
 
 
