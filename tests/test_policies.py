@@ -14,6 +14,7 @@ from motion import keys as K
 from motion.connection import get_redis
 from motion.inbox import Update
 from motion.worker import start_inprocess_worker, stop_inprocess_worker
+from tests.support import age_entry
 
 pytestmark = pytest.mark.integration
 
@@ -118,11 +119,7 @@ def queue_without_worker(handle, flow: str, items: range, age: float = 0.0) -> N
     for i in items:
         seq = handle._enqueue(Update(flow, {"i": i}, None, time.time()))
         if age:
-            entry = client.hget(inbox, seq)
-            header, _, rest = entry.partition(b"\x00")
-            name, _, ms = header.partition(b"\x01")
-            older = b"%s\x01%d\x00%s" % (name, int(ms) - int(age * 1000), rest)
-            client.hset(inbox, seq, older)
+            age_entry(client, inbox, seq, age)
 
 
 def test_cache_hits_ignore_key_order_and_a_commit_invalidates(redis_url) -> None:  # type: ignore[no-untyped-def]
