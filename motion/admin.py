@@ -315,6 +315,9 @@ class ComponentStatus:
     #: instances a worker left pending, held: ``{name: "waiting for code: ..." or
     #: "state unreadable: ..."}`` (their updates are pending, not failed)
     held: dict[str, str] = field(default_factory=dict)
+    #: pending instances whose wake-up the sweeper re-sent twice or more and no worker
+    #: took: no running worker consumes the component's queues (has its code?)
+    untaken: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -377,16 +380,19 @@ def status(components: Sequence[str] = ()) -> list[ComponentStatus]:
 def _backlog(
     client: redis.Redis, result: dict[str, ComponentStatus], pending: list[tuple[str, float]]
 ) -> None:
-    now = time.time()
+    seconds, micros = client.time()  # Redis' clock: enqueue times and scores are by it
+    now = int(seconds) + int(micros) / 1e6
     for start in range(0, len(pending), 500):
         chunk = pending[start : start + 500]
         pipe = client.pipeline(transaction=False)
         for name, _ in chunk:
-            pipe.hmget(K.InstanceKeys.of(name).meta, "applied", "seq")
+            pipe.hmget(K.InstanceKeys.of(name).meta, "applied", "seq", "sweeps", "held")
         counters = pipe.execute()
         waiting = []
-        for (name, score), (applied, seq) in zip(chunk, counters, strict=True):
+        for (name, score), (applied, seq, sweeps, held) in zip(chunk, counters, strict=True):
             behind = int(seq or 0) - int(applied or 0)
+            if behind > 0 and int(sweeps or 0) >= 2 and held is None:
+                result[name.partition(K.SEPARATOR)[0]].untaken += 1
             if behind > 0:
                 waiting.append((name, score, int(applied or 0) + 1, behind))
         pipe = client.pipeline(transaction=False)
