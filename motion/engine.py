@@ -289,7 +289,9 @@ def _parse_state(
         loaded = store.parse_read(component, instance_id, reply)
     except store.StaleCopy:  # our copy was evicted meanwhile
         loaded = None
-    except Exception as exc:
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:  # load_state raised, or the value cannot be read
         raise holds.unreadable(exc) from exc
     if loaded is None:
         return _fresh_state(client, component, instance_id, keys)
@@ -304,7 +306,9 @@ def _fresh_state(
     reply = scripts.run(client, "read", [keys.meta, keys.state], [""])
     try:
         loaded = store.parse_read(component, instance_id, reply)
-    except Exception as exc:
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:  # load_state raised, or the value cannot be read
         raise holds.unreadable(exc) from exc
     if loaded is None:
         raise MotionError(f"{keys.name} has pending updates but no state; was it cleared?")
