@@ -67,9 +67,14 @@ def hold(
 ) -> None:
     """Leave the instance pending and held, release the lease, and say so (a state
     error is logged as an error and passed to ``alert``, the component's
-    ``on_state_error``)."""
+    ``on_state_error``, when the instance becomes held, not on every re-try)."""
     name, reason = lease.keys.name, held.reason
-    if reason["held"] == STATE_UNREADABLE:
+    before = None
+    with contextlib.suppress(redis.RedisError, ValueError, TypeError):
+        before = json.loads(client.hget(lease.keys.meta, "held") or "null")
+    if before is not None and before.get("held") == reason["held"]:
+        log.info("%s is still held: %s (%s)", name, reason["held"], reason["error"])
+    elif reason["held"] == STATE_UNREADABLE:
         log.error(
             "%s: its stored state cannot be read (%s); its updates stay pending and the "
             "instance is held until the state is repaired (or a worker that can read it "
