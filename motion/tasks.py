@@ -69,4 +69,5 @@ def register(app: Any) -> Any:
         celery_app.consume_component_queues(app)
         celery_app.on_worker_ready(start_sweeper_timer)
         celery_app.on_worker_shutdown(stop_sweeper_timer)
+        updates.terminating = celery_app.terminating
     return app

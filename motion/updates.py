@@ -25,6 +25,7 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -335,6 +336,17 @@ def _migrate_op(update: Update) -> Op:
 _loops = threading.local()
 
 
+def _never() -> bool:
+    return False
+
+
+#: whether this process is in a cold shutdown (motion.tasks plugs in Celery's flag): an
+#: error an op raises then is taken as the shutdown cancelling it (Celery raises inside
+#: the running task, a plain Exception in the solo pool), not as the update's failure;
+#: it propagates and the update stays pending for the next worker
+terminating: Callable[[], bool] = _never
+
+
 def _call(op: Op, working: State, props: Any) -> Any:
     """Call an op (sync or async) with retries; raise :class:`OpFailed` after the last."""
     retries = op.retries if op.retries is not None else get_settings().update_retries
@@ -350,6 +362,8 @@ def _call(op: Op, working: State, props: Any) -> Any:
         except _EXIT:
             raise
         except BaseException as exc:
+            if terminating():
+                raise
             if attempt == retries:
                 raise OpFailed(op.name, exc, traceback.format_exc()) from exc
             time.sleep(min(0.1 * 2**attempt, 2.0))  # back off before the next try

@@ -6,6 +6,7 @@ payloads. Real redis-server, real Celery worker subprocesses where a test needs 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -172,6 +173,30 @@ def test_process_exit_in_an_op_leaves_the_update_pending_and_frees_the_lease(
     assert client.hlen(keys.inbox) == 1 and int(meta(handle.instance_name)["applied"]) == 0
     assert client.zcard(keys.failed) == 0
     assert not client.exists(keys.lease), "the lease goes now, for the next worker"
+
+
+def test_a_cold_shutdown_mid_op_leaves_the_update_pending_for_the_next_worker(
+    redis_url: str,
+    start_worker,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    worker = start_worker(["engine_faults"], pool="solo", concurrency=1, name="stopping")
+    handle = Tally("shutdown")
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    handle.run("gate", {"gate": str(gate), "started": str(started)})
+    handle.run("add", {})
+    wait_for(started.exists, 30, "the op to start")
+    worker.kill(signal.SIGQUIT)  # cold shutdown: Celery raises WorkerTerminate in the op
+    assert worker.proc is not None
+    worker.proc.wait(30)
+    client, keys = get_redis(), K.InstanceKeys.of(handle.instance_name)
+    assert not client.exists(keys.lease), "the lease goes with the worker, not a period later"
+    assert client.zcard(keys.failed) == 0, client.zrange(keys.failed, 0, -1)
+    assert client.hlen(keys.inbox) == 2
+    gate.touch()
+    start_worker(["engine_faults"], pool="solo", concurrency=1, name="next")
+    handle.flush_update(timeout=30)
+    assert handle.read_state("count") == 2
 
 
 # -- item 5: an op holding the GIL longer than the lease ---------------------------------
