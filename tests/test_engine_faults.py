@@ -5,7 +5,9 @@ payloads. Real redis-server, real Celery worker subprocesses where a test needs 
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ from motion import keys as K
 from motion.connection import get_redis
 from motion.serde import dump_stored
 from tests.conftest import reset_motion
-from tests.support import COMPONENTS, RedisServer, Worker, wait_for
+from tests.support import COMPONENTS, ROOT, RedisServer, Worker, wait_for
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(COMPONENTS))
@@ -71,22 +73,42 @@ def test_an_update_needing_new_code_waits_for_a_worker_that_has_it(
     assert "waits for code" in old.log.read_text()
 
 
-def test_an_update_naming_an_op_the_worker_lacks_waits(
+def test_an_update_naming_an_op_or_a_class_the_worker_lacks_waits(
     redis_url: str,
     start_worker,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     start_worker(["rolling_v1"], pool="solo", concurrency=1, name="old")
     handle = Rolling("ops")
     handle.run("old", {})  # the new code runs two ops for "old": add and audit
+    # a module only the callers (and later the new worker) have, as a new release would
+    (tmp_path / "new_release").mkdir()
+    (tmp_path / "new_release" / "notes.py").write_text(
+        "class Note:\n    def __init__(self, text):\n        self.text = text\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "new_release"))
+    notes = importlib.import_module("notes")
+    noted = Rolling("class")
+    noted.run("base", {"note": notes.Note("only the new code can unpickle this")})
     wait_for(lambda: held(handle.instance_name), 30, "the instance held")
     reason = held(handle.instance_name)
     assert reason is not None and "audit" in str(reason["error"])
     assert handle.read_state("seqs") == [], "the old worker ran no op of it (not half of it)"
+    wait_for(lambda: held(noted.instance_name), 30, "the other instance held")
+    reason = held(noted.instance_name)
+    assert reason is not None and "notes" in str(reason["error"])
+    assert get_redis().zcard(K.InstanceKeys.of(noted.instance_name).failed) == 0
     with pytest.raises(Exception, match="held"):  # the timeout names the reason
         handle.flush_update(timeout=0.5)
-    start_worker(["rolling_v2"], pool="solo", concurrency=1, name="new")
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(tmp_path / "new_release"), str(COMPONENTS), str(ROOT)])
+    }
+    start_worker(["rolling_v2"], pool="solo", concurrency=1, name="new", env=env)
     handle.flush_update(timeout=60)
     assert handle.read_state("seqs") == [1] and handle.read_state("audited") == [1]
+    noted.flush_update(timeout=60)
+    assert noted.read_state("seqs") == [1]
 
 
 # -- item 4: raising hooks, unreadable states, BaseExceptions ----------------------------
