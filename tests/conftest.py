@@ -81,3 +81,15 @@ def start_worker(workers: list[Worker], redis_url: str, tmp_path: Path):  # type
         return worker.start()
 
     return start
+
+
+@pytest.fixture
+def inprocess(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The in-process worker (Celery worker threads in this process) on the test's
+    redis-server, started on first need and stopped afterwards."""
+    from motion.worker import stop_inprocess_worker
+
+    monkeypatch.setenv("MOTION_INPROCESS_WORKER", "1")
+    reset_motion()
+    yield
+    stop_inprocess_worker()

@@ -8,7 +8,6 @@ import secrets
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import cloudpickle
@@ -16,7 +15,6 @@ import pytest
 
 from motion import Component, FlushTimeoutError, UpdateFailedError
 from motion import keys as K
-from motion.worker import stop_inprocess_worker
 from tests.support import ROOT, bump_version
 
 pytestmark = pytest.mark.integration
@@ -91,17 +89,6 @@ async def slow_async(state, props):
     await asyncio.sleep(0.05)
     _running -= 1
     return props["i"]
-
-
-@pytest.fixture
-def inprocess(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The in-process worker (a Celery worker thread) on the test's redis-server."""
-    monkeypatch.setenv("MOTION_INPROCESS_WORKER", "1")
-    from tests.conftest import reset_motion
-
-    reset_motion()
-    yield
-    stop_inprocess_worker()
 
 
 def test_run_serves_inline_and_updates_in_the_background(inprocess) -> None:  # type: ignore[no-untyped-def]

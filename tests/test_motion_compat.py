@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ import yaml
 
 from motion import Component
 from motion.cli import main as motion_cli
-from motion.worker import stop_inprocess_worker
 
 Counter = Component("CompatCounter")
 
@@ -54,17 +52,6 @@ Something = Component("CompatSomething")
 @Something.init_state
 def something_setup():  # type: ignore[no-untyped-def]
     return {"state_val": 0}
-
-
-@pytest.fixture
-def inprocess(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Updates applied by the in-process worker, on the test's redis-server."""
-    monkeypatch.setenv("MOTION_INPROCESS_WORKER", "1")
-    from tests.conftest import reset_motion
-
-    reset_motion()
-    yield
-    stop_inprocess_worker()
 
 
 # -- Motion's import paths -------------------------------------------------------------

@@ -64,17 +64,6 @@ def bump(state, props):
 """
 
 
-@pytest.fixture
-def inprocess(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The in-process worker on the test's redis-server, started on first need."""
-    monkeypatch.setenv("MOTION_INPROCESS_WORKER", "1")
-    from tests.conftest import reset_motion
-
-    reset_motion()
-    yield
-    stop_inprocess_worker()
-
-
 def _import(path: Path, name: str) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None

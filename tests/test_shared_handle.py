@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from motion import Component, UpdateFailedError
-from motion.worker import stop_inprocess_worker
 
 pytestmark = pytest.mark.integration
 
@@ -37,17 +35,6 @@ def serve(state, props):
 @Fragile.update("try")
 def always_fails(state, props):
     raise ValueError(f"refusing call {props['i']}")
-
-
-@pytest.fixture
-def inprocess(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The in-process worker on the test's redis-server."""
-    monkeypatch.setenv("MOTION_INPROCESS_WORKER", "1")
-    from tests.conftest import reset_motion
-
-    reset_motion()
-    yield
-    stop_inprocess_worker()
 
 
 def _messages(error: BaseException | None) -> list[str]:
