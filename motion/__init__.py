@@ -40,7 +40,8 @@ from motion.errors import (
 )
 from motion.instance import ComponentInstance, Instance
 from motion.props import Properties, State
-from motion.settings import RedisParams, configure
+from motion.redis_params import RedisParams
+from motion.settings import configure
 
 # Motion exported these from the package; loading them lazily keeps pyarrow and
 # pandas out of `import motion` (they are not in __all__, so `import *` stays light).

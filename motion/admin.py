@@ -36,8 +36,9 @@ from motion.errors import (
     UpdateFailedError,
 )
 from motion.inbox import ALL_FLOWS, MIGRATE_FLOW, Update, parse_failures, target_field
+from motion.redis_params import RedisParams
 from motion.serde import DEFAULT_SERIALIZER, Serializer, binding, load_stored, unseal
-from motion.settings import RedisParams, get_settings
+from motion.settings import get_settings
 
 
 def _glob_escape(text: str) -> str:

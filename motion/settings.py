@@ -1,4 +1,5 @@
-"""Configuration: environment variables, their defaults, and Motion's ``RedisParams``.
+"""Configuration: environment variables and their defaults (Motion's ``RedisParams`` is in
+:mod:`motion.redis_params`).
 
 Every knob has one environment variable; :func:`configure` overrides them in code.
 Motion's ``.motionrc.yml`` (:mod:`motion.motionrc`) is loaded into the environment
@@ -65,22 +66,11 @@ from dataclasses import dataclass, fields, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from motion import motionrc
 from motion.errors import ConfigurationError
-
-
-def _env_bool(name: str) -> bool | None:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return None
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ConfigurationError(f"{name}={raw!r}: use 1 or 0.")
+from motion.redis_params import RedisParams, env_bool, motion_configured
 
 
 def _env_number(name: str, default: float, kind: type = float) -> Any:
@@ -98,90 +88,6 @@ def _env_number(name: str, default: float, kind: type = float) -> Any:
     return value
 
 
-class _Unset:
-    """The default of a :class:`RedisParams` argument that comes from the environment."""
-
-
-_UNSET = _Unset()
-
-
-@dataclass(init=False)
-class RedisParams:
-    """Motion's connection parameters; ``MOTION_REDIS_*`` variables fill the defaults.
-
-    Like Motion's pydantic model it has ``.dict()`` / ``.model_dump()`` and keeps
-    extra keywords as attributes (Motion's test set-up passes ``config=``).
-
-    Example::
-
-        RedisParams(host="redis.internal", port=6380, password="s3cret", ssl=True).url()
-    """
-
-    host: str
-    port: int
-    db: int
-    password: str | None
-    ssl: bool
-
-    def __init__(
-        self,
-        host: str | None = None,
-        port: int | None = None,
-        db: int | None = None,
-        password: str | _Unset | None = _UNSET,
-        ssl: bool | None = None,
-        **extra: Any,
-    ) -> None:
-        env = os.environ
-        self.host = host if host is not None else env.get("MOTION_REDIS_HOST", "localhost")
-        self.port = int(port if port is not None else env.get("MOTION_REDIS_PORT", "6379"))
-        self.db = int(db if db is not None else env.get("MOTION_REDIS_DB", "0"))
-        if isinstance(password, _Unset):  # Motion: unset, "" or "None" means no password
-            password = _password()
-        self.password = password
-        self.ssl = bool(ssl if ssl is not None else _env_bool("MOTION_REDIS_SSL"))
-        self._extra = dict(extra)
-        for name, value in extra.items():
-            setattr(self, name, value)
-
-    def url(self) -> str:
-        """The equivalent ``redis://`` or ``rediss://`` URL."""
-        scheme = "rediss" if self.ssl else "redis"
-        auth = f":{quote(self.password, safe='')}@" if self.password else ""
-        return f"{scheme}://{auth}{self.host}:{self.port}/{self.db}"
-
-    def model_dump(self) -> dict[str, Any]:
-        """The parameters as a dict, as Motion's pydantic model gave them."""
-        base = {"host": self.host, "port": self.port, "db": self.db}
-        base.update(password=self.password, ssl=self.ssl)
-        return {**base, **self._extra}
-
-    def dict(self) -> dict[str, Any]:
-        """Pydantic 1's name for :meth:`model_dump` (Motion's code calls ``rp.dict()``)."""
-        return self.model_dump()
-
-
-def get_redis_params() -> RedisParams:
-    """Motion's ``get_redis_params()``: :class:`RedisParams` from the environment."""
-    return RedisParams()
-
-
-def _password() -> str | None:
-    """``MOTION_REDIS_PASSWORD``; Motion's ``None`` (what a ``null`` in
-    ``.motionrc.yml`` becomes) and an empty value mean no password."""
-    raw = os.environ.get("MOTION_REDIS_PASSWORD")
-    return None if raw in (None, "", "None", "null") else raw
-
-
-_MOTION_REDIS_VARS = (
-    "MOTION_REDIS_HOST",
-    "MOTION_REDIS_PORT",
-    "MOTION_REDIS_DB",
-    "MOTION_REDIS_PASSWORD",
-    "MOTION_REDIS_SSL",
-)
-
-
 def url_from_environment() -> str | None:
     """``MOTION_REDIS_URL``, else a URL from Motion's variables, else ``None`` (embedded)."""
     url = os.environ.get("MOTION_REDIS_URL", "").strip()
@@ -190,13 +96,6 @@ def url_from_environment() -> str | None:
     if motion_configured():
         return RedisParams().url()
     return None
-
-
-def motion_configured() -> bool:
-    """Whether Motion's ``MOTION_REDIS_*`` variables say where Redis is (and no URL does)."""
-    if os.environ.get("MOTION_REDIS_URL", "").strip():
-        return False
-    return any(os.environ.get(name) for name in _MOTION_REDIS_VARS)
 
 
 def check_url(url: str, name: str, broker: bool = False) -> str:
@@ -342,7 +241,7 @@ class Settings:
         return cls(
             redis_url=url_from_environment(),
             broker_url=_broker_url(),
-            inprocess_worker=_env_bool("MOTION_INPROCESS_WORKER"),
+            inprocess_worker=env_bool("MOTION_INPROCESS_WORKER"),
             inprocess_concurrency=_env_number("MOTION_INPROCESS_CONCURRENCY", 8, int),
             queues=_env_number("MOTION_QUEUES", 4, int),
             lease_seconds=_env_number("MOTION_LEASE_SECONDS", 30.0),
@@ -351,8 +250,8 @@ class Settings:
             max_value_bytes=_env_number("MOTION_MAX_VALUE_BYTES", 64 * 1024 * 1024, int),
             signing_key=key.encode() if key else None,
             home=Path(os.environ.get("MOTION_HOME", ".motion")).resolve(),
-            client_tracking=bool(_env_bool("MOTION_CLIENT_TRACKING")),
-            wakeup_per_update=bool(_env_bool("MOTION_WAKEUP_PER_UPDATE")),
+            client_tracking=bool(env_bool("MOTION_CLIENT_TRACKING")),
+            wakeup_per_update=bool(env_bool("MOTION_WAKEUP_PER_UPDATE")),
             redis_shards=_shards(),
             motion_config=motion_configured(),
             worker_grace_seconds=_env_number("MOTION_WORKER_GRACE_SECONDS", 30.0),

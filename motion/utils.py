@@ -6,7 +6,7 @@ imports this one.
 """
 
 from motion.admin import clear_instance, get_instances, inspect_state
-from motion.settings import RedisParams, get_redis_params
+from motion.redis_params import RedisParams, get_redis_params
 
 # import_config comes from motion.motionrc (the .motionrc.yml loader) and is handed on here.
 

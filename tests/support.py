@@ -276,3 +276,27 @@ def bump_version(client: redis.Redis, meta_key: str) -> None:
     version = client.hincrby(meta_key, "version", 1)
     incarnation = client.hget(meta_key, "inc").decode()
     client.hset(meta_key, "tag", f"{version}.{incarnation}.{os.urandom(8).hex()}")
+
+
+def commands_sent(client: redis.Redis, action: Callable[[], Any]) -> list[str]:
+    """The commands clients sent while ``action()`` ran (MONITOR; script internals and
+    the watcher's own commands left out)."""
+    seen: list[str] = []
+    ready = threading.Event()
+
+    def watch() -> None:
+        with client.monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                if command["command"] == "ECHO end-of-watch":
+                    return
+                if command.get("client_type") != "lua" and command["client_address"] != "lua":
+                    seen.append(command["command"].split()[0])
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    ready.wait(5)
+    action()
+    client.echo("end-of-watch")
+    thread.join(10)
+    return [c for c in seen if c not in ("ECHO", "HELLO", "CLIENT")]

@@ -15,7 +15,7 @@ import pytest
 
 from motion import Component, FlushTimeoutError, UpdateFailedError
 from motion import keys as K
-from tests.support import ROOT, bump_version
+from tests.support import ROOT, bump_version, commands_sent
 
 pytestmark = pytest.mark.integration
 
@@ -259,34 +259,11 @@ def _calls(client, command: str) -> int:  # type: ignore[no-untyped-def]
     return int(client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
-def _commands_sent(client, action) -> list[str]:  # type: ignore[no-untyped-def]
-    """The commands clients sent while ``action()`` ran (MONITOR; script internals left out)."""
-    seen: list[str] = []
-    ready = threading.Event()
-
-    def watch() -> None:
-        with client.monitor() as monitor:
-            ready.set()
-            for command in monitor.listen():
-                if command["command"] == "ECHO end-of-watch":
-                    return
-                if command.get("client_type") != "lua" and command["client_address"] != "lua":
-                    seen.append(command["command"].split()[0])
-
-    thread = threading.Thread(target=watch)
-    thread.start()
-    ready.wait(5)
-    action()
-    client.echo("end-of-watch")
-    thread.join(10)
-    return [c for c in seen if c not in ("ECHO", "HELLO", "CLIENT")]  # the watcher's own
-
-
 def test_a_quick_serve_on_an_unchanged_state_takes_one_round_trip(redis_url, redis_server):  # type: ignore[no-untyped-def]
     handle = Menu("table-1")  # no worker here: only this caller talks to Redis
     for who in ("ann", "bob"):  # learn that the serve op is quick; settle the local copy
         handle.run("order", {"who": who})
-    sent = _commands_sent(redis_server.client(), lambda: handle.run("order", {"who": "cy"}))
+    sent = commands_sent(redis_server.client(), lambda: handle.run("order", {"who": "cy"}))
     assert sent == ["EVALSHA"], sent
     assert handle.run("order", {"who": "dee"}) == "dee gets soup"
     assert int(redis_server.client().hget(K.InstanceKeys.of(handle.instance_name).meta, "seq")) == 4

@@ -15,6 +15,7 @@ import pytest
 
 from motion import Component, StateMigrator, get_instances, inspect_state
 from motion import keys as K
+from tests.support import commands_sent
 
 pytestmark = pytest.mark.integration
 
@@ -138,31 +139,9 @@ def test_the_creating_handle_serves_the_live_object_init_state_returned(redis_ur
     assert len(Connection.made) == made  # no load_state copy was made
 
 
-def _commands_sent(client: Any, action: Any) -> list[str]:
-    seen: list[str] = []
-    ready = threading.Event()
-
-    def watch() -> None:
-        with client.monitor() as monitor:
-            ready.set()
-            for command in monitor.listen():
-                if command["command"] == "ECHO end-of-watch":
-                    return
-                if command.get("client_type") != "lua" and command["client_address"] != "lua":
-                    seen.append(command["command"].split()[0])
-
-    thread = threading.Thread(target=watch)
-    thread.start()
-    ready.wait(5)
-    action()
-    client.echo("end-of-watch")
-    thread.join(10)
-    return [c for c in seen if c not in ("ECHO", "HELLO", "CLIENT")]
-
-
 def test_a_handle_on_a_known_instance_costs_no_round_trip(redis_url, redis_server) -> None:  # type: ignore[no-untyped-def]
     Account("known", {"owner": "k"})
-    assert _commands_sent(redis_server.client(), lambda: Account("known")) == []
+    assert commands_sent(redis_server.client(), lambda: Account("known")) == []
 
 
 def test_an_instance_cleared_elsewhere_is_created_again_as_a_new_incarnation(  # type: ignore[no-untyped-def]

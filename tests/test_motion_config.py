@@ -18,7 +18,7 @@ import pytest
 
 from motion import inspect_state, motionrc
 from motion.errors import ConfigurationError
-from motion.settings import RedisParams
+from motion.redis_params import RedisParams
 from tests.support import ROOT, RedisServer
 
 pytestmark = pytest.mark.integration

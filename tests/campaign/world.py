@@ -22,7 +22,7 @@ import redis
 from motion import keys as K
 from tests.battery.harness import applied_now, diagnose, seqs_now
 from tests.campaign.schedule import LEASE_SECONDS
-from tests.support import COMPONENTS, RedisServer, Worker, motion_env
+from tests.support import COMPONENTS, RedisServer, Worker, motion_env, wait_for
 
 #: the lease and sweep periods of the campaign's workers (a crash costs 2 s)
 FAST = {"MOTION_LEASE_SECONDS": str(LEASE_SECONDS), "MOTION_SWEEP_SECONDS": "1"}
@@ -163,22 +163,28 @@ class World:
         Returns ``None`` once quiescent, else what was still wrong at the deadline.
         """
         client = self.client()
-        deadline = time.monotonic() + timeout
-        while True:
-            self.supervise()
+
+        def progress() -> tuple[dict[str, int], dict[str, int], int]:
             try:
                 seqs, applied = seqs_now(client, self.names), applied_now(client, self.names)
-                pending = client.zcard(K.PENDING)
+                return seqs, applied, client.zcard(K.PENDING)
             except redis.RedisError:
-                seqs, applied, pending = {}, {"?": 1}, -1
-            if seqs == applied and pending == 0 and len(self.live()) >= self.size.workers:
-                return None
-            if time.monotonic() > deadline:
-                behind = [n for n in self.names if applied.get(n, 0) < seqs.get(n, 0)]
-                return f"not quiescent after {timeout}s: {pending} pending\n" + diagnose(
-                    client, behind or self.names[:1]
-                )
-            time.sleep(0.1)
+                return {}, {"?": 1}, -1
+
+        def quiet() -> bool:
+            self.supervise()
+            seqs, applied, pending = progress()
+            return seqs == applied and pending == 0 and len(self.live()) >= self.size.workers
+
+        try:
+            wait_for(quiet, timeout, "quiescence", interval=0.1)
+            return None
+        except AssertionError:
+            seqs, applied, pending = progress()
+            behind = [n for n in self.names if applied.get(n, 0) < seqs.get(n, 0)]
+            return f"not quiescent after {timeout}s: {pending} pending\n" + diagnose(
+                client, behind or self.names[:1]
+            )
 
     def close(self) -> None:
         for proc in self.producers:
@@ -192,11 +198,5 @@ class World:
 
 
 def wait_ready(worker: Worker, timeout: float = 60) -> None:
-    """Wait until ``worker`` logged that it is ready."""
-    deadline = time.monotonic() + timeout
-    while " ready." not in worker.log.read_text():
-        if worker.proc is not None and worker.proc.poll() is not None:
-            raise AssertionError(f"worker exited early:\n{worker.log.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"worker {worker.name} not ready after {timeout}s")
-        time.sleep(0.05)
+    """Wait until ``worker`` logged that it is ready (it exiting first fails at once)."""
+    wait_for(worker._ready, timeout, f"worker {worker.name} to be ready", interval=0.05)
