@@ -8,8 +8,8 @@ names another.
 
 from kombu import Queue
 
-from motion.settings import get_settings
-from motion.wakeup import CONTROL_QUEUE
+from motion.floor.settings import get_settings
+from motion.floor.wakeup import CONTROL_QUEUE
 
 _settings = get_settings()
 

@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from motion import Component, DiscardPolicy
-from motion.celery_app import get_app
-from motion.connection import get_redis
+from motion.floor.celery_app import get_app
+from motion.floor.connection import get_redis
 
 #: per-call sleep of the "LLM-like" op (W5) and of the overloaded op (W8)
 LLM_SECONDS = 0.1

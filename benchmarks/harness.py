@@ -193,8 +193,8 @@ class Worker:
 
     def start(self) -> Worker:
         """Start the worker and return once it consumes every motion queue."""
-        from motion.celery_app import get_app, task_queue
-        from motion.wakeup import CONTROL_QUEUE, queues_of
+        from motion.floor.celery_app import get_app, task_queue
+        from motion.floor.wakeup import CONTROL_QUEUE, queues_of
 
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.log.write_text("")

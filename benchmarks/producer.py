@@ -12,7 +12,7 @@ import time
 
 from bench_components import Counter
 
-from motion.connection import get_redis
+from motion.floor.connection import get_redis
 
 
 def main() -> None:

@@ -26,8 +26,8 @@ BUDGET_SECONDS = 150.0
 def _create(client: redis.Redis, first: int, last: int) -> None:
     from bench_components import Idle
 
-    from motion import keys as K
-    from motion import scripts, store
+    from motion.floor import keys as K
+    from motion.floor import scripts, store
 
     sha = client.script_load(scripts.get("init").source)
     # [component, now, incarnation, version, field, value]: each instance gets its own
@@ -54,8 +54,8 @@ def _sweep_cost(client: redis.Redis, count: int, reps: int) -> tuple[float, list
     """Median ms of one sweeper pass with ``PENDING`` of ``count`` instances pending."""
     from bench_components import Idle
 
-    from motion import keys as K
-    from motion.sweeper import sweep_once
+    from motion.floor import keys as K
+    from motion.worker.sweeper import sweep_once
 
     step = max(1, count // PENDING)
     names = [K.instance_name(Idle.name, f"i{i:07d}") for i in range(0, count, step)][:PENDING]

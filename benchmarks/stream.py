@@ -76,7 +76,7 @@ def w6_freshness(cfg: Config) -> tuple[Metrics, Checks]:
     """One instance, 200 updates/s for ``fresh_seconds``: enqueue-to-commit lag p50/p99 ms."""
     from bench_components import Counter
 
-    from motion.keys import InstanceKeys, instance_name
+    from motion.floor.keys import InstanceKeys, instance_name
 
     handle = Counter(f"w6-{uid()}")
     handle.read_state("n")
@@ -101,8 +101,8 @@ def w6_freshness(cfg: Config) -> tuple[Metrics, Checks]:
 def celery_latency(cfg: Config) -> tuple[list[float], tuple[str, bool, str]]:
     """W6's floor: raw Celery no-op tasks at the same pace, same worker and queues;
     ms from ``send_task`` to the task starting."""
-    from motion.celery_app import get_app, task_queue
-    from motion.wakeup import queues_of
+    from motion.floor.celery_app import get_app, task_queue
+    from motion.floor.wakeup import queues_of
 
     app = get_app()
     queue = task_queue(queues_of("BenchCounter")[0])

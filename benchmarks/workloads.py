@@ -194,8 +194,8 @@ def celery_batch(cfg: Config) -> float:
     Acknowledgement comes after the task ran (``task_acks_late``), so empty queues
     and an empty ``unacked`` hash mean every task was delivered and executed.
     """
-    from motion.celery_app import get_app, task_queue
-    from motion.wakeup import queues_of
+    from motion.floor.celery_app import get_app, task_queue
+    from motion.floor.wakeup import queues_of
 
     app = get_app()
     queues = queues_of("BenchCounter")  # the queues W4's wake-ups take
@@ -246,7 +246,7 @@ def last_commit(cfg: Config, component: str, ids: list[str]) -> float:
     ``flush_update`` polls with a backoff of up to 50 ms, so it returns a little
     after the last commit; this is the commit itself.
     """
-    from motion.keys import InstanceKeys, instance_name
+    from motion.floor.keys import InstanceKeys, instance_name
 
     pipe = redis.Redis.from_url(cfg.url).pipeline(transaction=False)
     for iid in ids:

@@ -63,9 +63,10 @@ from typing import Any
 
 import redis
 
-from motion import Component, scripts
-from motion import keys as K
-from motion.producer import enqueue
+from motion import Component
+from motion.floor import keys as K
+from motion.floor import scripts
+from motion.tools.producer import enqueue
 
 NAME = "CapacityProbe"
 Probe = Component(NAME)

@@ -27,7 +27,7 @@ import sys
 from typing import Any
 
 from motion.errors import InstanceNotFoundError
-from motion.producer import enqueue
+from motion.tools.producer import enqueue
 
 
 def _updates(event: dict[str, Any]) -> list[dict[str, Any]]:

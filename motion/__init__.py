@@ -11,17 +11,9 @@ order and exactly once as state changes.
 
 from typing import Any
 
-from motion.admin import (
-    MigrationResult,
-    StateMigrator,
-    clear_instance,
-    copy_db,
-    get_instances,
-    inspect_state,
-)
-from motion.application import Application
-from motion.component import Component, DiscardPolicy
-from motion.errors import (
+from motion.caller.handle import ComponentInstance, Instance
+from motion.define.component import Component, DiscardPolicy
+from motion.floor.errors import (
     ConfigurationError,
     ConnectionFailedError,
     DefinitionError,
@@ -38,10 +30,18 @@ from motion.errors import (
     UnknownFlowError,
     UpdateFailedError,
 )
-from motion.instance import ComponentInstance, Instance
-from motion.props import Properties, State
-from motion.redis_params import RedisParams
-from motion.settings import configure
+from motion.floor.props import Properties, State
+from motion.floor.redis_params import RedisParams
+from motion.floor.settings import configure
+from motion.tools.admin import (
+    MigrationResult,
+    StateMigrator,
+    clear_instance,
+    copy_db,
+    get_instances,
+    inspect_state,
+)
+from motion.tools.http import Application
 
 # Motion exported these from the package; loading them lazily keeps pyarrow and
 # pandas out of `import motion` (they are not in __all__, so `import *` stays light).
@@ -50,7 +50,7 @@ _TABLE_TYPES = ("MDataFrame", "MTable")
 
 def __getattr__(name: str) -> Any:
     if name in _TABLE_TYPES:
-        from motion import table
+        from motion.define import table
 
         return getattr(table, name)
     raise AttributeError(f"module 'motion' has no attribute {name!r}")

@@ -3,6 +3,6 @@
 No motion module imports this one.
 """
 
-from motion.admin import copy_db
+from motion.tools.admin import copy_db
 
 __all__ = ["copy_db"]

@@ -3,6 +3,6 @@
 Only hands names on; the dashboard lives in :mod:`motion.board`.
 """
 
-from motion.board import create_dashboard, dashboard_app
+from motion.tools.board import create_dashboard, dashboard_app
 
 __all__ = ["create_dashboard", "dashboard_app"]

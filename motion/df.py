@@ -5,6 +5,6 @@ extra: without it, importing this module raises
 :class:`~motion.errors.MissingDependencyError` naming the pip command.
 """
 
-from motion.table import MDataFrame
+from motion.define.table import MDataFrame
 
 __all__ = ["MDataFrame"]

@@ -3,6 +3,6 @@
 They live in :mod:`motion.props`. No motion module imports this one.
 """
 
-from motion.props import Properties, State
+from motion.floor.props import Properties, State
 
 __all__ = ["Properties", "State"]

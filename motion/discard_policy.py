@@ -3,6 +3,6 @@
 No motion module imports this one.
 """
 
-from motion.component import DiscardPolicy
+from motion.define.component import DiscardPolicy
 
 __all__ = ["DiscardPolicy"]

@@ -3,6 +3,6 @@
 No motion module imports this one.
 """
 
-from motion.admin import MigrationResult, StateMigrator
+from motion.tools.admin import MigrationResult, StateMigrator
 
 __all__ = ["MigrationResult", "StateMigrator"]

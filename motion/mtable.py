@@ -5,6 +5,6 @@ extra: without it, importing this module raises
 :class:`~motion.errors.MissingDependencyError` naming the pip command.
 """
 
-from motion.table import MTable
+from motion.define.table import MTable
 
 __all__ = ["MTable"]

@@ -5,10 +5,10 @@ names live in :mod:`motion.admin` and :mod:`motion.settings`. No motion module
 imports this one.
 """
 
-from motion.admin import clear_instance, get_instances, inspect_state
-from motion.redis_params import RedisParams, get_redis_params
+from motion.floor.redis_params import RedisParams, get_redis_params
+from motion.tools.admin import clear_instance, get_instances, inspect_state
 
-# import_config comes from motion.motionrc (the .motionrc.yml loader) and is handed on here.
+# import_config comes from motion.floor.motionrc (the .motionrc.yml loader) and is handed on here.
 
 __all__ = [
     "RedisParams",

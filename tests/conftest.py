@@ -24,7 +24,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def reset_motion() -> None:
     """Forget every cached setting, client and app, so the next use re-reads the env."""
-    from motion import celery_app, connection, motionrc, runtime, settings, store, tracking, wakeup
+    from motion.caller import runtime, tracking
+    from motion.floor import celery_app, connection, motionrc, settings, store, wakeup
 
     motionrc.reset()
     settings.reset()
@@ -87,7 +88,7 @@ def start_worker(workers: list[Worker], redis_url: str, tmp_path: Path):  # type
 def inprocess(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The in-process worker (Celery worker threads in this process) on the test's
     redis-server, started on first need and stopped afterwards."""
-    from motion.worker import stop_inprocess_worker
+    from motion.worker.inprocess import stop_inprocess_worker
 
     monkeypatch.setenv("MOTION_INPROCESS_WORKER", "1")
     reset_motion()

@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from motion.embedded import free_port
+from motion.floor.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPONENTS = Path(__file__).resolve().parent / "components"

@@ -17,17 +17,17 @@ from motion import (
     RedisParams,
     StateMigrator,
     UpdateFailedError,
-    admin,
     clear_instance,
     copy_db,
     get_instances,
     inspect_state,
-    store,
 )
-from motion import keys as K
-from motion.connection import get_redis
-from motion.definitions import _registry
-from motion.inbox import Update
+from motion.define.definitions import _registry
+from motion.floor import keys as K
+from motion.floor import store
+from motion.floor.connection import get_redis
+from motion.floor.inbox import Update
+from motion.tools import admin
 from tests.support import COMPONENTS, wait_for
 
 pytestmark = pytest.mark.integration

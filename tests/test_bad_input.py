@@ -23,14 +23,12 @@ from motion import (
     SerializationError,
     UnknownFlowError,
     UpdateFailedError,
-    celery_app,
-    scripts,
-    wakeup,
 )
-from motion import keys as K
-from motion.connection import get_redis
 from motion.errors import StateTooLargeError
-from motion.inbox import ALL_FLOWS, Update, encode, enqueue_call, parse_failures
+from motion.floor import celery_app, scripts, wakeup
+from motion.floor import keys as K
+from motion.floor.connection import get_redis
+from motion.floor.inbox import ALL_FLOWS, Update, encode, enqueue_call, parse_failures
 from tests.conftest import reset_motion
 from tests.support import COMPONENTS, RedisServer, Worker, wait_for
 
@@ -145,7 +143,7 @@ def test_wrong_password_names_the_redacted_url(
 
 
 def test_unreachable_or_malformed_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    from motion.embedded import free_port
+    from motion.floor.embedded import free_port
 
     port = free_port()  # nothing listens there
     monkeypatch.setenv("MOTION_REDIS_URL", f"redis://:hunter2@127.0.0.1:{port}/0")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from motion import board_html as H
+from motion.tools import board_html as H
 
 SCRIPT = "<script>alert(1)</script>"
 

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from motion import Component, UpdateFailedError
-from motion import keys as K
-from motion.connection import get_redis
 from motion.errors import ConnectionFailedError
-from motion.inbox import Update
-from motion.store import StateCache
-from motion.worker import start_inprocess_worker, stop_inprocess_worker
+from motion.floor import keys as K
+from motion.floor.connection import get_redis
+from motion.floor.inbox import Update
+from motion.floor.store import StateCache
+from motion.worker.inprocess import start_inprocess_worker, stop_inprocess_worker
 from tests.conftest import reset_motion
 from tests.support import RedisServer, bump_version, wait_for
 
@@ -146,7 +146,7 @@ def test_with_the_defaults_a_hung_redis_fails_a_call_within_the_20_second_budget
 
 
 def test_client_tracking_distrusts_copies_when_redis_hangs(paused_redis, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from motion import tracking
+    from motion.caller import tracking
 
     monkeypatch.setattr(tracking, "CHECK_SECONDS", 0.3, raising=False)
     monkeypatch.setenv("MOTION_CLIENT_TRACKING", "1")
@@ -284,7 +284,7 @@ def test_superseded_cache_entries_go_away_and_do_not_copy_the_props(redis_url) -
 
 
 def test_a_cache_entry_computed_before_a_commit_is_not_stored(redis_url) -> None:  # type: ignore[no-untyped-def]
-    from motion import serving
+    from motion.caller import serve as serving
 
     handle = Counted("r1")
     assert handle.read_state("n") == 0  # created at version 1
@@ -337,7 +337,7 @@ def test_failure_records_keep_the_newest_1000_and_count_the_rest(redis_url) -> N
 
 def test_the_state_cache_forgets_churn_of_evicted_instances() -> None:
     cache = StateCache(size=10)
-    from motion.props import State
+    from motion.floor.props import State
 
     for i in range(1000):
         name = f"C__{i}"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from motion.cli import main
+from motion.tools.cli import main
 from tests.support import COMPONENTS, ROOT, Worker, motion_env
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,7 @@ def test_redis_url_option_in_a_fresh_process(redis_url) -> None:  # type: ignore
         ["list", "Notes", "--redis-url", redis_url],
     ):
         out = subprocess.run(
-            [sys.executable, "-m", "motion.cli", *argv],
+            [sys.executable, "-m", "motion.tools.cli", *argv],
             env=env,
             cwd=ROOT,
             capture_output=True,
@@ -94,7 +94,7 @@ def test_motion_worker_applies_updates_and_flush_waits(
     worker = Worker(redis_url, ["admin_components"], tmp_path / "logs")
     log = str(worker.log)
     worker.args = [
-        *(sys.executable, "-m", "motion.cli", "worker"),
+        *(sys.executable, "-m", "motion.tools.cli", "worker"),
         *("-I", "admin_components", "-P", "solo", "-n", worker.name, "-f", log, "-l", "INFO"),
         *("--without-mingle", "--without-gossip"),
     ]

@@ -8,8 +8,6 @@ import threading
 import pytest
 
 from motion import Component, DiscardPolicy, Properties, RedisParams, State
-from motion import keys as K
-from motion.cache import canonical
 from motion.errors import (
     ConfigurationError,
     DefinitionError,
@@ -20,8 +18,10 @@ from motion.errors import (
     UnknownComponentError,
     UnknownFlowError,
 )
-from motion.serde import DEFAULT_SERIALIZER, dump_value, seal, unseal
-from motion.settings import Settings, redact, url_from_environment
+from motion.floor import keys as K
+from motion.floor.cache import canonical
+from motion.floor.serde import DEFAULT_SERIALIZER, dump_value, seal, unseal
+from motion.floor.settings import Settings, redact, url_from_environment
 
 
 def make() -> Component:
@@ -170,7 +170,7 @@ def test_write_state_rejects_non_dicts_before_touching_redis() -> None:
 
 
 def test_lookup_of_an_undefined_component_says_how_to_fix() -> None:
-    from motion.component import lookup
+    from motion.define.component import lookup
 
     with pytest.raises(UnknownComponentError, match="celery -A workers worker -I"):
         lookup("NeverDefined")
@@ -264,7 +264,7 @@ def test_pushed_wakeups_match_the_messages_celery_sends(monkeypatch: pytest.Monk
     """The enqueue script pushes wake-ups itself: they must be what Celery would send."""
     import json
 
-    from motion import celery_app, wakeup
+    from motion.floor import celery_app, wakeup
 
     monkeypatch.setenv("MOTION_REDIS_URL", "redis://127.0.0.1:1/0")  # never connected to
     queue, raw = wakeup.message("Comp", 'we"ird', "flow")

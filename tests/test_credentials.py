@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from motion.board_access import Access, Session, is_loopback, request_is_local
 from motion.errors import ConfigurationError
-from motion.tokens import TokenSigner, check_expiry, check_secret, same_secret
+from motion.tools.board_access import Access, Session, is_loopback, request_is_local
+from motion.tools.tokens import TokenSigner, check_expiry, check_secret, same_secret
 
 SECRET = "unit-secret-0123456789abcdef0123456789abcdef"
 KEY = "unit-dashboard-key-0123456789abcdef0123456789"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from motion.embedded import free_port
+from motion.floor.embedded import free_port
 from tests.support import COMPONENTS, ROOT, motion_env, wait_for
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ SCRIPT = "<script>alert('owned')</script>"
 
 
 def board(**options: Any) -> Any:
-    from motion.board import create_dashboard
+    from motion.tools.board import create_dashboard
 
     return create_dashboard(**options)
 
@@ -186,7 +186,7 @@ def test_edits_commit_through_an_ordered_write_state(
 def _seq(url: str, name: str) -> int:
     import redis
 
-    from motion import keys as K
+    from motion.floor import keys as K
 
     return int(redis.Redis.from_url(url).hget(K.InstanceKeys.of(name).meta, "seq") or 0)
 
@@ -203,7 +203,7 @@ def test_read_only_mode_shows_no_editor_and_refuses_edits(redis_url: str) -> Non
 
 
 def test_the_dashboard_command(redis_url: str, tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "motion.cli", "dashboard"]
+    command = [sys.executable, "-m", "motion.tools.cli", "dashboard"]
     env = motion_env(redis_url)
     refused = subprocess.run(
         [*command, "--host", "0.0.0.0"], env=env, capture_output=True, text=True, timeout=60

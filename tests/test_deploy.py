@@ -24,8 +24,8 @@ import pytest
 import redis
 import yaml
 
-from motion import metrics
-from motion.embedded import free_port
+from motion.floor.embedded import free_port
+from motion.tools import metrics
 from tests.support import ROOT, server_binary, wait_for
 
 DEPLOY = ROOT / "deploy"
@@ -255,7 +255,7 @@ def test_procfile_names_worker_beat_flower_and_metrics() -> None:
     assert set(procfile.processes) == {"worker", "beat", "flower", "metrics"}
     for name in ("worker", "beat", "flower"):
         assert procfile.processes[name].startswith("celery -A workers "), name
-    assert procfile.processes["metrics"].startswith("python -m motion.metrics")
+    assert procfile.processes["metrics"].startswith("python -m motion.tools.metrics")
 
 
 def test_the_http_app_the_deployments_run_imports(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from motion import devmode, engine, get_instances, inspect_state
-from motion import keys as K
+from motion import get_instances, inspect_state
+from motion.caller import devmode
+from motion.floor import keys as K
+from motion.worker import engine
 from tests.conftest import reset_motion
 from tests.support import COMPONENTS, ROOT, motion_env
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from motion import UpdateFailedError
-from motion import keys as K
+from motion.floor import keys as K
 from tests.support import COMPONENTS, ReplyDropper, motion_env, wait_for
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import redis
 
-from motion import producer
-from motion.embedded import free_port
+from motion.floor.embedded import free_port
+from motion.tools import producer
 from tests.support import ROOT, RedisServer, Worker, motion_env, wait_for
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from motion import Application, MissingDependencyError
-from motion import keys as K
+from motion.floor import keys as K
 from tests.support import COMPONENTS
 
 pytestmark = pytest.mark.integration

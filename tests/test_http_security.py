@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from motion import Application, ConfigurationError
-from motion import keys as K
-from motion.embedded import free_port
+from motion.floor import keys as K
+from motion.floor.embedded import free_port
 from tests.conftest import reset_motion
 from tests.support import COMPONENTS
 

@@ -27,13 +27,12 @@ from motion import (
     SerializationError,
     clear_instance,
     copy_db,
-    engine,
     inspect_state,
-    scripts,
-    store,
 )
-from motion import keys as K
-from motion.inbox import enqueue_call
+from motion.floor import keys as K
+from motion.floor import scripts, store
+from motion.floor.inbox import enqueue_call
+from motion.worker import engine
 from tests.support import ROOT, motion_env, wait_for
 
 sys.path.insert(0, str(ROOT / "tests" / "components"))

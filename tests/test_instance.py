@@ -14,7 +14,7 @@ import cloudpickle
 import pytest
 
 from motion import Component, FlushTimeoutError, UpdateFailedError
-from motion import keys as K
+from motion.floor import keys as K
 from tests.support import ROOT, bump_version, commands_sent
 
 pytestmark = pytest.mark.integration
@@ -188,7 +188,7 @@ def test_embedded_default_needs_no_setup(tmp_path: Path) -> None:
     script = tmp_path / "notebook.py"
     script.write_text(
         "from motion import Component\n"
-        "from motion.embedded import embedded_pid\n"
+        "from motion.floor.embedded import embedded_pid\n"
         "C = Component('Embedded')\n"
         "@C.init_state\n"
         "def setup():\n    return {'n': 0}\n"
@@ -309,7 +309,7 @@ def test_force_refresh_serves_fresh_and_leaves_failures_to_flush(inprocess) -> N
 
 def test_async_calls_report_an_unreachable_redis_clearly(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from motion import ConnectionFailedError
-    from motion.embedded import free_port
+    from motion.floor.embedded import free_port
     from tests.conftest import reset_motion
 
     monkeypatch.setenv("MOTION_REDIS_URL", f"redis://:hunter2@127.0.0.1:{free_port()}/0")

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from motion import engine, scripts
-from motion import lease as leases
+from motion.floor import scripts
+from motion.worker import engine
+from motion.worker import lease as leases
 from tests.support import COMPONENTS, wait_for
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import pytest
 
 from motion import Component, StateMigrator, get_instances, inspect_state
-from motion import keys as K
+from motion.floor import keys as K
 from tests.support import commands_sent
 
 pytestmark = pytest.mark.integration

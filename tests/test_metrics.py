@@ -16,9 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from motion import keys as K
-from motion import metrics, producer, sweeper
-from motion.embedded import free_port
+from motion.floor import keys as K
+from motion.floor.embedded import free_port
+from motion.tools import metrics, producer
+from motion.worker import sweeper
 from tests.support import ROOT, motion_env, wait_for
 
 pytestmark = pytest.mark.integration
@@ -73,9 +74,11 @@ def test_redis_down_is_reported_not_raised() -> None:
 
 
 class Exporter:
-    """``python -m motion.metrics`` as a subprocess on a free port."""
+    """``python -m motion.tools.metrics`` as a subprocess on a free port."""
 
-    def __init__(self, url: str, log: Path, command: tuple[str, ...] = ("motion.metrics",)) -> None:
+    def __init__(
+        self, url: str, log: Path, command: tuple[str, ...] = ("motion.tools.metrics",)
+    ) -> None:
         self.port = free_port()
         self.log = log
         self.proc = subprocess.Popen(
@@ -114,7 +117,7 @@ class Exporter:
 
 def test_motion_metrics_command_serves_the_same(redis_url: str, tmp_path: Path) -> None:
     producer.enqueue("Tally", "cli", "hit", {}, initial_state=EMPTY)
-    exporter = Exporter(redis_url, tmp_path / "cli.log", ("motion.cli", "metrics"))
+    exporter = Exporter(redis_url, tmp_path / "cli.log", ("motion.tools.cli", "metrics"))
     try:
         assert value(exporter.scrape(), "motion_pending_updates") == 1
     finally:

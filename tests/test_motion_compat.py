@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from motion import Component
-from motion.cli import main as motion_cli
+from motion.tools.cli import main as motion_cli
 
 Counter = Component("CompatCounter")
 
@@ -57,10 +57,10 @@ def something_setup():  # type: ignore[no-untyped-def]
 # -- Motion's import paths -------------------------------------------------------------
 def test_motion_import_paths() -> None:
     import motion
+    from motion.caller.handle import ComponentInstance
     from motion.copy_utils import copy_db
     from motion.dicts import Properties, State
     from motion.discard_policy import DiscardPolicy
-    from motion.instance import ComponentInstance
     from motion.migrate import MigrationResult, StateMigrator
     from motion.server.application import Application
     from motion.utils import (

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from motion import inspect_state, motionrc
+from motion import inspect_state
 from motion.errors import ConfigurationError
-from motion.redis_params import RedisParams
+from motion.floor import motionrc
+from motion.floor.redis_params import RedisParams
 from tests.support import ROOT, RedisServer
 
 pytestmark = pytest.mark.integration
@@ -341,7 +342,8 @@ def test_every_wait_with_no_timeout_fails_when_no_worker_is_seen(
 ) -> None:
     import asyncio
 
-    from motion import Component, NoWorkerError, settings
+    from motion import Component, NoWorkerError
+    from motion.floor import settings
 
     monkeypatch.setenv("MOTION_WORKER_GRACE_SECONDS", "0.5")
     settings.reset()

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from motion import Component, DiscardPolicy
-from motion import keys as K
-from motion.inbox import Update
-from motion.worker import start_inprocess_worker, stop_inprocess_worker
+from motion.floor import keys as K
+from motion.floor.inbox import Update
+from motion.worker.inprocess import start_inprocess_worker, stop_inprocess_worker
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +134,7 @@ def test_cache_hits_ignore_key_order_and_a_commit_invalidates(redis_url) -> None
 
 
 def redis_server_meta(handle, field: str) -> bytes:  # type: ignore[no-untyped-def]
-    from motion.connection import get_redis
+    from motion.floor.connection import get_redis
 
     return get_redis().hget(K.InstanceKeys.of(handle.instance_name).meta, field)
 
@@ -168,7 +168,7 @@ def test_num_new_updates_runs_exactly_the_newest(redis_url) -> None:  # type: ig
 
 
 def redis_stats() -> dict[str, int]:
-    from motion.connection import get_redis
+    from motion.floor.connection import get_redis
 
     raw = get_redis().hgetall(K.stats("Fresh"))
     return {k.decode(): int(v) for k, v in raw.items()}

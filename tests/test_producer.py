@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 import redis
 
-from motion import celery_app, producer, settings, wakeup
-from motion import keys as K
-from motion.embedded import free_port
 from motion.errors import ConnectionFailedError, InstanceNotFoundError, PayloadError
-from motion.inbox import decode
+from motion.floor import celery_app, settings, wakeup
+from motion.floor import keys as K
+from motion.floor.embedded import free_port
+from motion.floor.inbox import decode
+from motion.tools import producer
 from tests.components.ops_tally import Tally  # the workers import it as ops_tally
 from tests.support import ROOT, ReplyDropper, motion_env, wait_for
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from motion.worker import stop_inprocess_worker
+from motion.worker.inprocess import stop_inprocess_worker
 from tests.support import ROOT, motion_env
 
 pytestmark = pytest.mark.integration
@@ -138,7 +138,7 @@ def test_a_redefined_component_serves_new_handles_and_finishes_old_updates(  # t
 
 
 def test_re_running_an_unchanged_cell_does_not_pile_up_definitions() -> None:
-    from motion import definitions
+    from motion.define import definitions
 
     notebook = types.ModuleType("notebook_rerun")
     for _ in range(5):
@@ -157,7 +157,7 @@ def test_fingerprints_tell_same_named_definitions_apart(eight_files) -> None:  #
     "command",
     [
         [sys.executable, "-m", "celery", "-A", "workers", "worker"],
-        [sys.executable, "-m", "motion.cli", "worker"],
+        [sys.executable, "-m", "motion.tools.cli", "worker"],
     ],
     ids=["celery", "motion-worker"],
 )
@@ -215,9 +215,10 @@ def test_an_update_made_before_its_definition_grew_keeps_its_ops(redis_url, monk
 
 
 def test_an_update_of_a_definition_no_longer_here_waits(redis_url, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from motion import FlushTimeoutError, definitions
-    from motion import keys as K
-    from motion.connection import get_redis
+    from motion import FlushTimeoutError
+    from motion.define import definitions
+    from motion.floor import keys as K
+    from motion.floor.connection import get_redis
 
     gone = types.ModuleType("gone_module")
     exec(compile(CELL.format(step=7), "<gone>", "exec"), gone.__dict__)

@@ -22,12 +22,14 @@ from typing import Any
 import pytest
 import redis
 
-from motion import SerializationError, celery_app, metrics, scripts, store
-from motion import keys as K
-from motion.connection import get_redis
-from motion.embedded import free_port
-from motion.inbox import ALL_FLOWS, enqueue_call, parse_failures
-from motion.serde import seal
+from motion import SerializationError
+from motion.floor import celery_app, scripts, store
+from motion.floor import keys as K
+from motion.floor.connection import get_redis
+from motion.floor.embedded import free_port
+from motion.floor.inbox import ALL_FLOWS, enqueue_call, parse_failures
+from motion.floor.serde import seal
+from motion.tools import metrics
 from tests.conftest import reset_motion
 from tests.support import (
     COMPONENTS,

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from motion import ConfigurationError, get_instances, producer
-from motion import keys as K
-from motion.admin import clear_instance, status
+from motion import ConfigurationError, get_instances
+from motion.floor import keys as K
+from motion.tools import producer
+from motion.tools.admin import clear_instance, status
 from tests.conftest import reset_motion
 from tests.support import COMPONENTS, RedisServer, Worker
 
@@ -85,7 +86,7 @@ def test_shards_refuse_a_shared_broker_and_an_inprocess_worker(
         monkeypatch.delenv("MOTION_BROKER_URL")
         monkeypatch.setenv("MOTION_INPROCESS_WORKER", "1")
         reset_motion()
-        from motion.runtime import inprocess_worker_wanted
+        from motion.caller.runtime import inprocess_worker_wanted
 
         with pytest.raises(ConfigurationError, match="workers per shard"):
             inprocess_worker_wanted()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 
 from motion import Component
-from motion.settings import get_settings
+from motion.floor.settings import get_settings
 from motion.testing import local_motion
 
 Counter = Component("TestingCounter")

@@ -7,8 +7,8 @@ import cloudpickle
 import pytest
 
 from motion import Component
-from motion import keys as K
-from motion.tracking import get_tracker
+from motion.caller.tracking import get_tracker
+from motion.floor import keys as K
 from tests.support import bump_version, wait_for
 
 pytestmark = pytest.mark.integration
@@ -69,7 +69,7 @@ def test_commits_are_seen_and_a_dropped_listener_is_survived(tracking, redis_ser
     assert killed >= 1
     commit_elsewhere(client, 42)
     wait_for(lambda: handle.run("get") == 42, 10, "the serve to see the commit after the drop")
-    from motion.connection import redis_url as current_url
+    from motion.floor.connection import redis_url as current_url
 
     wait_for(lambda: get_tracker(current_url()).client() is not None, 10, "the listener to return")
     commit_elsewhere(client, 43)

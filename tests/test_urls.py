@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from motion import settings
 from motion.errors import ConfigurationError
-from motion.settings import check_url, redact
+from motion.floor import settings
+from motion.floor.settings import check_url, redact
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,8 @@ Set ``MOTION_REDIS_URL`` (or Motion's ``MOTION_REDIS_*`` variables) so the worke
 uses the same Redis as the callers; Celery's broker defaults to it too.
 """
 
-from motion.celery_app import get_app
-from motion.tasks import register
+from motion.floor.celery_app import get_app
+from motion.worker.tasks import register
 
 app = register(get_app())
 

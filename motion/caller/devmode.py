@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from motion import keys as K
-from motion import scripts, store
-from motion.connection import client_for, redis_url
+from motion.floor import keys as K
+from motion.floor import scripts, store
+from motion.floor.connection import client_for, redis_url
 
 if TYPE_CHECKING:
-    from motion.component import Component
-    from motion.props import State
+    from motion.define.component import Component
+    from motion.floor.props import State
 
 log = logging.getLogger("motion.dev")
 

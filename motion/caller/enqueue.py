@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from motion import keys as K
-from motion import scripts
-from motion.connection import get_async_redis, get_redis, translate_errors
-from motion.inbox import Update, encode, enqueue_call, new_token
-from motion.runtime import ensure_worker, send_wakeup_async, send_wakeup_sync, wakeup_to_push
-from motion.serving import CacheWrite
+from motion.caller.runtime import ensure_worker, send_wakeup_async, send_wakeup_sync, wakeup_to_push
+from motion.caller.serve import CacheWrite
+from motion.floor import keys as K
+from motion.floor import scripts
+from motion.floor.connection import get_async_redis, get_redis, translate_errors
+from motion.floor.inbox import Update, encode, enqueue_call, new_token
 
 if TYPE_CHECKING:
-    from motion.component import Component
-    from motion.reader import Reader
+    from motion.caller.read import Reader
+    from motion.define.component import Component
 
 Enqueued = tuple[int, bytes | None]  # (seq, the incarnation the update joined)
 

@@ -25,8 +25,8 @@ import threading
 import weakref
 from typing import Any
 
-from motion.errors import FailedUpdate
-from motion.inbox import ALL_FLOWS
+from motion.floor.errors import FailedUpdate
+from motion.floor.inbox import ALL_FLOWS
 
 #: most updates a handle remembers before its first wait (beyond it, the oldest
 #: become anybody's: reported to any flush, as if enqueued by a finished caller)

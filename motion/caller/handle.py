@@ -19,23 +19,30 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, overload
 
-from motion import devmode, motionrc, runtime, serving, settings
-from motion import keys as K
-from motion.connection import get_async_redis, get_redis, socket_timeout_option, translate_errors
-from motion.enqueuer import Enqueuer
-from motion.errors import InstanceClosedError, InvalidInstanceIdError, UpdatesDisabledError
-from motion.inbox import ALL_FLOWS, WRITE_FLOW, Update
-from motion.inbox import target_field as _target_field
-from motion.options import HandleOptions, flow_name
-from motion.props import Properties
-from motion.reader import Reader
-from motion.runtime import call_sync
-from motion.serving import CacheWrite, Served
-from motion.store import version_number
-from motion.waiting import Waiter
+from motion.caller import devmode, runtime
+from motion.caller import serve as serving
+from motion.caller.enqueue import Enqueuer
+from motion.caller.options import HandleOptions, flow_name
+from motion.caller.read import Reader
+from motion.caller.runtime import call_sync
+from motion.caller.serve import CacheWrite, Served
+from motion.caller.wait import Waiter
+from motion.floor import keys as K
+from motion.floor import motionrc, settings
+from motion.floor.connection import (
+    get_async_redis,
+    get_redis,
+    socket_timeout_option,
+    translate_errors,
+)
+from motion.floor.errors import InstanceClosedError, InvalidInstanceIdError, UpdatesDisabledError
+from motion.floor.inbox import ALL_FLOWS, WRITE_FLOW, Update
+from motion.floor.inbox import target_field as _target_field
+from motion.floor.props import Properties
+from motion.floor.store import version_number
 
 if TYPE_CHECKING:
-    from motion.component import Component, Op
+    from motion.define.component import Component, Op
 
 # fmt: off
 _WORDS = (
@@ -592,4 +599,4 @@ class Instance:
         return enqueued[0]
 
 
-ComponentInstance = Instance  # Motion's name: from motion.instance import ComponentInstance
+ComponentInstance = Instance  # Motion's name: from motion.caller.handle import ComponentInstance

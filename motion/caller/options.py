@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from motion.errors import ConfigurationError, UnknownOptionError
+from motion.floor.errors import ConfigurationError, UnknownOptionError
 
 #: Every handle keyword that some version of Motion or motion knows.
 HANDLE_OPTIONS = (

@@ -27,22 +27,23 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from motion import cache, devmode, scripts, store
-from motion import keys as K
-from motion.connection import (
+from motion.caller import devmode
+from motion.caller.tracking import get_tracker
+from motion.floor import cache, scripts, store
+from motion.floor import keys as K
+from motion.floor.connection import (
     fast_command,
     get_async_redis,
     get_redis,
     redis_url,
     translate_errors,
 )
-from motion.errors import InvalidInstanceIdError
-from motion.props import State
-from motion.settings import get_settings
-from motion.tracking import get_tracker
+from motion.floor.errors import InvalidInstanceIdError
+from motion.floor.props import State
+from motion.floor.settings import get_settings
 
 if TYPE_CHECKING:
-    from motion.component import Component
+    from motion.define.component import Component
 
 Loaded = tuple[bytes, State, Any]  # (version tag, state, cached serve entry or None)
 

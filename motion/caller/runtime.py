@@ -19,10 +19,10 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from motion import wakeup
-from motion.connection import is_embedded
-from motion.errors import ConfigurationError
-from motion.settings import get_settings
+from motion.floor import wakeup
+from motion.floor.connection import is_embedded
+from motion.floor.errors import ConfigurationError
+from motion.floor.settings import get_settings
 
 log = logging.getLogger("motion")
 
@@ -56,7 +56,7 @@ def ensure_worker() -> None:
     with _worker_lock:
         if not _worker_checked:
             if inprocess_worker_wanted():
-                from motion.worker import start_inprocess_worker  # hosts the worker road
+                from motion.worker.inprocess import start_inprocess_worker  # hosts the worker road
 
                 start_inprocess_worker()
                 _arm_exit(worker=True)
@@ -105,7 +105,7 @@ def _at_exit() -> None:
         except Exception as exc:  # at exit there is no caller left to raise to
             log.error("flush_on_exit: %s", exc)
     _exit_flushes.clear()
-    worker = sys.modules.get("motion.worker")  # imported only if it was started
+    worker = sys.modules.get("motion.worker.inprocess")  # imported only if it was started
     if worker is not None:
         worker.stop_inprocess_worker()
 
@@ -127,7 +127,7 @@ def send_wakeup_sync(component: str, instance_id: str, flow: str, seq: int) -> N
     The update itself is already safe in the inbox when this runs, so a failed
     send is logged, not raised: the instance stays pending until swept.
     """
-    from motion.celery_app import send_wakeup
+    from motion.floor.celery_app import send_wakeup
 
     try:
         send_wakeup(component, instance_id, flow, seq)

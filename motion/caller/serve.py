@@ -16,13 +16,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from motion import cache, scripts
-from motion.props import Properties, State
-from motion.runtime import call_sync
+from motion.caller.runtime import call_sync
+from motion.floor import cache, scripts
+from motion.floor.props import Properties, State
 
 if TYPE_CHECKING:
-    from motion.component import Component, Op
-    from motion.keys import InstanceKeys
+    from motion.define.component import Component, Op
+    from motion.floor.keys import InstanceKeys
 
 CacheWrite = cache.Entry | None  # a serve-cache entry to store
 MISS = cache.MISS

@@ -24,7 +24,7 @@ from typing import Any
 import redis
 from redis.connection import Connection, parse_url
 
-from motion import keys as K
+from motion.floor import keys as K
 
 log = logging.getLogger("motion.tracking")
 _CHANNEL = b"__redis__:invalidate"
@@ -155,7 +155,7 @@ class Tracker:
                 self.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", listener_id)
                 self.read_response()
 
-        from motion.connection import pool_options  # the floor's timeouts and retry budget
+        from motion.floor.connection import pool_options  # the floor's timeouts and retry budget
 
         old = self._client
         settings = {**pool_options(), **options}  # options in the URL win

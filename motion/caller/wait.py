@@ -24,19 +24,19 @@ import asyncio
 import time
 from typing import Any
 
-from motion import heartbeat
-from motion import keys as K
-from motion.connection import get_async_redis, get_redis, translate_errors
-from motion.errors import (
+from motion.caller.failures import FailureBook
+from motion.caller.runtime import ensure_worker, inprocess_worker_wanted
+from motion.floor import heartbeat
+from motion.floor import keys as K
+from motion.floor.connection import get_async_redis, get_redis, translate_errors
+from motion.floor.errors import (
     FlushTimeoutError,
     InstanceClearedError,
     NoWorkerError,
     UpdateFailedError,
 )
-from motion.failures import FailureBook
-from motion.inbox import ALL_FLOWS, parse_failures
-from motion.runtime import ensure_worker, inprocess_worker_wanted
-from motion.settings import get_settings
+from motion.floor.inbox import ALL_FLOWS, parse_failures
+from motion.floor.settings import get_settings
 
 _FIRST_DELAY = 0.0005
 _MAX_DELAY = 0.05

@@ -14,16 +14,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from motion import definitions
-from motion.definitions import registered as registered  # tools import it from here
-from motion.errors import DefinitionError, UnknownComponentError, UnknownFlowError
-from motion.graph import react_flow
-from motion.keys import SEPARATOR
-from motion.props import Params
-from motion.serde import DEFAULT_SERIALIZER, Serializer
+from motion.define import definitions
+from motion.define.definitions import registered as registered  # tools import it from here
+from motion.define.graph import react_flow
+from motion.floor.errors import DefinitionError, UnknownComponentError, UnknownFlowError
+from motion.floor.keys import SEPARATOR
+from motion.floor.props import Params
+from motion.floor.serde import DEFAULT_SERIALIZER, Serializer
 
 if TYPE_CHECKING:
-    from motion.instance import Instance
+    from motion.caller.handle import Instance
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -377,7 +377,7 @@ class Component:
         effect (see :class:`motion.options.HandleOptions`); any other keyword is a
         ``TypeError`` naming the valid ones.
         """
-        from motion.instance import Instance
+        from motion.caller.handle import Instance
 
         return Instance(self, instance_id, dict(init_state_params or {}), **motion_options)
 

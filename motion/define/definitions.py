@@ -20,7 +20,7 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any, Protocol, TypeVar
 
-from motion.errors import DefinitionError, UnknownComponentError
+from motion.floor.errors import DefinitionError, UnknownComponentError
 
 
 class Definition(Protocol):

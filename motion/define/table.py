@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from motion.errors import (
+from motion.floor.errors import (
     ColumnError,
     ColumnNotFoundError,
     MissingDependencyError,

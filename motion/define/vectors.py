@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from motion.errors import ColumnNotFoundError, VectorSearchError
+from motion.floor.errors import ColumnNotFoundError, VectorSearchError
 
 METRICS = ("euclidean", "manhattan", "cosine_similarity", "dot_product")
 # fastvs's own name for the dot product (Motion documented "dot_product").

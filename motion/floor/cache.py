@@ -25,12 +25,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from motion.keys import InstanceKeys
-from motion.serde import dump_stored, load_stored
-from motion.settings import get_settings
+from motion.floor.keys import InstanceKeys
+from motion.floor.serde import dump_stored, load_stored
+from motion.floor.settings import get_settings
 
 if TYPE_CHECKING:
-    from motion.component import Component
+    from motion.define.component import Component
 
 MISS = object()
 

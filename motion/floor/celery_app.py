@@ -20,9 +20,9 @@ from typing import Any
 from celery import Celery, signals
 from kombu.entity import Queue
 
-from motion.connection import redis_url
-from motion.settings import get_settings
-from motion.wakeup import APPLY_TASK, queue_for, queues_of
+from motion.floor.connection import redis_url
+from motion.floor.settings import get_settings
+from motion.floor.wakeup import APPLY_TASK, queue_for, queues_of
 
 _lock = threading.Lock()
 _app: Celery | None = None
@@ -91,8 +91,8 @@ def consume_component_queues(app: Celery) -> None:
     worker whose modules define one component twice, differently, exits instead
     (:func:`motion.definitions.check_unique`): it could not tell which applies.
     """
-    from motion.definitions import check_unique, registered
-    from motion.errors import DefinitionError
+    from motion.define.definitions import check_unique, registered
+    from motion.floor.errors import DefinitionError
 
     def receiver(instance: Any, **_: Any) -> None:
         try:
@@ -138,7 +138,7 @@ class ThreadWorker:
     def __init__(self, concurrency: int, pool: str = "threads") -> None:
         from celery.worker import WorkController
 
-        from motion.definitions import registered
+        from motion.define.definitions import registered
 
         app = get_app()
         app.finalize()

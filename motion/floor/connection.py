@@ -32,9 +32,9 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from motion.budget import AsyncBudgetRetry, BudgetRetry, deadline, room_for
-from motion.errors import ConfigurationError, ConnectionFailedError
-from motion.settings import get_settings, redact
+from motion.floor.budget import AsyncBudgetRetry, BudgetRetry, deadline, room_for
+from motion.floor.errors import ConfigurationError, ConnectionFailedError
+from motion.floor.settings import get_settings, redact
 
 _lock = threading.Lock()
 _url: str | None = None
@@ -64,7 +64,7 @@ def redis_url(name: str | None = None) -> str:
                         "set MOTION_REDIS_URL to one shard, as its workers do)."
                     )
                 else:
-                    from motion.embedded import ensure_server
+                    from motion.floor.embedded import ensure_server
 
                     _url = ensure_server(settings.home)
                     _announce_embedded(_url, settings.home)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import redis
 
-from motion.errors import ConfigurationError, ConnectionFailedError
+from motion.floor.errors import ConfigurationError, ConnectionFailedError
 
 _started: subprocess.Popen[bytes] | None = None
 

@@ -22,9 +22,9 @@ from collections.abc import Callable
 import redis
 import redis.asyncio
 
-from motion import keys as K
-from motion import scripts
-from motion.settings import get_settings
+from motion.floor import keys as K
+from motion.floor import scripts
+from motion.floor.settings import get_settings
 
 log = logging.getLogger("motion.heartbeat")
 

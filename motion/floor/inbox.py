@@ -21,13 +21,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from motion import keys as K
-from motion.errors import FailedUpdate, PayloadError
-from motion.serde import binding, dump_value, load_value, seal, unseal
-from motion.settings import get_settings
+from motion.floor import keys as K
+from motion.floor.errors import FailedUpdate, PayloadError
+from motion.floor.serde import binding, dump_value, load_value, seal, unseal
+from motion.floor.settings import get_settings
 
 if TYPE_CHECKING:
-    from motion.component import Component
+    from motion.define.component import Component
 
 #: flows reserved for motion's own entries (users cannot name a flow with "::")
 WRITE_FLOW = "::write"

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from motion.errors import InvalidInstanceIdError
+from motion.floor.errors import InvalidInstanceIdError
 
 PREFIX = "motion"
 SEPARATOR = "__"

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from motion.errors import ConfigurationError
+from motion.floor.errors import ConfigurationError
 
 DEFAULT_PATH = ".motionrc.yml"
 LOADED_FLAG = "MOTION_YAML_LOADED"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from motion.errors import ConfigurationError
+from motion.floor.errors import ConfigurationError
 
 __all__ = ["RedisParams", "env_bool", "get_redis_params", "motion_configured"]
 

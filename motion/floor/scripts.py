@@ -1,6 +1,6 @@
 """The Lua scripts of the update engine, loaded once and run by SHA.
 
-Each script lives in ``motion/lua/<name>.lua`` with a header listing the keys it
+Each script lives in ``motion/floor/lua/<name>.lua`` with a header listing the keys it
 touches; ``lua/lib.lua`` (functions they share) is put before each when it loads.
 :func:`run` and :func:`arun` call ``EVALSHA`` and fall back to ``EVAL`` the first
 time a server has not seen a script (after a restart, say).
@@ -18,7 +18,7 @@ import redis
 import redis.asyncio
 from redis.exceptions import NoScriptError
 
-from motion.connection import fast_command
+from motion.floor.connection import fast_command
 
 NAMES = (
     "enqueue",
@@ -48,7 +48,7 @@ class Script:
 @cache
 def get(name: str) -> Script:
     """The script called ``name`` (one of :data:`NAMES`)."""
-    folder = resources.files("motion").joinpath("lua")
+    folder = resources.files("motion.floor").joinpath("lua")
     source = folder.joinpath("lib.lua").read_text() + folder.joinpath(f"{name}.lua").read_text()
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
 
@@ -126,5 +126,5 @@ def _queue(pipe: Any, command: tuple[str, tuple[list[str], list[Any]]]) -> None:
     verb, params = command
     if verb != "cache":
         raise ValueError(f"unsupported pipelined command {verb!r}")
-    keys, args = params  # a serve-cache entry: see motion.cache.Entry
+    keys, args = params  # a serve-cache entry: see motion.floor.cache.Entry
     pipe.evalsha(get("cache").sha, len(keys), *keys, *args)

@@ -31,8 +31,8 @@ from typing import Any, Protocol
 
 import cloudpickle
 
-from motion.errors import PayloadError, SerializationError, StateTooLargeError
-from motion.settings import get_settings
+from motion.floor.errors import PayloadError, SerializationError, StateTooLargeError
+from motion.floor.settings import get_settings
 
 _MAGIC = b"M1"
 _SIGNED = _MAGIC + b"S"

@@ -68,9 +68,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from motion import motionrc
-from motion.errors import ConfigurationError
-from motion.redis_params import RedisParams, env_bool, motion_configured
+from motion.floor import motionrc
+from motion.floor.errors import ConfigurationError
+from motion.floor.redis_params import RedisParams, env_bool, motion_configured
 
 
 def _env_number(name: str, default: float, kind: type = float) -> Any:

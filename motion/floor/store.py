@@ -22,14 +22,14 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from motion import keys as K
-from motion.errors import DefinitionError, SerializationError, UpdateResultError
-from motion.props import State
-from motion.serde import binding, dump_stored, load_stored
-from motion.settings import get_settings
+from motion.floor import keys as K
+from motion.floor.errors import DefinitionError, SerializationError, UpdateResultError
+from motion.floor.props import State
+from motion.floor.serde import binding, dump_stored, load_stored
+from motion.floor.settings import get_settings
 
 if TYPE_CHECKING:
-    from motion.component import Component
+    from motion.define.component import Component
 
 #: the single field that holds the whole state when save_state/load_state are defined
 SAVED_FIELD = b"\x00saved"

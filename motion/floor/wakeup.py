@@ -24,8 +24,8 @@ import zlib
 from collections import OrderedDict
 from typing import Any
 
-from motion import keys as K
-from motion.settings import get_settings
+from motion.floor import keys as K
+from motion.floor.settings import get_settings
 
 APPLY_TASK = "motion.apply"
 SWEEP_TASK = "motion.sweep"

@@ -3,6 +3,6 @@
 It lives in :mod:`motion.application`. No motion module imports this one.
 """
 
-from motion.application import Application
+from motion.tools.http import Application
 
 __all__ = ["Application"]

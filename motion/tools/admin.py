@@ -22,12 +22,12 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from motion import keys as K
-from motion import store
-from motion.component import Component, lookup, registered
-from motion.connection import all_urls, get_redis, new_async_client, translate_errors
-from motion.connection import client_for as _client
-from motion.errors import (
+from motion.define.component import Component, lookup, registered
+from motion.floor import keys as K
+from motion.floor import store
+from motion.floor.connection import all_urls, get_redis, new_async_client, translate_errors
+from motion.floor.connection import client_for as _client
+from motion.floor.errors import (
     ConfigurationError,
     DefinitionError,
     FlushTimeoutError,
@@ -35,10 +35,10 @@ from motion.errors import (
     MigrateResultError,
     UpdateFailedError,
 )
-from motion.inbox import ALL_FLOWS, MIGRATE_FLOW, Update, parse_failures, target_field
-from motion.redis_params import RedisParams
-from motion.serde import DEFAULT_SERIALIZER, Serializer, binding, load_stored, unseal
-from motion.settings import get_settings
+from motion.floor.inbox import ALL_FLOWS, MIGRATE_FLOW, Update, parse_failures, target_field
+from motion.floor.redis_params import RedisParams
+from motion.floor.serde import DEFAULT_SERIALIZER, Serializer, binding, load_stored, unseal
+from motion.floor.settings import get_settings
 
 
 def _glob_escape(text: str) -> str:

@@ -26,18 +26,8 @@ import sys
 from typing import Any
 from urllib.parse import parse_qs
 
-from motion import admin, browse
-from motion import board_html as H
-from motion import keys as K
-from motion.board_access import (
-    SESSION_SECONDS,
-    Access,
-    Session,
-    env_key,
-    is_loopback,
-    request_is_local,
-)
-from motion.errors import (
+from motion.floor import keys as K
+from motion.floor.errors import (
     ConfigurationError,
     InstanceNotFoundError,
     InvalidInstanceIdError,
@@ -45,7 +35,17 @@ from motion.errors import (
     MotionError,
     UpdateFailedError,
 )
-from motion.tokens import check_secret
+from motion.tools import admin, browse
+from motion.tools import board_html as H
+from motion.tools.board_access import (
+    SESSION_SECONDS,
+    Access,
+    Session,
+    env_key,
+    is_loopback,
+    request_is_local,
+)
+from motion.tools.tokens import check_secret
 
 COOKIE = "motion_dashboard"
 #: most seconds a save waits for its write to be applied before the page returns

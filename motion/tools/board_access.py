@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from motion.tokens import check_secret, same_secret
+from motion.tools.tokens import check_secret, same_secret
 
 SESSION_SECONDS = 12 * 3600
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from motion.browse import Page, Summary
+from motion.tools.browse import Page, Summary
 
 #: the state value types the editor can change (bool before int: it is one)
 EDITABLE = (str, bool, int, float, list, dict)

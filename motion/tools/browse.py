@@ -18,18 +18,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from motion import keys as K
-from motion import scripts
-from motion.component import lookup, registered
-from motion.connection import all_urls, client_for, get_redis, translate_errors
-from motion.errors import FlushTimeoutError, InstanceNotFoundError
-from motion.inbox import WRITE_FLOW, Update, encode, enqueue_call, new_token
-from motion.runtime import send_wakeup_sync, wakeup_to_push
-from motion.serde import DEFAULT_SERIALIZER
-from motion.waiting import Waiter
+from motion.caller.runtime import send_wakeup_sync, wakeup_to_push
+from motion.caller.wait import Waiter
+from motion.define.component import lookup, registered
+from motion.floor import keys as K
+from motion.floor import scripts
+from motion.floor.connection import all_urls, client_for, get_redis, translate_errors
+from motion.floor.errors import FlushTimeoutError, InstanceNotFoundError
+from motion.floor.inbox import WRITE_FLOW, Update, encode, enqueue_call, new_token
+from motion.floor.serde import DEFAULT_SERIALIZER
 
 if TYPE_CHECKING:
-    from motion.component import Component
+    from motion.define.component import Component
 
 #: the most keys one SCAN call may examine while looking for a page
 _MAX_SCAN_COUNT = 5000

@@ -27,10 +27,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from motion import admin
-from motion.component import Component
-from motion.errors import CommandLineError, MotionError, UpdateFailedError
-from motion.inbox import ALL_FLOWS
+from motion.define.component import Component
+from motion.floor.errors import CommandLineError, MotionError, UpdateFailedError
+from motion.floor.inbox import ALL_FLOWS
+from motion.tools import admin
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -136,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     command(
         "metrics",
         "Serve backlog, lag and per-flow counters for Prometheus (/metrics) and autoscalers "
-        "(/backlog); the options of `python -m motion.metrics` pass through.",
+        "(/backlog); the options of `python -m motion.tools.metrics` pass through.",
         "motion metrics --port 9808",
     )
     return parser
@@ -268,16 +268,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "worker":
         return _worker(extra)
     if args.command == "metrics":
-        from motion.metrics import main as serve_metrics
+        from motion.tools.metrics import main as serve_metrics
 
         return serve_metrics(extra)
     if args.command == "dashboard" and not extra:
-        from motion.board import serve
+        from motion.tools.board import serve
 
         return serve(args.host, args.port, args.read_only, args.imports)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from motion import connection, settings
+    from motion.floor import connection, settings
 
     settings.reset()  # pick up --redis-url
     connection.reset()

@@ -34,8 +34,8 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from motion.component import Component
-from motion.errors import (
+from motion.define.component import Component
+from motion.floor.errors import (
     ConfigurationError,
     ConnectionFailedError,
     DefinitionError,
@@ -45,8 +45,8 @@ from motion.errors import (
     UnknownFlowError,
     UpdateFailedError,
 )
-from motion.inbox import WRITE_FLOW, Update
-from motion.tokens import DEFAULT_EXPIRY_DAYS, TokenSigner, check_secret, same_secret
+from motion.floor.inbox import WRITE_FLOW, Update
+from motion.tools.tokens import DEFAULT_EXPIRY_DAYS, TokenSigner, check_secret, same_secret
 
 INSTALL_HINT = "pip install 'motion-celery[http]'"
 #: the ``run_kwargs`` a client may pass on to ``run`` (anything else is a 422)

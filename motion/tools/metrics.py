@@ -8,7 +8,7 @@ the pending-update count is scaled up from them when more are pending.
 
 Run the exporter beside Flower (which exports Celery's own task metrics)::
 
-    python -m motion.metrics --port 9808      # GET /metrics  (Prometheus text)
+    python -m motion.tools.metrics --port 9808      # GET /metrics  (Prometheus text)
                                               # GET /backlog  (JSON, for KEDA's metrics-api)
 
 Exported series (``outcome`` is ``applied``, ``failed`` or ``discarded``):
@@ -45,9 +45,9 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from motion import keys as K
-from motion.errors import ConfigurationError
-from motion.settings import get_settings, redact
+from motion.floor import keys as K
+from motion.floor.errors import ConfigurationError
+from motion.floor.settings import get_settings, redact
 
 DEFAULT_PORT = 9808
 DEFAULT_SAMPLE = 1000
@@ -274,9 +274,9 @@ def serve(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m motion.metrics [--port N] [--address A] [--url URL] [--sample N]``."""
+    """``python -m motion.tools.metrics [--port N] [--address A] [--url URL] [--sample N]``."""
     parser = argparse.ArgumentParser(
-        prog="python -m motion.metrics", description="Serve motion's metrics for Prometheus."
+        prog="python -m motion.tools.metrics", description="Serve motion's metrics for Prometheus."
     )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="listen port (9808)")
     parser.add_argument("--address", default="0.0.0.0", help="listen address (0.0.0.0)")

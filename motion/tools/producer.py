@@ -8,7 +8,7 @@ writes (``flow NUL sealed-payload``, the payload the serializer's dump of
 ``(flow, props, serve_result, enqueued_at)``, signed when ``MOTION_SIGNING_KEY``
 is set), with the same Lua script and the same wake-up::
 
-    from motion.producer import enqueue
+    from motion.tools.producer import enqueue
 
     seq = enqueue("Summary", "user-42", "purchase", {"item": "socks"})
 
@@ -56,22 +56,22 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
-from motion import keys as K
-from motion import scripts, wakeup
-from motion.connection import new_client, shard_url
-from motion.errors import (
+from motion.floor import keys as K
+from motion.floor import scripts, wakeup
+from motion.floor.connection import new_client, shard_url
+from motion.floor.errors import (
     ConfigurationError,
     ConnectionFailedError,
     DefinitionError,
     InstanceNotFoundError,
     InvalidInstanceIdError,
 )
-from motion.inbox import Update, encode, enqueue_call, new_token
-from motion.serde import DEFAULT_SERIALIZER, Serializer, dump_stored
-from motion.settings import get_settings
+from motion.floor.inbox import Update, encode, enqueue_call, new_token
+from motion.floor.serde import DEFAULT_SERIALIZER, Serializer, dump_stored
+from motion.floor.settings import get_settings
 
 if TYPE_CHECKING:
-    from motion.component import Component
+    from motion.define.component import Component
 
 log = logging.getLogger("motion.producer")
 
@@ -100,7 +100,7 @@ def get_client(url: str | None = None) -> redis.Redis:
     url = url or get_settings().redis_url
     if not url:
         raise ConfigurationError(
-            "motion.producer needs a Redis URL: set MOTION_REDIS_URL (or MOTION_REDIS_HOST...) "
+            "motion.tools.producer needs a Redis URL: set MOTION_REDIS_URL (or MOTION_REDIS_HOST) "
             "or pass url=..., pointing at the Redis your workers use."
         )
     client = _clients.get(url)
@@ -220,7 +220,7 @@ def _wakeup_mode() -> str:
 def _send(mode: str, component: str, instance_id: str, flow: str, seq: int) -> None:
     """Send ``motion.apply`` after the enqueue: one LPUSH on a Redis broker, or via Celery."""
     if mode == "celery":
-        from motion.celery_app import send_wakeup as celery_send
+        from motion.floor.celery_app import send_wakeup as celery_send
 
         celery_send(component, instance_id, flow, seq)
         return
@@ -259,7 +259,7 @@ def _create(
     state: Mapping[str, Any],
 ) -> None:
     """Create the instance with ``state`` (stored key by key) unless it exists already."""
-    from motion.store import new_incarnation, now_ms, value_binding
+    from motion.floor.store import new_incarnation, now_ms, value_binding
 
     limit = get_settings().max_value_bytes
     incarnation = new_incarnation()

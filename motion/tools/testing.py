@@ -26,8 +26,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from motion import celery_app, connection, runtime, settings, store, tracking, wakeup
-from motion.embedded import find_binary, free_port, start_server
+from motion.caller import runtime, tracking
+from motion.floor import celery_app, connection, settings, store, wakeup
+from motion.floor.embedded import find_binary, free_port, start_server
 
 
 def _forget() -> None:
@@ -47,7 +48,7 @@ def local_motion(worker: bool = True) -> Iterator[str]:
     Yields the server's URL. Everything is stopped and deleted afterwards, and the
     previous configuration is restored.
     """
-    from motion.worker import start_inprocess_worker, stop_inprocess_worker
+    from motion.worker.inprocess import start_inprocess_worker, stop_inprocess_worker
 
     folder = Path(tempfile.mkdtemp(prefix="motion-test-"))
     port = free_port()

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from motion import keys as K
-from motion.connection import all_urls, client_for, translate_errors
-from motion.errors import ConfigurationError
+from motion.floor import keys as K
+from motion.floor.connection import all_urls, client_for, translate_errors
+from motion.floor.errors import ConfigurationError
 
 #: shortest API key, token secret or dashboard key accepted, in bytes (UTF-8)
 MIN_SECRET_BYTES = 32

@@ -21,14 +21,15 @@ from typing import Any
 
 import redis
 
-from motion import keys as K
-from motion import lease as leases
-from motion import scripts, store, updates
-from motion.component import Component
-from motion.connection import get_redis
-from motion.errors import MotionError
-from motion.props import State
-from motion.settings import get_settings
+from motion.define.component import Component
+from motion.floor import keys as K
+from motion.floor import scripts, store
+from motion.floor.connection import get_redis
+from motion.floor.errors import MotionError
+from motion.floor.props import State
+from motion.floor.settings import get_settings
+from motion.worker import lease as leases
+from motion.worker import updates
 
 log = logging.getLogger("motion.engine")
 

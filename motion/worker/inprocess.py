@@ -13,8 +13,10 @@ import atexit
 import logging
 import threading
 
-from motion import celery_app, definitions, engine, tasks
-from motion.settings import get_settings
+from motion.define import definitions
+from motion.floor import celery_app
+from motion.floor.settings import get_settings
+from motion.worker import engine, tasks
 
 log = logging.getLogger("motion.worker")
 

@@ -27,9 +27,9 @@ import threading
 
 import redis
 
-from motion import keys as K
-from motion import scripts
-from motion.store import now_ms
+from motion.floor import keys as K
+from motion.floor import scripts
+from motion.floor.store import now_ms
 
 log = logging.getLogger("motion.lease")
 
@@ -88,7 +88,7 @@ class Renewer:
             self._held.pop(id(lease), None)
 
     def _loop(self) -> None:
-        from motion.connection import get_redis
+        from motion.floor.connection import get_redis
 
         while True:
             with self._lock:

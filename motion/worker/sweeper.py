@@ -19,10 +19,10 @@ from typing import Any
 
 import redis
 
-from motion import keys as K
-from motion import scripts
-from motion.settings import get_settings
-from motion.store import now_ms
+from motion.floor import keys as K
+from motion.floor import scripts
+from motion.floor.settings import get_settings
+from motion.floor.store import now_ms
 
 log = logging.getLogger("motion.sweeper")
 
@@ -87,7 +87,7 @@ class SweeperTimer:
         self._stop.set()
 
     def _loop(self) -> None:
-        from motion.connection import get_redis
+        from motion.floor.connection import get_redis
 
         period = get_settings().sweep_seconds
         while not self._stop.wait(period):

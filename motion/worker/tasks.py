@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from motion import celery_app, engine, heartbeat, sweeper
-from motion.component import lookup, registered
-from motion.connection import get_redis
-from motion.wakeup import APPLY_TASK, SWEEP_TASK
+from motion.define.component import lookup, registered
+from motion.floor import celery_app, heartbeat
+from motion.floor.connection import get_redis
+from motion.floor.wakeup import APPLY_TASK, SWEEP_TASK
+from motion.worker import engine, sweeper
 
 log = logging.getLogger("motion.tasks")
 

@@ -21,11 +21,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from motion import keys as K
-from motion import store
-from motion.component import Component, DiscardPolicy, Op
-from motion.definitions import resolve
-from motion.errors import (
+from motion.define.component import Component, DiscardPolicy, Op
+from motion.define.definitions import resolve
+from motion.floor import keys as K
+from motion.floor import store
+from motion.floor.errors import (
     MigrateResultError,
     MotionError,
     PayloadError,
@@ -33,7 +33,7 @@ from motion.errors import (
     UnknownFlowError,
     UpdateResultError,
 )
-from motion.inbox import (
+from motion.floor.inbox import (
     MIGRATE_FLOW,
     WRITE_FLOW,
     Update,
@@ -42,8 +42,8 @@ from motion.inbox import (
     entry_flow,
     failure_record,
 )
-from motion.props import Properties, State
-from motion.settings import get_settings
+from motion.floor.props import Properties, State
+from motion.floor.settings import get_settings
 
 log = logging.getLogger("motion.engine")
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import redis
 
-from motion import keys as K
-from motion.serde import DEFAULT_SERIALIZER
+from motion.floor import keys as K
+from motion.floor.serde import DEFAULT_SERIALIZER
 from tests.support import COMPONENTS, motion_env, wait_for
 
 COMPONENT = "Ledger"

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from motion import celery_app
-from motion import keys as K
+from motion.floor import celery_app
+from motion.floor import keys as K
 from tests.battery.conftest import Battery
 from tests.battery.harness import advance, finish, seqs_now, wait_applied
 

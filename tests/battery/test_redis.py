@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from motion import ConnectionFailedError
-from motion import keys as K
+from motion.floor import keys as K
 from tests.battery.conftest import Battery
 from tests.battery.harness import (
     advance,

@@ -32,8 +32,8 @@ from typing import Any
 
 import redis
 
-from motion import keys as K
-from motion.admin import inspect_state
+from motion.floor import keys as K
+from motion.tools.admin import inspect_state
 
 
 @dataclass

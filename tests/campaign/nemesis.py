@@ -21,10 +21,10 @@ from typing import Any
 
 import redis
 
-from motion import celery_app, wakeup
-from motion import keys as K
-from motion.admin import clear_instance, inspect_state
 from motion.errors import MotionError
+from motion.floor import celery_app, wakeup
+from motion.floor import keys as K
+from motion.tools.admin import clear_instance, inspect_state
 from tests.campaign.schedule import Fault
 from tests.campaign.world import LEASE_SECONDS, NEW, World
 

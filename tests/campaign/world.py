@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from motion import keys as K
+from motion.floor import keys as K
 from tests.battery.harness import applied_now, diagnose, seqs_now
 from tests.campaign.schedule import LEASE_SECONDS
 from tests.support import COMPONENTS, RedisServer, Worker, motion_env, wait_for
