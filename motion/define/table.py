@@ -38,7 +38,7 @@ except ImportError as exc:  # the table extra is optional
         f"install them with: {INSTALL_HINT}"
     ) from exc
 
-from motion import vectors  # noqa: E402  (after the check that names the missing extra)
+from motion.define import vectors  # noqa: E402  (after the check that names the missing extra)
 
 __all__ = ["MDataFrame", "MTable"]
 
