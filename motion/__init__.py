@@ -9,9 +9,12 @@ order and exactly once as state changes.
 ``import motion`` never loads pyarrow or pandas.
 """
 
+import sys
 from typing import Any
 
+from motion.caller import enqueue as _enqueue
 from motion.caller.handle import ComponentInstance, Instance
+from motion.define import component as _component
 from motion.define.component import Component, DiscardPolicy
 from motion.floor.errors import (
     ConfigurationError,
@@ -42,6 +45,27 @@ from motion.tools.admin import (
     inspect_state,
 )
 from motion.tools.http import Application
+
+# The layers below know nothing of those above: the package wires them together.
+# A component's call makes a caller-road handle; a caller hosts the worker road's
+# in-process worker when it should (see motion.caller.enqueue).
+_component.set_handle_factory(Instance)
+
+
+def _start_worker() -> None:
+    # imported on first need, so `import motion` loads no Celery
+    from motion.worker.inprocess import start_inprocess_worker
+
+    start_inprocess_worker()
+
+
+def _stop_worker() -> None:
+    inprocess = sys.modules.get("motion.worker.inprocess")  # imported only if it was started
+    if inprocess is not None:
+        inprocess.stop_inprocess_worker()
+
+
+_enqueue.set_worker(_start_worker, _stop_worker)
 
 # Motion exported these from the package; loading them lazily keeps pyarrow and
 # pandas out of `import motion` (they are not in __all__, so `import *` stays light).

@@ -19,13 +19,12 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, overload
 
-from motion.caller import devmode, runtime
+from motion.caller import devmode, enqueue
 from motion.caller import serve as serving
 from motion.caller.enqueue import Enqueuer
 from motion.caller.options import HandleOptions, flow_name
 from motion.caller.read import Reader
-from motion.caller.runtime import call_sync
-from motion.caller.serve import CacheWrite, Served
+from motion.caller.serve import CacheWrite, Served, call_sync
 from motion.caller.wait import Waiter
 from motion.floor import keys as K
 from motion.floor import motionrc, settings
@@ -105,7 +104,7 @@ class Instance:
         self._waiter = Waiter(self._keys, component.name, timeout=timeout)
         self._flows_run: set[str] = set()
         if self._flush_on_exit:
-            runtime.flush_at_exit(self, self._flush_run_flows)
+            enqueue.flush_at_exit(self, self._flush_run_flows)
         # the instance exists once its handle does (as in Motion): created here
         # (init_state runs here), unless this process knows it exists
         self._reader.ensure()
@@ -411,7 +410,7 @@ class Instance:
         if self._closed:
             return
         if self._flush_on_exit:
-            runtime.flush_at_exit(self, None)
+            enqueue.flush_at_exit(self, None)
             self._flush_run_flows()
         self._closed = True
 

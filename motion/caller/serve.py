@@ -11,12 +11,13 @@ serve would have.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from motion.caller.runtime import call_sync
 from motion.floor import cache, scripts
 from motion.floor.props import Properties, State
 
@@ -167,3 +168,13 @@ def store_entry(client: Any, entry: cache.Entry) -> None:
 async def astore_entry(client: Any, entry: cache.Entry) -> None:
     """Async :func:`store_entry`."""
     await scripts.arun(client, "cache", *entry.call())
+
+
+def call_sync(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine from sync code, even when this thread already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -24,8 +24,8 @@ import asyncio
 import time
 from typing import Any
 
+from motion.caller.enqueue import ensure_worker, inprocess_worker_wanted
 from motion.caller.failures import FailureBook
-from motion.caller.runtime import ensure_worker, inprocess_worker_wanted
 from motion.floor import heartbeat
 from motion.floor import keys as K
 from motion.floor.connection import get_async_redis, get_redis, translate_errors

@@ -1,7 +1,9 @@
 """Component definitions: state, flows and their ops. No Redis, no Celery here.
 
 A :class:`Component` is cheap to create at import time; calling it returns an
-instance handle (:class:`motion.instance.Instance`) that does the work.
+instance handle (:class:`motion.Instance`, made by the caller road and handed in with
+:func:`set_handle_factory`) that does the work. May use: the floor, and
+:mod:`motion.define.definitions` and :mod:`motion.define.graph`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from motion.define import definitions
 from motion.define.definitions import registered as registered  # tools import it from here
@@ -22,10 +24,19 @@ from motion.floor.keys import SEPARATOR
 from motion.floor.props import Params
 from motion.floor.serde import DEFAULT_SERIALIZER, Serializer
 
-if TYPE_CHECKING:
-    from motion.caller.handle import Instance
-
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: makes the handle ``Component.__call__`` returns; the caller road's Instance, handed
+#: in by :mod:`motion` (this layer sits below the caller road and never imports it)
+_handle_factory: Callable[..., Any] | None = None
+
+
+def set_handle_factory(factory: Callable[..., Any]) -> None:
+    """Hand in what ``Component(...)(instance_id)`` constructs: :mod:`motion` passes
+    :class:`motion.caller.handle.Instance`."""
+    global _handle_factory
+    _handle_factory = factory
+
 
 DEFAULT_CACHE_TTL = 86400
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -366,8 +377,9 @@ class Component:
         instance_id: str = "",
         init_state_params: Mapping[str, Any] | None = None,
         **motion_options: Any,
-    ) -> Instance:
-        """A handle on the instance ``instance_id`` (a random readable id if empty).
+    ) -> Any:
+        """A handle (:class:`motion.Instance`) on the instance ``instance_id`` (a random
+        readable id if empty).
 
         As in Motion, this creates the instance if it does not exist (``init_state``
         runs here; its error is raised here); a handle on an instance this process
@@ -377,9 +389,12 @@ class Component:
         effect (see :class:`motion.options.HandleOptions`); any other keyword is a
         ``TypeError`` naming the valid ones.
         """
-        from motion.caller.handle import Instance
-
-        return Instance(self, instance_id, dict(init_state_params or {}), **motion_options)
+        if _handle_factory is None:
+            raise DefinitionError(
+                "no instance handle was handed to motion.define.component.set_handle_factory: "
+                "import motion (its package import does it) before calling a component."
+            )
+        return _handle_factory(self, instance_id, dict(init_state_params or {}), **motion_options)
 
     def __repr__(self) -> str:
         return f"Component({self._name!r}, flows={self.flows()})"

@@ -23,14 +23,11 @@ import hashlib
 import struct
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from motion.floor.keys import InstanceKeys
-from motion.floor.serde import dump_stored, load_stored
+from motion.floor.serde import Definition, dump_stored, load_stored
 from motion.floor.settings import get_settings
-
-if TYPE_CHECKING:
-    from motion.define.component import Component
 
 MISS = object()
 
@@ -158,7 +155,7 @@ def changes(before: Canonical, after: dict[Any, Any]) -> tuple[dict[Any, Any], l
     return changed, [k for k in before.parts if k not in after]
 
 
-def decode(component: Component, raw: Any, bind: bytes = b"") -> Any:
+def decode(component: Definition, raw: Any, bind: bytes = b"") -> Any:
     """A cached result from its bytes (signed, with a signing key, for ``bind``), or
     :data:`MISS` (also once it expired)."""
     if raw is None:
@@ -172,7 +169,7 @@ def decode(component: Component, raw: Any, bind: bytes = b"") -> Any:
         return MISS  # an unreadable (or unsigned) entry is a miss, recomputed and overwritten
 
 
-def encode(component: Component, value: Any, bind: bytes = b"") -> bytes | None:
+def encode(component: Definition, value: Any, bind: bytes = b"") -> bytes | None:
     """Bytes to cache for ``value`` (with its expiry; signed for ``bind``), or ``None``
     when it cannot be serialized."""
     try:

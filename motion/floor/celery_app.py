@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from celery import Celery, signals
 from kombu.entity import Queue
 
 from motion.floor.connection import redis_url
+from motion.floor.errors import DefinitionError
 from motion.floor.settings import get_settings
 from motion.floor.wakeup import APPLY_TASK, queue_for, queues_of
 
@@ -83,24 +84,24 @@ def task_queue(name: str) -> Queue:
     return Queue(name, routing_key=name)  # type: ignore[no-untyped-call]  # kombu is untyped
 
 
-def consume_component_queues(app: Celery) -> None:
+def consume_component_queues(app: Celery, components: Callable[[], Iterable[str]]) -> None:
     """Have workers started with ``celery worker`` consume their components' queues.
 
     The queues are added once the worker has imported its ``-I`` modules (Celery's
-    ``celeryd_after_setup`` signal), so they follow the code the worker has. A
-    worker whose modules define one component twice, differently, exits instead
-    (:func:`motion.definitions.check_unique`): it could not tell which applies.
+    ``celeryd_after_setup`` signal), so they follow the code the worker has:
+    ``components()`` names them (the worker road passes the registry's). If it raises
+    :class:`DefinitionError` (one component defined twice, differently:
+    :func:`motion.define.definitions.check_unique`), the worker exits instead: it
+    could not tell which applies.
     """
-    from motion.define.definitions import check_unique, registered
-    from motion.floor.errors import DefinitionError
 
     def receiver(instance: Any, **_: Any) -> None:
         try:
-            check_unique()
+            names = list(components())
         except DefinitionError as exc:
             # Celery logs and ignores a receiver's Exception; SystemExit stops the worker
             raise SystemExit(f"motion: worker not started: {exc}") from exc
-        for component in registered():
+        for component in names:
             for name in queues_of(component):
                 instance.app.amqp.queues.select_add(task_queue(name))
 
@@ -135,15 +136,13 @@ def reset() -> None:
 class ThreadWorker:
     """A Celery worker consuming motion's queues in a daemon thread of this process."""
 
-    def __init__(self, concurrency: int, pool: str = "threads") -> None:
+    def __init__(self, concurrency: int, components: Iterable[str], pool: str = "threads") -> None:
         from celery.worker import WorkController
-
-        from motion.define.definitions import registered
 
         app = get_app()
         app.finalize()
         app.set_current()
-        for component in registered():  # consumed from the start
+        for component in components:  # consumed from the start
             for name in queues_of(component):
                 app.amqp.queues.select_add(task_queue(name))
         ready = threading.Event()

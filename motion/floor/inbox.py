@@ -19,15 +19,12 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from motion.floor import keys as K
 from motion.floor.errors import FailedUpdate, PayloadError
-from motion.floor.serde import binding, dump_value, load_value, seal, unseal
+from motion.floor.serde import Definition, binding, dump_value, load_value, seal, unseal
 from motion.floor.settings import get_settings
-
-if TYPE_CHECKING:
-    from motion.define.component import Component
 
 #: flows reserved for motion's own entries (users cannot name a flow with "::")
 WRITE_FLOW = "::write"
@@ -45,7 +42,7 @@ class Update:
     enqueued_at: float = field(default_factory=time.time)
 
 
-def encode(component: Component, name: str, update: Update) -> bytes:
+def encode(component: Definition, name: str, update: Update) -> bytes:
     """The inbox entry for ``update`` (raises SerializationError / StateTooLargeError)."""
     settings = get_settings()
     body = dump_value(
@@ -78,7 +75,7 @@ def entry_definition(entry: bytes | None) -> str | None:
     return fingerprint.decode(errors="replace") if sep and fingerprint else None
 
 
-def decode(component: Component, entry: bytes, name: str) -> Update:
+def decode(component: Definition, entry: bytes, name: str) -> Update:
     """The :class:`Update` of an inbox entry of instance ``name``; checks the signature
     before unpickling."""
     flow = entry_flow(entry)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import cloudpickle
@@ -49,6 +50,27 @@ class Serializer(Protocol):
 
     def loads(self, data: bytes) -> Any:
         """Deserialize bytes made by :meth:`dumps`."""
+        ...
+
+
+class Definition(Protocol):
+    """What the floor needs of a component definition: its name, serializer, state
+    hooks and serve-cache lifetime. :class:`motion.define.component.Component` is one;
+    the floor takes it as this, so it never imports the definition layer."""
+
+    serializer: Serializer
+    init_state_func: Callable[..., dict[str, Any]] | None
+    save_state_func: Callable[..., Any] | None
+    load_state_func: Callable[..., Any] | None
+
+    @property
+    def name(self) -> str:
+        """The component's name."""
+        ...
+
+    @property
+    def cache_ttl(self) -> int:
+        """Seconds a cached serve result lives."""
         ...
 
 

@@ -20,16 +20,13 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from motion.floor import keys as K
 from motion.floor.errors import DefinitionError, SerializationError, UpdateResultError
 from motion.floor.props import State
-from motion.floor.serde import binding, dump_stored, load_stored
+from motion.floor.serde import Definition, binding, dump_stored, load_stored
 from motion.floor.settings import get_settings
-
-if TYPE_CHECKING:
-    from motion.define.component import Component
 
 #: the single field that holds the whole state when save_state/load_state are defined
 SAVED_FIELD = b"\x00saved"
@@ -68,7 +65,7 @@ def value_binding(name: str, field: str | bytes, incarnation: str | bytes) -> by
 
 
 def encode_changes(
-    component: Component, name: str, changes: dict[str, Any], incarnation: str | bytes
+    component: Definition, name: str, changes: dict[str, Any], incarnation: str | bytes
 ) -> list[Any]:
     """``[field, value, ...]`` for the changed keys (or the whole saved state with hooks),
     signed (with a signing key) for ``name``, each field and ``incarnation``."""
@@ -91,7 +88,7 @@ def encode_changes(
 
 
 def decode_state(
-    component: Component, instance_id: str, flat: list[bytes], incarnation: bytes
+    component: Definition, instance_id: str, flat: list[bytes], incarnation: bytes
 ) -> State:
     """Turn ``HGETALL`` output of ``incarnation`` into a :class:`State`, applying
     ``load_state``."""
@@ -117,7 +114,7 @@ def decode_state(
     return State(K.public_id(instance_id), data)
 
 
-def initial_state(component: Component, init_state_params: dict[str, Any]) -> dict[str, Any]:
+def initial_state(component: Definition, init_state_params: dict[str, Any]) -> dict[str, Any]:
     """Run ``init_state(**init_state_params)`` and check it returned a dict."""
     if component.init_state_func is None:
         if init_state_params:
@@ -134,7 +131,7 @@ def initial_state(component: Component, init_state_params: dict[str, Any]) -> di
 
 
 def init_args(
-    component: Component,
+    component: Definition,
     instance_id: str,
     state: dict[str, Any],
     incarnation: str,
@@ -216,7 +213,7 @@ STATE_CACHE = StateCache()
 
 
 def parse_read(
-    component: Component, instance_id: str, reply: list[Any]
+    component: Definition, instance_id: str, reply: list[Any]
 ) -> tuple[bytes, State, Any] | None:
     """Interpret the read script's reply: ``(version tag, state, cached serve result or
     None)``.

@@ -10,7 +10,7 @@ the instance's inbox like any update, so it is applied in order with the updates
 already pending, by whichever worker drains the instance. It uses the component's
 serializer when its code is imported here, else the default (cloudpickle).
 
-Uses the caller road (inbox, scripts, runtime, waiting) and the floor; no Celery.
+Uses the caller road (enqueue, wait) and the floor (inbox, scripts); no Celery.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from motion.caller.runtime import send_wakeup_sync, wakeup_to_push
+from motion.caller.enqueue import send_wakeup_sync, wakeup_to_push
 from motion.caller.wait import Waiter
 from motion.define.component import lookup, registered
 from motion.floor import keys as K

@@ -34,6 +34,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
+from motion.caller.handle import Instance
 from motion.define.component import Component
 from motion.floor.errors import (
     ConfigurationError,
@@ -211,13 +212,13 @@ async def enqueue(component: Component, instance_id: str, update: Update) -> int
     if not component.update_ops(update.flow):
         component.check_flow(update.flow)  # UnknownFlowError for an unknown flow
         raise UnknownFlowError(f"flow {update.flow!r} of {component.name} has no update op.")
-    handle = component(instance_id)
+    handle: Instance = component(instance_id)
     return await handle._aenqueue(update)
 
 
 def write(component: Component, instance_id: str, changes: dict[str, Any], timeout: float) -> int:
     """``write_state`` with a timeout; returns the committed version."""
-    handle = component(instance_id)
+    handle: Instance = component(instance_id)
     if changes:
         seq = handle._enqueue(Update(WRITE_FLOW, dict(changes)))
         handle._wait(WRITE_FLOW, seq, timeout)

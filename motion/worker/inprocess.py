@@ -1,6 +1,6 @@
 """The in-process worker: a Celery worker on threads inside the caller's process.
 
-Started on first need by :func:`motion.runtime.ensure_worker` when motion runs on
+Started on first need by :func:`motion.caller.enqueue.ensure_worker` when motion runs on
 its embedded server (or ``MOTION_INPROCESS_WORKER=1``), so a script or notebook
 applies its updates with no separate worker. Like any worker it consumes the
 queues of the components this process defines, including components defined
@@ -33,7 +33,7 @@ def start_inprocess_worker() -> None:
         tasks.register(celery_app.get_app())
         engine.STOPPING.clear()
         settings = get_settings()
-        _worker = celery_app.ThreadWorker(settings.inprocess_concurrency)
+        _worker = celery_app.ThreadWorker(settings.inprocess_concurrency, definitions.registered())
         definitions.on_register(_consume)
         tasks.start_sweeper_timer()
         tasks.start_heartbeat()

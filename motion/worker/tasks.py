@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from motion.define.component import lookup, registered
+from motion.define.definitions import check_unique
 from motion.floor import celery_app, heartbeat
 from motion.floor.connection import get_redis
 from motion.floor.wakeup import APPLY_TASK, SWEEP_TASK
@@ -69,13 +70,20 @@ def stop_heartbeat() -> None:
         _heartbeat = None
 
 
+def worker_components() -> list[str]:
+    """The components this worker applies; :class:`DefinitionError` if its modules define
+    one twice, differently (it could not tell which applies)."""
+    check_unique()
+    return registered()
+
+
 def register(app: Any) -> Any:
     """Register motion's tasks on ``app``; a ready worker starts the sweeper timer and
     its heartbeat."""
     if APPLY_TASK not in app.tasks:
         app.task(name=APPLY_TASK, ignore_result=True)(apply)
         app.task(name=SWEEP_TASK, ignore_result=True)(sweep)
-        celery_app.consume_component_queues(app)
+        celery_app.consume_component_queues(app, worker_components)
         celery_app.on_worker_ready(start_sweeper_timer)
         celery_app.on_worker_ready(start_heartbeat)
         celery_app.on_worker_shutdown(stop_sweeper_timer)
