@@ -18,4 +18,6 @@ bash .ci/setup.sh dev
 .venv/bin/ruff check motion workers tests celeryconfig.py examples benchmarks
 .venv/bin/ruff format --check motion workers tests celeryconfig.py examples benchmarks
 .venv/bin/mypy
+# the layer contracts of pyproject.toml ([tool.importlinter]; docs/architecture.md)
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest -q "$@"

@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from motion.define.component import Component
+from motion.define.component import Component, lookup
 from motion.floor import keys as K
 from motion.floor import scripts, store
 from motion.floor.connection import get_redis
@@ -343,3 +343,17 @@ def _commit(
         tag = reply[0] if isinstance(reply, list) else reply
         store.STATE_CACHE.put(keys.name, tag, out.state)
     return reply
+
+
+def apply_task(
+    component: Any, instance_id: Any, flow: Any = None, seq: Any = None
+) -> dict[str, Any]:
+    """The ``motion.apply`` task (registered by :mod:`motion.worker.tasks`): drain the
+    instance's inbox. ``flow`` and ``seq`` only label the task in Flower."""
+    if not isinstance(component, str) or not isinstance(instance_id, str) or not instance_id:
+        raise TypeError(
+            f"motion.apply takes (component: str, instance_id: str, flow, seq); got "
+            f"({component!r}, {instance_id!r}, {flow!r}, {seq!r})"
+        )
+    comp = lookup(component)  # UnknownComponentError: visible in Flower; the inbox keeps it
+    return drain(comp, instance_id).as_dict()

@@ -1,4 +1,6 @@
-"""The Celery tasks of the worker road: ``motion.apply`` (drain) and ``motion.sweep``.
+"""The Celery tasks of the worker road: ``motion.apply`` (the drain: see
+:func:`motion.worker.engine.apply_task`) and ``motion.sweep``, and the timers a worker
+process runs (sweeper, heartbeat).
 
 Registered on the app by :func:`register`, which ``workers/`` and the in-process
 worker call; callers never import this module (they send by task name).
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from motion.define.component import lookup, registered
+from motion.define.component import registered
 from motion.define.definitions import check_unique
 from motion.floor import celery_app, heartbeat
 from motion.floor.connection import get_redis
@@ -20,17 +22,6 @@ log = logging.getLogger("motion.tasks")
 
 _timer: sweeper.SweeperTimer | None = None
 _heartbeat: heartbeat.Heartbeat | None = None
-
-
-def apply(component: Any, instance_id: Any, flow: Any = None, seq: Any = None) -> dict[str, Any]:
-    """Drain the instance's inbox. ``flow`` and ``seq`` only label the task in Flower."""
-    if not isinstance(component, str) or not isinstance(instance_id, str) or not instance_id:
-        raise TypeError(
-            f"motion.apply takes (component: str, instance_id: str, flow, seq); got "
-            f"({component!r}, {instance_id!r}, {flow!r}, {seq!r})"
-        )
-    comp = lookup(component)  # UnknownComponentError: visible in Flower; the inbox keeps it
-    return engine.drain(comp, instance_id).as_dict()
 
 
 def sweep() -> int:
@@ -81,7 +72,7 @@ def register(app: Any) -> Any:
     """Register motion's tasks on ``app``; a ready worker starts the sweeper timer and
     its heartbeat."""
     if APPLY_TASK not in app.tasks:
-        app.task(name=APPLY_TASK, ignore_result=True)(apply)
+        app.task(name=APPLY_TASK, ignore_result=True)(engine.apply_task)
         app.task(name=SWEEP_TASK, ignore_result=True)(sweep)
         celery_app.consume_component_queues(app, worker_components)
         celery_app.on_worker_ready(start_sweeper_timer)
