@@ -12,7 +12,7 @@ order and exactly once as state changes.
 import sys
 from typing import Any
 
-from motion.caller import enqueue as _enqueue
+from motion.caller import host as _host
 from motion.caller.handle import ComponentInstance, Instance
 from motion.define import component as _component
 from motion.define.component import Component, DiscardPolicy
@@ -48,7 +48,7 @@ from motion.tools.http import Application
 
 # The layers below know nothing of those above: the package wires them together.
 # A component's call makes a caller-road handle; a caller hosts the worker road's
-# in-process worker when it should (see motion.caller.enqueue).
+# in-process worker when it should (see motion.caller.host).
 _component.set_handle_factory(Instance)
 
 
@@ -65,7 +65,7 @@ def _stop_worker() -> None:
         inprocess.stop_inprocess_worker()
 
 
-_enqueue.set_worker(_start_worker, _stop_worker)
+_host.set_worker(_start_worker, _stop_worker)
 
 # Motion exported these from the package; loading them lazily keeps pyarrow and
 # pandas out of `import motion` (they are not in __all__, so `import *` stays light).

@@ -24,14 +24,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def reset_motion() -> None:
     """Forget every cached setting, client and app, so the next use re-reads the env."""
-    from motion.caller import enqueue, tracking
+    from motion.caller import host, tracking
     from motion.floor import celery_app, connection, motionrc, settings, store, wakeup
 
     motionrc.reset()
     settings.reset()
     connection.reset()
     celery_app.reset()
-    enqueue.reset()
+    host.reset()
     store.STATE_CACHE.clear()
     tracking.reset()
     wakeup.reset()

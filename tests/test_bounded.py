@@ -284,27 +284,27 @@ def test_superseded_cache_entries_go_away_and_do_not_copy_the_props(redis_url) -
 
 
 def test_a_cache_entry_computed_before_a_commit_is_not_stored(redis_url) -> None:  # type: ignore[no-untyped-def]
-    from motion.caller import serve as serving
+    from motion.floor import cache
 
     handle = Counted("r1")
     assert handle.read_state("n") == 0  # created at version 1
     keys = K.InstanceKeys.of(handle.instance_name)
     props = {"a": 1}
     first = get_redis().hget(keys.meta, "tag")
-    entry = serving.cache_write(
-        Counted, keys, "get", serving.digest(Counted, props), first, 0, props
+    entry = cache.cache_write(
+        Counted, keys, "get", cache.call_digest(Counted, props), first, 0, props
     )
     assert entry is not None
     bump_version(get_redis(), keys.meta)  # a commit lands while the serve op runs
-    serving.store_entry(get_redis(), entry)
+    cache.store_entry(entry).sync(get_redis())  # the step, run on a sync client
     handle._enqueue(Update("get", props, 0), entry)  # the pipelined write, too
     assert cache_keys(handle.instance_name) == []
     second = get_redis().hget(keys.meta, "tag")
-    current = serving.cache_write(
-        Counted, keys, "get", serving.digest(Counted, props), second, 0, props
+    current = cache.cache_write(
+        Counted, keys, "get", cache.call_digest(Counted, props), second, 0, props
     )
     assert current is not None
-    serving.store_entry(get_redis(), current)
+    cache.store_entry(current).sync(get_redis())  # the step, run on a sync client
     assert len(cache_keys(handle.instance_name)) == 1
 
 

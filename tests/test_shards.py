@@ -86,7 +86,7 @@ def test_shards_refuse_a_shared_broker_and_an_inprocess_worker(
         monkeypatch.delenv("MOTION_BROKER_URL")
         monkeypatch.setenv("MOTION_INPROCESS_WORKER", "1")
         reset_motion()
-        from motion.caller.enqueue import inprocess_worker_wanted
+        from motion.caller.host import inprocess_worker_wanted
 
         with pytest.raises(ConfigurationError, match="workers per shard"):
             inprocess_worker_wanted()

@@ -19,7 +19,6 @@ checked against the dev instance's own version, not production's.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
 import threading
@@ -27,13 +26,16 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from motion.floor import drive, store
 from motion.floor import keys as K
-from motion.floor import scripts, store
 from motion.floor.connection import client_for, redis_url
+from motion.floor.drive import Steps
 
 if TYPE_CHECKING:
     from motion.define.component import Component
     from motion.floor.props import State
+
+Loaded = tuple[bytes, "State", Any]  # (version tag, state, cached serve entry or None)
 
 log = logging.getLogger("motion.dev")
 
@@ -90,14 +92,13 @@ def _production_keys(component: Component, production_id: str) -> list[str]:
     return [ikeys.meta, ikeys.state]
 
 
-def read_production(
-    client: Any, component: Component, production_id: str
-) -> tuple[bytes, State, Any] | None:
+def read_production(component: Component, production_id: str) -> Steps[Loaded | None]:
     """The production state a dev handle falls back to (``None`` if there is none)."""
     name = K.instance_name(component.name, production_id)
     known = store.STATE_CACHE.version_of(name)
     for _ in range(3):
-        reply = scripts.run(client, "read", _production_keys(component, production_id), [known])
+        keys = _production_keys(component, production_id)
+        reply = yield drive.script("read", keys, [known])
         try:
             return store.parse_read(component, production_id, reply)
         except store.StaleCopy:
@@ -105,32 +106,11 @@ def read_production(
     return None
 
 
-async def aread_production(
-    client: Any, component: Component, production_id: str
-) -> tuple[bytes, State, Any] | None:
-    """Async :func:`read_production`."""
-    keys = _production_keys(component, production_id)
-    reply = await scripts.arun(client, "read", keys, [""])
-    with contextlib.suppress(store.StaleCopy):
-        return store.parse_read(component, production_id, reply)
-    return None
-
-
 def fork_source(
-    client: Any, component: Component, production_id: str
-) -> tuple[dict[str, Any], int] | None:
+    component: Component, production_id: str
+) -> Steps[tuple[dict[str, Any], int] | None]:
     """``(state, version)`` of production to start a dev instance from, or ``None``."""
-    loaded = read_production(client, component, production_id)
-    if loaded is None:
-        return None
-    return dict(loaded[1]), store.version_number(loaded[0])
-
-
-async def afork_source(
-    client: Any, component: Component, production_id: str
-) -> tuple[dict[str, Any], int] | None:
-    """Async :func:`fork_source`."""
-    loaded = await aread_production(client, component, production_id)
+    loaded = yield from read_production(component, production_id)
     if loaded is None:
         return None
     return dict(loaded[1]), store.version_number(loaded[0])

@@ -1,54 +1,67 @@
-"""Handing a handle's updates to a worker: the enqueue, the wake-up, the in-process worker.
+"""Handing a handle's updates to a worker, and keeping account of who enqueued them.
 
-Owns :class:`Enqueuer` (one script call, the instance created on first use), the
-wake-ups a caller sends itself, and hosting the in-process worker: it starts on first
-need when ``MOTION_INPROCESS_WORKER=1``, or by default when motion runs on its
-embedded server or on Motion's configuration (``MOTION_REDIS_HOST``... or
-``.motionrc.yml``), so a script, a notebook or a Motion program needs no separate
-worker (the rule is written once, in :mod:`motion.floor.settings`). The worker itself
-is the worker road's; :mod:`motion` hands it in with :func:`set_worker`, so this road
-never imports that one. May use: the definition layer (types) and the floor.
+:class:`Enqueuer` makes one script call (``lua/enqueue.lua``): it takes the next seq,
+stores the update in the inbox, marks the instance pending and, when the broker is
+the state Redis, pushes the wake-up itself (else the caller sends it through Celery
+after the enqueue). Each call carries a fresh token, so the Redis client re-sending
+the script after a lost reply finds the update it stored instead of storing it
+twice. With ``expect``, the script enqueues only if the state is still at that
+version (the one the serve op ran on). A new instance is created on first use.
+Written once, sans-I/O (:mod:`motion.floor.drive`), for the sync and async handle.
 
-The enqueue script (``lua/enqueue.lua``) takes the next seq, stores the update
-in the inbox, marks the instance pending and, when the broker is the state
-Redis, pushes the wake-up itself. Each call carries a fresh token, so the Redis
-client re-sending the script after a lost reply finds the update it stored
-instead of storing it twice. With ``expect``, the script enqueues only if the
-state is still at that version (the one the serve op ran on).
+Which call reports each failed update: one handle may be shared by any number of
+threads and asyncio tasks, and every update it enqueues belongs to the *caller* that
+enqueued it (the asyncio task running at the time, else the thread). The rule (also
+in ``docs/api.md``):
+
+- ``run(..., flush_update=True)``, ``write_state`` and their async twins raise
+  the failure of exactly the update that call enqueued.
+- ``flush_update()`` raises the failures, among this handle's updates enqueued
+  before the call (of its flow), of the updates its own caller enqueued, and of
+  those whose caller can no longer flush them (its thread ended, its task is
+  done), that no other call reported yet.
+- Each failure is reported to one call at most; one not reported yet stays for
+  a later flush. (A flush never takes the failure of a caller still running, so
+  it cannot take the one a concurrent ``run(..., flush_update=True)`` waits for.)
+
+:class:`FailureBook` keeps that account for one handle (no I/O);
+:mod:`motion.caller.wait` feeds it the failure records it reads from Redis.
+
+Caller road; uses :mod:`motion.caller.host`, :mod:`motion.caller.serve` and the floor.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
-import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from motion.caller.serve import CacheWrite
+from motion.caller import host
+from motion.floor import cache, drive, wakeup
 from motion.floor import keys as K
-from motion.floor import scripts, wakeup
-from motion.floor.connection import get_async_redis, get_redis, is_embedded, translate_errors
-from motion.floor.errors import ConfigurationError
-from motion.floor.inbox import Update, encode, enqueue_call, new_token
-from motion.floor.settings import get_settings
+from motion.floor.connection import get_async_redis, get_redis, translate_errors
+from motion.floor.drive import Steps
+from motion.floor.errors import FailedUpdate
+from motion.floor.inbox import ALL_FLOWS, Update, encode, enqueue_call, new_token
 
 if TYPE_CHECKING:
-    from motion.caller.read import Reader
     from motion.define.component import Component
 
 Enqueued = tuple[int, bytes | None]  # (seq, the incarnation the update joined)
+CacheWrite = cache.Entry | None  # a serve-cache entry stored in the enqueue's round trip
 
 log = logging.getLogger("motion")
 
-_worker: tuple[Callable[[], None], Callable[[], None]] | None = None
-_worker_checked = False
-_worker_lock = threading.Lock()
-#: what to do at exit before the in-process worker stops: flush_on_exit handles' flushes
-_exit_flushes: dict[int, Callable[[], None]] = {}
-_exited = False
+#: most updates a handle remembers before its first wait (beyond it, the oldest
+#: become anybody's: reported to any flush, as if enqueued by a finished caller)
+MAX_OPEN = 100_000
+#: most failures a handle keeps for a flush that never comes (the oldest go)
+MAX_FAILED = 10_000
+
+_Caller = weakref.ReferenceType[Any]
 
 
 class Enqueuer:
@@ -58,15 +71,18 @@ class Enqueuer:
         self,
         component: Component,
         instance_id: str,
-        reader: Reader,
+        create: Callable[[], Steps[Any]],
+        remember: Callable[[list[Any]], None],
         *,
         timeout: float | None = None,
     ) -> None:
         self._component = component
         self._timeout = timeout  # the handle's socket timeout (None: the setting)
         self._id = instance_id
-        self._reader = reader
+        # the reader's (motion.caller.serve.Reader): create the instance; keep a state
+        self._create, self._remember = create, remember
         self._keys = K.InstanceKeys.of(K.instance_name(component.name, instance_id))
+        self._hosted = False  # whether this process's in-process worker was seen to
 
     def enqueue(
         self, update: Update, cache_write: CacheWrite = None, expect: bytes = b""
@@ -74,146 +90,46 @@ class Enqueuer:
         """Enqueue ``update`` (storing ``cache_write`` in the same round trip): its seq
         and incarnation, or ``None`` when the state is no longer at version tag
         ``expect``."""
-        keys, args = self._call(update, expect)
-        name = self._keys.name
-        with translate_errors(f"enqueueing {update.flow!r} for {name}", name):
-            client = get_redis(name, self._timeout)
-            if cache_write is None:
-                reply = scripts.run(client, "enqueue", keys, args, fast=True)
-            else:
-                reply = scripts.run_after(
-                    client, ("cache", cache_write.call()), "enqueue", keys, args
-                )
-            if reply[0] == 0:  # a new instance: create it, then enqueue
-                self._reader.create(client)
-                reply = scripts.run(client, "enqueue", keys, args)
-        enqueued = self._enqueued(reply)
-        if enqueued is not None and reply[1] == 1:
-            # the script could not push it (another broker): send it now
-            send_wakeup_sync(self._component.name, self._id, update.flow, enqueued[0])
-        return enqueued
+        client = get_redis(self._keys.name, self._timeout)
+        return drive.drive(self.steps(update, cache_write, expect), client)
 
     async def aenqueue(
         self, update: Update, cache_write: CacheWrite = None, expect: bytes = b""
     ) -> Enqueued | None:
         """Async :meth:`enqueue`."""
-        keys, args = self._call(update, expect)
+        client = get_async_redis(self._keys.name, self._timeout)
+        return await drive.adrive(self.steps(update, cache_write, expect), client)
+
+    def steps(
+        self, update: Update, cache_write: CacheWrite = None, expect: bytes = b""
+    ) -> Steps[Enqueued | None]:
+        """The steps of :meth:`enqueue`."""
         name = self._keys.name
         with translate_errors(f"enqueueing {update.flow!r} for {name}", name):
-            client = get_async_redis(name, self._timeout)
+            entry = encode(self._component, self._keys.name, update)
+            push = wakeup_to_push(self._component.name, self._id, update.flow)
+            keys, args = enqueue_call(
+                self._keys, entry, update.flow, push, expect=expect, token=new_token()
+            )
             if cache_write is None:
-                reply = await scripts.arun(client, "enqueue", keys, args)
+                reply = yield drive.script("enqueue", keys, args, fast=True)
             else:
-                reply = await scripts.arun_after(
-                    client, ("cache", cache_write.call()), "enqueue", keys, args
+                reply = yield drive.script_after(
+                    ("cache", cache_write.call()), "enqueue", keys, args
                 )
-            if reply[0] == 0:
-                await self._reader.aload()  # creates the instance
-                reply = await scripts.arun(client, "enqueue", keys, args)
-        enqueued = self._enqueued(reply)
-        if enqueued is not None and reply[1] == 1:
-            await send_wakeup_async(self._component.name, self._id, update.flow, enqueued[0])
-        return enqueued
-
-    def _call(self, update: Update, expect: bytes) -> tuple[list[str], list[Any]]:
-        entry = encode(self._component, self._keys.name, update)
-        push = wakeup_to_push(self._component.name, self._id, update.flow)
-        token = new_token()
-        return enqueue_call(self._keys, entry, update.flow, push, expect=expect, token=token)
-
-    def _enqueued(self, reply: list[Any]) -> Enqueued | None:
-        """Interpret the script's reply: the seq and incarnation, or ``None`` (the state
-        moved on)."""
-        if reply[0] == -1:  # keep the state it returned, so the caller serves again
-            self._reader.remember(reply)
-            return None
-        ensure_worker()
-        return int(reply[0]), reply[2] if len(reply) > 2 else None
-
-
-def set_worker(start: Callable[[], None], stop: Callable[[], None]) -> None:
-    """Hand in the in-process worker: ``start`` (idempotent) runs on first need,
-    ``stop`` at exit. :mod:`motion` passes the worker road's
-    (:mod:`motion.worker.inprocess`)."""
-    global _worker
-    _worker = (start, stop)
-
-
-def inprocess_worker_wanted() -> bool:
-    """Whether this process should run the in-process worker."""
-    settings = get_settings()
-    wanted = settings.inprocess_worker
-    if wanted and settings.redis_shards:
-        raise ConfigurationError(
-            "MOTION_INPROCESS_WORKER=1 cannot serve MOTION_REDIS_SHARDS: run workers per "
-            "shard (MOTION_REDIS_URL=<shard> celery -A workers worker -I <module>)."
-        )
-    if wanted is not None:
-        return wanted
-    # a Motion program (Motion's variables or .motionrc.yml) applied its updates in
-    # the caller; a fleet configured with MOTION_REDIS_URL keeps them on its workers
-    return is_embedded() or settings.motion_config
-
-
-def ensure_worker() -> None:
-    """Start the in-process worker if this process should run one (cheap after the first call)."""
-    global _worker_checked
-    if _worker_checked:
-        return
-    with _worker_lock:
-        if not _worker_checked:
-            if inprocess_worker_wanted():
-                if _worker is None:
-                    raise ConfigurationError(
-                        "this process should run the in-process worker, but none was handed "
-                        "to motion.caller.enqueue.set_worker (import motion, which does)."
-                    )
-                _worker[0]()
-                _arm_exit(worker=True)
-            _worker_checked = True
-
-
-def flush_at_exit(handle: object, flush: Callable[[], None] | None) -> None:
-    """Run ``flush`` at interpreter exit, before the in-process worker stops (``None``:
-    forget ``handle``'s). Motion's ``flush_on_exit`` handles register here."""
-    if flush is None:
-        _exit_flushes.pop(id(handle), None)
-        return
-    _exit_flushes[id(handle)] = flush
-    _arm_exit()
-
-
-def _arm_exit(worker: bool = False) -> None:
-    """Have :func:`_at_exit` run at interpreter exit before the hooks registered so far
-    (atexit runs the last registered first: the embedded server's stop).
-
-    With the in-process worker it must run earlier still: at exit Python first
-    joins the thread pools (``threading._register_atexit``, as ``concurrent.futures``
-    does), which would let a drain apply its whole inbox; so it is registered there
-    too, after the worker's pool (the last registered runs first).
-    """
-    atexit.unregister(_at_exit)
-    atexit.register(_at_exit)
-    if worker:
-        with contextlib.suppress(AttributeError, RuntimeError):  # RuntimeError: exiting
-            threading._register_atexit(_at_exit)  # type: ignore[attr-defined]  # stdlib's
-
-
-def _at_exit() -> None:
-    """Exit: flush the ``flush_on_exit`` handles, then stop the in-process worker (its
-    drain finishes the update under way; the rest stays durable in Redis)."""
-    global _exited
-    if _exited:
-        return
-    _exited = True
-    for flush in list(_exit_flushes.values()):
-        try:
-            flush()
-        except Exception as exc:  # at exit there is no caller left to raise to
-            log.error("flush_on_exit: %s", exc)
-    _exit_flushes.clear()
-    if _worker is not None:
-        _worker[1]()  # a no-op when it never started
+            if reply[0] == 0:  # a new instance: create it, then enqueue
+                yield from self._create()
+                reply = yield drive.script("enqueue", keys, args)
+            if reply[0] == -1:  # keep the state it returned, so the caller serves again
+                self._remember(reply)
+                return None
+        if not self._hosted:  # (the answer cannot change once this process has checked)
+            host.ensure_worker()
+            self._hosted = True
+        seq = int(reply[0])
+        if reply[1] == 1:  # the script could not push the wake-up (another broker)
+            yield drive.compute(send_wakeup_sync, self._component.name, self._id, update.flow, seq)
+        return seq, reply[2] if len(reply) > 2 else None
 
 
 def wakeup_to_push(component: str, instance_id: str, flow: str) -> tuple[str, bytes] | None:
@@ -233,7 +149,7 @@ def send_wakeup_sync(component: str, instance_id: str, flow: str, seq: int) -> N
     The update itself is already safe in the inbox when this runs, so a failed
     send is logged, not raised: the instance stays pending until swept.
     """
-    from motion.floor.celery_app import send_wakeup
+    from motion.floor.celery_app import send_wakeup  # loads Celery: only for another broker
 
     try:
         send_wakeup(component, instance_id, flow, seq)
@@ -247,13 +163,107 @@ def send_wakeup_sync(component: str, instance_id: str, flow: str, seq: int) -> N
         )
 
 
-async def send_wakeup_async(component: str, instance_id: str, flow: str, seq: int) -> None:
-    """:func:`send_wakeup_sync` off the event loop (kombu's producer is blocking)."""
-    await asyncio.to_thread(send_wakeup_sync, component, instance_id, flow, seq)
+def current_caller() -> Any:
+    """The asyncio task running now, else the current thread."""
+    loop = asyncio.events._get_running_loop()  # None outside a loop, without raising
+    task = asyncio.current_task(loop) if loop is not None else None
+    return task if task is not None else threading.current_thread()
 
 
-def reset() -> None:
-    """Forget whether the worker was checked (tests)."""
-    global _worker_checked, _exited
-    _worker_checked = False
-    _exited = False
+def _gone(caller: _Caller | None) -> bool:
+    """Whether ``caller`` can no longer flush (``None``: nobody's)."""
+    if caller is None:
+        return True
+    obj = caller()
+    if obj is None:
+        return True
+    if isinstance(obj, asyncio.Future):
+        return obj.done()
+    return not obj.is_alive()
+
+
+class FailureBook:
+    """The updates one handle enqueued whose outcome it has not seen yet, and the
+    failures among them not yet reported, each with the caller that enqueued it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[int, _Caller] = {}  # seq -> its caller; outcome not seen yet
+        self._anybody: tuple[int, int] | None = None  # seqs past MAX_OPEN: anybody's
+        self._failed: dict[int, tuple[_Caller | None, FailedUpdate]] = {}
+
+    def enqueued(self, seq: int) -> None:
+        """Note that the current caller enqueued update ``seq``."""
+        caller = weakref.ref(current_caller())
+        with self._lock:
+            self._open[seq] = caller
+            if len(self._open) > MAX_OPEN:
+                oldest = sorted(self._open)[: MAX_OPEN // 2]
+                for old in oldest:
+                    del self._open[old]
+                low, high = oldest[0], oldest[-1]
+                if self._anybody is not None:
+                    low, high = min(low, self._anybody[0]), max(high, self._anybody[1])
+                self._anybody = (low, high)
+
+    def drop_open(self) -> list[int]:
+        """Forget every update whose outcome is not seen yet (its incarnation is gone:
+        it will never be applied); their seqs, for the error that says so."""
+        with self._lock:
+            seqs = sorted(self._open)
+            if self._anybody is not None:
+                seqs.append(self._anybody[0])
+            self._open.clear()
+            self._anybody = None
+            return seqs
+
+    def has_open(self) -> bool:
+        """Whether some update's outcome is not seen yet."""
+        with self._lock:
+            return bool(self._open) or self._anybody is not None
+
+    def unseen_from(self, target: int) -> int | None:
+        """The lowest seq up to ``target`` whose outcome is not seen yet (read the
+        failure records from there), or ``None``: nothing to read."""
+        with self._lock:
+            low = min((seq for seq in self._open if seq <= target), default=None)
+            if self._anybody is not None and self._anybody[0] <= target:
+                low = self._anybody[0] if low is None else min(low, self._anybody[0])
+            return low
+
+    def seen(self, low: int, target: int, failures: list[FailedUpdate]) -> None:
+        """Every update from ``low`` to ``target`` is applied; ``failures`` are the
+        failure records of that range (all flows)."""
+        by_seq = {failure.seq: failure for failure in failures}
+        with self._lock:
+            for seq in [s for s in self._open if low <= s <= target]:
+                caller = self._open.pop(seq)
+                if seq in by_seq:
+                    self._failed[seq] = (caller, by_seq[seq])
+            if self._anybody is not None and self._anybody[0] >= low:
+                first, last = self._anybody
+                for seq, failure in by_seq.items():
+                    if first <= seq <= min(last, target):
+                        self._failed.setdefault(seq, (None, failure))
+                self._anybody = (target + 1, last) if last > target else None
+            while len(self._failed) > MAX_FAILED:
+                del self._failed[min(self._failed)]
+
+    def claim_own(self, seq: int) -> list[FailedUpdate]:
+        """The failure of update ``seq`` (if it failed), for the call that enqueued it."""
+        with self._lock:
+            found = self._failed.pop(seq, None)
+        return [] if found is None else [found[1]]
+
+    def claim(self, flow: str, target: int) -> list[FailedUpdate]:
+        """The failures a flush of ``flow`` up to ``target`` by the current caller reports."""
+        me = current_caller()
+        with self._lock:
+            mine = [
+                seq
+                for seq, (caller, failure) in self._failed.items()
+                if seq <= target
+                and flow in (ALL_FLOWS, failure.flow)
+                and ((caller is not None and caller() is me) or _gone(caller))
+            ]
+            return [self._failed.pop(seq)[1] for seq in sorted(mine)]

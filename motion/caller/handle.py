@@ -2,46 +2,48 @@
 
 A handle is cheap: no thread, no connection of its own (it borrows the process's
 pooled clients), so a web server may create one per request. Constructing it
-creates the instance, as in Motion (see :meth:`motion.reader.Reader.ensure`): one
-round trip for an instance this process holds no copy of, none otherwise.
+creates the instance, as in Motion (see :meth:`motion.caller.serve.Reader.ensure`):
+one round trip for an instance this process holds no copy of, none otherwise.
 
 ``run`` reads the state, runs the serve op and enqueues the update: two round
 trips. When the serve op is quick and the state did not change since this
 process last read it, ``run`` serves on its copy and enqueues in *one* round
 trip: the enqueue script checks the copy's version is still the committed one
 and, if not, enqueues nothing and returns the current state to serve on again.
+
+Each call is written once, sans-I/O (:mod:`motion.floor.drive`): ``run`` and
+``arun``, ``gen`` and ``agen``, ``flush_update`` and ``aflush_update`` are front
+ends of one implementation each. Caller road: uses the caller modules (serve,
+enqueue, wait, host, devmode, options), the definition layer (types) and the floor.
 """
 
 from __future__ import annotations
 
-import inspect
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, overload
 
-from motion.caller import devmode, enqueue
-from motion.caller import serve as serving
+from motion.caller import devmode, host
 from motion.caller.enqueue import Enqueuer
-from motion.caller.options import HandleOptions, flow_name
-from motion.caller.read import Reader
-from motion.caller.serve import CacheWrite, Served, call_sync
+from motion.caller.options import HandleOptions
+from motion.caller.serve import CacheWrite, Reader, Server
 from motion.caller.wait import Waiter
+from motion.floor import drive, motionrc, settings
 from motion.floor import keys as K
-from motion.floor import motionrc, settings
 from motion.floor.connection import (
     get_async_redis,
     get_redis,
     socket_timeout_option,
     translate_errors,
 )
+from motion.floor.drive import Steps
 from motion.floor.errors import InstanceClosedError, InvalidInstanceIdError, UpdatesDisabledError
 from motion.floor.inbox import ALL_FLOWS, WRITE_FLOW, Update
 from motion.floor.inbox import target_field as _target_field
-from motion.floor.props import Properties
 from motion.floor.store import version_number
 
 if TYPE_CHECKING:
-    from motion.define.component import Component, Op
+    from motion.define.component import Component
 
 # fmt: off
 _WORDS = (
@@ -57,6 +59,21 @@ def random_id() -> str:
     return f"{secrets.choice(_WORDS)}-{secrets.choice(_WORDS)}-{secrets.token_hex(3)}"
 
 
+def flow_name(flow: str | None, flow_key: str | None, dataflow_key: str | None) -> str | None:
+    """The flow named positionally, by Motion's ``flow_key`` or by the older ``dataflow_key``.
+
+    Raises:
+        TypeError: two of them name different flows.
+    """
+    named = {k: v for k, v in (("flow", flow), ("flow_key", flow_key)) if v is not None}
+    if dataflow_key is not None:
+        named["dataflow_key"] = dataflow_key
+    if len(set(named.values())) > 1:
+        shown = ", ".join(f"{k}={v!r}" for k, v in named.items())
+        raise TypeError(f"got two flows: {shown}; name the flow once.")
+    return next(iter(named.values()), None)
+
+
 class Instance:
     """A handle on one instance (e.g. one user) of a component.
 
@@ -64,7 +81,7 @@ class Instance:
     :meth:`run` / :meth:`arun` to serve and enqueue, :meth:`flush_update` to wait.
     Motion's keyword names for the flow, ``flow_key=`` and the older
     ``dataflow_key=``, are accepted too; Motion's options are in
-    :class:`motion.options.HandleOptions`.
+    :class:`motion.caller.options.HandleOptions`.
     """
 
     def __init__(
@@ -99,12 +116,16 @@ class Instance:
         self._timeout = timeout
         params = dict(init_state_params or {})
         self._reader = Reader(component, stored, params, production, timeout=timeout)
-        self._enqueuer = Enqueuer(component, stored, self._reader, timeout=timeout)
+        reader = self._reader
+        self._enqueuer = Enqueuer(
+            component, stored, reader.create, reader.remember, timeout=timeout
+        )
         self._closed = False
         self._waiter = Waiter(self._keys, component.name, timeout=timeout)
+        self._server = Server(component, self._keys, self._reader, self._enqueuer, self._waiter)
         self._flows_run: set[str] = set()
         if self._flush_on_exit:
-            enqueue.flush_at_exit(self, self._flush_run_flows)
+            host.flush_at_exit(self, self._flush_run_flows)
         # the instance exists once its handle does (as in Motion): created here
         # (init_state runs here), unless this process knows it exists
         self._reader.ensure()
@@ -151,31 +172,27 @@ class Instance:
             The serve op's result (a list for a generator op; ``None`` when the
             flow has no serve op).
         """
-        flow = self._start(flow_name(flow, flow_key, dataflow_key), flush_update)
-        properties = Properties(props or {})
-        if force_refresh:
-            self._settle()
-        serve = self._component.serve_op(flow)
-        skip_cache = ignore_cache or force_refresh
-        if serve is not None and self._serves_ahead(serve, flow, skip_cache):
-            ahead = self._serve_ahead(serve, flow, properties)
-            if ahead is not None:
-                if flush_update:
-                    self._waiter.wait(flow, ahead[1], None, own=True)
-                return ahead[0]
-        served = Served(None)
-        if serve is not None:
-            served = self._serve(serve, flow, properties, skip_cache)
-        properties.serve_result = served.value
-        if self._component.update_ops(flow):
-            seq = self._enqueue(Update(flow, dict(properties), served.value), served.cache_write)
-            if flush_update:
-                self._waiter.wait(flow, seq, None, own=True)
-        elif served.cache_write is not None:
-            name = self._keys.name
-            with translate_errors(f"caching a serve result of {name}", name):
-                serving.store_entry(get_redis(name, self._timeout), served.cache_write)
-        return served.value
+        name = flow_name(flow, flow_key, dataflow_key)
+        how = ignore_cache, force_refresh, flush_update
+        call = self._server.run(self._start, name, props, *how)
+        return drive.drive(call, get_redis(self._keys.name, self._timeout))
+
+    async def arun(
+        self,
+        flow: str | None = None,
+        props: dict[str, Any] | None = None,
+        ignore_cache: bool = False,
+        force_refresh: bool = False,
+        flush_update: bool = False,
+        *,
+        flow_key: str | None = None,
+        dataflow_key: str | None = None,
+    ) -> Any:
+        """Async twin of :meth:`run`: asyncio Redis client, sync ops in a thread."""
+        name = flow_name(flow, flow_key, dataflow_key)
+        how = ignore_cache, force_refresh, flush_update
+        call = self._server.run(self._start, name, props, *how)
+        return await drive.adrive(call, get_async_redis(self._keys.name, self._timeout))
 
     def gen(
         self,
@@ -195,83 +212,13 @@ class Instance:
         ``ignore_cache``, ``force_refresh`` and ``flush_update`` behave as in
         :meth:`run`.
         """
-        flow = self._start(flow_name(flow, flow_key, dataflow_key), flush_update)
-        properties = Properties(props or {})
-        if force_refresh:
-            self._settle()
-        serve = self._component.serve_op(flow)
-        items: list[Any] = []
-        write: CacheWrite = None
-        if serve is not None:
-            digest = serving.digest(self._component, properties)
-            skip = ignore_cache or force_refresh
-            version, state, hit = self._reader.load(flow, None if skip else digest)
-            where = (self._keys, flow, digest, version)
-            cached = serving.cache_hit(self._component, hit, properties, where)
-            if isinstance(cached, list):  # a streamed result is cached as its full list
-                items = cached
-                yield from cached
-            else:
-                out = serve.call(state.copy(), properties)
-                if inspect.isasyncgen(out) or inspect.iscoroutine(out):
-                    out = call_sync(serving.collect(out))
-                for item in out if serving.iterable(out) else [out]:
-                    items.append(item)
-                    yield item
-                write = serving.cache_write(
-                    self._component, self._keys, flow, digest, version, items, properties
-                )
-        properties.serve_result = items
-        if self._component.update_ops(flow):
-            seq = self._enqueue(Update(flow, dict(properties), items), write)
-            if flush_update:
-                self._waiter.wait(flow, seq, None, own=True)
-        elif write is not None:
-            name = self._keys.name
-            with translate_errors(f"caching a serve result of {name}", name):
-                serving.store_entry(get_redis(name, self._timeout), write)
+        name = flow_name(flow, flow_key, dataflow_key)
+        call = self._server.stream(
+            self._start, name, props, ignore_cache, force_refresh, flush_update
+        )
+        return drive.drive_items(call, get_redis(self._keys.name, self._timeout))
 
-    async def arun(
-        self,
-        flow: str | None = None,
-        props: dict[str, Any] | None = None,
-        ignore_cache: bool = False,
-        force_refresh: bool = False,
-        flush_update: bool = False,
-        *,
-        flow_key: str | None = None,
-        dataflow_key: str | None = None,
-    ) -> Any:
-        """Async twin of :meth:`run`: asyncio Redis client, sync ops in a thread."""
-        flow = self._start(flow_name(flow, flow_key, dataflow_key), flush_update)
-        properties = Properties(props or {})
-        if force_refresh:
-            await self._asettle()
-        serve = self._component.serve_op(flow)
-        skip_cache = ignore_cache or force_refresh
-        if serve is not None and self._serves_ahead(serve, flow, skip_cache):
-            ahead = await self._aserve_ahead(serve, flow, properties)
-            if ahead is not None:
-                if flush_update:
-                    await self._waiter.await_(flow, ahead[1], None, own=True)
-                return ahead[0]
-        served = Served(None)
-        if serve is not None:
-            served = await self._aserve(serve, flow, properties, skip_cache)
-        properties.serve_result = served.value
-        if self._component.update_ops(flow):
-            update = Update(flow, dict(properties), served.value)
-            seq = await self._aenqueue(update, served.cache_write)
-            if flush_update:
-                await self._waiter.await_(flow, seq, None, own=True)
-        elif served.cache_write is not None:
-            name = self._keys.name
-            with translate_errors(f"caching a serve result of {name}", name):
-                client = get_async_redis(name, self._timeout)
-                await serving.astore_entry(client, served.cache_write)
-        return served.value
-
-    async def agen(
+    def agen(
         self,
         flow: str | None = None,
         props: dict[str, Any] | None = None,
@@ -283,58 +230,22 @@ class Instance:
         dataflow_key: str | None = None,
     ) -> AsyncIterator[Any]:
         """Async twin of :meth:`gen` for async-generator (or generator) serve ops."""
-        flow = self._start(flow_name(flow, flow_key, dataflow_key), flush_update)
-        properties = Properties(props or {})
-        if force_refresh:
-            await self._asettle()
-        serve = self._component.serve_op(flow)
-        items: list[Any] = []
-        write: CacheWrite = None
-        if serve is not None:
-            digest = serving.digest(self._component, properties)
-            skip = ignore_cache or force_refresh
-            version, state, hit = await self._reader.aload(flow, None if skip else digest)
-            where = (self._keys, flow, digest, version)
-            cached = serving.cache_hit(self._component, hit, properties, where)
-            if isinstance(cached, list):  # a streamed result is cached as its full list
-                items = cached
-                for item in cached:
-                    yield item
-            else:
-                out = serve.call(state.copy(), properties)
-                if inspect.iscoroutine(out):
-                    out = await out
-                if inspect.isasyncgen(out):
-                    async for item in out:
-                        items.append(item)
-                        yield item
-                else:
-                    for item in out if serving.iterable(out) else [out]:
-                        items.append(item)
-                        yield item
-                write = serving.cache_write(
-                    self._component, self._keys, flow, digest, version, items, properties
-                )
-        properties.serve_result = items
-        if self._component.update_ops(flow):
-            seq = await self._aenqueue(Update(flow, dict(properties), items), write)
-            if flush_update:
-                await self._waiter.await_(flow, seq, None, own=True)
-        elif write is not None:
-            name = self._keys.name
-            with translate_errors(f"caching a serve result of {name}", name):
-                await serving.astore_entry(get_async_redis(name, self._timeout), write)
+        name = flow_name(flow, flow_key, dataflow_key)
+        call = self._server.stream(
+            self._start, name, props, ignore_cache, force_refresh, flush_update
+        )
+        return drive.adrive_items(call, lambda: get_async_redis(self._keys.name, self._timeout))
 
     # -- state ------------------------------------------------------------------
     def read_state(self, key: str, default_value: Any = None) -> Any:
         """The committed value of state ``key`` (``default_value`` if absent)."""
         self._check_open()
-        return self._reader.load()[1].get(key, default_value)
+        return self._reader.read()[1].get(key, default_value)
 
     def get_version(self) -> int:
         """The committed state version (1 after creation; +1 per state change)."""
         self._check_open()
-        return version_number(self._reader.load()[0])
+        return version_number(self._reader.read()[0])
 
     def write_state(
         self, state_update: dict[str, Any], latest: bool = False, timeout: float | None = None
@@ -377,10 +288,8 @@ class Instance:
             FlushTimeoutError: if ``timeout`` seconds pass first.
         """
         flow = self._flow_or_all(flow, flow_key, dataflow_key)
-        with translate_errors("flush_update", self._keys.name):
-            client = get_redis(self._keys.name, self._timeout)
-            target, inc = client.hmget(self._keys.meta, _target_field(flow), "inc")
-        self._waiter.wait(flow, int(target or 0), timeout, incarnation=inc)
+        call = self._flush(flow, timeout)
+        drive.drive(call, get_redis(self._keys.name, self._timeout))
 
     async def aflush_update(
         self,
@@ -392,10 +301,17 @@ class Instance:
     ) -> None:
         """Async twin of :meth:`flush_update`."""
         flow = self._flow_or_all(flow, flow_key, dataflow_key)
+        call = self._flush(flow, timeout)
+        await drive.adrive(call, get_async_redis(self._keys.name, self._timeout))
+
+    def _flush(self, flow: str, timeout: float | None) -> Steps[None]:
         with translate_errors("flush_update", self._keys.name):
-            client = get_async_redis(self._keys.name, self._timeout)
-            target, inc = await client.hmget(self._keys.meta, _target_field(flow), "inc")
-        await self._waiter.await_(flow, int(target or 0), timeout, incarnation=inc)
+            target, inc = yield drive.command("hmget", self._keys.meta, _target_field(flow), "inc")
+        waiter = self._waiter
+        yield drive.either(
+            lambda _: waiter.wait(flow, int(target or 0), timeout, incarnation=inc),
+            lambda _: waiter.await_(flow, int(target or 0), timeout, incarnation=inc),
+        )
 
     # -- lifecycle --------------------------------------------------------------
     def close(self, wait_for_logging_threads: bool = False) -> None:
@@ -410,7 +326,7 @@ class Instance:
         if self._closed:
             return
         if self._flush_on_exit:
-            enqueue.flush_at_exit(self, None)
+            host.flush_at_exit(self, None)
             self._flush_run_flows()
         self._closed = True
 
@@ -467,99 +383,6 @@ class Instance:
             return ALL_FLOWS
         return self._start(name, True)
 
-    def _settle(self, timeout: float | None = None) -> None:
-        """Wait for every pending update (``force_refresh``); failures stay for a flush."""
-        with translate_errors("force_refresh", self._keys.name):
-            client = get_redis(self._keys.name, self._timeout)
-            target, inc = client.hmget(self._keys.meta, "seq", "inc")
-        self._waiter.wait(ALL_FLOWS, int(target or 0), timeout, report=False, incarnation=inc)
-
-    async def _asettle(self, timeout: float | None = None) -> None:
-        with translate_errors("force_refresh", self._keys.name):
-            client = get_async_redis(self._keys.name, self._timeout)
-            target, inc = await client.hmget(self._keys.meta, "seq", "inc")
-        await self._waiter.await_(
-            ALL_FLOWS, int(target or 0), timeout, report=False, incarnation=inc
-        )
-
-    # -- internals: serve ---------------------------------------------------------
-    def _serve(self, op: Op, flow: str, props: Properties, skip_cache: bool) -> Served:
-        digest = serving.digest(self._component, props)
-        version, state, hit = self._reader.load(flow, None if skip_cache else digest)
-        value = serving.cache_hit(self._component, hit, props, (self._keys, flow, digest, version))
-        if value is not serving.MISS:
-            return Served(value)
-        out = serving.call(op, state, props)
-        write = serving.cache_write(self._component, self._keys, flow, digest, version, out, props)
-        return Served(out, write)
-
-    async def _aserve(self, op: Op, flow: str, props: Properties, skip_cache: bool) -> Served:
-        digest = serving.digest(self._component, props)
-        version, state, hit = await self._reader.aload(flow, None if skip_cache else digest)
-        value = serving.cache_hit(self._component, hit, props, (self._keys, flow, digest, version))
-        if value is not serving.MISS:
-            return Served(value)
-        out = await serving.acall(op, state, props)
-        write = serving.cache_write(self._component, self._keys, flow, digest, version, out, props)
-        return Served(out, write)
-
-    def _serves_ahead(self, op: Op, flow: str, skip_cache: bool) -> bool:
-        """Whether ``run`` may serve on the local copy and enqueue in one round trip.
-
-        That pays off when the serve op is quick (running it again on a changed
-        state costs less than the round trip saved) and the state did not change
-        at the last read; it needs no serve-cache read (cache off, or skipped).
-        """
-        return (
-            bool(self._component.update_ops(flow))
-            and (skip_cache or self._component.cache_ttl == 0)
-            and serving.SERVE_TIMES.quick(op)
-            and self._reader.steady()
-        )
-
-    def _serve_ahead(self, op: Op, flow: str, props: Properties) -> tuple[Any, int] | None:
-        """Serve on the local copy and enqueue if it is current: ``(result, seq)``, or
-        ``None`` when the state kept changing (the caller takes the two-trip path)."""
-        original = dict(props)
-        for _ in range(3):
-            version, state = self._reader.local_copy()
-            if state is None:
-                return None
-            attempt = Properties(original)
-            out = serving.call(op, state, attempt)
-            attempt.serve_result = out
-            write = self._ahead_cache_write(flow, original, version, out, attempt)
-            seq = self._enqueue(Update(flow, dict(attempt), out), write, expect=version)
-            if seq is not None:
-                props.update(attempt)
-                props.serve_result = out
-                return out, seq
-        return None
-
-    async def _aserve_ahead(self, op: Op, flow: str, props: Properties) -> tuple[Any, int] | None:
-        """Async :meth:`_serve_ahead`."""
-        original = dict(props)
-        for _ in range(3):
-            version, state = self._reader.local_copy()
-            if state is None:
-                return None
-            attempt = Properties(original)
-            out = await serving.acall(op, state, attempt)
-            attempt.serve_result = out
-            write = self._ahead_cache_write(flow, original, version, out, attempt)
-            seq = await self._aenqueue(Update(flow, dict(attempt), out), write, expect=version)
-            if seq is not None:
-                props.update(attempt)
-                props.serve_result = out
-                return out, seq
-        return None
-
-    def _ahead_cache_write(
-        self, flow: str, original: dict[str, Any], version: bytes, out: Any, after: Properties
-    ) -> CacheWrite:
-        digest = serving.digest(self._component, original)
-        return serving.cache_write(self._component, self._keys, flow, digest, version, out, after)
-
     # -- internals: enqueue ---------------------------------------------------------
     @overload
     def _enqueue(self, update: Update, cache_write: CacheWrite = None) -> int: ...
@@ -573,29 +396,15 @@ class Instance:
         self, update: Update, cache_write: CacheWrite = None, *, expect: bytes = b""
     ) -> int | None:
         """Enqueue ``update``; its seq, or ``None`` if the state is no longer at ``expect``."""
-        enqueued = self._enqueuer.enqueue(update, cache_write, expect)
-        if enqueued is None:
-            return None
-        self._waiter.watch(*enqueued)
-        return enqueued[0]
+        call = self._server.enqueue(update, cache_write, expect)
+        return drive.drive(call, get_redis(self._keys.name, self._timeout))
 
-    @overload
-    async def _aenqueue(self, update: Update, cache_write: CacheWrite = None) -> int: ...
-
-    @overload
-    async def _aenqueue(
-        self, update: Update, cache_write: CacheWrite = None, *, expect: bytes
-    ) -> int | None: ...
-
-    async def _aenqueue(
-        self, update: Update, cache_write: CacheWrite = None, *, expect: bytes = b""
-    ) -> int | None:
-        """Async :meth:`_enqueue`."""
-        enqueued = await self._enqueuer.aenqueue(update, cache_write, expect)
-        if enqueued is None:
-            return None
-        self._waiter.watch(*enqueued)
-        return enqueued[0]
+    async def _aenqueue(self, update: Update, cache_write: CacheWrite = None) -> int:
+        """Async :meth:`_enqueue` (no ``expect``)."""
+        call = self._server.enqueue(update, cache_write)
+        seq = await drive.adrive(call, get_async_redis(self._keys.name, self._timeout))
+        assert seq is not None  # no expect: the enqueue always takes it
+        return seq
 
 
-ComponentInstance = Instance  # Motion's name: from motion.caller.handle import ComponentInstance
+ComponentInstance = Instance  # Motion's name: from motion.instance import ComponentInstance

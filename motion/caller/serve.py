@@ -1,180 +1,390 @@
-"""Running serve ops in the caller: to completion, timed, and through the result cache.
+"""Serving in the caller: reading the state, and running serve ops on it.
 
-A serve op may be a plain function, a generator, a coroutine or an async
-generator; ``run`` wants its whole result. The time each op usually takes
-decides how ``run`` reads the state (see :meth:`ServeTimes.quick`). A cache
-entry holds the result *and* the props the serve op left behind (it may add
-keys for the update ops), so a cache hit hands the update ops what a fresh
-serve would have.
+:class:`Reader` reads one instance's committed state for its handle. The process
+keeps a copy of recently read states (:data:`motion.floor.store.STATE_CACHE`); a
+read costs one small round trip that confirms the copy's version tag (an ``HGET``,
+like a ``GET``), or none at all when client tracking vouches for it, and the whole
+state only when it changed. Constructing a handle creates the instance
+(:meth:`Reader.ensure`), as Motion did, unless this process already holds a copy of
+it: the creating caller claims the creation (a short-lived claim key), runs
+``init_state`` and stores the result with a new incarnation id, so one caller runs
+``init_state`` however many race, and keeps the live object it returned as its copy
+of version 1. If the instance vanishes later, the next read or enqueue creates it
+again, as a new incarnation. In dev mode (:mod:`motion.caller.devmode`) a dev
+instance reads production until it exists and is forked from it.
+
+A serve op may be a plain function, a generator, a coroutine or an async generator;
+``run`` wants its whole result. The time each op usually takes decides how ``run``
+reads the state (see :meth:`ServeTimes.quick`). A cache entry holds the result *and*
+the props the serve op left behind (it may add keys for the update ops), so a cache
+hit hands the update ops what a fresh serve would have.
+
+Reads are written once, sans-I/O (:mod:`motion.floor.drive`), for the sync and async
+handle alike. Caller road: uses :mod:`motion.caller.devmode`,
+:mod:`motion.caller.tracking` and the floor.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import inspect
-import time
-from collections.abc import Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from motion.floor import cache, scripts
+from motion.caller import devmode
+from motion.caller.tracking import get_tracker
+from motion.define import ops
+from motion.floor import cache, drive, store
+from motion.floor import keys as K
+from motion.floor.connection import (
+    fast_command,
+    get_async_redis,
+    get_redis,
+    redis_url,
+    translate_errors,
+)
+from motion.floor.drive import Steps
+from motion.floor.errors import InvalidInstanceIdError
+from motion.floor.inbox import ALL_FLOWS, Update
 from motion.floor.props import Properties, State
+from motion.floor.settings import get_settings
 
 if TYPE_CHECKING:
+    from motion.caller.enqueue import Enqueuer
+    from motion.caller.wait import Waiter
     from motion.define.component import Component, Op
     from motion.floor.keys import InstanceKeys
 
 CacheWrite = cache.Entry | None  # a serve-cache entry to store
-MISS = cache.MISS
+Start = Callable[[str | None, bool], str]  # the handle's check of the flow it runs
+_END = object()  # the end of a streamed serve op's items
+Loaded = tuple[bytes, State, Any]  # (version tag, state, cached serve entry or None)
+
+#: how long a creation claim holds (ms): past it, a waiting caller creates instead
+CLAIM_MS = 30_000
+_MAX_DELAY = 0.05
 
 
-@dataclass
-class Served:
-    """A serve op's result, and the cache entry to store for it (if any)."""
+class Reader:
+    """Reads (and creates) one instance's state, and serve-cache entries, for a handle."""
 
-    value: Any
-    cache_write: CacheWrite = None
+    def __init__(
+        self,
+        component: Component,
+        instance_id: str,
+        init_params: dict[str, Any],
+        production: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        self._component = component
+        self._timeout = timeout  # the handle's socket timeout (None: the setting)
+        self._id = instance_id
+        self._init_params = init_params
+        self._keys = K.InstanceKeys.of(K.instance_name(component.name, instance_id))
+        #: dev mode: the production instance this dev instance copies on write
+        self._production = production
+
+    def ensure(self) -> None:
+        """Create the instance unless this process already knows it exists (no round
+        trip then); an ``init_state`` error is raised here."""
+        name = self._keys.name
+        if store.STATE_CACHE.version_of(name):
+            return
+        if self._production is None:  # (a dev copy exists once production does)
+            with translate_errors(f"creating {name}", name):
+                # one round trip reads the state, or claims the creation when there is none
+                if drive.drive(self.create(), get_redis(name)) is not None:
+                    return
+        self.read()
+
+    def read(self, flow: str = "", digest: cache.Canonical | None = None) -> Loaded:
+        """``(version, state, cache entry)``; the entry of ``(flow, digest)`` if asked."""
+        client = get_redis(self._keys.name, self._timeout)
+        return drive.drive(self.load(flow, digest), client)
+
+    async def aread(self, flow: str = "", digest: cache.Canonical | None = None) -> Loaded:
+        """Async :meth:`read` (never blocks the event loop; ``init_state`` in a thread)."""
+        client = get_async_redis(self._keys.name, self._timeout)
+        return await drive.adrive(self.load(flow, digest), client)
+
+    def load(self, flow: str = "", digest: cache.Canonical | None = None) -> Steps[Loaded]:
+        """The steps of :meth:`read`, to run inside a larger conversation."""
+        name = self._keys.name
+        with translate_errors(f"reading {name}", name):
+            known = store.STATE_CACHE.version_of(name)
+            if known and digest is None and not store.STATE_CACHE.churning(name):
+                # the common case: one HGET confirms the local copy, or none at all
+                # when client tracking vouches for it
+                state = store.STATE_CACHE.get(name)
+                if state is not None and (
+                    yield drive.either(self._version_is, self._aversion_is, known)
+                ):
+                    return known, state, None
+            for _ in range(3):
+                keys, args = self._read_call(flow, digest)
+                reply = yield drive.script("read", keys, args)
+                try:
+                    loaded = store.parse_read(self._component, self._id, reply)
+                except store.StaleCopy:
+                    continue
+                if loaded is None and self._production is not None:
+                    loaded = yield from devmode.read_production(self._component, self._production)
+                if loaded is None:
+                    loaded = yield from self.create()
+                if loaded is not None:
+                    return loaded
+            raise InvalidInstanceIdError(f"{name} vanished while being created; try again.")
+
+    def local_copy(self) -> tuple[bytes, State | None]:
+        """The process's copy of the state and its version (not checked against Redis)."""
+        name = self._keys.name
+        version = store.STATE_CACHE.version_of(name)
+        return version, store.STATE_CACHE.get(name) if version else None
+
+    def steady(self) -> bool:
+        """Whether a local copy exists and the state did not change at the last check."""
+        name = self._keys.name
+        return bool(store.STATE_CACHE.version_of(name)) and not store.STATE_CACHE.churning(name)
+
+    def remember(self, reply: list[Any]) -> None:
+        """Keep the state an enqueue refused to serve on (``{-1, version, f, v...}``)."""
+        store.parse_read(self._component, self._id, [reply[1], 0, *reply[2:]])
+
+    def create(self) -> Steps[Loaded | None]:
+        """Create the instance with ``init_state`` (once, however many callers race).
+
+        Returns the live state when this call created it, the state read when another
+        caller did, or ``None`` (read again)."""
+        token = store.nonce()
+        delay = 0.001
+        claim = [self._keys.meta, self._keys.state, self._keys.claim]
+        while True:  # until we hold the claim, or the instance exists
+            reply = yield drive.script("read", claim, ["", token, CLAIM_MS])
+            if not reply:
+                break
+            if reply[0] != 0:
+                return store.parse_read(self._component, self._id, reply)
+            yield drive.pause(delay)  # another caller runs init_state (its claim expires)
+            delay = min(2 * delay, _MAX_DELAY)
+        try:
+            forked = None
+            if self._production is not None:  # dev: copy production, at its version
+                forked = yield from devmode.fork_source(self._component, self._production)
+            if forked is None:
+                initial = self._component, self._init_params
+                forked = (yield drive.compute(store.initial_state, *initial)), 1
+            state, version = forked
+            incarnation = store.new_incarnation()
+            init = store.init_args(self._component, self._id, state, incarnation, version)
+        except BaseException:
+            yield drive.command("delete", self._keys.claim)  # let the next caller try at once
+            raise
+        keys = [self._keys.meta, self._keys.state, K.COMPONENTS, self._keys.claim]
+        reply = yield drive.script("init", keys, init)
+        if reply[0] != 1:
+            return None  # it existed after all: read it
+        # keep the live init_state result as the copy of version 1
+        live = State(K.public_id(self._id), state)
+        store.STATE_CACHE.put(self._keys.name, reply[1], live)
+        store.STATE_CACHE.observe(self._keys.name, changed=False)
+        return reply[1], live, None
+
+    def _read_call(self, flow: str, digest: cache.Canonical | None) -> tuple[list[str], list[Any]]:
+        known = store.STATE_CACHE.version_of(self._keys.name)
+        keys = [self._keys.meta, self._keys.state]
+        if known and digest:
+            hash_key, entry = cache.key(self._keys, flow, digest.digest, known)
+            return [*keys, hash_key], [known, entry]
+        return keys, [known]
+
+    def _version_is(self, client: Any, known: bytes) -> bool:
+        if not get_settings().client_tracking:
+            return bool(fast_command(client, "HGET", self._keys.meta, "tag") == known)
+        name = self._keys.name
+        tracker = get_tracker(redis_url(name))
+        if tracker.trusted(name):
+            return True
+        tracked = tracker.client() or client
+        token = tracker.begin(name)
+        if tracked.hget(self._keys.meta, "tag") != known:
+            return False
+        tracker.confirm(name, token)
+        return True
+
+    async def _aversion_is(self, client: Any, known: bytes) -> bool:
+        return bool(await client.hget(self._keys.meta, "tag") == known)
 
 
-class ServeTimes:
-    """How long each serve op usually takes (a moving average), to pick the serve path."""
+class Server:
+    """The one implementation of a handle's ``run``/``arun`` and ``gen``/``agen``: serve
+    (on the local copy and enqueue in one trip when that pays, else read, serve, cache),
+    then hand the updates to the enqueuer. Sans-I/O: the handle drives it."""
 
-    #: ops quicker than this may run again on a changed state at less cost than the
-    #: round trip that serving ahead saves
-    QUICK_SECONDS = 0.001
+    def __init__(
+        self,
+        component: Component,
+        keys: InstanceKeys,
+        reader: Reader,
+        enqueuer: Enqueuer,
+        waiter: Waiter,
+    ) -> None:
+        self._component = component
+        self._keys = keys
+        self._reader = reader
+        self._enqueuer = enqueuer
+        self._waiter = waiter
 
-    def __init__(self) -> None:
-        self._seconds: dict[int, float] = {}
+    def run(
+        self,
+        start: Start,
+        name: str | None,
+        props: dict[str, Any] | None,
+        ignore_cache: bool,
+        force_refresh: bool,
+        flush_update: bool,
+    ) -> Steps[Any]:
+        flow = start(name, flush_update)
+        properties = Properties(props or {})
+        if force_refresh:
+            yield from self._settle()
+        op = self._component.serve_op(flow)
+        skip_cache = ignore_cache or force_refresh
+        if op is not None and self._serves_ahead(op, flow, skip_cache):
+            ahead = yield from self._serve_ahead(op, flow, properties)
+            if ahead is not None:
+                if flush_update:
+                    yield self._wait_step(flow, ahead[1], own=True)
+                return ahead[0]
+        value: Any = None
+        write: CacheWrite = None
+        if op is not None:
+            digest = cache.call_digest(self._component, properties)
+            version, state, hit = yield from self._reader.load(flow, None if skip_cache else digest)
+            where = (self._keys, flow, digest, version)
+            value = cache.cache_hit(self._component, hit, properties, where)
+            if value is cache.MISS:
+                value = yield self._call_step(op, state, properties)
+                write = cache.cache_write(
+                    self._component, self._keys, flow, digest, version, value, properties
+                )
+        properties.serve_result = value
+        yield from self._finish(flow, properties, value, write, flush_update)
+        return value
 
-    def record(self, op: Op, seconds: float) -> None:
-        """Fold one run of ``op`` into its average."""
-        key = id(op)
-        previous = self._seconds.get(key)
-        self._seconds[key] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
+    def stream(
+        self,
+        start: Start,
+        name: str | None,
+        props: dict[str, Any] | None,
+        ignore_cache: bool,
+        force_refresh: bool,
+        flush_update: bool,
+    ) -> Steps[None]:
+        flow = start(name, flush_update)
+        properties = Properties(props or {})
+        if force_refresh:
+            yield from self._settle()
+        op = self._component.serve_op(flow)
+        items: list[Any] = []
+        write: CacheWrite = None
+        if op is not None:
+            digest = cache.call_digest(self._component, properties)
+            skip = ignore_cache or force_refresh
+            version, state, hit = yield from self._reader.load(flow, None if skip else digest)
+            where = (self._keys, flow, digest, version)
+            cached = cache.cache_hit(self._component, hit, properties, where)
+            if isinstance(cached, list):  # a streamed result is cached as its full list
+                items = cached
+                for item in cached:
+                    yield drive.Item(item)
+            else:
+                out = yield drive.either(ops.open_items, ops.aopen_items, op, state, properties)
+                while (
+                    item := (yield drive.either(ops.next_item, ops.anext_item, out, _END))
+                ) is not _END:
+                    items.append(item)
+                    yield drive.Item(item)
+                write = cache.cache_write(
+                    self._component, self._keys, flow, digest, version, items, properties
+                )
+        properties.serve_result = items
+        yield from self._finish(flow, properties, items, write, flush_update)
 
-    def quick(self, op: Op) -> bool:
-        """Whether ``op`` is known to be quick (an op not run yet is not)."""
-        return self._seconds.get(id(op), 1.0) < self.QUICK_SECONDS
+    def _finish(
+        self, flow: str, props: Properties, value: Any, write: CacheWrite, flush_update: bool
+    ) -> Steps[None]:
+        """Enqueue the flow's update ops (with the cache entry), or store the entry alone."""
+        if self._component.update_ops(flow):
+            seq = yield from self.enqueue(Update(flow, dict(props), value), write)
+            assert seq is not None  # no expect: the enqueue always takes it
+            if flush_update:
+                yield self._wait_step(flow, seq, own=True)
+        elif write is not None:
+            with translate_errors(f"caching a serve result of {self._keys.name}", self._keys.name):
+                yield cache.store_entry(write)
 
+    def _call_step(self, op: Op, state: Any, props: Properties) -> drive.Step:
+        """Run a serve op to completion: in this thread, or off the event loop."""
+        return drive.either(
+            lambda _: ops.call(op, state, props), lambda _: ops.acall(op, state, props)
+        )
 
-#: the process's serve-op timings
-SERVE_TIMES = ServeTimes()
+    def _serves_ahead(self, op: Op, flow: str, skip_cache: bool) -> bool:
+        """Whether ``run`` may serve on the local copy and enqueue in one round trip.
 
+        That pays off when the serve op is quick (running it again on a changed
+        state costs less than the round trip saved) and the state did not change
+        at the last read; it needs no serve-cache read (cache off, or skipped).
+        """
+        return (
+            bool(self._component.update_ops(flow))
+            and (skip_cache or self._component.cache_ttl == 0)
+            and ops.SERVE_TIMES.quick(op)
+            and self._reader.steady()
+        )
 
-def call(op: Op, state: State, props: Properties) -> Any:
-    """Run a serve op to completion in this thread (on a copy of ``state``), timing it."""
-    started = time.perf_counter()
-    out = _call_and_list(op, state.copy(), props)
-    SERVE_TIMES.record(op, time.perf_counter() - started)
-    return out
-
-
-async def acall(op: Op, state: State, props: Properties) -> Any:
-    """Run a serve op to completion without blocking the event loop, timing it."""
-    started = time.perf_counter()
-    if op.is_async:
-        out = await collect(op.call(state.copy(), props))
-    else:  # a sync op must not block the event loop
-        out = await asyncio.to_thread(_call_and_list, op, state.copy(), props)
-    SERVE_TIMES.record(op, time.perf_counter() - started)
-    return out
-
-
-def iterable(value: Any) -> bool:
-    """Whether a serve op's output is a sequence of items to stream."""
-    return inspect.isgenerator(value) or isinstance(value, list | tuple)
-
-
-async def collect(value: Any) -> Any:
-    """Await a coroutine and drain an (async) generator into a list."""
-    if inspect.iscoroutine(value):
-        value = await value
-    if inspect.isasyncgen(value):
-        return [item async for item in value]
-    if inspect.isgenerator(value):
-        return list(value)
-    return value
-
-
-def _call_and_list(op: Op, state: State, props: Properties) -> Any:
-    out = op.call(state, props)
-    if inspect.iscoroutine(out) or inspect.isasyncgen(out):
-        return call_sync(collect(out))
-    return list(out) if inspect.isgenerator(out) else out
-
-
-# -- the serve-result cache ----------------------------------------------------------
-def digest(component: Component, props: dict[str, Any]) -> cache.Canonical | None:
-    """The canonical form of the props a serve op is called with (``None``: not cached)."""
-    return cache.canonical_props(props) if component.cache_ttl > 0 else None
-
-
-def cache_write(
-    component: Component,
-    keys: InstanceKeys,
-    flow: str,
-    props_digest: cache.Canonical | None,
-    version: bytes,
-    value: Any,
-    props: dict[str, Any],
-) -> CacheWrite:
-    """The cache entry of a serve call at version tag ``version``: its result and what
-    it did to the props (``props_digest`` is their form before the call)."""
-    if props_digest is None:
+    def _serve_ahead(self, op: Op, flow: str, props: Properties) -> Steps[tuple[Any, int] | None]:
+        """Serve on the local copy and enqueue if it is current: ``(result, seq)``, or
+        ``None`` when the state kept changing (the caller takes the two-trip path)."""
+        original = dict(props)
+        for _ in range(3):
+            version, state = self._reader.local_copy()
+            if state is None:
+                return None
+            attempt = Properties(original)
+            out = yield self._call_step(op, state, attempt)
+            attempt.serve_result = out
+            digest = cache.call_digest(self._component, original)
+            write = cache.cache_write(
+                self._component, self._keys, flow, digest, version, out, attempt
+            )
+            update = Update(flow, dict(attempt), out)
+            seq = yield from self.enqueue(update, write, expect=version)
+            if seq is not None:
+                props.update(attempt)
+                props.serve_result = out
+                return out, seq
         return None
-    delta = cache.changes(props_digest, props)
-    if delta is None:
-        return None
-    hash_key, entry = cache.key(keys, flow, props_digest.digest, version)
-    data = cache.encode(component, (value, *delta), cache.binding(hash_key, entry))
-    if data is None:
-        return None
-    tag = version.decode() if isinstance(version, bytes) else str(version)
-    return cache.Entry(keys.meta, hash_key, entry, data, component.cache_ttl, tag)
 
+    def _settle(self) -> Steps[None]:
+        """Wait for every pending update (``force_refresh``); failures stay for a flush."""
+        with translate_errors("force_refresh", self._keys.name):
+            target, inc = yield drive.command("hmget", self._keys.meta, "seq", "inc")
+        yield self._wait_step(ALL_FLOWS, int(target or 0), report=False, incarnation=inc)
 
-def cache_hit(
-    component: Component,
-    raw: Any,
-    props: Properties,
-    where: tuple[InstanceKeys, str, cache.Canonical | None, bytes] | None = None,
-) -> Any:
-    """The cached result (redoing what its serve op did to the props), or :data:`MISS`.
+    def _wait_step(self, flow: str, target: int, **how: Any) -> drive.Step:
+        """Wait (:class:`~motion.caller.wait.Waiter`) for update ``target``, no timeout."""
+        waiter = self._waiter
+        return drive.either(
+            lambda _: waiter.wait(flow, target, None, **how),
+            lambda _: waiter.await_(flow, target, None, **how),
+        )
 
-    ``where`` is ``(keys, flow, props' canonical form, version tag)`` of the entry: its
-    signature must be for that entry."""
-    if raw is None or where is None:
-        return MISS
-    keys, flow, props_digest, version = where
-    if props_digest is None:
-        return MISS
-    hash_key, entry_field = cache.key(keys, flow, props_digest.digest, version)
-    entry = cache.decode(component, raw, cache.binding(hash_key, entry_field))
-    if not (isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[1], dict)):
-        return MISS
-    value, changed, removed = entry
-    props.update(changed)
-    for name in removed:
-        props.pop(name, None)
-    return value
-
-
-def store_entry(client: Any, entry: cache.Entry) -> None:
-    """Store a cache entry, unless the state moved on since its serve op ran."""
-    scripts.run(client, "cache", *entry.call())
-
-
-async def astore_entry(client: Any, entry: cache.Entry) -> None:
-    """Async :func:`store_entry`."""
-    await scripts.arun(client, "cache", *entry.call())
-
-
-def call_sync(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine from sync code, even when this thread already runs an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+    def enqueue(
+        self, update: Update, cache_write: CacheWrite = None, expect: bytes = b""
+    ) -> Steps[int | None]:
+        """Enqueue ``update``; its seq, or ``None`` if the state is no longer at ``expect``."""
+        enqueued = yield from self._enqueuer.steps(update, cache_write, expect)
+        if enqueued is None:
+            return None
+        self._waiter.watch(*enqueued)
+        return enqueued[0]

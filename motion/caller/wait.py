@@ -3,7 +3,7 @@
 A :class:`Waiter` belongs to one handle. It waits by polling the instance's
 ``applied`` counter with a short exponential backoff and a deadline, then reads
 the failure records of the updates whose outcome the handle has not seen; its
-:class:`motion.failures.FailureBook` decides which of them this call raises
+:class:`motion.caller.enqueue.FailureBook` decides which of them this call raises
 (each failure to one call: the one that caused it).
 
 A seq is a ticket of one incarnation: the waiter remembers the incarnation its
@@ -15,7 +15,7 @@ gives up with :class:`~motion.errors.NoWorkerError` once no worker able to apply
 the component's updates has been seen (:mod:`motion.heartbeat`).
 
 Caller road; uses the floor (keys, connection, heartbeat, settings) and
-:mod:`motion.failures`.
+:mod:`motion.caller.enqueue`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import asyncio
 import time
 from typing import Any
 
-from motion.caller.enqueue import ensure_worker, inprocess_worker_wanted
-from motion.caller.failures import FailureBook
+from motion.caller.enqueue import FailureBook
+from motion.caller.host import ensure_worker, inprocess_worker_wanted
 from motion.floor import heartbeat
 from motion.floor import keys as K
 from motion.floor.connection import get_async_redis, get_redis, translate_errors
@@ -95,7 +95,7 @@ class Waiter:
     ) -> None:
         """Block until update ``target`` (of ``incarnation``: by default the one this
         handle's updates joined) is applied, then raise the failures this call reports
-        (see :mod:`motion.failures`): with ``own``, the failure of update ``target``,
+        (see :mod:`motion.caller.enqueue`): with ``own``, the failure of update ``target``,
         which this call enqueued; else those of a flush of ``flow``. Without
         ``report`` nothing is raised (failures stay for a flush).
 

@@ -25,7 +25,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from motion.floor.drive import Step, script
 from motion.floor.keys import InstanceKeys
+from motion.floor.props import Properties
 from motion.floor.serde import Definition, dump_stored, load_stored
 from motion.floor.settings import get_settings
 
@@ -179,3 +181,64 @@ def encode(component: Definition, value: Any, bind: bytes = b"") -> bytes | None
         return None  # an unpicklable (or too large) result is served, just not cached
     expires = int(time.time() * 1000 + component.cache_ttl * 1000)
     return b"%d|%s" % (expires, data)
+
+
+# -- a serve call's entry -------------------------------------------------------------
+def call_digest(component: Definition, props: dict[str, Any]) -> Canonical | None:
+    """The canonical form of the props a serve op is called with (``None``: not cached)."""
+    return canonical_props(props) if component.cache_ttl > 0 else None
+
+
+def cache_write(
+    component: Definition,
+    keys: InstanceKeys,
+    flow: str,
+    props_digest: Canonical | None,
+    version: bytes,
+    value: Any,
+    props: dict[str, Any],
+) -> Entry | None:
+    """The cache entry of a serve call at version tag ``version``: its result and what
+    it did to the props (``props_digest`` is their form before the call)."""
+    if props_digest is None:
+        return None
+    delta = changes(props_digest, props)
+    if delta is None:
+        return None
+    hash_key, entry = key(keys, flow, props_digest.digest, version)
+    data = encode(component, (value, *delta), binding(hash_key, entry))
+    if data is None:
+        return None
+    tag = version.decode() if isinstance(version, bytes) else str(version)
+    return Entry(keys.meta, hash_key, entry, data, component.cache_ttl, tag)
+
+
+def cache_hit(
+    component: Definition,
+    raw: Any,
+    props: Properties,
+    where: tuple[InstanceKeys, str, Canonical | None, bytes] | None = None,
+) -> Any:
+    """The cached result (redoing what its serve op did to the props), or :data:`MISS`.
+
+    ``where`` is ``(keys, flow, props' canonical form, version tag)`` of the entry: its
+    signature must be for that entry."""
+    if raw is None or where is None:
+        return MISS
+    keys, flow, props_digest, version = where
+    if props_digest is None:
+        return MISS
+    hash_key, entry_field = key(keys, flow, props_digest.digest, version)
+    entry = decode(component, raw, binding(hash_key, entry_field))
+    if not (isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[1], dict)):
+        return MISS
+    value, changed, removed = entry
+    props.update(changed)
+    for name in removed:
+        props.pop(name, None)
+    return value
+
+
+def store_entry(entry: Entry) -> Step:
+    """Store a cache entry, unless the state moved on since its serve op ran."""
+    return script("cache", *entry.call())

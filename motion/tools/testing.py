@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from motion.caller import enqueue, tracking
+from motion.caller import host, tracking
 from motion.floor import celery_app, connection, settings, store, wakeup
 from motion.floor.embedded import find_binary, free_port, start_server
 
@@ -35,7 +35,7 @@ def _forget() -> None:
     settings.reset()
     connection.reset()
     celery_app.reset()
-    enqueue.reset()
+    host.reset()
     store.STATE_CACHE.clear()
     tracking.reset()
     wakeup.reset()
