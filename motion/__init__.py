@@ -36,15 +36,9 @@ from motion.floor.errors import (
 from motion.floor.props import Properties, State
 from motion.floor.redis_params import RedisParams
 from motion.floor.settings import configure
-from motion.tools.admin import (
-    MigrationResult,
-    StateMigrator,
-    clear_instance,
-    copy_db,
-    get_instances,
-    inspect_state,
-)
+from motion.tools.admin import clear_instance, copy_db, get_instances, inspect_state
 from motion.tools.http import Application
+from motion.tools.migration import MigrationResult, StateMigrator
 
 # The layers below know nothing of those above: the package wires them together.
 # A component's call makes a caller-road handle; a caller hosts the worker road's

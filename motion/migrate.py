@@ -1,8 +1,8 @@
-"""Motion's ``motion.migrate`` import path: hands on :mod:`motion.admin`'s migration names.
+"""Motion's ``motion.migrate`` import path: hands on :mod:`motion.tools.migration`'s names.
 
 No motion module imports this one.
 """
 
-from motion.tools.admin import MigrationResult, StateMigrator
+from motion.tools.migration import MigrationResult, StateMigrator
 
 __all__ = ["MigrationResult", "StateMigrator"]

@@ -19,13 +19,12 @@ enqueue, wait, host, devmode, options), the definition layer (types) and the flo
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, overload
 
 from motion.caller import devmode, host
 from motion.caller.enqueue import Enqueuer
-from motion.caller.options import HandleOptions
+from motion.caller.options import HandleOptions, random_id
 from motion.caller.serve import CacheWrite, Reader, Server
 from motion.caller.wait import Waiter
 from motion.floor import drive, motionrc, settings
@@ -44,19 +43,6 @@ from motion.floor.store import version_number
 
 if TYPE_CHECKING:
     from motion.define.component import Component
-
-# fmt: off
-_WORDS = (
-    "amber", "azure", "brisk", "calm", "cedar", "coral", "dusky", "eager", "fern", "gentle",
-    "hazel", "ivory", "jade", "keen", "lunar", "maple", "mellow", "misty", "noble", "ochre",
-    "olive", "pearl", "quiet", "rapid", "rustic", "sage", "silver", "sunny", "swift", "tidal",
-)
-# fmt: on
-
-
-def random_id() -> str:
-    """A random readable instance id, e.g. ``"misty-cedar-4f1a9c"``."""
-    return f"{secrets.choice(_WORDS)}-{secrets.choice(_WORDS)}-{secrets.token_hex(3)}"
 
 
 def flow_name(flow: str | None, flow_key: str | None, dataflow_key: str | None) -> str | None:

@@ -1,16 +1,18 @@
-"""Motion's handle options and its keyword names for a flow, checked when they are given.
+"""What a handle is made with: Motion's handle options, checked when they are given.
 
 Owns the keywords a handle accepts beside ``instance_id`` and ``init_state_params``
 (Motion's ``logging_level``, ``update_task_type``, ``disable_update_task``,
 ``redis_socket_timeout``, ``config_path``, ``flush_on_exit``, and the older
-``disabled``), what each one does when the handle is made, and the names a flow
-goes by in ``run`` and friends (``flow``, Motion's ``flow_key``, the older
-``dataflow_key``). A floor module: it imports only :mod:`motion.errors`.
+``disabled``), what each one does when the handle is made, and the random readable
+id of a handle made without one. (The names a flow goes by in ``run``, ``flow``,
+Motion's ``flow_key`` and the older ``dataflow_key``, are the handle's:
+:func:`motion.caller.handle.flow_name`.) Caller road: uses the floor's errors only.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -90,16 +92,15 @@ class HandleOptions:
         return opts
 
 
-def flow_name(flow: str | None, flow_key: str | None, dataflow_key: str | None) -> str | None:
-    """The flow named positionally, by Motion's ``flow_key`` or by the older ``dataflow_key``.
+# fmt: off
+_WORDS = (
+    "amber", "azure", "brisk", "calm", "cedar", "coral", "dusky", "eager", "fern", "gentle",
+    "hazel", "ivory", "jade", "keen", "lunar", "maple", "mellow", "misty", "noble", "ochre",
+    "olive", "pearl", "quiet", "rapid", "rustic", "sage", "silver", "sunny", "swift", "tidal",
+)
+# fmt: on
 
-    Raises:
-        TypeError: two of them name different flows.
-    """
-    named = {k: v for k, v in (("flow", flow), ("flow_key", flow_key)) if v is not None}
-    if dataflow_key is not None:
-        named["dataflow_key"] = dataflow_key
-    if len(set(named.values())) > 1:
-        shown = ", ".join(f"{k}={v!r}" for k, v in named.items())
-        raise TypeError(f"got two flows: {shown}; name the flow once.")
-    return next(iter(named.values()), None)
+
+def random_id() -> str:
+    """A random readable instance id, e.g. ``"misty-cedar-4f1a9c"``."""
+    return f"{secrets.choice(_WORDS)}-{secrets.choice(_WORDS)}-{secrets.token_hex(3)}"

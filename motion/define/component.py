@@ -8,7 +8,6 @@ instance handle (:class:`motion.Instance`, made by the caller road and handed in
 
 from __future__ import annotations
 
-import enum
 import inspect
 import re
 import sys
@@ -19,6 +18,9 @@ from typing import Any, TypeVar
 from motion.define import definitions
 from motion.define.definitions import registered as registered  # tools import it from here
 from motion.define.graph import react_flow
+from motion.define.ops import DiscardPolicy as DiscardPolicy  # users import it from here
+from motion.define.ops import Op as Op
+from motion.define.ops import discard_policy_of, flow_names, op_signature
 from motion.floor.errors import DefinitionError, UnknownComponentError, UnknownFlowError
 from motion.floor.keys import SEPARATOR
 from motion.floor.props import Params
@@ -40,75 +42,6 @@ def set_handle_factory(factory: Callable[..., Any]) -> None:
 
 DEFAULT_CACHE_TTL = 86400
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
-
-
-class DiscardPolicy(enum.IntEnum):
-    """Which pending updates an update op may skip to stay fresh (as in Motion)."""
-
-    NONE = 0  #: run every update
-    NUM_NEW_UPDATES = 1  #: run only the newest ``discard_after`` pending updates
-    SECONDS = 2  #: skip an update older than ``discard_after`` seconds when its turn comes
-
-
-@dataclass(frozen=True)
-class Op:
-    """One serve or update op as the engine sees it."""
-
-    flow: str
-    kind: str  # "serve" | "update"
-    func: Callable[..., Any]
-    discard_policy: DiscardPolicy = DiscardPolicy.NONE
-    discard_after: float | None = None
-    batch: bool = False
-    retries: int | None = None
-    wants_state: bool = True
-    props_arg: str | None = "props"
-
-    @property
-    def name(self) -> str:
-        """The op's function name (used in failure records and logs)."""
-        return getattr(self.func, "__qualname__", repr(self.func))
-
-    @property
-    def is_async(self) -> bool:
-        """True for ``async def`` ops and async generators."""
-        return inspect.iscoroutinefunction(self.func) or inspect.isasyncgenfunction(self.func)
-
-    def call(self, state: Any, props: Any) -> Any:
-        """Call the function with only the parameters it declares."""
-        kwargs: dict[str, Any] = {}
-        if self.wants_state:
-            kwargs["state"] = state
-        if self.props_arg is not None:
-            kwargs[self.props_arg] = props
-        return self.func(**kwargs)
-
-
-def _flows(keys: str | list[str] | tuple[str, ...]) -> list[str]:
-    flows = [keys] if isinstance(keys, str) else list(keys)
-    if not flows:
-        raise DefinitionError("give at least one flow name, e.g. @C.serve('summarize').")
-    for flow in flows:
-        if not isinstance(flow, str) or not flow:
-            raise DefinitionError(f"flow names must be non-empty strings, got {flow!r}.")
-        if "::" in flow or "\x00" in flow or "\x01" in flow:
-            raise DefinitionError(f"flow name {flow!r} must not contain '::' or NUL/SOH.")
-    return flows
-
-
-def _signature(func: Callable[..., Any], kind: str) -> tuple[bool, str | None]:
-    if not callable(func):
-        raise DefinitionError(f"@{kind} decorates a function, got {func!r}.")
-    params = inspect.signature(func).parameters
-    allowed = {"state", "props", "props_list"}
-    extra = [p for p, v in params.items() if p not in allowed and v.default is v.empty]
-    if extra:
-        raise DefinitionError(
-            f"{kind} op {func.__name__} takes {extra}: an op may only take `state` and "
-            f"`props` (each optional), e.g. def {func.__name__}(state, props)."
-        )
-    props_arg = "props_list" if "props_list" in params else "props" if "props" in params else None
-    return "state" in params, props_arg
 
 
 @dataclass
@@ -263,7 +196,7 @@ class Component:
             def answer(state, props):
                 return llm(state["summary"], props["question"])
         """
-        flows = _flows(keys)
+        flows = flow_names(keys)
         for flow in flows:
             if flow in self._ops.serve:
                 raise DefinitionError(
@@ -272,7 +205,7 @@ class Component:
                 )
 
         def decorator(func: F) -> F:
-            wants_state, props_arg = _signature(func, "serve")
+            wants_state, props_arg = op_signature(func, "serve")
             for flow in flows:
                 self._ops.serve[flow] = Op(
                     flow, "serve", func, wants_state=wants_state, props_arg=props_arg
@@ -310,13 +243,13 @@ class Component:
             def remember(state, props):
                 return {"history": state["history"] + [props["question"]]}
         """
-        flows = _flows(keys)
-        policy = _policy(discard_policy, discard_after)
+        flows = flow_names(keys)
+        policy = discard_policy_of(discard_policy, discard_after)
         if retries is not None and (not isinstance(retries, int) or retries < 0):
             raise DefinitionError(f"retries must be a whole number >= 0, got {retries!r}.")
 
         def decorator(func: F) -> F:
-            wants_state, props_arg = _signature(func, "update")
+            wants_state, props_arg = op_signature(func, "update")
             if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
                 raise DefinitionError(
                     f"update op {func.__name__} is a generator; return a dict instead."
@@ -398,25 +331,6 @@ class Component:
 
     def __repr__(self) -> str:
         return f"Component({self._name!r}, flows={self.flows()})"
-
-
-def _policy(policy: DiscardPolicy | int, after: float | None) -> DiscardPolicy:
-    try:
-        policy = DiscardPolicy(policy)
-    except ValueError:
-        raise DefinitionError(
-            f"discard_policy must be a DiscardPolicy (NONE, NUM_NEW_UPDATES, SECONDS), "
-            f"got {policy!r}."
-        ) from None
-    if policy is DiscardPolicy.NONE and after is not None:
-        raise DefinitionError("discard_after must be None when discard_policy is NONE.")
-    if policy is not DiscardPolicy.NONE and (
-        after is None or isinstance(after, bool) or not isinstance(after, int | float) or after <= 0
-    ):
-        raise DefinitionError(
-            f"discard_policy {policy.name} needs discard_after > 0 (got {after!r})."
-        )
-    return policy
 
 
 def lookup(name: str) -> Component:

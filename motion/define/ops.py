@@ -1,25 +1,121 @@
-"""Running an op to completion: plain functions, generators, coroutines, async generators.
+"""Ops: what one serve or update op is, and running it to completion.
 
-A serve op may be any of the four; ``run`` wants its whole result, ``gen`` and
-``agen`` its items one by one. Calls are timed: the time each serve op usually takes
-decides how ``run`` reads the state (see :meth:`ServeTimes.quick`).
+:class:`Op` is an op as the engine sees it (its flow, function, discard policy...);
+the decorators of :class:`motion.define.component.Component` make them. A serve op
+may be a plain function, a generator, a coroutine or an async generator; ``run``
+wants its whole result, ``gen`` and ``agen`` its items one by one. Calls are timed:
+the time each serve op usually takes decides how ``run`` reads the state (see
+:meth:`ServeTimes.quick`).
 
-Definition layer: what an op is (:class:`motion.define.component.Op`) and how it is
-called; no Redis. Uses the standard library only.
+Definition layer: no Redis. Uses the floor's error tree only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import enum
 import inspect
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from motion.floor.errors import DefinitionError
+
 if TYPE_CHECKING:
-    from motion.define.component import Op
     from motion.floor.props import Properties, State
+
+
+class DiscardPolicy(enum.IntEnum):
+    """Which pending updates an update op may skip to stay fresh (as in Motion)."""
+
+    NONE = 0  #: run every update
+    NUM_NEW_UPDATES = 1  #: run only the newest ``discard_after`` pending updates
+    SECONDS = 2  #: skip an update older than ``discard_after`` seconds when its turn comes
+
+
+@dataclass(frozen=True)
+class Op:
+    """One serve or update op as the engine sees it."""
+
+    flow: str
+    kind: str  # "serve" | "update"
+    func: Callable[..., Any]
+    discard_policy: DiscardPolicy = DiscardPolicy.NONE
+    discard_after: float | None = None
+    batch: bool = False
+    retries: int | None = None
+    wants_state: bool = True
+    props_arg: str | None = "props"
+
+    @property
+    def name(self) -> str:
+        """The op's function name (used in failure records and logs)."""
+        return getattr(self.func, "__qualname__", repr(self.func))
+
+    @property
+    def is_async(self) -> bool:
+        """True for ``async def`` ops and async generators."""
+        return inspect.iscoroutinefunction(self.func) or inspect.isasyncgenfunction(self.func)
+
+    def call(self, state: Any, props: Any) -> Any:
+        """Call the function with only the parameters it declares."""
+        kwargs: dict[str, Any] = {}
+        if self.wants_state:
+            kwargs["state"] = state
+        if self.props_arg is not None:
+            kwargs[self.props_arg] = props
+        return self.func(**kwargs)
+
+
+def flow_names(keys: str | list[str] | tuple[str, ...]) -> list[str]:
+    """The flow names a decorator was given, checked."""
+    flows = [keys] if isinstance(keys, str) else list(keys)
+    if not flows:
+        raise DefinitionError("give at least one flow name, e.g. @C.serve('summarize').")
+    for flow in flows:
+        if not isinstance(flow, str) or not flow:
+            raise DefinitionError(f"flow names must be non-empty strings, got {flow!r}.")
+        if "::" in flow or "\x00" in flow or "\x01" in flow:
+            raise DefinitionError(f"flow name {flow!r} must not contain '::' or NUL/SOH.")
+    return flows
+
+
+def op_signature(func: Callable[..., Any], kind: str) -> tuple[bool, str | None]:
+    """Whether an op function takes ``state``, and the name it takes props by."""
+    if not callable(func):
+        raise DefinitionError(f"@{kind} decorates a function, got {func!r}.")
+    params = inspect.signature(func).parameters
+    allowed = {"state", "props", "props_list"}
+    extra = [p for p, v in params.items() if p not in allowed and v.default is v.empty]
+    if extra:
+        raise DefinitionError(
+            f"{kind} op {func.__name__} takes {extra}: an op may only take `state` and "
+            f"`props` (each optional), e.g. def {func.__name__}(state, props)."
+        )
+    props_arg = "props_list" if "props_list" in params else "props" if "props" in params else None
+    return "state" in params, props_arg
+
+
+def discard_policy_of(policy: DiscardPolicy | int, after: float | None) -> DiscardPolicy:
+    """The checked discard policy of an update op."""
+    try:
+        policy = DiscardPolicy(policy)
+    except ValueError:
+        raise DefinitionError(
+            f"discard_policy must be a DiscardPolicy (NONE, NUM_NEW_UPDATES, SECONDS), "
+            f"got {policy!r}."
+        ) from None
+    if policy is DiscardPolicy.NONE and after is not None:
+        raise DefinitionError("discard_after must be None when discard_policy is NONE.")
+    if policy is not DiscardPolicy.NONE and (
+        after is None or isinstance(after, bool) or not isinstance(after, int | float) or after <= 0
+    ):
+        raise DefinitionError(
+            f"discard_policy {policy.name} needs discard_after > 0 (got {after!r})."
+        )
+    return policy
 
 
 class ServeTimes:

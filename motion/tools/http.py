@@ -16,11 +16,11 @@ Routes, for each component ``C`` (compatible with Motion's):
 Every route but ``/auth`` needs ``Authorization: Bearer <JWT>`` for the component and
 instance it names (401 without a valid token, 403 for another instance's or another
 component's token); an ``X-API-Key`` header, if sent, must be right (403). Tokens are
-signed with their own secret (:mod:`motion.tokens`), never with the API key, and live
-1 day by default, 30 at most. No request waits longer than ``wait_timeout``. Error
+signed with their own secret (:mod:`motion.tools.tokens`), never with the API key, and
+live 1 day by default, 30 at most. No request waits longer than ``wait_timeout``. Error
 bodies never carry exception text or Redis addresses: those go to the ``motion.http``
-logger with an error id that the body repeats. A handle is made per request: it costs
-nothing (no thread, pooled connections). Needs the ``http`` extra.
+logger with an error id that the body repeats. A handle is made per request (no thread,
+pooled connections). Needs the ``http`` extra. Tool: uses the caller road and the floor.
 
 Example::
 
@@ -71,12 +71,8 @@ def _require() -> None:
 
 
 def _check_wait(wait_timeout: Any) -> float:
-    if (
-        isinstance(wait_timeout, bool)
-        or not isinstance(wait_timeout, (int, float))
-        or not math.isfinite(wait_timeout)
-        or wait_timeout <= 0
-    ):
+    number = isinstance(wait_timeout, int | float) and not isinstance(wait_timeout, bool)
+    if not number or not math.isfinite(wait_timeout) or wait_timeout <= 0:
         raise ConfigurationError(
             f"wait_timeout={wait_timeout!r}: give the most seconds a request may wait for "
             f"updates, a number above 0 (a request never waits forever)."
