@@ -7,6 +7,8 @@ order and exactly once as state changes.
 
 ``MTable`` and ``MDataFrame`` (the ``table`` extra) are imported on first use, so
 ``import motion`` never loads pyarrow or pandas.
+
+The package: imports every layer and wires them (the only module that does).
 """
 
 import sys

@@ -14,6 +14,9 @@ keys, whatever its own ``MOTION_ENV``. At interpreter exit the process deletes t
 dev instances it used (Motion deleted every dev key in Redis, another developer's
 included). Unlike Motion, the dev version is never discarded: each dev commit is
 checked against the dev instance's own version, not production's.
+
+Caller road; uses the definition layer (component), the floor (connection, drive, keys,
+props, store).
 """
 
 from __future__ import annotations

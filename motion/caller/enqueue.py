@@ -27,7 +27,7 @@ in ``docs/api.md``):
 :class:`FailureBook` keeps that account for one handle (no I/O);
 :mod:`motion.caller.wait` feeds it the failure records it reads from Redis.
 
-Caller road; uses :mod:`motion.caller.host`, :mod:`motion.caller.serve` and the floor.
+Caller road; uses :mod:`motion.caller.host`, the definition layer (types) and the floor.
 """
 
 from __future__ import annotations

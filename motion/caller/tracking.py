@@ -11,6 +11,8 @@ What it costs: a committed update is seen after its invalidation message arrives
 (a loopback or LAN hop after the commit) instead of on the next round trip. If
 the listener connection drops, or Redis does not answer its PING within
 :data:`CHECK_SECONDS` (hung, partitioned), every copy is distrusted until it is back.
+
+Caller road; uses the floor (connection, keys).
 """
 
 from __future__ import annotations

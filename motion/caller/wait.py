@@ -12,7 +12,7 @@ incarnation, so an update of an earlier life (cleared, or lost by Redis) is
 reported as such (:class:`~motion.errors.InstanceClearedError`), never taken as
 applied because a later life counted up to the same seq. A wait with no timeout
 gives up with :class:`~motion.errors.NoWorkerError` once no worker able to apply
-the component's updates has been seen (:mod:`motion.heartbeat`).
+the component's updates has been seen (:mod:`motion.floor.heartbeat`).
 
 Caller road; uses the floor (keys, connection, heartbeat, settings) and
 :mod:`motion.caller.enqueue`.

@@ -319,7 +319,7 @@ class Component:
         holds a copy of costs no round trip. It starts no thread. Motion's options
         (``logging_level``, ``update_task_type``, ``disable_update_task``,
         ``redis_socket_timeout``, ``config_path``, ``flush_on_exit``) have Motion's
-        effect (see :class:`motion.options.HandleOptions`); any other keyword is a
+        effect (see :class:`motion.caller.options.HandleOptions`); any other keyword is a
         ``TypeError`` naming the valid ones.
         """
         if _handle_factory is None:
@@ -336,7 +336,7 @@ class Component:
 def lookup(name: str) -> Component:
     """The newest component called ``name`` in this process (what tools use);
     :class:`UnknownComponentError` if none. Updates go to their own definition
-    (:func:`motion.definitions.resolve`)."""
+    (:func:`motion.define.definitions.resolve`)."""
     found = definitions.newest(name)
     if found is None:
         raise UnknownComponentError(

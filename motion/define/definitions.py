@@ -7,8 +7,8 @@ definition whose handle made it (:meth:`motion.component.Component.fingerprint`)
 and :func:`resolve` finds that definition here. A process with one definition
 of a name (a separate worker) applies every update of the name with it.
 
-This module sits on the floor next to :mod:`motion.component`, which registers
-each object here; it imports only :mod:`motion.errors`.
+Definition layer, under :mod:`motion.define.component`, which registers each object
+here; uses the floor's :mod:`motion.floor.errors` only.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Owns how a table lives in component state: an :class:`MTable` wraps a
 ``pyarrow.Table`` and pickles (motion stores state with cloudpickle) as Arrow IPC,
 or, when a pyarrow filesystem is set, as a parquet file there with only its path
 in the state; an :class:`MDataFrame` is a ``pandas.DataFrame`` that pickles as
-Arrow IPC. Vector search is in :mod:`motion.vectors`. Uses the floor only
+Arrow IPC. Vector search is in :mod:`motion.define.vectors`. Uses the floor only
 (:mod:`motion.errors`); needs the ``table`` extra (pyarrow, pandas, numpy).
 """
 

@@ -1,7 +1,7 @@
 """Exact vector search over an Arrow vector column: distances and the k nearest rows.
 
-Owns the arithmetic behind :meth:`motion.table.MTable.knn` and
-:meth:`~motion.table.MTable.apply_distance`: a zero-copy numpy view of a list,
+Owns the arithmetic behind :meth:`motion.define.table.MTable.knn` and
+:meth:`~motion.define.table.MTable.apply_distance`: a zero-copy numpy view of a list,
 large-list or fixed-size-list column of floats, the four metrics, and top-k
 selection in the order Motion's ``fastvs`` returned. Rows are processed in blocks
 that fit in cache, so no full-size temporary is allocated. Uses numpy and pyarrow

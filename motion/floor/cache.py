@@ -1,6 +1,6 @@
 """The serve-result cache: keyed by flow, canonical typed props and state version.
 
-Entries live in one hash per instance (:attr:`~motion.keys.InstanceKeys.cache`),
+Entries live in one hash per instance (:attr:`~motion.floor.keys.InstanceKeys.cache`),
 one field per ``tag:flow:digest``, where ``tag`` is the state's version tag
 (version, incarnation and nonce), so no entry of an earlier incarnation is ever
 found by a later one. The commit that moves the version on deletes the hash, so
@@ -15,6 +15,8 @@ share an entry, while ``{1: "a"}`` and ``{"1": "a"}``, ``(1, 2)`` and ``[1, 2]``
 ints, floats, strings, bytes and (frozen)sets, lists, tuples and dicts of them are
 not cached (never risking a collision). An entry keeps only the props the serve op
 added or changed (and the names of those it removed), not a copy of all of them.
+
+Floor; uses the floor (drive, keys, props, serde, settings).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Redis clients: pooled synchronous clients per process, asyncio clients per loop.
 
 The URL comes from the settings (``MOTION_REDIS_URL`` or Motion's variables); with
-none, from the embedded server (:mod:`motion.embedded`). With
+none, from the embedded server (:mod:`motion.floor.embedded`). With
 ``MOTION_REDIS_SHARDS``, a caller spreads instances over several Redis
 deployments: an instance lives on the shard chosen by a stable hash of its name
 (:func:`shard_url`), and every per-instance call passes the instance name so it
@@ -10,7 +10,7 @@ from these pools, so creating one per request costs nothing. Connection problems
 surface as :class:`~motion.errors.ConnectionFailedError` naming the (redacted) URL.
 
 Every client has a socket and a connect timeout and the retry budget of
-:mod:`motion.budget`, so no call blocks on a hung Redis. A handle's
+:mod:`motion.floor.budget`, so no call blocks on a hung Redis. A handle's
 ``redis_socket_timeout`` gets a pool of its own (one per distinct value). asyncio
 clients belong to their event loop and are closed when the loop shuts down.
 

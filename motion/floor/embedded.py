@@ -6,6 +6,8 @@ free loopback port, with its data (append-only file) under ``MOTION_HOME``
 (default ``./.motion``). Other processes started from the same folder (a worker,
 a second script) find it through ``MOTION_HOME/server.json`` and share it. The
 process that started it stops it at exit.
+
+Floor; uses the floor (errors).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Every error motion raises derives from :class:`MotionError`. Where Motion users
 already catch a built-in type (``KeyError`` for an unknown flow, ``ValueError``
 for a bad definition, ``TypeError`` for a bad argument), the motion error
 subclasses that type too, so existing ``except`` clauses keep working.
+
+Floor; uses no other motion module.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ class InstanceClosedError(MotionError, RuntimeError):
 
 
 class TableError(MotionError):
-    """Base class of the errors of :class:`~motion.table.MTable` (Motion's ``table`` extra)."""
+    """Base class of the errors of :class:`~motion.define.table.MTable` (the ``table`` extra)."""
 
 
 class TableConstructionError(TableError, NotImplementedError):

@@ -3,13 +3,15 @@
 An inbox entry is ``flow SOH fingerprint NUL sealed-payload``: the flow name stays
 readable (for counters and failure records) even when the payload is corrupt or
 unsigned, and the fingerprint names the definition whose handle enqueued it (the
-one that applies it, see :mod:`motion.definitions`); the payload is the
+one that applies it, see :mod:`motion.define.definitions`); the payload is the
 serialized :class:`Update`, signed (with a signing key) for the instance it was
 enqueued to, so a payload copied into another inbox is refused. Entries written
 before fingerprints were recorded (``flow NUL sealed-payload``) are read too.
 Enqueueing is one Lua script call that takes the next sequence number, stores the
 entry and marks the instance pending; when nobody is draining the instance it
 also tells the caller to send a wake-up.
+
+Floor; uses the floor (errors, keys, serde, settings).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def encode(component: Definition, name: str, update: Update) -> bytes:
         (update.flow, dict(update.props), update.serve_result, update.enqueued_at),
         settings.max_value_bytes,
     )
-    # a producer without the component's code (motion.producer) has no definition
+    # a producer without the component's code (motion.tools.producer) has no definition
     fingerprint = getattr(component, "fingerprint", None)
     made_by = b"\x01" + fingerprint().encode() if fingerprint is not None else b""
     sealed = seal(body, settings.signing_key, binding(name))

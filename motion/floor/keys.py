@@ -32,6 +32,8 @@ dedup:*   hash   ``token -> seq`` of recent enqueues, so a client that retries a
                  enqueue after a lost reply enqueues once; one key per
                  :data:`DEDUP_SECONDS` period, each expiring after two periods
 ========  =====  =============================================================
+
+Floor; uses the floor (errors).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the first handle (or the first use of a utility or the CLI); each of its keys
 environment variable, overwriting one already set. ``MOTION_YAML_LOADED=1`` marks
 the process (and, through the environment, its children) as done, as in Motion.
 
-Floor module: imports only :mod:`motion.errors`; :mod:`motion.settings` calls it.
+Floor module: imports only :mod:`motion.errors`; :mod:`motion.floor.settings` calls it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """``Properties`` (the props of one run), ``State`` (what ops see of the state) and
-``Params`` (a component's read-only parameters)."""
+``Params`` (a component's read-only parameters).
+
+Floor; uses no other motion module.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Motion's connection parameters: ``RedisParams`` and the ``MOTION_REDIS_*`` variables.
 
 Owns how Motion's variables (from the environment or ``.motionrc.yml``) describe a
-Redis; :mod:`motion.settings` builds the URL in force from them. Floor module:
+Redis; :mod:`motion.floor.settings` builds the URL in force from them. Floor module:
 imports only :mod:`motion.errors`.
 """
 

@@ -57,7 +57,7 @@ def run(
     client: redis.Redis, name: str, keys: list[str], args: list[Any], fast: bool = False
 ) -> Any:
     """Run script ``name`` on a synchronous client (``fast``: see
-    :func:`motion.connection.fast_command`)."""
+    :func:`motion.floor.connection.fast_command`)."""
     script = get(name)
     try:
         if fast:

@@ -21,6 +21,8 @@ to its instance, field and incarnation, a payload to its instance, a cache entry
 to its key. The MAC covers that place and the body, so a signed value copied to
 another instance, another field, or a later life of the same instance is refused
 like a forged one.
+
+Floor; uses the floor (errors, settings).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Configuration: environment variables and their defaults (Motion's ``RedisParams`` is in
-:mod:`motion.redis_params`).
+:mod:`motion.floor.redis_params`).
 
 Every knob has one environment variable; :func:`configure` overrides them in code.
-Motion's ``.motionrc.yml`` (:mod:`motion.motionrc`) is loaded into the environment
+Motion's ``.motionrc.yml`` (:mod:`motion.floor.motionrc`) is loaded into the environment
 before the variables are read.
 
 Where the Redis URL comes from (the one place this rule is written; docs/api.md
@@ -56,6 +56,8 @@ variable                              default    meaning
 ``MOTION_ENV``                        ``prod``   ``dev``: Motion's dev mode; handles work on
                                                  copy-on-write dev instances, deleted at exit
 ====================================  =========  ============================================
+
+Floor; uses the floor (errors, motionrc, redis_params).
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ by caches as a *tag*, ``b"<version>.<incarnation>[.<nonce>]"`` (the commit that
 makes a version adds a random nonce). Caches compare tags, never bare version
 numbers, so a copy of an earlier life at "version 4" is never taken for version 4
 of a later one, nor a version Redis lost for the one counted again after it.
+
+Floor; uses the floor (errors, keys, props, serde, settings).
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ Building the message costs a ``json.dumps`` of a dozen headers; it is done once
 per ``(component, instance, flow)`` and kept as a template in which only the task
 id changes, so the enqueue path stays cheap. In Flower the task shows under the
 name ``<Component>.<flow>`` (Celery's ``shadow`` name).
+
+Floor; uses the floor (keys, settings).
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@
 ``/login``          sign in with ``MOTION_DASHBOARD_KEY`` (when one is set)
 ==================  ==========================================================
 
-Who may look is :mod:`motion.board_access` (loopback only without a key; sign-in,
+Who may look is :mod:`motion.tools.board_access` (loopback only without a key; sign-in,
 session cookie and CSRF tokens with one); read-only mode (``read_only=True``,
 ``MOTION_DASHBOARD_READ_ONLY=1``, ``motion dashboard --read-only``) shows no
-editor and refuses every edit. Pages come from :mod:`motion.board_html`. Needs
+editor and refuses every edit. Pages come from :mod:`motion.tools.board_html`. Needs
 the ``http`` extra. Uses the library only (browse, admin, tokens).
 """
 

@@ -8,7 +8,7 @@
 - every write form carries a CSRF token bound to the session (the cookie is also
   ``SameSite=Strict``), checked on every POST.
 
-Uses the floor only (:mod:`motion.tokens` for the key rules).
+Uses the floor only (:mod:`motion.tools.tokens` for the key rules).
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ names, state keys and values, messages) goes through :func:`esc` before it
 reaches the page, and the pages carry no JavaScript at all, so a state value
 holding ``<script>`` is shown as text and never run (the dashboard also sends a
 Content-Security-Policy that allows no script). Owns no I/O: the pages are
-built from plain values that :mod:`motion.board` reads through the library.
+built from plain values that :mod:`motion.tools.board` reads through the library.
+
+Tool; uses tools (browse).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """An operator's view of instances by name: components, paged listings, summaries, writes.
 
 What the dashboard shows and edits, with no component code needed: the component
-names from the index that instance creation fills (:data:`motion.keys.COMPONENTS`),
+names from the index that instance creation fills (:data:`motion.floor.keys.COMPONENTS`),
 a component's instances found with ``SCAN`` (never ``KEYS``) in pages, optionally
 by id prefix, an instance's counters, and the per-flow counters of a component.
 

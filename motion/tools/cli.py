@@ -13,8 +13,11 @@
     motion vis main.py:Summary              write the flow graph as JSON (motion-vis viewer)
 
 Redis comes from ``MOTION_REDIS_URL`` (or Motion's ``MOTION_REDIS_*`` variables),
-or ``--redis-url``. Every command only calls :mod:`motion.admin`; exit status is 0
+or ``--redis-url``. Every command only calls :mod:`motion.tools.admin`; exit status is 0
 on success, 1 on an error (printed on stderr), 2 on a usage error.
+
+Tool; uses tools (admin, board, metrics), the definition layer (component), the floor
+(connection, errors, inbox, settings).
 """
 
 from __future__ import annotations

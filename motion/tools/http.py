@@ -91,7 +91,7 @@ class Application:
             (``flush_update``, ``force_refresh`` and ``/update``); 504 after that.
         jwt_secret: the secret that signs tokens (at least 32 bytes, not the API key);
             default ``MOTION_JWT_SECRET``, else one generated once and kept in Redis
-            so every replica agrees (see :mod:`motion.tokens`).
+            so every replica agrees (see :mod:`motion.tools.tokens`).
 
     Raises:
         MissingDependencyError: (an ``ImportError``) without the ``http`` extra.

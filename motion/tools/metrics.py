@@ -26,6 +26,8 @@ Exported series (``outcome`` is ``applied``, ``failed`` or ``discarded``):
 ``motion_lease_takeovers_total``       leases taken over from a dead holder, by component
 ``motion_redis_used_memory_bytes``     Redis ``used_memory`` (``maxmemory`` beside it)
 =====================================  =====================================================
+
+Tool; uses the floor (errors, keys, settings).
 """
 
 from __future__ import annotations

@@ -41,6 +41,9 @@ Celery's own producer (e.g. for a ``global_keyprefix`` transport option).
 
 Clients are cached per URL at module level, so warm invocations of a serverless
 function reuse their connection.
+
+Tool; uses the definition layer (component), the floor (celery_app, connection, errors,
+inbox, keys, scripts, serde, settings, store, wakeup).
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ IDLE_CHECK_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class _Codec:
-    """Stands in for a component where :func:`motion.inbox.encode` needs its serializer."""
+    """Stands in for a component where :func:`motion.floor.inbox.encode` needs its serializer."""
 
     serializer: Serializer
 

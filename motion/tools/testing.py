@@ -16,6 +16,9 @@ production, ordering and all, with no set-up::
 Ops are plain functions too (the decorators return them unchanged), so an op's
 logic can be unit-tested by calling it with a :class:`motion.State` and
 :class:`motion.Properties`.
+
+Tool; uses the caller road (host, tracking), the worker road (inprocess), the floor
+(celery_app, connection, embedded, settings, store, wakeup).
 """
 
 from __future__ import annotations

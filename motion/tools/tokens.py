@@ -1,13 +1,13 @@
 """HTTP credentials: the API key, the token secret, and the tokens it signs.
 
-The HTTP :class:`~motion.application.Application` hands out JWTs (HS256) from
+The HTTP :class:`~motion.tools.http.Application` hands out JWTs (HS256) from
 ``POST /auth``. A token names the instance **and** the component(s) it may touch,
 and is signed with a secret of its own, never with the API key, so a token seen by
 a client reveals nothing that lets anyone mint more tokens or call ``/auth``.
 
 The token secret is, in order: ``jwt_secret=``, ``MOTION_JWT_SECRET``, or one
 generated once per Redis deployment and kept there (``SET NX`` of 48 random
-bytes at :data:`motion.keys.HTTP_TOKEN_SECRET`), so every replica of a web server
+bytes at :data:`motion.floor.keys.HTTP_TOKEN_SECRET`), so every replica of a web server
 signs and checks with the same secret and a restart does not log users out.
 Whoever can read that Redis key can mint tokens: set ``MOTION_JWT_SECRET`` when
 Redis readers are less trusted than the web servers.

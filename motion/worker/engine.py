@@ -4,10 +4,13 @@ Called by the ``motion.apply`` task. One script call (``begin``) takes the
 instance's lease (or returns at once if another worker holds it: the holder
 drains everything) and returns the first window of the inbox and, if this
 worker's copy is stale, the state. The update ops run over each window
-(:mod:`motion.updates`), and each update, or each group of quick ones, is
+(:mod:`motion.worker.updates`), and each update, or each group of quick ones, is
 committed by the ``commit`` script, which checks the lease token and the
 sequence and, on the window's last commit, releases the lease if the inbox is
 empty or returns the next window.
+
+Worker road; uses the worker road (lease, updates), the definition layer (component),
+the floor (connection, errors, keys, props, scripts, settings, store).
 """
 
 from __future__ import annotations
@@ -190,7 +193,7 @@ def _gather_batch(
     component: Component, client: redis.Redis, keys: K.InstanceKeys, window: _Window
 ) -> None:
     """Read on while a full window ends in a run of a batch op, so one call gets the
-    whole run (up to :data:`motion.updates.BATCH_LIMIT`), not one window's share of it."""
+    whole run (up to :data:`motion.worker.updates.BATCH_LIMIT`), not one window's share of it."""
     while WINDOW <= len(window.entries) < updates.BATCH_LIMIT and len(window.entries) % WINDOW == 0:
         flow = updates.batch_flow(component, window.entries[-1])
         if flow is None:

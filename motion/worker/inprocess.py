@@ -5,6 +5,9 @@ its embedded server (or ``MOTION_INPROCESS_WORKER=1``), so a script or notebook
 applies its updates with no separate worker. Like any worker it consumes the
 queues of the components this process defines, including components defined
 after it started, so it never takes a wake-up it cannot apply.
+
+Worker road; uses the worker road (engine, tasks), the definition layer (definitions),
+the floor (celery_app, settings).
 """
 
 from __future__ import annotations

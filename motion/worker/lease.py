@@ -1,7 +1,7 @@
 """Leases: one drainer per instance at a time, with a fencing token.
 
 A worker takes an instance's lease before draining its inbox (the ``begin``
-script, which also returns the first updates to apply; see :mod:`motion.engine`).
+script, which also returns the first updates to apply; see :mod:`motion.worker.engine`).
 The lease carries a token, ``<incarnation>:<fence>:<nonce>``: the fence only grows
 within a life of the instance, the incarnation id is new for each life and the
 nonce is random, so no token is ever handed out twice, even after the instance was
@@ -17,6 +17,8 @@ renewer: on a loaded machine the drain thread may wait for the CPU in between.
 The holder sets :attr:`Lease.ending` before any call that may free the lease (and
 clears it when the lease was kept), so such a refused renewal is not taken for a
 lost lease.
+
+Worker road; uses the floor (connection, keys, scripts, store).
 """
 
 from __future__ import annotations

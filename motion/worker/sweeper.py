@@ -8,6 +8,8 @@ sweeper sent sits untaken); a pass reads only the members due, so it costs
 O(due), not O(instances). It runs in every worker's main process on a timer
 (one per cluster at a time, by a Redis lock) and as the ``motion.sweep`` task
 for Celery beat.
+
+Worker road; uses the floor (connection, keys, scripts, settings, store).
 """
 
 from __future__ import annotations

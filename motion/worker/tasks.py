@@ -46,7 +46,7 @@ def stop_sweeper_timer() -> None:
 
 
 def start_heartbeat() -> None:
-    """Announce this worker process for the components it defines (see :mod:`motion.heartbeat`)."""
+    """Announce this worker for the components it defines (:mod:`motion.floor.heartbeat`)."""
     global _heartbeat
     if _heartbeat is None:
         _heartbeat = heartbeat.Heartbeat(get_redis, registered)

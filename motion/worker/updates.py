@@ -1,12 +1,15 @@
 """Running a flow's update ops over inbox entries: the outcome a drain commits.
 
-A drain (:mod:`motion.engine`) splits a window of inbox entries into groups
+A drain (:mod:`motion.worker.engine`) splits a window of inbox entries into groups
 (:func:`groups`: one entry each, or a run of a batch op's flow), and :func:`apply`
 runs the flow's ops over a group on a working copy of the state: decoding each
 payload (a bad one is a recorded failure), applying the discard policies, calling
 batch ops once with every props, retrying a failing op, and merging the dicts the
 ops return. The result is an :class:`Outcome`: the changed state keys, already
 encoded, the counters, and the failure records, committed by one script call.
+
+Worker road; uses the definition layer (component, definitions), the floor (errors,
+inbox, keys, props, settings, store).
 """
 
 from __future__ import annotations
@@ -134,7 +137,7 @@ def apply(
     A failing op or a bad payload leaves the state unchanged and is recorded in the
     outcome's failures; the group is committed either way, so later updates apply.
     The ops are those of the definition that enqueued the group
-    (:func:`motion.definitions.resolve`, which raises :class:`UnknownComponentError`
+    (:func:`motion.define.definitions.resolve`, which raises :class:`UnknownComponentError`
     if this process lacks it: the group stays pending); the state is read and
     written as ``component`` does.
     """
