@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, overload
 from motion.caller import devmode, host
 from motion.caller.enqueue import Enqueuer
 from motion.caller.options import HandleOptions, random_id
-from motion.caller.serve import CacheWrite, Reader, Server
+from motion.caller.serve import CacheWrite, Call, Reader, Server
 from motion.caller.wait import Waiter
 from motion.floor import drive, motionrc, settings
 from motion.floor import keys as K
@@ -158,10 +158,9 @@ class Instance:
             The serve op's result (a list for a generator op; ``None`` when the
             flow has no serve op).
         """
-        name = flow_name(flow, flow_key, dataflow_key)
-        how = ignore_cache, force_refresh, flush_update
-        call = self._server.run(self._start, name, props, *how)
-        return drive.drive(call, get_redis(self._keys.name, self._timeout))
+        named = flow_name(flow, flow_key, dataflow_key)
+        call = Call(named, props, ignore_cache, force_refresh, flush_update)
+        return drive.drive(self._server.run(self._start, call), self._client())
 
     async def arun(
         self,
@@ -175,10 +174,9 @@ class Instance:
         dataflow_key: str | None = None,
     ) -> Any:
         """Async twin of :meth:`run`: asyncio Redis client, sync ops in a thread."""
-        name = flow_name(flow, flow_key, dataflow_key)
-        how = ignore_cache, force_refresh, flush_update
-        call = self._server.run(self._start, name, props, *how)
-        return await drive.adrive(call, get_async_redis(self._keys.name, self._timeout))
+        named = flow_name(flow, flow_key, dataflow_key)
+        call = Call(named, props, ignore_cache, force_refresh, flush_update)
+        return await drive.adrive(self._server.run(self._start, call), self._aclient())
 
     def gen(
         self,
@@ -198,11 +196,9 @@ class Instance:
         ``ignore_cache``, ``force_refresh`` and ``flush_update`` behave as in
         :meth:`run`.
         """
-        name = flow_name(flow, flow_key, dataflow_key)
-        call = self._server.stream(
-            self._start, name, props, ignore_cache, force_refresh, flush_update
-        )
-        return drive.drive_items(call, get_redis(self._keys.name, self._timeout))
+        named = flow_name(flow, flow_key, dataflow_key)
+        call = Call(named, props, ignore_cache, force_refresh, flush_update)
+        return drive.drive_items(self._server.stream(self._start, call), self._client())
 
     def agen(
         self,
@@ -216,11 +212,9 @@ class Instance:
         dataflow_key: str | None = None,
     ) -> AsyncIterator[Any]:
         """Async twin of :meth:`gen` for async-generator (or generator) serve ops."""
-        name = flow_name(flow, flow_key, dataflow_key)
-        call = self._server.stream(
-            self._start, name, props, ignore_cache, force_refresh, flush_update
-        )
-        return drive.adrive_items(call, lambda: get_async_redis(self._keys.name, self._timeout))
+        named = flow_name(flow, flow_key, dataflow_key)
+        call = Call(named, props, ignore_cache, force_refresh, flush_update)
+        return drive.adrive_items(self._server.stream(self._start, call), self._aclient)
 
     # -- state ------------------------------------------------------------------
     def read_state(self, key: str, default_value: Any = None) -> Any:
@@ -252,7 +246,7 @@ class Instance:
         if not state_update:
             return
         seq = self._enqueue(Update(WRITE_FLOW, dict(state_update)))
-        self._waiter.wait(WRITE_FLOW, seq, timeout, own=True)
+        drive.drive(self._waiter.steps(WRITE_FLOW, seq, timeout, own=True), self._client())
 
     # -- waiting ----------------------------------------------------------------
     def flush_update(
@@ -275,7 +269,7 @@ class Instance:
         """
         flow = self._flow_or_all(flow, flow_key, dataflow_key)
         call = self._flush(flow, timeout)
-        drive.drive(call, get_redis(self._keys.name, self._timeout))
+        drive.drive(call, self._client())
 
     async def aflush_update(
         self,
@@ -288,16 +282,12 @@ class Instance:
         """Async twin of :meth:`flush_update`."""
         flow = self._flow_or_all(flow, flow_key, dataflow_key)
         call = self._flush(flow, timeout)
-        await drive.adrive(call, get_async_redis(self._keys.name, self._timeout))
+        await drive.adrive(call, self._aclient())
 
     def _flush(self, flow: str, timeout: float | None) -> Steps[None]:
         with translate_errors("flush_update", self._keys.name):
             target, inc = yield drive.command("hmget", self._keys.meta, _target_field(flow), "inc")
-        waiter = self._waiter
-        yield drive.either(
-            lambda _: waiter.wait(flow, int(target or 0), timeout, incarnation=inc),
-            lambda _: waiter.await_(flow, int(target or 0), timeout, incarnation=inc),
-        )
+        yield from self._waiter.steps(flow, int(target or 0), timeout, incarnation=inc)
 
     # -- lifecycle --------------------------------------------------------------
     def close(self, wait_for_logging_threads: bool = False) -> None:
@@ -335,7 +325,13 @@ class Instance:
     def _wait(self, flow: str, seq: int, timeout: float | None) -> None:
         """Wait until update ``seq``, enqueued by this caller, is applied; raise its
         failure (for the admin utilities and the HTTP app)."""
-        self._waiter.wait(flow, seq, timeout, own=True)
+        drive.drive(self._waiter.steps(flow, seq, timeout, own=True), self._client())
+
+    def _client(self) -> Any:
+        return get_redis(self._keys.name, self._timeout)
+
+    def _aclient(self) -> Any:
+        return get_async_redis(self._keys.name, self._timeout)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -383,12 +379,12 @@ class Instance:
     ) -> int | None:
         """Enqueue ``update``; its seq, or ``None`` if the state is no longer at ``expect``."""
         call = self._server.enqueue(update, cache_write, expect)
-        return drive.drive(call, get_redis(self._keys.name, self._timeout))
+        return drive.drive(call, self._client())
 
     async def _aenqueue(self, update: Update, cache_write: CacheWrite = None) -> int:
         """Async :meth:`_enqueue` (no ``expect``)."""
         call = self._server.enqueue(update, cache_write)
-        seq = await drive.adrive(call, get_async_redis(self._keys.name, self._timeout))
+        seq = await drive.adrive(call, self._aclient())
         assert seq is not None  # no expect: the enqueue always takes it
         return seq
 

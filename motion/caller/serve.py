@@ -27,7 +27,7 @@ handle alike. Caller road: uses :mod:`motion.caller.devmode`,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from motion.caller import devmode
 from motion.caller.tracking import get_tracker
@@ -55,6 +55,18 @@ if TYPE_CHECKING:
 
 CacheWrite = cache.Entry | None  # a serve-cache entry to store
 Start = Callable[[str | None, bool], str]  # the handle's check of the flow it runs
+
+
+class Call(NamedTuple):
+    """One ``run``/``gen`` call's arguments (the flow already named once)."""
+
+    name: str | None
+    props: dict[str, Any] | None
+    ignore_cache: bool
+    force_refresh: bool
+    flush_update: bool
+
+
 _END = object()  # the end of a streamed serve op's items
 Loaded = tuple[bytes, State, Any]  # (version tag, state, cached serve entry or None)
 
@@ -233,65 +245,36 @@ class Server:
         self._enqueuer = enqueuer
         self._waiter = waiter
 
-    def run(
-        self,
-        start: Start,
-        name: str | None,
-        props: dict[str, Any] | None,
-        ignore_cache: bool,
-        force_refresh: bool,
-        flush_update: bool,
-    ) -> Steps[Any]:
-        flow = start(name, flush_update)
-        properties = Properties(props or {})
-        if force_refresh:
-            yield from self._settle()
-        op = self._component.serve_op(flow)
-        skip_cache = ignore_cache or force_refresh
+    def run(self, start: Start, call: Call) -> Steps[Any]:
+        """The steps of ``run``: serve, then enqueue the updates; the serve op's result."""
+        flow, properties, op = yield from self._begin(start, call)
+        skip_cache = call.ignore_cache or call.force_refresh
         if op is not None and self._serves_ahead(op, flow, skip_cache):
             ahead = yield from self._serve_ahead(op, flow, properties)
             if ahead is not None:
-                if flush_update:
-                    yield self._wait_step(flow, ahead[1], own=True)
+                if call.flush_update:
+                    yield from self._waiter.steps(flow, ahead[1], None, own=True)
                 return ahead[0]
         value: Any = None
         write: CacheWrite = None
         if op is not None:
-            digest = cache.call_digest(self._component, properties)
-            version, state, hit = yield from self._reader.load(flow, None if skip_cache else digest)
-            where = (self._keys, flow, digest, version)
-            value = cache.cache_hit(self._component, hit, properties, where)
+            digest, version, state, value = yield from self._read(flow, properties, skip_cache)
             if value is cache.MISS:
                 value = yield self._call_step(op, state, properties)
-                write = cache.cache_write(
-                    self._component, self._keys, flow, digest, version, value, properties
-                )
+                write = self._entry(flow, digest, version, value, properties)
         properties.serve_result = value
-        yield from self._finish(flow, properties, value, write, flush_update)
+        yield from self._finish(flow, properties, value, write, call.flush_update)
         return value
 
-    def stream(
-        self,
-        start: Start,
-        name: str | None,
-        props: dict[str, Any] | None,
-        ignore_cache: bool,
-        force_refresh: bool,
-        flush_update: bool,
-    ) -> Steps[None]:
-        flow = start(name, flush_update)
-        properties = Properties(props or {})
-        if force_refresh:
-            yield from self._settle()
-        op = self._component.serve_op(flow)
+    def stream(self, start: Start, call: Call) -> Steps[None]:
+        """The steps of ``gen``: each item as a :class:`~motion.floor.drive.Item`, then
+        enqueue the updates (they see the full list)."""
+        flow, properties, op = yield from self._begin(start, call)
         items: list[Any] = []
         write: CacheWrite = None
         if op is not None:
-            digest = cache.call_digest(self._component, properties)
-            skip = ignore_cache or force_refresh
-            version, state, hit = yield from self._reader.load(flow, None if skip else digest)
-            where = (self._keys, flow, digest, version)
-            cached = cache.cache_hit(self._component, hit, properties, where)
+            skip_cache = call.ignore_cache or call.force_refresh
+            digest, version, state, cached = yield from self._read(flow, properties, skip_cache)
             if isinstance(cached, list):  # a streamed result is cached as its full list
                 items = cached
                 for item in cached:
@@ -303,11 +286,33 @@ class Server:
                 ) is not _END:
                     items.append(item)
                     yield drive.Item(item)
-                write = cache.cache_write(
-                    self._component, self._keys, flow, digest, version, items, properties
-                )
+                write = self._entry(flow, digest, version, items, properties)
         properties.serve_result = items
-        yield from self._finish(flow, properties, items, write, flush_update)
+        yield from self._finish(flow, properties, items, write, call.flush_update)
+
+    def _begin(self, start: Start, call: Call) -> Steps[tuple[str, Properties, Op | None]]:
+        """The flow (checked by the handle), the props, and its serve op; with
+        ``force_refresh``, after every pending update is applied."""
+        flow = start(call.name, call.flush_update)
+        properties = Properties(call.props or {})
+        if call.force_refresh:
+            yield from self._settle()
+        return flow, properties, self._component.serve_op(flow)
+
+    def _read(
+        self, flow: str, props: Properties, skip_cache: bool
+    ) -> Steps[tuple[cache.Canonical | None, bytes, State, Any]]:
+        """Read the state and this call's cached result: ``(props' canonical form,
+        version, state, the result or cache.MISS)``."""
+        digest = cache.call_digest(self._component, props)
+        version, state, hit = yield from self._reader.load(flow, None if skip_cache else digest)
+        where = (self._keys, flow, digest, version)
+        return digest, version, state, cache.cache_hit(self._component, hit, props, where)
+
+    def _entry(
+        self, flow: str, digest: cache.Canonical | None, version: bytes, value: Any, props: Any
+    ) -> CacheWrite:
+        return cache.cache_write(self._component, self._keys, flow, digest, version, value, props)
 
     def _finish(
         self, flow: str, props: Properties, value: Any, write: CacheWrite, flush_update: bool
@@ -317,7 +322,7 @@ class Server:
             seq = yield from self.enqueue(Update(flow, dict(props), value), write)
             assert seq is not None  # no expect: the enqueue always takes it
             if flush_update:
-                yield self._wait_step(flow, seq, own=True)
+                yield from self._waiter.steps(flow, seq, None, own=True)
         elif write is not None:
             with translate_errors(f"caching a serve result of {self._keys.name}", self._keys.name):
                 yield cache.store_entry(write)
@@ -354,9 +359,7 @@ class Server:
             out = yield self._call_step(op, state, attempt)
             attempt.serve_result = out
             digest = cache.call_digest(self._component, original)
-            write = cache.cache_write(
-                self._component, self._keys, flow, digest, version, out, attempt
-            )
+            write = self._entry(flow, digest, version, out, attempt)
             update = Update(flow, dict(attempt), out)
             seq = yield from self.enqueue(update, write, expect=version)
             if seq is not None:
@@ -369,14 +372,8 @@ class Server:
         """Wait for every pending update (``force_refresh``); failures stay for a flush."""
         with translate_errors("force_refresh", self._keys.name):
             target, inc = yield drive.command("hmget", self._keys.meta, "seq", "inc")
-        yield self._wait_step(ALL_FLOWS, int(target or 0), report=False, incarnation=inc)
-
-    def _wait_step(self, flow: str, target: int, **how: Any) -> drive.Step:
-        """Wait (:class:`~motion.caller.wait.Waiter`) for update ``target``, no timeout."""
-        waiter = self._waiter
-        return drive.either(
-            lambda _: waiter.wait(flow, target, None, **how),
-            lambda _: waiter.await_(flow, target, None, **how),
+        yield from self._waiter.steps(
+            ALL_FLOWS, int(target or 0), None, report=False, incarnation=inc
         )
 
     def enqueue(

@@ -20,15 +20,15 @@ Caller road; uses the floor (keys, connection, heartbeat, settings) and
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 from motion.caller.enqueue import FailureBook
 from motion.caller.host import ensure_worker, inprocess_worker_wanted
-from motion.floor import heartbeat
+from motion.floor import drive, heartbeat
 from motion.floor import keys as K
-from motion.floor.connection import get_async_redis, get_redis, translate_errors
+from motion.floor.connection import translate_errors
+from motion.floor.drive import Steps
 from motion.floor.errors import (
     FlushTimeoutError,
     InstanceClearedError,
@@ -84,7 +84,7 @@ class Waiter:
             self._inc = incarnation
         self._book.enqueued(seq)
 
-    def wait(
+    def steps(
         self,
         flow: str,
         target: int,
@@ -92,12 +92,14 @@ class Waiter:
         report: bool = True,
         own: bool = False,
         incarnation: Incarnation = None,
-    ) -> None:
-        """Block until update ``target`` (of ``incarnation``: by default the one this
+    ) -> Steps[None]:
+        """Wait until update ``target`` (of ``incarnation``: by default the one this
         handle's updates joined) is applied, then raise the failures this call reports
         (see :mod:`motion.caller.enqueue`): with ``own``, the failure of update ``target``,
         which this call enqueued; else those of a flush of ``flow``. Without
         ``report`` nothing is raised (failures stay for a flush).
+
+        Steps for a sync or an async handle to drive (:mod:`motion.floor.drive`).
 
         Raises:
             InstanceClearedError: the incarnation the updates belong to is gone.
@@ -110,72 +112,33 @@ class Waiter:
                 self._check_life(incarnation)
             return
         ensure_worker()
-        client = get_redis(self._keys.name, self._timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         patience = _Patience() if timeout is None else None
         delay = _FIRST_DELAY
         while True:
             with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
                 if patience is not None and patience.due():
-                    self._check_presence(heartbeat.last_seen(client, self._component), target)
-                applied, current = client.hmget(self._keys.meta, "applied", "inc")
-                if self._settled(expected, target, applied, current, report):
-                    if not report:
-                        return
-                    start = self._book.unseen_from(target)
-                    records = (
-                        []
-                        if start is None
-                        else client.zrangebyscore(self._keys.failed, start, target)
+                    age = yield drive.either(
+                        heartbeat.last_seen, heartbeat.alast_seen, self._component
                     )
-                    return self._finish(flow, target, own, start, records)
-            if deadline is not None and time.monotonic() > deadline:
-                raise FlushTimeoutError(self._timeout_message(target, timeout))
-            time.sleep(delay)
-            delay = min(delay * 2, _MAX_DELAY)
-
-    async def await_(
-        self,
-        flow: str,
-        target: int,
-        timeout: float | None,
-        report: bool = True,
-        own: bool = False,
-        incarnation: Incarnation = None,
-    ) -> None:
-        """Async :meth:`wait` (never blocks the event loop)."""
-        expected = incarnation or self._inc
-        if target <= 0:
-            if report:
-                self._check_life(incarnation)
-            return
-        ensure_worker()
-        client = get_async_redis(self._keys.name, self._timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        patience = _Patience() if timeout is None else None
-        delay = _FIRST_DELAY
-        while True:
-            with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
-                if patience is not None and patience.due():
-                    age = await heartbeat.alast_seen(client, self._component)
                     self._check_presence(age, target)
-                applied, current = await client.hmget(self._keys.meta, "applied", "inc")
+                applied, current = yield drive.command("hmget", self._keys.meta, "applied", "inc")
                 if self._settled(expected, target, applied, current, report):
                     if not report:
                         return
                     start = self._book.unseen_from(target)
-                    records = (
-                        []
-                        if start is None
-                        else await client.zrangebyscore(self._keys.failed, start, target)
-                    )
+                    records = []
+                    if start is not None:
+                        records = yield drive.command(
+                            "zrangebyscore", self._keys.failed, start, target
+                        )
                     return self._finish(flow, target, own, start, records)
             if deadline is not None and time.monotonic() > deadline:
                 raise FlushTimeoutError(self._timeout_message(target, timeout))
-            await asyncio.sleep(delay)
+            yield drive.pause(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
-    # -- the decisions, shared by both loops (no I/O) --------------------------------
+    # -- the decisions (no I/O) --------------------------------
     def _settled(
         self, expected: Incarnation, target: int, applied: Any, current: Any, report: bool
     ) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any, NamedTuple, TypeVar
 
 from motion.floor import scripts
@@ -41,74 +41,71 @@ class Item(NamedTuple):
 Steps = Generator[Any, Any, T]  # yields Step (and Item, for drive_items), returns T
 
 
-def drive(steps: Steps[T], client: Any) -> T:
-    """Run ``steps`` to their result, each on the synchronous ``client``."""
-    send: Callable[[Any], Any] = steps.send
-    value: Any = None
-    while True:
+class _Done(NamedTuple):
+    value: Any
+
+
+def _resume(steps: Steps[Any], value: Any, error: BaseException | None) -> Any:
+    """Hand the last step's result (or error) to ``steps``: the next Step or Item, or
+    :class:`_Done` with the generator's result."""
+    try:
+        return steps.throw(error) if error is not None else steps.send(value)
+    except StopIteration as done:
+        return _Done(done.value)
+
+
+def drive_items(steps: Steps[T], client: Any) -> Generator[Any, None, T]:
+    """Run ``steps`` on the synchronous ``client``, yielding each :class:`Item`'s value;
+    returns the steps' result."""
+    value, error = None, None
+    while not isinstance(step := _resume(steps, value, error), _Done):
+        value, error = None, None
+        if isinstance(step, Item):
+            yield step.value
+            continue
         try:
-            step = send(value)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]  # the generator's T
-        try:
-            value, send = step.sync(client, *step.args), steps.send
+            value = step.sync(client, *step.args)
         except BaseException as exc:  # the one implementation decides what it means
-            value, send = exc, steps.throw
+            error = exc
+    return step.value  # type: ignore[no-any-return]  # the generator's T
+
+
+def drive(steps: Steps[T], client: Any) -> T:
+    """Run ``steps`` (which yield no :class:`Item`) to their result on ``client``."""
+    run = drive_items(steps, client)
+    try:
+        while True:
+            next(run)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]  # the generator's T
+
+
+async def adrive_items(
+    steps: Steps[Any], client: Callable[[], Any], result: list[Any] | None = None
+) -> AsyncIterator[Any]:
+    """Await ``steps`` on the asyncio client ``client()`` (made in the running loop),
+    yielding each :class:`Item`'s value; the steps' result is appended to ``result``."""
+    connection = client()
+    value, error = None, None
+    while not isinstance(step := _resume(steps, value, error), _Done):
+        value, error = None, None
+        if isinstance(step, Item):
+            yield step.value
+            continue
+        try:
+            value = await step.asynchronous(connection, *step.args)
+        except BaseException as exc:  # the one implementation decides what it means
+            error = exc
+    if result is not None:
+        result.append(step.value)
 
 
 async def adrive(steps: Steps[T], client: Any) -> T:
-    """Run ``steps`` to their result, each awaited on the asyncio ``client``."""
-    send: Callable[[Any], Any] = steps.send
-    value: Any = None
-    while True:
-        try:
-            step = send(value)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]  # the generator's T
-        try:
-            value, send = await step.asynchronous(client, *step.args), steps.send
-        except BaseException as exc:  # the one implementation decides what it means
-            value, send = exc, steps.throw
-
-
-def drive_items(steps: Steps[None], client: Any) -> Iterator[Any]:
-    """Run ``steps`` on the synchronous ``client``, yielding each :class:`Item`'s value."""
-    send: Callable[[Any], Any] = steps.send
-    value: Any = None
-    while True:
-        try:
-            step = send(value)
-        except StopIteration:
-            return
-        if isinstance(step, Item):
-            yield step.value
-            value, send = None, steps.send
-            continue
-        try:
-            value, send = step.sync(client, *step.args), steps.send
-        except BaseException as exc:  # the one implementation decides what it means
-            value, send = exc, steps.throw
-
-
-async def adrive_items(steps: Steps[None], client: Callable[[], Any]) -> AsyncIterator[Any]:
-    """Await ``steps`` on the asyncio client ``client()`` (made in the running loop),
-    yielding each :class:`Item`'s value."""
-    connection = client()
-    send: Callable[[Any], Any] = steps.send
-    value: Any = None
-    while True:
-        try:
-            step = send(value)
-        except StopIteration:
-            return
-        if isinstance(step, Item):
-            yield step.value
-            value, send = None, steps.send
-            continue
-        try:
-            value, send = await step.asynchronous(connection, *step.args), steps.send
-        except BaseException as exc:  # the one implementation decides what it means
-            value, send = exc, steps.throw
+    """Await ``steps`` (which yield no :class:`Item`) to their result on ``client``."""
+    result: list[Any] = []
+    async for _ in adrive_items(steps, lambda: client, result):
+        pass
+    return result[0]  # type: ignore[no-any-return]  # the generator's T
 
 
 def script(name: str, keys: list[str], args: list[Any], fast: bool = False) -> Step:

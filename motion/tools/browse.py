@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, cast
 from motion.caller.enqueue import send_wakeup_sync, wakeup_to_push
 from motion.caller.wait import Waiter
 from motion.define.component import lookup, registered
+from motion.floor import drive, scripts
 from motion.floor import keys as K
-from motion.floor import scripts
 from motion.floor.connection import all_urls, client_for, get_redis, translate_errors
 from motion.floor.errors import FlushTimeoutError, InstanceNotFoundError
 from motion.floor.inbox import WRITE_FLOW, Update, encode, enqueue_call, new_token
@@ -184,7 +184,7 @@ def write_state(instance_name: str, changes: dict[str, Any], timeout: float) -> 
     waiter = Waiter(keys, component)
     waiter.watch(seq)
     try:
-        waiter.wait(WRITE_FLOW, seq, timeout, own=True)
+        drive.drive(waiter.steps(WRITE_FLOW, seq, timeout, own=True), client)
     except FlushTimeoutError:
         return Written(seq, None)
     return Written(seq, summary(instance_name).version)
