@@ -80,8 +80,10 @@ def _flows(keys: str | list[str] | tuple[str, ...]) -> list[str]:
     for flow in flows:
         if not isinstance(flow, str) or not flow:
             raise DefinitionError(f"flow names must be non-empty strings, got {flow!r}.")
-        if "::" in flow or "\x00" in flow or "\x01" in flow:
-            raise DefinitionError(f"flow name {flow!r} must not contain '::' or NUL/SOH.")
+        if "::" in flow or any(c in flow for c in "\x00\x01\x02"):
+            raise DefinitionError(
+                f"flow name {flow!r} must not contain '::' or the control characters NUL, SOH, STX."
+            )
     return flows
 
 
@@ -115,6 +117,9 @@ class Component:
         cache_ttl: seconds a serve result stays cached (default 1 day; 0 turns
             caching off).
         serializer: how state values and payloads become bytes (cloudpickle).
+        on_state_error: called as ``on_state_error(instance_name, error)`` on the
+            worker when an instance's stored state cannot be decoded or verified (or
+            ``load_state`` raises); the instance is then held, its updates pending.
 
     Example::
 
@@ -139,6 +144,7 @@ class Component:
         params: Mapping[str, Any] | None = None,
         cache_ttl: int | None = DEFAULT_CACHE_TTL,
         serializer: Serializer = DEFAULT_SERIALIZER,
+        on_state_error: Callable[[str, BaseException], Any] | None = None,
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name) or SEPARATOR in name:
             raise DefinitionError(
@@ -153,6 +159,7 @@ class Component:
         self._params = Params(name, params or {})
         self._cache_ttl = cache_ttl
         self.serializer = serializer
+        self.on_state_error = on_state_error
         self._ops = _Ops()
         self.init_state_func: Callable[..., dict[str, Any]] | None = None
         self.save_state_func: Callable[..., Any] | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from motion import celery_app, engine, heartbeat, sweeper
+from motion import celery_app, engine, heartbeat, sweeper, updates
 from motion.component import lookup, registered
 from motion.connection import get_redis
 from motion.wakeup import APPLY_TASK, SWEEP_TASK
@@ -36,11 +36,21 @@ def sweep() -> int:
     return sweeper.sweep_once(get_redis(), celery_app.send_wakeup)
 
 
+def can_apply(component: str, flow: str, ops: list[str]) -> bool:
+    """Whether this process has the code for an update of ``component``'s ``flow``
+    naming ``ops`` (the held instances it may take: :func:`motion.holds.nudge`)."""
+    try:
+        comp = lookup(component)
+    except KeyError:
+        return False
+    return updates.can_apply(comp, flow, ops)
+
+
 def start_sweeper_timer() -> None:
     """Run the sweeper on a timer in this process (a worker's main process)."""
     global _timer
     if _timer is None:
-        _timer = sweeper.SweeperTimer(celery_app.send_wakeup)
+        _timer = sweeper.SweeperTimer(celery_app.send_wakeup, can_apply)
         _timer.start()
 
 
@@ -79,4 +89,5 @@ def register(app: Any) -> Any:
         celery_app.on_worker_ready(start_heartbeat)
         celery_app.on_worker_shutdown(stop_sweeper_timer)
         celery_app.on_worker_shutdown(stop_heartbeat)
+        updates.terminating = celery_app.terminating
     return app

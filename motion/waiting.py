@@ -21,6 +21,7 @@ Caller road; uses the floor (keys, connection, heartbeat, settings) and
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -117,7 +118,8 @@ class Waiter:
         while True:
             with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
                 if patience is not None and patience.due():
-                    self._check_presence(heartbeat.last_seen(client, self._component), target)
+                    age = heartbeat.last_seen(client, self._component)
+                    self._check_presence(age, target, client.hget(self._keys.meta, "held"))
                 applied, current = client.hmget(self._keys.meta, "applied", "inc")
                 if self._settled(expected, target, applied, current, report):
                     if not report:
@@ -130,7 +132,8 @@ class Waiter:
                     )
                     return self._finish(flow, target, own, start, records)
             if deadline is not None and time.monotonic() > deadline:
-                raise FlushTimeoutError(self._timeout_message(target, timeout))
+                held = client.hget(self._keys.meta, "held")
+                raise FlushTimeoutError(self._timeout_message(target, timeout, held))
             time.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
@@ -158,7 +161,8 @@ class Waiter:
             with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
                 if patience is not None and patience.due():
                     age = await heartbeat.alast_seen(client, self._component)
-                    self._check_presence(age, target)
+                    held = await client.hget(self._keys.meta, "held")
+                    self._check_presence(age, target, held)
                 applied, current = await client.hmget(self._keys.meta, "applied", "inc")
                 if self._settled(expected, target, applied, current, report):
                     if not report:
@@ -171,7 +175,8 @@ class Waiter:
                     )
                     return self._finish(flow, target, own, start, records)
             if deadline is not None and time.monotonic() > deadline:
-                raise FlushTimeoutError(self._timeout_message(target, timeout))
+                held = await client.hget(self._keys.meta, "held")
+                raise FlushTimeoutError(self._timeout_message(target, timeout, held))
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
@@ -220,9 +225,15 @@ class Waiter:
             f"and will not be applied to the new one. Enqueue them again if they still apply."
         )
 
-    def _check_presence(self, age: float | None, target: int) -> None:
-        """Raise :class:`NoWorkerError` unless a worker for the component was seen lately."""
+    def _check_presence(self, age: float | None, target: int, held: Any = None) -> None:
+        """Raise :class:`NoWorkerError` unless a worker for the component was seen lately
+        and the instance is not held (no worker that was seen could go on with it)."""
         grace = get_settings().worker_grace_seconds
+        if held:
+            raise NoWorkerError(
+                self._held_message(target, held)
+                + f" Pass timeout= to wait longer than the grace ({grace:.0f}s)."
+            )
         if age is not None and age <= grace:
             return
         seen = (
@@ -244,7 +255,19 @@ class Waiter:
             f"Pass timeout= to wait differently (MOTION_WORKER_GRACE_SECONDS sets the grace)."
         )
 
-    def _timeout_message(self, target: int, timeout: float | None) -> str:
+    def _held_message(self, target: int, held: Any) -> str:
+        """Why update ``target`` waits: a worker took the instance and could not go on."""
+        reason = json.loads(held)
+        return (
+            f"{self._keys.name}: update #{target} is not applied: the instance is held "
+            f"({reason.get('held')}: {reason.get('error')}); its updates stay pending. "
+            f"Deploy a worker with the code, or repair the state (see `motion status` and "
+            f"docs/operations.md)."
+        )
+
+    def _timeout_message(self, target: int, timeout: float | None, held: Any = None) -> str:
+        if held:
+            return f"after {timeout}s: " + self._held_message(target, held)
         return (
             f"{self._keys.name}: update #{target} was not applied within {timeout}s. Is a "
             f"worker running with this component's code? Start one with: celery -A workers "

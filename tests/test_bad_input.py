@@ -23,6 +23,7 @@ from motion import (
     SerializationError,
     UnknownFlowError,
     UpdateFailedError,
+    admin,
     celery_app,
     scripts,
     wakeup,
@@ -291,6 +292,7 @@ def test_update_for_a_component_no_worker_knows_waits_in_the_inbox(
     assert client.zcard(keys.failed) == 0, "an update nobody could run is not a failure"
     assert client.zscore(K.PENDING, name) is not None
     assert "Ledger" not in worker.log.read_text()
+    wait_for(lambda: admin.status(["Ledger"])[0].untaken == 1, 30, "status: no worker took it")
     start_worker(["ledger"], pool="solo", concurrency=1, name="knower")
     handle.flush_update(timeout=30)
     assert handle.read_state("items") == ["kept"] and handle.read_state("seqs") == [1]
