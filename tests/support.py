@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -40,6 +41,16 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def age_entry(client: redis.Redis, inbox: str, seq: int, seconds: float) -> None:
+    """Make inbox entry ``seq`` ``seconds`` older: move back the Redis time the enqueue
+    script wrote into it (``flow STX ms ...``, see motion.floor.inbox): ages go by it."""
+    entry: Any = client.hget(inbox, seq)
+    stamp = re.match(rb"(.*?\x02)(\d+)(.*)", entry, re.DOTALL)
+    assert stamp, f"entry {seq} of {inbox} has no enqueue time"
+    older = int(stamp[2]) - int(seconds * 1000)
+    client.hset(inbox, seq, b"%s%d%s" % (stamp[1], older, stamp[3]))
 
 
 def server_binary() -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ from motion.floor import store
 from motion.floor.connection import get_redis
 from motion.floor.inbox import Update
 from motion.tools import admin
-from tests.support import COMPONENTS, wait_for
+from tests.support import COMPONENTS, age_entry, wait_for
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(COMPONENTS))
@@ -153,7 +152,8 @@ def test_copy_db_copies_every_motion_key(redis_url, redis_server):  # type: igno
 
 def test_status_and_flush(redis_url, start_worker):  # type: ignore[no-untyped-def]
     a, b = Notes("s-a"), Notes("s-b")
-    a._enqueue(Update("add", {"text": "old"}, enqueued_at=time.time() - 120))
+    seq = a._enqueue(Update("add", {"text": "old"}))
+    age_entry(get_redis(), K.InstanceKeys.of(a.instance_name).inbox, seq, 120)  # Redis' clock
     a.run("add", {"text": "bad", "fail": True})
     b.run("add", {"text": "new"})
     [row] = admin.status()

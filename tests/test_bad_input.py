@@ -29,6 +29,7 @@ from motion.floor import celery_app, scripts, wakeup
 from motion.floor import keys as K
 from motion.floor.connection import get_redis
 from motion.floor.inbox import ALL_FLOWS, Update, encode, enqueue_call, parse_failures
+from motion.tools import admin
 from tests.conftest import reset_motion
 from tests.support import COMPONENTS, RedisServer, Worker, wait_for
 
@@ -289,6 +290,7 @@ def test_update_for_a_component_no_worker_knows_waits_in_the_inbox(
     assert client.zcard(keys.failed) == 0, "an update nobody could run is not a failure"
     assert client.zscore(K.PENDING, name) is not None
     assert "Ledger" not in worker.log.read_text()
+    wait_for(lambda: admin.status(["Ledger"])[0].untaken == 1, 30, "status: no worker took it")
     start_worker(["ledger"], pool="solo", concurrency=1, name="knower")
     handle.flush_update(timeout=30)
     assert handle.read_state("items") == ["kept"] and handle.read_state("seqs") == [1]

@@ -11,8 +11,10 @@ import pytest
 
 from motion import Component, DiscardPolicy
 from motion.floor import keys as K
+from motion.floor.connection import get_redis
 from motion.floor.inbox import Update
 from motion.worker.inprocess import start_inprocess_worker, stop_inprocess_worker
+from tests.support import age_entry
 
 pytestmark = pytest.mark.integration
 
@@ -108,9 +110,16 @@ def worker(redis_url: str) -> Iterator[None]:
 
 
 def queue_without_worker(handle, flow: str, items: range, age: float = 0.0) -> None:  # type: ignore[no-untyped-def]
-    """Enqueue updates while no worker runs (``age`` s old), so a drain sees them all."""
+    """Enqueue updates while no worker runs (``age`` s old), so a drain sees them all.
+
+    Ages are measured by Redis' clock, which the enqueue script writes into the
+    stored entry (``flow SOH ms NUL payload``): an older update is made by moving
+    that time back, as if Redis had stored it ``age`` seconds ago."""
+    client, inbox = get_redis(), K.InstanceKeys.of(handle.instance_name).inbox
     for i in items:
-        handle._enqueue(Update(flow, {"i": i}, None, time.time() - age))
+        seq = handle._enqueue(Update(flow, {"i": i}, None, time.time()))
+        if age:
+            age_entry(client, inbox, seq, age)
 
 
 def test_cache_hits_ignore_key_order_and_a_commit_invalidates(redis_url) -> None:  # type: ignore[no-untyped-def]

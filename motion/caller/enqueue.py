@@ -27,7 +27,8 @@ in ``docs/api.md``):
 :class:`FailureBook` keeps that account for one handle (no I/O);
 :mod:`motion.caller.wait` feeds it the failure records it reads from Redis.
 
-Caller road; uses :mod:`motion.caller.host`, the definition layer (types) and the floor.
+Caller road; uses the caller road (host), the definition layer (component), the floor
+(cache, celery_app, connection, drive, errors, inbox, keys, wakeup).
 """
 
 from __future__ import annotations

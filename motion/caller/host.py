@@ -9,7 +9,7 @@ the worker road's: :mod:`motion` hands it in with :func:`set_worker`, so this ro
 never imports that one. At exit, Motion's ``flush_on_exit`` handles flush first,
 then the worker stops.
 
-Caller road; uses the floor only.
+Caller road; uses the floor (connection, errors, settings).
 """
 
 from __future__ import annotations

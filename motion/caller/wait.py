@@ -14,12 +14,13 @@ applied because a later life counted up to the same seq. A wait with no timeout
 gives up with :class:`~motion.errors.NoWorkerError` once no worker able to apply
 the component's updates has been seen (:mod:`motion.floor.heartbeat`).
 
-Caller road; uses the floor (keys, connection, heartbeat, settings) and
-:mod:`motion.caller.enqueue`.
+Caller road; uses the caller road (enqueue, host), the floor (connection, drive, errors,
+heartbeat, inbox, keys, settings).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -121,7 +122,8 @@ class Waiter:
                     age = yield drive.either(
                         heartbeat.last_seen, heartbeat.alast_seen, self._component
                     )
-                    self._check_presence(age, target)
+                    held = yield drive.command("hget", self._keys.meta, "held")
+                    self._check_presence(age, target, held)
                 applied, current = yield drive.command("hmget", self._keys.meta, "applied", "inc")
                 if self._settled(expected, target, applied, current, report):
                     if not report:
@@ -134,7 +136,8 @@ class Waiter:
                         )
                     return self._finish(flow, target, own, start, records)
             if deadline is not None and time.monotonic() > deadline:
-                raise FlushTimeoutError(self._timeout_message(target, timeout))
+                held = yield drive.command("hget", self._keys.meta, "held")
+                raise FlushTimeoutError(self._timeout_message(target, timeout, held))
             yield drive.pause(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
@@ -183,9 +186,15 @@ class Waiter:
             f"and will not be applied to the new one. Enqueue them again if they still apply."
         )
 
-    def _check_presence(self, age: float | None, target: int) -> None:
-        """Raise :class:`NoWorkerError` unless a worker for the component was seen lately."""
+    def _check_presence(self, age: float | None, target: int, held: Any = None) -> None:
+        """Raise :class:`NoWorkerError` unless a worker for the component was seen lately
+        and the instance is not held (no worker that was seen could go on with it)."""
         grace = get_settings().worker_grace_seconds
+        if held:
+            raise NoWorkerError(
+                self._held_message(target, held)
+                + f" Pass timeout= to wait longer than the grace ({grace:.0f}s)."
+            )
         if age is not None and age <= grace:
             return
         seen = (
@@ -207,7 +216,19 @@ class Waiter:
             f"Pass timeout= to wait differently (MOTION_WORKER_GRACE_SECONDS sets the grace)."
         )
 
-    def _timeout_message(self, target: int, timeout: float | None) -> str:
+    def _held_message(self, target: int, held: Any) -> str:
+        """Why update ``target`` waits: a worker took the instance and could not go on."""
+        reason = json.loads(held)
+        return (
+            f"{self._keys.name}: update #{target} is not applied: the instance is held "
+            f"({reason.get('held')}: {reason.get('error')}); its updates stay pending. "
+            f"Deploy a worker with the code, or repair the state (see `motion status` and "
+            f"docs/operations.md)."
+        )
+
+    def _timeout_message(self, target: int, timeout: float | None, held: Any = None) -> str:
+        if held:
+            return f"after {timeout}s: " + self._held_message(target, held)
         return (
             f"{self._keys.name}: update #{target} was not applied within {timeout}s. Is a "
             f"worker running with this component's code? Start one with: celery -A workers "

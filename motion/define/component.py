@@ -59,6 +59,9 @@ class Component:
         cache_ttl: seconds a serve result stays cached (default 1 day; 0 turns
             caching off).
         serializer: how state values and payloads become bytes (cloudpickle).
+        on_state_error: called as ``on_state_error(instance_name, error)`` on the
+            worker when an instance's stored state cannot be decoded or verified (or
+            ``load_state`` raises); the instance is then held, its updates pending.
 
     Example::
 
@@ -83,6 +86,7 @@ class Component:
         params: Mapping[str, Any] | None = None,
         cache_ttl: int | None = DEFAULT_CACHE_TTL,
         serializer: Serializer = DEFAULT_SERIALIZER,
+        on_state_error: Callable[[str, BaseException], Any] | None = None,
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name) or SEPARATOR in name:
             raise DefinitionError(
@@ -97,6 +101,7 @@ class Component:
         self._params = Params(name, params or {})
         self._cache_ttl = cache_ttl
         self.serializer = serializer
+        self.on_state_error = on_state_error
         self._ops = _Ops()
         self.init_state_func: Callable[..., dict[str, Any]] | None = None
         self.save_state_func: Callable[..., Any] | None = None
@@ -273,6 +278,11 @@ class Component:
         return decorator
 
     # -- lookups ----------------------------------------------------------------
+    def can_apply(self, flow: str, ops: list[str]) -> bool:
+        """Whether this definition has the code for an update of ``flow`` naming ``ops``."""
+        have = [op.name for op in self.update_ops(flow)]
+        return bool(have) and all(name in have for name in ops)
+
     def serve_op(self, flow: str) -> Op | None:
         """The serve op of ``flow`` (``None`` for an update-only flow)."""
         return self._ops.serve.get(flow)

@@ -77,8 +77,10 @@ def flow_names(keys: str | list[str] | tuple[str, ...]) -> list[str]:
     for flow in flows:
         if not isinstance(flow, str) or not flow:
             raise DefinitionError(f"flow names must be non-empty strings, got {flow!r}.")
-        if "::" in flow or "\x00" in flow or "\x01" in flow:
-            raise DefinitionError(f"flow name {flow!r} must not contain '::' or NUL/SOH.")
+        if "::" in flow or any(c in flow for c in "\x00\x01\x02"):
+            raise DefinitionError(
+                f"flow name {flow!r} must not contain '::' or the control characters NUL, SOH, STX."
+            )
     return flows
 
 

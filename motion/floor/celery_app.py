@@ -117,6 +117,13 @@ def on_worker_ready(callback: Callable[[], None]) -> None:
     signals.worker_ready.connect(receiver, weak=False)
 
 
+def terminating() -> bool:
+    """Whether this worker process is in a cold shutdown (Celery cancels running tasks)."""
+    from celery.worker import state
+
+    return state.should_terminate is not None
+
+
 def on_worker_shutdown(callback: Callable[[], None]) -> None:
     """Run ``callback`` when a worker shuts down."""
 

@@ -87,6 +87,10 @@ class ConnectionFailedError(MotionError, ConnectionError):
     """Redis could not be reached or refused the credentials."""
 
 
+class RedisFullError(MotionError, MemoryError):
+    """Redis is at ``maxmemory`` and refused an enqueue; retry once workers drained the backlog."""
+
+
 class FlushTimeoutError(MotionError, TimeoutError):
     """``flush_update`` waited longer than its timeout."""
 

@@ -1,15 +1,17 @@
 """The per-instance inbox: update payloads, enqueueing, waiting, failure records.
 
-An inbox entry is ``flow SOH fingerprint NUL sealed-payload``: the flow name stays
-readable (for counters and failure records) even when the payload is corrupt or
-unsigned, and the fingerprint names the definition whose handle enqueued it (the
-one that applies it, see :mod:`motion.define.definitions`); the payload is the
-serialized :class:`Update`, signed (with a signing key) for the instance it was
-enqueued to, so a payload copied into another inbox is refused. Entries written
-before fingerprints were recorded (``flow NUL sealed-payload``) are read too.
-Enqueueing is one Lua script call that takes the next sequence number, stores the
-entry and marks the instance pending; when nobody is draining the instance it
-also tells the caller to send a wake-up.
+An inbox entry is ``flow [STX ms] [SOH fingerprint] NUL sealed-payload``. The flow
+name stays readable (for counters and failure records) even when the payload is
+corrupt or unsigned. The enqueue script inserts ``STX ms``: Redis' clock at the
+enqueue, the one clock ages are measured by. The fingerprint names the definition
+whose handle enqueued it (the one that applies it, see :mod:`motion.define.definitions`).
+The payload is the serialized :class:`Update`, signed (with a signing key) for the
+instance it was enqueued to, so a payload copied into another inbox is refused; it
+names the update ops the caller's code has for the flow (a worker lacking one leaves
+the update for a worker that has it). Entries written with fewer header parts
+(``flow NUL sealed-payload``) are read too. Enqueueing is one Lua script call that
+takes the next sequence number, stores the entry and marks the instance pending;
+when nobody is draining the instance it also tells the caller to send a wake-up.
 
 Floor; uses the floor (errors, keys, serde, settings).
 """
@@ -36,21 +38,29 @@ ALL_FLOWS = "*ALL*"
 
 @dataclass
 class Update:
-    """One enqueued update: the flow, its props and serve result, when it was enqueued."""
+    """One enqueued update: the flow, its props and serve result, when it was enqueued.
+
+    ``ops`` names the update ops the enqueuing code has for the flow (filled in by
+    :func:`encode`); ``enqueued_at`` is Redis' clock once the update is in the inbox.
+    """
 
     flow: str
     props: dict[str, Any]
     serve_result: Any = None
     enqueued_at: float = field(default_factory=time.time)
+    ops: tuple[str, ...] = ()
 
 
 def encode(component: Definition, name: str, update: Update) -> bytes:
     """The inbox entry for ``update`` (raises SerializationError / StateTooLargeError)."""
     settings = get_settings()
+    # a producer without the component's code (see motion.tools.producer) names no ops
+    update_ops = getattr(component, "update_ops", None)
+    ops = update.ops or tuple(op.name for op in (update_ops(update.flow) if update_ops else ()))
     body = dump_value(
         component.serializer,
         f"props or serve result of flow {update.flow!r} for {name}",
-        (update.flow, dict(update.props), update.serve_result, update.enqueued_at),
+        (update.flow, dict(update.props), update.serve_result, update.enqueued_at, ops),
         settings.max_value_bytes,
     )
     # a producer without the component's code (motion.tools.producer) has no definition
@@ -60,21 +70,45 @@ def encode(component: Definition, name: str, update: Update) -> bytes:
     return update.flow.encode() + made_by + b"\x00" + sealed
 
 
-def entry_flow(entry: bytes) -> str:
-    """The flow of an inbox entry, read without deserializing anything."""
+@dataclass(frozen=True)
+class EntryHeader:
+    """The readable part of an inbox entry, before its first NUL."""
+
+    flow: str
+    enqueued_ms: int | None  # Redis' clock at the enqueue, if the script wrote it
+    fingerprint: str | None  # the enqueuing definition, if recorded
+
+
+def entry_header(entry: bytes) -> EntryHeader:
+    """Parse an entry's header without deserializing anything (raises PayloadError)."""
     header, sep, _ = entry.partition(b"\x00")
     if not sep:
         raise PayloadError("inbox entry has no flow header (corrupt or not written by motion)")
-    return header.partition(b"\x01")[0].decode(errors="replace")
+    head, _, fingerprint = header.partition(b"\x01")
+    flow, stamped, ms = head.partition(b"\x02")
+    return EntryHeader(
+        flow.decode(errors="replace"),
+        int(ms) if stamped and ms.isdigit() else None,
+        fingerprint.decode(errors="replace") or None,
+    )
+
+
+def entry_flow(entry: bytes) -> str:
+    """The flow of an inbox entry, read without deserializing anything."""
+    return entry_header(entry).flow
+
+
+def entry_time(entry: bytes) -> float | None:
+    """When the enqueue script stored ``entry`` (Redis' clock, seconds), if it says."""
+    ms = entry_header(entry).enqueued_ms
+    return None if ms is None else ms / 1000
 
 
 def entry_definition(entry: bytes | None) -> str | None:
     """The fingerprint of the definition that enqueued an entry (``None``: not recorded)."""
-    if entry is None:
+    if entry is None or b"\x00" not in entry:
         return None
-    header, sep, _ = entry.partition(b"\x00")
-    fingerprint = header.partition(b"\x01")[2]
-    return fingerprint.decode(errors="replace") if sep and fingerprint else None
+    return entry_header(entry).fingerprint
 
 
 def decode(component: Definition, entry: bytes, name: str) -> Update:
@@ -83,9 +117,11 @@ def decode(component: Definition, entry: bytes, name: str) -> Update:
     flow = entry_flow(entry)
     body = unseal(entry.partition(b"\x00")[2], get_settings().signing_key, binding(name))
     value = load_value(component.serializer, f"payload of flow {flow!r}", body)
-    if not (isinstance(value, tuple) and len(value) == 4 and value[0] == flow):
+    if not (isinstance(value, tuple) and len(value) in (4, 5) and value[0] == flow):
         raise PayloadError(f"payload of flow {flow!r} has an unexpected shape")
-    return Update(value[0], value[1], value[2], value[3])
+    ops = tuple(value[4]) if len(value) == 5 else ()
+    stored = entry_time(entry)
+    return Update(value[0], value[1], value[2], value[3] if stored is None else stored, ops)
 
 
 def new_token() -> str:
@@ -155,3 +191,37 @@ def failure_record(seq: int, flow: str, op: str, exc: BaseException, tb: str = "
             "at": time.time(),
         }
     )
+
+
+@dataclass
+class Window:
+    """A window of the inbox as the ``begin`` and ``window`` scripts return it: the next
+    updates to apply (``entries`` from seq ``applied + 1``) and the meta hash."""
+
+    meta_flat: list[bytes]
+    entries: list[bytes | None]
+
+    def _meta(self, name: bytes) -> bytes | None:
+        meta = dict(zip(self.meta_flat[::2], self.meta_flat[1::2], strict=True))
+        return meta.get(name)
+
+    def first_seq(self) -> int:
+        """The seq of ``entries[0]``."""
+        return int(self._meta(b"applied") or 0) + 1
+
+    def last_seq(self) -> int:
+        """The last seq enqueued when the window was read."""
+        return int(self._meta(b"seq") or 0)
+
+    def now(self) -> float | None:
+        """Redis' clock when the window was read (seconds)."""
+        now = self._meta(b"now")
+        return int(now) / 1000 if now is not None else None
+
+    def pending(self) -> dict[str, int]:
+        """Updates not yet applied, per flow (the discard policies count them)."""
+        return {
+            k.decode()[len("pending:") :]: int(v)
+            for k, v in zip(self.meta_flat[::2], self.meta_flat[1::2], strict=True)
+            if k.startswith(b"pending:")
+        }

@@ -51,6 +51,9 @@ PENDING = f"{PREFIX}:pending"
 #: The same names, scored by when the sweeper should look at each next; a pass
 #: reads only the members due, so it costs O(due), not O(instances).
 SWEEP = f"{PREFIX}:sweep"
+#: instances a worker left pending because it could not go on (waiting for code, or a
+#: state it cannot read), scored by when; the meta field ``held`` says why
+HELD = f"{PREFIX}:held"
 #: String key with a TTL: whoever sets it runs this round of the sweeper.
 SWEEPER_LOCK = f"{PREFIX}:sweeper:lock"
 #: Set of component names that ever had an instance (for ``motion status``).

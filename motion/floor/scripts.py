@@ -4,6 +4,11 @@ Each script lives in ``motion/floor/lua/<name>.lua`` with a header listing the k
 touches; ``lua/lib.lua`` (functions they share) is put before each when it loads.
 :func:`run` and :func:`arun` call ``EVALSHA`` and fall back to ``EVAL`` the first
 time a server has not seen a script (after a restart, say).
+
+A script whose first line is ``#!lua flags=...`` keeps that line first (Redis reads
+its flags there): the scripts a drain needs are flagged ``allow-oom``, so workers
+still commit, and so free memory, when Redis is at ``maxmemory``; ``enqueue`` and
+``init`` are refused then, and :func:`run` raises :class:`RedisFullError` for them.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import redis.asyncio
 from redis.exceptions import NoScriptError
 
 from motion.floor.connection import fast_command
+from motion.floor.errors import RedisFullError
 
 NAMES = (
     "enqueue",
@@ -49,8 +55,22 @@ class Script:
 def get(name: str) -> Script:
     """The script called ``name`` (one of :data:`NAMES`)."""
     folder = resources.files("motion.floor").joinpath("lua")
-    source = folder.joinpath("lib.lua").read_text() + folder.joinpath(f"{name}.lua").read_text()
+    own = folder.joinpath(f"{name}.lua").read_text()
+    shebang = ""
+    if own.startswith("#!"):
+        shebang, _, own = own.partition("\n")
+        shebang += "\n"
+    source = shebang + folder.joinpath("lib.lua").read_text() + own
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+
+
+def _full(name: str, exc: redis.exceptions.OutOfMemoryError) -> RedisFullError:
+    return RedisFullError(
+        f"Redis refused the {name} script: it is at maxmemory ({exc}). Nothing was "
+        f"enqueued. Workers still apply (and delete) queued updates at maxmemory, so "
+        f"retry once the backlog drained (`motion status` shows it), or raise Redis' "
+        f"maxmemory; keep maxmemory-policy noeviction."
+    )
 
 
 def run(
@@ -60,20 +80,26 @@ def run(
     :func:`motion.floor.connection.fast_command`)."""
     script = get(name)
     try:
-        if fast:
-            return fast_command(client, "EVALSHA", script.sha, len(keys), *keys, *args)
-        return client.evalsha(script.sha, len(keys), *keys, *args)
-    except NoScriptError:
-        return client.eval(script.source, len(keys), *keys, *args)
+        try:
+            if fast:
+                return fast_command(client, "EVALSHA", script.sha, len(keys), *keys, *args)
+            return client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return client.eval(script.source, len(keys), *keys, *args)
+    except redis.exceptions.OutOfMemoryError as exc:
+        raise _full(name, exc) from exc
 
 
 async def arun(client: redis.asyncio.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
     """Run script ``name`` on an asyncio client."""
     script = get(name)
     try:
-        return await client.evalsha(script.sha, len(keys), *keys, *args)
-    except NoScriptError:
-        return await client.eval(script.source, len(keys), *keys, *args)
+        try:
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(script.source, len(keys), *keys, *args)
+    except redis.exceptions.OutOfMemoryError as exc:
+        raise _full(name, exc) from exc
 
 
 def run_after(
@@ -93,11 +119,12 @@ def run_after(
     replies = pipe.execute(raise_on_error=False)
     if isinstance(replies[0], NoScriptError):  # a restarted Redis: load the first one too
         run(client, command[0], *command[1])
-    if isinstance(replies[-1], NoScriptError):
-        return client.eval(script.source, len(keys), *keys, *args)
-    if isinstance(replies[-1], Exception):
-        raise replies[-1]
-    return replies[-1]
+    try:
+        if isinstance(replies[-1], NoScriptError):
+            return client.eval(script.source, len(keys), *keys, *args)
+    except redis.exceptions.OutOfMemoryError as exc:
+        raise _full(name, exc) from exc
+    return _reply(name, replies[-1])
 
 
 async def arun_after(
@@ -115,11 +142,20 @@ async def arun_after(
     replies = await pipe.execute(raise_on_error=False)
     if isinstance(replies[0], NoScriptError):  # a restarted Redis: load the first one too
         await arun(client, command[0], *command[1])
-    if isinstance(replies[-1], NoScriptError):
-        return await client.eval(script.source, len(keys), *keys, *args)
-    if isinstance(replies[-1], Exception):
-        raise replies[-1]
-    return replies[-1]
+    try:
+        if isinstance(replies[-1], NoScriptError):
+            return await client.eval(script.source, len(keys), *keys, *args)
+    except redis.exceptions.OutOfMemoryError as exc:
+        raise _full(name, exc) from exc
+    return _reply(name, replies[-1])
+
+
+def _reply(name: str, reply: Any) -> Any:
+    if isinstance(reply, redis.exceptions.OutOfMemoryError):
+        raise _full(name, reply) from reply
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
 
 
 def _queue(pipe: Any, command: tuple[str, tuple[list[str], list[Any]]]) -> None:

@@ -191,3 +191,11 @@ def unseal(payload: bytes, key: bytes | None, bind: bytes = b"") -> bytes:
             )
         return payload[3:]
     raise PayloadError("payload has no motion header (not written by motion, or corrupt)")
+
+
+def needs_code(exc: BaseException) -> bool:
+    """Whether a payload failed to decode because a module or class it names is absent."""
+    cause = exc.__cause__
+    return isinstance(cause, ModuleNotFoundError) or (
+        isinstance(cause, AttributeError) and "Can't get attribute" in str(cause)
+    )

@@ -234,6 +234,9 @@ class Settings:
     redis_connect_timeout: float = 5.0
     redis_retry_seconds: float = 20.0
     dev_mode: bool = False
+    #: most bytes of inbox payloads a drain holds at once (one window), and so the
+    #: most one call of a batch op receives (at least one update always comes)
+    batch_bytes: int = 16 * 1024 * 1024
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -262,6 +265,7 @@ class Settings:
             redis_connect_timeout=_env_number("MOTION_REDIS_CONNECT_TIMEOUT", 5.0),
             redis_retry_seconds=_env_number("MOTION_REDIS_RETRY_SECONDS", 20.0),
             dev_mode=os.environ.get("MOTION_ENV", "prod").strip().lower() == "dev",
+            batch_bytes=max(1, _env_number("MOTION_BATCH_BYTES", 16 * 1024 * 1024, int)),
         )
 
 

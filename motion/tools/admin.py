@@ -30,10 +30,16 @@ from motion.floor.errors import (
     InstanceNotFoundError,
     UpdateFailedError,
 )
-from motion.floor.inbox import ALL_FLOWS, parse_failures, target_field
+from motion.floor.inbox import (
+    ALL_FLOWS,
+    entry_time,
+    parse_failures,
+    target_field,
+)
 from motion.floor.redis_params import RedisParams
 from motion.floor.serde import DEFAULT_SERIALIZER, Serializer, binding, load_stored, unseal
 from motion.floor.settings import get_settings
+from motion.worker import holds
 
 
 def _glob_escape(text: str) -> str:
@@ -199,6 +205,12 @@ class ComponentStatus:
     takeovers: int = 0
     #: per flow: ``{"applied": n, "failed": n, "discarded": n, "calls": n}``
     flows: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: instances a worker left pending, held: ``{name: "waiting for code: ..." or
+    #: "state unreadable: ..."}`` (their updates are pending, not failed)
+    held: dict[str, str] = field(default_factory=dict)
+    #: pending instances whose wake-up the sweeper re-sent twice or more and no worker
+    #: took: no running worker consumes the component's queues (has its code?)
+    untaken: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -223,6 +235,8 @@ def _enqueued_at(name: str, entry: bytes | None) -> float | None:
     read here."""
     if entry is None:
         return None
+    if (stored := entry_time(entry)) is not None:
+        return stored
     try:
         key = get_settings().signing_key
         body = unseal(entry.partition(b"\x00")[2], key, binding(name))
@@ -252,22 +266,28 @@ def status(components: Sequence[str] = ()) -> list[ComponentStatus]:
                 if member.decode().partition(K.SEPARATOR)[0] in result
             ]
             _backlog(client, result, pending)
+            for name, reason in holds.listing(client).items():
+                if (found := result.get(name.partition(K.SEPARATOR)[0])) is not None:
+                    found.held[name] = f"{reason.get('held')}: {reason.get('error')}"
     return [result[name] for name in names]
 
 
 def _backlog(
     client: redis.Redis, result: dict[str, ComponentStatus], pending: list[tuple[str, float]]
 ) -> None:
-    now = time.time()
+    seconds, micros = client.time()  # Redis' clock: enqueue times and scores are by it
+    now = int(seconds) + int(micros) / 1e6
     for start in range(0, len(pending), 500):
         chunk = pending[start : start + 500]
         pipe = client.pipeline(transaction=False)
         for name, _ in chunk:
-            pipe.hmget(K.InstanceKeys.of(name).meta, "applied", "seq")
+            pipe.hmget(K.InstanceKeys.of(name).meta, "applied", "seq", "sweeps", "held")
         counters = pipe.execute()
         waiting = []
-        for (name, score), (applied, seq) in zip(chunk, counters, strict=True):
+        for (name, score), (applied, seq, sweeps, held) in zip(chunk, counters, strict=True):
             behind = int(seq or 0) - int(applied or 0)
+            if behind > 0 and int(sweeps or 0) >= 2 and held is None:
+                result[name.partition(K.SEPARATOR)[0]].untaken += 1
             if behind > 0:
                 waiting.append((name, score, int(applied or 0) + 1, behind))
         pipe = client.pipeline(transaction=False)

@@ -171,6 +171,13 @@ def _print_status(rows: list[admin.ComponentStatus]) -> None:
             print(f"  {r.component}.{flow}: {detail}")
         if r.takeovers:
             print(f"  {r.component}: {r.takeovers} lease takeover(s) (a worker died or stalled)")
+        if r.untaken:
+            print(
+                f"  {r.component}: {r.untaken} pending instance(s) whose wake-ups no worker "
+                f"took: start a worker with its code (celery -A workers worker -I <module>)"
+            )
+        for name, why in sorted(r.held.items()):
+            print(f"  held {name}: {why} (its updates are pending, not failed)")
 
 
 def _init() -> int:

@@ -91,12 +91,13 @@ def collect(client: redis.Redis, sample: int = DEFAULT_SAMPLE) -> Snapshot:
     Stateless: every figure comes from Redis (the pending index is scored by when
     each instance became pending), so exporters can restart or run several at once.
     """
-    now = time.time()
     with client.pipeline(transaction=False) as pipe:
+        pipe.time()  # Redis' clock: the pending index is scored by it
         pipe.zcard(K.PENDING)
         pipe.zrange(K.PENDING, 0, max(sample, 1) - 1, withscores=True)
         pipe.smembers(K.COMPONENTS)
-        total, oldest, names = pipe.execute()
+        clock, total, oldest, names = pipe.execute()
+    now = int(clock[0]) + int(clock[1]) / 1e6
     snap = Snapshot(now, int(total), 0, 0, 0.0, 0.0)
     snap.used_memory_bytes, snap.maxmemory_bytes = _memory(client)
     if oldest:

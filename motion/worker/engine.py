@@ -9,8 +9,17 @@ committed by the ``commit`` script, which checks the lease token and the
 sequence and, on the window's last commit, releases the lease if the inbox is
 empty or returns the next window.
 
-Worker road; uses the worker road (lease, updates), the definition layer (component),
-the floor (connection, errors, keys, props, scripts, settings, store).
+A window holds at most :data:`WINDOW` updates and ``MOTION_BATCH_BYTES`` of
+payloads (at least one), so a drain's memory is bounded by bytes. Ages are measured
+by Redis' clock (``now`` in the window's meta). A drain that meets an update needing
+code this worker lacks commits what came before it and leaves the instance *held*
+(``waiting for code``), its updates pending in order, for a worker with the code; a
+stored state it cannot read holds the instance too (``state unreadable``): that is
+not any update's fault, so no update is failed for it. See :func:`drain`.
+
+Worker road; uses the worker road (holds, lease, updates), the definition layer
+(component), the floor (connection, errors, inbox, keys, props, scripts, settings,
+store).
 """
 
 from __future__ import annotations
@@ -29,10 +38,11 @@ from motion.floor import keys as K
 from motion.floor import scripts, store
 from motion.floor.connection import get_redis
 from motion.floor.errors import MotionError
+from motion.floor.inbox import Window
 from motion.floor.props import State
 from motion.floor.settings import get_settings
+from motion.worker import holds, updates
 from motion.worker import lease as leases
-from motion.worker import updates
 
 log = logging.getLogger("motion.engine")
 
@@ -98,7 +108,14 @@ def drain(component: Component, instance_id: str) -> DrainReport:
             K.PENDING,
             K.SWEEP,
         ],
-        [period, WINDOW, store.STATE_CACHE.version_of(keys.name), keys.name, store.nonce()],
+        [
+            period,
+            WINDOW,
+            store.STATE_CACHE.version_of(keys.name),
+            keys.name,
+            store.nonce(),
+            _budget(),
+        ],
     )
     token = reply[0]
     if isinstance(token, int):  # no lease taken
@@ -108,17 +125,20 @@ def drain(component: Component, instance_id: str) -> DrainReport:
     leases.RENEWER.hold(held)
     try:
         state = _parse_state(client, component, instance_id, keys, reply[2])
-        window = _Window(reply[1], reply[3:])
+        window = Window(reply[1], reply[3:])
         _drain_held(component, instance_id, client, held, state, window, report)
     except _Stop as stop:
         report.skipped = stop.reason
         if stop.reason == _STOPPING:
             with contextlib.suppress(redis.RedisError):
                 leases.release(client, held, abandon=True)
-    except Exception as exc:
-        # e.g. a state this worker cannot deserialize: the updates stay pending, and
-        # the lease goes now, not in a lease period, for another worker to try
-        log.warning("draining %s failed (%s); its updates stay pending", keys.name, exc)
+    except holds.Hold as hold:
+        report.skipped = hold.reason["held"]
+        holds.hold(client, held, hold, component.on_state_error)
+    except BaseException as exc:
+        # Redis away, or the process exits: the updates stay pending, and the lease
+        # goes now, not in a lease period, for another worker to try
+        log.warning("draining %s failed (%r); its updates stay pending", keys.name, exc)
         with contextlib.suppress(redis.RedisError):
             leases.release(client, held, abandon=True)
         raise
@@ -127,24 +147,8 @@ def drain(component: Component, instance_id: str) -> DrainReport:
     return report
 
 
-@dataclass
-class _Window:
-    """The next updates to apply (``entries`` from seq ``applied + 1``) and the meta hash."""
-
-    meta_flat: list[bytes]
-    entries: list[bytes | None]
-
-    def first_seq(self) -> int:
-        meta = dict(zip(self.meta_flat[::2], self.meta_flat[1::2], strict=True))
-        return int(meta[b"applied"]) + 1
-
-    def pending(self) -> dict[str, int]:
-        """Updates not yet applied, per flow (the discard policies count them)."""
-        return {
-            k.decode()[len("pending:") :]: int(v)
-            for k, v in zip(self.meta_flat[::2], self.meta_flat[1::2], strict=True)
-            if k.startswith(b"pending:")
-        }
+def _budget() -> int:
+    return get_settings().batch_bytes
 
 
 class _Stop(Exception):
@@ -161,7 +165,7 @@ def _drain_held(
     client: redis.Redis,
     held: leases.Lease,
     state: State,
-    window: _Window | None,
+    window: Window | None,
     report: DrainReport,
 ) -> None:
     """Apply windows until the last commit released the lease (the inbox was empty)."""
@@ -172,8 +176,8 @@ def _drain_held(
         if STOPPING.is_set():
             raise _Stop(_STOPPING)
         if window is None:  # after a refused commit: read the window again
-            reply = scripts.run(client, "window", [keys.meta, keys.inbox], [WINDOW])
-            window = _Window(reply[0], reply[1:])
+            reply = scripts.run(client, "window", [keys.meta, keys.inbox], [WINDOW, "", _budget()])
+            window = Window(reply[0], reply[1:])
         if not window.entries:
             released = leases.release(client, held)
             if released < 0:
@@ -190,19 +194,23 @@ def _drain_held(
 
 
 def _gather_batch(
-    component: Component, client: redis.Redis, keys: K.InstanceKeys, window: _Window
+    component: Component, client: redis.Redis, keys: K.InstanceKeys, window: Window
 ) -> None:
-    """Read on while a full window ends in a run of a batch op, so one call gets the
-    whole run (up to :data:`motion.worker.updates.BATCH_LIMIT`), not one window's share of it."""
-    while WINDOW <= len(window.entries) < updates.BATCH_LIMIT and len(window.entries) % WINDOW == 0:
-        flow = updates.batch_flow(component, window.entries[-1])
-        if flow is None:
-            return
+    """Read on while a window ends in a run of a batch op, so one call gets the whole
+    run (up to :data:`motion.worker.updates.BATCH_LIMIT` updates and ``MOTION_BATCH_BYTES``),
+    not one window's share of it."""
+    budget = _budget()
+    size = sum(len(entry or b"") for entry in window.entries)
+    while len(window.entries) < updates.BATCH_LIMIT and size < budget:
         start = window.first_seq() + len(window.entries)
-        reply = scripts.run(client, "window", [keys.meta, keys.inbox], [WINDOW, start])
-        window.entries.extend(reply[1:])
-        if len(reply) - 1 < WINDOW:
+        if start > window.last_seq() or updates.batch_flow(component, window.entries[-1]) is None:
             return
+        args = [WINDOW, start, budget - size]
+        more = scripts.run(client, "window", [keys.meta, keys.inbox], args)[1:]
+        if not more:
+            return
+        window.entries.extend(more)
+        size += sum(len(entry or b"") for entry in more)
 
 
 def _apply_window(
@@ -211,9 +219,9 @@ def _apply_window(
     client: redis.Redis,
     held: leases.Lease,
     state: State,
-    window: _Window,
+    window: Window,
     report: DrainReport,
-) -> tuple[State, _Window | None] | None:
+) -> tuple[State, Window | None] | None:
     """Apply one window, committing consecutive updates together for up to ``COMMIT_BUDGET``
     seconds (one round trip for many quick updates).
 
@@ -223,7 +231,8 @@ def _apply_window(
     """
     keys = held.keys
     pending = window.pending()
-    groups = updates.groups(component, window.first_seq(), window.entries)
+    now = window.now()
+    groups = updates.groups(component, window.first_seq(), window.entries, _budget())
     acc: updates.Outcome | None = None
     started = time.monotonic()
     for index, group in enumerate(groups):
@@ -236,7 +245,15 @@ def _apply_window(
             if _commit(client, held, component.name, acc, report) is None:
                 return _fresh_state(client, component, instance_id, keys), None
             acc, started = None, time.monotonic()
-        outcome = updates.apply(component, instance_id, state, group, pending, held.incarnation)
+        try:
+            outcome = updates.apply(
+                component, instance_id, state, group, pending, held.incarnation, now
+            )
+        except updates.LacksCode as lacking:
+            # commit what came before it; it and everything after wait, in order
+            if acc is not None and _commit(client, held, component.name, acc, report) is None:
+                return _fresh_state(client, component, instance_id, keys), None
+            raise holds.waiting(lacking.seq, lacking.flow, lacking.ops, lacking.what) from None
         for flow_field, delta in outcome.meta.items():
             flow = flow_field[len("pending:") :]
             pending[flow] = pending.get(flow, 0) + delta
@@ -258,7 +275,7 @@ def _apply_window(
         return None
     if acc.failures:  # an op may have mutated shared values: start clean
         state = _fresh_state(client, component, instance_id, keys)
-    return state, _Window(reply[2], reply[3:])
+    return state, Window(reply[2], reply[3:])
 
 
 def _parse_state(
@@ -269,6 +286,10 @@ def _parse_state(
         loaded = store.parse_read(component, instance_id, reply)
     except store.StaleCopy:  # our copy was evicted meanwhile
         loaded = None
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:  # load_state raised, or the value cannot be read
+        raise holds.unreadable(exc) from exc
     if loaded is None:
         return _fresh_state(client, component, instance_id, keys)
     return loaded[1]
@@ -280,7 +301,12 @@ def _fresh_state(
     """The committed state, read in full (the local copy is dropped first)."""
     store.STATE_CACHE.drop(keys.name)
     reply = scripts.run(client, "read", [keys.meta, keys.state], [""])
-    loaded = store.parse_read(component, instance_id, reply)
+    try:
+        loaded = store.parse_read(component, instance_id, reply)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:  # load_state raised, or the value cannot be read
+        raise holds.unreadable(exc) from exc
     if loaded is None:
         raise MotionError(f"{keys.name} has pending updates but no state; was it cleared?")
     return loaded[1]
@@ -313,6 +339,7 @@ def _commit(
         WINDOW,
         keys.name,
         store.nonce(),
+        _budget(),
     ]
     args += [len(fields) // 2, *fields]
     args += [len(out.stats), *[x for kv in out.stats.items() for x in kv]]
@@ -328,6 +355,7 @@ def _commit(
         K.PENDING,
         K.SWEEP,
         keys.cache,
+        K.HELD,
     ]
     if then_next:  # this commit may free the lease: a renewal refused after it is no loss
         held.ending.set()

@@ -18,6 +18,12 @@ The holder sets :attr:`Lease.ending` before any call that may free the lease (an
 clears it when the lease was kept), so such a refused renewal is not taken for a
 lost lease.
 
+An op that holds the GIL (a long regex, a big-integer op in C) keeps that thread
+from running, and the lease key expires. Expiry only lets another worker take
+over (a new token); while nobody has, the holder's token is still the instance's
+fence, and its renewal and commit are accepted (see ``holds`` in ``lua/lib.lua``):
+the token is what keeps a commit safe.
+
 Worker road; uses the floor (connection, keys, scripts, store).
 """
 
@@ -53,12 +59,13 @@ class Lease:
         return self.token.split(b":", 1)[0]
 
 
-def release(client: redis.Redis, lease: Lease, abandon: bool = False) -> int:
-    """Free the lease if the inbox is empty (or anyway, to ``abandon`` a failed drain):
-    1 released, 0 more to do, -1 lost."""
+def release(client: redis.Redis, lease: Lease, abandon: bool = False, hold: str = "") -> int:
+    """Free the lease if the inbox is empty (or anyway, to ``abandon`` a failed drain,
+    marking the instance held for the reason ``hold`` if given): 1 released, 0 more
+    to do, -1 lost."""
     keys = lease.keys
-    args = [lease.token, keys.name, 1 if abandon else 0]
-    script_keys = [keys.meta, keys.lease, K.PENDING, K.SWEEP]
+    args = [lease.token, keys.name, 1 if abandon else 0, hold]
+    script_keys = [keys.meta, keys.lease, K.PENDING, K.SWEEP, K.HELD]
     lease.ending.set()
     result = int(scripts.run(client, "release", script_keys, args))
     if result == 0:  # updates arrived meanwhile: the lease is still ours
@@ -102,7 +109,10 @@ class Renewer:
             for lease in leases:
                 try:
                     ok = scripts.run(
-                        get_redis(), "renew", [lease.keys.lease], [lease.token, lease.period_ms]
+                        get_redis(),
+                        "renew",
+                        [lease.keys.lease, lease.keys.meta],
+                        [lease.token, lease.period_ms],
                     )
                 except Exception as exc:  # this thread must outlive any error
                     # Redis away: the commit check still protects state; keep trying.

@@ -7,9 +7,15 @@ period after it became pending, then later and later while a wake-up the
 sweeper sent sits untaken); a pass reads only the members due, so it costs
 O(due), not O(instances). It runs in every worker's main process on a timer
 (one per cluster at a time, by a Redis lock) and as the ``motion.sweep`` task
-for Celery beat.
+for Celery beat. Its schedule is kept by Redis' clock (the scripts read ``TIME``),
+so a sweeper whose host clock is off still sees what is due.
 
-Worker road; uses the floor (connection, keys, scripts, settings, store).
+The same timer also nudges held instances waiting for code this process has
+(:func:`motion.worker.holds.nudge`; every worker's, not one per cluster: only a worker with
+the code can tell).
+
+Worker road; uses the worker road (holds), the floor (connection, keys, scripts,
+settings).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import redis
 from motion.floor import keys as K
 from motion.floor import scripts
 from motion.floor.settings import get_settings
-from motion.floor.store import now_ms
+from motion.worker import holds
 
 log = logging.getLogger("motion.sweeper")
 
@@ -40,7 +46,7 @@ def sweep_once(client: redis.Redis, send: Send, limit: int = 100_000) -> int:
     grace_ms = int(get_settings().sweep_seconds * 1000)
     sent = 0
     while sent < limit:
-        now = now_ms()
+        now = redis_now_ms(client)
         found: list[Any] = client.zrangebyscore(K.SWEEP, "-inf", now - grace_ms, start=0, num=BATCH)
         names = [n.decode() for n in found]
         if not names:
@@ -62,6 +68,12 @@ def sweep_once(client: redis.Redis, send: Send, limit: int = 100_000) -> int:
     return sent
 
 
+def redis_now_ms(client: redis.Redis) -> int:
+    """Redis' clock in milliseconds (the one clock of schedules and ages)."""
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 def sweep_if_due(client: redis.Redis, send: Send) -> int | None:
     """Sweep unless another process swept within the last period (cluster-wide lock)."""
     period_ms = int(get_settings().sweep_seconds * 1000)
@@ -71,10 +83,12 @@ def sweep_if_due(client: redis.Redis, send: Send) -> int | None:
 
 
 class SweeperTimer:
-    """A daemon thread that calls :func:`sweep_if_due` every sweep period."""
+    """A daemon thread that calls :func:`sweep_if_due` (and, given ``can_apply``,
+    :func:`motion.worker.holds.nudge`) every sweep period."""
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, can_apply: holds.CanApply | None = None) -> None:
         self._send = send
+        self._can_apply = can_apply
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -95,5 +109,7 @@ class SweeperTimer:
         while not self._stop.wait(period):
             try:
                 sweep_if_due(get_redis(), self._send)
+                if self._can_apply is not None:
+                    holds.nudge(get_redis(), self._send, self._can_apply)
             except Exception:  # keep the timer alive through Redis restarts
                 log.exception("sweeper pass failed")

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from motion.define.component import registered
+from motion.define.component import lookup, registered
 from motion.define.definitions import check_unique
 from motion.floor import celery_app, heartbeat
 from motion.floor.connection import get_redis
 from motion.floor.wakeup import APPLY_TASK, SWEEP_TASK
-from motion.worker import engine, sweeper
+from motion.worker import engine, sweeper, updates
 
 log = logging.getLogger("motion.tasks")
 
@@ -29,11 +29,21 @@ def sweep() -> int:
     return sweeper.sweep_once(get_redis(), celery_app.send_wakeup)
 
 
+def can_apply(component: str, flow: str, ops: list[str]) -> bool:
+    """Whether this process has the code for an update of ``component``'s ``flow``
+    naming ``ops`` (the held instances it may take: :func:`motion.worker.holds.nudge`)."""
+    try:
+        comp = lookup(component)
+    except KeyError:
+        return False
+    return comp.can_apply(flow, ops)
+
+
 def start_sweeper_timer() -> None:
     """Run the sweeper on a timer in this process (a worker's main process)."""
     global _timer
     if _timer is None:
-        _timer = sweeper.SweeperTimer(celery_app.send_wakeup)
+        _timer = sweeper.SweeperTimer(celery_app.send_wakeup, can_apply)
         _timer.start()
 
 
@@ -79,4 +89,5 @@ def register(app: Any) -> Any:
         celery_app.on_worker_ready(start_heartbeat)
         celery_app.on_worker_shutdown(stop_sweeper_timer)
         celery_app.on_worker_shutdown(stop_heartbeat)
+        updates.terminating = celery_app.terminating
     return app

@@ -8,8 +8,15 @@ batch ops once with every props, retrying a failing op, and merging the dicts th
 ops return. The result is an :class:`Outcome`: the changed state keys, already
 encoded, the counters, and the failure records, committed by one script call.
 
+Every mistake in one update (an op or a hook raising, a result that cannot be
+encoded or is too large, a payload that cannot be decoded or verified) is one
+recorded failure of that update. An update that needs code this worker lacks (a
+flow or op it does not define, a class its payload names that it cannot import)
+is not a failure: :func:`apply` raises :class:`LacksCode` before running anything,
+and the drain leaves it, and everything after it, to a worker that has the code.
+
 Worker road; uses the definition layer (component, definitions), the floor (errors,
-inbox, keys, props, settings, store).
+inbox, keys, props, serde, settings, store).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +41,6 @@ from motion.floor.errors import (
     MotionError,
     PayloadError,
     UnknownComponentError,
-    UnknownFlowError,
     UpdateResultError,
 )
 from motion.floor.inbox import (
@@ -46,12 +53,18 @@ from motion.floor.inbox import (
     failure_record,
 )
 from motion.floor.props import Properties, State
+from motion.floor.serde import needs_code
 from motion.floor.settings import get_settings
 
 log = logging.getLogger("motion.engine")
 
-#: most pending updates one call of a batch op receives (a longer run is split)
+#: most pending updates one call of a batch op receives (a longer run is split; so is
+#: a run over MOTION_BATCH_BYTES)
 BATCH_LIMIT = 10_000
+#: process exit (SystemExit, which Celery's shutdown exceptions subclass, and
+#: KeyboardInterrupt): not an update's failure; it leaves the update pending. Any
+#: other BaseException an op or hook raises is that update's recorded failure.
+_EXIT = (SystemExit, KeyboardInterrupt)
 _SPECIAL = (WRITE_FLOW, MIGRATE_FLOW)
 
 
@@ -99,27 +112,81 @@ def batch_flow(component: Component, entry: bytes | None) -> str | None:
 def is_migration(group: list[tuple[int, bytes | None]]) -> bool:
     """Whether ``group`` is a migration (committed on its own: it replaces the state)."""
     entry = group[0][1]
-    header = entry.partition(b"\x00")[0] if entry is not None else b""
-    return header.partition(b"\x01")[0] == MIGRATE_FLOW.encode()
+    if entry is None:
+        return False
+    try:
+        return entry_flow(entry) == MIGRATE_FLOW
+    except PayloadError:
+        return False
 
 
 def groups(
-    component: Component, first_seq: int, entries: list[bytes | None]
+    component: Component, first_seq: int, entries: list[bytes | None], budget: int = 0
 ) -> list[list[tuple[int, bytes | None]]]:
-    """Split a window into commit units: one entry each, or runs of a batch flow (made
-    by one definition: each definition's op gets its own handles' updates)."""
+    """Split a window into commit units: one entry each, or runs of a batch flow made
+    by one definition (each definition's op gets its own handles' updates), of at
+    most :data:`BATCH_LIMIT` updates and ``budget`` bytes (``MOTION_BATCH_BYTES``; a
+    run's first update always joins it)."""
+    budget = budget or get_settings().batch_bytes
     groups: list[list[tuple[int, bytes | None]]] = []
     prev: tuple[str, str | None] | None = None
+    size = 0
     for i, entry in enumerate(entries):
         seq = first_seq + i
         flow = batch_flow(component, entry)
         key = None if flow is None else (flow, entry_definition(entry))
-        if key is not None and groups and prev == key and len(groups[-1]) < BATCH_LIMIT:
+        length = len(entry or b"")
+        if (
+            key is not None
+            and groups
+            and prev == key
+            and len(groups[-1]) < BATCH_LIMIT
+            and size + length <= budget
+        ):
             groups[-1].append((seq, entry))
+            size += length
         else:
             groups.append([(seq, entry)])
+            size = length
         prev = key
     return groups
+
+
+def _owner(component: Component, first: tuple[int, bytes | None]) -> Component:
+    """The definition that applies the group starting with ``first`` (see
+    :func:`motion.define.definitions.resolve`); raises :class:`LacksCode` if this process does
+    not have it."""
+    seq, entry = first
+    try:
+        return resolve(component, entry_definition(entry))
+    except UnknownComponentError as exc:
+        raise LacksCode(seq, entry_flow(entry) if entry else "?", str(exc)) from exc
+
+
+class LacksCode(Exception):
+    """This worker cannot apply update ``seq``: it lacks the code (``what`` says which)."""
+
+    def __init__(self, seq: int, flow: str, what: str, ops: tuple[str, ...] = ()) -> None:
+        super().__init__(what)
+        self.seq, self.flow, self.what, self.ops = seq, flow, what, ops
+
+
+def _lacks(component: Component, seq: int, update: Update) -> LacksCode | None:
+    """Why this worker cannot apply ``update``, or ``None`` if it can."""
+    if update.flow in _SPECIAL:
+        return None
+    have = [op.name for op in component.update_ops(update.flow)]
+    if not have:
+        what = f"{component.name} has no update op for flow {update.flow!r} in this worker"
+        return LacksCode(seq, update.flow, what, update.ops)
+    missing = [name for name in update.ops if name not in have]
+    if missing:
+        what = (
+            f"flow {update.flow!r} of {component.name} has no update op {missing} in this "
+            f"worker (it has {have})"
+        )
+        return LacksCode(seq, update.flow, what, update.ops)
+    return None
 
 
 def apply(
@@ -129,19 +196,24 @@ def apply(
     group: list[tuple[int, bytes | None]],
     pending: dict[str, int],
     incarnation: bytes = b"",
+    now: float | None = None,
 ) -> Outcome:
     """Run the ops of one group (``(seq, inbox entry)`` pairs) on a copy of ``state``.
 
     ``pending`` counts the updates not yet applied per flow (for NUM_NEW_UPDATES);
-    ``incarnation`` is the life of the instance the changes are encoded (signed) for.
-    A failing op or a bad payload leaves the state unchanged and is recorded in the
-    outcome's failures; the group is committed either way, so later updates apply.
-    The ops are those of the definition that enqueued the group
-    (:func:`motion.define.definitions.resolve`, which raises :class:`UnknownComponentError`
-    if this process lacks it: the group stays pending); the state is read and
-    written as ``component`` does.
+    ``incarnation`` is the life of the instance the changes are encoded (signed) for;
+    ``now`` is Redis' clock (seconds), which SECONDS policies measure ages by.
+    A failing op or hook, or a bad payload, leaves the state unchanged and is
+    recorded in the outcome's failures; the group is committed either way, so later
+    updates apply. The ops are those of the definition that enqueued the group
+    (:func:`motion.define.definitions.resolve`); the state is read and written as
+    ``component`` does.
+
+    Raises:
+        LacksCode: an update of the group needs code this worker lacks (its
+            definition, a flow, an op, a class its payload names); nothing ran.
     """
-    owner = resolve(component, entry_definition(group[0][1]))
+    owner = _owner(component, group[0])
     out = Outcome(group[0][0], group[-1][0], state)
     name = K.instance_name(component.name, instance_id)
     decoded: list[tuple[int, Update]] = []
@@ -151,8 +223,15 @@ def apply(
             if entry is None:
                 raise PayloadError(f"update #{seq} is missing from the inbox")
             flow = entry_flow(entry)
-            decoded.append((seq, decode(owner, entry, name)))
+            update = decode(owner, entry, name)
+            lacking = _lacks(owner, seq, update)
+            if lacking is not None:
+                raise lacking
+            decoded.append((seq, update))
         except MotionError as exc:
+            if needs_code(exc):
+                what = f"its payload needs code this worker lacks: {exc}"
+                raise LacksCode(seq, flow, what) from exc
             out.failures.append((seq, failure_record(seq, flow, "-", exc)))
             out.stats[f"failed:{flow}"] += 1
         if flow != "?":
@@ -160,12 +239,18 @@ def apply(
     if not decoded:
         return out
     working = state.copy()
+    clock = time.time() if now is None else now
     try:
-        _run_ops(owner, instance_id, working, decoded, pending, out)
+        _run_ops(owner, instance_id, working, decoded, pending, out, clock)
         if out.changes or out.replace:
             whole = component.save_state_func is not None
             changed = working if whole else out.changes
-            out.fields = store.encode_changes(component, name, changed, incarnation)
+            try:
+                out.fields = store.encode_changes(component, name, changed, incarnation)
+            except (MotionError, *_EXIT):
+                raise
+            except BaseException as exc:  # the save_state hook raised
+                raise OpFailed("save_state", exc, traceback.format_exc()) from exc
             out.bumps = 1
     except OpFailed as failed:
         out.changes, out.replace = {}, False
@@ -198,6 +283,7 @@ def _run_ops(
     decoded: list[tuple[int, Update]],
     pending: dict[str, int],
     out: Outcome,
+    now: float,
 ) -> None:
     """Run the flow's ops over ``decoded``, collecting changes into ``working`` and ``out``."""
     flow = decoded[0][1].flow
@@ -221,10 +307,6 @@ def _run_ops(
         out.stats[f"applied:{flow}"] += 1
         return
     ops = component.update_ops(flow)
-    if not ops:
-        error = UnknownFlowError(f"{component.name} has no update op for flow {flow!r} here")
-        raise OpFailed("-", error, "")
-    now = time.time()
     ran_for: set[int] = set()
     for op in ops:
         eligible = [
@@ -282,6 +364,17 @@ def _migrate_op(update: Update) -> Op:
 _loops = threading.local()
 
 
+def _never() -> bool:
+    return False
+
+
+#: whether this process is in a cold shutdown (motion.worker.tasks plugs in Celery's flag): an
+#: error an op raises then is taken as the shutdown cancelling it (Celery raises inside
+#: the running task, a plain Exception in the solo pool), not as the update's failure;
+#: it propagates and the update stays pending for the next worker
+terminating: Callable[[], bool] = _never
+
+
 def _call(op: Op, working: State, props: Any) -> Any:
     """Call an op (sync or async) with retries; raise :class:`OpFailed` after the last."""
     retries = op.retries if op.retries is not None else get_settings().update_retries
@@ -294,7 +387,11 @@ def _call(op: Op, working: State, props: Any) -> Any:
                     loop = _loops.loop = asyncio.new_event_loop()
                 result = loop.run_until_complete(result)
             return result
-        except Exception as exc:
+        except _EXIT:
+            raise
+        except BaseException as exc:
+            if terminating():
+                raise
             if attempt == retries:
                 raise OpFailed(op.name, exc, traceback.format_exc()) from exc
             time.sleep(min(0.1 * 2**attempt, 2.0))  # back off before the next try

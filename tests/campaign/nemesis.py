@@ -19,6 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import kombu.exceptions
 import redis
 
 from motion.errors import MotionError
@@ -76,7 +77,8 @@ class Nemesis:
                 return
         try:
             done = getattr(self, f"_{fault.kind}")(**fault.params)
-        except (redis.RedisError, MotionError) as exc:
+        except (redis.RedisError, MotionError, kombu.exceptions.OperationalError) as exc:
+            # e.g. a duplicate wake-up cannot be sent while Redis is at maxmemory
             done = False
             self.notes.append(f"{fault.line()}: not injected ({type(exc).__name__}: {exc})")
         if done is not False:

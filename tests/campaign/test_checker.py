@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.campaign.checker import Final, check
+from tests.campaign.schedule import plan
 
 NAME = "Journal__j0"
 
@@ -71,3 +72,8 @@ def test_unaccounted_seqs_and_raw_caller_errors_are_caught() -> None:
     found = violations(history, gap)
     assert any("neither applied nor recorded failed: [2]" in v for v in found)
     assert any("raw ResponseError" in v for v in found)
+
+
+def test_a_schedule_of_deploys_alone_has_one_deploy() -> None:
+    faults = plan(3, ("deploy",), 10.0, 0.8)
+    assert [f.kind for f in faults] == ["deploy"]

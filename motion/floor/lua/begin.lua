@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- begin: take an instance's lease with a new fencing token and return the first
 -- window of updates and the state, in one round trip.
 -- KEYS[1] meta   KEYS[2] lease   KEYS[3] motion:stats:<component>   KEYS[4] inbox
@@ -6,15 +7,21 @@
 -- tag of the worker's copy of the state ('' for none)   ARGV[4] instance name
 -- ARGV[5] a random nonce: the token is "<incarnation>:<fence>:<nonce>", so no token
 -- of an earlier life of this name (or of a life Redis lost) is ever handed out again
--- Either way the wake-up flags are cleared: this wake-up was delivered.
+-- ARGV[6] most bytes of payloads to return (at least one is returned)
+-- Either way the wake-up flag is cleared: this wake-up was delivered. The sweeper's
+-- back-off count is cleared too, unless the instance is held (waiting for code, or
+-- its state unreadable), so a held instance is re-woken later and later.
 -- Returns
 --   {0}   another worker holds the lease (it drains everything)
 --   {-1}  no such instance
 --   {-2}  nothing to apply (no lease taken; the instance leaves the pending index)
---   {token, meta_flat, state, payload(applied+1), payload(applied+2), ...}
+--   {token, meta_flat (with 'now', Redis' clock in ms), state, payload(applied+1), ...}
 --         state is {tag, 1} when ARGV[3] is current, else {tag, 0, field1,
 --         value1, ...}; a missing payload (never expected) comes back as false.
-redis.call('HDEL', KEYS[1], 'wake', 'sweeps')
+redis.call('HDEL', KEYS[1], 'wake')
+if redis.call('HEXISTS', KEYS[1], 'held') == 0 then
+  redis.call('HDEL', KEYS[1], 'sweeps')
+end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return {0}
 end
@@ -47,5 +54,5 @@ else
   table.insert(state, 1, 0)
   table.insert(state, 1, m[3])
 end
-local out = {token, redis.call('HGETALL', KEYS[1]), state}
-return append_window(out, KEYS[4], applied + 1, math.min(seq, applied + tonumber(ARGV[2])))
+local out = {token, meta_now(KEYS[1]), state}
+return append_window(out, KEYS[4], applied + 1, math.min(seq, applied + tonumber(ARGV[2])), ARGV[6])

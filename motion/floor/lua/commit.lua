@@ -1,36 +1,44 @@
+#!lua flags=allow-oom
 -- commit: apply updates first..last to the state, if this worker still holds the lease
 -- and they are the next in order. The one place that changes committed state.
 -- With ARGV[8] = 1 it then goes on, in the same round trip: it releases the lease if
 -- the inbox is empty, or else returns the next window of updates.
 -- KEYS[1] meta   KEYS[2] state   KEYS[3] inbox   KEYS[4] lease   KEYS[5] failed
 -- KEYS[6] motion:stats:<component>   KEYS[7] motion:pending   KEYS[8] motion:sweep
--- KEYS[9] the serve-cache hash (dropped when the version moves on)
+-- KEYS[9] the serve-cache hash (dropped when the version moves on)   KEYS[10] motion:held
 -- ARGV[1] token   ARGV[2] first seq   ARGV[3] last seq   ARGV[4] lease period (ms)
--- ARGV[5] now (ms)   ARGV[6] 1 to replace the whole state (a migration), else 0
+-- ARGV[5] unused (the commit time is Redis' clock)   ARGV[6] 1 to replace the whole state (a migration), else 0
 -- ARGV[7] how many state changes the version advances by (one per update that changed it)
 -- ARGV[8] 1 to release or return the next window after committing, else 0
 -- ARGV[9] most updates in the next window   ARGV[10] instance name
 -- ARGV[11] a random nonce for the new version tag ("<version>.<incarnation>.<nonce>":
 -- a version Redis lost and counted again gets another tag, so no cached copy aliases it)
+-- ARGV[12] most bytes of payloads in the next window (at least one is returned)
 -- then four counted lists, each "n, then n pairs":
 --   state fields (field, value) | stats counters (field, increment)
 --   meta counters (field, increment) | failure records (seq, json)
 -- Returns -1 if the lease is lost (a zombie's commit), -2 if first seq is not
 -- applied + 1 (already applied: a duplicate). Otherwise, with ARGV[8] = 0, the new
 -- version tag; with ARGV[8] = 1, {tag, 1} when the lease was released, or
--- {tag, 0, meta_flat, payload(last+1), ...} when more updates wait.
+-- {tag, 0, meta_flat, payload(last+1), ...} when more updates wait (meta_flat
+-- with 'now', Redis' clock in ms).
 -- The token must hold the lease *and* belong to the instance's incarnation (a lease
--- key left over from another life, e.g. by copy_db, is not this life's lease).
-if redis.call('GET', KEYS[4]) ~= ARGV[1] then
+-- key left over from another life, e.g. by copy_db, is not this life's lease): see
+-- holds() in lib.lua.
+-- A commit clears the instance's 'held' mark (waiting for code, state unreadable):
+-- a worker could go on. Flagged allow-oom: at maxmemory a commit still runs, and it
+-- deletes the applied payloads before it writes, so draining frees memory.
+if not holds(KEYS[4], KEYS[1], ARGV[1]) then
   return -1
 end
 local inc = redis.call('HGET', KEYS[1], 'inc')
-if not inc or string.sub(ARGV[1], 1, #inc + 1) ~= inc .. ':' then
-  return -1
-end
 local applied = tonumber(redis.call('HGET', KEYS[1], 'applied') or '0')
 if applied + 1 ~= tonumber(ARGV[2]) then
   return -2
+end
+local last = tonumber(ARGV[3])
+for s = tonumber(ARGV[2]), last do
+  redis.call('HDEL', KEYS[3], s)
 end
 if ARGV[6] == '1' then
   redis.call('DEL', KEYS[2])
@@ -42,7 +50,7 @@ end
 if ARGV[7] ~= '0' or ARGV[6] == '1' then
   redis.call('DEL', KEYS[9])
 end
-local i = 12
+local i = 13
 local n = tonumber(ARGV[i])
 for j = 1, n do
   redis.call('HSET', KEYS[2], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
@@ -69,14 +77,14 @@ if n > 0 then
     redis.call('HINCRBY', KEYS[1], 'failed_dropped', dropped)
   end
 end
-local last = tonumber(ARGV[3])
-for s = tonumber(ARGV[2]), last do
-  redis.call('HDEL', KEYS[3], s)
+redis.call('HSET', KEYS[1], 'applied', last, 'applied_at', now_ms())
+if redis.call('HDEL', KEYS[1], 'held') == 1 then
+  redis.call('HDEL', KEYS[1], 'sweeps')
+  redis.call('ZREM', KEYS[10], ARGV[10])
 end
-redis.call('HSET', KEYS[1], 'applied', last, 'applied_at', ARGV[5])
 local version = redis.call('HGET', KEYS[1], 'tag')
 if ARGV[8] ~= '1' then
-  redis.call('PEXPIRE', KEYS[4], ARGV[4])
+  redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
   return version
 end
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
@@ -87,6 +95,6 @@ if seq <= last then
   redis.call('ZREM', KEYS[8], ARGV[10])
   return {version, 1}
 end
-redis.call('PEXPIRE', KEYS[4], ARGV[4])
-local out = {version, 0, redis.call('HGETALL', KEYS[1])}
-return append_window(out, KEYS[3], last + 1, math.min(seq, last + tonumber(ARGV[9])))
+redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
+local out = {version, 0, meta_now(KEYS[1])}
+return append_window(out, KEYS[3], last + 1, math.min(seq, last + tonumber(ARGV[9])), ARGV[12])

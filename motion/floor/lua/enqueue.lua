@@ -1,14 +1,19 @@
+#!lua
 -- enqueue: append one update to an instance's inbox and mark the instance pending.
 -- KEYS[1] meta   KEYS[2] inbox   KEYS[3] lease   KEYS[4] motion:pending
 -- KEYS[5] KEYS[6] the dedup keys of this period and the one before (token -> seq)
 -- KEYS[7] state   KEYS[8] motion:sweep
 -- KEYS[9] (optional) the Celery queue list to push a wake-up onto
--- ARGV[1] payload   ARGV[2] flow   ARGV[3] now (ms)   ARGV[4] instance name
+-- ARGV[1] entry ('flow [SOH fingerprint] NUL sealed')   ARGV[2] flow   ARGV[3] unused
+-- (the enqueue time is Redis' clock, written into the stored entry right after the
+-- flow as 'STX ms')   ARGV[4] instance name
 -- ARGV[5] the version tag of the state the caller served on ('' to skip the check)
 -- ARGV[6] the enqueue's token ('' for none)   ARGV[7] how long the dedup key lives (ms)
 -- ARGV[8] '1' to send a wake-up only when none is in flight and no worker drains the
 -- instance (coalesced), '0' to send one for every update (each shows in Flower)
 -- ARGV[9] (optional) the wake-up task message, pushed onto KEYS[9]
+-- Not flagged allow-oom: at maxmemory the script is refused before it starts (the
+-- caller raises RedisFullError), so nothing is half enqueued.
 -- Returns
 --   {seq, wake, inc}  inc: the incarnation the update joined (a flush waits in it);
 --                wake = 0 when no wake-up is needed (coalesced: a worker drains the
@@ -35,8 +40,14 @@ if ARGV[5] ~= '' and ARGV[5] ~= m[1] then
   table.insert(out, 1, -1)
   return out
 end
+local now = now_ms()
+local entry = ARGV[1]
+local after = string.sub(entry, #ARGV[2] + 1, #ARGV[2] + 1)
+if string.sub(entry, 1, #ARGV[2]) == ARGV[2] and (after == '\0' or after == '\1') then
+  entry = ARGV[2] .. '\2' .. string.format('%d', now) .. string.sub(entry, #ARGV[2] + 1)
+end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('HSET', KEYS[2], seq, ARGV[1])
+redis.call('HSET', KEYS[2], seq, entry)
 redis.call('HSET', KEYS[1], 'last:' .. ARGV[2], seq)
 redis.call('HINCRBY', KEYS[1], 'pending:' .. ARGV[2], 1)
 if ARGV[6] ~= '' then
@@ -48,7 +59,7 @@ end
 local wake = 0
 if ARGV[8] == '0'
     or (redis.call('EXISTS', KEYS[3]) == 0 and redis.call('HEXISTS', KEYS[1], 'wake') == 0) then
-  redis.call('HSET', KEYS[1], 'wake', ARGV[3])
+  redis.call('HSET', KEYS[1], 'wake', now)
   wake = 1
   if KEYS[9] then
     -- the message names the seq only now that it is known (\1SEQ\1 placeholder)
@@ -57,6 +68,6 @@ if ARGV[8] == '0'
   end
 end
 -- pending since now (unless it already was); the sweeper first looks one period later
-redis.call('ZADD', KEYS[4], 'NX', ARGV[3], ARGV[4])
-redis.call('ZADD', KEYS[8], 'NX', ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[4], 'NX', now, ARGV[4])
+redis.call('ZADD', KEYS[8], 'NX', now, ARGV[4])
 return {seq, wake, m[2]}

@@ -1,3 +1,4 @@
+#!lua
 -- init: create an instance with its initial state, once (racing callers create it once).
 -- KEYS[1] meta   KEYS[2] state   KEYS[3] motion:components   KEYS[4] the creation claim
 -- ARGV[1] component   ARGV[2] now (ms)   ARGV[3] the new incarnation id (random, 32 hex
@@ -7,6 +8,7 @@
 -- An instance made before incarnations existed (no tag) gets ARGV[3] as its id.
 -- Returns {1, tag} if this call created the instance, {0, tag} if it existed already
 -- (tag: the version tag "<version>.<incarnation>[.<nonce>]" caches compare).
+-- Not flagged allow-oom: refused at maxmemory before it starts.
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local m = redis.call('HMGET', KEYS[1], 'tag', 'version')
   if not m[1] and m[2] then

@@ -1,7 +1,8 @@
+#!lua flags=allow-oom
 -- sweep: re-wake instances that stayed pending with no lease holder.
 -- KEYS[2i-1] meta of candidate i   KEYS[2i] lease of candidate i
 -- KEYS[#KEYS-1] motion:pending   KEYS[#KEYS] motion:sweep
--- ARGV[1] now (ms)   ARGV[2] grace period (ms)   ARGV[i+2] name of candidate i
+-- ARGV[1] unused (now is Redis' clock)   ARGV[2] grace period (ms)   ARGV[i+2] name of candidate i
 -- Candidates are the instances whose motion:sweep score (when to look next) has
 -- passed. Returns the names to send a wake-up for. Busy instances are looked at
 -- again one grace period later; instances with nothing left (or deleted) leave both
@@ -10,7 +11,7 @@
 -- every period, so a queue nobody reads does not fill up with copies.
 local pending = KEYS[#KEYS - 1]
 local schedule = KEYS[#KEYS]
-local now = tonumber(ARGV[1])
+local now = now_ms()
 local grace = tonumber(ARGV[2])
 local out = {}
 for i = 1, #ARGV - 2 do
