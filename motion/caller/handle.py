@@ -100,6 +100,7 @@ class Instance:
         # Motion's redis_socket_timeout= applies to this handle's own Redis calls
         timeout = socket_timeout_option(self._redis_socket_timeout)
         self._timeout = timeout
+        self._where = (self._keys.name, timeout)  # the Redis client's key: name and timeout
         params = dict(init_state_params or {})
         self._reader = Reader(component, stored, params, production, timeout=timeout)
         reader = self._reader
@@ -160,7 +161,7 @@ class Instance:
         """
         named = flow_name(flow, flow_key, dataflow_key)
         call = Call(named, props, ignore_cache, force_refresh, flush_update)
-        return drive.drive(self._server.run(self._start, call), self._client())
+        return drive.drive(self._server.run(self._start, call), get_redis(*self._where))
 
     async def arun(
         self,

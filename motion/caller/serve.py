@@ -127,9 +127,8 @@ class Reader:
                 # the common case: one HGET confirms the local copy, or none at all
                 # when client tracking vouches for it
                 state = store.STATE_CACHE.get(name)
-                if state is not None and (
-                    yield drive.either(self._version_is, self._aversion_is, known)
-                ):
+                check = drive.Step(self._version_is, self._aversion_is, (known,))
+                if state is not None and (yield check):
                     return known, state, None
             for _ in range(3):
                 keys, args = self._read_call(flow, digest)
@@ -247,7 +246,11 @@ class Server:
 
     def run(self, start: Start, call: Call) -> Steps[Any]:
         """The steps of ``run``: serve, then enqueue the updates; the serve op's result."""
-        flow, properties, op = yield from self._begin(start, call)
+        flow = start(call.name, call.flush_update)
+        properties = Properties(call.props or {})
+        if call.force_refresh:
+            yield from self._settle()
+        op = self._component.serve_op(flow)
         skip_cache = call.ignore_cache or call.force_refresh
         if op is not None and self._serves_ahead(op, flow, skip_cache):
             ahead = yield from self._serve_ahead(op, flow, properties)
@@ -258,56 +261,48 @@ class Server:
         value: Any = None
         write: CacheWrite = None
         if op is not None:
-            digest, version, state, value = yield from self._read(flow, properties, skip_cache)
+            digest = cache.call_digest(self._component, properties)
+            loaded = yield from self._reader.load(flow, None if skip_cache else digest)
+            where = (self._keys, flow, digest, loaded[0])
+            value = cache.cache_hit(self._component, loaded[2], properties, where)
             if value is cache.MISS:
-                value = yield self._call_step(op, state, properties)
-                write = self._entry(flow, digest, version, value, properties)
+                value = yield drive.Step(_call, _acall, (op, loaded[1], properties))
+                write = self._entry(flow, digest, loaded[0], value, properties)
         properties.serve_result = value
-        yield from self._finish(flow, properties, value, write, call.flush_update)
+        if write is not None or self._component.update_ops(flow):
+            yield from self._finish(flow, properties, value, write, call.flush_update)
         return value
 
     def stream(self, start: Start, call: Call) -> Steps[None]:
         """The steps of ``gen``: each item as a :class:`~motion.floor.drive.Item`, then
         enqueue the updates (they see the full list)."""
-        flow, properties, op = yield from self._begin(start, call)
+        flow = start(call.name, call.flush_update)
+        properties = Properties(call.props or {})
+        if call.force_refresh:
+            yield from self._settle()
+        op = self._component.serve_op(flow)
         items: list[Any] = []
         write: CacheWrite = None
         if op is not None:
             skip_cache = call.ignore_cache or call.force_refresh
-            digest, version, state, cached = yield from self._read(flow, properties, skip_cache)
+            digest = cache.call_digest(self._component, properties)
+            loaded = yield from self._reader.load(flow, None if skip_cache else digest)
+            where = (self._keys, flow, digest, loaded[0])
+            cached = cache.cache_hit(self._component, loaded[2], properties, where)
             if isinstance(cached, list):  # a streamed result is cached as its full list
                 items = cached
                 for item in cached:
                     yield drive.Item(item)
             else:
-                out = yield drive.either(ops.open_items, ops.aopen_items, op, state, properties)
+                out = yield drive.either(ops.open_items, ops.aopen_items, op, loaded[1], properties)
                 while (
                     item := (yield drive.either(ops.next_item, ops.anext_item, out, _END))
                 ) is not _END:
                     items.append(item)
                     yield drive.Item(item)
-                write = self._entry(flow, digest, version, items, properties)
+                write = self._entry(flow, digest, loaded[0], items, properties)
         properties.serve_result = items
         yield from self._finish(flow, properties, items, write, call.flush_update)
-
-    def _begin(self, start: Start, call: Call) -> Steps[tuple[str, Properties, Op | None]]:
-        """The flow (checked by the handle), the props, and its serve op; with
-        ``force_refresh``, after every pending update is applied."""
-        flow = start(call.name, call.flush_update)
-        properties = Properties(call.props or {})
-        if call.force_refresh:
-            yield from self._settle()
-        return flow, properties, self._component.serve_op(flow)
-
-    def _read(
-        self, flow: str, props: Properties, skip_cache: bool
-    ) -> Steps[tuple[cache.Canonical | None, bytes, State, Any]]:
-        """Read the state and this call's cached result: ``(props' canonical form,
-        version, state, the result or cache.MISS)``."""
-        digest = cache.call_digest(self._component, props)
-        version, state, hit = yield from self._reader.load(flow, None if skip_cache else digest)
-        where = (self._keys, flow, digest, version)
-        return digest, version, state, cache.cache_hit(self._component, hit, props, where)
 
     def _entry(
         self, flow: str, digest: cache.Canonical | None, version: bytes, value: Any, props: Any
@@ -326,12 +321,6 @@ class Server:
         elif write is not None:
             with translate_errors(f"caching a serve result of {self._keys.name}", self._keys.name):
                 yield cache.store_entry(write)
-
-    def _call_step(self, op: Op, state: Any, props: Properties) -> drive.Step:
-        """Run a serve op to completion: in this thread, or off the event loop."""
-        return drive.either(
-            lambda _: ops.call(op, state, props), lambda _: ops.acall(op, state, props)
-        )
 
     def _serves_ahead(self, op: Op, flow: str, skip_cache: bool) -> bool:
         """Whether ``run`` may serve on the local copy and enqueue in one round trip.
@@ -356,7 +345,7 @@ class Server:
             if state is None:
                 return None
             attempt = Properties(original)
-            out = yield self._call_step(op, state, attempt)
+            out = yield drive.Step(_call, _acall, (op, state, attempt))
             attempt.serve_result = out
             digest = cache.call_digest(self._component, original)
             write = self._entry(flow, digest, version, out, attempt)
@@ -385,3 +374,13 @@ class Server:
             return None
         self._waiter.watch(*enqueued)
         return enqueued[0]
+
+
+def _call(_: Any, op: Op, state: State, props: Properties) -> Any:
+    """Run a serve op to completion in this thread (a step's sync form)."""
+    return ops.call(op, state, props)
+
+
+async def _acall(_: Any, op: Op, state: State, props: Properties) -> Any:
+    """Run a serve op to completion off the event loop (a step's async form)."""
+    return await ops.acall(op, state, props)

@@ -71,13 +71,19 @@ def drive_items(steps: Steps[T], client: Any) -> Generator[Any, None, T]:
 
 
 def drive(steps: Steps[T], client: Any) -> T:
-    """Run ``steps`` (which yield no :class:`Item`) to their result on ``client``."""
-    run = drive_items(steps, client)
-    try:
-        while True:
-            next(run)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]  # the generator's T
+    """Run ``steps`` (which yield no :class:`Item`) to their result on ``client``: the
+    loop of :func:`drive_items`, without the items (``run``'s hot path)."""
+    send: Callable[[Any], Any] = steps.send
+    value: Any = None
+    while True:
+        try:
+            step = send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]  # the generator's T
+        try:
+            value, send = step.sync(client, *step.args), steps.send
+        except BaseException as exc:  # the one implementation decides what it means
+            value, send = exc, steps.throw
 
 
 async def adrive_items(
