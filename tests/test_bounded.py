@@ -296,7 +296,7 @@ def test_a_cache_entry_computed_before_a_commit_is_not_stored(redis_url) -> None
     )
     assert entry is not None
     bump_version(get_redis(), keys.meta)  # a commit lands while the serve op runs
-    cache.store_entry(entry).sync(get_redis())  # the step, run on a sync client
+    cache.store_entry(entry)[0](get_redis())  # the step's sync form
     handle._enqueue(Update("get", props, 0), entry)  # the pipelined write, too
     assert cache_keys(handle.instance_name) == []
     second = get_redis().hget(keys.meta, "tag")
@@ -304,7 +304,7 @@ def test_a_cache_entry_computed_before_a_commit_is_not_stored(redis_url) -> None
         Counted, keys, "get", cache.call_digest(Counted, props), second, 0, props
     )
     assert current is not None
-    cache.store_entry(current).sync(get_redis())  # the step, run on a sync client
+    cache.store_entry(current)[0](get_redis())  # the step's sync form
     assert len(cache_keys(handle.instance_name)) == 1
 
 

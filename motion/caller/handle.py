@@ -160,7 +160,7 @@ class Instance:
             flow has no serve op).
         """
         named = flow_name(flow, flow_key, dataflow_key)
-        call = Call(named, props, ignore_cache, force_refresh, flush_update)
+        call: Call = (named, props, ignore_cache, force_refresh, flush_update)
         return drive.drive(self._server.run(self._start, call), get_redis(*self._where))
 
     async def arun(
@@ -176,7 +176,7 @@ class Instance:
     ) -> Any:
         """Async twin of :meth:`run`: asyncio Redis client, sync ops in a thread."""
         named = flow_name(flow, flow_key, dataflow_key)
-        call = Call(named, props, ignore_cache, force_refresh, flush_update)
+        call: Call = (named, props, ignore_cache, force_refresh, flush_update)
         return await drive.adrive(self._server.run(self._start, call), self._aclient())
 
     def gen(
@@ -198,7 +198,7 @@ class Instance:
         :meth:`run`.
         """
         named = flow_name(flow, flow_key, dataflow_key)
-        call = Call(named, props, ignore_cache, force_refresh, flush_update)
+        call: Call = (named, props, ignore_cache, force_refresh, flush_update)
         return drive.drive_items(self._server.stream(self._start, call), self._client())
 
     def agen(
@@ -214,7 +214,7 @@ class Instance:
     ) -> AsyncIterator[Any]:
         """Async twin of :meth:`gen` for async-generator (or generator) serve ops."""
         named = flow_name(flow, flow_key, dataflow_key)
-        call = Call(named, props, ignore_cache, force_refresh, flush_update)
+        call: Call = (named, props, ignore_cache, force_refresh, flush_update)
         return drive.adrive_items(self._server.stream(self._start, call), self._aclient)
 
     # -- state ------------------------------------------------------------------

@@ -27,7 +27,7 @@ handle alike. Caller road: uses :mod:`motion.caller.devmode`,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from motion.caller import devmode
 from motion.caller.tracking import get_tracker
@@ -57,14 +57,9 @@ CacheWrite = cache.Entry | None  # a serve-cache entry to store
 Start = Callable[[str | None, bool], str]  # the handle's check of the flow it runs
 
 
-class Call(NamedTuple):
-    """One ``run``/``gen`` call's arguments (the flow already named once)."""
-
-    name: str | None
-    props: dict[str, Any] | None
-    ignore_cache: bool
-    force_refresh: bool
-    flush_update: bool
+#: one ``run``/``gen`` call's arguments: the flow (named once), props, ignore_cache,
+#: force_refresh, flush_update (a plain tuple: made on every call)
+Call = tuple[str | None, dict[str, Any] | None, bool, bool, bool]
 
 
 _END = object()  # the end of a streamed serve op's items
@@ -127,7 +122,7 @@ class Reader:
                 # the common case: one HGET confirms the local copy, or none at all
                 # when client tracking vouches for it
                 state = store.STATE_CACHE.get(name)
-                check = drive.Step(self._version_is, self._aversion_is, (known,))
+                check = (self._version_is, self._aversion_is, (known,))
                 if state is not None and (yield check):
                     return known, state, None
             for _ in range(3):
@@ -246,16 +241,17 @@ class Server:
 
     def run(self, start: Start, call: Call) -> Steps[Any]:
         """The steps of ``run``: serve, then enqueue the updates; the serve op's result."""
-        flow = start(call.name, call.flush_update)
-        properties = Properties(call.props or {})
-        if call.force_refresh:
+        name, props, ignore_cache, force_refresh, flush_update = call
+        flow = start(name, flush_update)
+        properties = Properties(props or {})
+        if force_refresh:
             yield from self._settle()
         op = self._component.serve_op(flow)
-        skip_cache = call.ignore_cache or call.force_refresh
+        skip_cache = ignore_cache or force_refresh
         if op is not None and self._serves_ahead(op, flow, skip_cache):
             ahead = yield from self._serve_ahead(op, flow, properties)
             if ahead is not None:
-                if call.flush_update:
+                if flush_update:
                     yield from self._waiter.steps(flow, ahead[1], None, own=True)
                 return ahead[0]
         value: Any = None
@@ -266,25 +262,26 @@ class Server:
             where = (self._keys, flow, digest, loaded[0])
             value = cache.cache_hit(self._component, loaded[2], properties, where)
             if value is cache.MISS:
-                value = yield drive.Step(_call, _acall, (op, loaded[1], properties))
+                value = yield (_call, _acall, (op, loaded[1], properties))
                 write = self._entry(flow, digest, loaded[0], value, properties)
         properties.serve_result = value
         if write is not None or self._component.update_ops(flow):
-            yield from self._finish(flow, properties, value, write, call.flush_update)
+            yield from self._finish(flow, properties, value, write, flush_update)
         return value
 
     def stream(self, start: Start, call: Call) -> Steps[None]:
         """The steps of ``gen``: each item as a :class:`~motion.floor.drive.Item`, then
         enqueue the updates (they see the full list)."""
-        flow = start(call.name, call.flush_update)
-        properties = Properties(call.props or {})
-        if call.force_refresh:
+        name, props, ignore_cache, force_refresh, flush_update = call
+        flow = start(name, flush_update)
+        properties = Properties(props or {})
+        if force_refresh:
             yield from self._settle()
         op = self._component.serve_op(flow)
         items: list[Any] = []
         write: CacheWrite = None
         if op is not None:
-            skip_cache = call.ignore_cache or call.force_refresh
+            skip_cache = ignore_cache or force_refresh
             digest = cache.call_digest(self._component, properties)
             loaded = yield from self._reader.load(flow, None if skip_cache else digest)
             where = (self._keys, flow, digest, loaded[0])
@@ -302,7 +299,7 @@ class Server:
                     yield drive.Item(item)
                 write = self._entry(flow, digest, loaded[0], items, properties)
         properties.serve_result = items
-        yield from self._finish(flow, properties, items, write, call.flush_update)
+        yield from self._finish(flow, properties, items, write, flush_update)
 
     def _entry(
         self, flow: str, digest: cache.Canonical | None, version: bytes, value: Any, props: Any
@@ -345,7 +342,7 @@ class Server:
             if state is None:
                 return None
             attempt = Properties(original)
-            out = yield drive.Step(_call, _acall, (op, state, attempt))
+            out = yield (_call, _acall, (op, state, attempt))
             attempt.serve_result = out
             digest = cache.call_digest(self._component, original)
             write = self._entry(flow, digest, version, out, attempt)

@@ -24,12 +24,10 @@ from motion.floor import scripts
 T = TypeVar("T")
 
 
-class Step(NamedTuple):
-    """One thing to do: ``sync(client, *args)``, or ``await asynchronous(client, *args)``."""
-
-    sync: Callable[..., Any]
-    asynchronous: Callable[..., Awaitable[Any]]
-    args: tuple[Any, ...] = ()
+#: One thing to do: ``(sync, asynchronous, args)``, run as ``sync(client, *args)`` or
+#: ``await asynchronous(client, *args)``. A plain tuple: a step is made per call on
+#: ``run``'s hot path, and a tuple costs no Python frame to make.
+Step = tuple[Callable[..., Any], Callable[..., Awaitable[Any]], tuple[Any, ...]]
 
 
 class Item(NamedTuple):
@@ -64,7 +62,7 @@ def drive_items(steps: Steps[T], client: Any) -> Generator[Any, None, T]:
             yield step.value
             continue
         try:
-            value = step.sync(client, *step.args)
+            value = step[0](client, *step[2])
         except BaseException as exc:  # the one implementation decides what it means
             error = exc
     return step.value  # type: ignore[no-any-return]  # the generator's T
@@ -81,7 +79,7 @@ def drive(steps: Steps[T], client: Any) -> T:
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]  # the generator's T
         try:
-            value, send = step.sync(client, *step.args), steps.send
+            value, send = step[0](client, *step[2]), steps.send
         except BaseException as exc:  # the one implementation decides what it means
             value, send = exc, steps.throw
 
@@ -99,7 +97,7 @@ async def adrive_items(
             yield step.value
             continue
         try:
-            value = await step.asynchronous(connection, *step.args)
+            value = await step[1](connection, *step[2])
         except BaseException as exc:  # the one implementation decides what it means
             error = exc
     if result is not None:
@@ -116,9 +114,10 @@ async def adrive(steps: Steps[T], client: Any) -> T:
 
 def script(name: str, keys: list[str], args: list[Any], fast: bool = False) -> Step:
     """Run Lua script ``name`` (``fast``: see :func:`motion.floor.connection.fast_command`)."""
-    return Step(
+    return (
         lambda client: scripts.run(client, name, keys, args, fast=fast),
         lambda client: scripts.arun(client, name, keys, args),
+        (),
     )
 
 
@@ -126,32 +125,34 @@ def script_after(
     command: tuple[str, tuple[list[str], list[Any]]], name: str, keys: list[str], args: list[Any]
 ) -> Step:
     """Send ``command`` and script ``name`` in one round trip (:func:`scripts.run_after`)."""
-    return Step(
+    return (
         lambda client: scripts.run_after(client, command, name, keys, args),
         lambda client: scripts.arun_after(client, command, name, keys, args),
+        (),
     )
 
 
 def command(name: str, *args: Any) -> Step:
     """A Redis command by its redis-py method name, e.g. ``command("hmget", key, "seq")``."""
-    return Step(
+    return (
         lambda client: getattr(client, name)(*args),
         lambda client: getattr(client, name)(*args),
+        (),
     )
 
 
 def pause(seconds: float) -> Step:
     """Sleep: ``time.sleep`` from sync code, ``asyncio.sleep`` on the event loop."""
-    return Step(lambda _: time.sleep(seconds), lambda _: asyncio.sleep(seconds))
+    return (lambda _: time.sleep(seconds), lambda _: asyncio.sleep(seconds), ())
 
 
 def compute(func: Callable[..., Any], *args: Any) -> Step:
     """Blocking work (user code such as ``init_state``): in a thread under asyncio."""
-    return Step(lambda _: func(*args), lambda _: asyncio.to_thread(func, *args))
+    return (lambda _: func(*args), lambda _: asyncio.to_thread(func, *args), ())
 
 
 def either(
     sync: Callable[..., Any], asynchronous: Callable[..., Awaitable[Any]], *args: Any
 ) -> Step:
     """A step whose two forms are given: ``sync(client, *args)`` / ``asynchronous(...)``."""
-    return Step(sync, asynchronous, args)
+    return (sync, asynchronous, args)
