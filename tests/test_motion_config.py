@@ -366,3 +366,12 @@ def test_every_wait_with_no_timeout_fails_when_no_worker_is_seen(
         handle.flush_update()
     with pytest.raises(NoWorkerError):
         asyncio.run(handle.aflush_update())
+
+
+@pytest.mark.parametrize("variable", ["MOTION_REDIS_PORT", "MOTION_REDIS_DB"])
+def test_a_port_or_db_that_is_not_a_number_names_the_variable(
+    clean_env: None, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "abc")
+    with pytest.raises(ConfigurationError, match=f"{variable}='abc'"):
+        RedisParams()
