@@ -75,8 +75,8 @@ class RedisParams:
     ) -> None:
         env = os.environ
         self.host = host if host is not None else env.get("MOTION_REDIS_HOST", "localhost")
-        self.port = port if port is not None else _env_int("MOTION_REDIS_PORT", 6379)
-        self.db = db if db is not None else _env_int("MOTION_REDIS_DB", 0)
+        self.port = int(port) if port is not None else _env_int("MOTION_REDIS_PORT", 6379)
+        self.db = int(db) if db is not None else _env_int("MOTION_REDIS_DB", 0)
         if isinstance(password, _Unset):  # Motion: unset, "" or "None" means no password
             password = _password()
         self.password = password
