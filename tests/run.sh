@@ -15,7 +15,7 @@ if ! command -v redis-server >/dev/null; then
   fi
 fi
 bash .ci/setup.sh dev
-.venv/bin/ruff check motion workers tests celeryconfig.py examples benchmarks
-.venv/bin/ruff format --check motion workers tests celeryconfig.py examples benchmarks
+.venv/bin/ruff check motion workers tests celeryconfig.py flowerconfig.py examples benchmarks
+.venv/bin/ruff format --check motion workers tests celeryconfig.py flowerconfig.py examples benchmarks
 .venv/bin/mypy
 exec .venv/bin/python -m pytest -q "$@"
