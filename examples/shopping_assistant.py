@@ -10,11 +10,13 @@ committed before it; once the update commits, the next prompt is served on the n
 version.
 
 Run it with no set-up at all: motion starts its own local Redis-protocol server
-(data under ``./.motion``) and an in-process worker. Each run starts from a clean
-shopper (it clears ``Assistant__shopper-42`` first). With ``OPENAI_API_KEY`` set
-(and optionally ``OPENAI_BASE_URL`` / ``MOTION_EXAMPLE_MODEL``) an LLM writes the
-summary; without, a deterministic local summarizer does, after
-``MOTION_EXAMPLE_LLM_SECONDS`` (default 2) seconds of simulated LLM latency.
+(data under ``./.motion``) and an in-process worker. Against a real Redis with a
+worker, Flower and the dashboard, follow the README's "Run it on a real Redis".
+Each run starts from a clean shopper (it clears ``Assistant__shopper-42`` first).
+With ``OPENAI_API_KEY`` set (and optionally ``OPENAI_BASE_URL`` /
+``MOTION_EXAMPLE_MODEL``) an LLM writes the summary; without, a deterministic local
+summarizer does, after ``MOTION_EXAMPLE_LLM_SECONDS`` (default 2) seconds of
+simulated LLM latency.
 
     python examples/shopping_assistant.py
 """
@@ -146,9 +148,9 @@ def main() -> None:
     print("Final summary:", shopper.read_state("summary"))
     print(f"State version: {shopper.get_version()} (1 at creation + 4 updates)")
     print(
-        "\nThe state lives in ./.motion (the local server's data) and survives the run;\n"
-        f"this program clears Assistant__{SHOPPER} when it starts (or: motion clear "
-        f"Assistant__{SHOPPER})."
+        "\nThe state lives in Redis (with no Redis configured: the local server's data in\n"
+        f"./.motion) and survives the run; this program clears Assistant__{SHOPPER} when it\n"
+        f"starts (by hand: motion clear Assistant__{SHOPPER})."
     )
     shopper.close()
 
