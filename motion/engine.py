@@ -37,6 +37,7 @@ from motion.connection import get_redis
 from motion.errors import MotionError
 from motion.props import State
 from motion.settings import get_settings
+from motion.wakeup import flow_label
 
 log = logging.getLogger("motion.engine")
 
@@ -67,8 +68,12 @@ class DrainReport:
     #: "busy" (another worker drains: it applies this update too), "idle" (already
     #: applied), "missing" (no such instance) or "lease lost"
     skipped: str | None = None
+    #: updates applied per flow (Flower's result says which flows the drain went through)
+    flows: dict[str, int] = field(default_factory=dict)
     first: int = field(default=0, repr=False)
     last: int = field(default=0, repr=False)
+    #: the first few failure records (JSON, as stored), for the task's error
+    failures: list[str] = field(default_factory=list, repr=False)
 
     def covered(self, first: int, last: int) -> None:
         """Note that updates ``first``..``last`` were committed (applied, failed or discarded)."""
@@ -78,8 +83,8 @@ class DrainReport:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
-        hidden = ("first", "last")
-        return {k: v for k, v in self.__dict__.items() if v is not None and k not in hidden}
+        hidden = ("first", "last", "failures")
+        return {k: v for k, v in self.__dict__.items() if v not in (None, {}) and k not in hidden}
 
 
 def drain(component: Component, instance_id: str) -> DrainReport:
@@ -395,6 +400,11 @@ def _commit(
     report.covered(out.first, out.last)
     report.applied += sum(v for k, v in out.stats.items() if k.startswith("applied:"))
     report.failed += len(out.failures)
+    report.failures += [record for _, record in out.failures[: 3 - len(report.failures)]]
+    for key, count in out.stats.items():
+        if key.startswith("applied:") and count:
+            flow = flow_label(key[len("applied:") :])
+            report.flows[flow] = report.flows.get(flow, 0) + count
     report.discarded += sum(v for k, v in out.stats.items() if k.startswith("discarded:"))
     if not out.failures:  # the state after the commit is ours: the next drain need not read it
         tag = reply[0] if isinstance(reply, list) else reply

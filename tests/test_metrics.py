@@ -19,7 +19,7 @@ from redis.retry import Retry
 from motion import keys as K
 from motion import metrics, producer, sweeper
 from motion.embedded import free_port
-from tests.support import ROOT, motion_env, wait_for
+from tests.support import ROOT, motion_env, register_component, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +28,10 @@ HIT = {"component": "Tally", "flow": "hit"}
 
 
 @pytest.fixture(autouse=True)
-def fresh_clients() -> Iterator[None]:
+def fresh_clients(request: pytest.FixtureRequest) -> Iterator[None]:
     producer.reset()
+    if "redis_url" in request.fixturenames:  # as if a worker with Tally's code had run
+        register_component(request.getfixturevalue("redis_url"), "Tally")
     yield
     producer.reset()
 
