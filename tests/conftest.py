@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.brokers import rabbit_server  # noqa: F401  (the session's RabbitMQ, if asked for)
 from tests.support import RedisServer, Worker
 
 
