@@ -10,6 +10,8 @@ amqp are in ``tests/battery/test_rabbit_battery.py`` (``-m battery``).
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -158,3 +160,68 @@ def test_worker_killed_mid_update_loses_and_doubles_nothing_on_amqp(
     # lease 3 s + one sweep 1 s + worker start-up; generous for a loaded 2-core machine
     assert recovery < 3 + 1 + 15, f"recovery took {recovery:.1f}s"
     on_amqp(rescuer, amqp_url, client)
+
+
+#: a caller: one update (connected, its queue declared), then, once told, one update
+#: per instance on queues it has not declared, timing each ``run()``
+FROZEN_CALLER = """
+import json, pathlib, sys, time
+from ledger import Ledger
+folder = pathlib.Path(sys.argv[1])
+Ledger("frozen-0").run("add", {"item": 0})
+(folder / "ready").touch()
+while not (folder / "go").exists():
+    time.sleep(0.01)
+took = []
+for instance in sys.argv[2:]:
+    started = time.monotonic()
+    Ledger(instance).run("add", {"item": 1})
+    took.append(time.monotonic() - started)
+(folder / "took.json").write_text(json.dumps(took))
+"""
+
+
+def test_a_frozen_broker_fails_the_wakeup_send_instead_of_blocking_the_caller(
+    amqp_url, redis_url, rabbit_server, redis_server, start_worker, tmp_path: Path
+):  # type: ignore[no-untyped-def]
+    """A RabbitMQ that accepts connections but never answers (frozen, overloaded, a
+    half-open link) must not hold ``run()``: the update is in the inbox already, so the
+    send fails within the socket timeouts and the sweeper re-sends the wake-up."""
+    from motion.wakeup import queue_for
+
+    first = queue_for("Ledger", "frozen-0")
+    others = [i for i in (f"frozen-{n}" for n in range(1, 40)) if queue_for("Ledger", i) != first]
+    others = others[:2]  # on queues the caller has not declared yet
+    beam = rabbit_server.beam_pid()
+    assert beam is not None
+    # short timeouts, so the test is quick: the mechanism is the same at the defaults
+    timeouts = {"MOTION_REDIS_SOCKET_TIMEOUT": "1", "MOTION_REDIS_CONNECT_TIMEOUT": "1"}
+    env = motion_env(redis_url, MOTION_BROKER_URL=amqp_url, **timeouts)
+    args = [sys.executable, "-c", FROZEN_CALLER, str(tmp_path), *others]
+    caller = subprocess.Popen(args, env=env, cwd=COMPONENTS)
+    try:
+        wait_for(lambda: (tmp_path / "ready").exists(), 30, "the caller's first update")
+        os.kill(beam, signal.SIGSTOP)
+        try:
+            (tmp_path / "go").touch()
+            try:
+                caller.wait(60)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("run() blocked on a frozen broker") from None
+        finally:
+            os.kill(beam, signal.SIGCONT)
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait(10)
+    assert caller.returncode == 0
+    took = json.loads((tmp_path / "took.json").read_text())
+    assert max(took) < 15, f"run() took {took} s on a frozen broker"
+    client = redis_server.client()
+    for instance in others:  # every update was enqueued before its send failed
+        meta = K.InstanceKeys.of(K.instance_name("Ledger", instance)).meta
+        assert int(client.hget(meta, "seq")) == 1
+    start_worker(["ledger"], pool="threads", concurrency=2, env={"MOTION_BROKER_URL": amqp_url})
+    for instance in ["frozen-0", *others]:
+        Ledger(instance).flush_update(timeout=60)  # the sweeper re-sent the lost wake-ups
+        assert Ledger(instance).read_state("seqs") == [1]
