@@ -18,6 +18,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -121,6 +122,8 @@ class RabbitServer:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.STDOUT,
             )
+            # listening before the node starts, or the node would start an epmd of its own
+            wait_for(self._epmd_listens, 15, f"epmd on port {self.epmd_port}")
         (self.folder / "rabbitmq.pid").unlink(missing_ok=True)
         log = (self.folder / "server.out").open("ab")
         self.proc = subprocess.Popen(
@@ -133,6 +136,15 @@ class RabbitServer:
         )
         wait_for(self._answers, START_TIMEOUT, f"rabbitmq-server {self.node}", interval=0.2)
         return self
+
+    def _epmd_listens(self) -> bool:
+        if self.epmd is not None and self.epmd.poll() is not None:
+            raise AssertionError(f"epmd on port {self.epmd_port} exited ({self.epmd.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", self.epmd_port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def _answers(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
