@@ -34,6 +34,8 @@ from tests.support import wait_for
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 SERVER = RABBIT_BIN / "rabbitmq-server"
 CTL = RABBIT_BIN / "rabbitmqctl"
+#: the deployed settings; the tests' node runs with them too
+DEPLOY_CONF = Path(__file__).resolve().parent.parent / "deploy" / "rabbitmq.conf"
 #: rabbitmq-server's start-up on a loaded 2-core machine takes several seconds
 START_TIMEOUT = 120.0
 
@@ -69,13 +71,14 @@ class RabbitServer:
         if os.geteuid() == 0:  # Debian's package runs the broker as its own user
             self._as_user = ["setpriv", "--reuid=rabbitmq", "--regid=rabbitmq", "--init-groups"]
             self._as_user.append("--")
+        # deploy/rabbitmq.conf, then this machine's port and logs (later lines win)
         (self.folder / "rabbitmq.conf").write_text(
+            DEPLOY_CONF.read_text() + "\n# the tests' node\n"
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
             "log.console = false\n"
             "log.file.level = info\n"
-            # the shared test machine may be short of disk or memory: never block publishers
+            # the shared test machine may be short of disk: never block publishers
             "disk_free_limit.absolute = 1MB\n"
-            "vm_memory_high_watermark.relative = 0.9\n"
         )
         (self.folder / "enabled_plugins").write_text("[].\n")
         (self.folder / "rabbitmq-env.conf").write_text("")
