@@ -179,9 +179,12 @@ class RabbitServer:
         )
 
     def beam_pid(self) -> int | None:
-        """The Erlang VM's PID, from the node's PID file."""
+        """The Erlang VM's PID, from the node's PID file, while that process is this node's
+        (its command line names this folder: a PID reused since is not ours to signal)."""
         with contextlib.suppress(OSError, ValueError):
-            return int((self.folder / "rabbitmq.pid").read_text().strip())
+            pid = int((self.folder / "rabbitmq.pid").read_text().strip())
+            if str(self.folder).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
         return None
 
     def stop(self) -> None:
@@ -196,7 +199,7 @@ class RabbitServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
-        if beam is not None:
+        if beam is not None and self.beam_pid() == beam:  # still running: stop it by PID
             with contextlib.suppress(ProcessLookupError):
                 os.kill(beam, signal.SIGKILL)
         self.proc = None
