@@ -128,15 +128,15 @@ class RabbitServer:
             # listening before the node starts, or the node would start an epmd of its own
             wait_for(self._epmd_listens, 15, f"epmd on port {self.epmd_port}")
         (self.folder / "rabbitmq.pid").unlink(missing_ok=True)
-        log = (self.folder / "server.out").open("ab")
-        self.proc = subprocess.Popen(
-            [*self._as_user, str(SERVER)],
-            env=self.env,
-            cwd=self.folder,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with (self.folder / "server.out").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*self._as_user, str(SERVER)],
+                env=self.env,
+                cwd=self.folder,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         wait_for(self._answers, START_TIMEOUT, f"rabbitmq-server {self.node}", interval=0.2)
         return self
 
