@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.brokers import rabbit_server  # noqa: F401  (the session's RabbitMQ, if asked for)
 from tests.support import RedisServer, Worker
 
 
