@@ -1,6 +1,6 @@
 """Celery settings of motion's callers and workers; each line says why.
 
-Loaded by :func:`motion.celery_app.get_app` (override the module with
+Loaded by :func:`motion.floor.celery_app.get_app` (override the module with
 ``MOTION_CELERY_CONFIG``). The broker URL is filled in at first use: the state
 Redis (``MOTION_REDIS_URL``, or the embedded server), unless ``MOTION_BROKER_URL``
 names another.
@@ -42,7 +42,7 @@ task_reject_on_worker_lost = True
 # drain does not sit on wake-ups another worker could take.
 worker_prefetch_multiplier = 4
 
-# Redis broker transport: re-deliver unacknowledged wake-ups after 5 minutes (not
+# Broker transport: on Redis, re-deliver unacknowledged wake-ups after 5 minutes (not
 # Celery's 1 hour), keep connections alive and checked.
 broker_transport_options = {
     "visibility_timeout": 300,
@@ -52,7 +52,12 @@ broker_transport_options = {
     # a hung broker fails a wake-up's send (the sweeper re-sends it) instead of blocking
     "socket_timeout": _settings.redis_socket_timeout,
     "socket_connect_timeout": _settings.redis_connect_timeout,
+    # the same for RabbitMQ (amqp://; the Redis transport ignores these two): a send
+    # waiting for a queue's declare-ok from a frozen broker would otherwise never return
+    "read_timeout": _settings.redis_socket_timeout,
+    "write_timeout": _settings.redis_socket_timeout,
 }
+broker_connection_timeout = _settings.redis_connect_timeout  # RabbitMQ's connect timeout
 broker_connection_retry_on_startup = True
 broker_connection_max_retries = None  # keep retrying while Redis restarts
 

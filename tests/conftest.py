@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.brokers import rabbit_server  # noqa: F401  (the session's RabbitMQ, if asked for)
 from tests.support import RedisServer, Worker
 
 
@@ -59,6 +61,32 @@ def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Ite
     reset_motion()
     yield redis_server.url
     reset_motion()
+
+
+#: Debian's chromium-driver (installed by tests/run.sh with chromium): nothing is downloaded
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium driven by selenium through Debian's chromedriver; quit at the end."""
+    if not (CHROMEDRIVER.exists() and CHROMIUM.exists()):
+        pytest.skip("no /usr/bin/chromium + /usr/bin/chromedriver: bash tests/run.sh as root "
+                    "installs Debian's chromium and chromium-driver")  # fmt: skip
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--window-size=1200,900"):  # fmt: skip
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
 
 
 @pytest.fixture

@@ -133,6 +133,15 @@ class RedisServer:
         self.start()
 
 
+def register_component(url: str, *components: str) -> None:
+    """Record ``components`` as registered by a worker (what a worker's first heartbeat
+    does), so a producer accepts them in a test that starts no worker."""
+    client = redis.Redis.from_url(url)
+    for component in components:
+        client.set(f"motion:registered:{{{component}}}", 0)
+    client.close()
+
+
 def motion_env(url: str, **extra: str) -> dict[str, str]:
     """Environment for a subprocess (worker or producer) talking to ``url``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOTION_")}

@@ -35,3 +35,19 @@ def test_edits_keep_the_type_of_the_current_value() -> None:
     for current, typed in ((3, "x"), (0.5, "nan"), (True, "yes"), ([], "{}"), ({}, "[]")):
         with pytest.raises(ValueError):
             H.parse_edit(current, typed)
+
+
+def test_a_watched_instance_page_reloads_itself_and_shows_no_editor() -> None:
+    from motion.tools.browse import Summary
+
+    info = Summary("C__i", version=3, seq=4, applied=3, failures=0)
+    flows = {"::write": {"applied": 1}, "ask": {"applied": 2}}
+    args = ("C", "i", info, {"n": 1}, flows)
+    watched = H.instance_page(*args, csrf="t", read_only=False, watching=True)
+    assert '<b id="version">3</b>' in watched and "Stop watching" in watched
+    assert "<form" not in watched  # a reload would lose what was typed
+    assert "<li>write_state: applied 1</li>" in watched  # the internal flow, plainly
+    still = H.instance_page(*args, csrf="t", read_only=False)
+    assert "watch=1" in still and '<form method="post" action="/instance/edit">' in still
+    assert '<meta http-equiv="refresh" content="2">' in H.page("i", watched, reload=2)
+    assert "http-equiv" not in H.page("i", still)

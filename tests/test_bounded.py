@@ -131,7 +131,7 @@ def test_the_handle_option_redis_socket_timeout_applies_to_its_calls(paused_redi
     pause(paused_redis)
     error, elapsed = outcome(lambda: quick.run("get"), 30)
     check_failure(error)
-    assert elapsed < 3  # the default socket timeout (5 s) would take longer
+    assert elapsed < 5  # with the default socket timeout (5 s) the first try alone takes 5 s
 
 
 def test_with_the_defaults_a_hung_redis_fails_a_call_within_the_20_second_budget(

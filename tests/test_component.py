@@ -260,6 +260,21 @@ def test_secrets_are_redacted_and_bad_numbers_rejected(monkeypatch: pytest.Monke
         Settings.from_environment()
 
 
+def test_wakeups_are_named_by_component_and_internal_flows_in_plain_words(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    from motion.floor import wakeup
+
+    monkeypatch.setenv("MOTION_REDIS_URL", "redis://127.0.0.1:1/0")  # never connected to
+    _, raw = wakeup.message("Comp", "i-1", "::write")
+    message = json.loads(wakeup.fill_seq(raw, 3))
+    assert message["headers"]["shadow"] == "Comp.updates"  # not after the waking flow
+    assert message["headers"]["argsrepr"] == "['Comp', 'i-1', 'write_state', 3]"
+    assert json.loads(message["body"])[0] == ["Comp", "i-1", "write_state", 3]
+
+
 def test_pushed_wakeups_match_the_messages_celery_sends(monkeypatch: pytest.MonkeyPatch) -> None:
     """The enqueue script pushes wake-ups itself: they must be what Celery would send."""
     import json
@@ -274,7 +289,7 @@ def test_pushed_wakeups_match_the_messages_celery_sends(monkeypatch: pytest.Monk
         "id",
         wakeup.APPLY_TASK,
         args=["Comp", 'we"ird', "flow", 7],
-        shadow="Comp.flow",
+        shadow="Comp.updates",
         ignore_result=True,
     )
     assert set(message["headers"]) == set(sent.headers)

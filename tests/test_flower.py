@@ -93,7 +93,7 @@ def test_flower_shows_workers_and_update_tasks_without_secrets(
         def update_tasks() -> list[dict[str, Any]]:
             tasks = json.loads(answers(port, "/api/tasks") or "{}").values()
             first = "['Tally', 'fl', 'hit', 1]"  # the wake-up of update #1
-            return [t for t in tasks if t["name"] == "Tally.hit" and t["args"] == first]
+            return [t for t in tasks if t["name"] == "Tally.updates" and t["args"] == first]
 
         tasks = wait_for(update_tasks, 20, "the update task in flower")
         wait_for(lambda: update_tasks()[0]["state"] == "SUCCESS", 20, "the task to succeed")
@@ -118,6 +118,97 @@ def test_flower_shows_workers_and_update_tasks_without_secrets(
         flower.terminate()
         flower.wait(10)
         worker.stop()
+
+
+def test_a_drain_that_recorded_failures_raises_after_committing(redis_url: str) -> None:
+    """The task raises (Flower: FAILURE) only once everything is committed and recorded;
+    a clean drain's result names the flows it applied, internal ones in plain words."""
+    from motion.errors import DrainFailedError
+    from motion.worker.engine import apply_task
+    from tests.components.ops_tally import Tally  # noqa: F401  (the code the drain runs)
+    from tests.support import register_component
+
+    register_component(redis_url, "Tally")
+    producer.enqueue("Tally", "d", "hit", {"n": 2}, initial_state=EMPTY)
+    producer.enqueue("Tally", "d", "boom", {})
+    with pytest.raises(DrainFailedError) as raised:
+        apply_task("Tally", "d", "hit", 1)
+    assert str(raised.value).startswith("Tally__d: 1 update(s) failed and were recorded"), raised
+    assert "#2 (flow boom, op boom) RuntimeError: boom on purpose at ops_tally.py:" in str(
+        raised.value
+    )
+    client = redis.Redis.from_url(redis_url)
+    assert client.hget("motion:{Tally__d}:meta", "applied") == b"2"
+    producer.enqueue("Tally", "d", "hit", {})
+    assert apply_task("Tally", "d", "hit", 3) == {
+        "instance": "Tally__d",
+        "applied": 1,
+        "failed": 0,
+        "discarded": 0,
+        "seqs": "3",
+        "flows": {"hit": 1},
+    }
+
+
+@contextlib.contextmanager
+def flower_on(url: str, tmp_path: Path) -> Iterator[int]:
+    """Flower started in the checkout (so it reads flowerconfig.py); yields its port."""
+    port = free_port()
+    env = motion_env(url, FLOWER_UNAUTHENTICATED_API="1", PATH=BIN + ":/usr/bin:/bin")
+    log = (tmp_path / "flower.log").open("w")
+    flower = subprocess.Popen(
+        ["celery", "-A", "workers", "flower", "--address=127.0.0.1", f"--port={port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield port
+    finally:
+        flower.terminate()
+        flower.wait(10)
+        log.close()
+
+
+def test_flower_shows_a_drain_that_recorded_a_failure_as_failed(
+    secured_redis: RedisServer, tmp_path: Path
+) -> None:
+    worker = Worker(secured_redis.url, ["ops_tally"], tmp_path, pool="threads", name="ff")
+    with flower_on(secured_redis.url, tmp_path) as port:
+        try:
+            worker.start()
+            wait_for(
+                lambda: worker.name in (answers(port, "/api/workers?refresh=1") or ""), 30, "flower"
+            )
+            producer.enqueue("Tally", "ff", "boom", {}, initial_state=EMPTY)
+            producer.enqueue("Tally", "ff", "hit", {"n": 1})
+
+            def tasks() -> list[dict[str, Any]]:
+                found = json.loads(answers(port, "/api/tasks") or "{}").values()
+                return [t for t in found if t["state"] in ("SUCCESS", "FAILURE")]
+
+            (task,) = wait_for(tasks, 30, "the drain in flower")
+            assert task["state"] == "FAILURE", task
+            assert task["name"] == "Tally.updates", task  # no flow: it applied both
+            assert task["args"] == "['Tally', 'ff', 'boom', 1]", task  # component, instance
+            # the error names the failed update, its exception and where it was raised
+            error = "#1 (flow boom, op boom) RuntimeError: boom on purpose at ops_tally.py:"
+            assert "Tally__ff: 1 update(s) failed" in task["exception"], task["exception"]
+            assert error in task["exception"], task["exception"]
+            assert "ops_tally.py" in task["traceback"], task["traceback"]
+            client = redis.Redis.from_url(secured_redis.url)
+            meta = client.hgetall("motion:{Tally__ff}:meta")
+            assert meta[b"applied"] == b"2", meta  # the failure is recorded, the hit applied
+            # acknowledged, not re-delivered: nothing waits in or out of the queues
+            wait_for(lambda: client.hlen("unacked") == 0, 20, "the wake-up to be acknowledged")
+            assert len(tasks()) == 1
+            log = worker.log.read_text()
+            assert "op boom failed: RuntimeError: boom on purpose" in log, log
+            # the task list shows the arguments (flowerconfig.py) next to name and state
+            assert 'data-column="args"' in get(port, "/tasks")
+        finally:
+            worker.stop()
 
 
 def test_procfile_brings_up_worker_beat_flower_and_metrics(

@@ -20,7 +20,7 @@ from motion.floor import keys as K
 from motion.floor.embedded import free_port
 from motion.tools import metrics, producer
 from motion.worker import sweeper
-from tests.support import ROOT, motion_env, wait_for
+from tests.support import ROOT, motion_env, register_component, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,8 +29,10 @@ HIT = {"component": "Tally", "flow": "hit"}
 
 
 @pytest.fixture(autouse=True)
-def fresh_clients() -> Iterator[None]:
+def fresh_clients(request: pytest.FixtureRequest) -> Iterator[None]:
     producer.reset()
+    if "redis_url" in request.fixturenames:  # as if a worker with Tally's code had run
+        register_component(request.getfixturevalue("redis_url"), "Tally")
     yield
     producer.reset()
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 PROGRAM = textwrap.dedent(
     """
-    import sys, time
+    import pathlib, sys, time
     from motion import Component
 
     Counter = Component("Counter")
@@ -41,6 +41,8 @@ PROGRAM = textwrap.dedent(
 
     @Counter.update("add")
     def add(state, props):
+        if props.get("started"):  # tell the test the op runs
+            pathlib.Path(props["started"]).write_text("x")
         time.sleep(float(props.get("slow", 0)))
         return {"count": state["count"] + props["n"]}
     """
@@ -202,19 +204,14 @@ def test_at_exit_the_update_being_applied_finishes_and_the_rest_stay_queued(
     out = run_program(
         tmp_path,
         f"""
-        import pathlib
-        import time
-        import redis
+        started = pathlib.Path({str(marker)!r})
         c = Counter("durable")
-        c.run("add", props={{"n": 1, "slow": 1.5}})
+        c.run("add", props={{"n": 1, "slow": 1.5, "started": str(started)}})
         c.run("add", props={{"n": 10}})
         c.run("add", props={{"n": 100}})
-        lease = "motion:{{Counter__durable}}:lease"  # held once the first op runs
-        r = redis.Redis(host={host!r}, port={port})
-        deadline = time.monotonic() + 30
-        while not r.exists(lease) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30  # exit once the first op runs
+        while not started.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
-        pathlib.Path({str(marker)!r}).write_text("x")
         """,
         program_env(MOTION_REDIS_HOST=host, MOTION_REDIS_PORT=port),
     )
@@ -368,3 +365,12 @@ def test_every_wait_with_no_timeout_fails_when_no_worker_is_seen(
         handle.flush_update()
     with pytest.raises(NoWorkerError):
         asyncio.run(handle.aflush_update())
+
+
+@pytest.mark.parametrize("variable", ["MOTION_REDIS_PORT", "MOTION_REDIS_DB"])
+def test_a_port_or_db_that_is_not_a_number_names_the_variable(
+    clean_env: None, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "abc")
+    with pytest.raises(ConfigurationError, match=f"{variable}='abc'"):
+        RedisParams()

@@ -13,21 +13,28 @@ from typing import Any
 import pytest
 import redis
 
-from motion.errors import ConnectionFailedError, InstanceNotFoundError, PayloadError
-from motion.floor import celery_app, settings, wakeup
+from motion.errors import (
+    ConnectionFailedError,
+    InstanceNotFoundError,
+    PayloadError,
+    UnknownComponentError,
+)
+from motion.floor import celery_app, heartbeat, settings, wakeup
 from motion.floor import keys as K
 from motion.floor.embedded import free_port
 from motion.floor.inbox import decode
 from motion.tools import producer
 from tests.components.ops_tally import Tally  # the workers import it as ops_tally
-from tests.support import ROOT, ReplyDropper, motion_env, wait_for
+from tests.support import ROOT, ReplyDropper, motion_env, register_component, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)
-def fresh_clients() -> Iterator[None]:
+def fresh_clients(request: pytest.FixtureRequest) -> Iterator[None]:
     producer.reset()
+    if "redis_url" in request.fixturenames:  # as if a worker with Tally's code had run
+        register_component(request.getfixturevalue("redis_url"), "Tally")
     yield
     producer.reset()
 
@@ -62,7 +69,17 @@ def test_signing_key_is_honoured(redis_url: str, monkeypatch: pytest.MonkeyPatch
 def test_missing_instance_stores_nothing(redis_url: str) -> None:
     with pytest.raises(InstanceNotFoundError, match="initial_state"):
         producer.enqueue("Tally", "nobody", "hit", {"n": 1})
-    assert redis.Redis.from_url(redis_url).dbsize() == 0
+    assert redis.Redis.from_url(redis_url).keys() == [b"motion:registered:{Tally}"]
+
+
+def test_a_component_no_worker_ever_registered_is_refused(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    with pytest.raises(UnknownComponentError, match="no worker has ever registered component"):
+        producer.enqueue("Taly", "a", "hit", {}, initial_state={"count": 0})  # a typo
+    assert client.keys("motion:*Taly*") == []  # nothing stored, no instance pending forever
+    heartbeat.beat(client, ["Ghost"])  # a worker with Ghost's code announces itself once ...
+    heartbeat.beat(client, ["Ghost"], goodbye=True)  # ... and stops: Ghost stays known
+    assert producer.enqueue("Ghost", "a", "hit", {}, initial_state={"count": 0}) == 1
 
 
 def test_initial_state_creates_once(redis_url: str) -> None:

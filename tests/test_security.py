@@ -202,7 +202,7 @@ def test_callers_workers_and_flower_work_on_a_secured_redis(
             "Flower to list the instance's tasks",
             interval=0.5,
         )
-        assert tasks[0]["name"] == "Ledger.add", tasks  # labelled by component and flow
+        assert tasks[0]["name"] == "Ledger.updates", tasks  # labelled by component
         queues = wait_for(
             lambda: flower.try_json("/api/queues/length"), 30, "Flower's broker view", interval=0.5
         )

@@ -5,8 +5,9 @@ the task code, so the caller road (enqueue) and the worker road (tasks -> drain)
 stay separate. The settings come from ``celeryconfig.py`` (module name in
 ``MOTION_CELERY_CONFIG``); the broker defaults to the state Redis.
 
-In Flower a wake-up shows under the name ``<Component>.<flow>`` (Celery's
-``shadow`` name) with ``[component, instance_id, flow, seq]`` as its arguments.
+In Flower a wake-up shows under the name ``<Component>.updates`` (Celery's
+``shadow`` name) with ``[component, instance_id, flow, seq]`` as its arguments
+(the flow and seq of the update that woke it).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from kombu.entity import Queue
 from motion.floor.connection import redis_url
 from motion.floor.errors import DefinitionError
 from motion.floor.settings import get_settings
-from motion.floor.wakeup import APPLY_TASK, queue_for, queues_of
+from motion.floor.wakeup import APPLY_TASK, flow_label, queue_for, queues_of, task_label
 
 _lock = threading.Lock()
 _app: Celery | None = None
@@ -72,9 +73,9 @@ def send_wakeup(component: str, instance_id: str, flow: str, seq: int) -> None:
     """Send ``motion.apply`` for an instance (JSON: ids only; the payload stays in Redis)."""
     get_app().send_task(
         APPLY_TASK,
-        args=[component, instance_id, flow, seq],
+        args=[component, instance_id, flow_label(flow), seq],
         queue=task_queue(queue_for(component, instance_id)),
-        shadow=f"{component}.{flow}",
+        shadow=task_label(component),
         ignore_result=True,
     )
 

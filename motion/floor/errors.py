@@ -50,7 +50,8 @@ class UnknownFlowError(MotionError, KeyError):
 
 
 class UnknownComponentError(MotionError, KeyError):
-    """A worker received work for a component whose code it has not imported."""
+    """A worker received work for a component whose code it has not imported, or a
+    producer named a component no worker ever registered in this Redis."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
@@ -160,6 +161,11 @@ class FailedUpdate:
             f"{self.instance_name} update #{self.seq} (flow {self.flow!r}, op {self.op!r}): "
             f"{self.error_type}: {self.message}"
         )
+
+
+class DrainFailedError(MotionError, RuntimeError):
+    """A wake-up task's drain recorded failed updates (raised after they were committed,
+    so the task shows as failed in Flower; nothing is retried or re-delivered)."""
 
 
 class UpdateFailedError(MotionError, RuntimeError):

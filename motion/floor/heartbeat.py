@@ -6,7 +6,9 @@ records, per component whose code it has, that it is alive (``motion:workers:{C}
 scored on Redis' clock, so a skewed host clock does not matter). A caller that
 waits with no timeout asks :func:`last_seen` and, once no such worker has been
 seen for ``MOTION_WORKER_GRACE_SECONDS``, gets an error naming the fix instead of
-blocking forever.
+blocking forever. Each beat also records that the component was ever registered
+(``motion:registered:{C}``, never expiring): the producer refuses a component no
+worker ever announced (:func:`ever_registered`).
 
 Floor module: keys, scripts, connection and settings only; both roads use it.
 """
@@ -49,16 +51,23 @@ def beat(client: redis.Redis, components: list[str], goodbye: bool = False) -> N
     script = scripts.get("heartbeat")
     flag = "1" if goodbye else "0"
     for component in components:
-        pipe.evalsha(script.sha, 1, K.workers(component), worker_id(), _forget_ms(), flag)
+        keys = (K.workers(component), K.registered(component))
+        pipe.evalsha(script.sha, 2, *keys, worker_id(), _forget_ms(), flag)
     replies = pipe.execute(raise_on_error=False)
     if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
         for component in components:
             args = [worker_id(), _forget_ms(), flag]
-            scripts.run(client, "heartbeat", [K.workers(component)], args)
+            names = [K.workers(component), K.registered(component)]
+            scripts.run(client, "heartbeat", names, args)
     else:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
+
+
+def ever_registered(client: redis.Redis, component: str) -> bool:
+    """Whether a worker able to apply ``component``'s updates ever announced itself here."""
+    return bool(client.exists(K.registered(component)))
 
 
 def last_seen(client: redis.Redis, component: str) -> float | None:

@@ -21,8 +21,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from motion.floor import keys as K
@@ -225,3 +227,31 @@ class Window:
             for k, v in zip(self.meta_flat[::2], self.meta_flat[1::2], strict=True)
             if k.startswith(b"pending:")
         }
+
+
+#: a traceback's frame line: file, line, function
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+
+
+def failure_summary(
+    instance: str, failed: int, applied: int, seqs: str | None, records: list[str]
+) -> str:
+    """What a failed drain's task error says: counts, then each failure record (JSON, as
+    stored) and where it was raised."""
+    lines = [
+        f"{instance}: {failed} update(s) failed and were recorded as failed "
+        f"(not retried); {applied} applied (seqs {seqs})"
+    ]
+    for raw in records:
+        record = json.loads(raw)
+        frames = _FRAME.findall(record.get("traceback", ""))
+        where = (
+            f" at {Path(frames[-1][0]).name}:{frames[-1][1]} in {frames[-1][2]}" if frames else ""
+        )
+        lines.append(
+            f"#{record['seq']} (flow {record['flow']}, op {record['op']}) "
+            f"{record['error_type']}: {record['message']}{where}"
+        )
+    if failed > len(records):
+        lines.append(f"and {failed - len(records)} more (see motion status)")
+    return "; ".join(lines)

@@ -76,6 +76,12 @@ def workers(component: str) -> str:
     return f"{PREFIX}:workers:{{{component}}}"
 
 
+def registered(component: str) -> str:
+    """String key (no expiry): Redis' ms time a worker able to apply ``component``'s
+    updates last announced itself; its existence means one ever did (the producer checks)."""
+    return f"{PREFIX}:registered:{{{component}}}"
+
+
 def stats(component: str) -> str:
     """Hash of counters for one component: ``applied:<flow>``, ``failed:<flow>``..."""
     return f"{PREFIX}:stats:{component}"

@@ -29,6 +29,16 @@ def env_bool(name: str) -> bool | None:
     raise ConfigurationError(f"{name}={raw!r}: use 1 or 0.")
 
 
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r}: use a whole number.") from None
+
+
 class _Unset:
     """The default of a :class:`RedisParams` argument that comes from the environment."""
 
@@ -65,8 +75,8 @@ class RedisParams:
     ) -> None:
         env = os.environ
         self.host = host if host is not None else env.get("MOTION_REDIS_HOST", "localhost")
-        self.port = int(port if port is not None else env.get("MOTION_REDIS_PORT", "6379"))
-        self.db = int(db if db is not None else env.get("MOTION_REDIS_DB", "0"))
+        self.port = int(port) if port is not None else _env_int("MOTION_REDIS_PORT", 6379)
+        self.db = int(db) if db is not None else _env_int("MOTION_REDIS_DB", 0)
         if isinstance(password, _Unset):  # Motion: unset, "" or "None" means no password
             password = _password()
         self.password = password

@@ -10,7 +10,10 @@ place of :data:`SEQ_PLACEHOLDER` once it knows it.
 Building the message costs a ``json.dumps`` of a dozen headers; it is done once
 per ``(component, instance, flow)`` and kept as a template in which only the task
 id changes, so the enqueue path stays cheap. In Flower the task shows under the
-name ``<Component>.<flow>`` (Celery's ``shadow`` name).
+name ``<Component>.updates`` (Celery's ``shadow`` name, :func:`task_label`): a drain
+applies every pending update of the instance, whatever flow woke it, so the name
+names no flow; the flow in its arguments is the one that woke it, internal flows
+in plain words (:func:`flow_label`).
 
 Floor; uses the floor (keys, settings).
 """
@@ -47,6 +50,20 @@ _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 TEMPLATES = 4096
 _lock = threading.Lock()
 _templates: OrderedDict[tuple[str, str, str], tuple[str, str]] = OrderedDict()
+
+
+#: the arguments' plain words for motion's internal flows (write_state, migrations, sweeps)
+_FLOW_LABELS = {"::write": "write_state", "::migrate": "migrate_state", "*sweep*": "sweeper"}
+
+
+def task_label(component: str) -> str:
+    """The name Flower shows for ``component``'s wake-ups (one per component: bounded)."""
+    return f"{component}.updates"
+
+
+def flow_label(flow: str) -> str:
+    """The flow as the wake-up's arguments show it (internal flows in plain words)."""
+    return _FLOW_LABELS.get(flow, flow)
 
 
 def inline() -> bool:
@@ -101,14 +118,15 @@ def reset() -> None:
 def _template(component: str, instance_id: str, flow: str) -> tuple[str, str]:
     """The message of one ``(component, instance, flow)``, task id left as a placeholder."""
     queue = queue_for(component, instance_id)
-    args_json = json.dumps([component, instance_id, flow])[:-1] + f", {SEQ_PLACEHOLDER}]"
-    args_repr = f"{[component, instance_id, flow]!r}"[:-1] + f", {SEQ_PLACEHOLDER}]"
+    label = flow_label(flow)
+    args_json = json.dumps([component, instance_id, label])[:-1] + f", {SEQ_PLACEHOLDER}]"
+    args_repr = f"{[component, instance_id, label]!r}"[:-1] + f", {SEQ_PLACEHOLDER}]"
     embed = '{"callbacks": null, "errbacks": null, "chain": null, "chord": null}'
     headers: dict[str, Any] = {
         "lang": "py",
         "task": APPLY_TASK,
         "id": _ID_PLACEHOLDER,
-        "shadow": f"{component}.{flow}",
+        "shadow": task_label(component),
         "eta": None,
         "expires": None,
         "group": None,

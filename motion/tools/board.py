@@ -7,6 +7,7 @@
 ``/``               components, with their per-flow counters
 ``/component``      a component's instances, in pages, searchable by id prefix
 ``/instance``       an instance's counters and state by type, with an editor
+                    (``watch=1``: reloads every 2 s to show new versions)
 ``/instance/edit``  (POST) save one key: an ordered ``write_state``
 ``/login``          sign in with ``MOTION_DASHBOARD_KEY`` (when one is set)
 ==================  ==========================================================
@@ -144,8 +145,16 @@ def create_dashboard(key: str | None = None, read_only: bool | None = None) -> A
             raise _Refused(RedirectResponse("/login", 303, headers=_HEADERS))
         return session
 
-    def render(request: Request, session: Session, title: str, body: str, status: int = 200) -> Any:
-        page = H.page(title, body, csrf=access.csrf(session), signed_in=session.operator)
+    def render(
+        request: Request,
+        session: Session,
+        title: str,
+        body: str,
+        status: int = 200,
+        reload: int = 0,
+    ) -> Any:
+        csrf = access.csrf(session)
+        page = H.page(title, body, csrf=csrf, signed_in=session.operator, reload=reload)
         return html(page, status, session)
 
     async def form(request: Request, session: Session | None) -> dict[str, str]:
@@ -173,7 +182,12 @@ def create_dashboard(key: str | None = None, read_only: bool | None = None) -> A
         return render(request, session, name, H.instances_page(name, prefix, listing, size))
 
     def instance_view(
-        request: Request, session: Session, component: str, instance_id: str, **note: Any
+        request: Request,
+        session: Session,
+        component: str,
+        instance_id: str,
+        watching: bool = False,
+        **note: Any,
     ) -> Any:
         try:
             name = K.instance_name(component, instance_id)
@@ -187,13 +201,14 @@ def create_dashboard(key: str | None = None, read_only: bool | None = None) -> A
             return render(request, session, "error", H.notice(message, True), 500)
         body = H.instance_page(
             component, instance_id, info, state, browse.flow_counts(component),
-            csrf=access.csrf(session), read_only=no_edits(), **note,
+            csrf=access.csrf(session), read_only=no_edits(), watching=watching, **note,
         )  # fmt: skip
-        return render(request, session, instance_id, body)
+        reload = H.WATCH_SECONDS if watching else 0
+        return render(request, session, instance_id, body, reload=reload)
 
     @app.get("/instance")
-    def instance(request: Request, component: str, id: str) -> Any:
-        return instance_view(request, enter(request), component, id)
+    def instance(request: Request, component: str, id: str, watch: bool = False) -> Any:
+        return instance_view(request, enter(request), component, id, watching=watch)
 
     @app.post("/instance/edit")
     async def edit(request: Request) -> Any:

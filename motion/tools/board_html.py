@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
+from motion.floor.wakeup import flow_label
 from motion.tools.browse import Page, Summary
 
 #: the state value types the editor can change (bool before int: it is one)
@@ -49,8 +50,13 @@ def link(path: str, **params: Any) -> str:
     return esc(f"{path}?{query}" if query else path)
 
 
-def page(title: str, body: str, *, csrf: str = "", signed_in: bool = False) -> str:
-    """A whole page around ``body`` (already escaped HTML)."""
+#: seconds between reloads of a watched instance page (``watch=1``)
+WATCH_SECONDS = 2
+
+
+def page(title: str, body: str, *, csrf: str = "", signed_in: bool = False, reload: int = 0) -> str:
+    """A whole page around ``body`` (already escaped HTML); ``reload``: seconds after
+    which the browser loads it again (a meta refresh: no script needed)."""
     logout = ""
     if signed_in:
         logout = (
@@ -58,9 +64,10 @@ def page(title: str, body: str, *, csrf: str = "", signed_in: bool = False) -> s
             f'value="{esc(csrf)}"><button>Sign out</button></form>'
         )
     return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{esc(title)} · motion</title><style>{_STYLE}</style></head><body>"
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        + (f'<meta http-equiv="refresh" content="{int(reload)}">' if reload > 0 else "")
+        + f"<title>{esc(title)} · motion</title><style>{_STYLE}</style></head><body>"
         f'<header><a href="/">motion dashboard</a>{logout}</header>'
         f"<main>{body}</main></body></html>"
     )
@@ -90,7 +97,7 @@ def components_page(rows: Sequence[tuple[str, Mapping[str, Mapping[str, int]]]])
     lines = []
     for name, flows in rows:
         counts = "".join(
-            f"<li>{esc(flow)}: "
+            f"<li>{esc(flow_label(flow))}: "
             + ", ".join(f"{esc(kind)} {int(n)}" for kind, n in sorted(c.items()))
             + "</li>"
             for flow, c in flows.items()
@@ -186,32 +193,47 @@ def instance_page(
     read_only: bool,
     message: str = "",
     error: bool = False,
+    watching: bool = False,
 ) -> str:
-    """An instance: its counters, its state by type, and an editor per editable key."""
+    """An instance: its counters, its state by type, and an editor per editable key;
+    ``watching``: the page reloads itself (see :data:`WATCH_SECONDS`), with a link to stop."""
     facts = (
-        f"<p>version {info.version} · updates enqueued {info.seq}, applied {info.applied}, "
-        f"pending {info.pending} · failure records {info.failures}</p>"
+        f'<p id="facts">version <b id="version">{info.version}</b> · updates enqueued '
+        f'<span id="seq">{info.seq}</span>, applied <span id="applied">{info.applied}</span>, '
+        f'pending <span id="pending">{info.pending}</span> · failure records '
+        f'<span id="failures">{info.failures}</span></p>'
     )
+    here = link("/instance", component=component, id=instance_id)
+    if watching:
+        watch = (
+            f'<p class="muted">Reloading every {WATCH_SECONDS} s to show new versions. '
+            f'<a id="watch" href="{here}">Stop watching</a> (to edit a value)</p>'
+        )
+    else:
+        href = link("/instance", component=component, id=instance_id, watch=1)
+        watch = f'<p><a id="watch" href="{href}">Watch</a> (reload as versions commit)</p>'
+    editing = not read_only and not watching  # a reloading page would lose what is typed
     rows = []
     for key, value in sorted(state.items()):
         edit = ""
-        if not read_only and editable(value):
+        if editing and editable(value):
             edit = _editor(component, instance_id, key, value, csrf)
         rows.append(
-            f"<tr><td>{esc(key)}</td><td>{esc(type(value).__name__)}</td>"
+            f'<tr data-key="{esc(key)}"><td>{esc(key)}</td>'
+            f"<td>{esc(type(value).__name__)}</td>"
             f"<td>{render_value(value)}{edit}</td></tr>"
         )
     table = "<table><tr><th>key</th><th>type</th><th>value</th></tr>" + "".join(rows) + "</table>"
     mode = '<p class="muted">Read-only dashboard: editing is off.</p>' if read_only else ""
     counts = "".join(
-        f"<li>{esc(flow)}: "
+        f"<li>{esc(flow_label(flow))}: "
         + ", ".join(f"{esc(k)} {int(n)}" for k, n in sorted(c.items()))
         + "</li>"
         for flow, c in flows.items()
     )
     back = f'<a href="{link("/component", name=component)}">{esc(component)}</a>'
     return (
-        f"<p>{back}</p><h1>{esc(instance_id)}</h1>{notice(message, error)}{facts}{mode}"
+        f"<p>{back}</p><h1>{esc(instance_id)}</h1>{notice(message, error)}{facts}{watch}{mode}"
         f"{table}<h2>Updates of {esc(component)} per flow</h2>"
         f"<ul>{counts or '<li class=muted>none yet</li>'}</ul>"
     )

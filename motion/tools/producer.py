@@ -28,6 +28,12 @@ Guarantees:
   trip. With another broker the wake-up is sent after the script; if that
   fails, the update is still safe in the inbox, the sweeper re-sends the
   wake-up within two sweep periods, and :func:`enqueue` logs it and returns.
+* A component no worker has ever registered in this Redis (a typo, or workers
+  never started with its module) is refused with
+  :class:`~motion.errors.UnknownComponentError` and nothing is stored: its
+  updates would wait forever. Workers register a component with their first
+  heartbeat, and the record never expires; the check costs one ``EXISTS`` per
+  component per process (a yes is remembered).
 * An instance that does not exist yet cannot be created here, since
   ``init_state`` is the component's code: :func:`enqueue` raises
   :class:`~motion.errors.InstanceNotFoundError` and stores nothing, unless the
@@ -59,8 +65,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
+from motion.floor import heartbeat, scripts, wakeup
 from motion.floor import keys as K
-from motion.floor import scripts, wakeup
 from motion.floor.connection import new_client, shard_url
 from motion.floor.errors import (
     ConfigurationError,
@@ -68,6 +74,7 @@ from motion.floor.errors import (
     DefinitionError,
     InstanceNotFoundError,
     InvalidInstanceIdError,
+    UnknownComponentError,
 )
 from motion.floor.inbox import Update, encode, enqueue_call, new_token
 from motion.floor.serde import DEFAULT_SERIALIZER, Serializer, dump_stored
@@ -82,6 +89,7 @@ log = logging.getLogger("motion.producer")
 _lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}
 _last_used: dict[int, float] = {}  # id(client) -> monotonic time of its last enqueue
+_known: set[tuple[int, str]] = set()  # (id(client), component) a worker ever registered
 #: a client idle longer than this is PINGed (and re-connected) before an enqueue
 IDLE_CHECK_SECONDS = 5.0
 
@@ -150,6 +158,8 @@ def enqueue(
             returns the seq the first one got.
 
     Raises:
+        UnknownComponentError: no worker has ever registered ``component_name`` in
+            this Redis (nothing was stored).
         InstanceNotFoundError: the instance does not exist and no
             ``initial_state`` was given (nothing was stored).
         ConnectionFailedError: Redis is unreachable or refused the credentials
@@ -179,6 +189,9 @@ def enqueue(
         with _translate(client, action, stored="nothing was enqueued"):
             _ready(client)
     _last_used[id(client)] = now
+    if (id(client), component_name) not in _known:
+        with _translate(client, action, stored="nothing was enqueued"):
+            _check_registered(client, component_name)
     stored = "the update may or may not be stored: retry with the same dedup_key"
     with _translate(client, action, stored=stored):
         seq, wake = scripts.run(client, "enqueue", keys, args)[:2]
@@ -203,6 +216,18 @@ def enqueue(
                 exc,
             )
     return int(seq)
+
+
+def _check_registered(client: redis.Redis, component: str) -> None:
+    """Refuse a component no worker ever registered: its updates would wait forever."""
+    if not heartbeat.ever_registered(client, component):
+        raise UnknownComponentError(
+            f"no worker has ever registered component {component!r} in this Redis, so "
+            f"nothing was enqueued (its updates would wait forever). Check the name (it is "
+            f"Component(name) in your code, case-sensitive), and start a worker that imports "
+            f"the module defining it: celery -A workers worker -I <module>."
+        )
+    _known.add((id(client), component))
 
 
 def _wakeup_mode() -> str:
@@ -239,6 +264,7 @@ def reset() -> None:
             client.close()
         _clients.clear()
         _last_used.clear()
+        _known.clear()
 
 
 def _check_names(component: str, instance_id: str, flow: str) -> None:

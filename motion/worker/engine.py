@@ -37,10 +37,11 @@ from motion.define.component import Component, lookup
 from motion.floor import keys as K
 from motion.floor import scripts, store
 from motion.floor.connection import get_redis
-from motion.floor.errors import MotionError
-from motion.floor.inbox import Window
+from motion.floor.errors import DrainFailedError, MotionError
+from motion.floor.inbox import Window, failure_summary
 from motion.floor.props import State
 from motion.floor.settings import get_settings
+from motion.floor.wakeup import flow_label
 from motion.worker import holds, updates
 from motion.worker import lease as leases
 
@@ -73,8 +74,12 @@ class DrainReport:
     #: "busy" (another worker drains: it applies this update too), "idle" (already
     #: applied), "missing" (no such instance) or "lease lost"
     skipped: str | None = None
+    #: updates applied per flow (Flower's result says which flows the drain went through)
+    flows: dict[str, int] = field(default_factory=dict)
     first: int = field(default=0, repr=False)
     last: int = field(default=0, repr=False)
+    #: the first few failure records (JSON, as stored), for the task's error
+    failures: list[str] = field(default_factory=list, repr=False)
 
     def covered(self, first: int, last: int) -> None:
         """Note that updates ``first``..``last`` were committed (applied, failed or discarded)."""
@@ -84,8 +89,8 @@ class DrainReport:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
-        hidden = ("first", "last")
-        return {k: v for k, v in self.__dict__.items() if v is not None and k not in hidden}
+        hidden = ("first", "last", "failures")
+        return {k: v for k, v in self.__dict__.items() if v not in (None, {}) and k not in hidden}
 
 
 def drain(component: Component, instance_id: str) -> DrainReport:
@@ -96,27 +101,10 @@ def drain(component: Component, instance_id: str) -> DrainReport:
     period = int(settings.lease_seconds * 1000)
     report = DrainReport(keys.name)
     # one round trip: the lease, the first window and (unless our copy is current) the state
-    reply = scripts.run(
-        client,
-        "begin",
-        [
-            keys.meta,
-            keys.lease,
-            K.stats(component.name),
-            keys.inbox,
-            keys.state,
-            K.PENDING,
-            K.SWEEP,
-        ],
-        [
-            period,
-            WINDOW,
-            store.STATE_CACHE.version_of(keys.name),
-            keys.name,
-            store.nonce(),
-            _budget(),
-        ],
-    )
+    begin_keys = [keys.meta, keys.lease, K.stats(component.name), keys.inbox, keys.state]
+    known = store.STATE_CACHE.version_of(keys.name)
+    begin_args = [period, WINDOW, known, keys.name, store.nonce(), _budget()]
+    reply = scripts.run(client, "begin", [*begin_keys, K.PENDING, K.SWEEP], begin_args)
     token = reply[0]
     if isinstance(token, int):  # no lease taken
         report.skipped = {0: "busy", -1: "missing", -2: "idle"}[token]
@@ -369,6 +357,11 @@ def _commit(
     report.covered(out.first, out.last)
     report.applied += sum(v for k, v in out.stats.items() if k.startswith("applied:"))
     report.failed += len(out.failures)
+    report.failures += [record for _, record in out.failures[: 3 - len(report.failures)]]
+    for key, count in out.stats.items():
+        if key.startswith("applied:") and count:
+            flow = flow_label(key[len("applied:") :])
+            report.flows[flow] = report.flows.get(flow, 0) + count
     report.discarded += sum(v for k, v in out.stats.items() if k.startswith("discarded:"))
     if not out.failures:  # the state after the commit is ours: the next drain need not read it
         tag = reply[0] if isinstance(reply, list) else reply
@@ -380,11 +373,19 @@ def apply_task(
     component: Any, instance_id: Any, flow: Any = None, seq: Any = None
 ) -> dict[str, Any]:
     """The ``motion.apply`` task (registered by :mod:`motion.worker.tasks`): drain the
-    instance's inbox. ``flow`` and ``seq`` only label the task in Flower."""
+    instance's inbox. ``flow`` and ``seq`` only label the task in Flower. Raises
+    :class:`DrainFailedError`, once all is committed, if the drain recorded failures."""
     if not isinstance(component, str) or not isinstance(instance_id, str) or not instance_id:
         raise TypeError(
             f"motion.apply takes (component: str, instance_id: str, flow, seq); got "
             f"({component!r}, {instance_id!r}, {flow!r}, {seq!r})"
         )
     comp = lookup(component)  # UnknownComponentError: visible in Flower; the inbox keeps it
-    return drain(comp, instance_id).as_dict()
+    report = drain(comp, instance_id)
+    if report.failed:  # raised after everything was committed: Flower shows a failure
+        raise DrainFailedError(
+            failure_summary(
+                report.instance, report.failed, report.applied, report.seqs, report.failures
+            )
+        )
+    return report.as_dict()

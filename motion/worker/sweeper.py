@@ -35,7 +35,7 @@ from motion.worker import holds
 log = logging.getLogger("motion.sweeper")
 
 BATCH = 500
-#: the flow name wake-ups sent by the sweeper carry (shown in Flower as ``Comp.*sweep*``)
+#: the flow name wake-ups sent by the sweeper carry (shown in Flower's args as ``sweeper``)
 SWEEP_FLOW = "*sweep*"
 
 Send = Callable[[str, str, str, int], None]

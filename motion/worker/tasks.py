@@ -15,6 +15,7 @@ from motion.define.component import lookup, registered
 from motion.define.definitions import check_unique
 from motion.floor import celery_app, heartbeat
 from motion.floor.connection import get_redis
+from motion.floor.errors import DrainFailedError
 from motion.floor.wakeup import APPLY_TASK, SWEEP_TASK
 from motion.worker import engine, sweeper, updates
 
@@ -82,7 +83,8 @@ def register(app: Any) -> Any:
     """Register motion's tasks on ``app``; a ready worker starts the sweeper timer and
     its heartbeat."""
     if APPLY_TASK not in app.tasks:
-        app.task(name=APPLY_TASK, ignore_result=True)(engine.apply_task)
+        # throws: an expected error, logged without Celery's traceback of this module
+        app.task(name=APPLY_TASK, ignore_result=True, throws=(DrainFailedError,))(engine.apply_task)
         app.task(name=SWEEP_TASK, ignore_result=True)(sweep)
         celery_app.consume_component_queues(app, worker_components)
         celery_app.on_worker_ready(start_sweeper_timer)

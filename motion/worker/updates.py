@@ -258,7 +258,8 @@ def apply(
             record = failure_record(seq, flow, failed.op, failed.error, failed.tb)
             out.failures.append((seq, record))
         out.stats[f"failed:{flow}"] += len(decoded)
-        log.warning("%s: flow %r op %s failed: %s", name, flow, failed.op, failed.error)
+        error = f"{type(failed.error).__name__}: {failed.error}"
+        log.warning("%s: flow %r op %s failed: %s", name, flow, failed.op, error)
         return out
     except MotionError as exc:  # state too large, unpicklable result
         out.changes, out.fields, out.replace = {}, [], False

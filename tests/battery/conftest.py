@@ -62,6 +62,8 @@ class Battery:
         self.workers: list[Worker] = []
         self.loads: list[Load] = []
         self.restarts: list[str] = []
+        #: set by a scenario on another broker (MOTION_BROKER_URL for workers and producers)
+        self.broker_env: dict[str, str] = {}
         self._specs: dict[str, tuple[str, dict[str, Any]]] = {}
 
     @property
@@ -88,7 +90,7 @@ class Battery:
             pool=pool,
             concurrency=concurrency,
             name=name,
-            env={**FAST, **(env or {})},
+            env={**FAST, **self.broker_env, **(env or {})},
         )
         self.workers.append(worker)
         self._specs[worker.name] = (name, {"pool": pool, "concurrency": concurrency, "env": env})
@@ -110,13 +112,15 @@ class Battery:
 
     def load(self, prefix: str = "load") -> Load:
         """Start the scenario's producers."""
-        load = Load(self.url, self.folder / f"load-{prefix}", self.size, prefix).start()
+        folder = self.folder / f"load-{prefix}"
+        load = Load(self.url, folder, self.size, prefix, env=self.broker_env).start()
         self.loads.append(load)
         return load
 
     def report(self, verdict: Verdict) -> Verdict:
         """Print and keep the scenario's line; fail the test on any problem."""
-        line = f"[{self.size.name}] {verdict.line()}"
+        broker = self.broker_env.get("MOTION_BROKER_URL", "").split(":", 1)[0]
+        line = f"[{self.size.name}{', ' + broker if broker else ''}] {verdict.line()}"
         _LINES.append(line)
         print(line)
         if _REPORT:

@@ -63,8 +63,16 @@ def battery_size() -> Size:
 class Load:
     """Producer subprocesses running Ledger flows until :meth:`stop`."""
 
-    def __init__(self, url: str, folder: Path, size: Size, prefix: str = "load") -> None:
+    def __init__(
+        self,
+        url: str,
+        folder: Path,
+        size: Size,
+        prefix: str = "load",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.url, self.folder, self.size, self.prefix = url, folder, size, prefix
+        self.env = env or {}
         self.names = [K.instance_name(COMPONENT, f"{prefix}-{i}") for i in range(size.instances)]
         self.stop_file = folder / "stop"
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -74,7 +82,7 @@ class Load:
     def start(self) -> Load:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.stop_file.unlink(missing_ok=True)
-        env = motion_env(self.url)
+        env = motion_env(self.url, **self.env)
         for p in range(self.size.producers):
             out = self.folder / f"producer-{p}.json"
             self.outs.append(out)
