@@ -10,6 +10,7 @@ project (both packages are called ``motion``); the metric keys match
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -56,6 +57,20 @@ def serve_read(state: Any, props: Any) -> int:
 
 @Serve.update("read_write")
 def serve_write(state: Any, props: Any) -> dict[str, Any]:
+    return _count(state, props)
+
+
+Await = Component("MPAwait", cache_ttl=0)
+
+
+@Await.init_state
+def await_setup() -> dict[str, Any]:
+    return {"n": 0, "last": {}, "violations": 0}
+
+
+@Await.update("ask")
+async def await_ask(state: Any, props: Any) -> dict[str, Any]:
+    await asyncio.sleep(props["s"])
     return _count(state, props)
 
 
@@ -152,6 +167,10 @@ class Sizes:
         self.fresh_seconds = 1.0 if quick else 5.0
         self.n_producer = 200 if quick else 1000
         self.burst_seconds = 2.0 if quick else 10.0
+        # W10: sizes tried in turn, each within a bound, until one does not finish
+        self.wide_sizes = (10, 20) if quick else (100, 300, 1000)
+        self.wide_seconds = 0.2 if quick else 2.0
+        self.wide_bound = 20.0 if quick else 60.0
 
 
 # -- workloads ----------------------------------------------------------------------
@@ -385,7 +404,69 @@ def w8(s: Sizes) -> tuple[dict[str, float], list[Any]]:
     return metrics, checks
 
 
-WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7, "W8": w8}
+def _rss_mb() -> float:
+    with open(f"/proc/{os.getpid()}/status") as status:
+        lines = status.read().splitlines()
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def w10(s: Sizes) -> tuple[dict[str, float], list[Any]]:
+    """One async update per instance, at growing sizes; the largest that finishes."""
+    r = client()
+    metrics: dict[str, float] = {}
+    checks: list[Any] = []
+    for n in s.wide_sizes:
+        handles = [Await(f"w10-{uid()}-{k}") for k in range(n)]  # a thread each
+        keys = [f"MOTION_VERSION:{h.instance_name}" for h in handles]
+        start = time.perf_counter()
+        for h in handles:
+            h.run("ask", {"i": 0, "s": s.wide_seconds})
+        enqueue = time.perf_counter() - start
+        deadline = start + s.wide_bound
+        rss, done = _rss_mb(), 0
+        while time.perf_counter() < deadline:
+            rss = max(rss, _rss_mb())
+            pipe = r.pipeline(transaction=False)
+            for key in keys:
+                pipe.get(key)
+            done = sum(1 for v in pipe.execute() if int(v or 1) >= 2)
+            if done == n:
+                break
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - start
+        if done < n:
+            checks.append(
+                (f"W10 {n} instances within {s.wide_bound:.0f} s", False, f"{done}/{n} applied")
+            )
+            break  # handles left running: the process exits without joining them
+        bad = sum(0 if counter_ok(h, 1)[0] else 1 for h in handles[:: max(1, n // 50)])
+        checks.append((f"W10 {n} instances: one update each", bad == 0, f"{bad} wrong"))
+        metrics = {
+            "W10.async.n": float(n),
+            "W10.async.wall": elapsed,
+            "W10.async.ideal": s.wide_seconds + enqueue,
+            "W10.async.ratio": elapsed / (s.wide_seconds + enqueue),
+            "W10.async.rss_mb": rss,
+        }
+        for h in handles:
+            h.shutdown()
+    return metrics, checks
+
+
+WORKLOADS = {
+    "W1": w1,
+    "W2": w2,
+    "W3": w3,
+    "W4": w4,
+    "W5": w5,
+    "W6": w6,
+    "W7": w7,
+    "W8": w8,
+    "W10": w10,
+}
 
 
 def main() -> None:

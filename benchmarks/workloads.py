@@ -40,6 +40,11 @@ class Config:
     n_producer: int  # updates per producer of W7
     burst_seconds: float
     scale_sizes: tuple[int, ...]
+    n_wide_llm: int  # instances of W10, one update each
+    wide_llm_seconds: float  # how long W10's op waits
+    n_cost: int  # instances of W11
+    cost_producers: int  # W11's producer processes
+    n_cost_tasks: int  # raw Celery no-op tasks of W11's reference
 
     @classmethod
     def make(cls, url: str, quick: bool) -> Config:
@@ -60,6 +65,11 @@ class Config:
                 n_producer=200,
                 burst_seconds=2.0,
                 scale_sizes=(10_000,),
+                n_wide_llm=20,
+                wide_llm_seconds=0.2,
+                n_cost=200,
+                cost_producers=2,
+                n_cost_tasks=200,
             )
         return cls(
             url,
@@ -76,6 +86,11 @@ class Config:
             n_producer=1000,
             burst_seconds=10.0,
             scale_sizes=(100_000, 1_000_000),
+            n_wide_llm=1000,
+            wide_llm_seconds=2.0,
+            n_cost=10_000,
+            cost_producers=4,
+            n_cost_tasks=10_000,
         )
 
 
