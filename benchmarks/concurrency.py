@@ -53,7 +53,7 @@ def wide_llm(cfg: Config, component: Any, flow: str, prefix: str) -> tuple[Metri
     pids = [pid for worker in RUNNING for pid in worker.pids]
     stats_key = f"motion:stats:{component.name}"
     failed_before = int(client.hget(stats_key, f"failed:{flow}") or 0)
-    rss = rss_mb(pids)
+    rss, clients = rss_mb(pids), 0
     wall, start = time.time(), time.perf_counter()
     for h in handles:
         h.run(flow, {"i": 0, "s": cfg.wide_llm_seconds})
@@ -62,6 +62,7 @@ def wide_llm(cfg: Config, component: Any, flow: str, prefix: str) -> tuple[Metri
     done = 0
     while time.perf_counter() < deadline:
         rss = max(rss, rss_mb(pids))
+        clients = max(clients, int(client.info("clients")["connected_clients"]))
         done = sum(1 for a in _applied(client, metas) if a >= 1)
         if done == len(ids):
             break
@@ -71,6 +72,7 @@ def wide_llm(cfg: Config, component: Any, flow: str, prefix: str) -> tuple[Metri
         f"W10.{prefix}.ideal": ideal,
         f"W10.{prefix}.enqueue": enqueue,
         f"W10.{prefix}.rss_mb": rss,
+        f"W10.{prefix}.clients": float(clients),
         f"W10.{prefix}.n": float(len(ids)),
     }
     failed = int(client.hget(stats_key, f"failed:{flow}") or 0) - failed_before

@@ -33,6 +33,30 @@ def _get(results: Results, system: str, key: str) -> float:
     return results.get(system, {}).get(key, math.nan)
 
 
+def w10_rows() -> list[Row]:
+    """W10's rows: each variant's size, wall against its ideal, ratio, memory, clients."""
+    rows = []
+    for prefix, label, limit in (
+        ("async", "async op, -P threads -c 64", 1.25),
+        ("async_threads", "async op, -P threads -c N (a thread each)", 1.25),
+        ("gevent", "sync op, -P gevent -c N", 1.5),
+        ("async_gevent", "async op, -P gevent -c N", 1.25),
+    ):
+        key = f"W10.{prefix}"
+        ideal = ("ideal", MOTION, f"{key}.ideal")
+        rows += [
+            Row("W10", f"{label}: instances", "count", f"{key}.n"),
+            Row("W10", "  first enqueue to last commit", "s", f"{key}.wall", ideal, "<=", limit),
+            Row("W10", "  ideal (wait + enqueue time)", "s", f"{key}.ideal"),
+            Row("W10", "  wall / ideal (Motion: at its size)", "ratio", f"{key}.ratio"),
+            Row(
+                "W10", "  worker RSS (max while running)", "MB", f"{key}.rss_mb", None, "abs<=", 300
+            ),
+            Row("W10", "  Redis connections (max while running)", "count", f"{key}.clients"),
+        ]
+    return rows
+
+
 GET100 = ("raw GET 100 B p50", BASE, "W0.get100B.p50")
 ROWS: list[Row] = [
     Row("W0", "raw redis-py GET 100 B, p50", "ms", "W0.get100B.p50"),
@@ -153,79 +177,7 @@ ROWS: list[Row] = [
         "W6.p99",
         ("raw Celery p99", BASE, "W0.celery_lat.p99"),
     ),
-    Row("W10", "async op, -P threads -c 64: instances", "count", "W10.async.n"),
-    Row(
-        "W10",
-        "  first enqueue to last commit",
-        "s",
-        "W10.async.wall",
-        ("ideal", MOTION, "W10.async.ideal"),
-        "<=",
-        1.25,
-    ),
-    Row("W10", "  ideal (wait + enqueue time)", "s", "W10.async.ideal"),
-    Row("W10", "  wall / ideal (Motion: at its size)", "ratio", "W10.async.ratio"),
-    Row("W10", "  worker RSS (max while running)", "MB", "W10.async.rss_mb", None, "abs<=", 300),
-    Row(
-        "W10",
-        "async op, -P threads -c N (a thread each): instances",
-        "count",
-        "W10.async_threads.n",
-    ),
-    Row(
-        "W10",
-        "  first enqueue to last commit",
-        "s",
-        "W10.async_threads.wall",
-        ("ideal", MOTION, "W10.async_threads.ideal"),
-        "<=",
-        1.25,
-    ),
-    Row("W10", "  ideal (wait + enqueue time)", "s", "W10.async_threads.ideal"),
-    Row("W10", "  wall / ideal (Motion: at its size)", "ratio", "W10.async_threads.ratio"),
-    Row(
-        "W10",
-        "  worker RSS (max while running)",
-        "MB",
-        "W10.async_threads.rss_mb",
-        None,
-        "abs<=",
-        300,
-    ),
-    Row("W10", "sync op, -P gevent -c N: instances", "count", "W10.gevent.n"),
-    Row(
-        "W10",
-        "  first enqueue to last commit",
-        "s",
-        "W10.gevent.wall",
-        ("ideal", MOTION, "W10.gevent.ideal"),
-        "<=",
-        1.5,
-    ),
-    Row("W10", "  ideal (wait + enqueue time)", "s", "W10.gevent.ideal"),
-    Row("W10", "  wall / ideal (Motion: at its size)", "ratio", "W10.gevent.ratio"),
-    Row("W10", "  worker RSS (max while running)", "MB", "W10.gevent.rss_mb", None, "abs<=", 300),
-    Row("W10", "async op, -P gevent -c N: instances", "count", "W10.async_gevent.n"),
-    Row(
-        "W10",
-        "  first enqueue to last commit",
-        "s",
-        "W10.async_gevent.wall",
-        ("ideal", MOTION, "W10.async_gevent.ideal"),
-        "<=",
-        1.25,
-    ),
-    Row("W10", "  ideal (wait + enqueue time)", "s", "W10.async_gevent.ideal"),
-    Row("W10", "  wall / ideal (Motion: at its size)", "ratio", "W10.async_gevent.ratio"),
-    Row(
-        "W10",
-        "  worker RSS (max while running)",
-        "MB",
-        "W10.async_gevent.rss_mb",
-        None,
-        "abs<=",
-        300,
-    ),
+    *w10_rows(),
     Row("W11", "Redis CPU per applied update", "us", "W11.cpu_us", None, "abs<=", 150),
     Row(
         "W11",
