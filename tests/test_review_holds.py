@@ -46,7 +46,8 @@ def test_an_update_needing_a_class_the_worker_lacks_is_not_retaken_every_sweep_p
     def takes() -> int:
         """How often the old worker took the instance and left it held again."""
         lines = old.log.read_text().splitlines()
-        return sum(1 for line in lines if name in line and ("still held" in line or "waits for code" in line))
+        marks = ("still held", "waits for code")
+        return sum(1 for line in lines if name in line and any(m in line for m in marks))
 
     # the sweeper's back-off: re-woken after 1, 2, 4 ... sweep periods (1 s here)
     wait_for(lambda: int(client.hget(meta, "sweeps") or 0) >= 3, 60, "three sweeper re-wakes")
