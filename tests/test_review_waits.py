@@ -149,3 +149,36 @@ def test_a_held_instance_being_drained_by_a_worker_with_the_code_is_waited_for(
         thread.join(60)
     assert result.get("ok"), result
     assert handle.read_state("seqs") == [1]
+
+
+def test_a_dashboard_write_to_a_cleared_instance_is_not_reported_applied(
+    redis_url: str,
+) -> None:
+    from motion import browse
+
+    old = Ledger("written")
+    assert old.read_state("items") == []  # created, nothing queued
+    name = old.instance_name
+    inbox = K.InstanceKeys.of(name).inbox
+    result: dict[str, Any] = {}
+
+    def write() -> None:
+        try:
+            result["returned"] = browse.write_state(name, {"items": ["written"]}, timeout=30)
+        except BaseException as exc:
+            result["raised"] = exc
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    wait_for(lambda: get_redis().hlen(inbox) == 1, 10, "the write to be queued (#1)")
+    admin.clear_instance(name)  # the write is dropped with its incarnation
+    new = Ledger("written")
+    new.run("add", {"item": "new-1"})  # #1 of the new life
+    engine.drain(Ledger, "written")
+    assert new.read_state("items") == ["new-1"]
+    thread.join(30)
+    assert not thread.is_alive()
+    assert isinstance(result.get("raised"), InstanceClearedError), (
+        f"write_state reported {result.get('returned')!r}: the new life's update #1 was "
+        f"taken for the write, which was dropped with the cleared incarnation"
+    )
