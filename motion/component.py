@@ -18,6 +18,7 @@ from motion import definitions
 from motion.definitions import registered as registered  # tools import it from here
 from motion.errors import DefinitionError, UnknownComponentError, UnknownFlowError
 from motion.graph import react_flow
+from motion.inbox import check_flow_name
 from motion.keys import SEPARATOR
 from motion.props import Params
 from motion.serde import DEFAULT_SERIALIZER, Serializer
@@ -77,14 +78,7 @@ def _flows(keys: str | list[str] | tuple[str, ...]) -> list[str]:
     flows = [keys] if isinstance(keys, str) else list(keys)
     if not flows:
         raise DefinitionError("give at least one flow name, e.g. @C.serve('summarize').")
-    for flow in flows:
-        if not isinstance(flow, str) or not flow:
-            raise DefinitionError(f"flow names must be non-empty strings, got {flow!r}.")
-        if "::" in flow or any(c in flow for c in "\x00\x01\x02"):
-            raise DefinitionError(
-                f"flow name {flow!r} must not contain '::' or the control characters NUL, SOH, STX."
-            )
-    return flows
+    return [check_flow_name(flow) for flow in flows]
 
 
 def _signature(func: Callable[..., Any], kind: str) -> tuple[bool, str | None]:

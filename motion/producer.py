@@ -68,12 +68,11 @@ from motion.connection import new_client, shard_url
 from motion.errors import (
     ConfigurationError,
     ConnectionFailedError,
-    DefinitionError,
     InstanceNotFoundError,
     InvalidInstanceIdError,
     UnknownComponentError,
 )
-from motion.inbox import Update, encode, enqueue_call, new_token
+from motion.inbox import Update, check_flow_name, encode, enqueue_call, new_token
 from motion.serde import DEFAULT_SERIALIZER, Serializer, dump_stored
 from motion.settings import get_settings
 
@@ -273,8 +272,7 @@ def _check_names(component: str, instance_id: str, flow: str) -> None:
         raise InvalidInstanceIdError(
             f"instance_id {instance_id!r} must be non-empty and must not contain '{K.SEPARATOR}'."
         )
-    if not flow or "::" in flow:
-        raise DefinitionError(f"flow name {flow!r} must be non-empty and must not contain '::'.")
+    check_flow_name(flow)
 
 
 def _create(
