@@ -17,6 +17,7 @@ sys.path.insert(0, str(COMPONENTS))
 from engine_faults import Effects  # noqa: E402
 
 
+@pytest.mark.xfail(strict=True, reason="a known defect, not fixed yet")
 def test_an_op_holding_the_gil_past_the_lease_commits_with_a_second_child_free(
     redis_url: str,
     start_worker,  # type: ignore[no-untyped-def]

@@ -51,6 +51,7 @@ def _flush_in_thread(
     return thread, result, polling
 
 
+@pytest.mark.xfail(strict=True, reason="a known defect, not fixed yet")
 def test_flush_instance_does_not_take_a_new_lifes_updates_for_the_cleared_ones(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -76,6 +77,7 @@ def test_flush_instance_does_not_take_a_new_lifes_updates_for_the_cleared_ones(
     assert isinstance(result["raised"], (InstanceClearedError, InstanceNotFoundError))
 
 
+@pytest.mark.xfail(strict=True, reason="a known defect, not fixed yet")
 def test_flush_instance_of_a_cleared_instance_returns(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -96,6 +98,7 @@ def test_flush_instance_of_a_cleared_instance_returns(
         thread.join(10)
 
 
+@pytest.mark.xfail(strict=True, reason="a known defect, not fixed yet")
 def test_a_held_instance_being_drained_by_a_worker_with_the_code_is_waited_for(
     redis_url: str,
     start_worker,  # type: ignore[no-untyped-def]
