@@ -120,7 +120,8 @@ def drain(component: Component, instance_id: str) -> DrainReport:
     if isinstance(token, int):  # no lease taken
         report.skipped = {0: "busy", -1: "missing", -2: "idle"}[token]
         return report
-    held = leases.Lease(keys, token, period)
+    meta = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
+    held = leases.Lease(keys, token, int(float(meta.get(b"lease_ms", period))))
     leases.RENEWER.hold(held)
     try:
         state = _parse_state(client, component, instance_id, keys, reply[2])
@@ -397,6 +398,8 @@ def _commit(
         raise _Stop("lease lost")
     if reply == -2:  # already applied by someone: re-read the window
         return None
+    # committed: the strikes are gone (commit.lua), so the lease is back to its period
+    held.period_ms = int(get_settings().lease_seconds * 1000)
     report.covered(out.first, out.last)
     report.applied += sum(v for k, v in out.stats.items() if k.startswith("applied:"))
     report.failed += len(out.failures)
