@@ -285,7 +285,9 @@ def _apply_window(
             # commit what came before it; it and everything after wait, in order
             if acc is not None and _commit(client, held, component.name, acc, report) is None:
                 return _fresh_state(client, component, instance_id, keys), None
-            raise holds.waiting(lacking.seq, lacking.flow, lacking.ops, lacking.what) from None
+            raise holds.waiting(
+                lacking.seq, lacking.flow, lacking.ops, lacking.what, lacking.needs
+            ) from None
         for flow_field, delta in outcome.meta.items():
             flow = flow_field[len("pending:") :]
             pending[flow] = pending.get(flow, 0) + delta

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 import threading
 import time
 import traceback
@@ -162,9 +163,12 @@ def _owner(component: Component, first: tuple[int, bytes | None]) -> Component:
 class LacksCode(Exception):
     """This worker cannot apply update ``seq``: it lacks the code (``what`` says which)."""
 
-    def __init__(self, seq: int, flow: str, what: str, ops: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, seq: int, flow: str, what: str, ops: tuple[str, ...] = (), needs: str = ""
+    ) -> None:
         super().__init__(what)
         self.seq, self.flow, self.what, self.ops = seq, flow, what, ops
+        self.needs = needs  # "module" or "module:name" its payload names, if that is it
 
 
 def _lacks(component: Component, seq: int, update: Update) -> LacksCode | None:
@@ -185,12 +189,17 @@ def _lacks(component: Component, seq: int, update: Update) -> LacksCode | None:
     return None
 
 
-def _missing_code(exc: BaseException) -> bool:
-    """Whether a payload failed to decode because a module or class it names is absent."""
+_NO_ATTRIBUTE = re.compile(r"Can't get attribute '([^']+)' on <module '([^']+)'")
+
+
+def _missing_code(exc: BaseException) -> str | None:
+    """The module (``"module"``) or class (``"module:name"``) a payload names that this
+    process lacks, if that is why it failed to decode."""
     cause = exc.__cause__
-    return isinstance(cause, ModuleNotFoundError) or (
-        isinstance(cause, AttributeError) and "Can't get attribute" in str(cause)
-    )
+    if isinstance(cause, ModuleNotFoundError):
+        return cause.name or "?"
+    found = _NO_ATTRIBUTE.search(str(cause)) if isinstance(cause, AttributeError) else None
+    return f"{found[2]}:{found[1]}" if found else None
 
 
 def can_apply(component: Component, flow: str, ops: list[str]) -> bool:
@@ -239,9 +248,10 @@ def apply(
                 raise lacking
             decoded.append((seq, update))
         except MotionError as exc:
-            if _missing_code(exc):
+            needs = _missing_code(exc)
+            if needs is not None:
                 what = f"its payload needs code this worker lacks: {exc}"
-                raise LacksCode(seq, flow, what) from exc
+                raise LacksCode(seq, flow, what, needs=needs) from exc
             out.failures.append((seq, failure_record(seq, flow, "-", exc)))
             out.stats[f"failed:{flow}"] += 1
         if flow != "?":

@@ -21,7 +21,6 @@ sys.path.insert(0, str(COMPONENTS))
 from rolling_v2 import Rolling  # noqa: E402  (the callers have the new code)
 
 
-@pytest.mark.xfail(strict=True, reason="a known defect, not fixed yet")
 def test_an_update_needing_a_class_the_worker_lacks_is_not_retaken_every_sweep_period(
     redis_url: str,
     start_worker,  # type: ignore[no-untyped-def]
