@@ -51,7 +51,6 @@ def _flush_in_thread(
     return thread, result, polling
 
 
-@pytest.mark.xfail(strict=True, reason="a known defect, not fixed yet")
 def test_flush_instance_does_not_take_a_new_lifes_updates_for_the_cleared_ones(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -77,7 +76,6 @@ def test_flush_instance_does_not_take_a_new_lifes_updates_for_the_cleared_ones(
     assert isinstance(result["raised"], (InstanceClearedError, InstanceNotFoundError))
 
 
-@pytest.mark.xfail(strict=True, reason="a known defect, not fixed yet")
 def test_flush_instance_of_a_cleared_instance_returns(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
