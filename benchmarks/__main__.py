@@ -24,7 +24,7 @@ from benchmarks import machine, report
 from benchmarks.harness import HERE, RedisServer, Worker, motion_env
 from benchmarks.workloads import Checks, Config, Metrics
 
-ALL = [f"W{i}" for i in range(10)]
+ALL = [f"W{i}" for i in range(12)]
 Workload = Callable[[Config], tuple[Metrics, Checks]]
 
 
@@ -68,7 +68,7 @@ class Runner:
 
     def predecessor(self, workload: str) -> None:
         """Run ``workload`` on Motion 0.1.132 (right after motion's, so both see the same load)."""
-        if self.no_predecessor or workload in ("W0", "W9"):
+        if self.no_predecessor or workload in ("W0", "W9", "W10-", "W11"):
             return
         from benchmarks import predecessor
 
@@ -150,7 +150,7 @@ def _run_all(
 ) -> tuple[report.Results, list[tuple[str, str, bool, str]]]:
     env = motion_env(server.url)
     os.environ.update({k: v for k, v in env.items() if k.startswith("MOTION_")})
-    from benchmarks import scale, stream, workloads
+    from benchmarks import concurrency, scale, stream, workloads
 
     cfg = Config.make(server.url, args.quick)
     runner = Runner(cfg, args.profile, args.no_motion_python, tmp)
@@ -171,12 +171,28 @@ def _run_all(
         ("W6", "W6 freshness", stream.w6_freshness),
         ("W7", "W7 two producers", stream.w7_producers),
         ("W8", "W8 burst", stream.w8_burst),
+        ("W11", "W11 Redis cost per update (and raw Celery's)", concurrency.w11_cost),
     ]
     if "W0" in want and "W4" not in want:
         queue_work.insert(0, ("W0", "W0 raw Celery", workloads.w0_celery))
     _with_worker(runner, tmp, "prefork", 2, [w for w in queue_work if w[0] in want])
     if "W5" in want:
         _with_worker(runner, tmp, "threads", 64, [("W5", "W5 LLM-like", workloads.w5_llm)])
+    if "W10" in want:
+        wide = cfg.n_wide_llm
+        variants = [
+            ("threads", 64, "W10 async op, 64 threads", concurrency.w10_async),
+            ("gevent", wide, "W10 sync op, gevent", concurrency.w10_gevent),
+        ]
+        if not cfg.quick:  # the smoke run keeps to one threads and one gevent worker
+            variants += [
+                ("threads", wide, f"W10 async op, {wide} threads", concurrency.w10_async_threads),
+                # fails today (see README): a full run shows it
+                ("gevent", wide, "W10 async op, gevent", concurrency.w10_async_gevent),
+            ]
+        for pool, concurrency_, name, func in variants:
+            _with_worker(runner, tmp, pool, concurrency_, [("W10-", name, func)])
+        runner.predecessor("W10")
     if "W9" in want:
         runner.run("W9 scale", report.MOTION, scale.w9_scale)
     return runner.results, runner.checks

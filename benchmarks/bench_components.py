@@ -8,6 +8,7 @@ too, on the same app and queues motion's wake-ups use.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -76,6 +77,57 @@ def llm_setup() -> dict[str, Any]:
 @Llm.update("ask")
 def llm_ask(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
     time.sleep(LLM_SECONDS)
+    return _count(state, props)
+
+
+# -- W10: LLM-scale concurrency (the wait comes in the update's props: ``s``) --------
+Await = Component("BenchAwait", cache_ttl=0)
+
+
+@Await.init_state
+def await_setup() -> dict[str, Any]:
+    return {"n": 0, "last": {}, "violations": 0}
+
+
+@Await.update("ask")
+async def await_ask(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    await asyncio.sleep(props["s"])  # an LLM call: the worker waits, its CPU is free
+    return _count(state, props)
+
+
+Sleep = Component("BenchSleep", cache_ttl=0)
+
+
+@Sleep.init_state
+def sleep_setup() -> dict[str, Any]:
+    return {"n": 0, "last": {}, "violations": 0}
+
+
+@Sleep.update("ask")
+def sleep_ask(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    time.sleep(props["s"])  # the sync twin: a blocking client (gevent patches the sleep)
+    return _count(state, props)
+
+
+@Sleep.update("spin")
+def sleep_spin(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    end = time.perf_counter() + props["s"]  # CPU-bound: never yields to another greenlet
+    while time.perf_counter() < end:
+        pass
+    return _count(state, props)
+
+
+# -- W11: Redis cost per update, many instances -------------------------------------
+Wide = Component("BenchWide", cache_ttl=0)
+
+
+@Wide.init_state
+def wide_setup() -> dict[str, Any]:
+    return {"n": 0, "last": {}, "violations": 0}
+
+
+@Wide.update("add")
+def wide_add(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
     return _count(state, props)
 
 

@@ -157,6 +157,21 @@ def motion_env(url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+#: the workers started and not yet stopped (W10 reads their memory)
+RUNNING: list[Worker] = []
+
+
+def rss_mb(pids: list[int]) -> float:
+    """Resident memory of ``pids`` together, in MB (``VmRSS`` of ``/proc/<pid>/status``)."""
+    total_kb = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+    return total_kb / 1024
+
+
 class Worker:
     """``python -m celery -A workers worker -I bench_components`` as a subprocess."""
 
@@ -220,6 +235,7 @@ class Worker:
 
         wait_for(ready, 60, f"worker {self.name} to consume", interval=0.05)
         client.delete(*keys)
+        RUNNING.append(self)
         return self
 
     @property
@@ -230,6 +246,8 @@ class Worker:
         return [self.proc.pid, *(int(p) for p in out.stdout.split())]
 
     def stop(self) -> None:
+        if self in RUNNING:
+            RUNNING.remove(self)
         if self.proc is None:
             return
         self.proc.terminate()

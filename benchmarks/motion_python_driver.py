@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import statistics
 import subprocess
 import sys
@@ -21,24 +20,14 @@ import threading
 import time
 from typing import Any
 
-import cloudpickle
-import redis
+from motion_python_common import _count, client, counter_ok, percentile, summary, timed, uid
+from motion_python_load import w8, w10
 
-from motion import Component, DiscardPolicy
+from motion import Component
 
 logging.getLogger("motion").setLevel(logging.ERROR)
 
 LLM_SECONDS = 0.1
-BURST_OP_SECONDS = 0.02
-BURST_KEEP = 5
-
-
-def _count(state: Any, props: Any) -> dict[str, Any]:
-    producer = props.get("p", "")
-    last = dict(state["last"])
-    bad = state["violations"] + (0 if props["i"] == last.get(producer, -1) + 1 else 1)
-    last[producer] = props["i"]
-    return {"n": state["n"] + 1, "last": last, "violations": bad}
 
 
 Serve = Component("MPServe", cache_ttl=0)
@@ -86,61 +75,6 @@ def llm_ask(state: Any, props: Any) -> dict[str, Any]:
     return _count(state, props)
 
 
-Burst = Component("MPBurst", cache_ttl=0)
-
-
-@Burst.init_state
-def burst_setup() -> dict[str, Any]:
-    return {"calls": 0, "last_i": -1, "violations": 0}
-
-
-@Burst.update("keep_newest", discard_policy=DiscardPolicy.NUM_NEW_UPDATES, discard_after=BURST_KEEP)
-def burst_keep_newest(state: Any, props: Any) -> dict[str, Any]:
-    time.sleep(BURST_OP_SECONDS)
-    bad = state["violations"] + (0 if props["i"] > state["last_i"] else 1)
-    return {"calls": state["calls"] + 1, "last_i": props["i"], "violations": bad}
-
-
-# -- helpers ------------------------------------------------------------------------
-def uid() -> str:
-    return secrets.token_hex(4)
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    if not ordered:
-        return float("nan")
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
-
-
-def timed(call: Any, n: int) -> list[float]:
-    out = []
-    for i in range(n):
-        start = time.perf_counter()
-        call(i)
-        out.append((time.perf_counter() - start) * 1000)
-    return out
-
-
-def summary(prefix: str, reps: list[list[float]]) -> dict[str, float]:
-    return {
-        f"{prefix}.p50": statistics.median(percentile(r, 50) for r in reps),
-        f"{prefix}.p99": statistics.median(percentile(r, 99) for r in reps),
-    }
-
-
-def counter_ok(handle: Any, expected: int) -> tuple[bool, str]:
-    n, bad = handle.read_state("n"), handle.read_state("violations")
-    return n == expected and bad == 0, f"applied {n}/{expected}, order violations {bad}"
-
-
-def client() -> redis.Redis:
-    return redis.Redis(
-        host=os.environ["MOTION_REDIS_HOST"], port=int(os.environ["MOTION_REDIS_PORT"])
-    )
-
-
 class Sizes:
     def __init__(self, quick: bool) -> None:
         self.quick = quick
@@ -152,6 +86,10 @@ class Sizes:
         self.fresh_seconds = 1.0 if quick else 5.0
         self.n_producer = 200 if quick else 1000
         self.burst_seconds = 2.0 if quick else 10.0
+        # W10: sizes tried in turn, each within a bound, until one does not finish
+        self.wide_sizes = (10, 20) if quick else (100, 300, 1000)
+        self.wide_seconds = 0.2 if quick else 2.0
+        self.wide_bound = 20.0 if quick else 60.0
 
 
 # -- workloads ----------------------------------------------------------------------
@@ -333,59 +271,17 @@ def producer(name: str, count: int, iid: str, go: str) -> None:
         h.flush_update("add")
 
 
-def w8(s: Sizes) -> tuple[dict[str, float], list[Any]]:
-    rate = 10 / BURST_OP_SECONDS
-    r = client()
-    h = Burst(f"w8-{uid()}")
-    key = f"MOTION_STATE:{h.instance_name}"
-    samples: list[tuple[float, float]] = []
-    starts: list[float] = []
-    stop = threading.Event()
-
-    def sample() -> None:
-        t0 = time.perf_counter()
-        while not stop.wait(0.25):
-            last = cloudpickle.loads(r.get(key))["last_i"]
-            now = time.perf_counter()
-            if 0 <= last < len(starts):
-                samples.append((now - t0, (now - starts[last]) * 1000))
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    n = int(rate * s.burst_seconds)
-    t0 = time.perf_counter()
-    for i in range(n):
-        delay = t0 + i / rate - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        starts.append(time.perf_counter())
-        h.run("keep_newest", {"i": i})
-    stop.set()
-    thread.join(5)
-    end = time.perf_counter()
-    h.flush_update("keep_newest")
-    drain = time.perf_counter() - end
-    calls, bad, last = h.read_state("calls"), h.read_state("violations"), h.read_state("last_i")
-    h.shutdown()
-    half = s.burst_seconds / 2
-    first = [lag for t, lag in samples if t <= half]
-    second = [lag for t, lag in samples if t > half]
-    metrics = {
-        "W8.keep.rate": n / (end - t0),
-        "W8.keep.lag_first_half": max(first, default=float("nan")),
-        "W8.keep.lag_second_half": max(second, default=float("nan")),
-        "W8.keep.lag_end": samples[-1][1] if samples else float("nan"),
-        "W8.keep.drain": drain,
-        "W8.keep.calls_per_update": calls / n,
-    }
-    checks = [
-        ("W8 keep: applied in order", bad == 0, f"{bad} violations"),
-        ("W8 keep: the last update was applied", last == n - 1, f"last {last}"),
-    ]
-    return metrics, checks
-
-
-WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7, "W8": w8}
+WORKLOADS = {
+    "W1": w1,
+    "W2": w2,
+    "W3": w3,
+    "W4": w4,
+    "W5": w5,
+    "W6": w6,
+    "W7": w7,
+    "W8": w8,
+    "W10": w10,
+}
 
 
 def main() -> None:

@@ -66,7 +66,8 @@ def run(
         return {}, [("Motion 0.1.132 installed", False, str(exc))]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MOTION_", "PYTHON"))}
     port = cfg.url.rsplit(":", 1)[1].split("/")[0]
-    env.update(MOTION_REDIS_HOST="127.0.0.1", MOTION_REDIS_PORT=port)
+    # the driver's own modules (motion_python_*.py) beside it; nothing else of this project
+    env.update(MOTION_REDIS_HOST="127.0.0.1", MOTION_REDIS_PORT=port, PYTHONPATH=str(HERE))
     folder = tmp / "motion-python"
     folder.mkdir(exist_ok=True)
     args = [str(python), "-P", str(HERE / "motion_python_driver.py"), "run"]

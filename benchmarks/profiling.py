@@ -9,7 +9,9 @@ folder gets:
   functions by own time);
 - ``Wn.worker-<pid>.txt``: top functions by own and by inclusive samples;
 - ``Wn.redis.txt``: the Redis commands the workload caused (``INFO
-  commandstats``): calls and server time per command.
+  commandstats``): calls and server time per command (commands scripts run included);
+- ``Wn.scripts.txt``: server time per command clients sent and per motion script
+  (``SLOWLOG`` with threshold 0 while the workload runs: its last 200,000 entries).
 
 Profiling slows the caller: its numbers are not the run's.
 """
@@ -95,6 +97,51 @@ def command_delta(before: dict[str, tuple[int, int]], after: dict[str, tuple[int
     return "\n".join(out) + "\n"
 
 
+SLOWLOG_MAX = 200_000
+
+
+def script_costs_start(client: Any) -> Any:
+    """Log every command with its duration (``SLOWLOG`` threshold 0) from now on;
+    returns the settings to restore."""
+    old = client.config_get("slowlog-*")
+    client.config_set("slowlog-max-len", SLOWLOG_MAX)
+    client.config_set("slowlog-log-slower-than", 0)
+    client.slowlog_reset()
+    return old
+
+
+def script_costs(client: Any, old: Any) -> str:
+    """Server time per command name and, for ``EVALSHA``, per motion script (``SLOWLOG``,
+    the last :data:`SLOWLOG_MAX` commands a client sent; a script's inner commands are
+    part of its entry)."""
+    from motion.floor import scripts
+
+    entries = client.slowlog_get(SLOWLOG_MAX)
+    for key, value in old.items():
+        client.config_set(key, value)
+    names = {scripts.get(n).sha: n for n in scripts.NAMES}
+    calls: Counter[str] = Counter()
+    usec: Counter[str] = Counter()
+    for entry in entries:
+        words = entry["command"].split()
+        if not words:
+            continue
+        name = words[0].decode(errors="replace").upper()
+        if name == "EVALSHA" and len(words) > 1:
+            name = f"EVALSHA {names.get(words[1].decode(errors='replace'), words[1][:8])}"
+        calls[name] += 1
+        usec[name] += int(entry["duration"])
+    total = sum(usec.values()) or 1
+    out = [f"{sum(calls.values())} commands logged, {total / 1000:.0f} ms of server time", ""]
+    for name, us in usec.most_common():
+        share = 100 * us / total
+        each = us / calls[name]
+        out.append(
+            f"  {calls[name]:8d} calls {us / 1000:9.1f} ms {share:5.1f}% {each:7.1f} us  {name}"
+        )
+    return "\n".join(out) + "\n"
+
+
 def profiled(
     name: str,
     func: Callable[[Any], tuple[Any, Any]],
@@ -116,6 +163,7 @@ def profiled(
 
     client = redis.Redis.from_url(cfg.url)
     before = command_stats(client)
+    slowlog = script_costs_start(client)
     profile = cProfile.Profile()
     profile.enable()
     try:
@@ -123,6 +171,7 @@ def profiled(
     finally:
         profile.disable()
         (folder / f"{slug}.redis.txt").write_text(command_delta(before, command_stats(client)))
+        (folder / f"{slug}.scripts.txt").write_text(script_costs(client, slowlog))
         profile.dump_stats(str(folder / f"{slug}.caller.prof"))
         text = io.StringIO()
         pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(TOP)

@@ -33,14 +33,42 @@ def _get(results: Results, system: str, key: str) -> float:
     return results.get(system, {}).get(key, math.nan)
 
 
+def w10_rows() -> list[Row]:
+    """W10's rows: each variant's size, wall against its ideal, ratio, memory, clients."""
+    rows = []
+    for prefix, label, limit in (
+        ("async", "async op, -P threads -c 64", 1.25),
+        ("async_threads", "async op, -P threads -c N (a thread each)", 1.25),
+        ("gevent", "sync op, -P gevent -c N", 1.5),
+        ("async_gevent", "async op, -P gevent -c N", 1.25),
+    ):
+        key = f"W10.{prefix}"
+        ideal = ("ideal", MOTION, f"{key}.ideal")
+        rows += [
+            Row("W10", f"{label}: instances", "count", f"{key}.n"),
+            Row("W10", "  first enqueue to last commit", "s", f"{key}.wall", ideal, "<=", limit),
+            Row("W10", "  ideal (wait + enqueue time)", "s", f"{key}.ideal"),
+            Row("W10", "  wall / ideal (Motion: at its size)", "ratio", f"{key}.ratio"),
+            Row(
+                "W10", "  worker RSS (max while running)", "MB", f"{key}.rss_mb", None, "abs<=", 300
+            ),
+            Row("W10", "  Redis connections (max while running)", "count", f"{key}.clients"),
+        ]
+    return rows
+
+
 GET100 = ("raw GET 100 B p50", BASE, "W0.get100B.p50")
 ROWS: list[Row] = [
     Row("W0", "raw redis-py GET 100 B, p50", "ms", "W0.get100B.p50"),
     Row("W0", "raw redis-py GET 100 B, p99", "ms", "W0.get100B.p99"),
     Row("W0", "raw redis-py GET 1 MB, p50", "ms", "W0.get1MB.p50"),
     Row("W0", "raw Celery no-op tasks (prefork -c 2)", "tasks/s", "W0.celery.tps"),
+    Row("W0", "no-op EVALSHA round trips, one connection", "calls/s", "W0.evalsha.rate"),
     Row("W0", "raw Celery task latency at 200/s, p50", "ms", "W0.celery_lat.p50"),
     Row("W0", "raw Celery task latency at 200/s, p99", "ms", "W0.celery_lat.p99"),
+    Row("W0", "raw Celery no-op task (W11's way): Redis CPU each", "us", "W0.cost.cpu_us"),
+    Row("W0", "raw Celery no-op task: Redis commands each", "count", "W0.cost.cmds"),
+    Row("W0", "  of them sent by clients (MONITOR)", "count", "W0.cost.round_trips"),
     Row("W1", "run serve-only, 100 B state, p50", "ms", "W1.100B.p50", GET100, "<=", 1.0),
     Row("W1", "run serve-only, 100 B state, p99", "ms", "W1.100B.p99"),
     Row("W1", "run serve-only, 1 MB state, p50", "ms", "W1.1MB.p50", GET100, "<=", 1.0),
@@ -60,7 +88,15 @@ ROWS: list[Row] = [
         "<=",
         0.7,
     ),
-    Row("W2", "run serve + enqueue, p99", "ms", "W2.p99", ("Motion", PREDECESSOR, "W2.p99")),
+    Row(
+        "W2",
+        "run serve + enqueue, p99",
+        "ms",
+        "W2.p99",
+        ("Motion", PREDECESSOR, "W2.p99"),
+        "<=",
+        1.0,
+    ),
     Row(
         "W3",
         "one hot instance, 2,000 updates + flush",
@@ -69,6 +105,15 @@ ROWS: list[Row] = [
         ("Motion", PREDECESSOR, "W3.ups"),
         ">=",
         3.0,
+    ),
+    Row(
+        "W3",
+        "  same, against no-op EVALSHA round trips",
+        "upd/s",
+        "W3.ups",
+        ("EVALSHA/s", BASE, "W0.evalsha.rate"),
+        ">=",
+        0.8,
     ),
     Row("W3", "  same, until the last commit (no flush polling)", "upd/s", "W3.ups_commit"),
     Row(
@@ -97,7 +142,7 @@ ROWS: list[Row] = [
         "W5.wall",
         ("ideal 0.4 s", MOTION, "W5.ideal"),
         "<=",
-        1.2,
+        1.1,
     ),
     Row(
         "W5",
@@ -106,8 +151,25 @@ ROWS: list[Row] = [
         "W5.wall_commit",
         ("ideal 0.4 s", MOTION, "W5.ideal"),
     ),
-    Row("W6", "freshness at 200 upd/s, lag p50", "ms", "W6.p50"),
+    Row(
+        "W6",
+        "freshness at 200 upd/s, lag p50",
+        "ms",
+        "W6.p50",
+        ("Motion", PREDECESSOR, "W6.p50"),
+        "<=",
+        1.0,
+    ),
     Row("W6", "freshness at 200 upd/s, lag p99", "ms", "W6.p99", None, "abs<=", 5.0),
+    Row(
+        "W6",
+        "  same, against Motion's p99",
+        "ms",
+        "W6.p99",
+        ("Motion", PREDECESSOR, "W6.p99"),
+        "<=",
+        1.0,
+    ),
     Row(
         "W6",
         "  same, against raw Celery task latency p99",
@@ -115,6 +177,35 @@ ROWS: list[Row] = [
         "W6.p99",
         ("raw Celery p99", BASE, "W0.celery_lat.p99"),
     ),
+    *w10_rows(),
+    Row("W11", "Redis CPU per applied update", "us", "W11.cpu_us", None, "abs<=", 150),
+    Row(
+        "W11",
+        "  against a raw Celery no-op task's",
+        "us",
+        "W11.cpu_us",
+        ("raw Celery task", BASE, "W0.cost.cpu_us"),
+    ),
+    Row("W11", "  of it Redis' main thread", "us", "W11.cpu_main_us"),
+    Row(
+        "W11",
+        "Redis commands per applied update",
+        "count",
+        "W11.cmds",
+        ("raw Celery task", BASE, "W0.cost.cmds"),
+    ),
+    Row(
+        "W11",
+        "  of them sent by clients (MONITOR, a tenth the size)",
+        "count",
+        "W11.round_trips",
+        ("raw Celery task", BASE, "W0.cost.round_trips"),
+    ),
+    Row("W11", "  of them run inside scripts", "count", "W11.in_scripts"),
+    Row("W11", "  EVALSHA per applied update", "count", "W11.evalsha"),
+    Row("W11", "  PUBLISH per applied update (task events)", "count", "W11.publish"),
+    Row("W11", "  commandstats calls (counts commands inside scripts)", "count", "W11.cmdstats"),
+    Row("W11", "applied updates/s during W11", "upd/s", "W11.rate"),
     Row(
         "W7",
         "two producers, per-producer order violations",

@@ -32,14 +32,14 @@ def _create(client: redis.Redis, first: int, last: int) -> None:
     sha = client.script_load(scripts.get("init").source)
     # [component, now, incarnation, version, field, value]: each instance gets its own
     # incarnation
-    component, now, _, first, *fields = store.init_args(
+    component, now, _, version, *fields = store.init_args(
         Idle, "x", {"n": 0}, store.new_incarnation()
     )
     for lo in range(first, last, CHUNK):
         pipe = client.pipeline(transaction=False)
         for i in range(lo, min(lo + CHUNK, last)):
             ik = K.InstanceKeys.of(K.instance_name(Idle.name, f"i{i:07d}"))
-            args = [component, now, store.new_incarnation(), first, *fields]
+            args = [component, now, store.new_incarnation(), version, *fields]
             pipe.evalsha(sha, 4, ik.meta, ik.state, K.COMPONENTS, ik.claim, *args)
         created = [reply[0] for reply in pipe.execute()]
         if sum(created) != len(created):

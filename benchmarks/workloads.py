@@ -40,6 +40,11 @@ class Config:
     n_producer: int  # updates per producer of W7
     burst_seconds: float
     scale_sizes: tuple[int, ...]
+    n_wide_llm: int  # instances of W10, one update each
+    wide_llm_seconds: float  # how long W10's op waits
+    n_cost: int  # instances of W11
+    cost_producers: int  # W11's producer processes
+    n_cost_tasks: int  # raw Celery no-op tasks of W11's reference
 
     @classmethod
     def make(cls, url: str, quick: bool) -> Config:
@@ -60,6 +65,11 @@ class Config:
                 n_producer=200,
                 burst_seconds=2.0,
                 scale_sizes=(10_000,),
+                n_wide_llm=20,
+                wide_llm_seconds=0.2,
+                n_cost=200,
+                cost_producers=2,
+                n_cost_tasks=200,
             )
         return cls(
             url,
@@ -76,6 +86,11 @@ class Config:
             n_producer=1000,
             burst_seconds=10.0,
             scale_sizes=(100_000, 1_000_000),
+            n_wide_llm=1000,
+            wide_llm_seconds=2.0,
+            n_cost=10_000,
+            cost_producers=4,
+            n_cost_tasks=10_000,
         )
 
 
@@ -258,8 +273,15 @@ def w3_hot(cfg: Config) -> tuple[Metrics, Checks]:
     """One instance: ``n_hot`` updates, then flush: updates/s."""
     from bench_components import Counter
 
-    rates, to_commit, checks = [], [], []
+    rates, to_commit, checks, floor = [], [], [], []
+    client = redis.Redis.from_url(cfg.url)
+    noop = client.script_load("return 0")
     for _ in range(cfg.reps):
+        # the limit of a sequential caller: no-op EVALSHA round trips on one connection
+        start = time.perf_counter()
+        for _i in range(cfg.n_hot):
+            client.evalsha(noop, 0)
+        floor.append(cfg.n_hot / (time.perf_counter() - start))
         handle = Counter(f"w3-{uid()}")
         handle.read_state("n")  # create outside the timing
         wall, start = time.time(), time.perf_counter()
@@ -270,7 +292,8 @@ def w3_hot(cfg: Config) -> tuple[Metrics, Checks]:
         done = last_commit(cfg, "BenchCounter", [handle.instance_id])
         to_commit.append(cfg.n_hot / (done - wall))
         checks.append(_check_counter(handle, cfg.n_hot, "W3 every update applied in order"))
-    return {"W3.ups": median(rates), "W3.ups_commit": median(to_commit)}, checks
+    metrics = {"W3.ups": median(rates), "W3.ups_commit": median(to_commit)}
+    return {**metrics, "W0.evalsha.rate": median(floor)}, checks
 
 
 def w4_many(cfg: Config) -> tuple[Metrics, Checks]:

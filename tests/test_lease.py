@@ -56,3 +56,33 @@ def test_renewal_after_the_holders_own_release_is_not_a_loss(
     assert renewals[released_at[0]] == 0, "the late renewal should have found no lease"
     assert not held[0].lost.is_set(), "the holder's own release was taken for a lost lease"
     assert "lost the lease" not in caplog.text
+
+
+def test_each_takeover_lengthens_the_next_lease_until_a_holder_commits(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from motion.floor import keys as K
+    from motion.floor import store
+    from motion.floor.connection import get_redis
+
+    monkeypatch.setenv("MOTION_LEASE_SECONDS", "1")
+    handle = Ledger("strikes")
+    handle.run("add", {"item": "a"})
+    client, keys = get_redis(), K.InstanceKeys.of(handle.instance_name)
+
+    def begin() -> int:
+        """Take the lease as a worker that then dies (never commits or releases)."""
+        script_keys = [keys.meta, keys.lease, K.stats("Ledger"), keys.inbox, keys.state]
+        script_keys += [K.PENDING, K.SWEEP]
+        scripts.run(client, "begin", script_keys, [1000, 64, "", keys.name, store.nonce(), 0])
+        client.delete(keys.lease)  # its lease ran out
+        return int(client.hget(keys.meta, "lease_ms") or 0)
+
+    # the first holder gets the period; each takeover of a holder that never came
+    # back gets 4x longer, up to 64x
+    assert [begin() for _ in range(5)] == [1000, 4000, 16000, 64000, 64000]
+    engine.drain(Ledger, "strikes")  # a holder that commits: the strikes are gone
+    assert client.hget(keys.meta, "strikes") is None
+    assert handle.read_state("items") == ["a"]
+    handle.run("add", {"item": "b"})
+    assert begin() == 1000

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from motion.floor.errors import DefinitionError
+from motion.floor.inbox import check_flow_name
 
 if TYPE_CHECKING:
     from motion.floor.props import Properties, State
@@ -74,14 +75,7 @@ def flow_names(keys: str | list[str] | tuple[str, ...]) -> list[str]:
     flows = [keys] if isinstance(keys, str) else list(keys)
     if not flows:
         raise DefinitionError("give at least one flow name, e.g. @C.serve('summarize').")
-    for flow in flows:
-        if not isinstance(flow, str) or not flow:
-            raise DefinitionError(f"flow names must be non-empty strings, got {flow!r}.")
-        if "::" in flow or any(c in flow for c in "\x00\x01\x02"):
-            raise DefinitionError(
-                f"flow name {flow!r} must not contain '::' or the control characters NUL, SOH, STX."
-            )
-    return flows
+    return [check_flow_name(flow) for flow in flows]
 
 
 def op_signature(func: Callable[..., Any], kind: str) -> tuple[bool, str | None]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from motion.floor import keys as K
-from motion.floor.errors import FailedUpdate, PayloadError
+from motion.floor.errors import DefinitionError, FailedUpdate, PayloadError
 from motion.floor.serde import Definition, binding, dump_value, load_value, seal, unseal
 from motion.floor.settings import get_settings
 
@@ -36,6 +36,23 @@ from motion.floor.settings import get_settings
 WRITE_FLOW = "::write"
 MIGRATE_FLOW = "::migrate"
 ALL_FLOWS = "*ALL*"
+
+
+#: the separators of an entry's header, which no flow name may hold
+HEADER_CHARS = "\x00\x01\x02"
+
+
+def check_flow_name(flow: object) -> str:
+    """``flow`` if it can name a flow (a definition's or a producer's), else raise
+    :class:`DefinitionError`: a flow name holding a header separator would read as
+    another flow in the stored entry."""
+    if not isinstance(flow, str) or not flow:
+        raise DefinitionError(f"flow names must be non-empty strings, got {flow!r}.")
+    if "::" in flow or any(c in flow for c in HEADER_CHARS):
+        raise DefinitionError(
+            f"flow name {flow!r} must not contain '::' or the control characters NUL, SOH, STX."
+        )
+    return flow
 
 
 @dataclass

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -193,9 +194,14 @@ def unseal(payload: bytes, key: bytes | None, bind: bytes = b"") -> bytes:
     raise PayloadError("payload has no motion header (not written by motion, or corrupt)")
 
 
-def needs_code(exc: BaseException) -> bool:
-    """Whether a payload failed to decode because a module or class it names is absent."""
+_NO_ATTRIBUTE = re.compile(r"Can't get attribute '([^']+)' on <module '([^']+)'")
+
+
+def needs_code(exc: BaseException) -> str | None:
+    """The module (``"module"``) or class (``"module:name"``) a payload names that this
+    process lacks, if that is why it failed to decode."""
     cause = exc.__cause__
-    return isinstance(cause, ModuleNotFoundError) or (
-        isinstance(cause, AttributeError) and "Can't get attribute" in str(cause)
-    )
+    if isinstance(cause, ModuleNotFoundError):
+        return cause.name or "?"
+    found = _NO_ATTRIBUTE.search(str(cause)) if isinstance(cause, AttributeError) else None
+    return f"{found[2]}:{found[1]}" if found else None

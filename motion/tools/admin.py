@@ -20,14 +20,16 @@ import redis
 import redis.asyncio
 
 from motion.define.component import Component, lookup, registered
+from motion.floor import heartbeat, store
 from motion.floor import keys as K
-from motion.floor import store
 from motion.floor.connection import all_urls, get_redis, new_async_client, translate_errors
 from motion.floor.connection import client_for as _client
 from motion.floor.errors import (
     ConfigurationError,
     FlushTimeoutError,
+    InstanceClearedError,
     InstanceNotFoundError,
+    NoWorkerError,
     UpdateFailedError,
 )
 from motion.floor.inbox import (
@@ -309,26 +311,44 @@ def flush_instance(instance_name: str, flow: str = ALL_FLOWS, timeout: float | N
 
     Raises:
         InstanceNotFoundError: if the instance does not exist.
-        FlushTimeoutError: if ``timeout`` seconds pass first.
+        InstanceClearedError: if it is cleared (or lost by Redis) first: the updates
+            waited for went with that incarnation.
+        FlushTimeoutError: if ``timeout`` seconds pass first; with no timeout,
+            :class:`NoWorkerError` once no worker for the component was seen, or the
+            instance stayed held, for ``MOTION_WORKER_GRACE_SECONDS``.
         UpdateFailedError: naming each update (of ``flow``, unless ``*ALL*``) that
             was pending when the call started and failed.
     """
-    K.split_instance_name(instance_name)
+    component, _ = K.split_instance_name(instance_name)
     keys = K.InstanceKeys.of(instance_name)
     client = get_redis(instance_name)
     deadline = None if timeout is None else time.monotonic() + timeout
+    grace = get_settings().worker_grace_seconds
+    patience = time.monotonic() + grace if timeout is None else None
     delay = 0.001
     with translate_errors(f"flushing {instance_name}", instance_name):
-        applied, target, created = client.hmget(keys.meta, "applied", target_field(flow), "version")
+        meta = client.hmget(keys.meta, "applied", target_field(flow), "version", "inc")
+        applied, target, created, inc = meta
         if created is None:
             raise InstanceNotFoundError(f"{instance_name} does not exist.")
         first, last = int(applied or 0) + 1, int(target or 0)
-        while int(client.hget(keys.meta, "applied") or 0) < last:
+        while True:
+            applied, current, held = client.hmget(keys.meta, "applied", "inc", "held")
+            if current != inc:
+                raise InstanceClearedError(
+                    f"{instance_name} was cleared (or lost by Redis) while the flush waited "
+                    f"for update #{last}; the updates pending then went with it."
+                )
+            if int(applied or 0) >= last:
+                break
             if deadline is not None and time.monotonic() > deadline:
                 raise FlushTimeoutError(
                     f"{instance_name}: update #{last} was not applied within {timeout}s; is a "
                     f"worker running with its component's code? (`motion status` shows backlogs)"
                 )
+            if patience is not None and time.monotonic() > patience:
+                _check_progress(client, keys, component, last, held, grace)
+                patience = time.monotonic() + 1.0
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
         records: list[Any] = client.zrangebyscore(keys.failed, first, last) if last >= first else []
@@ -336,3 +356,28 @@ def flush_instance(instance_name: str, flow: str = ALL_FLOWS, timeout: float | N
     if failures:
         raise UpdateFailedError(failures)
     return last
+
+
+def _check_progress(
+    client: redis.Redis,
+    keys: K.InstanceKeys,
+    component: str,
+    target: int,
+    held: Any,
+    grace: float,
+) -> None:
+    """Raise :class:`NoWorkerError` when no worker can go on with the instance: it is
+    held and no worker holds its lease, or no worker for ``component`` was seen."""
+    if held and not client.exists(keys.lease):
+        raise NoWorkerError(
+            f"{keys.name}: update #{target} is not applied: the instance is held "
+            f"({held.decode(errors='replace')}); its updates stay pending (see `motion "
+            f"status`). Pass a timeout to wait longer than {grace:.0f}s."
+        )
+    age = heartbeat.last_seen(client, component)
+    if age is None or age > grace:
+        raise NoWorkerError(
+            f"{keys.name}: update #{target} is queued, but no worker for {component} has "
+            f"been seen for {grace:.0f}s. Start one (`celery -A workers worker -I <module "
+            f"defining {component}>`), or pass a timeout to wait longer."
+        )

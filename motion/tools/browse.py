@@ -165,6 +165,8 @@ def write_state(instance_name: str, changes: dict[str, Any], timeout: float) -> 
         InstanceNotFoundError: the instance does not exist.
         UpdateFailedError: the write was applied and failed (e.g. a payload the
             worker could not read).
+        InstanceClearedError: the instance was cleared before the write was applied
+            (the write went with that incarnation).
     """
     component, instance_id = K.split_instance_name(instance_name)
     code: Component | _Codeless = lookup(component) if component in registered() else _Codeless()
@@ -182,7 +184,7 @@ def write_state(instance_name: str, changes: dict[str, Any], timeout: float) -> 
     if reply[1] == 1:
         send_wakeup_sync(component, instance_id, WRITE_FLOW, seq)
     waiter = Waiter(keys, component)
-    waiter.watch(seq)
+    waiter.watch(seq, reply[2])  # a seq of this incarnation: never a later one's
     try:
         drive.drive(waiter.steps(WRITE_FLOW, seq, timeout, own=True), client)
     except FlushTimeoutError:

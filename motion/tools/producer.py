@@ -71,12 +71,11 @@ from motion.floor.connection import new_client, shard_url
 from motion.floor.errors import (
     ConfigurationError,
     ConnectionFailedError,
-    DefinitionError,
     InstanceNotFoundError,
     InvalidInstanceIdError,
     UnknownComponentError,
 )
-from motion.floor.inbox import Update, encode, enqueue_call, new_token
+from motion.floor.inbox import Update, check_flow_name, encode, enqueue_call, new_token
 from motion.floor.serde import DEFAULT_SERIALIZER, Serializer, dump_stored
 from motion.floor.settings import get_settings
 
@@ -276,8 +275,7 @@ def _check_names(component: str, instance_id: str, flow: str) -> None:
         raise InvalidInstanceIdError(
             f"instance_id {instance_id!r} must be non-empty and must not contain '{K.SEPARATOR}'."
         )
-    if not flow or "::" in flow:
-        raise DefinitionError(f"flow name {flow!r} must be non-empty and must not contain '::'.")
+    check_flow_name(flow)
 
 
 def _create(

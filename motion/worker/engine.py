@@ -109,7 +109,8 @@ def drain(component: Component, instance_id: str) -> DrainReport:
     if isinstance(token, int):  # no lease taken
         report.skipped = {0: "busy", -1: "missing", -2: "idle"}[token]
         return report
-    held = leases.Lease(keys, token, period)
+    meta = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
+    held = leases.Lease(keys, token, int(float(meta.get(b"lease_ms", period))))
     leases.RENEWER.hold(held)
     try:
         state = _parse_state(client, component, instance_id, keys, reply[2])
@@ -241,7 +242,9 @@ def _apply_window(
             # commit what came before it; it and everything after wait, in order
             if acc is not None and _commit(client, held, component.name, acc, report) is None:
                 return _fresh_state(client, component, instance_id, keys), None
-            raise holds.waiting(lacking.seq, lacking.flow, lacking.ops, lacking.what) from None
+            raise holds.waiting(
+                lacking.seq, lacking.flow, lacking.ops, lacking.what, lacking.needs
+            ) from None
         for flow_field, delta in outcome.meta.items():
             flow = flow_field[len("pending:") :]
             pending[flow] = pending.get(flow, 0) + delta
@@ -354,6 +357,8 @@ def _commit(
         raise _Stop("lease lost")
     if reply == -2:  # already applied by someone: re-read the window
         return None
+    # committed: the strikes are gone (commit.lua), so the lease is back to its period
+    held.period_ms = int(get_settings().lease_seconds * 1000)
     report.covered(out.first, out.last)
     report.applied += sum(v for k, v in out.stats.items() if k.startswith("applied:"))
     report.failed += len(out.failures)

@@ -16,8 +16,10 @@ Worker road; uses the worker road (lease) and the floor (keys, scripts); no comp
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -52,11 +54,26 @@ def unreadable(exc: BaseException) -> Hold:
     return Hold({"held": STATE_UNREADABLE, "error": f"{type(exc).__name__}: {exc}"[:2000]})
 
 
-def waiting(seq: int, flow: str, ops: tuple[str, ...], what: str) -> Hold:
-    """Update ``seq`` needs code this worker lacks."""
-    return Hold(
-        {"held": WAITING_FOR_CODE, "seq": seq, "flow": flow, "ops": list(ops), "error": what}
-    )
+def waiting(seq: int, flow: str, ops: tuple[str, ...], what: str, needs: str = "") -> Hold:
+    """Update ``seq`` needs code this worker lacks (``needs``: the module, or
+    ``module:name``, its payload names, when that is what is missing)."""
+    reason = {"held": WAITING_FOR_CODE, "seq": seq, "flow": flow, "ops": list(ops), "error": what}
+    if needs:
+        reason["needs"] = needs
+    return Hold(reason)
+
+
+def importable(needs: str) -> bool:
+    """Whether this process has ``module`` or ``module:name`` (without importing a
+    module it has not loaded: it is looked up)."""
+    module, _, name = needs.partition(":")
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        return not name or hasattr(loaded, name.split(".")[0])
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def hold(
@@ -129,6 +146,8 @@ def nudge(client: redis.Redis, send: Send, can_apply: CanApply) -> int:
     for name, reason in listing(client).items():
         if reason.get("held") != WAITING_FOR_CODE:
             continue
+        if reason.get("needs") and not importable(str(reason["needs"])):
+            continue  # the class or module its payload names is not here either
         component, instance_id = K.split_instance_name(name)
         if can_apply(component, str(reason.get("flow", "")), list(reason.get("ops", []))):
             send(component, instance_id, "*code*", int(reason.get("seq", 0)))

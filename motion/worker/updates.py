@@ -15,8 +15,7 @@ flow or op it does not define, a class its payload names that it cannot import)
 is not a failure: :func:`apply` raises :class:`LacksCode` before running anything,
 and the drain leaves it, and everything after it, to a worker that has the code.
 
-Worker road; uses the definition layer (component, definitions), the floor (errors,
-inbox, keys, props, serde, settings, store).
+Worker road; uses the definition layer (component, definitions), the floor.
 """
 
 from __future__ import annotations
@@ -166,9 +165,12 @@ def _owner(component: Component, first: tuple[int, bytes | None]) -> Component:
 class LacksCode(Exception):
     """This worker cannot apply update ``seq``: it lacks the code (``what`` says which)."""
 
-    def __init__(self, seq: int, flow: str, what: str, ops: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, seq: int, flow: str, what: str, ops: tuple[str, ...] = (), needs: str = ""
+    ) -> None:
         super().__init__(what)
         self.seq, self.flow, self.what, self.ops = seq, flow, what, ops
+        self.needs = needs  # "module" or "module:name" its payload names, if that is it
 
 
 def _lacks(component: Component, seq: int, update: Update) -> LacksCode | None:
@@ -229,9 +231,10 @@ def apply(
                 raise lacking
             decoded.append((seq, update))
         except MotionError as exc:
-            if needs_code(exc):
+            needs = needs_code(exc)
+            if needs is not None:
                 what = f"its payload needs code this worker lacks: {exc}"
-                raise LacksCode(seq, flow, what) from exc
+                raise LacksCode(seq, flow, what, needs=needs) from exc
             out.failures.append((seq, failure_record(seq, flow, "-", exc)))
             out.stats[f"failed:{flow}"] += 1
         if flow != "?":
@@ -295,7 +298,8 @@ def _run_ops(
         out.stats[f"applied:{flow}"] += 1
         return
     if flow == MIGRATE_FLOW:
-        migrated = _call(_migrate_op(decoded[0][1]), working, None)
+        func = decoded[0][1].props["migrate_func"]
+        migrated = _call(Op(MIGRATE_FLOW, "update", func, props_arg=None), working, None)
         if not isinstance(migrated, dict):
             raise OpFailed(
                 "migrate",
@@ -355,11 +359,6 @@ def _merge(op: Op, result: Any, working: State, out: Outcome) -> None:
         raise OpFailed(op.name, error, "")
     working.update(result)
     out.changes.update(result)
-
-
-def _migrate_op(update: Update) -> Op:
-    func = update.props["migrate_func"]
-    return Op(MIGRATE_FLOW, "update", func, props_arg=None)
 
 
 _loops = threading.local()

@@ -3,7 +3,8 @@
 -- window of updates and the state, in one round trip.
 -- KEYS[1] meta   KEYS[2] lease   KEYS[3] motion:stats:<component>   KEYS[4] inbox
 -- KEYS[5] state   KEYS[6] motion:pending   KEYS[7] motion:sweep
--- ARGV[1] lease period (ms)   ARGV[2] most updates to return   ARGV[3] the version
+-- ARGV[1] lease period (ms; longer after takeovers, see 'strikes': the meta's
+-- 'lease_ms' says how long)   ARGV[2] most updates to return   ARGV[3] the version
 -- tag of the worker's copy of the state ('' for none)   ARGV[4] instance name
 -- ARGV[5] a random nonce: the token is "<incarnation>:<fence>:<nonce>", so no token
 -- of an earlier life of this name (or of a life Redis lost) is ever handed out again
@@ -40,11 +41,19 @@ if applied >= seq then
 end
 local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
 local token = m[4] .. ':' .. fence .. ':' .. ARGV[5]
+-- strikes: takeovers since a holder last committed or released. Each one makes the
+-- new lease 4x longer (at most 64x): a holder that is alive but could not renew (an
+-- op holding the GIL) is then given the time to finish instead of being taken over
+-- again and again, and an update that crashes its workers is retried later and later.
+local strikes = tonumber(redis.call('HGET', KEYS[1], 'strikes') or '0')
 if redis.call('HEXISTS', KEYS[1], 'holder') == 1 then
   -- the previous holder never released: its lease ran out (crash, pause, partition)
   redis.call('HINCRBY', KEYS[3], 'takeovers', 1)
+  strikes = redis.call('HINCRBY', KEYS[1], 'strikes', 1)
 end
-redis.call('SET', KEYS[2], token, 'PX', ARGV[1])
+local period = tonumber(ARGV[1]) * 4 ^ math.min(strikes, 3)
+redis.call('HSET', KEYS[1], 'lease_ms', period)
+redis.call('SET', KEYS[2], token, 'PX', period)
 redis.call('HSET', KEYS[1], 'holder', token)
 local state
 if m[3] == ARGV[3] then

@@ -1,0 +1,30 @@
+"""``ReviewSlow`` as the new code has it: flow ``slow``, whose op runs until the key
+``review:go`` exists (a slow LLM call the test ends when it chooses, 60 s at most)."""
+
+from __future__ import annotations
+
+import time
+
+from motion import Component
+from motion.floor.connection import get_redis
+
+ReviewSlow = Component("ReviewSlow")
+
+
+@ReviewSlow.init_state
+def setup() -> dict:
+    return {"seqs": []}
+
+
+@ReviewSlow.update("base")
+def base(state, props):
+    return {"seqs": [*state["seqs"], props.seq]}
+
+
+@ReviewSlow.update("slow")
+def slow(state, props):
+    get_redis().set("review:running", props.seq)
+    deadline = time.monotonic() + 60
+    while not get_redis().exists("review:go") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"seqs": [*state["seqs"], props.seq]}
