@@ -1,4 +1,4 @@
-"""Review: held instances are re-woken later and later, not every sweep period forever.
+"""Held instances are re-woken later and later, not every sweep period forever.
 
 Real redis-server, real Celery worker subprocesses.
 """
@@ -29,11 +29,11 @@ def test_an_update_needing_a_class_the_worker_lacks_is_not_retaken_every_sweep_p
 ) -> None:
     old = start_worker(["rolling_v1"], pool="solo", concurrency=1, name="old")
     (tmp_path / "new_release").mkdir()
-    (tmp_path / "new_release" / "review_notes.py").write_text(
+    (tmp_path / "new_release" / "release_notes.py").write_text(
         "class Note:\n    def __init__(self, text):\n        self.text = text\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path / "new_release"))
-    notes = importlib.import_module("review_notes")
+    notes = importlib.import_module("release_notes")
     handle = Rolling("classy")
     name = handle.instance_name
     meta = K.InstanceKeys.of(name).meta
@@ -41,7 +41,7 @@ def test_an_update_needing_a_class_the_worker_lacks_is_not_retaken_every_sweep_p
     handle.run("base", {"note": notes.Note("only the new code can unpickle this")})
     wait_for(lambda: client.hget(meta, "held"), 30, "the instance held")
     reason = json.loads(client.hget(meta, "held"))
-    assert "review_notes" in reason["error"]
+    assert "release_notes" in reason["error"]
 
     def takes() -> int:
         """How often the old worker took the instance and left it held again."""

@@ -1,4 +1,4 @@
-"""Review: the producer path refuses what a definition refuses (no code needed).
+"""The producer path refuses what a definition refuses (no code needed).
 
 Real redis-server; no worker (the producer's checks come before anything runs).
 """

@@ -1,4 +1,4 @@
-"""Review: waits that hang or answer wrongly around clears and held instances.
+"""Waits that hang or answer wrongly around clears and held instances.
 
 Real redis-server; real Celery worker subprocesses where a worker applies updates.
 """
@@ -25,7 +25,7 @@ from tests.support import COMPONENTS, wait_for
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(COMPONENTS))
 from ledger import Ledger  # noqa: E402
-from review_slow_v2 import ReviewSlow  # noqa: E402  (the callers have the new code)
+from slow_rolling_v2 import SlowRolling  # noqa: E402  (the callers have the new code)
 
 
 def _flush_in_thread(
@@ -108,16 +108,16 @@ def test_a_held_instance_being_drained_by_a_worker_with_the_code_is_waited_for(
     monkeypatch.setenv("MOTION_WORKER_GRACE_SECONDS", "1")
     reset_motion()
     client = get_redis()
-    old = start_worker(["review_slow_v1"], pool="solo", concurrency=1, name="old")
-    handle = ReviewSlow("deploying")
+    old = start_worker(["slow_rolling_v1"], pool="solo", concurrency=1, name="old")
+    handle = SlowRolling("deploying")
     name = handle.instance_name
     keys = K.InstanceKeys.of(name)
     handle.run("slow", {})  # only the new code has flow "slow": the old worker holds it
     wait_for(lambda: client.hget(keys.meta, "held"), 30, "the old worker to hold the instance")
     old.stop()
     # the new code arrives: its worker takes the held instance and runs the (slow) op
-    start_worker(["review_slow_v2"], pool="solo", concurrency=1, name="new")
-    wait_for(lambda: client.get("review:running"), 30, "the new worker to run the op")
+    start_worker(["slow_rolling_v2"], pool="solo", concurrency=1, name="new")
+    wait_for(lambda: client.get("slow:running"), 30, "the new worker to run the op")
     assert client.get(keys.lease) is not None, "the new worker holds the lease"
     checks: list[float | None] = []
     real_last_seen = heartbeat.last_seen
@@ -148,7 +148,7 @@ def test_a_held_instance_being_drained_by_a_worker_with_the_code_is_waited_for(
             f"{result['raised']!r} (the 'held' mark stays until the first commit)"
         )
     finally:
-        client.set("review:go", 1)
+        client.set("slow:go", 1)
         thread.join(60)
     assert result.get("ok"), result
     assert handle.read_state("seqs") == [1]

@@ -1,4 +1,4 @@
-"""Review: an op holding the GIL past the lease, with a second worker process free.
+"""An op holding the GIL past the lease, with a second worker process free.
 
 Real redis-server, a real Celery worker subprocess (prefork, two children).
 """
