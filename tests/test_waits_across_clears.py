@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from motion.caller import wait
 from motion.errors import InstanceClearedError, InstanceNotFoundError, MotionError
-from motion.floor import heartbeat
 from motion.floor import keys as K
 from motion.floor.connection import get_redis
 from motion.tools import admin
@@ -98,7 +98,6 @@ def test_flush_instance_of_a_cleared_instance_returns(
         thread.join(10)
 
 
-@pytest.mark.xfail(strict=True, reason="a known defect, not fixed yet")
 def test_a_held_instance_being_drained_by_a_worker_with_the_code_is_waited_for(
     redis_url: str,
     start_worker,  # type: ignore[no-untyped-def]
@@ -119,15 +118,17 @@ def test_a_held_instance_being_drained_by_a_worker_with_the_code_is_waited_for(
     start_worker(["slow_rolling_v2"], pool="solo", concurrency=1, name="new")
     wait_for(lambda: client.get("slow:running"), 30, "the new worker to run the op")
     assert client.get(keys.lease) is not None, "the new worker holds the lease"
-    checks: list[float | None] = []
-    real_last_seen = heartbeat.last_seen
+    checks: list[bool] = []
+    real_due = wait._Patience.due
 
-    def last_seen(*args: Any, **kwargs: Any) -> float | None:
-        age = real_last_seen(*args, **kwargs)
-        checks.append(age)
-        return age
+    def due(self: Any) -> bool:
+        """Record each time the wait asks whether any worker can go on."""
+        asks = real_due(self)
+        if asks:
+            checks.append(asks)
+        return asks
 
-    monkeypatch.setattr(heartbeat, "last_seen", last_seen)
+    monkeypatch.setattr(wait._Patience, "due", due)
     result: dict[str, Any] = {}
 
     def flush() -> None:
