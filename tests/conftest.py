@@ -26,17 +26,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def reset_motion() -> None:
     """Forget every cached setting, client and app, so the next use re-reads the env."""
-    from motion.caller import host, tracking
-    from motion.floor import celery_app, connection, motionrc, settings, store, wakeup
+    from motion.floor import motionrc
+    from motion.tools.testing import forget_process_state
 
-    motionrc.reset()
-    settings.reset()
-    connection.reset()
-    celery_app.reset()
-    host.reset()
-    store.STATE_CACHE.clear()
-    tracking.reset()
-    wakeup.reset()
+    motionrc.reset()  # a .motionrc.yml is read again too
+    forget_process_state()
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,9 @@ from motion.floor import celery_app, connection, settings, store, wakeup
 from motion.floor.embedded import find_binary, free_port, start_server
 
 
-def _forget() -> None:
+def forget_process_state() -> None:
+    """Forget every cached setting, client, Celery app and local copy of this process,
+    so the next use of motion re-reads the environment."""
     settings.reset()
     connection.reset()
     celery_app.reset()
@@ -59,7 +61,7 @@ def local_motion(worker: bool = True) -> Iterator[str]:
     url = f"redis://127.0.0.1:{port}/0"
     previous = settings.get_settings()
     try:
-        _forget()
+        forget_process_state()
         settings.configure(redis_url=url, broker_url=None, inprocess_worker=worker)
         if worker:
             start_inprocess_worker()
@@ -69,5 +71,5 @@ def local_motion(worker: bool = True) -> Iterator[str]:
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(folder, ignore_errors=True)
-        _forget()
+        forget_process_state()
         settings.configure(**{f: getattr(previous, f) for f in previous.__dataclass_fields__})
