@@ -320,3 +320,30 @@ def commands_sent(client: redis.Redis, action: Callable[[], Any]) -> list[str]:
     client.echo("end-of-watch")
     thread.join(10)
     return [c for c in seen if c not in ("ECHO", "HELLO", "CLIENT")]
+
+
+def run_producers(env: dict[str, str], instances: list[str], per_producer: int, n: int = 4) -> None:
+    """Run ``n`` producer processes (``tests/components/producer.py``), each enqueueing
+    ``per_producer`` Ledger updates spread over ``instances``; wait for them all."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "producer", f"p{p}", str(per_producer), *instances],
+            env=env,
+            cwd=COMPONENTS,
+        )
+        for p in range(n)
+    ]
+    for proc in procs:
+        assert proc.wait(120) == 0
+
+
+def assert_applied_in_order(seqs: list[int], items: list[str], count: int, where: str) -> None:
+    """A Ledger's state: updates 1..count applied once each, each producer's in its order."""
+    assert seqs == list(range(1, count + 1)), f"{where}: applied out of order or twice"
+    assert len(set(items)) == count
+    by_producer: dict[str, list[int]] = {}
+    for item in items:
+        producer, i = item.split(":")
+        by_producer.setdefault(producer, []).append(int(i))
+    for producer, order in by_producer.items():
+        assert order == sorted(order), f"{producer}'s updates were reordered on {where}"

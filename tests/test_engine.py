@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 from motion import UpdateFailedError
 from motion.floor import keys as K
-from tests.support import COMPONENTS, ReplyDropper, motion_env, wait_for
+from tests.support import (
+    COMPONENTS,
+    ReplyDropper,
+    assert_applied_in_order,
+    motion_env,
+    run_producers,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(COMPONENTS))
@@ -38,14 +43,7 @@ def test_four_producers_two_workers_apply_every_update_once_in_order(
     start_worker(["ledger"], pool="prefork", concurrency=2, name="b")
     instances = [f"order-{i}" for i in range(5)]
     env = motion_env(redis_url)
-    producers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "producer", f"p{p}", "250", *instances], env=env, cwd=COMPONENTS
-        )
-        for p in range(4)
-    ]
-    for proc in producers:
-        assert proc.wait(120) == 0
+    run_producers(env, instances, 250)
     for instance in instances:
         Ledger(instance).flush_update(timeout=60)
     client = redis_server.client()
@@ -53,14 +51,7 @@ def test_four_producers_two_workers_apply_every_update_once_in_order(
     for instance in instances:
         handle = Ledger(instance)
         seqs, items = handle.read_state("seqs"), handle.read_state("items")
-        assert seqs == list(range(1, 201)), f"{instance}: applied out of order or twice"
-        assert len(set(items)) == 200
-        by_producer: dict[str, list[int]] = defaultdict(list)
-        for item in items:
-            producer, i = item.split(":")
-            by_producer[producer].append(int(i))
-        for producer, order in by_producer.items():
-            assert order == sorted(order), f"{producer}'s updates were reordered on {instance}"
+        assert_applied_in_order(seqs, items, 200, instance)
         assert_drained(client, handle.instance_name, 200)
         total += len(seqs)
     assert total == 1000

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +28,14 @@ from motion.floor import keys as K
 from motion.tools import admin
 from tests.brokers import RabbitServer, clean_broker
 from tests.conftest import reset_motion
-from tests.support import COMPONENTS, Worker, motion_env, wait_for
+from tests.support import (
+    COMPONENTS,
+    Worker,
+    assert_applied_in_order,
+    motion_env,
+    run_producers,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(COMPONENTS))
@@ -64,28 +70,14 @@ def test_updates_apply_in_order_across_instances_and_workers_on_amqp(
     ]
     instances = [f"amqp-order-{i}" for i in range(6)]
     env = motion_env(redis_url, **broker)
-    producers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "producer", f"p{p}", "90", *instances], env=env, cwd=COMPONENTS
-        )
-        for p in range(4)
-    ]
-    for proc in producers:
-        assert proc.wait(120) == 0
+    run_producers(env, instances, 90)
     for instance in instances:
         Ledger(instance).flush_update(timeout=60)
     client = redis_server.client()
     for instance in instances:
         handle = Ledger(instance)
         seqs, items = handle.read_state("seqs"), handle.read_state("items")
-        assert seqs == list(range(1, 61)), f"{instance}: applied out of order or twice"
-        assert len(set(items)) == 60
-        by_producer: dict[str, list[int]] = defaultdict(list)
-        for item in items:
-            producer, i = item.split(":")
-            by_producer[producer].append(int(i))
-        for producer, order in by_producer.items():
-            assert order == sorted(order), f"{producer}'s updates were reordered on {instance}"
+        assert_applied_in_order(seqs, items, 60, instance)
         meta = K.InstanceKeys.of(handle.instance_name).meta
         assert int(client.hget(meta, "applied")) == 60
     assert client.zcard(K.PENDING) == 0
