@@ -119,13 +119,16 @@ class Waiter:
         while True:
             with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
                 # a live lease is a worker at work on the instance: no need to ask
-                if patience is not None and patience.due():
-                    if not (yield drive.command("exists", self._keys.lease)):
-                        age = yield drive.either(
-                            heartbeat.last_seen, heartbeat.alast_seen, self._component
-                        )
-                        held = yield drive.command("hget", self._keys.meta, "held")
-                        self._check_presence(age, target, held)
+                if (
+                    patience is not None
+                    and patience.due()
+                    and not (yield drive.command("exists", self._keys.lease))
+                ):
+                    age = yield drive.either(
+                        heartbeat.last_seen, heartbeat.alast_seen, self._component
+                    )
+                    held = yield drive.command("hget", self._keys.meta, "held")
+                    self._check_presence(age, target, held)
                 applied, current = yield drive.command("hmget", self._keys.meta, "applied", "inc")
                 if self._settled(expected, target, applied, current, report):
                     if not report:
