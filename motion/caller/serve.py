@@ -239,15 +239,19 @@ class Server:
         self._enqueuer = enqueuer
         self._waiter = waiter
 
-    def run(self, start: Start, call: Call) -> Steps[Any]:
-        """The steps of ``run``: serve, then enqueue the updates; the serve op's result."""
+    def _open(self, start: Start, call: Call) -> Steps[tuple[str, Properties, bool, bool]]:
+        """The opening both calls share: the flow, the props, whether to skip the
+        cache, whether to flush (settling first with ``force_refresh``)."""
         name, props, ignore_cache, force_refresh, flush_update = call
         flow = start(name, flush_update)
-        properties = Properties(props or {})
         if force_refresh:
             yield from self._settle()
+        return flow, Properties(props or {}), ignore_cache or force_refresh, flush_update
+
+    def run(self, start: Start, call: Call) -> Steps[Any]:
+        """The steps of ``run``: serve, then enqueue the updates; the serve op's result."""
+        flow, properties, skip_cache, flush_update = yield from self._open(start, call)
         op = self._component.serve_op(flow)
-        skip_cache = ignore_cache or force_refresh
         if op is not None and self._serves_ahead(op, flow, skip_cache):
             ahead = yield from self._serve_ahead(op, flow, properties)
             if ahead is not None:
@@ -272,16 +276,11 @@ class Server:
     def stream(self, start: Start, call: Call) -> Steps[None]:
         """The steps of ``gen``: each item as a :class:`~motion.floor.drive.Item`, then
         enqueue the updates (they see the full list)."""
-        name, props, ignore_cache, force_refresh, flush_update = call
-        flow = start(name, flush_update)
-        properties = Properties(props or {})
-        if force_refresh:
-            yield from self._settle()
+        flow, properties, skip_cache, flush_update = yield from self._open(start, call)
         op = self._component.serve_op(flow)
         items: list[Any] = []
         write: CacheWrite = None
         if op is not None:
-            skip_cache = ignore_cache or force_refresh
             digest = cache.call_digest(self._component, properties)
             loaded = yield from self._reader.load(flow, None if skip_cache else digest)
             where = (self._keys, flow, digest, loaded[0])
