@@ -72,52 +72,43 @@ def test_flower_shows_workers_and_update_tasks_without_secrets(
     secured_redis: RedisServer, tmp_path: Path
 ) -> None:
     worker = Worker(secured_redis.url, ["ops_tally"], tmp_path, pool="threads", name="fl")
-    port = free_port()
-    env = motion_env(secured_redis.url, FLOWER_UNAUTHENTICATED_API="1", PATH=BIN + ":/usr/bin:/bin")
-    log = (tmp_path / "flower.log").open("w")
-    flower = subprocess.Popen(
-        ["celery", "-A", "workers", "flower", "--address=127.0.0.1", f"--port={port}"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        worker.start()
-        wait_for(
-            lambda: worker.name in (answers(port, "/api/workers?refresh=1") or ""), 30, "flower"
-        )
-        for i in range(3):
-            producer.enqueue("Tally", "fl", "hit", {"n": i}, initial_state=EMPTY)
+    with flower_on(secured_redis.url, tmp_path) as port:
+        try:
+            worker.start()
+            wait_for(
+                lambda: worker.name in (answers(port, "/api/workers?refresh=1") or ""), 30, "flower"
+            )
+            for i in range(3):
+                producer.enqueue("Tally", "fl", "hit", {"n": i}, initial_state=EMPTY)
 
-        def update_tasks() -> list[dict[str, Any]]:
-            tasks = json.loads(answers(port, "/api/tasks") or "{}").values()
-            first = "['Tally', 'fl', 'hit', 1]"  # the wake-up of update #1
-            return [t for t in tasks if t["name"] == "Tally.updates" and t["args"] == first]
+            def update_tasks() -> list[dict[str, Any]]:
+                tasks = json.loads(answers(port, "/api/tasks") or "{}").values()
+                first = "['Tally', 'fl', 'hit', 1]"  # the wake-up of update #1
+                return [t for t in tasks if t["name"] == "Tally.updates" and t["args"] == first]
 
-        tasks = wait_for(update_tasks, 20, "the update task in flower")
-        wait_for(lambda: update_tasks()[0]["state"] == "SUCCESS", 20, "the task to succeed")
-        assert tasks[0]["worker"] == worker.name
-        client = redis.Redis.from_url(secured_redis.url)
-        wait_for(lambda: client.hget("motion:{Tally__fl}:meta", "applied") == b"3", 20, "3 applied")
+            tasks = wait_for(update_tasks, 20, "the update task in flower")
+            wait_for(lambda: update_tasks()[0]["state"] == "SUCCESS", 20, "the task to succeed")
+            assert tasks[0]["worker"] == worker.name
+            client = redis.Redis.from_url(secured_redis.url)
+            wait_for(
+                lambda: client.hget("motion:{Tally__fl}:meta", "applied") == b"3", 20, "3 applied"
+            )
 
-        pages = [
-            "/api/workers?refresh=1",
-            "/api/tasks",
-            "/broker",
-            "/workers",
-            f"/worker/{worker.name}",
-            "/tasks",
-            f"/task/{tasks[0]['uuid']}",
-            "/metrics",
-        ]
-        for page in pages:
-            assert PASSWORD not in get(port, page), f"{page} shows the Redis password"
-        assert "redis://:**@127.0.0.1" in get(port, "/broker")
-    finally:
-        flower.terminate()
-        flower.wait(10)
-        worker.stop()
+            pages = [
+                "/api/workers?refresh=1",
+                "/api/tasks",
+                "/broker",
+                "/workers",
+                f"/worker/{worker.name}",
+                "/tasks",
+                f"/task/{tasks[0]['uuid']}",
+                "/metrics",
+            ]
+            for page in pages:
+                assert PASSWORD not in get(port, page), f"{page} shows the Redis password"
+            assert "redis://:**@127.0.0.1" in get(port, "/broker")
+        finally:
+            worker.stop()
 
 
 def test_a_drain_that_recorded_failures_raises_after_committing(redis_url: str) -> None:

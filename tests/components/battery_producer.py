@@ -24,6 +24,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from ledger import Ledger
+from pacing import Pace
 
 
 def main() -> None:
@@ -50,13 +51,14 @@ def main() -> None:
     regressions = 0
     stop = Path(args.stop)
     started = time.monotonic()
-    next_at = started
+    pace = Pace(args.rate)
     n = 0
     while not stop.exists() and time.monotonic() - started < args.seconds:
         name = order[n % len(order)]
         handle = handles[name]
         item = f"{args.id}:{n}"
         n += 1
+        failed = False
         try:
             if n % 10 == 0:
                 version = handle.get_version()
@@ -73,13 +75,8 @@ def main() -> None:
             errors[type(exc).__name__] += 1
             if len(messages) < 5:
                 messages.append(f"{type(exc).__name__}: {exc}")
-            time.sleep(0.05)  # Redis is away: do not spin
-        next_at += 1 / args.rate
-        delay = next_at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        else:
-            next_at = time.monotonic()  # fell behind: do not burst to catch up
+            failed = True
+        pace.next(failed)
     summary = {
         "acked": acked,
         "uncertain": uncertain,

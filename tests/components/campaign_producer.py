@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from campaign_journal import Hooked, Journal
+from pacing import Pace
 
 from motion.errors import MotionError
 
@@ -49,7 +50,7 @@ def main() -> None:
     history: list[dict] = []
     v2 = False
     started = time.monotonic()
-    next_at = started
+    pace = Pace(args.rate)
     n = 0
     while not (control / "stop").exists() and time.monotonic() - started < args.seconds:
         if not v2 and (control / "v2").exists():
@@ -73,14 +74,7 @@ def main() -> None:
             record["message"] = str(exc)[:300]
         record["t1"] = time.time()
         history.append(record)
-        if record["outcome"] != "ok":
-            time.sleep(0.05)  # Redis is away: do not spin
-        next_at += 1 / args.rate
-        delay = next_at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        else:
-            next_at = time.monotonic()  # fell behind: do not burst to catch up
+        pace.next(failed=record["outcome"] != "ok")
     tmp = Path(args.out + ".tmp")
     tmp.write_text(json.dumps(history))
     tmp.replace(args.out)
