@@ -15,6 +15,7 @@ import pytest
 
 from motion.caller import wait
 from motion.errors import InstanceClearedError, InstanceNotFoundError, MotionError
+from motion.floor import drive
 from motion.floor import keys as K
 from motion.floor.connection import get_redis
 from motion.tools import admin
@@ -38,7 +39,7 @@ def _flush_in_thread(
         polling.set()
         time.sleep(seconds)
 
-    monkeypatch.setattr(admin, "time", types.SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
+    monkeypatch.setattr(drive, "time", types.SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
     result: dict[str, Any] = {}
 
     def flush() -> None:

@@ -11,7 +11,6 @@ Tool: uses the definition layer and the floor.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,17 +18,16 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from motion.caller.wait import Waiter
 from motion.define.component import Component, lookup, registered
-from motion.floor import heartbeat, store
+from motion.floor import drive, store
 from motion.floor import keys as K
 from motion.floor.connection import all_urls, get_redis, new_async_client, translate_errors
 from motion.floor.connection import client_for as _client
 from motion.floor.errors import (
     ConfigurationError,
-    FlushTimeoutError,
     InstanceClearedError,
     InstanceNotFoundError,
-    NoWorkerError,
     UpdateFailedError,
 )
 from motion.floor.inbox import (
@@ -322,62 +320,25 @@ def flush_instance(instance_name: str, flow: str = ALL_FLOWS, timeout: float | N
     component, _ = K.split_instance_name(instance_name)
     keys = K.InstanceKeys.of(instance_name)
     client = get_redis(instance_name)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    grace = get_settings().worker_grace_seconds
-    patience = time.monotonic() + grace if timeout is None else None
-    delay = 0.001
-    with translate_errors(f"flushing {instance_name}", instance_name):
+    action = f"flushing {instance_name}"
+    with translate_errors(action, instance_name):
         meta = client.hmget(keys.meta, "applied", target_field(flow), "version", "inc")
         applied, target, created, inc = meta
         if created is None:
             raise InstanceNotFoundError(f"{instance_name} does not exist.")
         first, last = int(applied or 0) + 1, int(target or 0)
-        while True:
-            applied, current, held = client.hmget(keys.meta, "applied", "inc", "held")
-            if current != inc:
-                raise InstanceClearedError(
-                    f"{instance_name} was cleared (or lost by Redis) while the flush waited "
-                    f"for update #{last}; the updates pending then went with it."
-                )
-            if int(applied or 0) >= last:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                raise FlushTimeoutError(
-                    f"{instance_name}: update #{last} was not applied within {timeout}s; is a "
-                    f"worker running with its component's code? (`motion status` shows backlogs)"
-                )
-            if patience is not None and time.monotonic() > patience:
-                _check_progress(client, keys, component, last, held, grace)
-                patience = time.monotonic() + 1.0
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+    # a handle's wait, in the incarnation the flush began in (it reports no failure:
+    # those of every caller are read below)
+    wait = Waiter(keys, component).steps(flow, last, timeout, report=False, incarnation=inc)
+    drive.drive(wait, client)
+    with translate_errors(action, instance_name):
+        if client.hget(keys.meta, "inc") != inc:
+            raise InstanceClearedError(
+                f"{instance_name} was cleared (or lost by Redis) while the flush waited "
+                f"for update #{last}; the updates pending then went with it."
+            )
         records: list[Any] = client.zrangebyscore(keys.failed, first, last) if last >= first else []
     failures = parse_failures(instance_name, records, flow)
     if failures:
         raise UpdateFailedError(failures)
     return last
-
-
-def _check_progress(
-    client: redis.Redis,
-    keys: K.InstanceKeys,
-    component: str,
-    target: int,
-    held: Any,
-    grace: float,
-) -> None:
-    """Raise :class:`NoWorkerError` when no worker can go on with the instance: it is
-    held and no worker holds its lease, or no worker for ``component`` was seen."""
-    if held and not client.exists(keys.lease):
-        raise NoWorkerError(
-            f"{keys.name}: update #{target} is not applied: the instance is held "
-            f"({held.decode(errors='replace')}); its updates stay pending (see `motion "
-            f"status`). Pass a timeout to wait longer than {grace:.0f}s."
-        )
-    age = heartbeat.last_seen(client, component)
-    if age is None or age > grace:
-        raise NoWorkerError(
-            f"{keys.name}: update #{target} is queued, but no worker for {component} has "
-            f"been seen for {grace:.0f}s. Start one (`celery -A workers worker -I <module "
-            f"defining {component}>`), or pass a timeout to wait longer."
-        )
