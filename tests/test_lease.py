@@ -71,12 +71,14 @@ def test_each_takeover_lengthens_the_next_lease_until_a_holder_commits(
     client, keys = get_redis(), K.InstanceKeys.of(handle.instance_name)
 
     def begin() -> int:
-        """Take the lease as a worker that then dies (never commits or releases)."""
+        """Take the lease as a worker that then dies (never commits or releases); the
+        lease's length in ms (its time to live, to the second)."""
         script_keys = [keys.meta, keys.lease, K.stats("Ledger"), keys.inbox, keys.state]
         script_keys += [K.PENDING, K.SWEEP]
         scripts.run(client, "begin", script_keys, [1000, 64, "", keys.name, store.nonce(), 0])
+        length = int(round(int(client.pttl(keys.lease)), -3))
         client.delete(keys.lease)  # its lease ran out
-        return int(client.hget(keys.meta, "lease_ms") or 0)
+        return length
 
     # the first holder gets the period; each takeover of a holder that never came
     # back gets 4x longer, up to 64x

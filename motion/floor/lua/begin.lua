@@ -3,7 +3,7 @@
 -- window of updates and the state, in one round trip.
 -- KEYS[1] meta   KEYS[2] lease   KEYS[3] motion:stats:<component>   KEYS[4] inbox
 -- KEYS[5] state   KEYS[6] motion:pending   KEYS[7] motion:sweep
--- ARGV[1] lease period (ms; longer after takeovers, see 'strikes': the meta's
+-- ARGV[1] lease period (ms; longer after takeovers, see 'strikes': then the meta's
 -- 'lease_ms' says how long)   ARGV[2] most updates to return   ARGV[3] the version
 -- tag of the worker's copy of the state ('' for none)   ARGV[4] instance name
 -- ARGV[5] a random nonce: the token is "<incarnation>:<fence>:<nonce>", so no token
@@ -51,8 +51,11 @@ if redis.call('HEXISTS', KEYS[1], 'holder') == 1 then
   redis.call('HINCRBY', KEYS[3], 'takeovers', 1)
   strikes = redis.call('HINCRBY', KEYS[1], 'strikes', 1)
 end
-local period = tonumber(ARGV[1]) * 4 ^ math.min(strikes, 3)
-redis.call('HSET', KEYS[1], 'lease_ms', period)
+local period = tonumber(ARGV[1])
+if strikes > 0 then
+  period = period * 4 ^ math.min(strikes, 3)
+  redis.call('HSET', KEYS[1], 'lease_ms', period)
+end
 redis.call('SET', KEYS[2], token, 'PX', period)
 redis.call('HSET', KEYS[1], 'holder', token)
 local state

@@ -82,7 +82,7 @@ if redis.call('HDEL', KEYS[1], 'held') == 1 then
   redis.call('HDEL', KEYS[1], 'sweeps')
   redis.call('ZREM', KEYS[10], ARGV[10])
 end
-redis.call('HDEL', KEYS[1], 'strikes')  -- the holder was alive: no takeover to pay for
+redis.call('HDEL', KEYS[1], 'strikes', 'lease_ms')  -- the holder was alive: no takeover to pay for
 local version = redis.call('HGET', KEYS[1], 'tag')
 if ARGV[8] ~= '1' then
   redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])

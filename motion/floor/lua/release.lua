@@ -19,7 +19,7 @@ if ARGV[3] ~= '1' and tonumber(m[1] or '0') < tonumber(m[2] or '0') then
   return 0
 end
 redis.call('DEL', KEYS[2])
-redis.call('HDEL', KEYS[1], 'holder', 'strikes')
+redis.call('HDEL', KEYS[1], 'holder', 'strikes', 'lease_ms')
 if tonumber(m[1] or '0') >= tonumber(m[2] or '0') then
   redis.call('ZREM', KEYS[3], ARGV[2])
   redis.call('ZREM', KEYS[4], ARGV[2])
