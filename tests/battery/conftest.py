@@ -20,6 +20,7 @@ import redis
 
 from tests.battery.harness import MODULES, Load, Size, Verdict, battery_size
 from tests.conftest import reset_motion
+from tests.selection import repeat_lines, skip_unless_selected
 from tests.support import COMPONENTS, RedisServer, Worker
 
 if str(COMPONENTS) not in sys.path:
@@ -37,21 +38,17 @@ _HERE = Path(__file__).resolve().parent
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip the battery unless ``-m`` selects it (it is for a dedicated run)."""
-    expr = config.getoption("markexpr") or ""
-    if "battery" in expr and "not battery" not in expr:
-        return
-    skip = pytest.mark.skip(reason="fault battery: run it with -m battery")
-    for item in items:
-        if _HERE in Path(str(item.fspath)).resolve().parents:
-            item.add_marker(skip)
+    reason = "fault battery: run it with -m battery"
+
+    def belongs(item: pytest.Item) -> bool:
+        return _HERE in Path(str(item.fspath)).resolve().parents
+
+    skip_unless_selected(config, items, "battery", reason, belongs)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Repeat the scenario lines at the end of the run."""
-    if _LINES:
-        terminalreporter.section("fault battery")
-        for line in _LINES:
-            terminalreporter.write_line(line)
+    repeat_lines(terminalreporter, "fault battery", _LINES)
 
 
 class Battery:

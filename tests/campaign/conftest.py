@@ -20,6 +20,7 @@ import pytest
 from tests.campaign.runner import Result
 from tests.campaign.world import FAST, World
 from tests.conftest import reset_motion
+from tests.selection import repeat_lines, skip_unless_selected
 from tests.support import COMPONENTS
 
 if str(COMPONENTS) not in sys.path:
@@ -31,21 +32,15 @@ _REPORT = os.environ.get("MOTION_CAMPAIGN_REPORT")
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip the long mode unless ``-m`` selects ``campaign``."""
-    expr = config.getoption("markexpr") or ""
-    if "campaign" in expr and "not campaign" not in expr:
-        return
-    skip = pytest.mark.skip(reason="long fault campaign: run it with -m campaign")
-    for item in items:
-        if item.get_closest_marker("campaign"):
-            item.add_marker(skip)
+    reason = "long fault campaign: run it with -m campaign"
+    skip_unless_selected(
+        config, items, "campaign", reason, lambda item: bool(item.get_closest_marker("campaign"))
+    )
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Repeat each run's verdict line at the end of the session."""
-    if _LINES:
-        terminalreporter.section("fault campaign")
-        for line in _LINES:
-            terminalreporter.write_line(line)
+    repeat_lines(terminalreporter, "fault campaign", _LINES)
 
 
 def report(result: Result) -> None:
