@@ -28,7 +28,6 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -42,8 +41,10 @@ from motion.floor.inbox import Window, failure_summary
 from motion.floor.props import State
 from motion.floor.settings import get_settings
 from motion.floor.wakeup import flow_label
-from motion.worker import holds, updates
+from motion.worker import holds, loop, updates
 from motion.worker import lease as leases
+from motion.worker.drainreport import DrainReport
+from motion.worker.opcall import Waits, run_sync
 
 log = logging.getLogger("motion.engine")
 
@@ -57,49 +58,23 @@ STOPPING = threading.Event()
 _STOPPING = "worker stopping"
 
 
-@dataclass
-class DrainReport:
-    """What one drain did: the task's result, which Flower shows.
-
-    ``seqs`` is the range of updates the drain went through (``"4-17"``): updates
-    that arrive while an instance is being drained are applied by the task already
-    draining it, and show here rather than as tasks of their own.
-    """
-
-    instance: str
-    applied: int = 0
-    failed: int = 0
-    discarded: int = 0
-    seqs: str | None = None
-    #: "busy" (another worker drains: it applies this update too), "idle" (already
-    #: applied), "missing" (no such instance) or "lease lost"
-    skipped: str | None = None
-    #: updates applied per flow (Flower's result says which flows the drain went through)
-    flows: dict[str, int] = field(default_factory=dict)
-    first: int = field(default=0, repr=False)
-    last: int = field(default=0, repr=False)
-    #: the first few failure records (JSON, as stored), for the task's error
-    failures: list[str] = field(default_factory=list, repr=False)
-
-    def covered(self, first: int, last: int) -> None:
-        """Note that updates ``first``..``last`` were committed (applied, failed or discarded)."""
-        self.first = first if not self.first else min(self.first, first)
-        self.last = max(self.last, last)
-        self.seqs = f"{self.first}-{self.last}" if self.first != self.last else str(self.last)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
-        hidden = ("first", "last", "failures")
-        return {k: v for k, v in self.__dict__.items() if v not in (None, {}) and k not in hidden}
-
-
 def drain(component: Component, instance_id: str) -> DrainReport:
-    """Drain the inbox of ``component``'s instance ``instance_id`` if no one else is."""
+    """Drain the inbox of ``component``'s instance ``instance_id`` if no one else is
+    (``async def`` ops are run on this thread's own event loop)."""
+    return run_sync(
+        drain_steps(
+            component, instance_id, DrainReport(K.instance_name(component.name, instance_id))
+        )
+    )
+
+
+def drain_steps(component: Component, instance_id: str, report: DrainReport) -> Waits[DrainReport]:
+    """:func:`drain`, yielding the waits of its ops (:mod:`motion.worker.opcall`): its
+    Redis calls are made by whichever thread resumes it (:mod:`motion.worker.loop`)."""
     settings = get_settings()
     client = get_redis()
     keys = K.InstanceKeys.of(K.instance_name(component.name, instance_id))
     period = int(settings.lease_seconds * 1000)
-    report = DrainReport(keys.name)
     # one round trip: the lease, the first window and (unless our copy is current) the state
     begin_keys = [keys.meta, keys.lease, K.stats(component.name), keys.inbox, keys.state]
     known = store.STATE_CACHE.version_of(keys.name)
@@ -115,7 +90,7 @@ def drain(component: Component, instance_id: str) -> DrainReport:
     try:
         state = _parse_state(client, component, instance_id, keys, reply[2])
         window = Window(reply[1], reply[3:])
-        _drain_held(component, instance_id, client, held, state, window, report)
+        yield from _drain_held(component, instance_id, client, held, state, window, report)
     except _Stop as stop:
         report.skipped = stop.reason
         if stop.reason == _STOPPING:
@@ -156,7 +131,7 @@ def _drain_held(
     state: State,
     window: Window | None,
     report: DrainReport,
-) -> None:
+) -> Waits[None]:
     """Apply windows until the last commit released the lease (the inbox was empty)."""
     keys = held.keys
     while True:
@@ -176,7 +151,9 @@ def _drain_held(
             window = None  # updates arrived after the window was read
             continue
         _gather_batch(component, client, keys, window)
-        result = _apply_window(component, instance_id, client, held, state, window, report)
+        result = yield from _apply_window(
+            component, instance_id, client, held, state, window, report
+        )
         if result is None:  # released: the inbox was empty after the last commit
             return
         state, window = result
@@ -210,7 +187,7 @@ def _apply_window(
     state: State,
     window: Window,
     report: DrainReport,
-) -> tuple[State, Window | None] | None:
+) -> Waits[tuple[State, Window | None] | None]:
     """Apply one window, committing consecutive updates together for up to ``COMMIT_BUDGET``
     seconds (one round trip for many quick updates).
 
@@ -222,6 +199,7 @@ def _apply_window(
     pending = window.pending()
     now = window.now()
     groups = updates.groups(component, window.first_seq(), window.entries, _budget())
+    report.taking(window.first_seq(), window.first_seq() + len(window.entries) - 1)
     acc: updates.Outcome | None = None
     started = time.monotonic()
     for index, group in enumerate(groups):
@@ -235,7 +213,7 @@ def _apply_window(
                 return _fresh_state(client, component, instance_id, keys), None
             acc, started = None, time.monotonic()
         try:
-            outcome = updates.apply(
+            outcome = yield from updates.apply_steps(
                 component, instance_id, state, group, pending, held.incarnation, now
             )
         except updates.LacksCode as lacking:
@@ -386,7 +364,10 @@ def apply_task(
             f"({component!r}, {instance_id!r}, {flow!r}, {seq!r})"
         )
     comp = lookup(component)  # UnknownComponentError: visible in Flower; the inbox keeps it
-    report = drain(comp, instance_id)
+    report = DrainReport(K.instance_name(comp.name, instance_id))
+    # the drain runs here until an op awaits: then it goes on on the event loop
+    if loop.run_or_hand_off(drain_steps(comp, instance_id, report), report):
+        return report.as_dict()  # its outcome is logged by the loop (motion.worker.loop)
     if report.failed:  # raised after everything was committed: Flower shows a failure
         raise DrainFailedError(
             failure_summary(

@@ -16,8 +16,9 @@ from motion.define.definitions import check_unique
 from motion.floor import celery_app, heartbeat
 from motion.floor.connection import get_redis
 from motion.floor.errors import DrainFailedError
+from motion.floor.settings import get_settings
 from motion.floor.wakeup import APPLY_TASK, SWEEP_TASK
-from motion.worker import engine, sweeper, updates
+from motion.worker import engine, loop, opcall, sweeper
 
 log = logging.getLogger("motion.tasks")
 
@@ -72,6 +73,13 @@ def stop_heartbeat() -> None:
         _heartbeat = None
 
 
+def stop_loop() -> None:
+    """Let the drains on this process's event loop finish (for up to a lease period),
+    then stop them with their updates pending (:mod:`motion.worker.loop`)."""
+    engine.STOPPING.set()
+    loop.LOOP.stop(get_settings().lease_seconds)
+
+
 def worker_components() -> list[str]:
     """The components this worker applies; :class:`DefinitionError` if its modules define
     one twice, differently (it could not tell which applies)."""
@@ -91,5 +99,6 @@ def register(app: Any) -> Any:
         celery_app.on_worker_ready(start_heartbeat)
         celery_app.on_worker_shutdown(stop_sweeper_timer)
         celery_app.on_worker_shutdown(stop_heartbeat)
-        updates.terminating = celery_app.terminating
+        celery_app.on_worker_shutdown(stop_loop)
+        opcall.terminating = celery_app.terminating
     return app

@@ -20,14 +20,10 @@ Worker road; uses the definition layer (component, definitions), the floor.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
-import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,16 +50,14 @@ from motion.floor.inbox import (
 from motion.floor.props import Properties, State
 from motion.floor.serde import needs_code
 from motion.floor.settings import get_settings
+from motion.worker.opcall import EXIT as _EXIT
+from motion.worker.opcall import OpFailed, Waits, call, run_sync
 
 log = logging.getLogger("motion.engine")
 
 #: most pending updates one call of a batch op receives (a longer run is split; so is
 #: a run over MOTION_BATCH_BYTES)
 BATCH_LIMIT = 10_000
-#: process exit (SystemExit, which Celery's shutdown exceptions subclass, and
-#: KeyboardInterrupt): not an update's failure; it leaves the update pending. Any
-#: other BaseException an op or hook raises is that update's recorded failure.
-_EXIT = (SystemExit, KeyboardInterrupt)
 _SPECIAL = (WRITE_FLOW, MIGRATE_FLOW)
 
 
@@ -200,6 +194,19 @@ def apply(
     incarnation: bytes = b"",
     now: float | None = None,
 ) -> Outcome:
+    """:func:`apply_steps` run on this thread (``async def`` ops on its own event loop)."""
+    return run_sync(apply_steps(component, instance_id, state, group, pending, incarnation, now))
+
+
+def apply_steps(
+    component: Component,
+    instance_id: str,
+    state: State,
+    group: list[tuple[int, bytes | None]],
+    pending: dict[str, int],
+    incarnation: bytes = b"",
+    now: float | None = None,
+) -> Waits[Outcome]:
     """Run the ops of one group (``(seq, inbox entry)`` pairs) on a copy of ``state``.
 
     ``pending`` counts the updates not yet applied per flow (for NUM_NEW_UPDATES);
@@ -209,7 +216,7 @@ def apply(
     recorded in the outcome's failures; the group is committed either way, so later
     updates apply. The ops are those of the definition that enqueued the group
     (:func:`motion.define.definitions.resolve`); the state is read and written as
-    ``component`` does.
+    ``component`` does. Yields the waits of its ops (:mod:`motion.worker.opcall`).
 
     Raises:
         LacksCode: an update of the group needs code this worker lacks (its
@@ -244,7 +251,7 @@ def apply(
     working = state.copy()
     clock = time.time() if now is None else now
     try:
-        _run_ops(owner, instance_id, working, decoded, pending, out, clock)
+        yield from _run_ops(owner, instance_id, working, decoded, pending, out, clock)
         if out.changes or out.replace:
             whole = component.save_state_func is not None
             changed = working if whole else out.changes
@@ -274,12 +281,6 @@ def apply(
     return out
 
 
-class OpFailed(Exception):
-    def __init__(self, op: str, error: BaseException, tb: str) -> None:
-        super().__init__(op)
-        self.op, self.error, self.tb = op, error, tb
-
-
 def _run_ops(
     component: Component,
     instance_id: str,
@@ -288,7 +289,7 @@ def _run_ops(
     pending: dict[str, int],
     out: Outcome,
     now: float,
-) -> None:
+) -> Waits[None]:
     """Run the flow's ops over ``decoded``, collecting changes into ``working`` and ``out``."""
     flow = decoded[0][1].flow
     if flow == WRITE_FLOW:
@@ -299,7 +300,7 @@ def _run_ops(
         return
     if flow == MIGRATE_FLOW:
         func = decoded[0][1].props["migrate_func"]
-        migrated = _call(Op(MIGRATE_FLOW, "update", func, props_arg=None), working, None)
+        migrated = yield from call(Op(MIGRATE_FLOW, "update", func, props_arg=None), working, None)
         if not isinstance(migrated, dict):
             raise OpFailed(
                 "migrate",
@@ -321,11 +322,12 @@ def _run_ops(
         ]
         if op.batch and eligible:
             props = [_props(instance_id, seq, u) for seq, u in eligible]
-            _merge(op, _call(op, working, props), working, out)
+            _merge(op, (yield from call(op, working, props)), working, out)
             out.stats[f"calls:{flow}"] += 1
         else:
             for seq, update in eligible:
-                _merge(op, _call(op, working, _props(instance_id, seq, update)), working, out)
+                result = yield from call(op, working, _props(instance_id, seq, update))
+                _merge(op, result, working, out)
                 out.stats[f"calls:{flow}"] += 1
         ran_for.update(seq for seq, _ in eligible)
     for seq, _ in decoded:
@@ -359,40 +361,3 @@ def _merge(op: Op, result: Any, working: State, out: Outcome) -> None:
         raise OpFailed(op.name, error, "")
     working.update(result)
     out.changes.update(result)
-
-
-_loops = threading.local()
-
-
-def _never() -> bool:
-    return False
-
-
-#: whether this process is in a cold shutdown (motion.worker.tasks plugs in Celery's flag): an
-#: error an op raises then is taken as the shutdown cancelling it (Celery raises inside
-#: the running task, a plain Exception in the solo pool), not as the update's failure;
-#: it propagates and the update stays pending for the next worker
-terminating: Callable[[], bool] = _never
-
-
-def _call(op: Op, working: State, props: Any) -> Any:
-    """Call an op (sync or async) with retries; raise :class:`OpFailed` after the last."""
-    retries = op.retries if op.retries is not None else get_settings().update_retries
-    for attempt in range(retries + 1):
-        try:
-            result = op.call(working.copy(), props)
-            if inspect.iscoroutine(result):
-                loop = getattr(_loops, "loop", None)
-                if loop is None:
-                    loop = _loops.loop = asyncio.new_event_loop()
-                result = loop.run_until_complete(result)
-            return result
-        except _EXIT:
-            raise
-        except BaseException as exc:
-            if terminating():
-                raise
-            if attempt == retries:
-                raise OpFailed(op.name, exc, traceback.format_exc()) from exc
-            time.sleep(min(0.1 * 2**attempt, 2.0))  # back off before the next try
-    raise AssertionError("unreachable")
