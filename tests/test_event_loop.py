@@ -1,5 +1,5 @@
 """``async def`` update ops run concurrently on the worker's event loop
-(motion/worker/loop.py), not one per pool thread; a worker killed or stopped while
+(motion/floor/awaits.py), not one per pool thread; a worker killed or stopped while
 they await loses nothing.
 
 Real redis-server, real Celery worker subprocesses.

@@ -169,7 +169,16 @@ def enqueue_call(
     now = int(time.time() * 1000)
     period = K.DEDUP_SECONDS * 1000
     dedup = [keys.dedup(now), keys.dedup(now - period)]
-    script_keys = [keys.meta, keys.inbox, keys.lease, K.PENDING, *dedup, keys.state, K.SWEEP]
+    script_keys = [
+        keys.meta,
+        keys.inbox,
+        keys.lease,
+        K.PENDING,
+        *dedup,
+        keys.state,
+        K.SWEEP,
+        keys.nudge,
+    ]
     coalesce = "0" if get_settings().wakeup_per_update else "1"
     args: list[Any] = [entry, flow, now, keys.name, expect, token, 2 * period, coalesce]
     if wakeup is not None:
@@ -272,3 +281,55 @@ def failure_summary(
     if failed > len(records):
         lines.append(f"and {failed - len(records)} more (see motion status)")
     return "; ".join(lines)
+
+
+@dataclass
+class DrainReport:
+    """What one drain did: the task's result, which Flower shows.
+
+    ``seqs`` is the range of updates the drain went through (``"4-17"``): updates
+    that arrive while an instance is being drained are applied by the task already
+    draining it, and show here rather than as tasks of their own.
+    """
+
+    instance: str
+    applied: int = 0
+    failed: int = 0
+    discarded: int = 0
+    seqs: str | None = None
+    #: "busy" (another worker drains: it applies this update too), "idle" (already
+    #: applied), "missing" (no such instance) or "lease lost"
+    skipped: str | None = None
+    #: updates applied per flow (Flower's result says which flows the drain went through)
+    flows: dict[str, int] = field(default_factory=dict)
+    first: int = field(default=0, repr=False)
+    last: int = field(default=0, repr=False)
+    #: the first few failure records (JSON, as stored), for the task's error
+    failures: list[str] = field(default_factory=list, repr=False)
+
+    #: with ``continued``, the updates the task took before its drain moved on to the
+    #: event loop (an op awaited); they show in ``seqs``
+    continued: str | None = None
+    taken: tuple[int, int] = field(default=(0, 0), repr=False)
+
+    def taking(self, first: int, last: int) -> None:
+        """Note that the drain is applying updates ``first``..``last`` (a window)."""
+        self.taken = (first, last)
+
+    def handed_off(self) -> None:
+        """The drain goes on on the event loop: the task shows what it took so far."""
+        first = self.first or self.taken[0]
+        last = max(self.last, self.taken[1])
+        self.seqs = f"{first}-{last}" if first != last else str(last)
+        self.continued = "on the event loop"
+
+    def covered(self, first: int, last: int) -> None:
+        """Note that updates ``first``..``last`` were committed (applied, failed or discarded)."""
+        self.first = first if not self.first else min(self.first, first)
+        self.last = max(self.last, last)
+        self.seqs = f"{self.first}-{self.last}" if self.first != self.last else str(self.last)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        hidden = ("first", "last", "failures", "taken")
+        return {k: v for k, v in self.__dict__.items() if v not in (None, {}) and k not in hidden}

@@ -124,6 +124,8 @@ class InstanceKeys:
     failed: str
     cache: str
     claim: str
+    #: a list the enqueue pushes the new seq onto when the lease holder lingers for it
+    nudge: str
     cache_prefix: str
     prefix: str
 
@@ -140,13 +142,23 @@ class InstanceKeys:
             failed=f"{base}:failed",
             cache=f"{base}:cache",
             claim=f"{base}:claim",
+            nudge=f"{base}:nudge",
             cache_prefix=f"{base}:cache:",  # string entries of earlier releases
             prefix=f"{base}:",
         )
 
     def all(self) -> list[str]:
         """Every fixed key of the instance (cache and dedup keys are matched by prefix)."""
-        return [self.state, self.meta, self.inbox, self.lease, self.failed, self.cache, self.claim]
+        return [
+            self.state,
+            self.meta,
+            self.inbox,
+            self.lease,
+            self.failed,
+            self.cache,
+            self.claim,
+            self.nudge,
+        ]
 
     def dedup(self, now_ms: int) -> str:
         """The dedup key of the :data:`DEDUP_SECONDS` period that ``now_ms`` falls in."""

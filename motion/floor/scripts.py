@@ -39,6 +39,7 @@ NAMES = (
     "heartbeat",
     "alive",
     "cache",
+    "linger",
 )
 
 

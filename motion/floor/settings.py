@@ -83,7 +83,7 @@ def _env_number(name: str, default: float, kind: type = float) -> Any:
         value = kind(raw)
     except ValueError:
         raise ConfigurationError(f"{name}={raw!r}: expected a {kind.__name__}.") from None
-    if value <= 0 and name != "MOTION_UPDATE_RETRIES":
+    if value <= 0 and name not in ("MOTION_UPDATE_RETRIES", "MOTION_LINGER_MS"):
         raise ConfigurationError(f"{name}={raw!r}: must be greater than 0.")
     if value < 0:
         raise ConfigurationError(f"{name}={raw!r}: must not be negative.")
@@ -237,6 +237,9 @@ class Settings:
     #: most bytes of inbox payloads a drain holds at once (one window), and so the
     #: most one call of a batch op receives (at least one update always comes)
     batch_bytes: int = 16 * 1024 * 1024
+    #: how long a drain of a hot instance keeps its lease after its inbox emptied, for
+    #: the next update to be handed to it directly (no broker hop); 0: never lingers
+    linger_ms: int = 20
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -266,6 +269,7 @@ class Settings:
             redis_retry_seconds=_env_number("MOTION_REDIS_RETRY_SECONDS", 20.0),
             dev_mode=os.environ.get("MOTION_ENV", "prod").strip().lower() == "dev",
             batch_bytes=max(1, _env_number("MOTION_BATCH_BYTES", 16 * 1024 * 1024, int)),
+            linger_ms=_env_number("MOTION_LINGER_MS", 20, int),
         )
 
 

@@ -35,16 +35,15 @@ import redis
 from motion.define.component import Component, lookup
 from motion.floor import keys as K
 from motion.floor import scripts, store
+from motion.floor.awaits import Waits, run_or_hand_off, run_sync
 from motion.floor.connection import get_redis
 from motion.floor.errors import DrainFailedError, MotionError
-from motion.floor.inbox import Window, failure_summary
+from motion.floor.inbox import DrainReport, Window, failure_summary
 from motion.floor.props import State
 from motion.floor.settings import get_settings
 from motion.floor.wakeup import flow_label
-from motion.worker import holds, loop, updates
+from motion.worker import holds, updates
 from motion.worker import lease as leases
-from motion.worker.drainreport import DrainReport
-from motion.worker.opcall import Waits, run_sync
 
 log = logging.getLogger("motion.engine")
 
@@ -69,8 +68,8 @@ def drain(component: Component, instance_id: str) -> DrainReport:
 
 
 def drain_steps(component: Component, instance_id: str, report: DrainReport) -> Waits[DrainReport]:
-    """:func:`drain`, yielding the waits of its ops (:mod:`motion.worker.opcall`): its
-    Redis calls are made by whichever thread resumes it (:mod:`motion.worker.loop`)."""
+    """:func:`drain`, yielding the waits of its ops (:mod:`motion.floor.awaits`): its
+    Redis calls are made by whichever thread resumes it (:mod:`motion.floor.awaits`)."""
     settings = get_settings()
     client = get_redis()
     keys = K.InstanceKeys.of(K.instance_name(component.name, instance_id))
@@ -142,6 +141,15 @@ def _drain_held(
         if window is None:  # after a refused commit: read the window again
             reply = scripts.run(client, "window", [keys.meta, keys.inbox], [WINDOW, "", _budget()])
             window = Window(reply[0], reply[1:])
+        if not window.entries and not STOPPING.is_set() and leases.hot(keys.name):
+            # a hot instance: keep the lease a little for its next update (no broker hop)
+            try:
+                window = leases.linger(client, held, WINDOW, _budget())
+            except LookupError:
+                raise _Stop("lease lost") from None
+            if window is not None:
+                continue
+            window = Window([], [])
         if not window.entries:
             released = leases.release(client, held)
             if released < 0:
@@ -150,6 +158,7 @@ def _drain_held(
                 return
             window = None  # updates arrived after the window was read
             continue
+        leases.observe(keys.name, window.entries)
         _gather_batch(component, client, keys, window)
         result = yield from _apply_window(
             component, instance_id, client, held, state, window, report
@@ -237,14 +246,17 @@ def _apply_window(
             if outcome.failures:  # an op may have mutated shared values: start clean
                 state = _fresh_state(client, component, instance_id, keys)
     assert acc is not None  # every window has at least one group
-    reply = _commit(client, held, component.name, acc, report, then_next=True)
+    # a hot instance keeps its lease (no release in this commit): the drain lingers
+    lingers = leases.hot(keys.name) and not STOPPING.is_set()
+    reply = _commit(client, held, component.name, acc, report, then_next=not lingers)
     if reply is None:
         return _fresh_state(client, component, instance_id, keys), None
-    if reply[1] == 1:
+    if not lingers and reply[1] == 1:
         return None
     if acc.failures:  # an op may have mutated shared values: start clean
         state = _fresh_state(client, component, instance_id, keys)
-    return state, Window(reply[2], reply[3:])
+    # lingering: an empty window, the linger script returns what came meanwhile
+    return state, Window([], []) if lingers else Window(reply[2], reply[3:])
 
 
 def _parse_state(
@@ -366,8 +378,8 @@ def apply_task(
     comp = lookup(component)  # UnknownComponentError: visible in Flower; the inbox keeps it
     report = DrainReport(K.instance_name(comp.name, instance_id))
     # the drain runs here until an op awaits: then it goes on on the event loop
-    if loop.run_or_hand_off(drain_steps(comp, instance_id, report), report):
-        return report.as_dict()  # its outcome is logged by the loop (motion.worker.loop)
+    if run_or_hand_off(drain_steps(comp, instance_id, report), report):
+        return report.as_dict()  # its outcome is logged by the loop (motion.floor.awaits)
     if report.failed:  # raised after everything was committed: Flower shows a failure
         raise DrainFailedError(
             failure_summary(

@@ -17,9 +17,9 @@ import logging
 import threading
 
 from motion.define import definitions
-from motion.floor import celery_app
+from motion.floor import awaits, celery_app
 from motion.floor.settings import get_settings
-from motion.worker import engine, loop, tasks
+from motion.worker import engine, tasks
 
 log = logging.getLogger("motion.worker")
 
@@ -65,7 +65,7 @@ def stop_inprocess_worker() -> None:
         tasks.stop_sweeper_timer()
         tasks.stop_heartbeat()
         worker.stop(max(10.0, 2 * get_settings().lease_seconds))
-        loop.LOOP.stop(get_settings().lease_seconds)  # the drains handed to the event loop
+        awaits.LOOP.stop(get_settings().lease_seconds)  # the drains handed to the event loop
         engine.STOPPING.clear()  # drains run by hand (admin tools, tests) go on as usual
 
 

@@ -24,19 +24,37 @@ over (a new token); while nobody has, the holder's token is still the instance's
 fence, and its renewal and commit are accepted (see ``holds`` in ``lua/lib.lua``):
 the token is what keeps a commit safe.
 
-Worker road; uses the floor (connection, keys, scripts, store).
+Lingering (:func:`linger`): an instance is *hot* when two of its updates were
+enqueued less than ``MOTION_LINGER_MS`` apart (Redis' clock, from the inbox entries;
+this process remembers the newest it saw of the last :data:`REMEMBERED` instances).
+A drain of a hot instance that emptied the inbox keeps the lease up to
+``MOTION_LINGER_MS`` more: the ``linger`` script marks the meta, and the next
+``enqueue`` sees the lease held and the mark and, instead of sending a Celery wake-up,
+pushes the seq onto the instance's nudge list, which the drain blocks on
+(``BLPOP``). The drain applies the update in the same task (it shows in that task's
+``seqs`` in Flower) and lingers again. When nothing comes it releases the lease as
+before (``release.lua`` refuses while updates wait, so an update enqueued as the
+linger ends is never stranded); a worker that dies lingering leaves the lease to
+expire and the sweeper to re-wake the instance.
+
+Worker road; uses the floor (connection, inbox, keys, scripts, settings, store).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
+from collections import OrderedDict
 
 import redis
 
 from motion.floor import keys as K
 from motion.floor import scripts
+from motion.floor.errors import PayloadError
+from motion.floor.inbox import Window, entry_time
+from motion.floor.settings import get_settings
 from motion.floor.store import now_ms
 
 log = logging.getLogger("motion.lease")
@@ -129,3 +147,73 @@ class Renewer:
 
 
 RENEWER = Renewer()
+
+
+# -- lingering: a hot instance's drain takes its next updates directly (see linger.lua)
+#: instances whose newest enqueue time this process remembers
+REMEMBERED = 4096
+
+_lock = threading.Lock()
+_newest: OrderedDict[str, float] = OrderedDict()  # name -> newest enqueue time seen (s)
+_hot: set[str] = set()
+
+
+def observe(name: str, entries: list[bytes | None]) -> None:
+    """Note the enqueue times of a window's ``entries``: is ``name`` hot?"""
+    limit = get_settings().linger_ms / 1000
+    if not limit:
+        return
+    times = [t for t in map(_enqueued_at, entries) if t is not None]
+    if not times:
+        return
+    with _lock:
+        last = _newest.pop(name, None)
+        if last is not None:
+            times.insert(0, last)
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        if gaps and min(gaps) < limit:
+            _hot.add(name)
+        elif gaps:
+            _hot.discard(name)
+        _newest[name] = times[-1]
+        while len(_newest) > REMEMBERED:
+            old, _ = _newest.popitem(last=False)
+            _hot.discard(old)
+
+
+def _enqueued_at(entry: bytes | None) -> float | None:
+    """When ``entry`` was enqueued, if it says (a corrupt one, the drain records as failed)."""
+    try:
+        return None if entry is None else entry_time(entry)
+    except PayloadError:
+        return None
+
+
+def hot(name: str) -> bool:
+    """Whether a drain of ``name`` should linger before releasing its lease."""
+    with _lock:
+        return name in _hot
+
+
+def linger(client: redis.Redis, held: Lease, window: int, budget: int) -> Window | None:
+    """Linger for the next update: the window of updates that came (maybe empty: the
+    enqueue's nudge raced a commit), or ``None`` when none came in time (release now).
+    Raises :class:`LookupError` if the lease is not ours any more."""
+    keys = held.keys
+    args = [held.token, window, budget]
+    reply = scripts.run(client, "linger", [keys.meta, keys.inbox, keys.nudge, keys.lease], args)
+    if reply == -1:
+        raise LookupError("lease lost")
+    if reply:  # updates came before we marked the meta
+        return Window(reply[0], reply[1:])
+    timeout = get_settings().linger_ms / 1000
+    if client.blpop([keys.nudge], timeout=timeout) is None:
+        with _lock:
+            _hot.discard(keys.name)  # cold again until two updates come close together
+        pipe = client.pipeline(transaction=False)
+        pipe.hdel(keys.meta, "linger")
+        pipe.delete(keys.nudge)
+        pipe.execute()
+        return None
+    reply = scripts.run(client, "window", [keys.meta, keys.inbox], [window, "", budget])
+    return Window(reply[0], reply[1:])

@@ -13,12 +13,12 @@ from typing import Any
 
 from motion.define.component import lookup, registered
 from motion.define.definitions import check_unique
-from motion.floor import celery_app, heartbeat
+from motion.floor import awaits, celery_app, heartbeat
 from motion.floor.connection import get_redis
 from motion.floor.errors import DrainFailedError
 from motion.floor.settings import get_settings
 from motion.floor.wakeup import APPLY_TASK, SWEEP_TASK
-from motion.worker import engine, loop, opcall, sweeper
+from motion.worker import engine, sweeper
 
 log = logging.getLogger("motion.tasks")
 
@@ -75,9 +75,9 @@ def stop_heartbeat() -> None:
 
 def stop_loop() -> None:
     """Let the drains on this process's event loop finish (for up to a lease period),
-    then stop them with their updates pending (:mod:`motion.worker.loop`)."""
+    then stop them with their updates pending (:mod:`motion.floor.awaits`)."""
     engine.STOPPING.set()
-    loop.LOOP.stop(get_settings().lease_seconds)
+    awaits.LOOP.stop(get_settings().lease_seconds)
 
 
 def worker_components() -> list[str]:
@@ -100,5 +100,5 @@ def register(app: Any) -> Any:
         celery_app.on_worker_shutdown(stop_sweeper_timer)
         celery_app.on_worker_shutdown(stop_heartbeat)
         celery_app.on_worker_shutdown(stop_loop)
-        opcall.terminating = celery_app.terminating
+        awaits.terminating = celery_app.terminating
     return app

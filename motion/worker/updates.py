@@ -20,6 +20,7 @@ Worker road; uses the definition layer (component, definitions), the floor.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 import traceback
@@ -29,8 +30,9 @@ from typing import Any
 
 from motion.define.component import Component, DiscardPolicy, Op
 from motion.define.definitions import resolve
+from motion.floor import awaits, store
 from motion.floor import keys as K
-from motion.floor import store
+from motion.floor.awaits import EXIT, Pause, Waits, run_sync
 from motion.floor.errors import (
     MigrateResultError,
     MotionError,
@@ -50,8 +52,6 @@ from motion.floor.inbox import (
 from motion.floor.props import Properties, State
 from motion.floor.serde import needs_code
 from motion.floor.settings import get_settings
-from motion.worker.opcall import EXIT as _EXIT
-from motion.worker.opcall import OpFailed, Waits, call, run_sync
 
 log = logging.getLogger("motion.engine")
 
@@ -216,7 +216,7 @@ def apply_steps(
     recorded in the outcome's failures; the group is committed either way, so later
     updates apply. The ops are those of the definition that enqueued the group
     (:func:`motion.define.definitions.resolve`); the state is read and written as
-    ``component`` does. Yields the waits of its ops (:mod:`motion.worker.opcall`).
+    ``component`` does. Yields the waits of its ops (:mod:`motion.floor.awaits`).
 
     Raises:
         LacksCode: an update of the group needs code this worker lacks (its
@@ -257,7 +257,7 @@ def apply_steps(
             changed = working if whole else out.changes
             try:
                 out.fields = store.encode_changes(component, name, changed, incarnation)
-            except (MotionError, *_EXIT):
+            except (MotionError, *EXIT):
                 raise
             except BaseException as exc:  # the save_state hook raised
                 raise OpFailed("save_state", exc, traceback.format_exc()) from exc
@@ -361,3 +361,34 @@ def _merge(op: Op, result: Any, working: State, out: Outcome) -> None:
         raise OpFailed(op.name, error, "")
     working.update(result)
     out.changes.update(result)
+
+
+class OpFailed(Exception):
+    """Op ``op`` failed on its last attempt with ``error`` (its traceback ``tb``)."""
+
+    def __init__(self, op: str, error: BaseException, tb: str) -> None:
+        super().__init__(op)
+        self.op, self.error, self.tb = op, error, tb
+
+
+def call(op: Op, working: State, props: Any) -> Waits[Any]:
+    """Call an op (sync or async) with retries; raise :class:`OpFailed` after the last.
+
+    An ``async def`` op's coroutine is yielded to the driver, which awaits it.
+    """
+    retries = op.retries if op.retries is not None else get_settings().update_retries
+    for attempt in range(retries + 1):
+        try:
+            result = op.call(working.copy(), props)
+            if inspect.iscoroutine(result):
+                result = yield result
+            return result
+        except EXIT:
+            raise
+        except BaseException as exc:
+            if awaits.terminating():
+                raise
+            if attempt == retries:
+                raise OpFailed(op.name, exc, traceback.format_exc()) from exc
+        yield Pause(min(0.1 * 2**attempt, 2.0))  # back off before the next try
+    raise AssertionError("unreachable")

@@ -3,7 +3,8 @@
 -- KEYS[1] meta   KEYS[2] inbox   KEYS[3] lease   KEYS[4] motion:pending
 -- KEYS[5] KEYS[6] the dedup keys of this period and the one before (token -> seq)
 -- KEYS[7] state   KEYS[8] motion:sweep
--- KEYS[9] (optional) the Celery queue list to push a wake-up onto
+-- KEYS[9] nudge: the list a lingering lease holder waits on (see linger.lua)
+-- KEYS[10] (optional) the Celery queue list to push a wake-up onto
 -- ARGV[1] entry ('flow [SOH fingerprint] NUL sealed')   ARGV[2] flow   ARGV[3] unused
 -- (the enqueue time is Redis' clock, written into the stored entry right after the
 -- flow as 'STX ms')   ARGV[4] instance name
@@ -11,7 +12,7 @@
 -- ARGV[6] the enqueue's token ('' for none)   ARGV[7] how long the dedup key lives (ms)
 -- ARGV[8] '1' to send a wake-up only when none is in flight and no worker drains the
 -- instance (coalesced), '0' to send one for every update (each shows in Flower)
--- ARGV[9] (optional) the wake-up task message, pushed onto KEYS[9]
+-- ARGV[9] (optional) the wake-up task message, pushed onto KEYS[10]
 -- Not flagged allow-oom: at maxmemory the script is refused before it starts (the
 -- caller raises RedisFullError), so nothing is half enqueued.
 -- Returns
@@ -61,11 +62,15 @@ if ARGV[8] == '0'
     or (redis.call('EXISTS', KEYS[3]) == 0 and redis.call('HEXISTS', KEYS[1], 'wake') == 0) then
   redis.call('HSET', KEYS[1], 'wake', now)
   wake = 1
-  if KEYS[9] then
+  if KEYS[10] then
     -- the message names the seq only now that it is known (\1SEQ\1 placeholder)
-    redis.call('LPUSH', KEYS[9], (string.gsub(ARGV[9], '\1SEQ\1', seq)))
+    redis.call('LPUSH', KEYS[10], (string.gsub(ARGV[9], '\1SEQ\1', seq)))
     wake = 2
   end
+elseif redis.call('HDEL', KEYS[1], 'linger') == 1 then
+  -- the lease holder lingers for this update (a hot instance): it takes it directly,
+  -- without a broker hop, and it shows in the seqs of the task draining it
+  redis.call('LPUSH', KEYS[9], seq)
 end
 -- pending since now (unless it already was); the sweeper first looks one period later
 redis.call('ZADD', KEYS[4], 'NX', now, ARGV[4])

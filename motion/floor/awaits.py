@@ -1,28 +1,32 @@
-"""The worker process's event loop: drains whose ops await run there, concurrently.
+"""Waits, sans-I/O: a step generator yields what it waits for, a driver does the waiting.
 
-A ``motion.apply`` task starts its drain on the pool thread (:func:`run_or_hand_off`):
-the ``begin`` script, the state, the first window. When an op returns a coroutine
-(an ``async def`` op, typically waiting seconds on an LLM), the drain is handed to
-this process's one event loop (a daemon thread, started on first use) and the task
-returns at once, its result naming the updates it took (``seqs``) and ``continued:
-"on the event loop"``. So a worker with ``-P threads -c 64`` (or a prefork child)
-awaits any number of ops at a time instead of one per pool thread.
+A drain (:func:`motion.worker.engine.drain_steps`) is written once as a generator:
+where an op returns a coroutine (an ``async def`` op) or a retry backs off, it
+*yields* the coroutine or a :class:`Pause` and receives the result (or has the error
+thrown in at the ``yield``). Two drivers run it:
 
-On the loop, each drain is a coroutine (:meth:`DrainLoop._drive`) that awaits its
-ops' coroutines and its retries' pauses; the synchronous stretches between two awaits
-(running sync hooks, encoding, the ``commit`` script: Redis round trips) run on a
-small thread pool, so the loop never blocks on Redis. The drain keeps its lease (the
-renewer thread renews it) until its last commit releases it, exactly as on a pool
-thread; a worker killed meanwhile leaves the lease to expire and the sweeper to
-re-wake the instance: nothing is lost, only delayed.
+- :func:`run_sync` on the calling thread: a coroutine is run to completion on this
+  thread's own event loop, a pause is ``time.sleep`` (the plain synchronous drain);
+- :data:`LOOP` (:func:`run_or_hand_off`): the steps run on the calling thread (a
+  Celery pool thread) until their first coroutine; then they are handed to this
+  process's one event loop (a daemon thread, started on first use) and the caller
+  returns at once. So a worker of ``-P threads -c 8`` (or a prefork child) awaits
+  any number of ``async def`` ops at a time, not one per pool thread.
+
+On the loop, each handed-off generator is a coroutine (:meth:`DrainLoop._drive`)
+that awaits its coroutines and pauses; the synchronous stretches between two awaits
+(Redis round trips, sync hooks) run on a small thread pool, so the loop never blocks
+on Redis. The drain keeps its lease (the renewer thread renews it) until its last
+commit releases it, as on a pool thread; a worker killed meanwhile leaves the lease
+to expire and the sweeper to re-wake the instance: nothing is lost, only delayed.
 
 Stopping (:meth:`DrainLoop.stop`, at the worker's shutdown): the drains are given
 ``wait`` seconds to finish (the engine's ``STOPPING`` flag makes each stop after the
-update it is applying); the ops still awaited then are cancelled, and their drains
-are closed, which releases their leases with the updates left pending for the next
-worker (cancelling is not an update's failure).
+update it is applying); the coroutines still awaited then are cancelled, and their
+generators closed (``GeneratorExit``: the drain releases its lease, the updates stay
+pending for the next worker; cancelling is not an update's failure).
 
-Worker road; uses the worker road (drainreport, opcall).
+Floor: uses nothing else of motion.
 """
 
 from __future__ import annotations
@@ -33,12 +37,95 @@ import logging
 import os
 import threading
 import time
-from typing import Any
-
-from motion.worker.drainreport import DrainReport
-from motion.worker.opcall import Pause, Waits, resume, wait_here
+from collections.abc import Callable, Generator
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 log = logging.getLogger("motion.loop")
+
+#: process exit (SystemExit, which Celery's shutdown exceptions subclass, and
+#: KeyboardInterrupt), and a driver closing the steps (GeneratorExit: the worker stops):
+#: not an update's failure; it leaves the update pending. Any other BaseException an op
+#: or hook raises is that update's recorded failure.
+EXIT = (SystemExit, KeyboardInterrupt, GeneratorExit)
+
+
+def _never() -> bool:
+    return False
+
+
+#: whether this process is in a cold shutdown (motion.worker.tasks plugs in Celery's flag): an
+#: error an op raises then is taken as the shutdown cancelling it (Celery raises inside
+#: the running task, a plain Exception in the solo pool), not as the update's failure;
+#: it propagates and the update stays pending for the next worker
+terminating: Callable[[], bool] = _never
+
+
+class Report(Protocol):
+    """What the loop needs of a drain's report (:class:`motion.floor.inbox.DrainReport`)."""
+
+    instance: str
+    applied: int
+    failed: int
+    seqs: str | None
+
+    def handed_off(self) -> None: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+T = TypeVar("T")
+
+
+class Pause(NamedTuple):
+    """A wait of ``seconds`` (a retry's back-off), yielded to the driver."""
+
+    seconds: float
+
+
+#: a drain's steps: yields coroutines and pauses, returns its result
+Waits = Generator[Any, Any, T]
+
+
+_loops = threading.local()
+
+
+def await_here(coroutine: Any) -> Any:
+    """Run ``coroutine`` to completion on this thread's own event loop."""
+    loop = getattr(_loops, "loop", None)
+    if loop is None:
+        loop = _loops.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(coroutine)
+
+
+def wait_here(step: Any) -> Any:
+    """Do one yielded wait on this thread: a :class:`Pause` sleeps, a coroutine runs."""
+    if isinstance(step, Pause):
+        time.sleep(step.seconds)
+        return None
+    return await_here(step)
+
+
+def resume(steps: Waits[Any], value: Any, error: BaseException | None) -> Any:
+    """Hand ``steps`` the last wait's result (or throw its error in): the next wait.
+    Raises :class:`StopIteration` (with the result) when the steps are done."""
+    return steps.throw(error) if error is not None else steps.send(value)
+
+
+def run_sync(steps: Waits[T]) -> T:
+    """Run ``steps`` to their result on this thread (:func:`wait_here` for each wait)."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = resume(steps, value, error)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]  # the generator's T
+        value, error = None, None
+        try:
+            value = wait_here(step)
+        except BaseException as exc:  # thrown back in: the steps decide what it means
+            error = exc
+
 
 #: threads running the drains' synchronous stretches (Redis round trips, sync hooks)
 SYNC_THREADS = 8
@@ -79,7 +166,7 @@ class DrainLoop:
             assert self._sync is not None
             return self._loop, self._sync
 
-    def submit(self, steps: Waits[DrainReport], first: Any, report: DrainReport) -> None:
+    def submit(self, steps: Waits[Report], first: Any, report: Report) -> None:
         """Run the rest of a drain (``steps``, whose next wait is ``first``) on the loop."""
         loop, sync = self._started()
         future = asyncio.run_coroutine_threadsafe(self._drive(steps, first, report, sync), loop)
@@ -93,9 +180,9 @@ class DrainLoop:
 
     async def _drive(
         self,
-        steps: Waits[DrainReport],
+        steps: Waits[Report],
         step: Any,
-        report: DrainReport,
+        report: Report,
         sync: concurrent.futures.Executor,
     ) -> None:
         loop = asyncio.get_running_loop()
@@ -149,7 +236,7 @@ class DrainLoop:
                 time.sleep(0.02)
 
 
-def _log_outcome(report: DrainReport) -> None:
+def _log_outcome(report: Report) -> None:
     if report.failed:
         log.warning(
             "%s: %d updates failed (%s), %d applied",
@@ -165,7 +252,7 @@ def _log_outcome(report: DrainReport) -> None:
 LOOP = DrainLoop()
 
 
-def run_or_hand_off(steps: Waits[DrainReport], report: DrainReport) -> bool:
+def run_or_hand_off(steps: Waits[Report], report: Report) -> bool:
     """Run a drain's ``steps`` on this thread until an op awaits, then hand the rest to
     :data:`LOOP`: ``True`` if handed off (``report`` then says what this task took),
     ``False`` if the drain finished here (``report`` is its whole outcome)."""
