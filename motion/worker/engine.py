@@ -110,6 +110,10 @@ def drain_steps(component: Component, instance_id: str, report: DrainReport) -> 
     return report
 
 
+#: the window after a commit that kept the lease to linger (its meta marked already)
+LINGERING = Window([], [])
+
+
 def _budget() -> int:
     return get_settings().batch_bytes
 
@@ -144,7 +148,7 @@ def _drain_held(
         if not window.entries and not STOPPING.is_set() and leases.hot(keys.name):
             # a hot instance: keep the lease a little for its next update (no broker hop)
             try:
-                window = leases.linger(client, held, WINDOW, _budget())
+                window = leases.linger(client, held, WINDOW, _budget(), window is LINGERING)
             except LookupError:
                 raise _Stop("lease lost") from None
             if window is not None:
@@ -248,15 +252,15 @@ def _apply_window(
     assert acc is not None  # every window has at least one group
     # a hot instance keeps its lease (no release in this commit): the drain lingers
     lingers = leases.hot(keys.name) and not STOPPING.is_set()
-    reply = _commit(client, held, component.name, acc, report, then_next=not lingers)
+    reply = _commit(client, held, component.name, acc, report, then_next=True, lingers=lingers)
     if reply is None:
         return _fresh_state(client, component, instance_id, keys), None
-    if not lingers and reply[1] == 1:
+    if reply[1] == 1:
         return None
     if acc.failures:  # an op may have mutated shared values: start clean
         state = _fresh_state(client, component, instance_id, keys)
-    # lingering: an empty window, the linger script returns what came meanwhile
-    return state, Window([], []) if lingers else Window(reply[2], reply[3:])
+    # lingering: the commit marked the meta; the drain waits on the nudge list
+    return state, LINGERING if reply[1] == 2 else Window(reply[2], reply[3:])
 
 
 def _parse_state(
@@ -300,6 +304,7 @@ def _commit(
     out: updates.Outcome,
     report: DrainReport,
     then_next: bool = False,
+    lingers: bool = False,
 ) -> Any:
     """Commit ``out``; ``None`` when refused as a duplicate (read the window again).
 
@@ -316,7 +321,7 @@ def _commit(
         store.now_ms(),
         1 if out.replace else 0,
         out.bumps,
-        1 if then_next else 0,
+        (2 if lingers else 1) if then_next else 0,
         WINDOW,
         keys.name,
         store.nonce(),
@@ -337,8 +342,9 @@ def _commit(
         K.SWEEP,
         keys.cache,
         K.HELD,
+        keys.nudge,
     ]
-    if then_next:  # this commit may free the lease: a renewal refused after it is no loss
+    if then_next and not lingers:  # this commit may free the lease: a refused renewal is no loss
         held.ending.set()
     reply = scripts.run(client, "commit", all_keys, args)
     if then_next and not (isinstance(reply, list) and reply[1] == 1):

@@ -195,17 +195,22 @@ def hot(name: str) -> bool:
         return name in _hot
 
 
-def linger(client: redis.Redis, held: Lease, window: int, budget: int) -> Window | None:
+def linger(
+    client: redis.Redis, held: Lease, window: int, budget: int, marked: bool = False
+) -> Window | None:
     """Linger for the next update: the window of updates that came (maybe empty: the
     enqueue's nudge raced a commit), or ``None`` when none came in time (release now).
+    ``marked``: the last commit marked the meta already (``commit.lua``, ARGV[8] = 2).
     Raises :class:`LookupError` if the lease is not ours any more."""
     keys = held.keys
-    args = [held.token, window, budget]
-    reply = scripts.run(client, "linger", [keys.meta, keys.inbox, keys.nudge, keys.lease], args)
-    if reply == -1:
-        raise LookupError("lease lost")
-    if reply:  # updates came before we marked the meta
-        return Window(reply[0], reply[1:])
+    if not marked:
+        args = [held.token, window, budget]
+        script_keys = [keys.meta, keys.inbox, keys.nudge, keys.lease]
+        reply = scripts.run(client, "linger", script_keys, args)
+        if reply == -1:
+            raise LookupError("lease lost")
+        if reply:  # updates came before we marked the meta
+            return Window(reply[0], reply[1:])
     timeout = get_settings().linger_ms / 1000
     if client.blpop([keys.nudge], timeout=timeout) is None:
         with _lock:

@@ -6,10 +6,12 @@
 -- KEYS[1] meta   KEYS[2] state   KEYS[3] inbox   KEYS[4] lease   KEYS[5] failed
 -- KEYS[6] motion:stats:<component>   KEYS[7] motion:pending   KEYS[8] motion:sweep
 -- KEYS[9] the serve-cache hash (dropped when the version moves on)   KEYS[10] motion:held
+-- KEYS[11] the nudge list (ARGV[8] = 2)
 -- ARGV[1] token   ARGV[2] first seq   ARGV[3] last seq   ARGV[4] lease period (ms)
 -- ARGV[5] unused (the commit time is Redis' clock)   ARGV[6] 1 to replace the whole state (a migration), else 0
 -- ARGV[7] how many state changes the version advances by (one per update that changed it)
--- ARGV[8] 1 to release or return the next window after committing, else 0
+-- ARGV[8] 1 to release or return the next window after committing, 2 the same but,
+-- instead of releasing, keep the lease and linger (as linger.lua: a hot instance), else 0
 -- ARGV[9] most updates in the next window   ARGV[10] instance name
 -- ARGV[11] a random nonce for the new version tag ("<version>.<incarnation>.<nonce>":
 -- a version Redis lost and counted again gets another tag, so no cached copy aliases it)
@@ -21,7 +23,7 @@
 -- applied + 1 (already applied: a duplicate). Otherwise, with ARGV[8] = 0, the new
 -- version tag; with ARGV[8] = 1, {tag, 1} when the lease was released, or
 -- {tag, 0, meta_flat, payload(last+1), ...} when more updates wait (meta_flat
--- with 'now', Redis' clock in ms).
+-- with 'now', Redis' clock in ms); with ARGV[8] = 2, {tag, 2} when lingering.
 -- The token must hold the lease *and* belong to the instance's incarnation (a lease
 -- key left over from another life, e.g. by copy_db, is not this life's lease): see
 -- holds() in lib.lua.
@@ -84,11 +86,18 @@ if redis.call('HDEL', KEYS[1], 'held') == 1 then
 end
 redis.call('HDEL', KEYS[1], 'strikes', 'lease_ms')  -- the holder was alive: no takeover to pay for
 local version = redis.call('HGET', KEYS[1], 'tag')
-if ARGV[8] ~= '1' then
+if ARGV[8] ~= '1' and ARGV[8] ~= '2' then
   redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
   return version
 end
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+if seq <= last and ARGV[8] == '2' then
+  -- linger: the next enqueue pushes its seq onto the nudge list, not a wake-up
+  redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
+  redis.call('DEL', KEYS[11])
+  redis.call('HSET', KEYS[1], 'linger', 1)
+  return {version, 2}
+end
 if seq <= last then
   redis.call('DEL', KEYS[4])
   redis.call('HDEL', KEYS[1], 'holder')
