@@ -89,3 +89,29 @@ def test_a_worker_killed_while_lingering_loses_nothing(start_worker) -> None:  #
     start_worker(["ops_tally"], pool="prefork", concurrency=1, name="lk2")
     handle.flush_update(timeout=60)
     assert handle.read_state("seqs") == [1, 2, 3]
+
+
+def _entries(times_ms: list[int]) -> list[bytes | None]:
+    return [b"hit\x02%d\x00payload" % ms for ms in times_ms]
+
+
+def test_a_burst_of_a_few_producers_is_not_hot() -> None:
+    # four producers cycling through many instances: each instance gets its updates in
+    # bursts of four, seconds apart; lingering after each burst would hold a pool slot
+    # for nothing (W11 timed out that way)
+    from motion.worker import lease
+
+    name = "Tally__burst"
+    for cycle in range(5):
+        start = 1_000_000 + cycle * 3_000
+        lease.observe(name, _entries([start, start + 1, start + 2, start + 3]))
+        assert not lease.hot(name), f"hot after burst {cycle}"
+
+
+def test_a_steady_stream_is_hot() -> None:
+    from motion.worker import lease
+
+    name = "Tally__steady"
+    for i in range(lease.HOT_RUN):
+        lease.observe(name, _entries([2_000_000 + 5 * i]))  # 200 updates/s, one per window
+    assert lease.hot(name)

@@ -24,9 +24,9 @@ over (a new token); while nobody has, the holder's token is still the instance's
 fence, and its renewal and commit are accepted (see ``holds`` in ``lua/lib.lua``):
 the token is what keeps a commit safe.
 
-Lingering (:func:`linger`): an instance is *hot* when two of its updates were
-enqueued less than ``MOTION_LINGER_MS`` apart (Redis' clock, from the inbox entries;
-this process remembers the newest it saw of the last :data:`REMEMBERED` instances).
+Lingering (:func:`linger`): an instance is *hot* when its last :data:`HOT_RUN`
+updates were enqueued at least one per ``MOTION_LINGER_MS`` on average (Redis' clock,
+from the inbox entries; this process remembers the last :data:`REMEMBERED` instances).
 A drain of a hot instance that emptied the inbox keeps the lease up to
 ``MOTION_LINGER_MS`` more: the ``linger`` script marks the meta, and the next
 ``enqueue`` sees the lease held and the mark and, instead of sending a Celery wake-up,
@@ -42,11 +42,10 @@ Worker road; uses the floor (connection, inbox, keys, scripts, settings, store).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import redis
 
@@ -150,11 +149,16 @@ RENEWER = Renewer()
 
 
 # -- lingering: a hot instance's drain takes its next updates directly (see linger.lua)
-#: instances whose newest enqueue time this process remembers
+#: instances whose recent enqueue times this process remembers
 REMEMBERED = 4096
+#: an instance is hot when its last HOT_RUN updates came at least one per
+#: MOTION_LINGER_MS on average: a steady stream, not one burst of a few producers (a
+#: burst's updates are drained together anyway; lingering after it would only hold a
+#: pool slot)
+HOT_RUN = 8
 
 _lock = threading.Lock()
-_newest: OrderedDict[str, float] = OrderedDict()  # name -> newest enqueue time seen (s)
+_recent: OrderedDict[str, deque[float]] = OrderedDict()  # name -> recent enqueue times (s)
 _hot: set[str] = set()
 
 
@@ -167,17 +171,15 @@ def observe(name: str, entries: list[bytes | None]) -> None:
     if not times:
         return
     with _lock:
-        last = _newest.pop(name, None)
-        if last is not None:
-            times.insert(0, last)
-        gaps = [b - a for a, b in itertools.pairwise(times)]
-        if gaps and min(gaps) < limit:
+        recent = _recent.pop(name, None) or deque(maxlen=HOT_RUN)
+        recent.extend(times)
+        _recent[name] = recent
+        if len(recent) == HOT_RUN and recent[-1] - recent[0] < HOT_RUN * limit:
             _hot.add(name)
-        elif gaps:
+        else:
             _hot.discard(name)
-        _newest[name] = times[-1]
-        while len(_newest) > REMEMBERED:
-            old, _ = _newest.popitem(last=False)
+        while len(_recent) > REMEMBERED:
+            old, _ = _recent.popitem(last=False)
             _hot.discard(old)
 
 
@@ -214,7 +216,8 @@ def linger(
     timeout = get_settings().linger_ms / 1000
     if client.blpop([keys.nudge], timeout=timeout) is None:
         with _lock:
-            _hot.discard(keys.name)  # cold again until two updates come close together
+            _hot.discard(keys.name)  # cold again until a steady stream comes again
+            _recent.pop(keys.name, None)
         pipe = client.pipeline(transaction=False)
         pipe.hdel(keys.meta, "linger")
         pipe.delete(keys.nudge)
