@@ -187,7 +187,7 @@ def _run_all(
         if not cfg.quick:  # the smoke run keeps to one threads and one gevent worker
             variants += [
                 ("threads", wide, f"W10 async op, {wide} threads", concurrency.w10_async_threads),
-                # fails today (see README): a full run shows it
+                # async ops on gevent: the drains await on the worker's one event loop
                 ("gevent", wide, "W10 async op, gevent", concurrency.w10_async_gevent),
             ]
         for pool, concurrency_, name, func in variants:
