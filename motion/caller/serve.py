@@ -184,7 +184,8 @@ class Reader:
         except BaseException:
             yield drive.command("delete", self._keys.claim)  # let the next caller try at once
             raise
-        keys = [self._keys.meta, self._keys.state, K.COMPONENTS, self._keys.claim]
+        components = K.part(K.COMPONENTS, self._keys.name)
+        keys = [self._keys.meta, self._keys.state, components, self._keys.claim]
         reply = yield drive.script("init", keys, init)
         if reply[0] != 1:
             return None  # it existed after all: read it

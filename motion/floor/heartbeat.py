@@ -26,6 +26,7 @@ import redis.asyncio
 
 from motion.floor import keys as K
 from motion.floor import scripts
+from motion.floor.connection import is_cluster
 from motion.floor.settings import get_settings
 
 log = logging.getLogger("motion.heartbeat")
@@ -45,11 +46,16 @@ def _forget_ms() -> int:
 
 def beat(client: redis.Redis, components: list[str], goodbye: bool = False) -> None:
     """Announce (or, with ``goodbye``, withdraw) this process for ``components``."""
+    flag = "1" if goodbye else "0"
     if not components:
+        return
+    if is_cluster(client):  # a cluster pipeline refuses scripts: one call per component
+        for component in components:
+            names = [K.workers(component), K.registered(component)]
+            scripts.run(client, "heartbeat", names, [worker_id(), _forget_ms(), flag])
         return
     pipe = client.pipeline(transaction=False)
     script = scripts.get("heartbeat")
-    flag = "1" if goodbye else "0"
     for component in components:
         keys = (K.workers(component), K.registered(component))
         pipe.evalsha(script.sha, 2, *keys, worker_id(), _forget_ms(), flag)

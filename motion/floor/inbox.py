@@ -169,7 +169,8 @@ def enqueue_call(
     now = int(time.time() * 1000)
     period = K.DEDUP_SECONDS * 1000
     dedup = [keys.dedup(now), keys.dedup(now - period)]
-    script_keys = [keys.meta, keys.inbox, keys.lease, K.PENDING, *dedup, keys.state, K.SWEEP]
+    pending, sweep = K.part(K.PENDING, keys.name), K.part(K.SWEEP, keys.name)
+    script_keys = [keys.meta, keys.inbox, keys.lease, pending, *dedup, keys.state, sweep]
     coalesce = "0" if get_settings().wakeup_per_update else "1"
     args: list[Any] = [entry, flow, now, keys.name, expect, token, 2 * period, coalesce]
     if wakeup is not None:

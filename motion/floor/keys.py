@@ -5,6 +5,11 @@ Redis Cluster hash tag, so they live in one slot and one Lua script may touch th
 all. The few global keys (the pending index, per-component counters, the sweeper
 lock) are listed at the bottom.
 
+On a Redis Cluster (``MOTION_REDIS_URL=redis+cluster://...``) each global index a
+script touches together with an instance's keys is split into one part per hash slot
+(:func:`part`: ``motion:pending:{<tag of the instance's slot>}``), so no script crosses
+slots; readers go over :func:`parts`. On a single Redis :func:`part` is the plain key.
+
 Per instance:
 
 ========  =====  =============================================================
@@ -40,7 +45,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from motion.floor import slots
 from motion.floor.errors import InvalidInstanceIdError
+from motion.floor.settings import get_settings
 
 PREFIX = "motion"
 SEPARATOR = "__"
@@ -82,9 +89,35 @@ def registered(component: str) -> str:
     return f"{PREFIX}:registered:{{{component}}}"
 
 
-def stats(component: str) -> str:
-    """Hash of counters for one component: ``applied:<flow>``, ``failed:<flow>``..."""
-    return f"{PREFIX}:stats:{component}"
+def stats(component: str, name: str | None = None) -> str:
+    """Hash of counters for one component: ``applied:<flow>``, ``failed:<flow>``...
+
+    With ``name`` (an instance of it): the part that instance's scripts count in
+    (:func:`part`); readers sum :func:`parts` of ``stats(component)``.
+    """
+    key = f"{PREFIX}:stats:{component}"
+    return key if name is None else part(key, name)
+
+
+def part(index: str, name: str) -> str:
+    """The part of the global ``index`` (``PENDING``, ``SWEEP``, ``HELD``,
+    ``COMPONENTS``, a ``stats`` key, or any index named per instance) that instance
+    ``name``'s scripts touch.
+
+    On a single Redis: ``index`` itself. On a cluster: ``index:{tag}``, where ``tag``
+    hashes to the slot of the instance's keys, so a script may touch both.
+    """
+    if not get_settings().redis_cluster:
+        return index
+    return f"{index}:{{{slots.tag(slots.key_slot(InstanceKeys.of(name).meta))}}}"
+
+
+def parts(index: str) -> list[str]:
+    """Every part of the global ``index``: ``[index]`` on a single Redis, one key per
+    hash slot (16,384) on a cluster."""
+    if not get_settings().redis_cluster:
+        return [index]
+    return [f"{index}:{{{t}}}" for t in slots.all_tags()]
 
 
 def instance_name(component: str, instance_id: str) -> str:

@@ -23,7 +23,7 @@ import redis
 import redis.asyncio
 from redis.exceptions import NoScriptError
 
-from motion.floor.connection import fast_command
+from motion.floor.connection import fast_command, is_cluster
 from motion.floor.errors import RedisFullError
 
 NAMES = (
@@ -39,6 +39,7 @@ NAMES = (
     "heartbeat",
     "alive",
     "cache",
+    "parts",
 )
 
 
@@ -111,7 +112,11 @@ def run_after(
 ) -> Any:
     """Send ``command`` (``("cache", (keys, args))``: the ``cache`` script) and script
     ``name`` in one
-    round trip; returns the script's reply."""
+    round trip (two on a cluster, whose pipelines refuse scripts); returns the script's
+    reply."""
+    if is_cluster(client):
+        run(client, command[0], *command[1])
+        return run(client, name, keys, args)
     script = get(name)
     pipe = client.pipeline(transaction=False)
     _queue(pipe, command)
@@ -135,6 +140,9 @@ async def arun_after(
     args: list[Any],
 ) -> Any:
     """Async :func:`run_after`."""
+    if is_cluster(client):
+        await arun(client, command[0], *command[1])
+        return await arun(client, name, keys, args)
     script = get(name)
     pipe = client.pipeline(transaction=False)
     _queue(pipe, command)

@@ -20,9 +20,15 @@ import redis.asyncio
 
 from motion.caller.wait import Waiter
 from motion.define.component import Component, lookup, registered
-from motion.floor import drive, store
+from motion.floor import drive, indexes, store
 from motion.floor import keys as K
-from motion.floor.connection import all_urls, get_redis, new_async_client, translate_errors
+from motion.floor.connection import (
+    all_urls,
+    get_redis,
+    new_async_client,
+    queue_delete,
+    translate_errors,
+)
 from motion.floor.connection import client_for as _client
 from motion.floor.errors import (
     ConfigurationError,
@@ -92,11 +98,10 @@ def clear_instance(instance_name: str) -> bool:
         # cache entries and dedup keys (the fixed keys are deleted by name anyway)
         cached = list(_scan(client, _glob_escape(keys.prefix) + "*"))
         pipe = client.pipeline(transaction=False)
-        pipe.delete(*keys.all())
+        queue_delete(pipe, keys.all())
         for start in range(0, len(cached), 500):
-            pipe.delete(*cached[start : start + 500])
-        pipe.zrem(K.PENDING, instance_name)
-        pipe.zrem(K.SWEEP, instance_name)
+            queue_delete(pipe, cached[start : start + 500])
+        indexes.forget(pipe, instance_name, K.PENDING, K.SWEEP, K.HELD)
         deleted = pipe.execute()[0]
     store.STATE_CACHE.drop(instance_name)
     return bool(deleted)
@@ -251,18 +256,15 @@ def status(components: Sequence[str] = ()) -> list[ComponentStatus]:
     clients = [_client(url) for url in all_urls()]
     with translate_errors("reading motion status"):
         names = list(components) or sorted(
-            {_text(n) for client in clients for n in client.smembers(K.COMPONENTS)}
+            {_text(n) for client in clients for n in indexes.members(client, K.COMPONENTS)}
         )
         result = {name: ComponentStatus(name) for name in names}
         for client in clients:
-            pipe = client.pipeline(transaction=False)
             for name in names:
-                pipe.hgetall(K.stats(name))
-            for name, raw in zip(names, pipe.execute(), strict=True):
-                _counters(result[name], raw)
+                _counters(result[name], indexes.counters(client, K.stats(name)))
             pending = [
                 (member.decode(), score)
-                for member, score in client.zscan_iter(K.PENDING, count=1000)
+                for member, score in indexes.scan_members(client, K.PENDING)
                 if member.decode().partition(K.SEPARATOR)[0] in result
             ]
             _backlog(client, result, pending)

@@ -101,10 +101,11 @@ def drain(component: Component, instance_id: str) -> DrainReport:
     period = int(settings.lease_seconds * 1000)
     report = DrainReport(keys.name)
     # one round trip: the lease, the first window and (unless our copy is current) the state
-    begin_keys = [keys.meta, keys.lease, K.stats(component.name), keys.inbox, keys.state]
+    begin_keys = [keys.meta, keys.lease, K.stats(component.name, keys.name), keys.inbox, keys.state]
     known = store.STATE_CACHE.version_of(keys.name)
     begin_args = [period, WINDOW, known, keys.name, store.nonce(), _budget()]
-    reply = scripts.run(client, "begin", [*begin_keys, K.PENDING, K.SWEEP], begin_args)
+    indexes = [K.part(K.PENDING, keys.name), K.part(K.SWEEP, keys.name)]
+    reply = scripts.run(client, "begin", [*begin_keys, *indexes], begin_args)
     token = reply[0]
     if isinstance(token, int):  # no lease taken
         report.skipped = {0: "busy", -1: "missing", -2: "idle"}[token]
@@ -342,11 +343,11 @@ def _commit(
         keys.inbox,
         keys.lease,
         keys.failed,
-        K.stats(component),
-        K.PENDING,
-        K.SWEEP,
+        K.stats(component, keys.name),
+        K.part(K.PENDING, keys.name),
+        K.part(K.SWEEP, keys.name),
         keys.cache,
-        K.HELD,
+        K.part(K.HELD, keys.name),
     ]
     if then_next:  # this commit may free the lease: a renewal refused after it is no loss
         held.ending.set()
