@@ -23,7 +23,7 @@ from motion import ConfigurationError, get_instances
 from motion.floor import indexes, slots
 from motion.floor import keys as K
 from motion.floor.connection import get_redis
-from motion.tools import admin, producer
+from motion.tools import admin, browse, producer
 from tests.cluster import Cluster
 from tests.conftest import reset_motion
 from tests.support import (
@@ -97,6 +97,15 @@ def test_admin_utilities_see_the_whole_cluster(  # type: ignore[no-untyped-def]
     for iid in ids:
         Ledger(iid).run("add", {"item": 1})
     assert get_instances("Ledger") == sorted(ids)  # SCAN fans out over the primaries
+    paged: list[str] = []
+    page = browse.instance_page("Ledger", size=3)  # the dashboard's pages, primary by primary
+    while True:
+        paged += page.ids
+        if not page.next_cursor:
+            break
+        page = browse.instance_page("Ledger", cursor=page.next_cursor, size=3)
+    assert sorted(paged) == sorted(ids)
+    assert browse.components() == ["Ledger"]
     (row,) = admin.status(["Ledger"])
     assert (row.pending_instances, row.pending_updates) == (8, 8)
     # the worker drains everything; a producer without the code enqueues too
@@ -107,6 +116,7 @@ def test_admin_utilities_see_the_whole_cluster(  # type: ignore[no-untyped-def]
     assert Ledger("cl-admin-0").read_state("items") == [1, 2]
     (row,) = admin.status(["Ledger"])
     assert (row.pending_instances, row.applied, row.failed) == (0, 9, 0)
+    assert sum(c.get("applied", 0) for c in browse.flow_counts("Ledger").values()) == 9
     assert admin.clear_instance("Ledger__cl-admin-0")
     assert "cl-admin-0" not in get_instances("Ledger")
     subprocess.run(  # the CLI on the cluster

@@ -186,9 +186,11 @@ def new_async_client(url: str, timeout: float | None = None, **extra: Any) -> re
         nodes = [ClusterNode(host, port) for host, port in cluster_nodes(url)]
         options = {**_cluster_options(url), **options}
         options.pop("health_check_interval", None)
-        cluster = RedisCluster(startup_nodes=nodes, retry=retry, **options)
-        return cluster  # type: ignore[return-value]  # the same commands as redis.asyncio.Redis
-    return redis.asyncio.Redis.from_url(url, retry=retry, **options)
+        client: Any = RedisCluster(startup_nodes=nodes, retry=retry, **options)
+    else:
+        client = redis.asyncio.Redis.from_url(url, retry=retry, **options)
+    client.motion_url = url  # the URL of its synchronous twin (replication.arun)
+    return client  # type: ignore[no-any-return]  # a cluster client has the same commands
 
 
 def _cluster_options(url: str) -> dict[str, Any]:

@@ -92,6 +92,12 @@ class RedisFullError(MotionError, MemoryError):
     """Redis is at ``maxmemory`` and refused an enqueue; retry once workers drained the backlog."""
 
 
+class ReplicationTimeoutError(MotionError, TimeoutError):
+    """With ``MOTION_REDIS_MIN_REPLICAS``, fewer replicas than asked confirmed a write in
+    time: it is on the primary and may or may not survive a failover. A retry with the
+    same enqueue token (a producer's ``dedup_key``) is deduplicated."""
+
+
 class FlushTimeoutError(MotionError, TimeoutError):
     """``flush_update`` waited longer than its timeout."""
 

@@ -23,6 +23,7 @@ import redis
 import redis.asyncio
 from redis.exceptions import NoScriptError
 
+from motion.floor import replication
 from motion.floor.connection import fast_command, is_cluster
 from motion.floor.errors import RedisFullError
 
@@ -80,6 +81,8 @@ def run(
     """Run script ``name`` on a synchronous client (``fast``: see
     :func:`motion.floor.connection.fast_command`)."""
     script = get(name)
+    if replication.wanted(name):
+        return replication.run(client, name, script.sha, script.source, keys, args)
     try:
         try:
             if fast:
@@ -94,6 +97,8 @@ def run(
 async def arun(client: redis.asyncio.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
     """Run script ``name`` on an asyncio client."""
     script = get(name)
+    if replication.wanted(name):
+        return await replication.arun(client, name, script.sha, script.source, keys, args)
     try:
         try:
             return await client.evalsha(script.sha, len(keys), *keys, *args)
@@ -114,7 +119,7 @@ def run_after(
     ``name`` in one
     round trip (two on a cluster, whose pipelines refuse scripts); returns the script's
     reply."""
-    if is_cluster(client):
+    if is_cluster(client) or replication.wanted(name):
         run(client, command[0], *command[1])
         return run(client, name, keys, args)
     script = get(name)
@@ -140,7 +145,7 @@ async def arun_after(
     args: list[Any],
 ) -> Any:
     """Async :func:`run_after`."""
-    if is_cluster(client):
+    if is_cluster(client) or replication.wanted(name):
         await arun(client, command[0], *command[1])
         return await arun(client, name, keys, args)
     script = get(name)

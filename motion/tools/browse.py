@@ -23,7 +23,7 @@ from motion.caller.wait import Waiter
 from motion.define.component import lookup, registered
 from motion.floor import drive, indexes, scripts
 from motion.floor import keys as K
-from motion.floor.connection import all_urls, client_for, get_redis, translate_errors
+from motion.floor.connection import all_urls, client_for, get_redis, is_cluster, translate_errors
 from motion.floor.errors import FlushTimeoutError, InstanceNotFoundError
 from motion.floor.inbox import WRITE_FLOW, Update, encode, enqueue_call, new_token
 from motion.floor.serde import DEFAULT_SERIALIZER
@@ -91,14 +91,15 @@ def instance_page(component: str, prefix: str = "", cursor: str = "", size: int 
     ``size`` ids, and an instance created or deleted while paging may be missed
     or listed twice (as with ``SCAN`` itself), never the others.
     """
-    urls = all_urls()
-    shard, position = _cursor(cursor, len(urls))
+    with translate_errors(f"listing instances of {component}"):
+        targets = _scan_targets()
+    shard, position = _cursor(cursor, len(targets))
     escaped = _glob_escape(component + K.SEPARATOR + prefix)
     pattern = f"{K.PREFIX}:{{{escaped}*}}:meta"
     ids: list[str] = []
     count = max(size, 10)
-    while shard < len(urls) and len(ids) < size:
-        client = client_for(urls[shard])
+    while shard < len(targets) and len(ids) < size:
+        client = targets[shard]
         with translate_errors(f"listing instances of {component}"):
             position, found = client.scan(position, match=pattern, count=count)
         ids += [K.split_instance_name(K.name_from_meta_key(_text(k)))[1] for k in found]
@@ -106,8 +107,22 @@ def instance_page(component: str, prefix: str = "", cursor: str = "", size: int 
             shard, position = shard + 1, 0
         elif len(found) < size // 4:  # sparse matches: examine more keys per call
             count = min(count * 2, _MAX_SCAN_COUNT)
-    more = shard < len(urls)
+    more = shard < len(targets)
     return Page(sorted(set(ids)), f"{shard}:{int(position)}" if more else "")
+
+
+def _scan_targets() -> list[Any]:
+    """A client per Redis to page through with ``SCAN``: each shard, or each primary
+    of a cluster (by name, so a cursor's position stays valid across pages)."""
+    targets: list[Any] = []
+    for url in all_urls():
+        client: Any = client_for(url)
+        if is_cluster(client):
+            primaries = sorted(client.get_primaries(), key=lambda node: node.name)
+            targets += [client.get_redis_connection(node) for node in primaries]
+        else:
+            targets.append(client)
+    return targets
 
 
 @dataclass

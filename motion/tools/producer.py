@@ -323,7 +323,8 @@ def _translate(client: redis.Redis, action: str, stored: str) -> Iterator[None]:
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
-        where = _describe(client.connection_pool.connection_kwargs)
+        pool = getattr(client, "connection_pool", None)  # none on a cluster client
+        where = _describe(pool.connection_kwargs) if pool else "the Redis Cluster"
         refused = isinstance(exc, redis.AuthenticationError) or any(
             code in str(exc) for code in ("NOAUTH", "NOPERM", "WRONGPASS")
         )
