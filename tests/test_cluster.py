@@ -28,6 +28,7 @@ from tests.cluster import Cluster
 from tests.conftest import reset_motion
 from tests.support import (
     COMPONENTS,
+    RedisServer,
     Worker,
     assert_applied_in_order,
     motion_env,
@@ -252,3 +253,45 @@ def test_a_cluster_needs_a_broker_of_its_own(monkeypatch: pytest.MonkeyPatch) ->
             Ledger("x").run("add", {"item": 1})
     finally:
         reset_motion()
+
+
+@pytest.mark.integration
+def test_shards_are_copied_into_the_cluster_and_go_on_there(  # type: ignore[no-untyped-def]
+    cluster_url, redis_cluster, cluster_workers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The way from MOTION_REDIS_SHARDS to a cluster: `motion copy` each shard into it."""
+    shards = [RedisServer(tmp_path / f"shard-{i}").start() for i in range(2)]
+    try:
+        ids = {0: [f"sh0-{i}" for i in range(4)], 1: [f"sh1-{i}" for i in range(4)]}
+        for n, shard in enumerate(shards):  # pending updates, no worker yet
+            monkeypatch.setenv("MOTION_REDIS_URL", shard.url)
+            monkeypatch.delenv("MOTION_BROKER_URL", raising=False)
+            reset_motion()
+            for iid in ids[n]:
+                Ledger(iid).run("add", {"item": n})
+            shard.client().hincrby(K.stats("Ledger"), "applied:add", 5)
+        monkeypatch.setenv("MOTION_REDIS_URL", cluster_url)
+        monkeypatch.setenv("MOTION_BROKER_URL", redis_cluster.broker.url)
+        reset_motion()
+        env = motion_env(cluster_url, MOTION_BROKER_URL=redis_cluster.broker.url)
+        for shard in shards:
+            done = subprocess.run(
+                [sys.executable, "-m", "motion.tools.cli", "copy", shard.url, cluster_url],
+                env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+        every = sorted(ids[0] + ids[1])
+        assert get_instances("Ledger") == every
+        (row,) = admin.status(["Ledger"])
+        assert (row.pending_instances, row.applied) == (8, 10)  # indexes split, counts added
+        cluster_workers.append(cluster_worker(redis_cluster, tmp_path, "w", pool="solo").start())
+        for n, group in ids.items():
+            for iid in group:
+                handle = Ledger(iid)
+                handle.run("add", {"item": "cluster"}, flush_update=True)
+                assert handle.read_state("items") == [n, "cluster"]
+        (row,) = admin.status(["Ledger"])
+        assert (row.pending_instances, row.applied) == (0, 26)
+    finally:
+        for shard in shards:
+            shard.stop()

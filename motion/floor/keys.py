@@ -99,15 +99,16 @@ def stats(component: str, name: str | None = None) -> str:
     return key if name is None else part(key, name)
 
 
-def part(index: str, name: str) -> str:
+def part(index: str, name: str, cluster: bool | None = None) -> str:
     """The part of the global ``index`` (``PENDING``, ``SWEEP``, ``HELD``,
     ``COMPONENTS``, a ``stats`` key, or any index named per instance) that instance
     ``name``'s scripts touch.
 
     On a single Redis: ``index`` itself. On a cluster: ``index:{tag}``, where ``tag``
     hashes to the slot of the instance's keys, so a script may touch both.
+    ``cluster`` says which (default: whether this process's Redis is a cluster).
     """
-    if not get_settings().redis_cluster:
+    if not (get_settings().redis_cluster if cluster is None else cluster):
         return index
     return f"{index}:{{{slots.tag(slots.key_slot(InstanceKeys.of(name).meta))}}}"
 

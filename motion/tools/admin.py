@@ -25,7 +25,6 @@ from motion.floor import keys as K
 from motion.floor.connection import (
     all_urls,
     get_redis,
-    new_async_client,
     queue_delete,
     translate_errors,
 )
@@ -45,6 +44,7 @@ from motion.floor.inbox import (
 from motion.floor.redis_params import RedisParams
 from motion.floor.serde import DEFAULT_SERIALIZER, Serializer, binding, load_stored, unseal
 from motion.floor.settings import get_settings
+from motion.tools import copying
 from motion.worker import holds
 
 
@@ -151,45 +151,14 @@ async def copy_db(src: str | RedisParams, dest: str | RedisParams) -> int:
     Keys are found with ``SCAN`` and copied with ``DUMP``/``RESTORE ... REPLACE``,
     keeping their TTLs. Returns the number of keys copied. Stop writers first for
     a consistent copy. Example: ``asyncio.run(copy_db(RedisParams(), "redis://new:6379/0"))``.
+    Into a Redis Cluster (``redis+cluster://``), the global indexes are split into
+    their per-slot parts and counters are added up, so each shard of
+    ``MOTION_REDIS_SHARDS`` can be copied in turn (:mod:`motion.tools.copying`).
     """
     src_url, dest_url = _url(src), _url(dest)
     if src_url == dest_url:
         raise ConfigurationError("copy_db needs two different databases; src equals dest.")
-    source = new_async_client(src_url)
-    target = new_async_client(dest_url)
-    copied = 0
-    try:
-        batch: list[bytes] = []
-        async for key in source.scan_iter(match=f"{K.PREFIX}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
-                copied += await _copy_batch(source, target, batch)
-                batch = []
-        if batch:
-            copied += await _copy_batch(source, target, batch)
-    finally:
-        await source.aclose()
-        await target.aclose()
-    return copied
-
-
-async def _copy_batch(
-    source: redis.asyncio.Redis, target: redis.asyncio.Redis, keys: list[bytes]
-) -> int:
-    read = source.pipeline(transaction=False)
-    for key in keys:
-        read.dump(key)
-        read.pttl(key)
-    replies = await read.execute()
-    write = target.pipeline(transaction=False)
-    copied = 0
-    for key, data, ttl in zip(keys, replies[::2], replies[1::2], strict=True):
-        if data is None:  # deleted since the scan
-            continue
-        write.restore(key, max(int(ttl), 0), data, replace=True)
-        copied += 1
-    await write.execute()
-    return copied
+    return await copying.copy_keys(src_url, dest_url)
 
 
 # -- what `motion status` and `motion flush` show ------------------------------------------

@@ -101,6 +101,7 @@ def kill_a_primary(world: ClusterBattery, names: list[str]) -> None:
     wait_for(promoted, 60, "the replica to be promoted")
 
 
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("replicas", ["1", "0"], ids=["min-replicas-1", "no-wait"])
 def test_a_primary_killed_under_load_and_replaced_by_its_replica(
     cluster_battery: ClusterBattery, replicas: str
