@@ -11,6 +11,10 @@ processes (as ``throughput`` does), and prints one row per primary count:
   the figures add up to the cluster's cost per update) and its commands per update;
 * the broker's and the workers' CPU per update, the machine's busy cores.
 
+The tool's own polling (it reads the probe's counters every 0.2 s) is measured
+before the load and taken out of the Redis figures; the sweeper's passes (one per
+sweep period, 16,384 key lookups on a cluster) are motion's own cost and stay in.
+
 On a machine with few cores this measures the cost of an update on a cluster (and
 how evenly the primaries share it), not how throughput scales: the workers and
 producers take the same cores. docs/operations.md turns these figures into a sizing
@@ -118,12 +122,39 @@ def _create(url: str, instances: int) -> None:
         scripts.run(client, "init", [keys.meta, keys.state, components, keys.claim], args)
 
 
-def _applied() -> int:
-    from motion.floor import indexes
-    from motion.floor import keys as K
-    from motion.floor.connection import get_redis
+class Applied:
+    """How many updates the probe's counters say were applied: one ``parts`` script per
+    primary over the counter parts of the probe's instances' slots (not all 16,384)."""
 
-    return int(indexes.counters(get_redis(), K.stats(cap.NAME)).get(b"applied:hit", 0))
+    def __init__(self, instances: int) -> None:
+        from motion.floor import keys as K
+
+        names = (K.instance_name(cap.NAME, f"u{i}") for i in range(instances))
+        self.parts = sorted({K.stats(cap.NAME, name) for name in names})
+
+    def __call__(self) -> int:
+        from motion.floor import indexes
+        from motion.floor.connection import get_redis
+
+        client = get_redis()
+        total = 0
+        for node, chunk in indexes._by_primary(client, self.parts):
+            for reply in indexes._run(node, chunk, ("HGET", "applied:hit")):
+                total += int(reply or 0)
+        return total
+
+
+def _poll_cost(applied: Applied, nodes: list[redis.Redis], polls: int = 20) -> tuple[float, int]:
+    """Redis CPU seconds and commands one poll of ``applied`` costs (the tool's own load,
+    taken out of the figures)."""
+    for client in nodes:
+        client.config_resetstat()
+    cpu0 = sum(cap._redis_cpu(c) for c in nodes)
+    for _ in range(polls):
+        applied()
+    cpu = sum(cap._redis_cpu(c) for c in nodes) - cpu0
+    calls = sum(sum(int(v["calls"]) for v in c.info("commandstats").values()) for c in nodes)
+    return cpu / polls, calls // polls
 
 
 def _row(args: argparse.Namespace, primaries: int, broker_url: str) -> dict[str, Any]:
@@ -135,6 +166,9 @@ def _row(args: argparse.Namespace, primaries: int, broker_url: str) -> dict[str,
         broker = redis.Redis.from_url(broker_url)
         broker.flushall()
         _create(url, args.instances)
+        applied = Applied(args.instances)
+        poll_cpu, poll_calls = _poll_cost(applied, nodes)
+        polls = 0
         servers = cap.Servers(url, broker_url)
         folder = Path(tempfile.mkdtemp(prefix="motion-capacity-"))
         procs = cap._start_workers(args.workers, args, servers, folder)
@@ -148,15 +182,21 @@ def _row(args: argparse.Namespace, primaries: int, broker_url: str) -> dict[str,
             workers0, machine0 = cap._tree_cpu([p.pid for p in procs]), cap._machine_busy()
             started = time.monotonic()
             producers_cpu = cap._go(feeders)
-            while _applied() < total:
+            while applied() < total:
+                polls += 1
                 if time.monotonic() - started > args.timeout:
                     sys.exit(f"not all updates applied within {args.timeout}s; logs in {folder}")
-                time.sleep(0.1)
+                time.sleep(0.2)
             took = time.monotonic() - started
             cpu = [cap._redis_cpu(c) - c0 for c, c0 in zip(everyone, cpu0, strict=True)]
             calls = [
                 sum(int(v["calls"]) for v in c.info("commandstats").values()) for c in everyone
             ]
+            workers_cpu = cap._tree_cpu([p.pid for p in procs]) - workers0
+            # the tool's polls, spread over the primaries as their parts are
+            for i in range(len(nodes)):
+                cpu[i] -= (polls + 1) * poll_cpu / len(nodes)
+                calls[i] -= (polls + 1) * poll_calls // len(nodes)
         finally:
             cap._stop(procs)
             shutil.rmtree(folder, ignore_errors=True)
@@ -166,7 +206,6 @@ def _row(args: argparse.Namespace, primaries: int, broker_url: str) -> dict[str,
         row["busiest primary CPU"] = f"{max(cpu[:-1]) / took:.0%}"
         row["redis cmds/upd"] = round(sum(calls[:-1]) / total, 1)
         row["broker µs/upd"] = round(cpu[-1] / total * 1e6)
-        workers_cpu = cap._tree_cpu([p.pid for p in procs]) - workers0
         row["worker µs/upd"] = round(workers_cpu / total * 1e6)
         row["producer µs/upd"] = round(producers_cpu / total * 1e6)
         busy = cap._machine_busy() - machine0

@@ -20,58 +20,14 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.battery.conftest import FAST, Battery
-from tests.battery.harness import Size, advance, battery_size, finish
-from tests.cluster import Cluster
-from tests.conftest import reset_motion
+from tests.battery.cluster_world import ClusterBattery, cluster_battery  # noqa: F401
+from tests.battery.harness import advance, finish
 from tests.support import wait_for
 
 pytestmark = pytest.mark.battery
-
-
-class ClusterBattery(Battery):
-    """A battery world whose state lives on a cluster of its own."""
-
-    def __init__(self, folder: Path, cluster: Cluster, size: Size) -> None:
-        super().__init__(folder, cluster.nodes[0], size)
-        self.cluster = cluster
-        self.broker_env = {"MOTION_BROKER_URL": cluster.broker.url}
-
-    @property
-    def url(self) -> str:
-        return self.cluster.url
-
-    def client(self):  # type: ignore[no-untyped-def]
-        from motion.floor.connection import get_redis
-
-        return get_redis()  # motion's cluster client: timeouts, retries, topology refresh
-
-
-@pytest.fixture
-def cluster_battery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClusterBattery]:
-    size = battery_size()
-    cluster = Cluster(tmp_path / "cluster").start()
-    for name in list(os.environ):
-        if name.startswith("MOTION_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("MOTION_REDIS_URL", cluster.url)
-    monkeypatch.setenv("MOTION_BROKER_URL", cluster.broker.url)
-    monkeypatch.setenv("MOTION_INPROCESS_WORKER", "0")
-    for key, value in FAST.items():
-        monkeypatch.setenv(key, value)
-    reset_motion()
-    world = ClusterBattery(tmp_path, cluster, size)
-    try:
-        yield world
-    finally:
-        world.close()
-        cluster.stop()
-        reset_motion()
 
 
 def kill_a_primary(world: ClusterBattery, names: list[str]) -> None:
@@ -104,7 +60,8 @@ def kill_a_primary(world: ClusterBattery, names: list[str]) -> None:
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("replicas", ["1", "0"], ids=["min-replicas-1", "no-wait"])
 def test_a_primary_killed_under_load_and_replaced_by_its_replica(
-    cluster_battery: ClusterBattery, replicas: str
+    cluster_battery: ClusterBattery,  # noqa: F811
+    replicas: str,
 ) -> None:
     world = cluster_battery
     option = {"MOTION_REDIS_MIN_REPLICAS": replicas}
