@@ -1,0 +1,85 @@
+"""Parked updates: the updates a flow-control option holds, and when an update is settled.
+
+An instance's updates are applied one at a time in enqueue order, and the meta field
+``applied`` is a contiguous watermark (every seq up to it has been gone through). An
+update *held* by a flow-control option (a debounce not yet fired, a paused flow or
+instance, a timer not yet due, a flow paused on a failed update) is *parked* when the
+drain reaches it: its seq joins the instance's ``parked`` sorted set (member
+``<seq>:<flow>``, score = seq), its payload stays in the inbox, and the watermark
+passes it, so later updates of other flows go on. Every later update of a flow with
+anything parked is parked too, so a flow keeps its order. When the hold ends the drain
+applies that flow's parked updates in seq order before it goes on with the rest.
+
+The hold reasons live in the meta hash: ``hold:*`` (the whole instance paused),
+``hold:<flow>`` (``pause`` or ``failed:<seq>``); debounce fire times and due times are in
+the instance's ``timers`` sorted set (``flow -> ms``), and the instance's earliest one in
+the due index (:func:`motion.floor.keys.timers_index`).
+
+Floor; uses the floor (keys).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from motion.floor import keys as K
+
+#: the meta field holding an instance-wide pause
+HOLD_ALL = "hold:*"
+#: hold reasons (the values of ``hold:<flow>`` / ``hold:*``)
+PAUSE = "pause"
+FAILED_PREFIX = "failed:"
+
+
+def hold_field(flow: str | None) -> str:
+    """The meta field holding ``flow`` (``None``: the whole instance)."""
+    return HOLD_ALL if flow is None else f"hold:{flow}"
+
+
+def member(seq: int, flow: str) -> str:
+    """The ``parked`` member of update ``seq`` of ``flow``."""
+    return f"{seq}:{flow}"
+
+
+def parse_member(raw: bytes | str) -> tuple[int, str]:
+    """``(seq, flow)`` of a ``parked`` member."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    seq, _, flow = text.partition(":")
+    return int(seq), flow
+
+
+def is_settled(applied: int, seq: int, parked: bool) -> bool:
+    """Whether update ``seq`` is settled: the drain is done with it for good.
+
+    The rule: ``seq <= applied`` (the meta field ``applied``) **and** ``seq`` is not in
+    the instance's ``parked`` set (``parked``: whether a member scored ``seq`` is there).
+    A settled update was applied, discarded by a discard policy, or recorded as failed
+    and skipped (``on_failure="skip"``; its record is in the ``failed`` set), or dropped
+    (``handle.drop``). An update parked on a failure (``on_failure="pause"``) is *not*
+    settled until it is retried and applied, or dropped. Read ``applied`` and the
+    parked score in one round trip (:func:`settled_commands`) and the instance's ``inc``
+    with them: a seq belongs to one incarnation.
+    """
+    return seq <= applied and not parked
+
+
+def settled_commands(keys: K.InstanceKeys, seq: int) -> list[tuple[Any, ...]]:
+    """The two commands whose replies :func:`settled_from` reads (pipeline them)."""
+    return [
+        ("hmget", keys.meta, "applied", "inc"),
+        ("zrangebyscore", keys.parked, seq, seq),
+    ]
+
+
+def settled_from(seq: int, meta: list[Any], parked: list[Any]) -> bool:
+    """:func:`is_settled` from the replies of :func:`settled_commands`."""
+    return is_settled(int(meta[0] or 0), seq, bool(parked))
+
+
+def settled(client: Any, keys: K.InstanceKeys, seq: int) -> bool:
+    """:func:`is_settled` for update ``seq``, read from Redis in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for name, *args in settled_commands(keys, seq):
+        getattr(pipe, name)(*args)
+    meta, parked = pipe.execute()
+    return settled_from(seq, meta, parked)
