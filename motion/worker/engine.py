@@ -125,6 +125,7 @@ def _drain_held(
 ) -> None:
     """Apply windows until the last commit released the lease (the inbox was empty)."""
     keys = held.keys
+    due = False
     while True:
         if held.lost.is_set():
             raise _Stop("lease lost")
@@ -133,7 +134,7 @@ def _drain_held(
         if window is None:  # after a refused commit: read the window again
             reply = scripts.run(client, "window", [keys.meta, keys.inbox], [WINDOW, "", _budget()])
             window = Window(reply[0], reply[1:])
-        if parking.has_parked(window.meta_flat) and parking.release_due(
+        if (due or parking.has_parked(window.meta_flat)) and parking.release_due(
             component,
             instance_id,
             client,
@@ -143,6 +144,7 @@ def _drain_held(
             lambda out: _commit(client, held, component.name, out, report),
         ):  # released updates of a flow whose hold ended: read the state and window again
             state, window = _fresh_state(client, component, instance_id, keys), None
+            due = False
             continue
         if not window.entries:
             released = leases.release(client, held)
@@ -150,6 +152,7 @@ def _drain_held(
                 raise _Stop("lease lost")
             if released == 1:
                 return
+            due = released == 2  # a timer is due: go through it before letting go
             window = None  # updates arrived after the window was read
             continue
         _gather_batch(component, client, keys, window)

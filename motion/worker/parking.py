@@ -228,14 +228,18 @@ def release_due(
     whether any were gone through (the drain then reads the state and window again)."""
     meta = _meta(meta_flat)
     now_ms = int(meta.get("now", "0"))
-    if P.HOLD_ALL in meta:
-        return False
-    flows = [k[7:] for k, v in meta.items() if k.startswith("parked:") and int(v) > 0]
-    flows = [f for f in flows if P.hold_field(f) not in meta]
-    if not flows:
-        return False
     rows: Any = client.zrange(held.keys.timers, 0, -1, withscores=True)
     timers = {k.decode(): int(v) for k, v in rows}
+    held_all = P.HOLD_ALL in meta
+    flows = [
+        k[7:]
+        for k, v in meta.items()
+        if k.startswith("parked:") and int(v) > 0 and not held_all and f"hold:{k[7:]}" not in meta
+    ]
+    # a due timer of a flow a hold keeps (or with nothing parked) goes: resume sets one
+    stale = {f: "" for f, at in timers.items() if at <= now_ms and f not in flows}
+    if stale and commit(Outcome(0, -1, state, release=True, timers=stale)) is not None:
+        return True
     due = [f for f in flows if timers.get(f, 0) <= now_ms]
     for flow in due:
         if _release_flow(component, instance_id, client, held, state, flow, now_ms, commit):
@@ -258,6 +262,10 @@ def _release_flow(
     keys = held.keys
     members: Any = client.zrange(keys.parked, 0, -1)
     seqs = [s for s, f in map(P.parse_member, members) if f == flow]
+    if not seqs:  # its count outlived its updates (never expected): mend it
+        mend = Outcome(0, -1, state, release=True, sets={f"parked:{flow}": ""})
+        mend.timers[flow] = ""
+        return commit(mend) is not None
     found: Any = client.hmget(keys.inbox, seqs) if seqs else []
     entries: list[bytes | None] = list(found)
     take: Group = []
