@@ -15,14 +15,16 @@ The hold reasons live in the meta hash: ``hold:*`` (the whole instance paused),
 the instance's ``timers`` sorted set (``flow -> ms``), and the instance's earliest one in
 the due index (:func:`motion.floor.keys.timers_index`).
 
-Floor; uses the floor (keys).
+Floor; uses the floor (errors, keys).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from motion.floor import keys as K
+from motion.floor.errors import FlowPausedError
 
 #: the meta field holding an instance-wide pause
 HOLD_ALL = "hold:*"
@@ -83,3 +85,64 @@ def settled(client: Any, keys: K.InstanceKeys, seq: int) -> bool:
         getattr(pipe, name)(*args)
     meta, parked = pipe.execute()
     return settled_from(seq, meta, parked)
+
+
+def waits_on(
+    name: str, flow: str, members: list[Any], meta: dict[Any, Any], timed: list[Any]
+) -> bool:
+    """Whether a flush of ``flow`` (``*ALL*``: every flow) must go on waiting for the
+    parked updates ``members`` (those up to its target): yes for a debounce not yet
+    fired, or a flow released and being applied; no for a timer not yet due (a
+    submitted update: not waited for). ``meta`` is the meta hash, ``timed`` the flows
+    whose timer (in the instance's ``timers``) is not due yet.
+
+    Raises:
+        FlowPausedError: one of them is held by a pause (of its flow or the whole
+            instance) or its flow is stopped at a failed update.
+    """
+    text = {_text(k): _text(v) for k, v in meta.items()}
+    timers = {_text(f) for f in timed}
+    flows = sorted({f for _, f in map(parse_member, members) if flow in ("*ALL*", f)})
+    waiting = False
+    for each in flows:
+        reason = text.get(HOLD_ALL) or text.get(hold_field(each))
+        if reason:
+            whole = HOLD_ALL in text
+            raise FlowPausedError(
+                f"{name}: updates of flow {each!r} are held: "
+                + ("the whole instance is paused" if whole else _why(reason))
+                + f". {_how(reason, whole, each)}",
+                None if whole else each,
+                reason,
+            )
+        if each in timers and f"dfirst:{each}" not in text:
+            continue  # a submitted update not due yet
+        waiting = True
+    return waiting
+
+
+def without_parked(records: list[Any], members: list[Any]) -> list[Any]:
+    """The failure records (JSON) of ``records`` whose update is not parked: a failed
+    update its flow is paused on is reported by :class:`FlowPausedError` while it waits,
+    and is no failure once retried and applied, or dropped."""
+    if not members:
+        return records
+    held = {parse_member(m)[0] for m in members}
+    return [r for r in records if json.loads(r)["seq"] not in held]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _why(reason: str) -> str:
+    if reason.startswith(FAILED_PREFIX):
+        return f"the flow stopped at failed update #{reason[len(FAILED_PREFIX) :]}"
+    return "the flow is paused"
+
+
+def _how(reason: str, whole: bool, flow: str) -> str:
+    if reason.startswith(FAILED_PREFIX):
+        seq = reason[len(FAILED_PREFIX) :]
+        return f"Retry it (handle.retry({seq})) or drop it (handle.drop({seq}))."
+    return "Call handle.resume()" if whole else f"Call handle.resume({flow!r})"

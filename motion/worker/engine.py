@@ -74,6 +74,8 @@ def drain(component: Component, instance_id: str) -> DrainReport:
     token = reply[0]
     if isinstance(token, int):  # no lease taken
         report.skipped = {0: "busy", -1: "missing", -2: "idle"}[token]
+        if token == -1:  # cleared: its timers went with it (a firer may still name it)
+            client.zrem(K.timers_index(keys.name), keys.name)
         return report
     meta = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
     held = leases.Lease(keys, token, int(float(meta.get(b"lease_ms", period))))
