@@ -315,6 +315,18 @@ class Component:
         """The update ops of ``flow`` in definition order."""
         return self._ops.update.get(flow, [])
 
+    def flow_controlled(self) -> bool:
+        """Whether an update op uses flow control (debounce, on_failure="pause", or
+        keep-newest, which counts pending updates at its turn): the drain then decides,
+        update by update, what to hold (see :mod:`motion.worker.parking`)."""
+        return any(
+            op.debounce
+            or op.on_failure == "pause"
+            or op.discard_policy is DiscardPolicy.NUM_NEW_UPDATES
+            for ops in self._ops.update.values()
+            for op in ops
+        )
+
     def flows(self) -> list[str]:
         """Every flow name, serve or update."""
         return sorted(set(self._ops.serve) | set(self._ops.update))

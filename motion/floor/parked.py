@@ -38,6 +38,21 @@ def hold_field(flow: str | None) -> str:
     return HOLD_ALL if flow is None else f"hold:{flow}"
 
 
+def has_parked(meta_flat: list[bytes]) -> bool:
+    """Whether the instance has parked updates (a ``parked:<flow>`` count in its meta,
+    as a window's flat meta list holds it)."""
+    return any(k.startswith(b"parked:") for k in meta_flat[::2])
+
+
+def in_force(meta_flat: list[bytes], entries: list[bytes | None]) -> bool:
+    """Whether flow control may hold an update of this window: a hold or parked updates
+    in the meta, or an entry with a due time (``ETX`` in its header). Without any, the
+    drain applies the window as it always did."""
+    if any(k.startswith((b"hold:", b"parked:")) for k in meta_flat[::2]):
+        return True
+    return any(e is not None and b"\x03" in e.partition(b"\x00")[0] for e in entries)
+
+
 def member(seq: int, flow: str) -> str:
     """The ``parked`` member of update ``seq`` of ``flow``."""
     return f"{seq}:{flow}"

@@ -34,17 +34,17 @@ import redis
 
 from motion.define.component import Component, lookup
 from motion.floor import keys as K
+from motion.floor import parked as P
 from motion.floor import scripts, store
 from motion.floor.connection import get_redis
 from motion.floor.errors import DrainFailedError, MotionError
 from motion.floor.inbox import Window, failure_summary
+from motion.floor.outcome import DrainReport, Outcome
 from motion.floor.props import State
 from motion.floor.settings import get_settings
 from motion.floor.wakeup import flow_label
 from motion.worker import holds, parking, updates
 from motion.worker import lease as leases
-from motion.worker.outcome import Outcome
-from motion.worker.report import DrainReport
 
 log = logging.getLogger("motion.engine")
 
@@ -136,7 +136,7 @@ def _drain_held(
         if window is None:  # after a refused commit: read the window again
             reply = scripts.run(client, "window", [keys.meta, keys.inbox], [WINDOW, "", _budget()])
             window = Window(reply[0], reply[1:])
-        if (due or parking.has_parked(window.meta_flat)) and parking.release_due(
+        if (due or P.has_parked(window.meta_flat)) and parking.release_due(
             component,
             instance_id,
             client,
@@ -203,7 +203,9 @@ def _apply_window(
     keys = held.keys
     pending = window.pending()
     now = window.now()
-    parker = parking.Parker(component, window.meta_flat, int((now or 0) * 1000))
+    parker = None  # flow control (motion.worker.parking) only where it may hold something
+    if component.flow_controlled() or P.in_force(window.meta_flat, window.entries):
+        parker = parking.Parker(component, window.meta_flat, int((now or 0) * 1000))
     groups = updates.groups(component, window.first_seq(), window.entries, _budget())
     acc: Outcome | None = None
     started = time.monotonic()
@@ -218,9 +220,14 @@ def _apply_window(
                 return _fresh_state(client, component, instance_id, keys), None
             acc, started = None, time.monotonic()
         try:
-            outcome = parking.apply(
-                parker, client, held, component, instance_id, state, group, pending, now, acc
-            )
+            if parker is None:
+                outcome = updates.apply(
+                    component, instance_id, state, group, pending, held.incarnation, now
+                )
+            else:
+                outcome = parking.apply(
+                    parker, client, held, component, instance_id, state, group, pending, now, acc
+                )
         except updates.LacksCode as lacking:
             # commit what came before it; it and everything after wait, in order
             if acc is not None and _commit(client, held, component.name, acc, report) is None:

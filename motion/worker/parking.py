@@ -34,10 +34,10 @@ from motion.define.component import Component, DiscardPolicy
 from motion.floor import parked as P
 from motion.floor.errors import FailedUpdate, PayloadError
 from motion.floor.inbox import MIGRATE_FLOW, WRITE_FLOW, entry_header, parse_failures
+from motion.floor.outcome import Outcome
 from motion.floor.props import State
 from motion.worker import holds, updates
 from motion.worker import lease as leases
-from motion.worker.outcome import Outcome
 
 log = logging.getLogger("motion.engine")
 
@@ -75,11 +75,6 @@ def control(component: Component, flow: str) -> Control:
 
 def _meta(meta_flat: list[bytes]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in zip(meta_flat[::2], meta_flat[1::2], strict=True)}
-
-
-def has_parked(meta_flat: list[bytes]) -> bool:
-    """Whether the instance has parked updates (a ``parked:<flow>`` count in its meta)."""
-    return any(k.startswith(b"parked:") for k in meta_flat[::2])
 
 
 class Parker:

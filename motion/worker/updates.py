@@ -49,10 +49,10 @@ from motion.floor.inbox import (
     entry_flow,
     failure_record,
 )
+from motion.floor.outcome import Batch, Outcome
 from motion.floor.props import Properties, State
 from motion.floor.serde import needs_code
 from motion.floor.settings import get_settings
-from motion.worker.outcome import Batch, Outcome
 
 log = logging.getLogger("motion.engine")
 
