@@ -28,6 +28,7 @@ import contextlib
 import logging
 import threading
 import time
+from functools import partial
 from typing import Any
 
 import redis
@@ -136,18 +137,19 @@ def _drain_held(
         if window is None:  # after a refused commit: read the window again
             reply = scripts.run(client, "window", [keys.meta, keys.inbox], [WINDOW, "", _budget()])
             window = Window(reply[0], reply[1:])
-        if (due or P.has_parked(window.meta_flat)) and parking.release_due(
-            component,
-            instance_id,
-            client,
-            held,
-            state,
-            window.meta_flat,
-            lambda out: _commit(client, held, component.name, out, report),
-        ):  # released updates of a flow whose hold ended: read the state and window again
-            state, window = _fresh_state(client, component, instance_id, keys), None
-            due = False
-            continue
+        if due or P.has_parked(window.meta_flat):  # release a flow whose hold ended
+            commit = partial(_commit, client, held, component.name, report=report)
+            moved, after = parking.release_due(
+                component, instance_id, client, held, state, window.meta_flat, commit
+            )
+            if moved:  # read the window again (and the state, if an op failed)
+                state = (
+                    after
+                    if after is not None
+                    else _fresh_state(client, component, instance_id, keys)
+                )
+                window, due = None, False
+                continue
         if not window.entries:
             released = leases.release(client, held)
             if released < 0:

@@ -29,8 +29,9 @@ log = logging.getLogger("motion.firer")
 
 #: the longest the thread sleeps between looks at the due index (seconds)
 POLL = 0.05
-#: a claimed timer whose wake-up did not lead to a release is claimed again this late (ms)
-CLAIM_MS = 2000
+#: a claimed timer whose wake-up did not lead to a release is claimed again this late
+#: (ms): longer than a busy queue takes to deliver it, so a backlog is not doubled
+CLAIM_MS = 10_000
 #: most names one pass claims
 BATCH = 500
 #: the flow name wake-ups sent by the firer carry

@@ -218,9 +218,10 @@ def release_due(
     state: State,
     meta_flat: list[bytes],
     commit: Commit,
-) -> bool:
-    """Apply the parked updates of every flow whose hold has ended (from ``state``);
-    whether any were gone through (the drain then reads the state and window again)."""
+) -> tuple[bool, State | None]:
+    """Apply the parked updates of a flow whose hold has ended (from ``state``): whether
+    any commit was made (the drain then reads the window again), and the state after
+    it (``None``: read it again, an op failed and may have mutated shared values)."""
     meta = _meta(meta_flat)
     now_ms = int(meta.get("now", "0"))
     rows: Any = client.zrange(held.keys.timers, 0, -1, withscores=True)
@@ -234,12 +235,15 @@ def release_due(
     # a due timer of a flow a hold keeps (or with nothing parked) goes: resume sets one
     stale = {f: "" for f, at in timers.items() if at <= now_ms and f not in flows}
     if stale and commit(Outcome(0, -1, state, release=True, timers=stale)) is not None:
-        return True
+        return True, state
     due = [f for f in flows if timers.get(f, 0) <= now_ms]
     for flow in due:
-        if _release_flow(component, instance_id, client, held, state, flow, now_ms, commit):
-            return True  # one flow per call: the drain reads the state afresh after it
-    return False
+        moved, after = _release_flow(
+            component, instance_id, client, held, state, flow, now_ms, commit
+        )
+        if moved:
+            return True, after  # one flow per call: the drain reads the window again
+    return False, state
 
 
 def _release_flow(
@@ -251,16 +255,16 @@ def _release_flow(
     flow: str,
     now_ms: int,
     commit: Commit,
-) -> bool:
-    """Apply ``flow``'s parked updates in seq order, up to one not due yet; whether any
-    were gone through."""
+) -> tuple[bool, State | None]:
+    """Apply ``flow``'s parked updates in seq order, up to one not due yet (see
+    :func:`release_due` for what it returns)."""
     keys = held.keys
     members: Any = client.zrange(keys.parked, 0, -1)
     seqs = [s for s, f in map(P.parse_member, members) if f == flow]
     if not seqs:  # its count outlived its updates (never expected): mend it
         mend = Outcome(0, -1, state, release=True, sets={f"parked:{flow}": ""})
         mend.timers[flow] = ""
-        return commit(mend) is not None
+        return commit(mend) is not None, state
     found: Any = client.hmget(keys.inbox, seqs) if seqs else []
     entries: list[bytes | None] = list(found)
     take: Group = []
@@ -273,9 +277,9 @@ def _release_flow(
         take.append((seq, entry))
     if not take:  # resumed, but its first update is not due yet: its timer says when
         if stop_at is None:
-            return False
+            return False, state
         timer = Outcome(0, -1, state, release=True, timers={flow: str(stop_at)})
-        return commit(timer) is not None
+        return commit(timer) is not None, state
     ctl = control(component, flow)
     batch = updates.batch_flow(component, take[0][1]) is not None if take else False
     groups = updates.groups(component, 0, [e for _, e in take]) if batch else [[t] for t in take]
@@ -304,12 +308,11 @@ def _release_flow(
             out.sets[f"dfirst:{flow}"] = ""
             out.timers[flow] = str(stop_at) if stop_at and not paused else ""
         if commit(out) is None:
-            return True  # refused: someone went through them; read again
-        moved = True
+            return True, None  # refused: someone went through them; read again
         if out.failures or paused:
-            break  # an op may have mutated shared values: the drain reads the state again
-        state = out.state
-    return moved
+            return True, None  # an op may have mutated shared values: read the state again
+        state, moved = out.state, True
+    return moved, state
 
 
 def _due(entry: bytes | None) -> int | None:
