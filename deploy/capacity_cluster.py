@@ -139,8 +139,8 @@ class Applied:
         client = get_redis()
         total = 0
         for node, chunk in indexes._by_primary(client, self.parts):
-            for reply in indexes._run(node, chunk, ("HGET", "applied:hit")):
-                total += int(reply or 0)
+            reply = indexes._run(node, chunk, ("HGET", "applied:hit"))
+            total += sum(int(value) for value in reply[1::2])  # sparse: position, value
         return total
 
 

@@ -65,8 +65,8 @@ def pair(
     reset_motion()
     if replica.proc is not None:
         os.kill(replica.proc.pid, signal.SIGCONT)
+    primary.stop()  # first: a primary stopping waits (up to 10 s) for a replica to catch up
     replica.stop()
-    primary.stop()
 
 
 def test_an_acknowledged_update_is_on_the_replica(pair) -> None:  # type: ignore[no-untyped-def]

@@ -83,7 +83,7 @@ def delete(client: redis.Redis, name: str) -> int:
     queue_delete(pipe, keys.all())
     for start in range(0, len(extra), 500):
         queue_delete(pipe, extra[start : start + 500])
-    indexes.forget(pipe, name, K.PENDING, K.SWEEP, K.HELD)
+    indexes.forget(pipe, name, K.PENDING, K.SWEEP, K.HELD, K.TIMERS)
     existed = int(pipe.execute()[0] > 0)
     store.STATE_CACHE.drop(name)
     return existed

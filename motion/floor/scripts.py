@@ -41,6 +41,8 @@ NAMES = (
     "alive",
     "cache",
     "parts",
+    "control",
+    "fire",
 )
 
 

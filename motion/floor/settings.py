@@ -162,6 +162,9 @@ class Settings:
     #: most bytes of inbox payloads a drain holds at once (one window), and so the
     #: most one call of a batch op receives (at least one update always comes)
     batch_bytes: int = 16 * 1024 * 1024
+    #: most updates an instance with a paused flow holds (inbox entries) before an
+    #: enqueue raises TooManyPendingError
+    max_pending: int = 100_000
     #: replicas that must have an enqueue or a commit before it is acknowledged
     redis_min_replicas: int = 0
     #: seconds to wait for them (then ``ReplicationTimeoutError``)
@@ -202,6 +205,7 @@ class Settings:
             redis_retry_seconds=_env_number("MOTION_REDIS_RETRY_SECONDS", 20.0),
             dev_mode=os.environ.get("MOTION_ENV", "prod").strip().lower() == "dev",
             batch_bytes=max(1, _env_number("MOTION_BATCH_BYTES", 16 * 1024 * 1024, int)),
+            max_pending=max(1, _env_number("MOTION_MAX_PENDING", 100_000, int)),
             redis_min_replicas=_min_replicas(),
             redis_replica_timeout=_env_number("MOTION_REDIS_REPLICA_TIMEOUT", 2.0),
         )
@@ -232,7 +236,8 @@ def _check_cluster(redis_url: str | None, broker_url: str | None) -> None:
     if os.environ.get("MOTION_REDIS_SHARDS", "").strip():
         raise ConfigurationError(
             "MOTION_REDIS_SHARDS cannot be combined with a Redis Cluster URL: a cluster "
-            "spreads instances itself; unset MOTION_REDIS_SHARDS (see `motion copy-shards`)."
+            "spreads instances itself; unset MOTION_REDIS_SHARDS (`motion copy` moves "
+            "each shard into the cluster)."
         )
 
 

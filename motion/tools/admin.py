@@ -101,7 +101,7 @@ def clear_instance(instance_name: str) -> bool:
         queue_delete(pipe, keys.all())
         for start in range(0, len(cached), 500):
             queue_delete(pipe, cached[start : start + 500])
-        indexes.forget(pipe, instance_name, K.PENDING, K.SWEEP, K.HELD)
+        indexes.forget(pipe, instance_name, K.PENDING, K.SWEEP, K.HELD, K.TIMERS)
         deleted = pipe.execute()[0]
     store.STATE_CACHE.drop(instance_name)
     return bool(deleted)
