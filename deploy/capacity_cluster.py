@@ -180,6 +180,7 @@ def _row(args: argparse.Namespace, primaries: int, broker_url: str) -> dict[str,
                 client.config_resetstat()
             cpu0 = [cap._redis_cpu(c) for c in everyone]
             workers0, machine0 = cap._tree_cpu([p.pid for p in procs]), cap._machine_busy()
+            own0 = time.process_time()
             started = time.monotonic()
             producers_cpu = cap._go(feeders)
             while applied() < total:
@@ -210,6 +211,8 @@ def _row(args: argparse.Namespace, primaries: int, broker_url: str) -> dict[str,
         row["producer µs/upd"] = round(producers_cpu / total * 1e6)
         busy = cap._machine_busy() - machine0
         row["busy cores"] = f"{busy / took:.2f} of {os.cpu_count()}"
+        ours = workers_cpu + producers_cpu + sum(cpu) + time.process_time() - own0
+        row["others' cores"] = f"{max(busy - ours, 0) / took:.2f}"  # processes not in this run
         return row
 
 

@@ -40,11 +40,17 @@ sys.path.insert(0, str(COMPONENTS))
 from ledger import Ledger
 
 
-def cluster_worker(cluster: Cluster, log_dir: Path, name: str, **options: object) -> Worker:
+def cluster_worker(
+    cluster: Cluster,
+    log_dir: Path,
+    name: str,
+    modules: tuple[str, ...] = ("ledger",),
+    **options: object,
+) -> Worker:
     env = {"MOTION_LEASE_SECONDS": "3", "MOTION_SWEEP_SECONDS": "1"}
     env["MOTION_BROKER_URL"] = cluster.broker.url
     env.update(options.pop("env", {}) or {})  # type: ignore[arg-type]
-    return Worker(cluster.url, ["ledger"], log_dir, name=name, env=env, **options)  # type: ignore[arg-type]
+    return Worker(cluster.url, list(modules), log_dir, name=name, env=env, **options)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -157,6 +163,29 @@ def test_worker_killed_mid_update_loses_and_doubles_nothing_on_a_cluster(  # typ
     assert int(client.hget(keys.meta, "applied")) == 6 and client.hlen(keys.inbox) == 0
     assert int(indexes.counters(client, K.stats("Ledger")).get(b"takeovers", 0)) == 1
     assert indexes.zcard(client, K.PENDING) == 0
+
+
+@pytest.mark.integration
+def test_a_debounce_fires_on_a_cluster_when_its_worker_was_killed(  # type: ignore[no-untyped-def]
+    cluster_url, redis_cluster, cluster_workers, tmp_path: Path
+):
+    """The due index is split per slot and one firer at a time scans it (a lock): the
+    killed worker's firer lock lapses and the other worker's firer fires the debounce."""
+    from flow_control import Flowy
+
+    first = cluster_worker(redis_cluster, tmp_path, "a", ("flow_control",), pool="solo")
+    cluster_workers.append(first.start())
+    handle = Flowy("cl-killed")
+    for x in range(3):
+        handle.run("longdeb", {"x": x})
+    parked = K.InstanceKeys.of(handle.instance_name).parked
+    wait_for(lambda: get_redis().zcard(parked) == 3, 10, "the updates to be parked")
+    first.kill()
+    second = cluster_worker(redis_cluster, tmp_path, "b", ("flow_control",), pool="solo")
+    cluster_workers.append(second.start())
+    handle.flush_update("longdeb", timeout=30)
+    assert handle.read_state("batches") == [[[0, 1, 2], 0]]
+    assert indexes.zcard(get_redis(), K.TIMERS) == 0
 
 
 def migrate_slot(cluster: Cluster, slot: int, target_port: int) -> None:
