@@ -9,6 +9,9 @@ processes (as ``throughput`` does), and prints one row per primary count:
 * updates/s from the producers' start until the last update is applied;
 * per primary: Redis CPU per update (``INFO cpu``: its CPU over the updates it saw, so
   the figures add up to the cluster's cost per update) and its commands per update;
+* the primaries' CPU with the workers running and no update (measured for 10 s first:
+  the passes over the indexes' 16,384 parts, a fixed cost), and the CPU per update
+  net of it;
 * the broker's and the workers' CPU per update, the machine's busy cores.
 
 The tool's own polling (it reads the probe's counters every 0.2 s) is measured
@@ -39,6 +42,9 @@ from typing import Any
 
 import capacity as cap
 import redis
+
+#: seconds the cluster is watched with workers running and no load
+IDLE_SECONDS = 10.0
 
 
 def _port(taken: set[int]) -> int:
@@ -173,9 +179,15 @@ def _row(args: argparse.Namespace, primaries: int, broker_url: str) -> dict[str,
         folder = Path(tempfile.mkdtemp(prefix="motion-capacity-"))
         procs = cap._start_workers(args.workers, args, servers, folder)
         try:
+            everyone = [*nodes, broker]
+            idle0 = [cap._redis_cpu(c) for c in everyone]
+            time.sleep(IDLE_SECONDS)  # measuring: what the cluster costs with no update
+            idle = [
+                (cap._redis_cpu(c) - c0) / IDLE_SECONDS
+                for c, c0 in zip(everyone, idle0, strict=True)
+            ]
             feeders = cap._spawn_producers(args, args.producers, servers)
             total = args.updates // args.producers * args.producers
-            everyone = [*nodes, broker]
             for client in everyone:
                 client.config_resetstat()
             cpu0 = [cap._redis_cpu(c) for c in everyone]
@@ -205,6 +217,9 @@ def _row(args: argparse.Namespace, primaries: int, broker_url: str) -> dict[str,
         per = [round(c / total * 1e6) for c in cpu[:-1]]
         row["redis µs/upd (per primary)"] = " + ".join(map(str, per)) + f" = {sum(per)}"
         row["busiest primary CPU"] = f"{max(cpu[:-1]) / took:.0%}"
+        fixed = sum(idle[:-1])  # the passes over the parts: sweeper, firer, held check
+        row["idle redis CPU"] = f"{fixed:.1%}"
+        row["redis µs/upd net of idle"] = round((sum(cpu[:-1]) - fixed * took) / total * 1e6)
         row["redis cmds/upd"] = round(sum(calls[:-1]) / total, 1)
         row["broker µs/upd"] = round(cpu[-1] / total * 1e6)
         row["worker µs/upd"] = round(workers_cpu / total * 1e6)
