@@ -202,3 +202,24 @@ def test_an_update_due_later_is_held_others_go_past_and_it_fires_on_time(redis_u
     applied_at = int(client.hget(keys.meta, "applied_at"))
     assert due <= applied_at < due + 1000  # within the firing delay (loaded host: slack)
     assert client.zscore(K.timers_index(keys.name), keys.name) is None
+
+
+def test_the_in_process_worker_fires_debounces_too(inprocess) -> None:  # type: ignore[no-untyped-def]
+    handle = Flowy("inproc")
+    for x in range(4):
+        handle.run("deb", {"x": x})
+    handle.flush_update("deb", timeout=30)
+    assert handle.read_state("batches") == [[[0, 1, 2, 3], 0]]
+
+
+def test_without_flow_control_a_drain_parks_nothing(redis_url, start_worker):  # type: ignore[no-untyped-def]
+    solo(start_worker)
+    handle = Flowy("plain")
+    for x in range(5):
+        handle.run("note", {"x": x})
+    handle.flush_update(timeout=30)
+    keys = K.InstanceKeys.of(handle.instance_name)
+    client = get_redis()
+    assert handle.read_state("notes") == [0, 1, 2, 3, 4]
+    assert not client.exists(keys.parked) and not client.exists(keys.timers)
+    assert not [k for k in client.hkeys(keys.meta) if k.startswith((b"hold:", b"parked:"))]
