@@ -41,6 +41,7 @@ NAMES = (
     "cache",
     "control",
     "fire",
+    "wake",
 )
 
 
