@@ -35,6 +35,7 @@ from motion.floor.errors import (
     UnknownComponentError,
     UnknownFlowError,
     UpdateFailedError,
+    VersionNotKeptError,
 )
 from motion.floor.props import Properties, State
 from motion.floor.redis_params import RedisParams
@@ -106,6 +107,7 @@ __all__ = [
     "UnknownComponentError",
     "UnknownFlowError",
     "UpdateFailedError",
+    "VersionNotKeptError",
     "__version__",
     "clear_instance",
     "configure",

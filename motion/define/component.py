@@ -41,6 +41,11 @@ def set_handle_factory(factory: Callable[..., Any]) -> None:
 
 
 DEFAULT_CACHE_TTL = 86400
+#: versions of each instance kept by default (``Component(history=K)``)
+DEFAULT_HISTORY = 20
+#: the most versions ``history=`` may keep, and updates ``retain_updates=`` may retain
+MAX_HISTORY = 10_000
+MAX_RETAINED = 100_000
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -62,6 +67,12 @@ class Component:
         on_state_error: called as ``on_state_error(instance_name, error)`` on the
             worker when an instance's stored state cannot be decoded or verified (or
             ``load_state`` raises); the instance is then held, its updates pending.
+        history: how many past versions of each instance to keep (default
+            :data:`DEFAULT_HISTORY`; 0 turns it off): what made each and the values
+            it changed (``handle.history()``, ``handle.read_state(key, version=v)``).
+        retain_updates: keep the payloads of at least this many of the last applied
+            updates of each instance, and the state before them, for ``motion replay``
+            (default 0: off).
 
     Example::
 
@@ -87,6 +98,8 @@ class Component:
         cache_ttl: int | None = DEFAULT_CACHE_TTL,
         serializer: Serializer = DEFAULT_SERIALIZER,
         on_state_error: Callable[[str, BaseException], Any] | None = None,
+        history: int = DEFAULT_HISTORY,
+        retain_updates: int = 0,
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name) or SEPARATOR in name:
             raise DefinitionError(
@@ -97,6 +110,16 @@ class Component:
             raise DefinitionError(
                 "cache_ttl must be 0 (caching disabled) or a positive number of seconds."
             )
+        for what, count, most in (
+            ("history", history, MAX_HISTORY),
+            ("retain_updates", retain_updates, MAX_RETAINED),
+        ):
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= most:
+                raise DefinitionError(
+                    f"{what} must be a whole number from 0 (off) to {most}, got {count!r}."
+                )
+        self.history = history
+        self.retain_updates = retain_updates
         self._name = name
         self._params = Params(name, params or {})
         self._cache_ttl = cache_ttl

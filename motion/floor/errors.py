@@ -179,3 +179,18 @@ class UpdateFailedError(MotionError, RuntimeError):
         self.failures = list(failures)
         lines = "\n".join(f"  - {f}" for f in self.failures)
         super().__init__(f"{len(self.failures)} update(s) failed:\n{lines}")
+
+
+class VersionNotKeptError(MotionError, LookupError):
+    """A past version was asked for that the instance's history no longer keeps (or
+    never had: history off, or a version not yet made); ``kept`` is the range
+    ``(oldest, newest)`` it can rebuild, or ``None``."""
+
+    def __init__(self, message: str, kept: tuple[int, int] | None) -> None:
+        super().__init__(message)
+        self.kept = kept
+
+
+class NothingRetainedError(MotionError, LookupError):
+    """``motion replay`` found no retained updates for an instance (its component has
+    no ``retain_updates=``, or no update was applied since it was turned on)."""

@@ -28,6 +28,13 @@ failed    zset   failure records (JSON) scored by seq: dead letters, the newest 
 cache     hash   serve-result cache, ``tag:flow:digest -> expiry|entry`` (``tag``: the
                  state's version tag); the commit that moves the version deletes it;
                  expires ``cache_ttl`` after its last write
+history   list   the last K versions (``Component(history=K)``), newest first: each
+                 record holds the version, its seqs and flows, the changed keys and
+                 their values *before* that version (see :mod:`motion.floor.history`)
+replay:*  mixed  with ``retain_updates=N``: ``replay:meta`` (hash), ``replay:base0``
+                 and ``replay:base1`` (copies of the state, hashes), ``replay:log0``
+                 and ``replay:log1`` (lists of ``seq\npayload``), see
+                 :mod:`motion.floor.history`
 dedup:*   hash   ``token -> seq`` of recent enqueues, so a client that retries an
                  enqueue after a lost reply enqueues once; one key per
                  :data:`DEDUP_SECONDS` period, each expiring after two periods
@@ -126,6 +133,8 @@ class InstanceKeys:
     claim: str
     cache_prefix: str
     prefix: str
+    history: str
+    replay: tuple[str, str, str, str, str]
 
     @classmethod
     def of(cls, name: str) -> InstanceKeys:
@@ -142,11 +151,24 @@ class InstanceKeys:
             claim=f"{base}:claim",
             cache_prefix=f"{base}:cache:",  # string entries of earlier releases
             prefix=f"{base}:",
+            history=f"{base}:history",
+            replay=(
+                f"{base}:replay:meta",
+                f"{base}:replay:base0",
+                f"{base}:replay:base1",
+                f"{base}:replay:log0",
+                f"{base}:replay:log1",
+            ),
         )
 
     def all(self) -> list[str]:
         """Every fixed key of the instance (cache and dedup keys are matched by prefix)."""
-        return [self.state, self.meta, self.inbox, self.lease, self.failed, self.cache, self.claim]
+        fixed = [self.state, self.meta, self.inbox, self.lease, self.failed, self.cache]
+        return [*fixed, self.claim, *self.past()]
+
+    def past(self) -> list[str]:
+        """The keys the commit keeps the past in: ``history``, then the five ``replay:*``."""
+        return [self.history, *self.replay]
 
     def dedup(self, now_ms: int) -> str:
         """The dedup key of the :data:`DEDUP_SECONDS` period that ``now_ms`` falls in."""

@@ -7,6 +7,8 @@
     motion clear Summary__user-1            delete it (state, queue, cache)
     motion status [--json]                  backlog, lag, failures per component
     motion flush Summary__user-1            wait until its updates are applied
+    motion history Summary__user-1          its kept versions (what made each)
+    motion replay --candidate m:C ...       re-apply retained updates through new code
     motion worker -I my_components -c 8     celery -A workers worker ... (args pass through)
     motion dashboard [--host H --port P]     the dashboard (loopback only without a key)
     motion init                             write a .motionrc.yml (Motion's config file)
@@ -16,7 +18,7 @@ Redis comes from ``MOTION_REDIS_URL`` (or Motion's ``MOTION_REDIS_*`` variables)
 or ``--redis-url``. Every command only calls :mod:`motion.tools.admin`; exit status is 0
 on success, 1 on an error (printed on stderr), 2 on a usage error.
 
-Tool; uses tools (admin, board, metrics), the definition layer (component), the floor
+Tool; uses tools (admin, board, metrics, past, replay), the definition layer (component), the floor
 (connection, errors, inbox, settings).
 """
 
@@ -34,6 +36,7 @@ from motion.define.component import Component
 from motion.floor.errors import CommandLineError, MotionError, UpdateFailedError
 from motion.floor.inbox import ALL_FLOWS
 from motion.tools import admin
+from motion.tools.past import print_history
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,6 +95,16 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("instance", help="instance name, Component__instance_id")
     cmd.add_argument("--flow", default=ALL_FLOWS, help="wait only for this flow's updates")
     cmd.add_argument("--timeout", type=float, default=None, help="give up after S seconds")
+    cmd = command(
+        "history",
+        "Print the kept versions of an instance, newest first: version, time, flows, "
+        "seqs and changed keys (Component(history=K) keeps K).",
+        "motion history Summary__user-1 --limit 5 --json",
+    )
+    cmd.add_argument("instance", help="instance name, Component__instance_id")
+    cmd.add_argument("--limit", type=int, default=None, help="at most N versions")
+    cmd.add_argument("--json", action="store_true", help="print JSON (one list) instead")
+    cmd.add_argument("--values", action="store_true", help="with --json: the changed values too")
     cmd = command(
         "copy",
         "Copy every motion key from one Redis to another (DUMP/RESTORE, keeps TTLs).",
@@ -254,6 +267,8 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "flush":
         last = admin.flush_instance(args.instance, args.flow, args.timeout)
         print(f"{args.instance}: applied through update #{last}")
+    elif args.command == "history":
+        print_history(args.instance, args.limit, args.json, args.values)
     elif args.command == "copy":
         copied = asyncio.run(admin.copy_db(args.src, args.dest))
         print(f"copied {copied} key(s)")

@@ -39,6 +39,7 @@ from motion.floor import scripts, store
 from motion.floor.connection import get_redis
 from motion.floor.errors import DrainFailedError, MotionError
 from motion.floor.inbox import Window, failure_summary
+from motion.floor.outcome import commit_args
 from motion.floor.props import State
 from motion.floor.settings import get_settings
 from motion.floor.wakeup import flow_label
@@ -336,6 +337,7 @@ def _commit(
     args += [len(out.stats), *[x for kv in out.stats.items() for x in kv]]
     args += [len(out.meta), *[x for kv in out.meta.items() for x in kv]]
     args += [len(out.failures), *[x for kv in out.failures for x in kv]]
+    args += commit_args(out.history, out.retain, out.versions)  # lua/history.lua
     all_keys = [
         keys.meta,
         keys.state,
@@ -347,6 +349,7 @@ def _commit(
         K.SWEEP,
         keys.cache,
         K.HELD,
+        *keys.past(),
     ]
     if then_next:  # this commit may free the lease: a renewal refused after it is no loss
         held.ending.set()

@@ -17,6 +17,7 @@
 -- then four counted lists, each "n, then n pairs":
 --   state fields (field, value) | stats counters (field, increment)
 --   meta counters (field, increment) | failure records (seq, json)
+-- then the history cap, the retain cap and the history records (lua/history.lua)
 -- Returns -1 if the lease is lost (a zombie's commit), -2 if first seq is not
 -- applied + 1 (already applied: a duplicate). Otherwise, with ARGV[8] = 0, the new
 -- version tag; with ARGV[8] = 1, {tag, 1} when the lease was released, or
@@ -37,6 +38,12 @@ if applied + 1 ~= tonumber(ARGV[2]) then
   return -2
 end
 local last = tonumber(ARGV[3])
+-- history and retained updates (lua/history.lua): KEYS[11] history,
+-- KEYS[12..16] replay meta, base0, base1, log0, log1; ARGV after the four lists
+local h = history_at(ARGV)
+record_history(KEYS[11], KEYS[2], KEYS[1], ARGV, h, ARGV[6] == '1', ARGV[11])
+retain_updates({KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]}, KEYS[3], KEYS[2], ARGV, h,
+  tonumber(ARGV[2]), last, inc)
 for s = tonumber(ARGV[2]), last do
   redis.call('HDEL', KEYS[3], s)
 end

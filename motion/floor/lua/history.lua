@@ -1,0 +1,121 @@
+-- history: what the commit script records besides the state (put after lib.lua, before
+-- commit.lua, by motion/floor/scripts.py). See motion/floor/history.py for the formats.
+
+-- Index in argv of the history arguments: after the commit's four counted lists.
+local function history_at(argv)
+  local i = 13
+  for _ = 1, 4 do
+    i = i + 2 * tonumber(argv[i]) + 1
+  end
+  return i
+end
+
+-- One record per version this commit makes, newest first in the list hkey, at most
+-- argv[i] kept. A record keeps, per changed field, its value BEFORE that version (read
+-- here, before the commit writes; false when it was absent), so any kept version is
+-- rebuilt by walking back from the current state. argv[i + 2] records follow, each:
+-- header (JSON), n, n field names, c, c (field, value) pairs: this version's own new
+-- values of fields a later version of the same commit changes again.
+-- Record: "inc\nversion\nat\ntag\nlens\nheader" then the bytes of name, value, name,
+-- value...; lens is "namelen:valuelen,..." (valuelen -1: the field was absent).
+local function record_history(hkey, state, meta, argv, i, replace, nonce)
+  local cap = tonumber(argv[i])
+  local n = tonumber(argv[i + 2])
+  if cap == 0 or n == 0 then
+    return
+  end
+  local m = redis.call('HMGET', meta, 'version', 'inc')
+  local version = tonumber(m[1] or '0')
+  local at = now_ms()
+  local cur = {}
+  local old = {}
+  if replace then
+    local flat = redis.call('HGETALL', state)
+    for x = 1, #flat, 2 do
+      old[#old + 1] = flat[x]
+      cur[flat[x]] = flat[x + 1]
+    end
+  end
+  local j = i + 3
+  for r = 1, n do
+    local header = argv[j]
+    local nk = tonumber(argv[j + 1])
+    j = j + 2
+    local names, seen = {}, {}
+    for x = 1, nk do
+      names[x] = argv[j + x - 1]
+      seen[names[x]] = true
+    end
+    j = j + nk
+    for _, f in ipairs(old) do
+      if not seen[f] then
+        names[#names + 1] = f
+      end
+    end
+    local lens, parts = {}, {}
+    for x, f in ipairs(names) do
+      local v = cur[f]
+      if v == nil then
+        v = (not replace) and redis.call('HGET', state, f) or false
+      end
+      parts[#parts + 1] = f
+      if v then
+        parts[#parts + 1] = v
+        lens[x] = #f .. ':' .. #v
+      else
+        lens[x] = #f .. ':-1'
+      end
+    end
+    local nc = tonumber(argv[j])
+    for x = 1, nc do
+      cur[argv[j + 2 * x - 1]] = argv[j + 2 * x]
+    end
+    j = j + 2 * nc + 1
+    local tag = (version + r) .. '.' .. m[2]
+    if r == n then
+      tag = tag .. '.' .. nonce
+    end
+    local head = table.concat({m[2], version + r, at, tag, table.concat(lens, ','), header}, '\n')
+    redis.call('LPUSH', hkey, head .. '\n' .. table.concat(parts))
+  end
+  redis.call('LTRIM', hkey, 0, cap - 1)
+end
+
+-- With argv[i + 1] = N > 0, keep the payloads of updates first..last (still in the
+-- inbox) in log1, and, each time log1 holds N, start a new generation: log1 and base1
+-- become log0 and base0 and base1 is a copy of the state before this commit. So at
+-- least the last N applied updates are kept (at most 2N plus one commit's), with the
+-- exact state before the oldest of them. r: meta, base0, base1, log0, log1 keys.
+local function retain_updates(r, inbox, state, argv, i, first, last, inc)
+  local cap = tonumber(argv[i + 1])
+  if cap == 0 then
+    return
+  end
+  local started = redis.call('HGET', r[1], 'from1')
+  if not started or redis.call('LLEN', r[5]) >= cap then
+    redis.call('DEL', r[2], r[4])
+    if started then
+      if redis.call('EXISTS', r[3]) == 1 then
+        redis.call('RENAME', r[3], r[2])
+      end
+      if redis.call('EXISTS', r[5]) == 1 then
+        redis.call('RENAME', r[5], r[4])
+      end
+      redis.call('HSET', r[1], 'from0', started)
+    else
+      redis.call('HDEL', r[1], 'from0')
+    end
+    redis.call('DEL', r[3], r[5])
+    redis.call('COPY', state, r[3])
+    redis.call('HSET', r[1], 'from1', first - 1, 'inc', inc)
+  end
+  local items = {}
+  for s = first, last do
+    items[#items + 1] = s .. '\n' .. (redis.call('HGET', inbox, s) or '')
+    if #items == 1000 or s == last then
+      redis.call('RPUSH', r[5], unpack(items))
+      items = {}
+    end
+  end
+end
+
