@@ -106,6 +106,24 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--json", action="store_true", help="print JSON (one list) instead")
     cmd.add_argument("--values", action="store_true", help="with --json: the changed values too")
     cmd = command(
+        "replay",
+        "Rebuild instances' states from their retained updates (retain_updates=N) "
+        "through a candidate's update ops, in memory (nothing is written), serve each "
+        "probe on production and on the rebuilt state, and write report.json and "
+        "report.html side by side.",
+        "motion replay --candidate new_prompts:Summary --instances u1 u2 --probes p.jsonl",
+    )
+    cmd.add_argument("--candidate", required=True, help="module:Component, the new code")
+    cmd.add_argument(
+        "--baseline",
+        default=None,
+        help="module:Component the workers run (default: the other loaded definition "
+        "with the candidate's name)",
+    )
+    cmd.add_argument("--instances", nargs="+", required=True, help="instance ids")
+    cmd.add_argument("--probes", required=True, help='JSON lines: {"flow": ..., "props": {...}}')
+    cmd.add_argument("--out", default="replay-report", help="folder of the report")
+    cmd = command(
         "copy",
         "Copy every motion key from one Redis to another (DUMP/RESTORE, keeps TTLs).",
         "motion copy redis://old:6379/0 redis://new:6379/0",
@@ -240,6 +258,22 @@ def _vis(target: str, output: str) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    """``motion replay``: exit 1 if an instance could not be replayed."""
+    from motion.tools import replay, replay_report
+
+    candidate = replay.load_component(args.candidate)
+    baseline = replay.load_component(args.baseline) if args.baseline else None
+    probes = replay.read_probes(args.probes)
+    result = replay.replay(candidate, args.instances, probes, baseline)
+    json_path, html_path = replay_report.write(result, args.out)
+    for item in result.instances:
+        what = item.error or f"{len(item.seqs)} update(s) re-applied, {len(item.failures)} failed"
+        print(f"{item.instance_id}: {what}")
+    print(f"wrote {json_path} and {html_path}")
+    return 1 if any(item.error for item in result.instances) else 0
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "init":
         return _init()
@@ -269,6 +303,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{args.instance}: applied through update #{last}")
     elif args.command == "history":
         print_history(args.instance, args.limit, args.json, args.values)
+    elif args.command == "replay":
+        return _replay(args)
     elif args.command == "copy":
         copied = asyncio.run(admin.copy_db(args.src, args.dest))
         print(f"copied {copied} key(s)")
