@@ -189,3 +189,28 @@ def idle_setup() -> dict[str, Any]:
 @Idle.update("add")
 def idle_add(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
     return {"n": state["n"] + 1}
+
+
+# -- W9 with history: the same update with the default history and with none ----
+HistoryOn = Component("BenchHistoryOn", cache_ttl=0)  # history=20, the default
+HistoryOff = Component("BenchHistoryOff", cache_ttl=0, history=0)
+
+
+@HistoryOn.init_state
+def history_on_setup() -> dict[str, Any]:
+    return {"n": 0, "note": ""}
+
+
+@HistoryOn.update("add")
+def history_on_add(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    return {"n": state["n"] + 1, "note": props["note"]}
+
+
+@HistoryOff.init_state
+def history_off_setup() -> dict[str, Any]:
+    return {"n": 0, "note": ""}
+
+
+@HistoryOff.update("add")
+def history_off_add(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    return {"n": state["n"] + 1, "note": props["note"]}
