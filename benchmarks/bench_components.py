@@ -191,7 +191,7 @@ def idle_add(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
     return {"n": state["n"] + 1}
 
 
-# -- W9 with history: the same update with the default history and with none ----
+# -- W9H: the same update with the default history, with none, and retained for replay
 HistoryOn = Component("BenchHistoryOn", cache_ttl=0)  # history=20, the default
 HistoryOff = Component("BenchHistoryOff", cache_ttl=0, history=0)
 
@@ -213,4 +213,17 @@ def history_off_setup() -> dict[str, Any]:
 
 @HistoryOff.update("add")
 def history_off_add(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    return {"n": state["n"] + 1, "note": props["note"]}
+
+
+Retaining = Component("BenchRetaining", cache_ttl=0, history=0, retain_updates=20)
+
+
+@Retaining.init_state
+def retaining_setup() -> dict[str, Any]:
+    return {"n": 0, "note": ""}
+
+
+@Retaining.update("add")
+def retaining_add(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
     return {"n": state["n"] + 1, "note": props["note"]}

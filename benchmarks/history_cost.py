@@ -1,6 +1,7 @@
 """W9 with history: what ``Component(history=K)`` costs Redis, on against off, in one run.
 
-Two components differ only in ``history`` (the default 20, and 0). For each, the
+Three components differ only in ``history`` (the default 20, and 0) and
+``retain_updates`` (20, with history 0: what ``motion replay`` needs). For each, the
 same instances get the same updates (K + 5 each, so the history list is full and
 trimmed), one update per commit as a slow LLM update commits: each round enqueues one
 update per instance (the ``enqueue`` script, no wake-up: nothing else runs) and drains
@@ -77,22 +78,23 @@ def _round(client: redis.Redis, component: Any, ids: list[str], r: int) -> tuple
 
 
 def w9_history(cfg: Config) -> tuple[Metrics, Checks]:
-    """History on (K = 20) against off: memory per instance, CPU and commands per update."""
-    from bench_components import HistoryOff, HistoryOn
+    """History on (K = 20), off, and retain_updates=20: memory per instance, Redis CPU and
+    commands per update."""
+    from bench_components import HistoryOff, HistoryOn, Retaining
 
     from motion.floor import keys as K
-    from motion.floor.history import read_history
+    from motion.floor.history import read_history, read_retained
 
     client = redis.Redis.from_url(cfg.url)
     instances = 200 if cfg.quick else 2000
     rounds = HistoryOn.history + 5
     ids = [f"h{i:05d}" for i in range(instances)]
-    variants = (("off", HistoryOff), ("on", HistoryOn))
+    variants = (("off", HistoryOff), ("on", HistoryOn), ("retain", Retaining))
     for _, component in variants:
         _create(client, component, ids)
     totals = {label: [0.0, 0, 0.0] for label, _ in variants}
     for r in range(rounds):  # in turns, so load on the machine falls on both alike
-        for label, component in variants if r % 2 else variants[::-1]:
+        for label, component in variants[r % 3 :] + variants[: r % 3]:
             cpu, commands, wall = _round(client, component, ids, r)
             totals[label][0] += cpu
             totals[label][1] += commands
@@ -109,7 +111,14 @@ def w9_history(cfg: Config) -> tuple[Metrics, Checks]:
     kept = read_history(client, name)
     metrics["W9h.extra.bytes"] = metrics["W9h.on.bytes"] - metrics["W9h.off.bytes"]
     metrics["W9h.extra.cpu_us"] = metrics["W9h.on.cpu_us"] - metrics["W9h.off.cpu_us"]
+    retained = read_retained(client, K.instance_name(Retaining.name, "h00000"))
+    count = len(retained.updates) if retained else 0
     checks: Checks = [
+        (
+            "W9H: retain_updates=20 keeps between 20 and 40 updates",
+            20 <= count <= 40,
+            f"kept {count}",
+        ),
         (
             f"W9h: history keeps K = {HistoryOn.history} versions after {rounds} updates",
             [r.version for r in kept]

@@ -131,3 +131,32 @@ def test_history_cli(redis_url, worker, capsys) -> None:  # type: ignore[no-unty
     assert rows[0]["values"] == {"tag": "y"} and rows[0]["flows"] == ["tag"]
     assert cli.main(["history", "Journal__nobody"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def _tenfold(state):
+    return {"total": state["n"] * 10}
+
+
+def test_a_migration_is_recorded_with_the_whole_state_before(redis_url, worker) -> None:  # type: ignore[no-untyped-def]
+    from motion import StateMigrator
+
+    handle = Plain("m1")
+    handle.run("add", {"n": 4}, flush_update=True)  # v2
+    [result] = StateMigrator(Plain, _tenfold).migrate(["m1"], 1, 60)
+    assert result.exception is None
+    record = handle.history()[0]
+    assert record.version == 3 and record.flows == ["::migrate"]
+    assert record.values() == {"total": 40} and record.values_before() == {"n": 4}
+    assert handle.read_state("n", version=2) == 4 and handle.read_state("total", version=2) is None
+    assert handle.read_state("n", version=3) is None and handle.read_state("total", version=3) == 40
+
+
+def test_save_state_hooks_rebuild_through_load_state(redis_url, worker) -> None:  # type: ignore[no-untyped-def]
+    from history_notes import Saved
+
+    handle = Saved("s1")
+    for w in ("a", "b", "c"):
+        handle.run("word", {"w": w}, flush_update=True)
+    assert handle.read_state("words", version=3) == ["a", "b"]
+    assert handle.read_state("words", version=1) == []
+    assert handle.history()[0].values() == {"<saved>": "a|b|c"}

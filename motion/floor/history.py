@@ -92,7 +92,7 @@ class HistoryRecord:
 
 
 def _parse(name: str, raw: bytes, serializer: Serializer) -> HistoryRecord:
-    inc, version, at, tag, lens, rest = raw.split(b"\n", 5)
+    inc, version, at, nonce, lens, rest = raw.split(b"\n", 5)
     header_text, _, blob = rest.partition(b"\n")
     header = json.loads(header_text)
     before: Fields = {}
@@ -110,7 +110,7 @@ def _parse(name: str, raw: bytes, serializer: Serializer) -> HistoryRecord:
     return HistoryRecord(
         name=name,
         version=int(version),
-        tag=tag.decode(),
+        tag=f"{int(version)}.{inc.decode()}" + (f".{nonce.decode()}" if nonce else ""),
         seqs=list(range(first, last + 1)),
         flows=list(header["flows"]),
         changed=list(header["changed"]),

@@ -42,7 +42,13 @@ def commit_args(history: int, retain: int, versions: list[Version]) -> list[Any]
         header["changed"] = version.changed
         pairs = zip(names, version.fields[1::2], strict=True)
         carried = [x for kv in pairs if kv[0] in later for x in kv]
-        out += [json.dumps(header), len(names), *names, len(carried) // 2, *carried]
+        out += [
+            json.dumps(header, separators=(",", ":")),
+            len(names),
+            *names,
+            len(carried) // 2,
+            *carried,
+        ]
     return out
 
 

@@ -62,3 +62,26 @@ def off_setup() -> dict:
 @Off.update("add")
 def off_add(state, props):
     return {"n": state["n"] + props["n"]}
+
+
+Saved = Component("Saved")  # save_state/load_state hooks: the whole state is one field
+
+
+@Saved.init_state
+def saved_setup() -> dict:
+    return {"words": []}
+
+
+@Saved.save_state
+def save(state):
+    return "|".join(state["words"])
+
+
+@Saved.load_state
+def load(saved):
+    return {"words": saved.split("|") if saved else []}
+
+
+@Saved.update("word")
+def word(state, props):
+    return {"words": [*state["words"], props["w"]]}

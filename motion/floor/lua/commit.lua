@@ -41,7 +41,7 @@ local last = tonumber(ARGV[3])
 -- history and retained updates (lua/history.lua): KEYS[11] history,
 -- KEYS[12..16] replay meta, base0, base1, log0, log1; ARGV after the four lists
 local h = history_at(ARGV)
-record_history(KEYS[11], KEYS[2], KEYS[1], ARGV, h, ARGV[6] == '1', ARGV[11])
+record_history(KEYS[11], KEYS[2], KEYS[1], ARGV, h, ARGV[6] == '1', ARGV[11], inc)
 retain_updates({KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]}, KEYS[3], KEYS[2], ARGV, h,
   tonumber(ARGV[2]), last, inc)
 for s = tonumber(ARGV[2]), last do

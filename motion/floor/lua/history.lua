@@ -16,16 +16,15 @@ end
 -- rebuilt by walking back from the current state. argv[i + 2] records follow, each:
 -- header (JSON), n, n field names, c, c (field, value) pairs: this version's own new
 -- values of fields a later version of the same commit changes again.
--- Record: "inc\nversion\nat\ntag\nlens\nheader" then the bytes of name, value, name,
+-- Record: "inc\nversion\nat\nnonce\nlens\nheader" then the bytes of name, value, name,
 -- value...; lens is "namelen:valuelen,..." (valuelen -1: the field was absent).
-local function record_history(hkey, state, meta, argv, i, replace, nonce)
+local function record_history(hkey, state, meta, argv, i, replace, nonce, inc)
   local cap = tonumber(argv[i])
   local n = tonumber(argv[i + 2])
   if cap == 0 or n == 0 then
     return
   end
-  local m = redis.call('HMGET', meta, 'version', 'inc')
-  local version = tonumber(m[1] or '0')
+  local version = tonumber(redis.call('HGET', meta, 'version') or '0')
   local at = now_ms()
   local cur = {}
   local old = {}
@@ -52,12 +51,22 @@ local function record_history(hkey, state, meta, argv, i, replace, nonce)
         names[#names + 1] = f
       end
     end
+    local missing = {}
+    for _, f in ipairs(names) do
+      if cur[f] == nil then
+        missing[#missing + 1] = f
+      end
+    end
+    for lo = 1, #missing, 1000 do  -- (unpack's stack is bounded)
+      local hi = math.min(lo + 999, #missing)
+      local got = replace and {} or redis.call('HMGET', state, unpack(missing, lo, hi))
+      for x = lo, hi do
+        cur[missing[x]] = got[x - lo + 1] or false
+      end
+    end
     local lens, parts = {}, {}
     for x, f in ipairs(names) do
       local v = cur[f]
-      if v == nil then
-        v = (not replace) and redis.call('HGET', state, f) or false
-      end
       parts[#parts + 1] = f
       if v then
         parts[#parts + 1] = v
@@ -71,11 +80,8 @@ local function record_history(hkey, state, meta, argv, i, replace, nonce)
       cur[argv[j + 2 * x - 1]] = argv[j + 2 * x]
     end
     j = j + 2 * nc + 1
-    local tag = (version + r) .. '.' .. m[2]
-    if r == n then
-      tag = tag .. '.' .. nonce
-    end
-    local head = table.concat({m[2], version + r, at, tag, table.concat(lens, ','), header}, '\n')
+    local tail = (r == n) and nonce or ''  -- the tag's nonce: the last version's tag has one
+    local head = table.concat({inc, version + r, at, tail, table.concat(lens, ','), header}, '\n')
     redis.call('LPUSH', hkey, head .. '\n' .. table.concat(parts))
   end
   redis.call('LTRIM', hkey, 0, cap - 1)
