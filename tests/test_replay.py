@@ -44,7 +44,7 @@ def test_the_base_rolls_forward_exactly(redis_url, start_worker) -> None:  # typ
     retained = read_retained(get_redis(), "Journal__r0")
     assert retained is not None
     seqs = [seq for seq, _ in retained.updates]
-    assert seqs == list(range(retained.base_seq + 1, 14)) and 4 <= len(seqs) <= 8
+    assert seqs == list(range(retained.first_seq, 14)) and 4 <= len(seqs) <= 8
     # replaying through the production code itself rebuilds the production state
     result = replay.replay(Journal, ["r0"], [], baseline=Journal)
     item = result.instances[0]
@@ -120,3 +120,26 @@ def test_retention_off_keeps_nothing(redis_url, start_worker) -> None:  # type: 
     keys = K.InstanceKeys.of("Plain__x")
     assert not get_redis().exists(*keys.replay)
     assert read_retained(get_redis(), "Plain__x") is None
+
+
+def test_paused_updates_are_recorded_and_retained_in_the_order_applied(
+    redis_url, start_worker
+) -> None:  # type: ignore[no-untyped-def]
+    start_worker(["history_notes"], pool="solo", concurrency=1)
+    handle = Journal("r4")
+    assert handle.pause("note")
+    handle.run("note", {"text": "held-1"})  # seq 1, parked
+    handle.run("tag", {"tag": "t"}, flush_update=True)  # seq 2, applied first
+    handle.run("note", {"text": "held-2"})  # seq 3, parked
+    handle.resume("note")
+    handle.flush_update(timeout=60)
+    records = handle.history()
+    assert [r.flows for r in records] == [["note"], ["note"], ["tag"]]
+    assert [r.seqs for r in records] == [[3], [1], [2]]
+    assert (
+        handle.read_state("notes", version=2) == [] and handle.read_state("tag", version=2) == "t"
+    )
+    retained = read_retained(get_redis(), "Journal__r4")
+    assert retained is not None and [seq for seq, _ in retained.updates] == [2, 1, 3]
+    item = replay.replay(Journal, ["r4"], [], baseline=Journal).instances[0]
+    assert item.shadow == item.production and item.production["notes"] == ["held-1", "held-2"]

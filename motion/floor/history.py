@@ -106,12 +106,11 @@ def _parse(name: str, raw: bytes, serializer: Serializer) -> HistoryRecord:
         else:
             before[f] = blob[pos : pos + value_len]
             pos += value_len
-    first, last = header["seqs"]
     return HistoryRecord(
         name=name,
         version=int(version),
         tag=f"{int(version)}.{inc.decode()}" + (f".{nonce.decode()}" if nonce else ""),
-        seqs=list(range(first, last + 1)),
+        seqs=[seq for first, last in header["seqs"] for seq in range(first, last + 1)],
         flows=list(header["flows"]),
         changed=list(header["changed"]),
         at=datetime.datetime.fromtimestamp(int(at) / 1000, datetime.timezone.utc),
@@ -205,12 +204,13 @@ def state_at(client: redis.Redis, name: str, version: int) -> tuple[bytes, list[
 @dataclass
 class Retained:
     """The updates ``motion replay`` re-applies: ``base`` (HGETALL-style flat list of
-    the stored state before the first of them, of incarnation ``incarnation``) and the
-    ``updates`` as ``(seq, inbox entry)`` pairs in order."""
+    the stored state just before update ``first_seq``, of incarnation ``incarnation``)
+    and the ``updates`` as ``(seq, inbox entry)`` pairs in the order they were applied
+    (seq order, but for updates a flow-control option held and released later)."""
 
     name: str
     incarnation: bytes
-    base_seq: int
+    first_seq: int
     base: list[bytes]
     updates: list[tuple[int, bytes]]
 
@@ -225,15 +225,15 @@ def read_retained(client: redis.Redis, name: str) -> Retained | None:
     pipe.lrange(log0, 0, -1)
     pipe.lrange(log1, 0, -1)
     info, first_base, second_base, older, newer = pipe.execute()
-    if b"from1" not in info:
+    if b"first1" not in info:
         return None
-    if b"from0" in info:
-        base, base_seq, entries = first_base, int(info[b"from0"]), older + newer
+    if b"first0" in info:
+        base, first_seq, entries = first_base, int(info[b"first0"]), older + newer
     else:
-        base, base_seq, entries = second_base, int(info[b"from1"]), newer
+        base, first_seq, entries = second_base, int(info[b"first1"]), newer
     updates = []
     for entry in entries:
         seq, _, payload = entry.partition(b"\n")
         updates.append((int(seq), payload))
     flat = [x for kv in base.items() for x in kv]
-    return Retained(name, info.get(b"inc", b""), base_seq, flat, updates)
+    return Retained(name, info.get(b"inc", b""), first_seq, flat, updates)

@@ -1,10 +1,17 @@
-"""What a drain commits: an :class:`Outcome` and the :class:`Version` records in it.
+"""What a drain produces: the :class:`Outcome` each ``commit`` script call writes, the
+:class:`Batch` list a batch op receives, and the :class:`DrainReport` of a whole drain
+(the ``motion.apply`` task's result).
 
-:func:`motion.worker.updates.apply` makes an outcome per group of updates; the drain
-(:mod:`motion.worker.engine`) merges consecutive ones into one commit, whose arguments
-include :func:`commit_args` (the history records, see :mod:`motion.floor.history`).
+An outcome covers consecutive seqs ``first..last`` of the main sequence (or, for a
+release of parked updates, the listed ``released`` seqs): the changed state keys,
+already encoded, the counters, the failure records, and the flow-control changes
+(updates it parks, meta fields it sets, timers it moves; see
+:mod:`motion.floor.parked`), and a :class:`Version` per state change, which the commit
+records in the instance's history (:func:`commit_args`, :mod:`motion.floor.history`).
+One ``commit`` script call writes it all.
 
-Floor; uses the floor (props).
+Floor (the data of the commit script's arguments and of the task's result, built by
+the worker road); uses the floor (props, wakeup).
 """
 
 from __future__ import annotations
@@ -21,11 +28,21 @@ from motion.floor.props import State
 class Version:
     """One state change a drain commits: what the history records of it."""
 
-    first: int
-    last: int
+    seqs: list[int]  # the updates that made it
     flow: str
     changed: list[str]  # the state keys it changed
     fields: list[Any]  # its encoded changes (field, value, ...)
+
+
+def runs(seqs: list[int]) -> list[list[int]]:
+    """``[4, 5, 6, 9]`` -> ``[[4, 6], [9, 9]]``: the seqs as runs (a batch's stay small)."""
+    out: list[list[int]] = []
+    for seq in seqs:
+        if out and out[-1][1] == seq - 1:
+            out[-1][1] = seq
+        else:
+            out.append([seq, seq])
+    return out
 
 
 def commit_args(history: int, retain: int, versions: list[Version]) -> list[Any]:
@@ -38,7 +55,7 @@ def commit_args(history: int, retain: int, versions: list[Version]) -> list[Any]
     for i, version in enumerate(versions):
         names = version.fields[::2]
         later = {f for v in versions[i + 1 :] for f in v.fields[::2]}
-        header = {"seqs": [version.first, version.last], "flows": [version.flow]}
+        header = {"seqs": runs(version.seqs), "flows": [version.flow]}
         header["changed"] = version.changed
         pairs = zip(names, version.fields[1::2], strict=True)
         carried = [x for kv in pairs if kv[0] in later for x in kv]
@@ -52,9 +69,16 @@ def commit_args(history: int, retain: int, versions: list[Version]) -> list[Any]
     return out
 
 
+class Batch(list[Any]):
+    """The props list a batch op receives, in seq order; ``discarded`` says how many of
+    the pending updates a discard policy dropped before the call."""
+
+    discarded: int = 0
+
+
 @dataclass
 class Outcome:
-    """The changes, counters and failures of updates ``first``..``last``, committed as one."""
+    """The changes of one commit (see the module docstring)."""
 
     first: int
     last: int
@@ -66,6 +90,17 @@ class Outcome:
     stats: Counter[str] = field(default_factory=Counter)
     meta: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[int, str]] = field(default_factory=list)
+    #: (seq, flow) of updates this commit parks (held by a flow-control option)
+    parked: list[tuple[int, str]] = field(default_factory=list)
+    #: meta fields to set ('' deletes): hold reasons, debounce starts
+    sets: dict[str, str] = field(default_factory=dict)
+    #: flow -> due ms ('' removes) in the instance's timers
+    timers: dict[str, str] = field(default_factory=dict)
+    #: (seq, flow) of parked updates this commit goes through (a release: the
+    #: watermark does not move)
+    released: list[tuple[int, str]] = field(default_factory=list)
+    #: a release: goes through parked updates (``released``), not the main sequence
+    release: bool = False
     versions: list[Version] = field(default_factory=list)  # one per bump, in order
     history: int = 0  # the component's history=: versions kept
     retain: int = 0  # the component's retain_updates=
@@ -83,5 +118,47 @@ class Outcome:
         self.stats.update(later.stats)
         self.meta.update(later.meta)
         self.failures += later.failures
+        self.parked += later.parked
+        self.sets.update(later.sets)
+        self.timers.update(later.timers)
+        self.released += later.released
         self.versions += later.versions
+        # (an outcome not made by applying updates, e.g. one that parks, has no caps)
+        self.history, self.retain = max(self.history, later.history), max(self.retain, later.retain)
         return self
+
+
+@dataclass
+class DrainReport:
+    """What one drain did: the task's result, which Flower shows.
+
+    ``seqs`` is the range of updates the drain went through (``"4-17"``): updates
+    that arrive while an instance is being drained are applied by the task already
+    draining it, and show here rather than as tasks of their own.
+    """
+
+    instance: str
+    applied: int = 0
+    failed: int = 0
+    discarded: int = 0
+    seqs: str | None = None
+    #: "busy" (another worker drains: it applies this update too), "idle" (already
+    #: applied), "missing" (no such instance) or "lease lost"
+    skipped: str | None = None
+    #: updates applied per flow (Flower's result says which flows the drain went through)
+    flows: dict[str, int] = field(default_factory=dict)
+    first: int = field(default=0, repr=False)
+    last: int = field(default=0, repr=False)
+    #: the first few failure records (JSON, as stored), for the task's error
+    failures: list[str] = field(default_factory=list, repr=False)
+
+    def covered(self, first: int, last: int) -> None:
+        """Note that updates ``first``..``last`` were committed (applied, failed or discarded)."""
+        self.first = first if not self.first else min(self.first, first)
+        self.last = max(self.last, last)
+        self.seqs = f"{self.first}-{self.last}" if self.first != self.last else str(self.last)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        hidden = ("first", "last", "failures")
+        return {k: v for k, v in self.__dict__.items() if v not in (None, {}) and k not in hidden}

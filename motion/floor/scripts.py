@@ -39,6 +39,8 @@ NAMES = (
     "heartbeat",
     "alive",
     "cache",
+    "control",
+    "fire",
 )
 #: more files of functions put before a script, after lib.lua
 LIBRARIES = {"commit": ("history.lua",)}

@@ -96,7 +96,7 @@ class InstanceReplay:
     instance_id: str
     production: dict[str, Any] = field(default_factory=dict)
     shadow: dict[str, Any] = field(default_factory=dict)
-    base_seq: int = 0
+    first_seq: int = 0
     seqs: list[int] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     probes: list[dict[str, Any]] = field(default_factory=list)
@@ -204,7 +204,7 @@ def replay(
             except (InstanceNotFoundError, NothingRetainedError) as exc:
                 item.error = str(exc)
                 continue
-        item.base_seq = retained.base_seq
+        item.first_seq = retained.first_seq
         shadow = _shadow(base, candidate, retained, instance_id, item)
         item.production, item.shadow = dict(production), dict(shadow)
         for probe in probes:

@@ -44,7 +44,7 @@ def as_json(result: Replay) -> dict[str, Any]:
             {
                 "instance": item.instance_id,
                 "error": item.error,
-                "base_seq": item.base_seq,
+                "first_seq": item.first_seq,
                 "replayed": item.seqs,
                 "failures": plain(item.failures),
                 "diff": state_diff(item.production, item.shadow),
@@ -83,7 +83,7 @@ def as_html(report: dict[str, Any]) -> str:
             continue
         replayed = item["replayed"]
         span = f"{replayed[0]}-{replayed[-1]}" if replayed else "none"
-        parts.append(f"<p>from the state after update #{item['base_seq']}, re-applied {span}</p>")
+        parts.append(f"<p>from the state before update #{item['first_seq']}, re-applied {span}</p>")
         for failure in item["failures"]:
             parts.append(f"<p class='error'>update failed: {e(json.dumps(failure))}</p>")
         parts.append("<h3>State differences</h3>")

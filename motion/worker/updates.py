@@ -49,8 +49,7 @@ from motion.floor.inbox import (
     entry_flow,
     failure_record,
 )
-from motion.floor.outcome import Outcome as Outcome
-from motion.floor.outcome import Version
+from motion.floor.outcome import Batch, Outcome, Version
 from motion.floor.props import Properties, State
 from motion.floor.serde import needs_code
 from motion.floor.settings import get_settings
@@ -231,7 +230,8 @@ def apply(
             except BaseException as exc:  # the save_state hook raised
                 raise OpFailed("save_state", exc, traceback.format_exc()) from exc
             out.bumps = 1
-            out.versions = [Version(out.first, out.last, flow, sorted(out.changes), out.fields)]
+            seqs = [seq for seq, _ in decoded]
+            out.versions = [Version(seqs, flow, sorted(out.changes), out.fields)]
     except OpFailed as failed:
         out.changes, out.replace = {}, False
         for seq, _ in decoded:
@@ -296,8 +296,11 @@ def _run_ops(
             for i, (seq, update) in enumerate(decoded)
             if not _discarded(op, pending.get(flow, 0) - i, now - update.enqueued_at)
         ]
+        if len(eligible) < len(decoded):  # per op: `motion status` shows them
+            out.stats[f"discarded by {op.name}:{flow}"] += len(decoded) - len(eligible)
         if op.batch and eligible:
-            props = [_props(instance_id, seq, u) for seq, u in eligible]
+            props = Batch(_props(instance_id, seq, u) for seq, u in eligible)
+            props.discarded = len(decoded) - len(eligible)
             _merge(op, _call(op, working, props), working, out)
             out.stats[f"calls:{flow}"] += 1
         else:

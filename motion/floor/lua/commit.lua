@@ -14,10 +14,16 @@
 -- ARGV[11] a random nonce for the new version tag ("<version>.<incarnation>.<nonce>":
 -- a version Redis lost and counted again gets another tag, so no cached copy aliases it)
 -- ARGV[12] most bytes of payloads in the next window (at least one is returned)
--- then four counted lists, each "n, then n pairs":
+-- then eight counted lists, each "n, then n pairs":
 --   state fields (field, value) | stats counters (field, increment)
 --   meta counters (field, increment) | failure records (seq, json)
+--   parked (seq, flow): held by a flow-control option; the watermark passes them, their
+--   payloads stay | meta fields to set (field, value; '' deletes) | timers (flow, due ms;
+--   '' removes) | released (seq, flow): parked updates this commit goes through
+-- KEYS[11] parked   KEYS[12] timers   KEYS[13] the due index (motion.floor.keys.timers_index)
 -- then the history cap, the retain cap and the history records (lua/history.lua)
+-- A release (ARGV[2] = '0'): the released seqs must all be parked (else -2), the
+-- watermark does not move, ARGV[8] must be 0.
 -- Returns -1 if the lease is lost (a zombie's commit), -2 if first seq is not
 -- applied + 1 (already applied: a duplicate). Otherwise, with ARGV[8] = 0, the new
 -- version tag; with ARGV[8] = 1, {tag, 1} when the lease was released, or
@@ -34,18 +40,80 @@ if not holds(KEYS[4], KEYS[1], ARGV[1]) then
 end
 local inc = redis.call('HGET', KEYS[1], 'inc')
 local applied = tonumber(redis.call('HGET', KEYS[1], 'applied') or '0')
-if applied + 1 ~= tonumber(ARGV[2]) then
+local release = ARGV[2] == '0'
+if not release and applied + 1 ~= tonumber(ARGV[2]) then
   return -2
 end
+-- where each counted list starts
+local at = {13}
+for k = 2, 8 do
+  at[k] = at[k - 1] + 2 * tonumber(ARGV[at[k - 1]]) + 1
+end
+local function pairs_of(k)
+  local out = {}
+  for j = 1, tonumber(ARGV[at[k]]) do
+    out[j] = {ARGV[at[k] + 2 * j - 1], ARGV[at[k] + 2 * j]}
+  end
+  return out
+end
+local parked, released = pairs_of(5), pairs_of(8)
+for _, p in ipairs(released) do
+  if not redis.call('ZSCORE', KEYS[11], p[1] .. ':' .. p[2]) then
+    return -2  -- already gone through (a duplicate), or dropped meanwhile
+  end
+end
+local keep = {}
+for _, p in ipairs(parked) do
+  keep[p[1]] = true
+end
 local last = tonumber(ARGV[3])
--- history and retained updates (lua/history.lua): KEYS[11] history,
--- KEYS[12..16] replay meta, base0, base1, log0, log1; ARGV after the four lists
-local h = history_at(ARGV)
-record_history(KEYS[11], KEYS[2], KEYS[1], ARGV, h, ARGV[6] == '1', ARGV[11], inc)
-retain_updates({KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]}, KEYS[3], KEYS[2], ARGV, h,
-  tonumber(ARGV[2]), last, inc)
+-- history and retained updates (lua/history.lua): KEYS[14] history, KEYS[15..19]
+-- replay meta, base0, base1, log0, log1; their arguments follow the eight lists
+local h = at[8] + 2 * tonumber(ARGV[at[8]]) + 1
+record_history(KEYS[14], KEYS[2], KEYS[1], ARGV, h, ARGV[6] == '1', ARGV[11], inc)
+retain_updates({KEYS[15], KEYS[16], KEYS[17], KEYS[18], KEYS[19]}, KEYS[3], KEYS[2], ARGV, h,
+  {tonumber(ARGV[2]), last, keep, released}, inc)
 for s = tonumber(ARGV[2]), last do
-  redis.call('HDEL', KEYS[3], s)
+  if not keep[tostring(s)] then
+    redis.call('HDEL', KEYS[3], s)
+  end
+end
+for _, p in ipairs(released) do
+  redis.call('ZREM', KEYS[11], p[1] .. ':' .. p[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], p[1], p[1])  -- its dead letter, if retried
+  if not keep[p[1]] then
+    redis.call('HDEL', KEYS[3], p[1])
+  end
+  if redis.call('HINCRBY', KEYS[1], 'parked:' .. p[2], -1) <= 0 then
+    redis.call('HDEL', KEYS[1], 'parked:' .. p[2])
+  end
+end
+for _, p in ipairs(parked) do
+  redis.call('ZADD', KEYS[11], p[1], p[1] .. ':' .. p[2])
+  redis.call('HINCRBY', KEYS[1], 'parked:' .. p[2], 1)
+end
+for _, p in ipairs(pairs_of(6)) do
+  if p[2] == '' then
+    redis.call('HDEL', KEYS[1], p[1])
+  else
+    redis.call('HSET', KEYS[1], p[1], p[2])
+  end
+end
+local timers = pairs_of(7)
+for _, p in ipairs(timers) do
+  if p[2] == '' then
+    redis.call('ZREM', KEYS[12], p[1])
+  else
+    redis.call('ZADD', KEYS[12], p[2], p[1])
+  end
+end
+if #timers > 0 or #released > 0 then
+  local first = redis.call('ZRANGE', KEYS[12], 0, 0, 'WITHSCORES')
+  if first[2] then
+    redis.call('ZADD', KEYS[13], first[2], ARGV[10])
+  else
+    redis.call('ZREM', KEYS[13], ARGV[10])
+  end
 end
 if ARGV[6] == '1' then
   redis.call('DEL', KEYS[2])
@@ -84,7 +152,11 @@ if n > 0 then
     redis.call('HINCRBY', KEYS[1], 'failed_dropped', dropped)
   end
 end
-redis.call('HSET', KEYS[1], 'applied', last, 'applied_at', now_ms())
+if release then
+  redis.call('HSET', KEYS[1], 'applied_at', now_ms())
+else
+  redis.call('HSET', KEYS[1], 'applied', last, 'applied_at', now_ms())
+end
 if redis.call('HDEL', KEYS[1], 'held') == 1 then
   redis.call('HDEL', KEYS[1], 'sweeps')
   redis.call('ZREM', KEYS[10], ARGV[10])
@@ -96,7 +168,8 @@ if ARGV[8] ~= '1' then
   return version
 end
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
-if seq <= last then
+-- a timer already due (see release.lua) keeps the lease: the drain goes through it
+if seq <= last and not redis.call('ZRANGEBYSCORE', KEYS[12], '-inf', now_ms(), 'LIMIT', 0, 1)[1] then
   redis.call('DEL', KEYS[4])
   redis.call('HDEL', KEYS[1], 'holder')
   redis.call('ZREM', KEYS[7], ARGV[10])

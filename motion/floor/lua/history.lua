@@ -1,15 +1,6 @@
 -- history: what the commit script records besides the state (put after lib.lua, before
 -- commit.lua, by motion/floor/scripts.py). See motion/floor/history.py for the formats.
 
--- Index in argv of the history arguments: after the commit's four counted lists.
-local function history_at(argv)
-  local i = 13
-  for _ = 1, 4 do
-    i = i + 2 * tonumber(argv[i]) + 1
-  end
-  return i
-end
-
 -- One record per version this commit makes, newest first in the list hkey, at most
 -- argv[i] kept. A record keeps, per changed field, its value BEFORE that version (read
 -- here, before the commit writes; false when it was absent), so any kept version is
@@ -87,17 +78,33 @@ local function record_history(hkey, state, meta, argv, i, replace, nonce, inc)
   redis.call('LTRIM', hkey, 0, cap - 1)
 end
 
--- With argv[i + 1] = N > 0, keep the payloads of updates first..last (still in the
--- inbox) in log1, and, each time log1 holds N, start a new generation: log1 and base1
--- become log0 and base0 and base1 is a copy of the state before this commit. So at
--- least the last N applied updates are kept (at most 2N plus one commit's), with the
--- exact state before the oldest of them. r: meta, base0, base1, log0, log1 keys.
-local function retain_updates(r, inbox, state, argv, i, first, last, inc)
+-- With argv[i + 1] = N > 0, keep the payloads (still in the inbox) of the updates this
+-- commit applies (c: {first, last, keep, released}: first..last but the parked ones in
+-- keep, then the released ones) in log1, in that order, and, each time log1 holds N,
+-- start a new generation: log1 and base1 become log0 and base0 and base1 is a copy of
+-- the state before this commit. So at least the last N applied updates are kept (at
+-- most 2N plus one commit's), with the exact state before the oldest of them.
+-- r: the meta, base0, base1, log0, log1 keys.
+local function retain_updates(r, inbox, state, argv, i, c, inc)
   local cap = tonumber(argv[i + 1])
   if cap == 0 then
     return
   end
-  local started = redis.call('HGET', r[1], 'from1')
+  local seqs = {}
+  for s = c[1], c[2] do
+    if not c[3][tostring(s)] then
+      seqs[#seqs + 1] = s
+    end
+  end
+  for _, p in ipairs(c[4]) do
+    if not c[3][p[1]] then
+      seqs[#seqs + 1] = tonumber(p[1])
+    end
+  end
+  if #seqs == 0 then
+    return
+  end
+  local started = redis.call('HGET', r[1], 'first1')
   if not started or redis.call('LLEN', r[5]) >= cap then
     redis.call('DEL', r[2], r[4])
     if started then
@@ -107,21 +114,20 @@ local function retain_updates(r, inbox, state, argv, i, first, last, inc)
       if redis.call('EXISTS', r[5]) == 1 then
         redis.call('RENAME', r[5], r[4])
       end
-      redis.call('HSET', r[1], 'from0', started)
+      redis.call('HSET', r[1], 'first0', started)
     else
-      redis.call('HDEL', r[1], 'from0')
+      redis.call('HDEL', r[1], 'first0')
     end
     redis.call('DEL', r[3], r[5])
     redis.call('COPY', state, r[3])
-    redis.call('HSET', r[1], 'from1', first - 1, 'inc', inc)
+    redis.call('HSET', r[1], 'first1', seqs[1], 'inc', inc)
   end
   local items = {}
-  for s = first, last do
+  for x, s in ipairs(seqs) do
     items[#items + 1] = s .. '\n' .. (redis.call('HGET', inbox, s) or '')
-    if #items == 1000 or s == last then
+    if #items == 1000 or x == #seqs then
       redis.call('RPUSH', r[5], unpack(items))
       items = {}
     end
   end
 end
-
