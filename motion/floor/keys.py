@@ -87,6 +87,31 @@ def stats(component: str) -> str:
     return f"{PREFIX}:stats:{component}"
 
 
+def names(component: str) -> str:
+    """Sorted set of ``component``'s instance ids, each scored 0, so ``ZRANGEBYLEX`` pages
+    them in id order and finds an id prefix in O(log n + page); the ``init`` script adds
+    an id, clearing the instance removes it. Named by component only, for now (a cluster
+    keeps it in one slot)."""
+    return f"{PREFIX}:names:{{{component}}}"
+
+
+def names_ready(component: str) -> str:
+    """String key: set once :func:`names` also holds the instances created before the
+    index existed (one ``SCAN`` pass, see :mod:`motion.tools.names`)."""
+    return f"{PREFIX}:names-ready:{{{component}}}"
+
+
+#: per-minute counters are kept at least this long (seconds)
+SERIES_SECONDS = 48 * 3600
+
+
+def series(component: str, at_ms: int) -> str:
+    """Hash of ``component``'s per-minute counters written in the hour ``at_ms`` falls
+    in (the commit script's fields ``<minute>:<counter>``, minute = Redis' ms clock //
+    60,000); it expires :data:`SERIES_SECONDS` plus an hour after its last write."""
+    return f"{PREFIX}:minutes:{{{component}}}:{at_ms // 3_600_000}"
+
+
 def instance_name(component: str, instance_id: str) -> str:
     """The ``Comp__id`` name Motion uses for an instance."""
     return f"{component}{SEPARATOR}{instance_id}"

@@ -35,8 +35,9 @@ from motion.floor.errors import (
     MissingDependencyError,
     MotionError,
     UpdateFailedError,
+    install_hint,
 )
-from motion.tools import admin, browse
+from motion.tools import admin, browse, names
 from motion.tools import board_html as H
 from motion.tools.board_access import (
     SESSION_SECONDS,
@@ -74,7 +75,7 @@ def _require() -> None:
     except ImportError as exc:
         raise MissingDependencyError(
             f"the motion dashboard needs FastAPI ({exc.name} is missing); install it with: "
-            f"pip install 'motion-celery[http]'"
+            f"{install_hint('http')}"
         ) from exc
 
 
@@ -178,7 +179,7 @@ def create_dashboard(key: str | None = None, read_only: bool | None = None) -> A
     ) -> Any:
         session = enter(request)
         size = min(max(size, 1), 500)
-        listing = browse.instance_page(name, prefix, cursor, size)
+        listing = names.page(name, prefix, cursor, size)
         return render(request, session, name, H.instances_page(name, prefix, listing, size))
 
     def instance_view(

@@ -20,7 +20,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from motion.floor.wakeup import flow_label
-from motion.tools.browse import Page, Summary
+from motion.tools.browse import Summary
+from motion.tools.names import Page
 
 #: the state value types the editor can change (bool before int: it is one)
 EDITABLE = (str, bool, int, float, list, dict)

@@ -2,8 +2,8 @@
 
 What the dashboard shows and edits, with no component code needed: the component
 names from the index that instance creation fills (:data:`motion.floor.keys.COMPONENTS`),
-a component's instances found with ``SCAN`` (never ``KEYS``) in pages, optionally
-by id prefix, an instance's counters, and the per-flow counters of a component.
+an instance's counters, and the per-flow counters of a component (a component's
+instances, in pages, come from :mod:`motion.tools.names`).
 
 :func:`write_state` is ``write_state`` by instance name: the change is enqueued in
 the instance's inbox like any update, so it is applied in order with the updates
@@ -31,16 +31,9 @@ from motion.floor.serde import DEFAULT_SERIALIZER
 if TYPE_CHECKING:
     from motion.define.component import Component
 
-#: the most keys one SCAN call may examine while looking for a page
-_MAX_SCAN_COUNT = 5000
-
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def components() -> list[str]:
@@ -64,50 +57,6 @@ def flow_counts(component: str) -> dict[str, dict[str, int]]:
                 counts = flows.setdefault(flow, {})
                 counts[kind] = counts.get(kind, 0) + int(value)
     return dict(sorted(flows.items()))
-
-
-@dataclass
-class Page:
-    """One page of instance ids, and the cursor of the next (``""`` after the last)."""
-
-    ids: list[str]
-    next_cursor: str = ""
-
-
-def _cursor(cursor: str, shards: int) -> tuple[int, int]:
-    shard, _, position = cursor.partition(":")
-    try:
-        at = (int(shard), int(position)) if cursor else (0, 0)
-    except ValueError:
-        at = (0, 0)
-    return at if 0 <= at[0] < shards and at[1] >= 0 else (0, 0)
-
-
-def instance_page(component: str, prefix: str = "", cursor: str = "", size: int = 50) -> Page:
-    """About ``size`` ids of ``component``'s instances whose id starts with ``prefix``.
-
-    ``cursor`` is the ``next_cursor`` of the previous page (``""`` for the first).
-    Each page is one or more ``SCAN`` calls; a page may hold a few more than
-    ``size`` ids, and an instance created or deleted while paging may be missed
-    or listed twice (as with ``SCAN`` itself), never the others.
-    """
-    urls = all_urls()
-    shard, position = _cursor(cursor, len(urls))
-    escaped = _glob_escape(component + K.SEPARATOR + prefix)
-    pattern = f"{K.PREFIX}:{{{escaped}*}}:meta"
-    ids: list[str] = []
-    count = max(size, 10)
-    while shard < len(urls) and len(ids) < size:
-        client = client_for(urls[shard])
-        with translate_errors(f"listing instances of {component}"):
-            position, found = client.scan(position, match=pattern, count=count)
-        ids += [K.split_instance_name(K.name_from_meta_key(_text(k)))[1] for k in found]
-        if int(position) == 0:
-            shard, position = shard + 1, 0
-        elif len(found) < size // 4:  # sparse matches: examine more keys per call
-            count = min(count * 2, _MAX_SCAN_COUNT)
-    more = shard < len(urls)
-    return Page(sorted(set(ids)), f"{shard}:{int(position)}" if more else "")
 
 
 @dataclass

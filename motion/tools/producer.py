@@ -297,7 +297,7 @@ def _create(
         what = f"state key {key!r} of {ikeys.name}"
         bind = value_binding(ikeys.name, key, incarnation)
         fields += [key, dump_stored(codec.serializer, what, value, limit, bind)]
-    script_keys = [ikeys.meta, ikeys.state, K.COMPONENTS, ikeys.claim]
+    script_keys = [ikeys.meta, ikeys.state, K.COMPONENTS, ikeys.claim, K.names(component)]
     scripts.run(client, "init", script_keys, [component, now_ms(), incarnation, 1, *fields])
 
 

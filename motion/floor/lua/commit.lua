@@ -6,6 +6,7 @@
 -- KEYS[1] meta   KEYS[2] state   KEYS[3] inbox   KEYS[4] lease   KEYS[5] failed
 -- KEYS[6] motion:stats:<component>   KEYS[7] motion:pending   KEYS[8] motion:sweep
 -- KEYS[9] the serve-cache hash (dropped when the version moves on)   KEYS[10] motion:held
+-- KEYS[11] (optional) motion:minutes:{<component>}:<hour>, the per-minute counters
 -- ARGV[1] token   ARGV[2] first seq   ARGV[3] last seq   ARGV[4] lease period (ms)
 -- ARGV[5] unused (the commit time is Redis' clock)   ARGV[6] 1 to replace the whole state (a migration), else 0
 -- ARGV[7] how many state changes the version advances by (one per update that changed it)
@@ -37,6 +38,20 @@ if applied + 1 ~= tonumber(ARGV[2]) then
   return -2
 end
 local last = tonumber(ARGV[3])
+local minute, lag, lagged = nil, 0, 0
+if KEYS[11] then
+  -- per-minute counters (the dashboard's charts): each update's lag from its enqueue
+  -- (the entry's STX time) to this commit, read before the entries go
+  local now = now_ms()
+  minute = math.floor(now / 60000) .. ':'
+  for s = tonumber(ARGV[2]), last do
+    local e = redis.call('HGET', KEYS[3], s)
+    local ms = e and string.match(e, '^[^%z\1\2]*\2(%d+)')
+    if ms then
+      lag, lagged = lag + now - tonumber(ms), lagged + 1
+    end
+  end
+end
 for s = tonumber(ARGV[2]), last do
   redis.call('HDEL', KEYS[3], s)
 end
@@ -59,6 +74,9 @@ i = i + 2 * n + 1
 n = tonumber(ARGV[i])
 for j = 1, n do
   redis.call('HINCRBY', KEYS[6], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
+  if minute and string.sub(ARGV[i + 2 * j - 1], 1, 6) ~= 'calls:' then
+    redis.call('HINCRBY', KEYS[11], minute .. ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
+  end
 end
 i = i + 2 * n + 1
 n = tonumber(ARGV[i])
@@ -84,11 +102,27 @@ if redis.call('HDEL', KEYS[1], 'held') == 1 then
 end
 redis.call('HDEL', KEYS[1], 'strikes', 'lease_ms')  -- the holder was alive: no takeover to pay for
 local version = redis.call('HGET', KEYS[1], 'tag')
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+if minute then
+  -- lag (sum and count, ms) and the backlog left behind this commit (updates still in
+  -- the inbox: sum, count and max of the samples); kept 48 h and an hour
+  local backlog = seq - last
+  if lagged > 0 then
+    redis.call('HINCRBY', KEYS[11], minute .. 'lag_ms', lag)
+    redis.call('HINCRBY', KEYS[11], minute .. 'lag_n', lagged)
+  end
+  redis.call('HINCRBY', KEYS[11], minute .. 'backlog', backlog)
+  redis.call('HINCRBY', KEYS[11], minute .. 'backlog_n', 1)
+  local top = tonumber(redis.call('HGET', KEYS[11], minute .. 'backlog_max') or '-1')
+  if backlog > top then
+    redis.call('HSET', KEYS[11], minute .. 'backlog_max', backlog)
+  end
+  redis.call('EXPIRE', KEYS[11], 49 * 3600)
+end
 if ARGV[8] ~= '1' then
   redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
   return version
 end
-local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
 if seq <= last then
   redis.call('DEL', KEYS[4])
   redis.call('HDEL', KEYS[1], 'holder')
