@@ -15,6 +15,7 @@ Uses the caller road (enqueue, wait) and the floor (inbox, scripts); no Celery.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -25,7 +26,14 @@ from motion.floor import drive, scripts
 from motion.floor import keys as K
 from motion.floor.connection import all_urls, client_for, get_redis, translate_errors
 from motion.floor.errors import FlushTimeoutError, InstanceNotFoundError
-from motion.floor.inbox import WRITE_FLOW, Update, encode, enqueue_call, new_token
+from motion.floor.inbox import (
+    WRITE_FLOW,
+    Update,
+    encode,
+    enqueue_call,
+    entry_header,
+    new_token,
+)
 from motion.floor.serde import DEFAULT_SERIALIZER
 
 if TYPE_CHECKING:
@@ -88,6 +96,51 @@ def summary(instance_name: str) -> Summary:
     if version is None:
         raise InstanceNotFoundError(f"{instance_name} does not exist.")
     return Summary(instance_name, int(version), int(seq or 0), int(applied or 0), int(failures))
+
+
+@dataclass
+class Pending:
+    """An update waiting in an instance's inbox: its seq, flow and enqueue time (ms)."""
+
+    seq: int
+    flow: str
+    enqueued_ms: int | None
+
+
+def pending(instance_name: str, limit: int = 50) -> list[Pending]:
+    """The first ``limit`` updates of ``"Comp__id"`` not applied yet, in order (read from
+    the entries' headers: no payload is deserialized)."""
+    keys = K.InstanceKeys.of(instance_name)
+    client = get_redis(instance_name)
+    with translate_errors(f"reading the inbox of {instance_name}", instance_name):
+        applied, seq = client.hmget(keys.meta, "applied", "seq")
+        first, last = int(applied or 0) + 1, min(int(seq or 0), int(applied or 0) + limit)
+        seqs = list(range(first, last + 1))
+        entries = client.hmget(keys.inbox, seqs) if seqs else []
+    out = []
+    for number, entry in zip(seqs, entries, strict=True):
+        if entry is not None:  # discarded or applied meanwhile
+            header = entry_header(entry if isinstance(entry, bytes) else entry.encode())
+            out.append(Pending(number, header.flow, header.enqueued_ms))
+    return out
+
+
+def dead_letters(instance_name: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest ``limit`` failure records of ``"Comp__id"`` (``seq``, ``flow``, ``op``,
+    ``error_type``, ``message``, ``traceback``, ``at``), newest first."""
+    keys = K.InstanceKeys.of(instance_name)
+    client = get_redis(instance_name)
+    with translate_errors(f"reading the failures of {instance_name}", instance_name):
+        raw = cast("list[bytes]", client.zrevrange(keys.failed, 0, limit - 1))
+    records = []
+    for item in raw:
+        try:
+            record = json.loads(item)
+        except ValueError:
+            continue  # not written by motion
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 class _Codeless:
