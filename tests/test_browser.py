@@ -182,9 +182,7 @@ def test_retry_a_dead_letter(stack: Stack, browser: Any, tmp_path: Path) -> None
     browser.save_screenshot(str(stack.shots / "dashboard-dead-letter.png"))
 
 
-def test_a_table_value_is_shown_as_a_table_and_charts_are_drawn(
-    stack: Stack, browser: Any
-) -> None:
+def test_a_table_value_is_shown_as_a_table_and_charts_are_drawn(stack: Stack, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
     rows = [{"item": "<i>pen</i>", "price": 2}, {"item": "ink", "price": 5}]
@@ -194,7 +192,8 @@ def test_a_table_value_is_shown_as_a_table_and_charts_are_drawn(
     cells = browser.find_elements(By.CSS_SELECTOR, 'tr[data-key="table"] table.data td')
     assert [c.text for c in cells] == ["<i>pen</i>", "2", "ink", "5"]
     assert browser.find_elements(By.CSS_SELECTOR, 'tr[data-key="table"] i') == []
-    applied = browser.find_element(By.CSS_SELECTOR, '#chart-updates polyline[data-series="applied"]')
+    line = '#chart-updates polyline[data-series="applied"]'
+    applied = browser.find_element(By.CSS_SELECTOR, line)
     assert float(applied.get_attribute("data-total")) >= 1  # this update, this minute
     assert len(browser.find_elements(By.CSS_SELECTOR, "figure.chart svg")) == 3
     browser.save_screenshot(str(stack.shots / "dashboard-table-charts.png"))
