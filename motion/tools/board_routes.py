@@ -73,7 +73,8 @@ def add_instance_routes(app: "FastAPI", board: Board) -> None:
         try:
             view = read_view(component, instance_id)
         except (InstanceNotFoundError, InvalidInstanceIdError) as exc:
-            return board.render(session, "not found", H.notice(str(exc), True), 404)
+            body = H.notice(note.get("message", ""), True) + H.notice(str(exc), True)
+            return board.render(session, "not found", body, 404)
         except MotionError as exc:  # e.g. a value refused by MOTION_SIGNING_KEY, Redis down
             log.exception("dashboard: reading %s__%s failed", component, instance_id)
             message = f"cannot show this instance: {type(exc).__name__}: {exc}"
