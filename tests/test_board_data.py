@@ -115,3 +115,23 @@ def test_drain_failed_error_is_public() -> None:
 
     assert motion.DrainFailedError is motion.errors.DrainFailedError
     assert issubclass(motion.DrainFailedError, motion.MotionError)
+
+
+def test_the_producer_warns_about_a_flow_no_worker_announced(
+    redis_url: str, start_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from motion.tools import producer
+
+    Notes("flows").read_state("owner")
+    start_worker(["admin_components"], pool="threads")
+    client = redis.Redis.from_url(redis_url)
+    wait_for(lambda: client.sismember(K.flows("Notes"), "add"), 30, "the flows announced")
+    assert client.smembers(K.flows("Notes")) == {b"add", b"gate"}  # update flows only
+    producer.reset()
+    with caplog.at_level("WARNING", logger="motion.producer"):
+        seq = producer.enqueue("Notes", "flows", "add", {"text": "known"})
+        assert not [r for r in caplog.records if "announced" in r.message]
+        later = producer.enqueue("Notes", "flows", "summarize", {})  # a rolling deploy's flow
+    warned = [r.message for r in caplog.records if "announced" in r.message]
+    assert len(warned) == 1 and "'summarize' of Notes" in warned[0] and "add, gate" in warned[0]
+    assert later == seq + 1  # accepted: stored, waiting for a worker with the code

@@ -82,6 +82,12 @@ def registered(component: str) -> str:
     return f"{PREFIX}:registered:{{{component}}}"
 
 
+def flows(component: str) -> str:
+    """Set (no expiry) of the flows with update ops that workers with ``component``'s code
+    announced; the producer warns about a flow not in it (it waits for such a worker)."""
+    return f"{PREFIX}:flows:{{{component}}}"
+
+
 def stats(component: str) -> str:
     """Hash of counters for one component: ``applied:<flow>``, ``failed:<flow>``..."""
     return f"{PREFIX}:stats:{component}"
