@@ -196,7 +196,9 @@ def test_a_table_value_is_shown_as_a_table_and_charts_are_drawn(stack: Stack, br
     applied = browser.find_element(By.CSS_SELECTOR, line)
     assert float(applied.get_attribute("data-total")) >= 1  # this update, this minute
     assert len(browser.find_elements(By.CSS_SELECTOR, "figure.chart svg")) == 3
-    browser.save_screenshot(str(stack.shots / "dashboard-table-charts.png"))
+    browser.save_screenshot(str(stack.shots / "dashboard-table.png"))
+    browser.get(f"{stack.board}/component?name=Shelf")
+    browser.find_element(By.ID, "charts").screenshot(str(stack.shots / "dashboard-charts.png"))
 
 
 def test_sign_in_with_a_key_and_a_forged_write_is_refused(

@@ -38,7 +38,8 @@ def _fmt(value: float) -> str:
 
 def chart(title: str, unit: str, series: dict[str, list[float]], chart_id: str) -> str:
     """One SVG line chart: ``series`` maps a name to its points (oldest first)."""
-    top = max((v for points in series.values() for v in points), default=0.0) or 1.0
+    peak = max((v for points in series.values() for v in points), default=0.0)
+    top = peak or 1.0
     count = max((len(p) for p in series.values()), default=1)
     step = (WIDTH - 2 * PAD) / max(count - 1, 1)
     lines = []
@@ -61,7 +62,7 @@ def chart(title: str, unit: str, series: dict[str, list[float]], chart_id: str) 
         f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{esc(title)}">'
         f'<rect x="{PAD}" y="{PAD}" width="{WIDTH - 2 * PAD}" height="{HEIGHT - 2 * PAD}" '
         f'fill="#fff" stroke="#d8dce3"/>'
-        f'<text x="{PAD}" y="{PAD - 8}" font-size="11">max {_fmt(top)} {esc(unit)}</text>'
+        f'<text x="{PAD}" y="{PAD - 8}" font-size="11">max {_fmt(peak)} {esc(unit)}</text>'
         f'<text x="{WIDTH - PAD}" y="{PAD - 8}" font-size="11" text-anchor="end">{legend}</text>'
         f'<text x="{PAD}" y="{base + 16}" font-size="11">24 h ago</text>'
         f'<text x="{WIDTH / 2}" y="{base + 16}" font-size="11" text-anchor="middle">12 h</text>'
@@ -90,8 +91,9 @@ def component_charts(component: str, minutes: Sequence[Minute]) -> str:
     }
     every = f"per {BUCKET_MINUTES} min"
     return (
-        f"<h2>{esc(component)}: the last 24 hours</h2>"
+        f'<section id="charts"><h2>{esc(component)}: the last 24 hours</h2>'
         + chart(f"Updates {every}", "updates", outcomes, "chart-updates")
         + chart("Lag: enqueue to commit (mean)", "ms", lag, "chart-lag")
         + chart("Backlog left after each commit", "updates", backlog, "chart-backlog")
+        + "</section>"
     )
