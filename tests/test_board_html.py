@@ -96,3 +96,20 @@ def test_charts_are_inline_svg_of_the_counters() -> None:
     assert 'data-series="mean" data-total="50"' in shown  # 300 ms / 6 updates
     assert 'data-series="max" data-total="3"' in shown
     assert shown.count(",") > 3 * (24 * 60 // BUCKET_MINUTES)  # one point per bucket
+
+
+def test_holds_are_shown_with_the_pause_controls() -> None:
+    from motion.tools.board_instance_html import InstanceView, instance_page
+    from motion.tools.browse import Summary
+
+    info = Summary("C__i", version=2, seq=5, applied=2, failures=1)
+    info.holds = {"*": "pause", "<ask>": "failed:3"}
+    view = InstanceView("C", "i", info, {}, {"<ask>": {"failed": 1}})
+    shown = instance_page(view, csrf="t", read_only=False)
+    assert '<li data-hold="*">every flow: held (pause)</li>' in shown
+    assert '<li data-hold="&lt;ask&gt;">&lt;ask&gt;: held (failed:3)</li>' in shown
+    assert '<input type="hidden" name="flow" value="&lt;ask&gt;">' in shown
+    quiet = instance_page(InstanceView("C", "i", Summary("C__i", 1, 0, 0, 0), {}, {}),
+                          csrf="t", read_only=False)  # fmt: skip
+    assert 'id="holds">No hold.' in quiet
+    assert "/instance/pause" not in instance_page(view, csrf="t", read_only=True)

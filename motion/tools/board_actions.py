@@ -68,14 +68,16 @@ def drop(component: str, instance_id: str, seq: int) -> str:
 
 def pause(component: str, instance_id: str, flow: str | None) -> str:
     """Pause ``flow`` (``None``: the whole instance); updates queue up meanwhile."""
-    _method(handle(component, instance_id), "pause")(flow=flow)
-    return f"{'flow ' + repr(flow) if flow else 'every flow'} paused"
+    done = _method(handle(component, instance_id), "pause")(flow=flow)
+    what = f"flow {flow!r}" if flow else "every flow"
+    return f"{what} paused" if done is not False else f"{what} was held already"
 
 
 def resume(component: str, instance_id: str, flow: str | None) -> str:
     """Resume ``flow`` (``None``: the whole instance) and wake a worker."""
-    _method(handle(component, instance_id), "resume")(flow=flow)
-    return f"{'flow ' + repr(flow) if flow else 'every flow'} resumed"
+    done = _method(handle(component, instance_id), "resume")(flow=flow)
+    what = f"flow {flow!r}" if flow else "every flow"
+    return f"{what} resumed" if done is not False else f"{what} was not paused"
 
 
 @dataclass

@@ -132,8 +132,15 @@ def _controls(view: InstanceView, csrf: str) -> str:
             + _button("/instance/resume", "Resume", csrf, view, flow=flow)
             + "</li>"
         )
+    held = "".join(
+        f'<li data-hold="{esc(flow)}">{"every flow" if flow == "*" else esc(flow)}: '
+        f"held ({esc(reason)})</li>"
+        for flow, reason in sorted(view.info.holds.items())
+    )
+    state = f'<ul id="holds">{held}</ul>' if held else '<p class="muted" id="holds">No hold.</p>'
+    flow_list = "".join(parts[1:])
     return (
-        f'<h2>Pause and resume</h2><div id="controls">{parts[0]}<ul>{"".join(parts[1:])}</ul></div>'
+        f'<h2>Pause and resume</h2><div id="controls">{state}{parts[0]}<ul>{flow_list}</ul></div>'
     )
 
 

@@ -77,6 +77,8 @@ class Summary:
     applied: int
     failures: int
     extra: dict[str, str] = field(default_factory=dict)
+    #: flow-control holds: ``{flow or "*": reason}`` (``pause``, ``failed:<seq>``...)
+    holds: dict[str, str] = field(default_factory=dict)
 
     @property
     def pending(self) -> int:
@@ -90,12 +92,21 @@ def summary(instance_name: str) -> Summary:
     client = get_redis(instance_name)
     with translate_errors(f"reading {instance_name}", instance_name):
         pipe = client.pipeline(transaction=False)
-        pipe.hmget(keys.meta, "version", "seq", "applied")
+        pipe.hgetall(keys.meta)
         pipe.zcard(keys.failed)
-        (version, seq, applied), failures = pipe.execute()
-    if version is None:
+        raw, failures = pipe.execute()
+    meta = {_text(k): _text(v) for k, v in raw.items()}
+    if "version" not in meta:
         raise InstanceNotFoundError(f"{instance_name} does not exist.")
-    return Summary(instance_name, int(version), int(seq or 0), int(applied or 0), int(failures))
+    info = Summary(
+        instance_name,
+        int(meta["version"]),
+        int(meta.get("seq") or 0),
+        int(meta.get("applied") or 0),
+        int(failures),
+    )
+    info.holds = {k[len("hold:") :]: v for k, v in meta.items() if k.startswith("hold:")}
+    return info
 
 
 @dataclass
