@@ -87,6 +87,7 @@ def delete(client: redis.Redis, name: str) -> int:
     pipe.zrem(K.SWEEP, name)
     component, instance_id = K.split_instance_name(name)
     pipe.zrem(K.names(component), instance_id)
+    pipe.zrem(K.timers_index(name), name)
     existed = int(pipe.execute()[0] > 0)
     store.STATE_CACHE.drop(name)
     return existed

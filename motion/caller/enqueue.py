@@ -45,7 +45,7 @@ from motion.floor import cache, drive, wakeup
 from motion.floor import keys as K
 from motion.floor.connection import get_async_redis, get_redis, translate_errors
 from motion.floor.drive import Steps
-from motion.floor.errors import FailedUpdate
+from motion.floor.errors import FailedUpdate, TooManyPendingError
 from motion.floor.inbox import ALL_FLOWS, Update, encode, enqueue_call, new_token
 
 if TYPE_CHECKING:
@@ -124,6 +124,12 @@ class Enqueuer:
             if reply[0] == -1:  # keep the state it returned, so the caller serves again
                 self._remember(reply)
                 return None
+            if reply[0] == -2:  # held, and full: see motion.caller.control
+                raise TooManyPendingError(
+                    f"{name} holds {reply[1]} updates while a flow of it is paused "
+                    f"(MOTION_MAX_PENDING); resume it (handle.resume) or drop updates "
+                    f"before enqueueing more."
+                )
         if not self._hosted:  # (the answer cannot change once this process has checked)
             host.ensure_worker()
             self._hosted = True

@@ -1,6 +1,8 @@
 """The per-instance inbox: update payloads, enqueueing, waiting, failure records.
 
-An inbox entry is ``flow [STX ms] [SOH fingerprint] NUL sealed-payload``. The flow
+An inbox entry is ``flow [STX ms] [ETX due-ms] [SOH fingerprint] NUL sealed-payload``
+(``ETX due-ms``: Redis' clock when a submitted update falls due; the drain holds it until
+then, see :mod:`motion.floor.parked`). The flow
 name stays readable (for counters and failure records) even when the payload is
 corrupt or unsigned. The enqueue script inserts ``STX ms``: Redis' clock at the
 enqueue, the one clock ages are measured by. The fingerprint names the definition
@@ -39,7 +41,7 @@ ALL_FLOWS = "*ALL*"
 
 
 #: the separators of an entry's header, which no flow name may hold
-HEADER_CHARS = "\x00\x01\x02"
+HEADER_CHARS = "\x00\x01\x02\x03"
 
 
 def check_flow_name(flow: object) -> str:
@@ -50,7 +52,8 @@ def check_flow_name(flow: object) -> str:
         raise DefinitionError(f"flow names must be non-empty strings, got {flow!r}.")
     if "::" in flow or any(c in flow for c in HEADER_CHARS):
         raise DefinitionError(
-            f"flow name {flow!r} must not contain '::' or the control characters NUL, SOH, STX."
+            f"flow name {flow!r} must not contain '::' or the control characters NUL, SOH, "
+            "STX, ETX."
         )
     return flow
 
@@ -96,6 +99,7 @@ class EntryHeader:
     flow: str
     enqueued_ms: int | None  # Redis' clock at the enqueue, if the script wrote it
     fingerprint: str | None  # the enqueuing definition, if recorded
+    due_ms: int | None = None  # Redis' clock when a submitted update falls due, if held
 
 
 def entry_header(entry: bytes) -> EntryHeader:
@@ -104,11 +108,13 @@ def entry_header(entry: bytes) -> EntryHeader:
     if not sep:
         raise PayloadError("inbox entry has no flow header (corrupt or not written by motion)")
     head, _, fingerprint = header.partition(b"\x01")
+    head, timed, due = head.partition(b"\x03")
     flow, stamped, ms = head.partition(b"\x02")
     return EntryHeader(
         flow.decode(errors="replace"),
         int(ms) if stamped and ms.isdigit() else None,
         fingerprint.decode(errors="replace") or None,
+        int(due) if timed and due.isdigit() else None,
     )
 
 

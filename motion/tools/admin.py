@@ -98,6 +98,7 @@ def clear_instance(instance_name: str) -> bool:
         pipe.zrem(K.PENDING, instance_name)
         pipe.zrem(K.SWEEP, instance_name)
         pipe.zrem(K.names(component), instance_id)
+        pipe.zrem(K.timers_index(instance_name), instance_name)
         deleted = pipe.execute()[0]
     store.STATE_CACHE.drop(instance_name)
     return bool(deleted)
