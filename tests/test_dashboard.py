@@ -286,3 +286,24 @@ def test_writes_are_refused_read_only_and_without_code(redis_url: str) -> None:
     assert reply.status_code == 404 and "motion dashboard -I" in reply.text
     bad = writer.post("/instance/drop", data={**codeless, "component": "Notes", "seq": "x"})
     assert "is not an update number" in bad.text
+
+
+def test_pause_and_resume_a_flow_from_the_dashboard(redis_url: str, start_worker: Any) -> None:
+    notes = Notes("paused")
+    notes.read_state("owner")
+    start_worker(["admin_components"], pool="threads")
+    client = testclient.TestClient(board(key=""))
+    page = client.get("/instance", params={"component": "Notes", "id": "paused"}).text
+    body = {"csrf": csrf_of(page), "component": "Notes", "id": "paused", "flow": "add"}
+    paused = client.post("/instance/pause", data=body).text
+    assert "flow &#x27;add&#x27; paused" in paused
+    assert '<li data-hold="add">add: held (pause)</li>' in paused
+    notes.run("add", {"text": "waits"})
+    notes.run("gate", {"path": "/"})  # another flow goes on meanwhile
+    wait_for(lambda: "gate" in notes.read_state("notes"), 30, "the other flow")
+    page = client.get("/instance", params={"component": "Notes", "id": "paused"}).text
+    assert '<tr data-seq="1"><td>#1</td><td>add</td>' in page and "<td>held</td>" in page
+    assert notes.read_state("notes") == ["gate"]
+    resumed = client.post("/instance/resume", data=body).text
+    assert "flow &#x27;add&#x27; resumed" in resumed and 'id="holds">No hold.' in resumed
+    wait_for(lambda: notes.read_state("notes") == ["gate", "waits"], 30, "the held update")

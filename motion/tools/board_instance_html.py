@@ -76,14 +76,14 @@ def _pending(view: InstanceView) -> str:
         return '<h2>Pending updates</h2><p class="muted" id="pending-list">None.</p>'
     rows = "".join(
         f'<tr data-seq="{p.seq}"><td>#{p.seq}</td><td>{esc(flow_label(p.flow))}</td>'
-        f"<td>{_age(view.now_ms, p.enqueued_ms)}</td></tr>"
+        f"<td>{_age(view.now_ms, p.enqueued_ms)}</td><td>{'held' if p.parked else ''}</td></tr>"
         for p in view.pending
     )
     more = view.info.pending - len(view.pending)
     tail = f'<p class="muted">and {more} more</p>' if more > 0 else ""
     return (
         '<h2>Pending updates</h2><table id="pending-list"><tr><th>update</th><th>flow</th>'
-        f"<th>waiting</th></tr>{rows}</table>{tail}"
+        f"<th>waiting</th><th></th></tr>{rows}</table>{tail}"
     )
 
 

@@ -34,6 +34,7 @@ from motion.floor.inbox import (
     entry_header,
     new_token,
 )
+from motion.floor.parked import parse_member
 from motion.floor.serde import DEFAULT_SERIALIZER
 
 if TYPE_CHECKING:
@@ -79,11 +80,13 @@ class Summary:
     extra: dict[str, str] = field(default_factory=dict)
     #: flow-control holds: ``{flow or "*": reason}`` (``pause``, ``failed:<seq>``...)
     holds: dict[str, str] = field(default_factory=dict)
+    #: updates parked by flow control (behind the watermark, not applied yet)
+    parked: int = 0
 
     @property
     def pending(self) -> int:
-        """Updates enqueued and not applied yet."""
-        return max(self.seq - self.applied, 0)
+        """Updates enqueued and not applied yet (parked ones included)."""
+        return max(self.seq - self.applied, 0) + self.parked
 
 
 def summary(instance_name: str) -> Summary:
@@ -106,33 +109,41 @@ def summary(instance_name: str) -> Summary:
         int(failures),
     )
     info.holds = {k[len("hold:") :]: v for k, v in meta.items() if k.startswith("hold:")}
+    info.parked = sum(int(v) for k, v in meta.items() if k.startswith("parked:"))
     return info
 
 
 @dataclass
 class Pending:
-    """An update waiting in an instance's inbox: its seq, flow and enqueue time (ms)."""
+    """An update waiting in an instance's inbox: its seq, flow and enqueue time (ms);
+    ``parked``: held by a flow-control option (a pause, a debounce, a timer)."""
 
     seq: int
     flow: str
     enqueued_ms: int | None
+    parked: bool = False
 
 
 def pending(instance_name: str, limit: int = 50) -> list[Pending]:
-    """The first ``limit`` updates of ``"Comp__id"`` not applied yet, in order (read from
-    the entries' headers: no payload is deserialized)."""
+    """The first ``limit`` updates of ``"Comp__id"`` not applied yet, in seq order: the
+    parked ones (held by flow control, behind the watermark) and those after it (read
+    from the entries' headers: no payload is deserialized)."""
     keys = K.InstanceKeys.of(instance_name)
     client = get_redis(instance_name)
     with translate_errors(f"reading the inbox of {instance_name}", instance_name):
-        applied, seq = client.hmget(keys.meta, "applied", "seq")
+        pipe = client.pipeline(transaction=False)
+        pipe.hmget(keys.meta, "applied", "seq")
+        pipe.zrange(keys.parked, 0, limit - 1)
+        (applied, seq), members = pipe.execute()
+        held = {parse_member(m)[0] for m in members}
         first, last = int(applied or 0) + 1, min(int(seq or 0), int(applied or 0) + limit)
-        seqs = list(range(first, last + 1))
+        seqs = sorted(held | set(range(first, last + 1)))[:limit]
         entries = client.hmget(keys.inbox, seqs) if seqs else []
     out = []
     for number, entry in zip(seqs, entries, strict=True):
         if entry is not None:  # discarded or applied meanwhile
             header = entry_header(entry if isinstance(entry, bytes) else entry.encode())
-            out.append(Pending(number, header.flow, header.enqueued_ms))
+            out.append(Pending(number, header.flow, header.enqueued_ms, number in held))
     return out
 
 
