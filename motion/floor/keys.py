@@ -25,6 +25,9 @@ lease     str    the fencing token of the worker draining the inbox (with a TTL)
 claim     str    the caller creating the instance (running ``init_state``; a TTL)
 failed    zset   failure records (JSON) scored by seq: dead letters, the newest 1,000
                  kept (``failed_dropped`` in meta counts the older ones dropped)
+dead      hash   ``seq -> inbox entry`` of each dead letter (so it can be retried; the
+                 commit that records the failure copies it), and ``to:<seq> -> seq``:
+                 where a retried dead letter was re-enqueued (its ticket follows it)
 cache     hash   serve-result cache, ``tag:flow:digest -> expiry|entry`` (``tag``: the
                  state's version tag); the commit that moves the version deletes it;
                  expires ``cache_ttl`` after its last write
@@ -122,6 +125,7 @@ class InstanceKeys:
     inbox: str
     lease: str
     failed: str
+    dead: str
     cache: str
     claim: str
     cache_prefix: str
@@ -138,6 +142,7 @@ class InstanceKeys:
             inbox=f"{base}:inbox",
             lease=f"{base}:lease",
             failed=f"{base}:failed",
+            dead=f"{base}:dead",
             cache=f"{base}:cache",
             claim=f"{base}:claim",
             cache_prefix=f"{base}:cache:",  # string entries of earlier releases
@@ -146,7 +151,10 @@ class InstanceKeys:
 
     def all(self) -> list[str]:
         """Every fixed key of the instance (cache and dedup keys are matched by prefix)."""
-        return [self.state, self.meta, self.inbox, self.lease, self.failed, self.cache, self.claim]
+        return [
+            *(self.state, self.meta, self.inbox, self.lease, self.failed, self.dead),
+            *(self.cache, self.claim),
+        ]
 
     def dedup(self, now_ms: int) -> str:
         """The dedup key of the :data:`DEDUP_SECONDS` period that ``now_ms`` falls in."""

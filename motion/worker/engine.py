@@ -347,6 +347,7 @@ def _commit(
         K.SWEEP,
         keys.cache,
         K.HELD,
+        keys.dead,
     ]
     if then_next:  # this commit may free the lease: a renewal refused after it is no loss
         held.ending.set()

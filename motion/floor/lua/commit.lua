@@ -17,6 +17,13 @@
 -- then four counted lists, each "n, then n pairs":
 --   state fields (field, value) | stats counters (field, increment)
 --   meta counters (field, increment) | failure records (seq, json)
+-- KEYS[11] dead: each failed update's inbox entry is kept there, by seq, beside its
+-- record (so it can be retried), and goes when its record is trimmed.
+-- Cancelled updates (Ticket.cancel): the meta field 'cancels' counts the tombstones not
+-- yet committed; a worker skips each tombstone and decrements 'cancels' (a meta counter).
+-- Returns -2 too when first..last holds another number of tombstones than the worker
+-- skipped (one was cancelled after it read the window): it reads again. Each committed
+-- tombstone counts 'cancelled:<flow>' in the component's stats.
 -- Returns -1 if the lease is lost (a zombie's commit), -2 if first seq is not
 -- applied + 1 (already applied: a duplicate). Otherwise, with ARGV[8] = 0, the new
 -- version tag; with ARGV[8] = 1, {tag, 1} when the lease was released, or
@@ -37,6 +44,42 @@ if applied + 1 ~= tonumber(ARGV[2]) then
   return -2
 end
 local last = tonumber(ARGV[3])
+-- where each counted list starts: state fields, stats, meta counters, failure records
+local lists = {}
+local at = 13
+for k = 1, 4 do
+  lists[k] = at
+  at = at + 2 * tonumber(ARGV[at]) + 1
+end
+if tonumber(redis.call('HGET', KEYS[1], 'cancels') or '0') > 0 then
+  -- tombstones in the range: as many as the worker skipped (its 'cancels' decrement)?
+  local claimed = 0
+  for j = 1, tonumber(ARGV[lists[3]]) do
+    if ARGV[lists[3] + 2 * j - 1] == 'cancels' then
+      claimed = -tonumber(ARGV[lists[3] + 2 * j])
+    end
+  end
+  local flows = {}
+  for s = tonumber(ARGV[2]), last do
+    local e = redis.call('HGET', KEYS[3], s)
+    if e and string.sub(e, -1) == '\0' and string.find(e, '\0', 1, true) == #e then
+      flows[#flows + 1] = string.sub(e, 1, #e - 1)
+    end
+  end
+  if #flows ~= claimed then
+    return -2
+  end
+  for _, flow in ipairs(flows) do
+    redis.call('HINCRBY', KEYS[6], 'cancelled:' .. flow, 1)
+  end
+end
+for j = 1, tonumber(ARGV[lists[4]]) do
+  local s = ARGV[lists[4] + 2 * j - 1]
+  local e = redis.call('HGET', KEYS[3], s)
+  if e then
+    redis.call('HSET', KEYS[11], s, e)
+  end
+end
 for s = tonumber(ARGV[2]), last do
   redis.call('HDEL', KEYS[3], s)
 end
@@ -50,7 +93,7 @@ end
 if ARGV[7] ~= '0' or ARGV[6] == '1' then
   redis.call('DEL', KEYS[9])
 end
-local i = 13
+local i = lists[1]
 local n = tonumber(ARGV[i])
 for j = 1, n do
   redis.call('HSET', KEYS[2], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
@@ -63,7 +106,9 @@ end
 i = i + 2 * n + 1
 n = tonumber(ARGV[i])
 for j = 1, n do
-  redis.call('HINCRBY', KEYS[1], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
+  if ARGV[i + 2 * j] ~= '0' then
+    redis.call('HINCRBY', KEYS[1], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
+  end
 end
 i = i + 2 * n + 1
 n = tonumber(ARGV[i])
@@ -72,9 +117,13 @@ for j = 1, n do
 end
 if n > 0 then
   -- dead letters: the newest 1,000 kept, the rest counted
-  local dropped = redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -1001)
-  if dropped > 0 then
-    redis.call('HINCRBY', KEYS[1], 'failed_dropped', dropped)
+  local old = redis.call('ZRANGE', KEYS[5], 0, -1001, 'WITHSCORES')
+  if #old > 0 then
+    redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -1001)
+    redis.call('HINCRBY', KEYS[1], 'failed_dropped', #old / 2)
+    for j = 2, #old, 2 do
+      redis.call('HDEL', KEYS[11], old[j])
+    end
   end
 end
 redis.call('HSET', KEYS[1], 'applied', last, 'applied_at', now_ms())
