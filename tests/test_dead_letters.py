@@ -133,3 +133,17 @@ def test_trimmed_dead_letters_take_their_entries_with_them(
     assert client.hget(keys.meta, "failed_dropped") == b"1"
     assert not client.hexists(keys.dead, "-1000")  # the oldest (lowest score) went
     assert client.hlen(keys.dead) == 1000
+
+
+def test_clearing_an_instance_takes_its_dead_letters(
+    redis_url: str, start_worker, tmp_path: Path
+) -> None:
+    from motion.tools import admin
+
+    start_worker(["tickets"])
+    handle = Tickets("cleared")
+    _poisoned(handle, tmp_path)
+    keys = K.InstanceKeys.of(handle.instance_name)
+    assert get_redis(keys.name).hlen(keys.dead) == 1
+    assert admin.clear_instance(handle.instance_name)
+    assert not get_redis(keys.name).exists(keys.dead, keys.failed)

@@ -22,7 +22,7 @@ from motion.errors import (
 )
 from motion.floor import keys as K
 from motion.floor.connection import get_redis
-from motion.floor.inbox import entry_header
+from motion.floor.inbox import entry_header, is_cancelled
 from motion.tools import admin
 from tests.support import COMPONENTS, ROOT, motion_env, wait_for
 
@@ -220,3 +220,35 @@ def test_run_after_refuses_another_instances_ticket(redis_url: str) -> None:
     ticket = Tickets("one").submit("note", {"item": "x"})
     with pytest.raises(InvalidTicketError):
         Tickets("two").run("read", {}, after=ticket)
+
+
+def test_run_after_a_failed_update_is_fresh(redis_url: str, start_worker, tmp_path: Path) -> None:
+    """A failed update is settled: the state served on is the one after its turn."""
+    start_worker(["tickets"])
+    handle = Tickets("after-failed")
+    poison = tmp_path / "poison"
+    poison.write_text("x")
+    ticket = handle.submit("note", {"item": "bad", "poison": str(poison)})
+    assert handle.run("read", {}, after=ticket, after_timeout=60) == {"items": [], "fresh": True}
+
+
+def test_cancel_follows_a_retried_ticket(redis_url: str, tmp_path: Path) -> None:
+    """No worker: the dead letter is planted as a worker would record it, retried, and the
+    old ticket's cancel cancels the re-enqueued update."""
+    import json
+
+    handle = Tickets("cancel-retried")
+    keys = K.InstanceKeys.of(handle.instance_name)
+    client = get_redis(keys.name)
+    ticket = handle.submit("note", {"item": "again"})
+    entry = client.hget(keys.inbox, ticket.seq)
+    record = {"seq": ticket.seq, "flow": "note", "op": "note", "error_type": "ValueError",
+              "message": "boom", "traceback": "", "at": 1.0}  # fmt: skip
+    pipe = client.pipeline()  # what a commit of the failure leaves
+    pipe.hdel(keys.inbox, ticket.seq).hset(keys.meta, "applied", ticket.seq)
+    pipe.zadd(keys.failed, {json.dumps(record): ticket.seq}).hset(keys.dead, ticket.seq, entry)
+    pipe.execute()
+    again = handle.retry(ticket.seq)
+    assert not ticket.done()  # follows to the new seq, not applied yet
+    assert ticket.cancel() is True
+    assert is_cancelled(client.hget(keys.inbox, again.seq))
