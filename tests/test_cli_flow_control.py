@@ -1,4 +1,4 @@
-"""``motion failed|retry|drop`` on a real redis-server, with a real worker subprocess,
+"""``motion failed|retry|drop|pause|resume`` on a real redis-server, with a real worker subprocess,
 run in-process (``main``) and as the installed command (a process without the code).
 """
 
@@ -30,7 +30,7 @@ def _failed(handle: object, tmp_path: Path, item: str) -> tuple[Ticket, Path]:
     return ticket, poison
 
 
-@pytest.mark.parametrize("command", ["failed", "retry", "drop"])
+@pytest.mark.parametrize("command", ["failed", "retry", "drop", "pause", "resume"])
 def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main([command, "--help"])
@@ -96,3 +96,26 @@ def test_the_commands_need_no_component_code(redis_url: str, start_worker, tmp_p
     assert retried.returncode == 0, retried.stderr
     ticket.wait(timeout=5)
     assert handle.read_state("items") == ["far"]
+
+
+def test_pause_holds_a_flow_and_resume_releases_it_in_order(
+    redis_url: str, start_worker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start_worker(["tickets"])
+    handle = Tickets("paused")
+    assert main(["pause", handle.instance_name, "--flow", "note"]) == 0
+    assert "flow 'note' paused" in capsys.readouterr().out
+    assert main(["pause", handle.instance_name, "--flow", "note"]) == 0
+    assert "already" in capsys.readouterr().out
+    held = [handle.submit("note", {"item": i}) for i in ("1", "2")]
+    handle.submit("strict", {"item": "other"}).wait(timeout=60)  # other flows go on
+    assert handle.read_state("items") == ["other"] and not held[0].done()
+    assert main(["resume", handle.instance_name, "--flow", "note"]) == 0
+    assert "resumed" in capsys.readouterr().out
+    for ticket in held:
+        ticket.wait(timeout=60)
+    assert handle.read_state("items") == ["other", "1", "2"]
+    assert main(["pause", handle.instance_name]) == 0  # the whole instance
+    assert "every flow paused" in capsys.readouterr().out
+    assert main(["resume", handle.instance_name]) == 0
+    assert main(["pause", handle.instance_name, "--flow", "bad::name"]) == 1

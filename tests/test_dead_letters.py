@@ -147,3 +147,51 @@ def test_clearing_an_instance_takes_its_dead_letters(
     assert get_redis(keys.name).hlen(keys.dead) == 1
     assert admin.clear_instance(handle.instance_name)
     assert not get_redis(keys.name).exists(keys.dead, keys.failed)
+
+
+def test_retry_of_the_update_a_paused_flow_stopped_at_is_in_place(
+    redis_url: str, start_worker, tmp_path: Path
+) -> None:
+    """``on_failure="pause"``: the flow waits at the dead letter; retry re-applies it with
+    the same seq, and the updates behind it follow in order."""
+    from motion.errors import FlowPausedError
+
+    start_worker(["tickets"])
+    handle = Tickets("in-place")
+    poison = tmp_path / "poison"
+    poison.write_text("x")
+    bad = handle.submit("strict", {"item": "bad", "poison": str(poison)})
+    behind = handle.submit("strict", {"item": "behind"})
+    with pytest.raises(FlowPausedError):
+        bad.wait(timeout=60)
+    (letter,) = handle.failed_updates()
+    assert letter.seq == bad.seq and letter.props == {"item": "bad", "poison": str(poison)}
+    poison.unlink()
+    again = handle.retry(bad.seq)
+    assert again == bad  # in place: the same seq, the same ticket
+    behind.wait(timeout=60)
+    bad.wait(timeout=5)
+    assert handle.read_state("items") == ["bad", "behind"]
+    assert handle.failed_updates() == []
+    keys = K.InstanceKeys.of(handle.instance_name)
+    assert get_redis(keys.name).hlen(keys.dead) == 0  # its kept entry went with it
+
+
+def test_drop_of_the_update_a_paused_flow_stopped_at_lets_it_go_on(
+    redis_url: str, start_worker, tmp_path: Path
+) -> None:
+    from motion.errors import FlowPausedError
+
+    start_worker(["tickets"])
+    handle = Tickets("drop-paused")
+    poison = tmp_path / "poison"
+    poison.write_text("x")
+    bad = handle.submit("strict", {"item": "bad", "poison": str(poison)})
+    behind = handle.submit("strict", {"item": "behind"})
+    with pytest.raises(FlowPausedError):
+        bad.wait(timeout=60)
+    handle.drop(bad.seq)
+    behind.wait(timeout=60)
+    assert handle.read_state("items") == ["behind"]
+    keys = K.InstanceKeys.of(handle.instance_name)
+    assert handle.failed_updates() == [] and get_redis(keys.name).hlen(keys.dead) == 0

@@ -1,5 +1,6 @@
 """HTTP routes on an instance's updates (``/C/submit``, ``/C/failed``, ``/C/retry``,
-``/C/drop``) on a real redis-server and a real worker subprocess, with the app's auth.
+``/C/drop``, ``/C/pause``, ``/C/resume``) on a real redis-server and a real worker
+subprocess, with the app's auth.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ def test_the_routes_need_a_token_for_that_instance(client) -> None:  # type: ign
         ("post", "/Tickets/submit", {"instance_id": "v", "flow": "note", "props": {}}),
         ("post", "/Tickets/retry", {"instance_id": "v", "seq": 1}),
         ("post", "/Tickets/drop", {"instance_id": "v", "seq": 1}),
+        ("post", "/Tickets/pause", {"instance_id": "v"}),
+        ("post", "/Tickets/resume", {"instance_id": "v", "flow": "note"}),
     ):
         assert getattr(client, method)(path, json=body).status_code == 401
         assert getattr(client, method)(path, json=body, headers=other).status_code == 403
@@ -106,3 +109,23 @@ def test_the_routes_need_a_token_for_that_instance(client) -> None:  # type: ign
     assert (
         client.get("/Tickets/failed", params={"instance_id": "v"}, headers=other).status_code == 403
     )
+
+
+def test_pause_and_resume(client, start_worker) -> None:  # type: ignore[no-untyped-def]
+    start_worker(["tickets"])
+    mine = auth(client, "held")
+    handle = Tickets("held")
+    body = {"instance_id": "held", "flow": "note"}
+    paused = client.post("/Tickets/pause", json=body, headers=mine)
+    assert paused.status_code == 200 and paused.json()["changed"] is True
+    ticket = handle.submit("note", {"item": "waits"})
+    handle.submit("strict", {"item": "goes"}).wait(timeout=60)
+    assert handle.read_state("items") == ["goes"] and not ticket.done()
+    resumed = client.post("/Tickets/resume", json=body, headers=mine)
+    assert resumed.status_code == 200 and resumed.json()["changed"] is True
+    ticket.wait(timeout=60)
+    assert handle.read_state("items") == ["goes", "waits"]
+    unknown = client.post(
+        "/Tickets/pause", json={"instance_id": "held", "flow": "nope"}, headers=mine
+    )
+    assert unknown.status_code == 404

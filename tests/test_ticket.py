@@ -252,3 +252,35 @@ def test_cancel_follows_a_retried_ticket(redis_url: str, tmp_path: Path) -> None
     assert not ticket.done()  # follows to the new seq, not applied yet
     assert ticket.cancel() is True
     assert is_cancelled(client.hget(keys.inbox, again.seq))
+
+
+def test_a_timer_ticket_waits_until_it_is_due_and_applied(redis_url: str, start_worker) -> None:
+    start_worker(["tickets"])
+    handle = Tickets("timed")
+    keys = K.InstanceKeys.of(handle.instance_name)
+    client = get_redis(keys.name)
+    ticket = handle.submit("note", {"item": "later"}, delay=1.0)
+    due = entry_header(client.hget(keys.inbox, ticket.seq)).due_ms
+    other = handle.submit("strict", {"item": "x"})
+    other.wait(timeout=60)  # a later update of another flow went past the timer (rule 0)
+    assert not ticket.done()
+    assert handle.read_state("items") == ["x"]
+    ticket.wait(timeout=60)
+    assert ticket.done() and handle.read_state("items") == ["x", "later"]
+    assert due is not None and int(client.hget(keys.meta, "applied_at")) >= due
+
+
+def test_a_held_timer_is_cancelled_where_it_waits(redis_url: str, start_worker) -> None:
+    start_worker(["tickets"])
+    handle = Tickets("timer-cancel")
+    ticket = handle.submit("note", {"item": "never"}, delay=300)
+    keys = K.InstanceKeys.of(handle.instance_name)
+    client = get_redis(keys.name)
+    wait_for(lambda: client.zcard(keys.parked) == 1, 30, "the timer to be parked")
+    assert not ticket.done()
+    assert ticket.cancel() is True
+    ticket.wait(timeout=10)  # settled: it will never be applied
+    assert ticket.done()
+    handle.submit("note", {"item": "now"}).wait(timeout=60)
+    assert handle.read_state("items") == ["now"]
+    assert client.hlen(keys.inbox) == 0 and client.zcard(keys.parked) == 0

@@ -45,7 +45,7 @@ from motion.floor import cache, drive, wakeup
 from motion.floor import keys as K
 from motion.floor.connection import get_async_redis, get_redis, translate_errors
 from motion.floor.drive import Steps
-from motion.floor.errors import DeadLetterNotFoundError, FailedUpdate
+from motion.floor.errors import DeadLetterNotFoundError, FailedUpdate, TooManyPendingError
 from motion.floor.inbox import ALL_FLOWS, Update, encode, enqueue_call, new_token
 
 if TYPE_CHECKING:
@@ -139,6 +139,12 @@ class Enqueuer:
             if reply[0] == -1:  # keep the state it returned, so the caller serves again
                 self._remember(reply)
                 return None
+            if reply[0] == -2:  # held, and full: see motion.caller.control
+                raise TooManyPendingError(
+                    f"{name} holds {reply[1]} updates while a flow of it is paused "
+                    f"(MOTION_MAX_PENDING); resume it (handle.resume) or drop updates "
+                    f"before enqueueing more."
+                )
             if reply[0] == -3:  # retry_of names no dead letter (any more)
                 raise DeadLetterNotFoundError(
                     f"{name}: update #{retry_of} is no longer a dead letter (dropped or "

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, overload
 
 from motion.caller import devmode, host
+from motion.caller.control import FlowControl
 from motion.caller.enqueue import Enqueuer
 from motion.caller.letters import Letters
 from motion.caller.options import HandleOptions, random_id
@@ -62,7 +63,7 @@ def flow_name(flow: str | None, flow_key: str | None, dataflow_key: str | None) 
     return next(iter(named.values()), None)
 
 
-class Instance(Letters):
+class Instance(FlowControl, Letters):
     """A handle on one instance (e.g. one user) of a component.
 
     Create it by calling the component: ``handle = Summary("user-42")``. Use

@@ -9,9 +9,11 @@ dead letters.
 - ``failed_updates()`` lists the instance's dead letters (:class:`DeadLetter`): the
   failure records of the ``failed`` zset, each with the props of its update, which
   the commit that recorded the failure kept in the ``dead`` hash;
-- ``retry(seq)`` re-enqueues a dead letter with a new seq, in one script call that
-  removes the dead letter and records the new seq (``to:<seq>`` in ``dead``), so a
-  ticket of the old seq follows it; ``drop(seq)`` removes one.
+- ``retry(seq)`` re-applies a dead letter in place when its flow is paused on it
+  (:func:`motion.caller.control.retry_in_place`), else re-enqueues it with a new seq, in
+  one script call that removes the dead letter and records the new seq (``to:<seq>``
+  in ``dead``), so a ticket of the old seq follows it; ``drop(seq)`` removes one (and a
+  flow paused on it goes on: :func:`motion.caller.control.drop_parked`).
 
 The module functions (:func:`dead_letters`, :func:`retry_stored`, :func:`drop_letter`)
 do the same by instance name without the component's code, for the ``motion`` command
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
-from motion.caller import host
+from motion.caller import control, host
 from motion.caller.enqueue import send_wakeup_sync, wakeup_to_push
 from motion.caller.ticket import Ticket, schedule_ms
 from motion.define.component import lookup, registered
@@ -119,12 +121,27 @@ def find_letter(keys: K.InstanceKeys, seq: Any, reader: Definition | None = None
 
 
 def drop_letter(keys: K.InstanceKeys, seq: Any) -> None:
-    """Remove dead letter ``seq`` (:class:`DeadLetterNotFoundError` if it is not one)."""
+    """Remove dead letter ``seq``; a flow paused on it goes on
+    (:class:`DeadLetterNotFoundError` if it is not one)."""
     number = _seq(seq)
+    paused_on = control.drop_parked(keys, number) if _failed(keys, number) else False
     with translate_errors(f"dropping dead letter #{number} of {keys.name}", keys.name):
         found = scripts.run(get_redis(keys.name), "drop", [keys.failed, keys.dead], [number])
-    if not found:
+    if not (found or paused_on):
         raise _not_found(keys, number)
+
+
+def retry_in_place(keys: K.InstanceKeys, seq: Any) -> Ticket | None:
+    """Re-apply dead letter ``seq`` where it is, if its flow is paused on it
+    (``on_failure="pause"``): its ticket (the same seq); ``None`` otherwise."""
+    number = _seq(seq)
+    if not _failed(keys, number) or not control.retry_in_place(keys, number):
+        return None
+    with translate_errors(f"retrying dead letter #{number} of {keys.name}", keys.name):
+        inc: Any = get_redis(keys.name).hget(keys.meta, "inc")
+        member: Any = get_redis(keys.name).zrangebyscore(keys.parked, number, number)
+    flow = member[0].decode().partition(":")[2] if member else find_letter(keys, number).flow
+    return _ticket(keys, flow, number, inc)
 
 
 def retry_stored(keys: K.InstanceKeys, seq: Any) -> Ticket:
@@ -136,6 +153,9 @@ def retry_stored(keys: K.InstanceKeys, seq: Any) -> Ticket:
         NotRetryableError: its payload was not kept.
     """
     number = _seq(seq)
+    in_place = retry_in_place(keys, number)
+    if in_place is not None:
+        return in_place
     client = get_redis(keys.name)
     with translate_errors(f"retrying dead letter #{number} of {keys.name}", keys.name):
         records: Any = client.zrangebyscore(keys.failed, number, number)
@@ -243,14 +263,18 @@ class Letters:
         return dead_letters(self._keys, self._component)
 
     def retry(self, seq: int) -> Ticket:
-        """Apply dead letter ``seq`` again: re-enqueued (with its props and serve result,
-        for the update ops the code has now) with a new seq; the ticket of that seq. A
-        ticket of the old seq follows it.
+        """Apply dead letter ``seq`` again; its ticket. When its flow is paused on it
+        (``on_failure="pause"``), in place: same seq, its flow's order kept. Otherwise
+        re-enqueued (with its props and serve result, for the update ops the code has
+        now) with a new seq, whose ticket a ticket of the old seq follows.
 
         Raises:
             DeadLetterNotFoundError: ``seq`` is not a dead letter (any more).
             NotRetryableError: its payload was not kept, or cannot be read here.
         """
+        in_place = retry_in_place(self._keys, seq)
+        if in_place is not None:
+            return in_place
         letter = find_letter(self._keys, seq, self._component)
         entry: Any = get_redis(self._keys.name).hget(self._keys.dead, str(letter.seq))
         if letter.props is None or entry is None:
@@ -264,7 +288,7 @@ class Letters:
 
     def drop(self, seq: int) -> None:
         """Remove dead letter ``seq`` (its update stays unapplied; a ticket of it is
-        settled).
+        settled); a flow paused on it goes on.
 
         Raises:
             DeadLetterNotFoundError: ``seq`` is not a dead letter (any more).
@@ -314,6 +338,12 @@ def _ticket(keys: K.InstanceKeys, flow: str, seq: int, incarnation: Any) -> Tick
     component, stored = K.split_instance_name(keys.name)
     inc = incarnation.decode() if isinstance(incarnation, bytes) else str(incarnation)
     return Ticket(component, stored, flow, int(seq), inc)
+
+
+def _failed(keys: K.InstanceKeys, seq: int) -> bool:
+    """Whether update ``seq`` has a failure record (is a dead letter)."""
+    with translate_errors(f"reading dead letter #{seq} of {keys.name}", keys.name):
+        return bool(get_redis(keys.name).zcount(keys.failed, seq, seq))
 
 
 def _not_found(keys: K.InstanceKeys, seq: int) -> DeadLetterNotFoundError:

@@ -12,7 +12,8 @@ hash (``to:<old seq>``), and a wait that finds it goes on waiting for that seq.
 A ticket needs no component definition: any process with the Redis settings can
 wait on it. :func:`schedule_ms` checks ``submit``'s ``delay=`` / ``at=``.
 
-Caller road; uses the caller road (wait), the floor (connection, drive, errors, keys).
+Caller road; uses the caller road (control, wait), the floor (connection, drive, errors,
+keys, parked, scripts).
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
+from motion.caller import control
 from motion.caller.wait import Waiter
-from motion.floor import drive, scripts
+from motion.floor import drive, parked, scripts
 from motion.floor import keys as K
 from motion.floor.connection import get_async_redis, get_redis, translate_errors
 from motion.floor.drive import Steps
 from motion.floor.errors import (
+    FlowPausedError,
     FlushTimeoutError,
     InstanceClearedError,
     InvalidScheduleError,
@@ -136,9 +139,12 @@ class Ticket:
 
     # -- waiting -----------------------------------------------------------------
     def wait(self, timeout: float | None = None) -> None:
-        """Return once the update is settled: applied, or cancelled.
+        """Return once the update is settled: applied, or cancelled (a timer: once it
+        was due and applied).
 
         Raises:
+            FlowPausedError: its flow (or the instance) is paused, or stopped at a
+                failed update, before it (see ``handle.resume`` / ``handle.retry``).
             UpdateFailedError: it failed (and was not retried; a retried update's
                 ticket follows it to its new seq).
             InstanceClearedError: the instance was cleared before it was applied.
@@ -162,8 +168,9 @@ class Ticket:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             failed: UpdateFailedError | None = None
             try:
+                inc = self.incarnation.encode()
                 yield from waiter.steps(
-                    self.flow, seq, left, own=True, incarnation=self.incarnation.encode()
+                    self.flow, seq, left, own=True, incarnation=inc, timers=True
                 )
             except UpdateFailedError as exc:
                 failed = exc
@@ -187,10 +194,11 @@ class Ticket:
         seq = self.seq
         while True:
             with translate_errors(f"checking ticket #{seq}", keys.name):
-                applied, inc = yield drive.command("hmget", keys.meta, "applied", "inc")
-            if inc is None or inc.decode() != self.incarnation:
+                meta = yield drive.command("hmget", keys.meta, "applied", "inc")
+                held = yield drive.command("zrangebyscore", keys.parked, seq, seq)
+            if meta[1] is None or meta[1].decode() != self.incarnation:
                 raise self._cleared()
-            if int(applied or 0) < seq:
+            if not parked.settled_from(seq, meta, held):
                 return False
             moved = yield from _moved(keys, seq)
             if moved is None:
@@ -202,7 +210,8 @@ class Ticket:
         """Cancel the update while it is not yet applied: it is then never applied,
         and settled as cancelled (:meth:`wait` returns). ``False`` once it is applied
         (or failed): nothing changes. An op already running on it is not stopped;
-        its result is not committed.
+        its result is not committed. An update held by a flow-control option (a timer
+        not due, a paused flow, a debounce) is dropped from where it waits.
 
         Raises:
             InstanceClearedError: the instance was cleared (the update went with it).
@@ -219,6 +228,12 @@ class Ticket:
                     raise self._cleared()
                 if done == 1:
                     return True
+                if client.zrangebyscore(keys.parked, seq, seq) and not client.zcount(
+                    keys.failed, seq, seq
+                ):  # held, not failed: drop it from where it waits
+                    if control.drop_parked(keys, seq):
+                        return True
+                    continue  # released meanwhile: look again
                 moved = drive.drive(_moved(keys, seq), client)
             if moved is None:
                 return False
@@ -235,8 +250,8 @@ class Ticket:
 def fresh_after(after: Any, timeout: float | None, instance: str) -> Steps[bool]:
     """``run(after=)``: wait up to ``timeout`` for the update of ticket ``after`` (a
     :class:`Ticket` or its string) of ``instance``; whether it is settled. ``False``:
-    the timeout passed, no worker was seen, or the instance was cleared (the serve
-    op then runs on the latest committed state)."""
+    the timeout passed, no worker was seen, the instance was cleared, or the update is
+    held by a pause (the serve op then runs on the latest committed state)."""
     ticket = Ticket.parse(after)
     if ticket.instance_name != instance:
         raise InvalidTicketError(
@@ -245,7 +260,7 @@ def fresh_after(after: Any, timeout: float | None, instance: str) -> Steps[bool]
         )
     try:
         yield from ticket.steps(timeout)
-    except (FlushTimeoutError, InstanceClearedError):
+    except (FlushTimeoutError, InstanceClearedError, FlowPausedError):
         return False
     except UpdateFailedError:  # settled: the state is the one after its turn
         return True

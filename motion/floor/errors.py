@@ -200,3 +200,18 @@ class UpdateFailedError(MotionError, RuntimeError):
         self.failures = list(failures)
         lines = "\n".join(f"  - {f}" for f in self.failures)
         super().__init__(f"{len(self.failures)} update(s) failed:\n{lines}")
+
+
+class FlowPausedError(MotionError, RuntimeError):
+    """A wait reached an update held by a pause: its flow (or the whole instance) is
+    paused by ``handle.pause`` or stopped at a failed update (``on_failure="pause"``).
+    ``flow`` and ``reason`` (``pause`` or ``failed:<seq>``) say which."""
+
+    def __init__(self, message: str, flow: str | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.flow, self.reason = flow, reason
+
+
+class TooManyPendingError(MotionError, RuntimeError):
+    """An enqueue was refused: the instance holds ``MOTION_MAX_PENDING`` updates while a
+    flow of it is paused. Resume it (``handle.resume``) or drop updates, then enqueue."""

@@ -4,10 +4,10 @@ An inbox entry is ``flow [STX ms] [ETX due_ms] [SOH fingerprint] NUL sealed-payl
 The flow name stays readable (for counters and failure records) even when the payload
 is corrupt or unsigned. The enqueue script inserts ``STX ms``: Redis' clock at the
 enqueue, the one clock ages are measured by; and, for a timer (``submit(delay=)``),
-``ETX due_ms``: when it is due, on the same clock. A cancelled update's entry is
-replaced by its tombstone ``flow NUL`` (no payload: :func:`is_cancelled`). The
-fingerprint names the definition whose handle enqueued it (the one that applies it, see
-:mod:`motion.define.definitions`).
+``ETX due_ms``: when it is due, on the same clock (the drain holds it until then, see
+:mod:`motion.floor.parked`). A cancelled update's entry is replaced by its tombstone
+``flow NUL`` (no payload: :func:`is_cancelled`). The fingerprint names the definition
+whose handle enqueued it (the one that applies it, see :mod:`motion.define.definitions`).
 The payload is the serialized :class:`Update`, signed (with a signing key) for the
 instance it was enqueued to, so a payload copied into another inbox is refused; it
 names the update ops the caller's code has for the flow (a worker lacking one leaves
@@ -100,7 +100,7 @@ class EntryHeader:
     flow: str
     enqueued_ms: int | None  # Redis' clock at the enqueue, if the script wrote it
     fingerprint: str | None  # the enqueuing definition, if recorded
-    due_ms: int | None = None  # a timer's due time (Redis' clock), if it is one
+    due_ms: int | None = None  # Redis' clock when a submitted update falls due, if held
 
 
 def entry_header(entry: bytes) -> EntryHeader:
@@ -109,15 +109,13 @@ def entry_header(entry: bytes) -> EntryHeader:
     if not sep:
         raise PayloadError("inbox entry has no flow header (corrupt or not written by motion)")
     head, _, fingerprint = header.partition(b"\x01")
-    flow, stamped, times = head.partition(b"\x02")
-    ms, timer, due = times.partition(b"\x03")
-    if not stamped:  # (a due time without an enqueue time is never written)
-        flow, timer, due = flow.partition(b"\x03")
+    head, timed, due = head.partition(b"\x03")
+    flow, stamped, ms = head.partition(b"\x02")
     return EntryHeader(
         flow.decode(errors="replace"),
         int(ms) if stamped and ms.isdigit() else None,
         fingerprint.decode(errors="replace") or None,
-        int(due) if timer and due.isdigit() else None,
+        int(due) if timed and due.isdigit() else None,
     )
 
 

@@ -34,7 +34,17 @@ cache     hash   serve-result cache, ``tag:flow:digest -> expiry|entry`` (``tag`
 dedup:*   hash   ``token -> seq`` of recent enqueues, so a client that retries an
                  enqueue after a lost reply enqueues once; one key per
                  :data:`DEDUP_SECONDS` period, each expiring after two periods
+parked    zset   updates held by a flow-control option (debounce, pause, timer,
+                 a flow paused on a failure), member ``<seq>:<flow>``, scored by
+                 seq; the watermark ``applied`` has passed them, their payloads
+                 stay in the inbox (see :mod:`motion.floor.parked`)
+timers    zset   ``flow -> ms`` (Redis' clock) when the flow's parked updates are
+                 due: a debounce's fire time or a submitted update's due time
 ========  =====  =============================================================
+
+Meta fields of flow control: ``hold:*`` (the whole instance paused), ``hold:<flow>``
+(``pause`` or ``failed:<seq>``), ``parked:<flow>`` (how many of the flow are parked),
+``dfirst:<flow>`` (enqueue ms of the first update of a debounce in progress).
 
 Floor; uses the floor (errors).
 """
@@ -71,6 +81,14 @@ DEV_PREFIX = "DEV:"
 #: An enqueue's token is remembered for between one and two of these periods:
 #: far longer than a client's retries of a command whose reply was lost.
 DEDUP_SECONDS = 30
+
+
+def timers_index(name: str) -> str:
+    """The due index the instance ``name`` is in: a sorted set of instance names scored by
+    the ms (Redis' clock) of each one's earliest timer (its ``timers`` key's lowest
+    score). One key for now; a cluster deployment splits it per slot, hence the name."""
+    del name  # one index for every instance today
+    return f"{PREFIX}:timers"
 
 
 def workers(component: str) -> str:
@@ -128,6 +146,8 @@ class InstanceKeys:
     dead: str
     cache: str
     claim: str
+    parked: str
+    timers: str
     cache_prefix: str
     prefix: str
 
@@ -145,6 +165,8 @@ class InstanceKeys:
             dead=f"{base}:dead",
             cache=f"{base}:cache",
             claim=f"{base}:claim",
+            parked=f"{base}:parked",
+            timers=f"{base}:timers",
             cache_prefix=f"{base}:cache:",  # string entries of earlier releases
             prefix=f"{base}:",
         )
@@ -153,7 +175,7 @@ class InstanceKeys:
         """Every fixed key of the instance (cache and dedup keys are matched by prefix)."""
         return [
             *(self.state, self.meta, self.inbox, self.lease, self.failed, self.dead),
-            *(self.cache, self.claim),
+            *(self.cache, self.claim, self.parked, self.timers),
         ]
 
     def dedup(self, now_ms: int) -> str:

@@ -41,6 +41,8 @@ NAMES = (
     "cache",
     "cancel",
     "drop",
+    "control",
+    "fire",
 )
 
 

@@ -237,6 +237,9 @@ class Settings:
     #: most bytes of inbox payloads a drain holds at once (one window), and so the
     #: most one call of a batch op receives (at least one update always comes)
     batch_bytes: int = 16 * 1024 * 1024
+    #: most updates an instance with a paused flow holds (inbox entries) before an
+    #: enqueue raises TooManyPendingError
+    max_pending: int = 100_000
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -266,6 +269,7 @@ class Settings:
             redis_retry_seconds=_env_number("MOTION_REDIS_RETRY_SECONDS", 20.0),
             dev_mode=os.environ.get("MOTION_ENV", "prod").strip().lower() == "dev",
             batch_bytes=max(1, _env_number("MOTION_BATCH_BYTES", 16 * 1024 * 1024, int)),
+            max_pending=max(1, _env_number("MOTION_MAX_PENDING", 100_000, int)),
         )
 
 

@@ -97,6 +97,7 @@ def clear_instance(instance_name: str) -> bool:
             pipe.delete(*cached[start : start + 500])
         pipe.zrem(K.PENDING, instance_name)
         pipe.zrem(K.SWEEP, instance_name)
+        pipe.zrem(K.timers_index(instance_name), instance_name)
         deleted = pipe.execute()[0]
     store.STATE_CACHE.drop(instance_name)
     return bool(deleted)

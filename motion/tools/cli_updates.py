@@ -3,16 +3,20 @@
 ::
 
     motion failed Summary__user-1 [--json]    its dead letters (failed updates kept)
-    motion retry Summary__user-1 7 [--wait S] re-enqueue dead letter #7; print its ticket
+    motion retry Summary__user-1 7 [--wait S] retry dead letter #7; print its ticket
     motion drop Summary__user-1 7             remove dead letter #7
+    motion pause Summary__user-1 [--flow F]   hold its updates (of flow F) until resumed
+    motion resume Summary__user-1 [--flow F]  release them, in their order
 
 Each names the instance as the other commands do (``Component__instance_id``) and
 needs no component code: props are read with the component's serializer when its
 module is imported (``-I``), else the default one; a retry re-enqueues the update as
-it was stored. :mod:`motion.tools.cli` adds these commands and hands them their
+it was stored (or re-applies it in place when its flow is paused on it). Pauses are
+:mod:`motion.caller.control`'s. :mod:`motion.tools.cli` adds these commands and hands them their
 arguments.
 
-Tool; uses the caller road (letters, ticket), the floor (connection, errors, keys).
+Tool; uses the caller road (control, letters, ticket), the floor (connection, errors,
+keys).
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from motion.caller import letters
+from motion.caller import control, letters
 from motion.floor import keys as K
 from motion.floor.connection import get_redis, translate_errors
 from motion.floor.errors import InstanceNotFoundError
+from motion.floor.inbox import check_flow_name
 
 #: the commands this module runs
-NAMES = ("failed", "retry", "drop")
+NAMES = ("failed", "retry", "drop", "pause", "resume")
 
 Command = Callable[[str, str, str], argparse.ArgumentParser]
 
@@ -47,8 +52,8 @@ def add_commands(command: Command) -> None:
     cmd.add_argument("--json", action="store_true", help="print JSON instead of lines")
     cmd = command(
         "retry",
-        "Re-enqueue a dead letter with a new seq (as it was stored) and print its ticket; "
-        "a ticket of the old seq follows it.",
+        "Retry a dead letter: in place if its flow is paused on it, else re-enqueued with "
+        "a new seq (as it was stored; a ticket of the old seq follows it); print its ticket.",
         "motion retry Summary__user-1 7 --wait 30",
     )
     _instance(cmd)
@@ -58,11 +63,20 @@ def add_commands(command: Command) -> None:
     )
     cmd = command(
         "drop",
-        "Remove a dead letter (its update stays unapplied).",
+        "Remove a dead letter (its update stays unapplied; a flow paused on it goes on).",
         "motion drop Summary__user-1 7",
     )
     _instance(cmd)
     cmd.add_argument("seq", type=int, help="the dead letter's seq (see `motion failed`)")
+    for name, what in (
+        ("pause", "Hold an instance's updates (of one flow, or all) until resumed; enqueues "
+         "are still accepted (up to MOTION_MAX_PENDING), other flows go on."),
+        ("resume", "Release a pause: the held updates are applied in their order. A flow "
+         "stopped at a failed update stays so: retry or drop it."),
+    ):  # fmt: skip
+        cmd = command(name, what, f"motion {name} Summary__user-1 --flow summarize")
+        _instance(cmd)
+        cmd.add_argument("--flow", default=None, help="only this flow (default: every flow)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,13 +99,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(found)} dead letter(s) in {keys.name}{extra}", file=sys.stderr)
     elif args.command == "retry":
         ticket = letters.retry_stored(keys, args.seq)
-        print(f"{keys.name}: #{args.seq} re-enqueued as #{ticket.seq}; ticket {ticket}")
+        how = "retried in place" if ticket.seq == args.seq else f"re-enqueued as #{ticket.seq}"
+        print(f"{keys.name}: #{args.seq} {how}; ticket {ticket}")
         if args.wait is not None:
             ticket.wait(args.wait)
             print(f"{keys.name}: #{ticket.seq} applied")
     elif args.command == "drop":
         letters.drop_letter(keys, args.seq)
         print(f"{keys.name}: dropped dead letter #{args.seq}")
+    else:  # pause, resume
+        what = "every flow" if args.flow is None else f"flow {check_flow_name(args.flow)!r}"
+        pausing = args.command == "pause"
+        if control.hold(keys, pausing, args.flow):
+            print(f"{keys.name}: {what} {'paused' if pausing else 'resumed'}")
+        else:
+            print(f"{keys.name}: {what} was {'held' if pausing else 'not paused'} already")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""HTTP routes on one instance's updates: submit, dead letters (and pauses).
+"""HTTP routes on one instance's updates: submit, dead letters, pauses.
 
 Added by :mod:`motion.tools.http` for each component ``C``, with the same auth (a
 token for the component and instance the request names):
@@ -12,6 +12,8 @@ token for the component and instance the request names):
 ``POST /C/retry``             ``{instance_id, seq}``: re-enqueue that dead letter ->
                               ``{seq, new_seq, ticket}``
 ``POST /C/drop``              ``{instance_id, seq}``: remove that dead letter
+``POST /C/pause``, ``/resume``  ``{instance_id, flow?}``: hold / release updates (of one
+                              flow, or all) -> ``{instance_id, flow, changed}``
 ============================  =======================================================
 
 A dead letter's error message and traceback are op output, which may hold anything:
@@ -71,6 +73,10 @@ def add_routes(
         instance_id: str
         seq: int
 
+    class HoldRequest(BaseModel):
+        instance_id: str
+        flow: str | None = None
+
     name = component.name
 
     def call(request: Request, instance_id: str, action: Callable[["Instance"], Any]) -> Any:
@@ -110,3 +116,13 @@ def add_routes(
     def drop(body: SeqRequest, request: Request) -> dict[str, Any]:
         call(request, body.instance_id, lambda h: h.drop(body.seq))
         return {"instance_id": body.instance_id, "dropped": body.seq}
+
+    @app.post(f"/{name}/pause", name=f"{name}.pause")
+    def pause(body: HoldRequest, request: Request) -> dict[str, Any]:
+        changed = call(request, body.instance_id, lambda h: h.pause(body.flow))
+        return {"instance_id": body.instance_id, "flow": body.flow, "changed": changed}
+
+    @app.post(f"/{name}/resume", name=f"{name}.resume")
+    def resume(body: HoldRequest, request: Request) -> dict[str, Any]:
+        changed = call(request, body.instance_id, lambda h: h.resume(body.flow))
+        return {"instance_id": body.instance_id, "flow": body.flow, "changed": changed}

@@ -28,21 +28,23 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import redis
 
 from motion.define.component import Component, lookup
 from motion.floor import keys as K
+from motion.floor import parked as P
 from motion.floor import scripts, store
 from motion.floor.connection import get_redis
 from motion.floor.errors import DrainFailedError, MotionError
 from motion.floor.inbox import Window, failure_summary
+from motion.floor.outcome import DrainReport, Outcome
 from motion.floor.props import State
 from motion.floor.settings import get_settings
 from motion.floor.wakeup import flow_label
-from motion.worker import holds, updates
+from motion.worker import holds, parking, updates
 from motion.worker import lease as leases
 
 log = logging.getLogger("motion.engine")
@@ -57,42 +59,6 @@ STOPPING = threading.Event()
 _STOPPING = "worker stopping"
 
 
-@dataclass
-class DrainReport:
-    """What one drain did: the task's result, which Flower shows.
-
-    ``seqs`` is the range of updates the drain went through (``"4-17"``): updates
-    that arrive while an instance is being drained are applied by the task already
-    draining it, and show here rather than as tasks of their own.
-    """
-
-    instance: str
-    applied: int = 0
-    failed: int = 0
-    discarded: int = 0
-    seqs: str | None = None
-    #: "busy" (another worker drains: it applies this update too), "idle" (already
-    #: applied), "missing" (no such instance) or "lease lost"
-    skipped: str | None = None
-    #: updates applied per flow (Flower's result says which flows the drain went through)
-    flows: dict[str, int] = field(default_factory=dict)
-    first: int = field(default=0, repr=False)
-    last: int = field(default=0, repr=False)
-    #: the first few failure records (JSON, as stored), for the task's error
-    failures: list[str] = field(default_factory=list, repr=False)
-
-    def covered(self, first: int, last: int) -> None:
-        """Note that updates ``first``..``last`` were committed (applied, failed or discarded)."""
-        self.first = first if not self.first else min(self.first, first)
-        self.last = max(self.last, last)
-        self.seqs = f"{self.first}-{self.last}" if self.first != self.last else str(self.last)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
-        hidden = ("first", "last", "failures")
-        return {k: v for k, v in self.__dict__.items() if v not in (None, {}) and k not in hidden}
-
-
 def drain(component: Component, instance_id: str) -> DrainReport:
     """Drain the inbox of ``component``'s instance ``instance_id`` if no one else is."""
     settings = get_settings()
@@ -104,10 +70,13 @@ def drain(component: Component, instance_id: str) -> DrainReport:
     begin_keys = [keys.meta, keys.lease, K.stats(component.name), keys.inbox, keys.state]
     known = store.STATE_CACHE.version_of(keys.name)
     begin_args = [period, WINDOW, known, keys.name, store.nonce(), _budget()]
-    reply = scripts.run(client, "begin", [*begin_keys, K.PENDING, K.SWEEP], begin_args)
+    begin_keys += [K.PENDING, K.SWEEP, keys.parked]
+    reply = scripts.run(client, "begin", begin_keys, begin_args)
     token = reply[0]
     if isinstance(token, int):  # no lease taken
         report.skipped = {0: "busy", -1: "missing", -2: "idle"}[token]
+        if token == -1:  # cleared: its timers went with it (a firer may still name it)
+            client.zrem(K.timers_index(keys.name), keys.name)
         return report
     meta = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
     held = leases.Lease(keys, token, int(float(meta.get(b"lease_ms", period))))
@@ -159,6 +128,7 @@ def _drain_held(
 ) -> None:
     """Apply windows until the last commit released the lease (the inbox was empty)."""
     keys = held.keys
+    due = False
     while True:
         if held.lost.is_set():
             raise _Stop("lease lost")
@@ -167,12 +137,26 @@ def _drain_held(
         if window is None:  # after a refused commit: read the window again
             reply = scripts.run(client, "window", [keys.meta, keys.inbox], [WINDOW, "", _budget()])
             window = Window(reply[0], reply[1:])
+        if due or P.has_parked(window.meta_flat):  # release a flow whose hold ended
+            commit = partial(_commit, client, held, component.name, report=report)
+            moved, after = parking.release_due(
+                component, instance_id, client, held, state, window.meta_flat, commit
+            )
+            if moved:  # read the window again (and the state, if an op failed)
+                state = (
+                    after
+                    if after is not None
+                    else _fresh_state(client, component, instance_id, keys)
+                )
+                window, due = None, False
+                continue
         if not window.entries:
             released = leases.release(client, held)
             if released < 0:
                 raise _Stop("lease lost")
             if released == 1:
                 return
+            due = released == 2  # a timer is due: go through it before letting go
             window = None  # updates arrived after the window was read
             continue
         _gather_batch(component, client, keys, window)
@@ -221,8 +205,11 @@ def _apply_window(
     keys = held.keys
     pending = window.pending()
     now = window.now()
+    parker = None  # flow control (motion.worker.parking) only where it may hold something
+    if component.flow_controlled() or P.in_force(window.meta_flat, window.entries):
+        parker = parking.Parker(component, window.meta_flat, int((now or 0) * 1000))
     groups = updates.groups(component, window.first_seq(), window.entries, _budget())
-    acc: updates.Outcome | None = None
+    acc: Outcome | None = None
     started = time.monotonic()
     for index, group in enumerate(groups):
         if index and STOPPING.is_set():  # finish what was applied, leave the rest
@@ -235,9 +222,14 @@ def _apply_window(
                 return _fresh_state(client, component, instance_id, keys), None
             acc, started = None, time.monotonic()
         try:
-            outcome = updates.apply(
-                component, instance_id, state, group, pending, held.incarnation, now
-            )
+            if parker is None:
+                outcome = updates.apply(
+                    component, instance_id, state, group, pending, held.incarnation, now
+                )
+            else:
+                outcome = parking.apply(
+                    parker, client, held, component, instance_id, state, group, pending, now, acc
+                )
         except updates.LacksCode as lacking:
             # commit what came before it; it and everything after wait, in order
             if acc is not None and _commit(client, held, component.name, acc, report) is None:
@@ -307,7 +299,7 @@ def _commit(
     client: redis.Redis,
     held: leases.Lease,
     component: str,
-    out: updates.Outcome,
+    out: Outcome,
     report: DrainReport,
     then_next: bool = False,
 ) -> Any:
@@ -320,8 +312,8 @@ def _commit(
     fields = out.fields
     args: list[Any] = [
         held.token,
-        out.first,
-        out.last,
+        0 if out.release else out.first,
+        -1 if out.release else out.last,
         held.period_ms,
         store.now_ms(),
         1 if out.replace else 0,
@@ -336,6 +328,10 @@ def _commit(
     args += [len(out.stats), *[x for kv in out.stats.items() for x in kv]]
     args += [len(out.meta), *[x for kv in out.meta.items() for x in kv]]
     args += [len(out.failures), *[x for kv in out.failures for x in kv]]
+    args += [len(out.parked), *[x for kv in out.parked for x in kv]]
+    args += [len(out.sets), *[x for kv in out.sets.items() for x in kv]]
+    args += [len(out.timers), *[x for kv in out.timers.items() for x in kv]]
+    args += [len(out.released), *[x for kv in out.released for x in kv]]
     all_keys = [
         keys.meta,
         keys.state,
@@ -347,6 +343,9 @@ def _commit(
         K.SWEEP,
         keys.cache,
         K.HELD,
+        keys.parked,
+        keys.timers,
+        K.timers_index(keys.name),
         keys.dead,
     ]
     if then_next:  # this commit may free the lease: a renewal refused after it is no loss
@@ -360,7 +359,8 @@ def _commit(
         return None
     # committed: the strikes are gone (commit.lua), so the lease is back to its period
     held.period_ms = int(get_settings().lease_seconds * 1000)
-    report.covered(out.first, out.last)
+    if out.last >= out.first:
+        report.covered(out.first, out.last)
     report.applied += sum(v for k, v in out.stats.items() if k.startswith("applied:"))
     report.failed += len(out.failures)
     report.failures += [record for _, record in out.failures[: 3 - len(report.failures)]]
@@ -369,6 +369,8 @@ def _commit(
             flow = flow_label(key[len("applied:") :])
             report.flows[flow] = report.flows.get(flow, 0) + count
     report.discarded += sum(v for k, v in out.stats.items() if k.startswith("discarded:"))
+    if out.failures:  # on_update_failed, once per new dead letter, after its commit
+        parking.notify_failures(lookup(component), keys.name, out.failures)
     if not out.failures:  # the state after the commit is ours: the next drain need not read it
         tag = reply[0] if isinstance(reply, list) else reply
         store.STATE_CACHE.put(keys.name, tag, out.state)

@@ -62,13 +62,13 @@ class Lease:
 def release(client: redis.Redis, lease: Lease, abandon: bool = False, hold: str = "") -> int:
     """Free the lease if the inbox is empty (or anyway, to ``abandon`` a failed drain,
     marking the instance held for the reason ``hold`` if given): 1 released, 0 more
-    to do, -1 lost."""
+    to do, 2 a timer of the instance is due (go through it), -1 lost."""
     keys = lease.keys
     args = [lease.token, keys.name, 1 if abandon else 0, hold]
-    script_keys = [keys.meta, keys.lease, K.PENDING, K.SWEEP, K.HELD]
+    script_keys = [keys.meta, keys.lease, K.PENDING, K.SWEEP, K.HELD, keys.timers]
     lease.ending.set()
     result = int(scripts.run(client, "release", script_keys, args))
-    if result == 0:  # updates arrived meanwhile: the lease is still ours
+    if result in (0, 2):  # updates arrived meanwhile, or a timer is due: still ours
         lease.ending.clear()
     return result
 

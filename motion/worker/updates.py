@@ -26,9 +26,7 @@ import logging
 import threading
 import time
 import traceback
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from motion.define.component import Component, DiscardPolicy, Op
@@ -51,6 +49,7 @@ from motion.floor.inbox import (
     entry_flow,
     failure_record,
 )
+from motion.floor.outcome import Batch, Outcome
 from motion.floor.props import Properties, State
 from motion.floor.serde import needs_code
 from motion.floor.settings import get_settings
@@ -65,35 +64,6 @@ BATCH_LIMIT = 10_000
 #: other BaseException an op or hook raises is that update's recorded failure.
 _EXIT = (SystemExit, KeyboardInterrupt)
 _SPECIAL = (WRITE_FLOW, MIGRATE_FLOW)
-
-
-@dataclass
-class Outcome:
-    first: int
-    last: int
-    state: State
-    changes: dict[str, Any] = field(default_factory=dict)
-    fields: list[Any] = field(default_factory=list)  # encoded changes, ready for the commit
-    replace: bool = False
-    bumps: int = 0  # state changes in this outcome (the version advances by this much)
-    stats: Counter[str] = field(default_factory=Counter)
-    meta: Counter[str] = field(default_factory=Counter)
-    failures: list[tuple[int, str]] = field(default_factory=list)
-
-    def merge(self, later: Outcome) -> Outcome:
-        """This outcome followed by ``later`` (the next seqs), as one commit."""
-        if later.replace or self.replace:
-            raise ValueError("a migration is committed on its own")
-        fields = dict(zip(self.fields[::2], self.fields[1::2], strict=True))
-        fields.update(zip(later.fields[::2], later.fields[1::2], strict=True))
-        self.fields = [x for kv in fields.items() for x in kv]
-        self.changes.update(later.changes)
-        self.bumps += later.bumps
-        self.last, self.state = later.last, later.state
-        self.stats.update(later.stats)
-        self.meta.update(later.meta)
-        self.failures += later.failures
-        return self
 
 
 def batch_flow(component: Component, entry: bytes | None) -> str | None:
@@ -321,8 +291,11 @@ def _run_ops(
             for i, (seq, update) in enumerate(decoded)
             if not _discarded(op, pending.get(flow, 0) - i, now - update.enqueued_at)
         ]
+        if len(eligible) < len(decoded):  # per op: `motion status` shows them
+            out.stats[f"discarded by {op.name}:{flow}"] += len(decoded) - len(eligible)
         if op.batch and eligible:
-            props = [_props(instance_id, seq, u) for seq, u in eligible]
+            props = Batch(_props(instance_id, seq, u) for seq, u in eligible)
+            props.discarded = len(decoded) - len(eligible)
             _merge(op, _call(op, working, props), working, out)
             out.stats[f"calls:{flow}"] += 1
         else:

@@ -4,8 +4,8 @@
 while the file named by ``props['poison']`` exists (so a test can make an update a
 dead letter, remove the file and retry it); ``gated`` blocks until the file named by
 ``props['gate']`` exists, touching ``props['started']`` first (so a test knows the op
-runs, and decides when it ends). The ``read`` serve op returns the items and
-``props.fresh``.
+runs, and decides when it ends); ``strict`` is ``note`` with ``on_failure="pause"``. The
+``read`` serve op returns the items and ``props.fresh``.
 """
 
 from __future__ import annotations
@@ -46,4 +46,13 @@ def gated(state, props):
         if time.monotonic() > deadline:
             raise TimeoutError("the test never opened the gate")
         time.sleep(0.01)
+    return {"items": [*state["items"], props["item"]]}
+
+
+@Tickets.update("strict", retries=0, on_failure="pause")
+def strict(state, props):
+    """As ``note``, but a failure stops the flow until the update is retried or dropped."""
+    poison = props.get("poison")
+    if poison and Path(poison).exists():
+        raise ValueError(f"poisoned item {props['item']!r}")
     return {"items": [*state["items"], props["item"]]}

@@ -14,10 +14,16 @@
 -- ARGV[11] a random nonce for the new version tag ("<version>.<incarnation>.<nonce>":
 -- a version Redis lost and counted again gets another tag, so no cached copy aliases it)
 -- ARGV[12] most bytes of payloads in the next window (at least one is returned)
--- then four counted lists, each "n, then n pairs":
+-- then eight counted lists, each "n, then n pairs":
 --   state fields (field, value) | stats counters (field, increment)
 --   meta counters (field, increment) | failure records (seq, json)
--- KEYS[11] dead: each failed update's inbox entry is kept there, by seq, beside its
+--   parked (seq, flow): held by a flow-control option; the watermark passes them, their
+--   payloads stay | meta fields to set (field, value; '' deletes) | timers (flow, due ms;
+--   '' removes) | released (seq, flow): parked updates this commit goes through
+-- KEYS[11] parked   KEYS[12] timers   KEYS[13] the due index (motion.floor.keys.timers_index)
+-- A release (ARGV[2] = '0'): the released seqs must all be parked (else -2), the
+-- watermark does not move, ARGV[8] must be 0.
+-- KEYS[14] dead: each failed update's inbox entry is kept there, by seq, beside its
 -- record (so it can be retried), and goes when its record is trimmed.
 -- Cancelled updates (Ticket.cancel): the meta field 'cancels' counts the tombstones not
 -- yet committed; a worker skips each tombstone and decrements 'cancels' (a meta counter).
@@ -40,27 +46,55 @@ if not holds(KEYS[4], KEYS[1], ARGV[1]) then
 end
 local inc = redis.call('HGET', KEYS[1], 'inc')
 local applied = tonumber(redis.call('HGET', KEYS[1], 'applied') or '0')
-if applied + 1 ~= tonumber(ARGV[2]) then
+local release = ARGV[2] == '0'
+if not release and applied + 1 ~= tonumber(ARGV[2]) then
   return -2
 end
-local last = tonumber(ARGV[3])
--- where each counted list starts: state fields, stats, meta counters, failure records
-local lists = {}
-local at = 13
-for k = 1, 4 do
-  lists[k] = at
-  at = at + 2 * tonumber(ARGV[at]) + 1
+-- where each counted list starts
+local at = {13}
+for k = 2, 8 do
+  at[k] = at[k - 1] + 2 * tonumber(ARGV[at[k - 1]]) + 1
 end
+local function pairs_of(k)
+  local out = {}
+  for j = 1, tonumber(ARGV[at[k]]) do
+    out[j] = {ARGV[at[k] + 2 * j - 1], ARGV[at[k] + 2 * j]}
+  end
+  return out
+end
+local parked, released = pairs_of(5), pairs_of(8)
+for _, p in ipairs(released) do
+  if not redis.call('ZSCORE', KEYS[11], p[1] .. ':' .. p[2]) then
+    return -2  -- already gone through (a duplicate), or dropped meanwhile
+  end
+end
+local keep = {}
+for _, p in ipairs(parked) do
+  keep[p[1]] = true
+end
+local last = tonumber(ARGV[3])
 if tonumber(redis.call('HGET', KEYS[1], 'cancels') or '0') > 0 then
-  -- tombstones in the range: as many as the worker skipped (its 'cancels' decrement)?
+  -- the tombstones this commit goes through (the range less what it parks, and what
+  -- it releases): as many as the worker skipped (its 'cancels' decrement)?
   local claimed = 0
-  for j = 1, tonumber(ARGV[lists[3]]) do
-    if ARGV[lists[3] + 2 * j - 1] == 'cancels' then
-      claimed = -tonumber(ARGV[lists[3] + 2 * j])
+  for _, p in ipairs(pairs_of(3)) do
+    if p[1] == 'cancels' then
+      claimed = -tonumber(p[2])
     end
   end
+  local through = {}
+  if not release then
+    for s = tonumber(ARGV[2]), last do
+      if not keep[tostring(s)] then
+        through[#through + 1] = s
+      end
+    end
+  end
+  for _, p in ipairs(released) do
+    through[#through + 1] = p[1]
+  end
   local flows = {}
-  for s = tonumber(ARGV[2]), last do
+  for _, s in ipairs(through) do
     local e = redis.call('HGET', KEYS[3], s)
     if e and string.sub(e, -1) == '\0' and string.find(e, '\0', 1, true) == #e then
       flows[#flows + 1] = string.sub(e, 1, #e - 1)
@@ -73,15 +107,54 @@ if tonumber(redis.call('HGET', KEYS[1], 'cancels') or '0') > 0 then
     redis.call('HINCRBY', KEYS[6], 'cancelled:' .. flow, 1)
   end
 end
-for j = 1, tonumber(ARGV[lists[4]]) do
-  local s = ARGV[lists[4] + 2 * j - 1]
-  local e = redis.call('HGET', KEYS[3], s)
+for _, p in ipairs(pairs_of(4)) do
+  local e = redis.call('HGET', KEYS[3], p[1])
   if e then
-    redis.call('HSET', KEYS[11], s, e)
+    redis.call('HSET', KEYS[14], p[1], e)
   end
 end
 for s = tonumber(ARGV[2]), last do
-  redis.call('HDEL', KEYS[3], s)
+  if not keep[tostring(s)] then
+    redis.call('HDEL', KEYS[3], s)
+  end
+end
+for _, p in ipairs(released) do
+  redis.call('ZREM', KEYS[11], p[1] .. ':' .. p[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], p[1], p[1])  -- its dead letter, if retried
+  redis.call('HDEL', KEYS[14], p[1])
+  if not keep[p[1]] then
+    redis.call('HDEL', KEYS[3], p[1])
+  end
+  if redis.call('HINCRBY', KEYS[1], 'parked:' .. p[2], -1) <= 0 then
+    redis.call('HDEL', KEYS[1], 'parked:' .. p[2])
+  end
+end
+for _, p in ipairs(parked) do
+  redis.call('ZADD', KEYS[11], p[1], p[1] .. ':' .. p[2])
+  redis.call('HINCRBY', KEYS[1], 'parked:' .. p[2], 1)
+end
+for _, p in ipairs(pairs_of(6)) do
+  if p[2] == '' then
+    redis.call('HDEL', KEYS[1], p[1])
+  else
+    redis.call('HSET', KEYS[1], p[1], p[2])
+  end
+end
+local timers = pairs_of(7)
+for _, p in ipairs(timers) do
+  if p[2] == '' then
+    redis.call('ZREM', KEYS[12], p[1])
+  else
+    redis.call('ZADD', KEYS[12], p[2], p[1])
+  end
+end
+if #timers > 0 or #released > 0 then
+  local first = redis.call('ZRANGE', KEYS[12], 0, 0, 'WITHSCORES')
+  if first[2] then
+    redis.call('ZADD', KEYS[13], first[2], ARGV[10])
+  else
+    redis.call('ZREM', KEYS[13], ARGV[10])
+  end
 end
 if ARGV[6] == '1' then
   redis.call('DEL', KEYS[2])
@@ -93,7 +166,7 @@ end
 if ARGV[7] ~= '0' or ARGV[6] == '1' then
   redis.call('DEL', KEYS[9])
 end
-local i = lists[1]
+local i = 13
 local n = tonumber(ARGV[i])
 for j = 1, n do
   redis.call('HSET', KEYS[2], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
@@ -122,11 +195,15 @@ if n > 0 then
     redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -1001)
     redis.call('HINCRBY', KEYS[1], 'failed_dropped', #old / 2)
     for j = 2, #old, 2 do
-      redis.call('HDEL', KEYS[11], old[j])
+      redis.call('HDEL', KEYS[14], old[j])
     end
   end
 end
-redis.call('HSET', KEYS[1], 'applied', last, 'applied_at', now_ms())
+if release then
+  redis.call('HSET', KEYS[1], 'applied_at', now_ms())
+else
+  redis.call('HSET', KEYS[1], 'applied', last, 'applied_at', now_ms())
+end
 if redis.call('HDEL', KEYS[1], 'held') == 1 then
   redis.call('HDEL', KEYS[1], 'sweeps')
   redis.call('ZREM', KEYS[10], ARGV[10])
@@ -138,7 +215,8 @@ if ARGV[8] ~= '1' then
   return version
 end
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
-if seq <= last then
+-- a timer already due (see release.lua) keeps the lease: the drain goes through it
+if seq <= last and not redis.call('ZRANGEBYSCORE', KEYS[12], '-inf', now_ms(), 'LIMIT', 0, 1)[1] then
   redis.call('DEL', KEYS[4])
   redis.call('HDEL', KEYS[1], 'holder')
   redis.call('ZREM', KEYS[7], ARGV[10])

@@ -26,6 +26,7 @@
 --                a token seen before returns the seq it got then (a client retrying after
 --                a lost reply enqueues once), with wake = 0
 --   {0, 0}       the instance does not exist yet (the caller runs init_state, calls again)
+--   {-2, n}      refused: a flow is held and the inbox holds n >= 'max_pending' updates
 --   {-3, 0}      ARGV[11] names no dead letter (dropped or retried already): nothing enqueued
 --   {-1, tag, field1, value1, ...}  the state changed since the tag in ARGV[5]:
 --                nothing enqueued; the current state is returned to serve on again
@@ -35,7 +36,7 @@ if ARGV[6] ~= '' then
     return {tonumber(seen), 0, redis.call('HGET', KEYS[1], 'inc')}
   end
 end
-local m = redis.call('HMGET', KEYS[1], 'tag', 'inc')
+local m = redis.call('HMGET', KEYS[1], 'tag', 'inc', 'max_pending')
 if not m[1] then
   return {0, 0}
 end
@@ -44,6 +45,10 @@ if ARGV[5] ~= '' and ARGV[5] ~= m[1] then
   table.insert(out, 1, m[1])
   table.insert(out, 1, -1)
   return out
+end
+-- while a flow is held (motion.caller.control), the inbox holds at most 'max_pending'
+if m[3] and redis.call('HLEN', KEYS[2]) >= tonumber(m[3]) then
+  return {-2, redis.call('HLEN', KEYS[2])}
 end
 local retry_of = ARGV[11] or ''
 if retry_of ~= '' then

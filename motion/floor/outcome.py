@@ -1,0 +1,110 @@
+"""What a drain produces: the :class:`Outcome` each ``commit`` script call writes, the
+:class:`Batch` list a batch op receives, and the :class:`DrainReport` of a whole drain
+(the ``motion.apply`` task's result).
+
+An outcome covers consecutive seqs ``first..last`` of the main sequence (or, for a
+release of parked updates, the listed ``released`` seqs): the changed state keys,
+already encoded, the counters, the failure records, and the flow-control changes
+(updates it parks, meta fields it sets, timers it moves; see
+:mod:`motion.floor.parked`). One ``commit`` script call writes it all.
+
+Floor (the data of the commit script's arguments and of the task's result, built by
+the worker road); uses the floor (props, wakeup).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from motion.floor.props import State
+
+
+class Batch(list[Any]):
+    """The props list a batch op receives, in seq order; ``discarded`` says how many of
+    the pending updates a discard policy dropped before the call."""
+
+    discarded: int = 0
+
+
+@dataclass
+class Outcome:
+    """The changes of one commit (see the module docstring)."""
+
+    first: int
+    last: int
+    state: State
+    changes: dict[str, Any] = field(default_factory=dict)
+    fields: list[Any] = field(default_factory=list)  # encoded changes, ready for the commit
+    replace: bool = False
+    bumps: int = 0  # state changes in this outcome (the version advances by this much)
+    stats: Counter[str] = field(default_factory=Counter)
+    meta: Counter[str] = field(default_factory=Counter)
+    failures: list[tuple[int, str]] = field(default_factory=list)
+    #: (seq, flow) of updates this commit parks (held by a flow-control option)
+    parked: list[tuple[int, str]] = field(default_factory=list)
+    #: meta fields to set ('' deletes): hold reasons, debounce starts
+    sets: dict[str, str] = field(default_factory=dict)
+    #: flow -> due ms ('' removes) in the instance's timers
+    timers: dict[str, str] = field(default_factory=dict)
+    #: (seq, flow) of parked updates this commit goes through (a release: the
+    #: watermark does not move)
+    released: list[tuple[int, str]] = field(default_factory=list)
+    #: a release: goes through parked updates (``released``), not the main sequence
+    release: bool = False
+
+    def merge(self, later: Outcome) -> Outcome:
+        """This outcome followed by ``later`` (the next seqs), as one commit."""
+        if later.replace or self.replace:
+            raise ValueError("a migration is committed on its own")
+        fields = dict(zip(self.fields[::2], self.fields[1::2], strict=True))
+        fields.update(zip(later.fields[::2], later.fields[1::2], strict=True))
+        self.fields = [x for kv in fields.items() for x in kv]
+        self.changes.update(later.changes)
+        self.bumps += later.bumps
+        self.last, self.state = later.last, later.state
+        self.stats.update(later.stats)
+        self.meta.update(later.meta)
+        self.failures += later.failures
+        self.parked += later.parked
+        self.sets.update(later.sets)
+        self.timers.update(later.timers)
+        self.released += later.released
+        return self
+
+
+@dataclass
+class DrainReport:
+    """What one drain did: the task's result, which Flower shows.
+
+    ``seqs`` is the range of updates the drain went through (``"4-17"``): updates
+    that arrive while an instance is being drained are applied by the task already
+    draining it, and show here rather than as tasks of their own.
+    """
+
+    instance: str
+    applied: int = 0
+    failed: int = 0
+    discarded: int = 0
+    seqs: str | None = None
+    #: "busy" (another worker drains: it applies this update too), "idle" (already
+    #: applied), "missing" (no such instance) or "lease lost"
+    skipped: str | None = None
+    #: updates applied per flow (Flower's result says which flows the drain went through)
+    flows: dict[str, int] = field(default_factory=dict)
+    first: int = field(default=0, repr=False)
+    last: int = field(default=0, repr=False)
+    #: the first few failure records (JSON, as stored), for the task's error
+    failures: list[str] = field(default_factory=list, repr=False)
+
+    def covered(self, first: int, last: int) -> None:
+        """Note that updates ``first``..``last`` were committed (applied, failed or discarded)."""
+        self.first = first if not self.first else min(self.first, first)
+        self.last = max(self.last, last)
+        self.seqs = f"{self.first}-{self.last}" if self.first != self.last else str(self.last)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        hidden = ("first", "last", "failures")
+        return {k: v for k, v in self.__dict__.items() if v not in (None, {}) and k not in hidden}

@@ -1,0 +1,90 @@
+"""The firer: wakes instances whose timers fall due (debounces, submitted due times,
+released holds) within tens of milliseconds of their time.
+
+Timers live in Redis (the instance's ``timers`` sorted set, and the due index of
+:func:`motion.floor.keys.timers_index`, scored by each instance's earliest timer), so a
+debounce in progress survives any worker's death. Every worker's main process (and the
+in-process worker) runs one firer thread beside the sweeper timer: it claims the due
+names with the ``fire`` script (each name to one firer, rescored a claim period later
+in case its wake-up is lost) and sends each a wake-up; the drain that takes it goes
+through the released updates and rescores the index from the instance's own timers.
+Between passes the thread sleeps until the earliest timer, but at most
+:data:`POLL` seconds, so a timer another process set sooner is seen in time. A pass
+costs O(due) (and one ``ZRANGE 0 0`` of the index), whatever the number of timers.
+
+Worker road; uses the floor (keys, scripts).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from motion.floor import keys as K
+from motion.floor import scripts
+
+log = logging.getLogger("motion.firer")
+
+#: the longest the thread sleeps between looks at the due index (seconds)
+POLL = 0.05
+#: a claimed timer whose wake-up did not lead to a release is claimed again this late
+#: (ms): longer than a busy queue takes to deliver it, so a backlog is not doubled
+CLAIM_MS = 10_000
+#: most names one pass claims
+BATCH = 500
+#: the flow name wake-ups sent by the firer carry
+FIRE_FLOW = "*timer*"
+
+Send = Callable[[str, str, str, int], None]
+
+
+def fire_once(client: Any, send: Send) -> tuple[int, float]:
+    """Claim and wake every instance due now; ``(woken, seconds until the next timer)``."""
+    index = K.timers_index("")
+    woken = 0
+    while True:
+        reply = scripts.run(client, "fire", [index], [BATCH, CLAIM_MS])
+        now = int(reply[0])
+        for raw in reply[1:]:
+            component, instance_id = K.split_instance_name(raw.decode())
+            try:
+                send(component, instance_id, FIRE_FLOW, 0)
+            except Exception:  # the claim lapses: fired again a claim period later
+                log.exception("wake-up for %s not sent", raw.decode())
+            woken += 1
+        if len(reply) - 1 < BATCH:
+            break
+    first = client.zrange(index, 0, 0, withscores=True)
+    wait = POLL if not first else max(0.0, min(POLL, (float(first[0][1]) - now) / 1000))
+    return woken, wait
+
+
+class Firer:
+    """The firer thread of this process (see the module docstring)."""
+
+    def __init__(self, send: Send, client: Callable[[], Any]) -> None:
+        self._send = send
+        self._client = client
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="motion-firer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread."""
+        self._stop.set()
+
+    def _loop(self) -> None:
+        wait = POLL
+        while not self._stop.wait(wait):
+            try:
+                _, wait = fire_once(self._client(), self._send)
+            except Exception:  # keep firing through Redis restarts
+                log.exception("firer pass failed")
+                wait = 1.0
