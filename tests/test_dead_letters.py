@@ -16,7 +16,7 @@ from motion import DeadLetter, Ticket
 from motion.errors import DeadLetterNotFoundError, NotRetryableError, UpdateFailedError
 from motion.floor import keys as K
 from motion.floor.connection import get_redis
-from tests.support import COMPONENTS
+from tests.support import COMPONENTS, wait_for
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(COMPONENTS))
@@ -166,6 +166,17 @@ def test_retry_of_the_update_a_paused_flow_stopped_at_is_in_place(
         bad.wait(timeout=60)
     (letter,) = handle.failed_updates()
     assert letter.seq == bad.seq and letter.props == {"item": "bad", "poison": str(poison)}
+    handle.retry(bad.seq)  # not fixed yet: it fails again, in place
+
+    def failed_again() -> bool:
+        found = handle.failed_updates()
+        return bool(found) and found[0].failed_at != letter.failed_at
+
+    wait_for(failed_again, 60, "the retried update to fail again")
+    (letter,) = handle.failed_updates()  # still a dead letter, with its props
+    assert letter.seq == bad.seq and letter.props == {"item": "bad", "poison": str(poison)}
+    with pytest.raises(FlowPausedError):
+        bad.wait(timeout=60)
     poison.unlink()
     again = handle.retry(bad.seq)
     assert again == bad  # in place: the same seq, the same ticket

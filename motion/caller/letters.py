@@ -15,12 +15,12 @@ dead letters.
   in ``dead``), so a ticket of the old seq follows it; ``drop(seq)`` removes one (and a
   flow paused on it goes on: :func:`motion.caller.control.drop_parked`).
 
-The module functions (:func:`dead_letters`, :func:`retry_stored`, :func:`drop_letter`)
-do the same by instance name without the component's code, for the ``motion`` command
-and the HTTP app: props are read with the component's serializer when its code is
+The module functions (:func:`dead_letters`, :func:`retry_stored`, :func:`drop_letter`,
+:func:`retry_in_place`) do the same by the instance's keys without the component's code,
+for the ``motion`` command: props are read with the component's serializer when its code is
 loaded, else the default one; a retry re-enqueues the stored update as it was.
 
-Caller road; uses the caller road (enqueue, host, ticket), the definition layer
+Caller road; uses the caller road (control, enqueue, host, ticket), the definition layer
 (component registry), the floor (connection, drive, errors, inbox, keys, serde).
 """
 

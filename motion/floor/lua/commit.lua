@@ -107,7 +107,9 @@ if tonumber(redis.call('HGET', KEYS[1], 'cancels') or '0') > 0 then
     redis.call('HINCRBY', KEYS[6], 'cancelled:' .. flow, 1)
   end
 end
+local failing = {}  -- each failed update's entry is kept beside its dead letter
 for _, p in ipairs(pairs_of(4)) do
+  failing[p[1]] = true
   local e = redis.call('HGET', KEYS[3], p[1])
   if e then
     redis.call('HSET', KEYS[14], p[1], e)
@@ -121,7 +123,9 @@ end
 for _, p in ipairs(released) do
   redis.call('ZREM', KEYS[11], p[1] .. ':' .. p[2])
   redis.call('ZREMRANGEBYSCORE', KEYS[5], p[1], p[1])  -- its dead letter, if retried
-  redis.call('HDEL', KEYS[14], p[1])
+  if not failing[p[1]] then  -- (failed again: its new dead letter keeps the entry)
+    redis.call('HDEL', KEYS[14], p[1])
+  end
   if not keep[p[1]] then
     redis.call('HDEL', KEYS[3], p[1])
   end
