@@ -16,6 +16,8 @@ from typing import Any
 
 from motion.caller import host as _host
 from motion.caller.handle import ComponentInstance, Instance
+from motion.caller.letters import DeadLetter
+from motion.caller.ticket import Ticket
 from motion.define import component as _component
 from motion.define.component import Component, DiscardPolicy
 from motion.floor.errors import (
@@ -87,6 +89,7 @@ __all__ = [
     "ComponentInstance",
     "ConfigurationError",
     "ConnectionFailedError",
+    "DeadLetter",
     "DefinitionError",
     "DiscardPolicy",
     "DrainFailedError",
@@ -106,6 +109,7 @@ __all__ = [
     "SerializationError",
     "State",
     "StateMigrator",
+    "Ticket",
     "UnknownComponentError",
     "UnknownFlowError",
     "UpdateFailedError",

@@ -116,6 +116,27 @@ class InstanceClosedError(MotionError, RuntimeError):
     """An instance handle was used after ``close()``."""
 
 
+class InvalidTicketError(MotionError, ValueError):
+    """A ticket string (``str(ticket)``) is malformed, or a ticket names another instance."""
+
+
+class InvalidScheduleError(MotionError, ValueError):
+    """``submit(delay=, at=)`` was given both, a negative delay, or one too far ahead."""
+
+
+class DeadLetterNotFoundError(MotionError, KeyError):
+    """``retry``/``drop`` named a seq that is not a dead letter of the instance (never
+    failed, already dropped or retried, or beyond the 1,000 kept)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NotRetryableError(MotionError, ValueError):
+    """A dead letter cannot be re-enqueued: its payload was not kept (recorded before
+    payloads were, or unreadable); drop it and enqueue the update again."""
+
+
 class TableError(MotionError):
     """Base class of the errors of :class:`~motion.define.table.MTable` (the ``table`` extra)."""
 

@@ -25,6 +25,9 @@ lease     str    the fencing token of the worker draining the inbox (with a TTL)
 claim     str    the caller creating the instance (running ``init_state``; a TTL)
 failed    zset   failure records (JSON) scored by seq: dead letters, the newest 1,000
                  kept (``failed_dropped`` in meta counts the older ones dropped)
+dead      hash   ``seq -> inbox entry`` of each dead letter (so it can be retried; the
+                 commit that records the failure copies it), and ``to:<seq> -> seq``:
+                 where a retried dead letter was re-enqueued (its ticket follows it)
 cache     hash   serve-result cache, ``tag:flow:digest -> expiry|entry`` (``tag``: the
                  state's version tag); the commit that moves the version deletes it;
                  expires ``cache_ttl`` after its last write
@@ -178,6 +181,7 @@ class InstanceKeys:
     inbox: str
     lease: str
     failed: str
+    dead: str
     cache: str
     claim: str
     parked: str
@@ -198,6 +202,7 @@ class InstanceKeys:
             inbox=f"{base}:inbox",
             lease=f"{base}:lease",
             failed=f"{base}:failed",
+            dead=f"{base}:dead",
             cache=f"{base}:cache",
             claim=f"{base}:claim",
             parked=f"{base}:parked",
@@ -217,8 +222,8 @@ class InstanceKeys:
     def all(self) -> list[str]:
         """Every fixed key of the instance (cache and dedup keys are matched by prefix)."""
         return [
-            *(self.state, self.meta, self.inbox, self.lease, self.failed, self.cache),
-            *(self.claim, self.parked, self.timers, *self.past()),
+            *(self.state, self.meta, self.inbox, self.lease, self.failed, self.dead),
+            *(self.cache, self.claim, self.parked, self.timers, *self.past()),
         ]
 
     def past(self) -> list[str]:

@@ -39,6 +39,8 @@ NAMES = (
     "heartbeat",
     "alive",
     "cache",
+    "cancel",
+    "drop",
     "control",
     "fire",
 )

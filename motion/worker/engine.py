@@ -345,6 +345,7 @@ def _commit(
         K.timers_index(keys.name),
         *keys.past(),
         K.series(component, store.now_ms()),
+        keys.dead,
     ]
     if then_next:  # this commit may free the lease: a renewal refused after it is no loss
         held.ending.set()
