@@ -11,6 +11,7 @@ Routes, for each component ``C`` (compatible with Motion's):
 ``GET /C/read``             ``read_state``: ``?instance_id=...&key=...`` -> ``{key: value}``
 ``POST /C/enqueue``         enqueue a flow's updates without its serve op (for producers
                             in other languages): ``{instance_id, flow, props}`` -> seq
+``/C/submit`` ...            submit, failed, retry, drop, pause, resume: :mod:`.http_updates`
 ==========================  =========================================================
 
 Every route but ``/auth`` needs ``Authorization: Bearer <JWT>`` for the component and
@@ -45,11 +46,13 @@ from motion.floor.errors import (
     MissingDependencyError,
     UnknownFlowError,
     UpdateFailedError,
+    install_hint,
 )
 from motion.floor.inbox import WRITE_FLOW, Update
+from motion.tools import http_updates
 from motion.tools.tokens import DEFAULT_EXPIRY_DAYS, TokenSigner, check_secret, same_secret
 
-INSTALL_HINT = "pip install 'motion-celery[http]'"
+INSTALL_HINT = install_hint("http")
 #: the ``run_kwargs`` a client may pass on to ``run`` (anything else is a 422)
 RUN_OPTIONS = frozenset({"ignore_cache", "force_refresh", "flush_update"})
 #: the ``creation_kwargs`` a client may pass on to the handle: handle options such as
@@ -394,4 +397,5 @@ def _build(application: Application) -> Any:
 
     for component in application.components:
         add_routes(component)
+        http_updates.add_routes(app, component, check_token, failure)  # submit, dead letters...
     return app
