@@ -24,6 +24,7 @@ from motion.floor.errors import (
     ConfigurationError,
     ConnectionFailedError,
     DefinitionError,
+    DrainFailedError,
     FailedUpdate,
     FlushTimeoutError,
     InstanceClearedError,
@@ -37,6 +38,7 @@ from motion.floor.errors import (
     UnknownComponentError,
     UnknownFlowError,
     UpdateFailedError,
+    VersionNotKeptError,
 )
 from motion.floor.props import Properties, State
 from motion.floor.redis_params import RedisParams
@@ -90,6 +92,7 @@ __all__ = [
     "DeadLetter",
     "DefinitionError",
     "DiscardPolicy",
+    "DrainFailedError",
     "FailedUpdate",
     "FlushTimeoutError",
     "Instance",
@@ -110,6 +113,7 @@ __all__ = [
     "UnknownComponentError",
     "UnknownFlowError",
     "UpdateFailedError",
+    "VersionNotKeptError",
     "__version__",
     "clear_instance",
     "configure",

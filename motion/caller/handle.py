@@ -27,6 +27,7 @@ from motion.caller.control import FlowControl
 from motion.caller.enqueue import Enqueuer
 from motion.caller.letters import Letters
 from motion.caller.options import HandleOptions, random_id
+from motion.caller.past import PastMixin
 from motion.caller.serve import CacheWrite, Call, Reader, Server
 from motion.caller.wait import Waiter
 from motion.floor import drive, motionrc, settings
@@ -63,7 +64,7 @@ def flow_name(flow: str | None, flow_key: str | None, dataflow_key: str | None) 
     return next(iter(named.values()), None)
 
 
-class Instance(FlowControl, Letters):
+class Instance(FlowControl, PastMixin, Letters):
     """A handle on one instance (e.g. one user) of a component.
 
     Create it by calling the component: ``handle = Summary("user-42")``. Use
@@ -233,9 +234,12 @@ class Instance(FlowControl, Letters):
         return drive.adrive_items(self._server.stream(self._start, call), self._aclient)
 
     # -- state ------------------------------------------------------------------
-    def read_state(self, key: str, default_value: Any = None) -> Any:
-        """The committed value of state ``key`` (``default_value`` if absent)."""
+    def read_state(self, key: str, default_value: Any = None, version: int | None = None) -> Any:
+        """The committed value of state ``key`` (``default_value`` if absent); with
+        ``version``, its value as of that kept version (:class:`VersionNotKeptError`)."""
         self._check_open()
+        if version is not None:
+            return self._read_past(key, default_value, version)
         return self._reader.read()[1].get(key, default_value)
 
     def get_version(self) -> int:

@@ -31,6 +31,13 @@ dead      hash   ``seq -> inbox entry`` of each dead letter (so it can be retrie
 cache     hash   serve-result cache, ``tag:flow:digest -> expiry|entry`` (``tag``: the
                  state's version tag); the commit that moves the version deletes it;
                  expires ``cache_ttl`` after its last write
+history   list   the last K versions (``Component(history=K)``), newest first: each
+                 record holds the version, its seqs and flows, the changed keys and
+                 their values *before* that version (see :mod:`motion.floor.history`)
+replay:*  mixed  with ``retain_updates=N``: ``replay:meta`` (hash), ``replay:base0``
+                 and ``replay:base1`` (copies of the state, hashes), ``replay:log0``
+                 and ``replay:log1`` (lists of ``seq\npayload``), see
+                 :mod:`motion.floor.history`
 dedup:*   hash   ``token -> seq`` of recent enqueues, so a client that retries an
                  enqueue after a lost reply enqueues once; one key per
                  :data:`DEDUP_SECONDS` period, each expiring after two periods
@@ -103,9 +110,40 @@ def registered(component: str) -> str:
     return f"{PREFIX}:registered:{{{component}}}"
 
 
+def flows(component: str) -> str:
+    """Set (no expiry) of the flows with update ops that workers with ``component``'s code
+    announced; the producer warns about a flow not in it (it waits for such a worker)."""
+    return f"{PREFIX}:flows:{{{component}}}"
+
+
 def stats(component: str) -> str:
     """Hash of counters for one component: ``applied:<flow>``, ``failed:<flow>``..."""
     return f"{PREFIX}:stats:{component}"
+
+
+def names(component: str) -> str:
+    """Sorted set of ``component``'s instance ids, each scored 0, so ``ZRANGEBYLEX`` pages
+    them in id order and finds an id prefix in O(log n + page); the ``init`` script adds
+    an id, clearing the instance removes it. Named by component only, for now (a cluster
+    keeps it in one slot)."""
+    return f"{PREFIX}:names:{{{component}}}"
+
+
+def names_ready(component: str) -> str:
+    """String key: set once :func:`names` also holds the instances created before the
+    index existed (one ``SCAN`` pass, see :mod:`motion.tools.names`)."""
+    return f"{PREFIX}:names-ready:{{{component}}}"
+
+
+#: per-minute counters are kept at least this long (seconds)
+SERIES_SECONDS = 48 * 3600
+
+
+def series(component: str, at_ms: int) -> str:
+    """Hash of ``component``'s per-minute counters written in the hour ``at_ms`` falls
+    in (the commit script's fields ``<minute>:<counter>``, minute = Redis' ms clock //
+    60,000); it expires :data:`SERIES_SECONDS` plus an hour after its last write."""
+    return f"{PREFIX}:minutes:{{{component}}}:{at_ms // 3_600_000}"
 
 
 def instance_name(component: str, instance_id: str) -> str:
@@ -150,6 +188,8 @@ class InstanceKeys:
     timers: str
     cache_prefix: str
     prefix: str
+    history: str
+    replay: tuple[str, str, str, str, str]
 
     @classmethod
     def of(cls, name: str) -> InstanceKeys:
@@ -169,14 +209,26 @@ class InstanceKeys:
             timers=f"{base}:timers",
             cache_prefix=f"{base}:cache:",  # string entries of earlier releases
             prefix=f"{base}:",
+            history=f"{base}:history",
+            replay=(
+                f"{base}:replay:meta",
+                f"{base}:replay:base0",
+                f"{base}:replay:base1",
+                f"{base}:replay:log0",
+                f"{base}:replay:log1",
+            ),
         )
 
     def all(self) -> list[str]:
         """Every fixed key of the instance (cache and dedup keys are matched by prefix)."""
         return [
             *(self.state, self.meta, self.inbox, self.lease, self.failed, self.dead),
-            *(self.cache, self.claim, self.parked, self.timers),
+            *(self.cache, self.claim, self.parked, self.timers, *self.past()),
         ]
+
+    def past(self) -> list[str]:
+        """The keys the commit keeps the past in: ``history``, then the five ``replay:*``."""
+        return [self.history, *self.replay]
 
     def dedup(self, now_ms: int) -> str:
         """The dedup key of the :data:`DEDUP_SECONDS` period that ``now_ms`` falls in."""
