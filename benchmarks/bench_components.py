@@ -194,6 +194,8 @@ def idle_add(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
 # -- W12: a debounced batch op --------------------------------------------------
 #: W12's op takes this long; its flow is debounced 0.5 s, at most 5 s
 DEBOUNCE_OP_SECONDS = 0.05
+#: W12's many pending debounces: none fires by itself during the run
+IDLE_DEBOUNCE_SECONDS = 600
 Debounced = Component("BenchDebounced", cache_ttl=0)
 
 
@@ -215,7 +217,7 @@ def debounced_event(state: dict[str, Any], props: list[dict[str, Any]]) -> dict[
     }
 
 
-@Debounced.update("idle", batch=True, debounce=20)
+@Debounced.update("idle", batch=True, debounce=IDLE_DEBOUNCE_SECONDS)
 def debounced_idle(state: dict[str, Any], props: list[dict[str, Any]]) -> dict[str, Any]:
     return {"events": state["events"] + len(props)}
 

@@ -274,10 +274,11 @@ ROWS += [
     Row("W12", "  events lost", "count", "W12.lost", None, "==", 0.0),
     Row("W12", "  lag, last event to its commit", "s", "W12.lag", None, "abs<=", 1.0),
     Row("W12", "pending debounces (instances)", "count", "W12.pending.n"),
+    Row("W12", "  time to enqueue and park them all", "s", "W12.pending.enqueue_s"),
     Row("W12", "  Redis memory per pending debounce", "bytes", "W12.pending.bytes"),
     Row("W12", "  a firer pass with none due", "ms", "W12.pending.idle_pass_ms"),
-    Row("W12", "  applied after the fire time, p50", "s", "W12.pending.late_p50"),
-    Row("W12", "  applied after the fire time, p99", "s", "W12.pending.late_p99"),
+    Row("W12", "  all due at once: applied after the time, p50", "s", "W12.pending.late_p50"),
+    Row("W12", "  all due at once: applied after the time, p99", "s", "W12.pending.late_p99"),
 ]
 
 

@@ -85,6 +85,8 @@ def delete(client: redis.Redis, name: str) -> int:
         pipe.delete(*extra[start : start + 500])
     pipe.zrem(K.PENDING, name)
     pipe.zrem(K.SWEEP, name)
+    component, instance_id = K.split_instance_name(name)
+    pipe.zrem(K.names(component), instance_id)
     pipe.zrem(K.timers_index(name), name)
     existed = int(pipe.execute()[0] > 0)
     store.STATE_CACHE.drop(name)

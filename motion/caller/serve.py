@@ -185,6 +185,7 @@ class Reader:
             yield drive.command("delete", self._keys.claim)  # let the next caller try at once
             raise
         keys = [self._keys.meta, self._keys.state, K.COMPONENTS, self._keys.claim]
+        keys.append(K.names(self._component.name))
         reply = yield drive.script("init", keys, init)
         if reply[0] != 1:
             return None  # it existed after all: read it

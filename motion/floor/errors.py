@@ -42,6 +42,12 @@ class MissingDependencyError(MotionError, ImportError):
     """An optional extra is not installed; the message names the pip command."""
 
 
+def install_hint(extra: str) -> str:
+    """The command that installs the optional ``extra``: motion is installed from its
+    clone (no package registry serves it), as the README's set-up does."""
+    return f"pip install -e '.[{extra}]' (in the motion clone)"
+
+
 class UnknownFlowError(MotionError, KeyError):
     """``run`` or ``flush_update`` named a flow the component does not define."""
 

@@ -107,9 +107,40 @@ def registered(component: str) -> str:
     return f"{PREFIX}:registered:{{{component}}}"
 
 
+def flows(component: str) -> str:
+    """Set (no expiry) of the flows with update ops that workers with ``component``'s code
+    announced; the producer warns about a flow not in it (it waits for such a worker)."""
+    return f"{PREFIX}:flows:{{{component}}}"
+
+
 def stats(component: str) -> str:
     """Hash of counters for one component: ``applied:<flow>``, ``failed:<flow>``..."""
     return f"{PREFIX}:stats:{component}"
+
+
+def names(component: str) -> str:
+    """Sorted set of ``component``'s instance ids, each scored 0, so ``ZRANGEBYLEX`` pages
+    them in id order and finds an id prefix in O(log n + page); the ``init`` script adds
+    an id, clearing the instance removes it. Named by component only, for now (a cluster
+    keeps it in one slot)."""
+    return f"{PREFIX}:names:{{{component}}}"
+
+
+def names_ready(component: str) -> str:
+    """String key: set once :func:`names` also holds the instances created before the
+    index existed (one ``SCAN`` pass, see :mod:`motion.tools.names`)."""
+    return f"{PREFIX}:names-ready:{{{component}}}"
+
+
+#: per-minute counters are kept at least this long (seconds)
+SERIES_SECONDS = 48 * 3600
+
+
+def series(component: str, at_ms: int) -> str:
+    """Hash of ``component``'s per-minute counters written in the hour ``at_ms`` falls
+    in (the commit script's fields ``<minute>:<counter>``, minute = Redis' ms clock //
+    60,000); it expires :data:`SERIES_SECONDS` plus an hour after its last write."""
+    return f"{PREFIX}:minutes:{{{component}}}:{at_ms // 3_600_000}"
 
 
 def instance_name(component: str, instance_id: str) -> str:

@@ -85,7 +85,7 @@ def clear_instance(instance_name: str) -> bool:
     Raises :class:`~motion.errors.InvalidInstanceIdError` (a ``ValueError``) for a
     name without ``__``.
     """
-    K.split_instance_name(instance_name)
+    component, instance_id = K.split_instance_name(instance_name)
     keys = K.InstanceKeys.of(instance_name)
     client = get_redis(instance_name)
     with translate_errors(f"clearing {instance_name}", instance_name):
@@ -97,6 +97,7 @@ def clear_instance(instance_name: str) -> bool:
             pipe.delete(*cached[start : start + 500])
         pipe.zrem(K.PENDING, instance_name)
         pipe.zrem(K.SWEEP, instance_name)
+        pipe.zrem(K.names(component), instance_id)
         pipe.zrem(K.timers_index(instance_name), instance_name)
         deleted = pipe.execute()[0]
     store.STATE_CACHE.drop(instance_name)

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from motion.define.component import Component
 from motion.floor.errors import CommandLineError, MotionError, UpdateFailedError
 from motion.floor.inbox import ALL_FLOWS
+from motion.floor.wakeup import shown_flow
 from motion.tools import admin
 from motion.tools.past import print_history
 
@@ -199,7 +200,7 @@ def _print_status(rows: list[admin.ComponentStatus]) -> None:
     for r in rows:
         for flow, counts in sorted(r.flows.items()):
             detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-            print(f"  {r.component}.{flow}: {detail}")
+            print(f"  {r.component}.{shown_flow(flow)}: {detail}")
         if r.takeovers:
             print(f"  {r.component}: {r.takeovers} lease takeover(s) (a worker died or stalled)")
         if r.untaken:

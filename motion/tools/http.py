@@ -45,11 +45,12 @@ from motion.floor.errors import (
     MissingDependencyError,
     UnknownFlowError,
     UpdateFailedError,
+    install_hint,
 )
 from motion.floor.inbox import WRITE_FLOW, Update
 from motion.tools.tokens import DEFAULT_EXPIRY_DAYS, TokenSigner, check_secret, same_secret
 
-INSTALL_HINT = "pip install 'motion-celery[http]'"
+INSTALL_HINT = install_hint("http")
 #: the ``run_kwargs`` a client may pass on to ``run`` (anything else is a 422)
 RUN_OPTIONS = frozenset({"ignore_cache", "force_refresh", "flush_update"})
 #: the ``creation_kwargs`` a client may pass on to the handle: handle options such as

@@ -325,13 +325,9 @@ def _commit(
         _budget(),
     ]
     args += [len(fields) // 2, *fields]
-    args += [len(out.stats), *[x for kv in out.stats.items() for x in kv]]
-    args += [len(out.meta), *[x for kv in out.meta.items() for x in kv]]
-    args += [len(out.failures), *[x for kv in out.failures for x in kv]]
-    args += [len(out.parked), *[x for kv in out.parked for x in kv]]
-    args += [len(out.sets), *[x for kv in out.sets.items() for x in kv]]
-    args += [len(out.timers), *[x for kv in out.timers.items() for x in kv]]
-    args += [len(out.released), *[x for kv in out.released for x in kv]]
+    lists = out.stats.items(), out.meta.items(), out.failures, out.parked, out.sets.items()
+    for pairs in (*lists, out.timers.items(), out.released):
+        args += [len(pairs), *[x for kv in pairs for x in kv]]
     args += commit_args(out.history, out.retain, out.versions)  # lua/history.lua
     all_keys = [
         keys.meta,
@@ -348,6 +344,7 @@ def _commit(
         keys.timers,
         K.timers_index(keys.name),
         *keys.past(),
+        K.series(component, store.now_ms()),
     ]
     if then_next:  # this commit may free the lease: a renewal refused after it is no loss
         held.ending.set()

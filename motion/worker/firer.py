@@ -6,13 +6,14 @@ Timers live in Redis (the instance's ``timers`` sorted set, and the due index of
 debounce in progress survives any worker's death. Every worker's main process (and the
 in-process worker) runs one firer thread beside the sweeper timer: it claims the due
 names with the ``fire`` script (each name to one firer, rescored a claim period later
-in case its wake-up is lost) and sends each a wake-up; the drain that takes it goes
+in case its wake-up is lost) and pushes each a wake-up (in one pipeline when the broker
+is the state Redis); the drain that takes it goes
 through the released updates and rescores the index from the instance's own timers.
 Between passes the thread sleeps until the earliest timer, but at most
 :data:`POLL` seconds, so a timer another process set sooner is seen in time. A pass
 costs O(due) (and one ``ZRANGE 0 0`` of the index), whatever the number of timers.
 
-Worker road; uses the floor (keys, scripts).
+Worker road; uses the floor (keys, scripts, wakeup).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from motion.floor import keys as K
-from motion.floor import scripts
+from motion.floor import scripts, wakeup
 
 log = logging.getLogger("motion.firer")
 
@@ -31,7 +32,7 @@ log = logging.getLogger("motion.firer")
 POLL = 0.05
 #: a claimed timer whose wake-up did not lead to a release is claimed again this late
 #: (ms): longer than a busy queue takes to deliver it, so a backlog is not doubled
-CLAIM_MS = 10_000
+CLAIM_MS = 30_000
 #: most names one pass claims
 BATCH = 500
 #: the flow name wake-ups sent by the firer carry
@@ -41,20 +42,30 @@ Send = Callable[[str, str, str, int], None]
 
 
 def fire_once(client: Any, send: Send) -> tuple[int, float]:
-    """Claim and wake every instance due now; ``(woken, seconds until the next timer)``."""
+    """Claim and wake every instance due now; ``(woken, seconds until the next timer)``.
+
+    When the broker is the state Redis the wake-ups are pushed onto their queues in one
+    pipeline (as the enqueue script pushes them), else sent one by one with ``send``."""
     index = K.timers_index("")
     woken = 0
     while True:
         reply = scripts.run(client, "fire", [index], [BATCH, CLAIM_MS])
         now = int(reply[0])
-        for raw in reply[1:]:
-            component, instance_id = K.split_instance_name(raw.decode())
-            try:
-                send(component, instance_id, FIRE_FLOW, 0)
-            except Exception:  # the claim lapses: fired again a claim period later
-                log.exception("wake-up for %s not sent", raw.decode())
-            woken += 1
-        if len(reply) - 1 < BATCH:
+        names = [K.split_instance_name(raw.decode()) for raw in reply[1:]]
+        if names and wakeup.inline():
+            pipe = client.pipeline(transaction=False)
+            for component, instance_id in names:
+                queue, message = wakeup.message(component, instance_id, FIRE_FLOW)
+                pipe.lpush(queue, wakeup.fill_seq(message, 0))
+            pipe.execute()
+        else:
+            for component, instance_id in names:
+                try:
+                    send(component, instance_id, FIRE_FLOW, 0)
+                except Exception:  # the claim lapses: fired again a claim period later
+                    log.exception("wake-up for %s__%s not sent", component, instance_id)
+        woken += len(names)
+        if len(names) < BATCH:
             break
     first = client.zrange(index, 0, 0, withscores=True)
     wait = POLL if not first else max(0.0, min(POLL, (float(first[0][1]) - now) / 1000))

@@ -21,6 +21,8 @@
 --   payloads stay | meta fields to set (field, value; '' deletes) | timers (flow, due ms;
 --   '' removes) | released (seq, flow): parked updates this commit goes through
 -- KEYS[11] parked   KEYS[12] timers   KEYS[13] the due index (motion.floor.keys.timers_index)
+-- KEYS[14] history   KEYS[15..19] replay meta, base0, base1, log0, log1
+-- KEYS[20] (optional) motion:minutes:{<component>}:<hour>, the per-minute counters
 -- then the history cap, the retain cap and the history records (lua/history.lua)
 -- A release (ARGV[2] = '0'): the released seqs must all be parked (else -2), the
 -- watermark does not move, ARGV[8] must be 0.
@@ -73,6 +75,28 @@ local h = at[8] + 2 * tonumber(ARGV[at[8]]) + 1
 record_history(KEYS[14], KEYS[2], KEYS[1], ARGV, h, ARGV[6] == '1', ARGV[11], inc)
 retain_updates({KEYS[15], KEYS[16], KEYS[17], KEYS[18], KEYS[19]}, KEYS[3], KEYS[2], ARGV, h,
   {tonumber(ARGV[2]), last, keep, released}, inc)
+local minute, lag, lagged = nil, 0, 0
+if KEYS[20] then
+  -- per-minute counters (the dashboard's charts): each applied update's lag from its
+  -- enqueue (the entry's STX time) to this commit, read before the entries go
+  local now = now_ms()
+  minute = math.floor(now / 60000) .. ':'
+  local function stamp(s)
+    local e = redis.call('HGET', KEYS[3], s)
+    local ms = e and string.match(e, '^[^%z\1\2]*\2(%d+)')
+    if ms then
+      lag, lagged = lag + now - tonumber(ms), lagged + 1
+    end
+  end
+  for s = tonumber(ARGV[2]), last do
+    if not keep[tostring(s)] then
+      stamp(s)
+    end
+  end
+  for _, p in ipairs(released) do
+    stamp(p[1])
+  end
+end
 for s = tonumber(ARGV[2]), last do
   if not keep[tostring(s)] then
     redis.call('HDEL', KEYS[3], s)
@@ -134,6 +158,9 @@ i = i + 2 * n + 1
 n = tonumber(ARGV[i])
 for j = 1, n do
   redis.call('HINCRBY', KEYS[6], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
+  if minute and string.sub(ARGV[i + 2 * j - 1], 1, 6) ~= 'calls:' then
+    redis.call('HINCRBY', KEYS[20], minute .. ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
+  end
 end
 i = i + 2 * n + 1
 n = tonumber(ARGV[i])
@@ -163,11 +190,27 @@ if redis.call('HDEL', KEYS[1], 'held') == 1 then
 end
 redis.call('HDEL', KEYS[1], 'strikes', 'lease_ms')  -- the holder was alive: no takeover to pay for
 local version = redis.call('HGET', KEYS[1], 'tag')
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+if minute then
+  -- lag (sum and count, ms) and the backlog left behind this commit (updates not yet
+  -- past the watermark: sum, count and max of the samples); kept 48 h and an hour
+  local backlog = seq - (release and applied or last)
+  if lagged > 0 then
+    redis.call('HINCRBY', KEYS[20], minute .. 'lag_ms', lag)
+    redis.call('HINCRBY', KEYS[20], minute .. 'lag_n', lagged)
+  end
+  redis.call('HINCRBY', KEYS[20], minute .. 'backlog', backlog)
+  redis.call('HINCRBY', KEYS[20], minute .. 'backlog_n', 1)
+  local top = tonumber(redis.call('HGET', KEYS[20], minute .. 'backlog_max') or '-1')
+  if backlog > top then
+    redis.call('HSET', KEYS[20], minute .. 'backlog_max', backlog)
+  end
+  redis.call('EXPIRE', KEYS[20], 49 * 3600)
+end
 if ARGV[8] ~= '1' then
   redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
   return version
 end
-local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
 -- a timer already due (see release.lua) keeps the lease: the drain goes through it
 if seq <= last and not redis.call('ZRANGEBYSCORE', KEYS[12], '-inf', now_ms(), 'LIMIT', 0, 1)[1] then
   redis.call('DEL', KEYS[4])
