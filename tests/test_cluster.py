@@ -23,7 +23,7 @@ from motion import ConfigurationError, get_instances
 from motion.floor import indexes, slots
 from motion.floor import keys as K
 from motion.floor.connection import get_redis
-from motion.tools import admin, browse, metrics, producer
+from motion.tools import admin, browse, metrics, names, producer, series
 from tests.cluster import Cluster
 from tests.conftest import reset_motion
 from tests.support import (
@@ -106,13 +106,14 @@ def test_admin_utilities_see_the_whole_cluster(  # type: ignore[no-untyped-def]
     assert get_instances("Ledger") == sorted(ids)  # SCAN fans out over the primaries
     assert metrics.collect(get_redis()).pending_instances == 8  # the exporter's figure
     paged: list[str] = []
-    page = browse.instance_page("Ledger", size=3)  # the dashboard's pages, primary by primary
+    page = names.page("Ledger", size=3)  # the dashboard's pages: the name index's parts merged
     while True:
         paged += page.ids
         if not page.next_cursor:
             break
-        page = browse.instance_page("Ledger", cursor=page.next_cursor, size=3)
-    assert sorted(paged) == sorted(ids)
+        page = names.page("Ledger", cursor=page.next_cursor, size=3)
+    assert paged == sorted(ids)  # in id order across the parts
+    assert names.page("Ledger", prefix="cl-admin-7").ids == ["cl-admin-7"]
     assert browse.components() == ["Ledger"]
     (row,) = admin.status(["Ledger"])
     assert (row.pending_instances, row.pending_updates) == (8, 8)
@@ -128,6 +129,8 @@ def test_admin_utilities_see_the_whole_cluster(  # type: ignore[no-untyped-def]
     (row,) = admin.status(["Ledger"])
     assert (row.pending_instances, row.applied, row.failed) == (0, 9, 0)
     assert sum(c.get("applied", 0) for c in browse.flow_counts("Ledger").values()) == 9
+    applied = sum(m.flows.get("add", {}).get("applied", 0) for m in series.minutes("Ledger", 1))
+    assert applied == 9  # the per-minute counters, summed over their parts
     assert admin.clear_instance("Ledger__cl-admin-0")
     assert "cl-admin-0" not in get_instances("Ledger")
     subprocess.run(  # the CLI on the cluster

@@ -188,7 +188,7 @@ def test_an_update_due_later_is_held_others_go_past_and_it_fires_on_time(redis_u
     wait_for(lambda: parked_count(handle) == 2, 10, "the notes to be parked")
     client = get_redis()
     seconds, micros = client.time()
-    due = seconds * 1000 + micros // 1000 + 1500
+    due = seconds * 1000 + micros // 1000 + 3000
     _set_due(handle, 1, due)
     handle.resume("note")
     handle.run("tick", {})
@@ -202,3 +202,57 @@ def test_an_update_due_later_is_held_others_go_past_and_it_fires_on_time(redis_u
     applied_at = int(client.hget(keys.meta, "applied_at"))
     assert due <= applied_at < due + 1000  # within the firing delay (loaded host: slack)
     assert client.zscore(K.timers_index(keys.name), keys.name) is None
+
+
+def test_the_in_process_worker_fires_debounces_too(inprocess) -> None:  # type: ignore[no-untyped-def]
+    handle = Flowy("inproc")
+    for x in range(4):
+        handle.run("deb", {"x": x})
+    handle.flush_update("deb", timeout=30)
+    assert handle.read_state("batches") == [[[0, 1, 2, 3], 0]]
+
+
+def test_without_flow_control_a_drain_parks_nothing(redis_url, start_worker):  # type: ignore[no-untyped-def]
+    solo(start_worker)
+    handle = Flowy("plain")
+    for x in range(5):
+        handle.run("note", {"x": x})
+    handle.flush_update(timeout=30)
+    keys = K.InstanceKeys.of(handle.instance_name)
+    client = get_redis()
+    assert handle.read_state("notes") == [0, 1, 2, 3, 4]
+    assert not client.exists(keys.parked) and not client.exists(keys.timers)
+    assert not [k for k in client.hkeys(keys.meta) if k.startswith((b"hold:", b"parked:"))]
+
+
+def test_a_pause_and_its_updates_survive_the_worker_being_killed(redis_url, start_worker):  # type: ignore[no-untyped-def]
+    first = solo(start_worker, "a")
+    handle = Flowy("pause-killed")
+    handle.pause("note")
+    for x in range(3):
+        handle.run("note", {"x": x})
+    wait_for(lambda: parked_count(handle) == 3, 10, "the notes to be parked")
+    first.kill()
+    handle.resume("note")  # no worker now: the release waits in Redis (a timer due now)
+    solo(start_worker, "b")
+    handle.flush_update("note", timeout=30)
+    assert handle.read_state("notes") == [0, 1, 2]
+
+
+def test_a_timer_due_while_no_worker_runs_fires_on_the_next_one(redis_url, start_worker):  # type: ignore[no-untyped-def]
+    first = solo(start_worker, "a")
+    handle = Flowy("timer-killed")
+    handle.pause("note")
+    handle.run("note", {"x": "timed"})
+    wait_for(lambda: parked_count(handle) == 1, 10, "the note to be parked")
+    client = get_redis()
+    seconds, micros = client.time()
+    due = seconds * 1000 + micros // 1000 + 3000
+    _set_due(handle, 1, due)
+    handle.resume("note")
+    keys = K.InstanceKeys.of(handle.instance_name)
+    wait_for(lambda: client.zscore(keys.timers, "note") == due, 10, "the note's timer")
+    first.kill()  # before it is due
+    assert handle.read_state("notes") == []
+    solo(start_worker, "b")
+    wait_for(lambda: handle.read_state("notes") == ["timed"], 30, "the due update")

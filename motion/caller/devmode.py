@@ -84,6 +84,8 @@ def delete(client: redis.Redis, name: str) -> int:
     for start in range(0, len(extra), 500):
         queue_delete(pipe, extra[start : start + 500])
     indexes.forget(pipe, name, K.PENDING, K.SWEEP, K.HELD, K.TIMERS)
+    component, instance_id = K.split_instance_name(name)
+    pipe.zrem(K.names(component, name), instance_id)
     existed = int(pipe.execute()[0] > 0)
     store.STATE_CACHE.drop(name)
     return existed

@@ -27,6 +27,7 @@ from motion.define.ops import (
     flow_names,
     op_signature,
 )
+from motion.define.past import DEFAULT_HISTORY, kept_past
 from motion.floor.errors import DefinitionError, UnknownComponentError, UnknownFlowError
 from motion.floor.keys import SEPARATOR
 from motion.floor.props import Params
@@ -71,6 +72,9 @@ class Component:
         on_update_failed: called on the worker as ``on_update_failed(record)`` (a
             :class:`~motion.errors.FailedUpdate`) once per new dead letter, after its
             commit; an exception it raises is logged.
+        history, retain_updates: what each instance keeps of its past: the last
+            ``history`` versions (20; 0: none) and at least the last ``retain_updates``
+            applied updates (0: none) for ``motion replay`` (:mod:`motion.define.past`).
 
     Example::
 
@@ -97,6 +101,8 @@ class Component:
         serializer: Serializer = DEFAULT_SERIALIZER,
         on_state_error: Callable[[str, BaseException], Any] | None = None,
         on_update_failed: Callable[[Any], Any] | None = None,
+        history: int = DEFAULT_HISTORY,
+        retain_updates: int = 0,
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name) or SEPARATOR in name:
             raise DefinitionError(
@@ -107,6 +113,7 @@ class Component:
             raise DefinitionError(
                 "cache_ttl must be 0 (caching disabled) or a positive number of seconds."
             )
+        self.history, self.retain_updates = kept_past(history, retain_updates)
         self._name = name
         self._params = Params(name, params or {})
         self._cache_ttl = cache_ttl

@@ -6,7 +6,9 @@ An outcome covers consecutive seqs ``first..last`` of the main sequence (or, for
 release of parked updates, the listed ``released`` seqs): the changed state keys,
 already encoded, the counters, the failure records, and the flow-control changes
 (updates it parks, meta fields it sets, timers it moves; see
-:mod:`motion.floor.parked`). One ``commit`` script call writes it all.
+:mod:`motion.floor.parked`), and a :class:`Version` per state change, which the commit
+records in the instance's history (:func:`commit_args`, :mod:`motion.floor.history`).
+One ``commit`` script call writes it all.
 
 Floor (the data of the commit script's arguments and of the task's result, built by
 the worker road); uses the floor (props, wakeup).
@@ -14,11 +16,57 @@ the worker road); uses the floor (props, wakeup).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from motion.floor.props import State
+
+
+@dataclass
+class Version:
+    """One state change a drain commits: what the history records of it."""
+
+    seqs: list[int]  # the updates that made it
+    flow: str
+    changed: list[str]  # the state keys it changed
+    fields: list[Any]  # its encoded changes (field, value, ...)
+
+
+def runs(seqs: list[int]) -> list[list[int]]:
+    """``[4, 5, 6, 9]`` -> ``[[4, 6], [9, 9]]``: the seqs as runs (a batch's stay small)."""
+    out: list[list[int]] = []
+    for seq in seqs:
+        if out and out[-1][1] == seq - 1:
+            out[-1][1] = seq
+        else:
+            out.append([seq, seq])
+    return out
+
+
+def commit_args(history: int, retain: int, versions: list[Version]) -> list[Any]:
+    """The commit script's history arguments (see ``lua/history.lua``): the history cap,
+    the retain cap, then one record per version: its header (JSON), the fields it
+    changed, and its own new values of the fields a later version here changes again."""
+    out: list[Any] = [history, retain, len(versions) if history else 0]
+    if not history:
+        return out
+    for i, version in enumerate(versions):
+        names = version.fields[::2]
+        later = {f for v in versions[i + 1 :] for f in v.fields[::2]}
+        header = {"seqs": runs(version.seqs), "flows": [version.flow]}
+        header["changed"] = version.changed
+        pairs = zip(names, version.fields[1::2], strict=True)
+        carried = [x for kv in pairs if kv[0] in later for x in kv]
+        out += [
+            json.dumps(header, separators=(",", ":")),
+            len(names),
+            *names,
+            len(carried) // 2,
+            *carried,
+        ]
+    return out
 
 
 class Batch(list[Any]):
@@ -53,6 +101,9 @@ class Outcome:
     released: list[tuple[int, str]] = field(default_factory=list)
     #: a release: goes through parked updates (``released``), not the main sequence
     release: bool = False
+    versions: list[Version] = field(default_factory=list)  # one per bump, in order
+    history: int = 0  # the component's history=: versions kept
+    retain: int = 0  # the component's retain_updates=
 
     def merge(self, later: Outcome) -> Outcome:
         """This outcome followed by ``later`` (the next seqs), as one commit."""
@@ -71,6 +122,9 @@ class Outcome:
         self.sets.update(later.sets)
         self.timers.update(later.timers)
         self.released += later.released
+        self.versions += later.versions
+        # (an outcome not made by applying updates, e.g. one that parks, has no caps)
+        self.history, self.retain = max(self.history, later.history), max(self.retain, later.retain)
         return self
 
 

@@ -50,7 +50,7 @@ def in_force(meta_flat: list[bytes], entries: list[bytes | None]) -> bool:
     drain applies the window as it always did."""
     if any(k.startswith((b"hold:", b"parked:")) for k in meta_flat[::2]):
         return True
-    return any(e is not None and b"\x03" in e.partition(b"\x00")[0] for e in entries)
+    return any(e is not None and e.find(b"\x03", 0, max(e.find(b"\x00"), 0)) >= 0 for e in entries)
 
 
 def member(seq: int, flow: str) -> str:

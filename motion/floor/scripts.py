@@ -41,9 +41,14 @@ NAMES = (
     "alive",
     "cache",
     "parts",
+    "cancel",
+    "drop",
     "control",
     "fire",
+    "wake",
 )
+#: more files of functions put before a script, after lib.lua
+LIBRARIES = {"commit": ("history.lua",)}
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,8 @@ def get(name: str) -> Script:
     if own.startswith("#!"):
         shebang, _, own = own.partition("\n")
         shebang += "\n"
-    source = shebang + folder.joinpath("lib.lua").read_text() + own
+    libs = ["lib.lua", *LIBRARIES.get(name, ())]
+    source = shebang + "".join(folder.joinpath(lib).read_text() for lib in libs) + own
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 

@@ -50,6 +50,8 @@ variable                              default    meaning
 ``MOTION_SWEEP_SECONDS``              ``10``     how often the sweeper looks for stuck instances
 ``MOTION_UPDATE_RETRIES``             ``0``      extra tries of a failing update op
 ``MOTION_MAX_VALUE_BYTES``            64 MiB     largest serialized state value or payload
+``MOTION_MAX_PENDING``                ``100000`` most inbox entries while a flow is held
+                                                 (paused): then an enqueue raises
 ``MOTION_SIGNING_KEY``                (unset)    HMAC key: inbox payloads, state values and
                                                  cached serve results are signed and checked
 ``MOTION_HOME``                       ``.motion``  folder of the embedded server's data

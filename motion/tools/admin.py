@@ -91,7 +91,7 @@ def clear_instance(instance_name: str) -> bool:
     Raises :class:`~motion.errors.InvalidInstanceIdError` (a ``ValueError``) for a
     name without ``__``.
     """
-    K.split_instance_name(instance_name)
+    component, instance_id = K.split_instance_name(instance_name)
     keys = K.InstanceKeys.of(instance_name)
     client = get_redis(instance_name)
     with translate_errors(f"clearing {instance_name}", instance_name):
@@ -102,6 +102,7 @@ def clear_instance(instance_name: str) -> bool:
         for start in range(0, len(cached), 500):
             queue_delete(pipe, cached[start : start + 500])
         indexes.forget(pipe, instance_name, K.PENDING, K.SWEEP, K.HELD, K.TIMERS)
+        pipe.zrem(K.names(component, instance_name), instance_id)
         deleted = pipe.execute()[0]
     store.STATE_CACHE.drop(instance_name)
     return bool(deleted)

@@ -49,8 +49,9 @@ from redis.retry import Retry
 
 from motion.floor import indexes
 from motion.floor import keys as K
-from motion.floor.errors import ConfigurationError
+from motion.floor.errors import ConfigurationError, install_hint
 from motion.floor.settings import get_settings, redact
+from motion.floor.wakeup import shown_flow
 
 DEFAULT_PORT = 9808
 DEFAULT_SAMPLE = 1000
@@ -199,9 +200,10 @@ class Collector:
         for component, stats in snap.components.items():
             takeovers.add_metric([component], stats.takeovers)
             for flow, counts in stats.flows.items():
+                label = shown_flow(flow)
                 for outcome in _OUTCOMES:
-                    updates.add_metric([component, flow, outcome], counts.get(outcome, 0))
-                calls.add_metric([component, flow], counts.get("calls", 0))
+                    updates.add_metric([component, label, outcome], counts.get(outcome, 0))
+                calls.add_metric([component, label], counts.get("calls", 0))
         yield updates
         yield calls
         yield takeovers
@@ -227,7 +229,7 @@ def make_app(client: redis.Redis, sample: int = DEFAULT_SAMPLE) -> Any:
         from prometheus_client import CollectorRegistry, make_wsgi_app
     except ImportError as exc:
         raise ConfigurationError(
-            "the metrics endpoint needs prometheus-client: pip install 'motion-celery[metrics]'"
+            f"the metrics endpoint needs prometheus-client: {install_hint('metrics')}"
         ) from exc
     registry = CollectorRegistry(auto_describe=False)
     collector = Collector(client, sample)

@@ -40,7 +40,7 @@ from motion.floor import scripts, store
 from motion.floor.connection import get_redis
 from motion.floor.errors import DrainFailedError, MotionError
 from motion.floor.inbox import Window, failure_summary
-from motion.floor.outcome import DrainReport, Outcome
+from motion.floor.outcome import DrainReport, Outcome, commit_args
 from motion.floor.props import State
 from motion.floor.settings import get_settings
 from motion.floor.wakeup import flow_label
@@ -325,13 +325,10 @@ def _commit(
         _budget(),
     ]
     args += [len(fields) // 2, *fields]
-    args += [len(out.stats), *[x for kv in out.stats.items() for x in kv]]
-    args += [len(out.meta), *[x for kv in out.meta.items() for x in kv]]
-    args += [len(out.failures), *[x for kv in out.failures for x in kv]]
-    args += [len(out.parked), *[x for kv in out.parked for x in kv]]
-    args += [len(out.sets), *[x for kv in out.sets.items() for x in kv]]
-    args += [len(out.timers), *[x for kv in out.timers.items() for x in kv]]
-    args += [len(out.released), *[x for kv in out.released for x in kv]]
+    lists = out.stats.items(), out.meta.items(), out.failures, out.parked, out.sets.items()
+    for pairs in (*lists, out.timers.items(), out.released):
+        args += [len(pairs), *[x for kv in pairs for x in kv]]
+    args += commit_args(out.history, out.retain, out.versions)  # lua/history.lua
     all_keys = [
         keys.meta,
         keys.state,
@@ -346,6 +343,9 @@ def _commit(
         keys.parked,
         keys.timers,
         K.timers_index(keys.name),
+        *keys.past(),
+        K.series(component, store.now_ms(), keys.name),
+        keys.dead,
     ]
     if then_next:  # this commit may free the lease: a renewal refused after it is no loss
         held.ending.set()

@@ -17,7 +17,7 @@ pending updates afresh from Redis at its turn, so a burst that arrived while the
 was busy counts whole.
 
 Worker road; uses the worker road (holds, lease, outcome, updates), the definition layer
-(component), the floor (errors, inbox, keys, parked).
+(component), the floor (errors, inbox, keys, outcome, parked, props, settings).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from motion.floor.errors import FailedUpdate, PayloadError
 from motion.floor.inbox import MIGRATE_FLOW, WRITE_FLOW, entry_header, parse_failures
 from motion.floor.outcome import Outcome
 from motion.floor.props import State
+from motion.floor.settings import get_settings
 from motion.worker import holds, updates
 from motion.worker import lease as leases
 
@@ -152,16 +153,10 @@ class Parker:
             out.meta[f"pending:{flow}"] += 1  # still pending: not applied
         reason = f"{P.FAILED_PREFIX}{failed[0]}"
         out.sets[P.hold_field(flow)] = reason
-        out.sets["max_pending"] = str(_max_pending())
+        out.sets["max_pending"] = str(get_settings().max_pending)
         self.holds[flow] = reason
         self.parked[flow] += len(failed)
         return True
-
-
-def _max_pending() -> int:
-    from motion.floor.settings import get_settings
-
-    return get_settings().max_pending
 
 
 def apply(

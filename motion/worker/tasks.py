@@ -64,11 +64,17 @@ def stop_sweeper_timer() -> None:
         _firer = None
 
 
+def _update_flows(component: str) -> list[str]:
+    """The flows with update ops this worker's code has for ``component``."""
+    comp = lookup(component)
+    return [flow for flow in comp.flows() if comp.update_ops(flow)]
+
+
 def start_heartbeat() -> None:
     """Announce this worker for the components it defines (:mod:`motion.floor.heartbeat`)."""
     global _heartbeat
     if _heartbeat is None:
-        _heartbeat = heartbeat.Heartbeat(get_redis, registered)
+        _heartbeat = heartbeat.Heartbeat(get_redis, registered, _update_flows)
         _heartbeat.start()
 
 

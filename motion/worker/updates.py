@@ -31,8 +31,8 @@ from typing import Any
 
 from motion.define.component import Component, DiscardPolicy, Op
 from motion.define.definitions import resolve
+from motion.floor import inbox, store
 from motion.floor import keys as K
-from motion.floor import store
 from motion.floor.errors import (
     MigrateResultError,
     MotionError,
@@ -49,7 +49,7 @@ from motion.floor.inbox import (
     entry_flow,
     failure_record,
 )
-from motion.floor.outcome import Batch, Outcome
+from motion.floor.outcome import Batch, Outcome, Version
 from motion.floor.props import Properties, State
 from motion.floor.serde import needs_code
 from motion.floor.settings import get_settings
@@ -143,7 +143,9 @@ class LacksCode(Exception):
         self.needs = needs  # "module" or "module:name" its payload names, if that is it
 
 
-def _lacks(component: Component, seq: int, update: Update) -> LacksCode | None:
+def _lacks(
+    component: Component, seq: int, update: Update, by_name: bool = True
+) -> LacksCode | None:
     """Why this worker cannot apply ``update``, or ``None`` if it can."""
     if update.flow in _SPECIAL:
         return None
@@ -151,7 +153,7 @@ def _lacks(component: Component, seq: int, update: Update) -> LacksCode | None:
     if not have:
         what = f"{component.name} has no update op for flow {update.flow!r} in this worker"
         return LacksCode(seq, update.flow, what, update.ops)
-    missing = [name for name in update.ops if name not in have]
+    missing = [name for name in update.ops if name not in have] if by_name else []
     if missing:
         what = (
             f"flow {update.flow!r} of {component.name} has no update op {missing} in this "
@@ -169,6 +171,7 @@ def apply(
     pending: dict[str, int],
     incarnation: bytes = b"",
     now: float | None = None,
+    definition: Component | None = None,
 ) -> Outcome:
     """Run the ops of one group (``(seq, inbox entry)`` pairs) on a copy of ``state``.
 
@@ -178,25 +181,29 @@ def apply(
     A failing op or hook, or a bad payload, leaves the state unchanged and is
     recorded in the outcome's failures; the group is committed either way, so later
     updates apply. The ops are those of the definition that enqueued the group
-    (:func:`motion.define.definitions.resolve`); the state is read and written as
-    ``component`` does.
+    (:func:`motion.define.definitions.resolve`), or ``definition``'s when given (a
+    replay through a candidate: its ops run whatever their names); the state is read
+    and written as ``component`` does.
 
     Raises:
         LacksCode: an update of the group needs code this worker lacks (its
             definition, a flow, an op, a class its payload names); nothing ran.
     """
-    owner = _owner(component, group[0])
+    owner = _owner(component, group[0]) if definition is None else definition
     out = Outcome(group[0][0], group[-1][0], state)
+    out.history, out.retain = component.history, component.retain_updates
     name = K.instance_name(component.name, instance_id)
     decoded: list[tuple[int, Update]] = []
     flow = "?"
-    for seq, entry in group:
+    live = [(seq, entry) for seq, entry in group if not inbox.is_cancelled(entry)]
+    out.meta["cancels"] -= len(group) - len(live)  # cancelled: the commit checks and counts
+    for seq, entry in live:
         try:
             if entry is None:
                 raise PayloadError(f"update #{seq} is missing from the inbox")
             flow = entry_flow(entry)
             update = decode(owner, entry, name)
-            lacking = _lacks(owner, seq, update)
+            lacking = _lacks(owner, seq, update, by_name=definition is None)
             if lacking is not None:
                 raise lacking
             decoded.append((seq, update))
@@ -225,6 +232,8 @@ def apply(
             except BaseException as exc:  # the save_state hook raised
                 raise OpFailed("save_state", exc, traceback.format_exc()) from exc
             out.bumps = 1
+            seqs = [seq for seq, _ in decoded]
+            out.versions = [Version(seqs, flow, sorted(out.changes), out.fields)]
     except OpFailed as failed:
         out.changes, out.replace = {}, False
         for seq, _ in decoded:
