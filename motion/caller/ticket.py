@@ -161,14 +161,13 @@ class Ticket:
         """The steps of :meth:`wait` (for a sync or async driver): the seq it ended on."""
         keys = K.InstanceKeys.of(self.instance_name)
         deadline = None if timeout is None else time.monotonic() + timeout
-        seq = self.seq
+        seq, inc = self.seq, self.incarnation.encode()
         while True:
             waiter = Waiter(keys, self.component)
-            waiter.watch(seq, self.incarnation.encode())
+            waiter.watch(seq, inc)
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             failed: UpdateFailedError | None = None
             try:
-                inc = self.incarnation.encode()
                 yield from waiter.steps(
                     self.flow, seq, left, own=True, incarnation=inc, timers=True
                 )

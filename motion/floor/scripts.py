@@ -43,6 +43,7 @@ NAMES = (
     "drop",
     "control",
     "fire",
+    "wake",
 )
 #: more files of functions put before a script, after lib.lua
 LIBRARIES = {"commit": ("history.lua",)}

@@ -7,7 +7,8 @@ debounce in progress survives any worker's death. Every worker's main process (a
 in-process worker) runs one firer thread beside the sweeper timer: it claims the due
 names with the ``fire`` script (each name to one firer, rescored a claim period later
 in case its wake-up is lost) and pushes each a wake-up (in one pipeline when the broker
-is the state Redis); the drain that takes it goes
+is the state Redis), unless one is in flight already (the meta field ``wake``, as the
+enqueue script coalesces them), so a backlog is never multiplied; the drain that takes it goes
 through the released updates and rescores the index from the instance's own timers.
 Between passes the thread sleeps until the earliest timer, but at most
 :data:`POLL` seconds, so a timer another process set sooner is seen in time. A pass
@@ -22,6 +23,8 @@ import logging
 import threading
 from collections.abc import Callable
 from typing import Any
+
+import redis
 
 from motion.floor import keys as K
 from motion.floor import scripts, wakeup
@@ -51,7 +54,7 @@ def fire_once(client: Any, send: Send) -> tuple[int, float]:
     while True:
         reply = scripts.run(client, "fire", [index], [BATCH, CLAIM_MS])
         now = int(reply[0])
-        names = [K.split_instance_name(raw.decode()) for raw in reply[1:]]
+        names = _not_in_flight(client, [raw.decode() for raw in reply[1:]])
         if names and wakeup.inline():
             pipe = client.pipeline(transaction=False)
             for component, instance_id in names:
@@ -65,11 +68,31 @@ def fire_once(client: Any, send: Send) -> tuple[int, float]:
                 except Exception:  # the claim lapses: fired again a claim period later
                     log.exception("wake-up for %s__%s not sent", component, instance_id)
         woken += len(names)
-        if len(names) < BATCH:
+        if len(reply) - 1 < BATCH:
             break
     first = client.zrange(index, 0, 0, withscores=True)
     wait = POLL if not first else max(0.0, min(POLL, (float(first[0][1]) - now) / 1000))
     return woken, wait
+
+
+def _not_in_flight(client: Any, names: list[str]) -> list[tuple[str, str]]:
+    """``(component, id)`` of the claimed ``names`` to wake: not those with a wake-up in
+    flight (the meta field ``wake``, which a drain's ``begin`` clears), unless it was
+    sent a claim period ago (lost, say); each one to wake is marked (``wake.lua``, one
+    pipeline). A cleared instance leaves the due index."""
+    script = scripts.get("wake")
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.evalsha(script.sha, 1, K.InstanceKeys.of(name).meta, CLAIM_MS)
+    try:
+        replies = pipe.execute()
+    except redis.exceptions.NoScriptError:
+        client.script_load(script.source)
+        return _not_in_flight(client, names)
+    gone = [n for n, r in zip(names, replies, strict=True) if r == -1]
+    if gone:
+        client.zrem(K.timers_index(gone[0]), *gone)
+    return [K.split_instance_name(n) for n, r in zip(names, replies, strict=True) if r == 1]
 
 
 class Firer:
