@@ -125,7 +125,7 @@ def test_open_an_instance_and_watch_a_new_version_appear(stack: Stack, browser: 
     wait_for(lambda: shown(browser, "#version") == "3", 20, "version 3 in the page")
     assert text_of(browser, 'tr[data-key="count"] pre') == "6"
     browser.save_screenshot(str(stack.shots / "dashboard-instance.png"))
-    browser.find_element(By.ID, "watch").click()  # stop watching: the forms come back
+    browser.get(stack.page("watched"))  # stop watching (the watched page may be reloading)
     browser.find_element(By.CSS_SELECTOR, "#compare button").click()  # versions 2 -> 3
     assert text_of(browser, "h1") == "Version 2 → version 3"
     assert text_of(browser, '.diff[data-key="count"] .add') == "+6"
