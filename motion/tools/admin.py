@@ -130,7 +130,16 @@ def inspect_state(instance_name: str) -> dict[str, Any]:
         raise InstanceNotFoundError(
             f"{instance_name} does not exist; `motion list {component}` lists its instances."
         )
-    serializer = _serializer(component)
+    return decode_stored(instance_name, incarnation, raw)
+
+
+def decode_stored(
+    instance_name: str, incarnation: bytes, raw: dict[bytes, bytes]
+) -> dict[str, Any]:
+    """Stored state fields of ``"Comp__id"`` (of ``incarnation``) decoded as
+    :func:`inspect_state` decodes them (the component's serializer if its code is
+    loaded, else cloudpickle; ``load_state`` not applied)."""
+    serializer = _serializer(K.split_instance_name(instance_name)[0])
 
     def load(field: bytes, what: str) -> Any:
         bind = store.value_binding(instance_name, field, incarnation)
