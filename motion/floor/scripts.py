@@ -13,7 +13,9 @@ still commit, and so free memory, when Redis is at ``maxmemory``; ``enqueue`` an
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -26,6 +28,7 @@ from redis.exceptions import NoScriptError
 from motion.floor import replication
 from motion.floor.connection import fast_command, is_cluster
 from motion.floor.errors import RedisFullError
+from motion.floor.settings import get_settings
 
 NAMES = (
     "enqueue",
@@ -83,11 +86,31 @@ def _full(name: str, exc: redis.exceptions.OutOfMemoryError) -> RedisFullError:
     )
 
 
+#: what a cluster answers while a slot moves, once redis-py's own redirects ran out
+#: (``TRYAGAIN``: the keys are split between two nodes mid-migration): the script did
+#: not run, so it is sent again, with a growing pause, within the retry budget
+_MOVING = (redis.exceptions.TryAgainError, redis.exceptions.ClusterError)
+
+
 def run(
     client: redis.Redis, name: str, keys: list[str], args: list[Any], fast: bool = False
 ) -> Any:
     """Run script ``name`` on a synchronous client (``fast``: see
     :func:`motion.floor.connection.fast_command`)."""
+    if not is_cluster(client):
+        return _run(client, name, keys, args, fast)
+    deadline, pause = time.monotonic() + get_settings().redis_retry_seconds, 0.05
+    while True:
+        try:
+            return _run(client, name, keys, args, fast)
+        except _MOVING:
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+
+def _run(client: redis.Redis, name: str, keys: list[str], args: list[Any], fast: bool) -> Any:
     script = get(name)
     if replication.wanted(name):
         return replication.run(client, name, script.sha, script.source, keys, args)
@@ -103,7 +126,22 @@ def run(
 
 
 async def arun(client: redis.asyncio.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
-    """Run script ``name`` on an asyncio client."""
+    """Run script ``name`` on an asyncio client (on a cluster, sent again while its slot
+    moves, as :func:`run` does)."""
+    if not is_cluster(client):
+        return await _arun(client, name, keys, args)
+    deadline, pause = time.monotonic() + get_settings().redis_retry_seconds, 0.05
+    while True:
+        try:
+            return await _arun(client, name, keys, args)
+        except _MOVING:
+            if time.monotonic() + pause > deadline:
+                raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+
+async def _arun(client: redis.asyncio.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
     script = get(name)
     if replication.wanted(name):
         return await replication.arun(client, name, script.sha, script.source, keys, args)
