@@ -28,9 +28,10 @@ PRIMARIES, REPLICAS = 3, 1
 
 
 def cluster_port(taken: set[int]) -> int:
-    """A free loopback port P with P + 10000 free too (the cluster bus), P < 55535."""
+    """A free loopback port P with P + 10000 free too (the cluster bus), both below the
+    kernel's ephemeral range (32768 up), so no outgoing connection takes either meanwhile."""
     while True:
-        port = random.randint(20000, 45000)
+        port = random.randint(12000, 22700)
         if port in taken:
             continue
         try:
@@ -65,6 +66,7 @@ class Cluster:
         taken: set[int] = set()
         for node in self.nodes:
             node.port = cluster_port(taken)
+            node.pick_port = lambda: cluster_port(taken)
         self.broker = RedisServer(folder / "broker")
 
     @property
