@@ -16,6 +16,8 @@ from typing import Any
 
 from motion.caller import host as _host
 from motion.caller.handle import ComponentInstance, Instance
+from motion.caller.letters import DeadLetter
+from motion.caller.ticket import Ticket
 from motion.define import component as _component
 from motion.define.component import Component, DiscardPolicy
 from motion.floor.errors import (
@@ -32,6 +34,7 @@ from motion.floor.errors import (
     NoWorkerError,
     PayloadError,
     RedisFullError,
+    ReplicationTimeoutError,
     SerializationError,
     UnknownComponentError,
     UnknownFlowError,
@@ -87,6 +90,7 @@ __all__ = [
     "ComponentInstance",
     "ConfigurationError",
     "ConnectionFailedError",
+    "DeadLetter",
     "DefinitionError",
     "DiscardPolicy",
     "DrainFailedError",
@@ -103,9 +107,11 @@ __all__ = [
     "Properties",
     "RedisFullError",
     "RedisParams",
+    "ReplicationTimeoutError",
     "SerializationError",
     "State",
     "StateMigrator",
+    "Ticket",
     "UnknownComponentError",
     "UnknownFlowError",
     "UpdateFailedError",

@@ -125,6 +125,11 @@ def test_open_an_instance_and_watch_a_new_version_appear(stack: Stack, browser: 
     wait_for(lambda: shown(browser, "#version") == "3", 20, "version 3 in the page")
     assert text_of(browser, 'tr[data-key="count"] pre') == "6"
     browser.save_screenshot(str(stack.shots / "dashboard-instance.png"))
+    browser.find_element(By.ID, "watch").click()  # stop watching: the forms come back
+    browser.find_element(By.CSS_SELECTOR, "#compare button").click()  # versions 2 -> 3
+    assert text_of(browser, "h1") == "Version 2 → version 3"
+    assert text_of(browser, '.diff[data-key="count"] .add') == "+6"
+    browser.save_screenshot(str(stack.shots / "dashboard-diff.png"))
 
 
 def test_edit_a_value_and_see_it_committed(stack: Stack, browser: Any) -> None:
@@ -172,6 +177,7 @@ def test_retry_a_dead_letter(stack: Stack, browser: Any, tmp_path: Path) -> None
     browser.get(stack.page("flaky", "Shelf"))
     row = '#dead-list tr[data-seq="1"]'
     assert "the gate file" in text_of(browser, row) and "RuntimeError" in text_of(browser, row)
+    browser.save_screenshot(str(stack.shots / "dashboard-dead-letter.png"))
     gate.touch()  # the op succeeds from now on
     browser.find_element(By.CSS_SELECTOR, f"{row} form[action='/instance/retry'] button").click()
     notice = wait_for(lambda: shown(browser, "p.note"), 30, "the retry's result")
@@ -179,7 +185,6 @@ def test_retry_a_dead_letter(stack: Stack, browser: Any, tmp_path: Path) -> None
     wait_for(lambda: admin.inspect_state("Shelf__flaky")["n"] == 1, 30, "the retried update")
     browser.get(stack.page("flaky", "Shelf"))
     assert text_of(browser, 'tr[data-key="n"] pre') == "1"
-    browser.save_screenshot(str(stack.shots / "dashboard-dead-letter.png"))
 
 
 def test_a_table_value_is_shown_as_a_table_and_charts_are_drawn(stack: Stack, browser: Any) -> None:

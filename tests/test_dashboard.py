@@ -267,7 +267,7 @@ def test_instance_page_lists_pending_updates_and_dead_letters(
     assert notes.read_state("notes")[-2:] == ["three", "four"]
 
 
-def test_writes_are_refused_read_only_and_without_code(redis_url: str) -> None:
+def test_writes_are_refused_read_only_forged_or_pointless(redis_url: str) -> None:
     Notes("ro").read_state("owner")
     client = testclient.TestClient(board(key="", read_only=True))
     page = client.get("/instance", params={"component": "Notes", "id": "ro"}).text
@@ -281,10 +281,15 @@ def test_writes_are_refused_read_only_and_without_code(redis_url: str) -> None:
     assert (
         writer.post("/instance/pause", data={"component": "Notes", "id": "ro"}).status_code == 403
     )
-    codeless = {"csrf": token, "component": "Ghost", "id": "x", "seq": "1"}
-    reply = writer.post("/instance/retry", data=codeless)
-    assert reply.status_code == 404 and "motion dashboard -I" in reply.text
-    bad = writer.post("/instance/drop", data={**codeless, "component": "Notes", "seq": "x"})
+    missing = {"csrf": token, "component": "Ghost", "id": "x", "seq": "1"}
+    reply = writer.post("/instance/retry", data=missing)
+    assert reply.status_code == 404 and "Ghost__x does not exist" in reply.text
+    no_letter = writer.post("/instance/retry", data={**missing, "component": "Notes", "id": "ro"})
+    assert no_letter.status_code == 200 and "not done:" in no_letter.text
+    assert "Notes__ro: update #1 is not a dead letter" in no_letter.text
+    bad = writer.post(
+        "/instance/drop", data={**missing, "component": "Notes", "id": "ro", "seq": "x"}
+    )
     assert "is not an update number" in bad.text
 
 
@@ -307,3 +312,34 @@ def test_pause_and_resume_a_flow_from_the_dashboard(redis_url: str, start_worker
     resumed = client.post("/instance/resume", data=body).text
     assert "flow &#x27;add&#x27; resumed" in resumed and 'id="holds">No hold.' in resumed
     wait_for(lambda: notes.read_state("notes") == ["gate", "waits"], 30, "the held update")
+
+
+def test_history_lists_versions_and_diffs_two_of_them(redis_url: str, start_worker: Any) -> None:
+    notes = Notes("diffed")
+    notes.read_state("owner")
+    start_worker(["admin_components"], pool="threads")
+    for text in ("first", SCRIPT, "third"):
+        notes.run("add", {"text": text})
+    notes.write_state({"owner": "ann"})
+    notes.flush_update(timeout=30)
+    assert notes.get_version() == 5
+    client = testclient.TestClient(board(key=""))
+    page = client.get("/instance", params={"component": "Notes", "id": "diffed"}).text
+    history = page[page.index('id="history"') :]
+    for version in (2, 3, 4, 5):
+        assert f'<tr data-version="{version}"><td>{version}</td>' in history
+    assert "<td>write_state</td><td>owner</td>" in history  # the internal flow, plainly
+    assert 'action="/instance/diff"' in history
+    diff = client.get(
+        "/instance/diff", params={"component": "Notes", "id": "diffed", "a": 2, "b": 5}
+    )
+    assert diff.status_code == 200 and "Version 2 → version 5" in diff.text
+    assert '<span class="del">-nobody</span>' in diff.text  # owner, as of 2 and 5
+    assert '<span class="add">+ann</span>' in diff.text
+    escaped = "&quot;&lt;script&gt;alert(&#x27;owned&#x27;)&lt;/script&gt;&quot;,"
+    assert f'<span class="add">+  {escaped}</span>' in diff.text
+    assert "<script" not in diff.text
+    gone = client.get(
+        "/instance/diff", params={"component": "Notes", "id": "diffed", "a": 99, "b": 5}
+    )
+    assert gone.status_code == 404 and "keeps versions" in gone.text

@@ -69,14 +69,26 @@ class FlowControl:
 
 def retry_in_place(handle: Any, seq: int) -> bool:
     """Re-apply update ``seq`` in place (same seq, its flow's order kept) if its flow is
-    paused on it (``on_failure="pause"``); ``False`` otherwise (then re-enqueue it)."""
-    reply = _run(handle._keys, "retry", str(int(seq)), f"retrying update #{seq}")
+    paused on it (``on_failure="pause"``); ``False`` otherwise (then re-enqueue it).
+    ``handle`` may be the instance's :class:`~motion.floor.keys.InstanceKeys` too."""
+    reply = _run(_keys_of(handle), "retry", str(int(seq)), f"retrying update #{seq}")
     return int(reply[0]) == 1
 
 
 def drop_parked(handle: Any, seq: int) -> bool:
     """Drop update ``seq`` if it is parked (held by a flow-control option, or the failed
     update its flow is paused on: the flow then goes on); its payload and dead letter
-    go. ``False`` if it is not parked."""
-    reply = _run(handle._keys, "drop", str(int(seq)), f"dropping update #{seq}")
+    go. ``False`` if it is not parked. ``handle`` may be the instance's keys too."""
+    reply = _run(_keys_of(handle), "drop", str(int(seq)), f"dropping update #{seq}")
     return int(reply[0]) == 1
+
+
+def hold(keys: K.InstanceKeys, pause: bool, flow: str | None = None) -> bool:
+    """``pause`` / ``resume`` by the instance's keys, without the component's code (the
+    ``motion pause|resume`` commands): whether it changed anything."""
+    mode, target = "pause" if pause else "resume", "*" if flow is None else flow
+    return int(_run(keys, mode, target, f"{mode} of {target}")[0]) == 1
+
+
+def _keys_of(handle: Any) -> K.InstanceKeys:
+    return handle if isinstance(handle, K.InstanceKeys) else handle._keys

@@ -97,12 +97,14 @@ class Waiter:
         report: bool = True,
         own: bool = False,
         incarnation: Incarnation = None,
+        timers: bool = False,
     ) -> Steps[None]:
         """Wait until update ``target`` (of ``incarnation``: by default the one this
         handle's updates joined) is applied, then raise the failures this call reports
         (see :mod:`motion.caller.enqueue`): with ``own``, the failure of update ``target``,
         which this call enqueued; else those of a flush of ``flow``. Without
-        ``report`` nothing is raised (failures stay for a flush).
+        ``report`` nothing is raised (failures stay for a flush). With ``timers`` a
+        submitted update not due yet is waited for too (a ticket's wait).
 
         Steps for a sync or an async handle to drive (:mod:`motion.floor.drive`).
 
@@ -135,7 +137,7 @@ class Waiter:
                     self._check_presence(age, target, held)
                 applied, current = yield drive.command("hmget", self._keys.meta, "applied", "inc")
                 if self._settled(expected, target, applied, current, report) and not (
-                    report and (yield from self._held(flow, target))
+                    report and (yield from self._held(flow, target, timers))
                 ):
                     if not report:
                         return
@@ -157,7 +159,7 @@ class Waiter:
             yield drive.pause(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
-    def _held(self, flow: str, target: int) -> Steps[bool]:
+    def _held(self, flow: str, target: int, timers: bool = False) -> Steps[bool]:
         """Whether parked updates up to ``target`` keep the wait going (a debounce not
         fired yet); raises FlowPausedError for one held by a pause (see
         :func:`motion.floor.parked.waits_on`)."""
@@ -169,7 +171,7 @@ class Waiter:
         timed = yield drive.command("zrange", keys.timers, 0, -1, False, True)
         seconds, micros = yield drive.command("time")
         now_ms = int(seconds) * 1000 + int(micros) // 1000
-        later = [name for name, at in timed if at > now_ms]  # timers not due yet
+        later = [] if timers else [name for name, at in timed if at > now_ms]  # not due yet
         return parked.waits_on(keys.name, flow, members, meta, later)
 
     # -- the decisions (no I/O) --------------------------------

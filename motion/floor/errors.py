@@ -98,6 +98,12 @@ class RedisFullError(MotionError, MemoryError):
     """Redis is at ``maxmemory`` and refused an enqueue; retry once workers drained the backlog."""
 
 
+class ReplicationTimeoutError(MotionError, TimeoutError):
+    """With ``MOTION_REDIS_MIN_REPLICAS``, fewer replicas than asked confirmed a write in
+    time: it is on the primary and may or may not survive a failover. A retry with the
+    same enqueue token (a producer's ``dedup_key``) is deduplicated."""
+
+
 class FlushTimeoutError(MotionError, TimeoutError):
     """``flush_update`` waited longer than its timeout."""
 
@@ -114,6 +120,27 @@ class InstanceClearedError(MotionError, RuntimeError):
 
 class InstanceClosedError(MotionError, RuntimeError):
     """An instance handle was used after ``close()``."""
+
+
+class InvalidTicketError(MotionError, ValueError):
+    """A ticket string (``str(ticket)``) is malformed, or a ticket names another instance."""
+
+
+class InvalidScheduleError(MotionError, ValueError):
+    """``submit(delay=, at=)`` was given both, a negative delay, or one too far ahead."""
+
+
+class DeadLetterNotFoundError(MotionError, KeyError):
+    """``retry``/``drop`` named a seq that is not a dead letter of the instance (never
+    failed, already dropped or retried, or beyond the 1,000 kept)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NotRetryableError(MotionError, ValueError):
+    """A dead letter cannot be re-enqueued: its payload was not kept (recorded before
+    payloads were, or unreadable); drop it and enqueue the update again."""
 
 
 class TableError(MotionError):

@@ -26,6 +26,7 @@ import redis.asyncio
 
 from motion.floor import keys as K
 from motion.floor import scripts
+from motion.floor.connection import is_cluster
 from motion.floor.settings import get_settings
 
 log = logging.getLogger("motion.heartbeat")
@@ -51,6 +52,7 @@ def beat(
 ) -> None:
     """Announce (or, with ``goodbye``, withdraw) this process for ``components``, and the
     flows with update ops it has for each (``flows``: ``motion:flows:{C}``)."""
+    flag = "1" if goodbye else "0"
     if not components:
         return
     pipe = client.pipeline(transaction=False)
@@ -58,8 +60,13 @@ def beat(
         for component in components:
             if names := flows(component):
                 pipe.sadd(K.flows(component), *names)
+    if is_cluster(client):  # a cluster pipeline refuses scripts: one call per component
+        pipe.execute()
+        for component in components:
+            names = [K.workers(component), K.registered(component)]
+            scripts.run(client, "heartbeat", names, [worker_id(), _forget_ms(), flag])
+        return
     script = scripts.get("heartbeat")
-    flag = "1" if goodbye else "0"
     for component in components:
         keys = (K.workers(component), K.registered(component))
         pipe.evalsha(script.sha, 2, *keys, worker_id(), _forget_ms(), flag)

@@ -1,11 +1,12 @@
 """The per-instance inbox: update payloads, enqueueing, waiting, failure records.
 
-An inbox entry is ``flow [STX ms] [ETX due-ms] [SOH fingerprint] NUL sealed-payload``
-(``ETX due-ms``: Redis' clock when a submitted update falls due; the drain holds it until
-then, see :mod:`motion.floor.parked`). The flow
-name stays readable (for counters and failure records) even when the payload is
-corrupt or unsigned. The enqueue script inserts ``STX ms``: Redis' clock at the
-enqueue, the one clock ages are measured by. The fingerprint names the definition
+An inbox entry is ``flow [STX ms] [ETX due_ms] [SOH fingerprint] NUL sealed-payload``.
+The flow name stays readable (for counters and failure records) even when the payload
+is corrupt or unsigned. The enqueue script inserts ``STX ms``: Redis' clock at the
+enqueue, the one clock ages are measured by; and, for a timer (``submit(delay=)``),
+``ETX due_ms``: when it is due, on the same clock (the drain holds it until then, see
+:mod:`motion.floor.parked`). A cancelled update's entry is replaced by its tombstone
+``flow NUL`` (no payload: :func:`is_cancelled`). The fingerprint names the definition
 whose handle enqueued it (the one that applies it, see :mod:`motion.define.definitions`).
 The payload is the serialized :class:`Update`, signed (with a signing key) for the
 instance it was enqueued to, so a payload copied into another inbox is refused; it
@@ -118,6 +119,11 @@ def entry_header(entry: bytes) -> EntryHeader:
     )
 
 
+def is_cancelled(entry: bytes | None) -> bool:
+    """Whether ``entry`` is a cancelled update's tombstone (``flow NUL``, no payload)."""
+    return entry is not None and entry.endswith(b"\x00") and entry.count(b"\x00") == 1
+
+
 def entry_flow(entry: bytes) -> str:
     """The flow of an inbox entry, read without deserializing anything."""
     return entry_header(entry).flow
@@ -163,6 +169,8 @@ def enqueue_call(
     *,
     expect: bytes | str = "",
     token: str = "",
+    delay_ms: int | None = None,
+    retry_of: int | None = None,
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of the enqueue script (see ``lua/enqueue.lua``).
 
@@ -171,16 +179,22 @@ def enqueue_call(
         expect: enqueue only if the state version is still this one (the version the
             serve op ran on); otherwise the script returns the current state.
         token: the enqueue's token (:func:`new_token`); ``""`` for none.
+        delay_ms: make it a timer due this long after the enqueue (Redis' clock).
+        retry_of: the seq of the dead letter this update re-enqueues (the script
+            removes the dead letter and records where it went, or enqueues nothing).
     """
     now = int(time.time() * 1000)
     period = K.DEDUP_SECONDS * 1000
     dedup = [keys.dedup(now), keys.dedup(now - period)]
-    script_keys = [keys.meta, keys.inbox, keys.lease, K.PENDING, *dedup, keys.state, K.SWEEP]
+    pending, sweep = K.part(K.PENDING, keys.name), K.part(K.SWEEP, keys.name)
+    script_keys = [keys.meta, keys.inbox, keys.lease, pending, *dedup, keys.state, sweep]
+    script_keys += [keys.dead, keys.failed]
     coalesce = "0" if get_settings().wakeup_per_update else "1"
     args: list[Any] = [entry, flow, now, keys.name, expect, token, 2 * period, coalesce]
+    args.append(b"" if wakeup is None else wakeup[1])
+    args += ["" if delay_ms is None else delay_ms, "" if retry_of is None else retry_of]
     if wakeup is not None:
         script_keys.append(wakeup[0])
-        args.append(wakeup[1])
     return script_keys, args
 
 

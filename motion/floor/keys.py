@@ -5,6 +5,11 @@ Redis Cluster hash tag, so they live in one slot and one Lua script may touch th
 all. The few global keys (the pending index, per-component counters, the sweeper
 lock) are listed at the bottom.
 
+On a Redis Cluster (``MOTION_REDIS_URL=redis+cluster://...``) each global index a
+script touches together with an instance's keys is split into one part per hash slot
+(:func:`part`: ``motion:pending:{<tag of the instance's slot>}``), so no script crosses
+slots; readers go over :func:`parts`. On a single Redis :func:`part` is the plain key.
+
 Per instance:
 
 ========  =====  =============================================================
@@ -25,6 +30,9 @@ lease     str    the fencing token of the worker draining the inbox (with a TTL)
 claim     str    the caller creating the instance (running ``init_state``; a TTL)
 failed    zset   failure records (JSON) scored by seq: dead letters, the newest 1,000
                  kept (``failed_dropped`` in meta counts the older ones dropped)
+dead      hash   ``seq -> inbox entry`` of each dead letter (so it can be retried; the
+                 commit that records the failure copies it), and ``to:<seq> -> seq``:
+                 where a retried dead letter was re-enqueued (its ticket follows it)
 cache     hash   serve-result cache, ``tag:flow:digest -> expiry|entry`` (``tag``: the
                  state's version tag); the commit that moves the version deletes it;
                  expires ``cache_ttl`` after its last write
@@ -56,8 +64,11 @@ Floor; uses the floor (errors).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
+from motion.floor import slots
 from motion.floor.errors import InvalidInstanceIdError
+from motion.floor.settings import get_settings
 
 PREFIX = "motion"
 SEPARATOR = "__"
@@ -87,12 +98,14 @@ DEV_PREFIX = "DEV:"
 DEDUP_SECONDS = 30
 
 
+#: The due index: instance names scored by the ms (Redis' clock) of each one's
+#: earliest timer (its ``timers`` key's lowest score); split per slot on a cluster.
+TIMERS = f"{PREFIX}:timers"
+
+
 def timers_index(name: str) -> str:
-    """The due index the instance ``name`` is in: a sorted set of instance names scored by
-    the ms (Redis' clock) of each one's earliest timer (its ``timers`` key's lowest
-    score). One key for now; a cluster deployment splits it per slot, hence the name."""
-    del name  # one index for every instance today
-    return f"{PREFIX}:timers"
+    """The part of the due index (:data:`TIMERS`) the instance ``name`` is in."""
+    return part(TIMERS, name)
 
 
 def workers(component: str) -> str:
@@ -113,17 +126,53 @@ def flows(component: str) -> str:
     return f"{PREFIX}:flows:{{{component}}}"
 
 
-def stats(component: str) -> str:
-    """Hash of counters for one component: ``applied:<flow>``, ``failed:<flow>``..."""
-    return f"{PREFIX}:stats:{component}"
+def stats(component: str, name: str | None = None) -> str:
+    """Hash of counters for one component: ``applied:<flow>``, ``failed:<flow>``...
+
+    With ``name`` (an instance of it): the part that instance's scripts count in
+    (:func:`part`); readers sum :func:`parts` of ``stats(component)``.
+    """
+    key = f"{PREFIX}:stats:{component}"
+    return key if name is None else part(key, name)
 
 
-def names(component: str) -> str:
+def part(index: str, name: str, cluster: bool | None = None) -> str:
+    """The part of the global ``index`` (``PENDING``, ``SWEEP``, ``HELD``,
+    ``COMPONENTS``, a ``stats`` key, or any index named per instance) that instance
+    ``name``'s scripts touch.
+
+    On a single Redis: ``index`` itself. On a cluster: ``index:{tag}``, where ``tag``
+    hashes to the slot of the instance's keys, so a script may touch both.
+    ``cluster`` says which (default: whether this process's Redis is a cluster).
+    """
+    if not (get_settings().redis_cluster if cluster is None else cluster):
+        return index
+    return f"{index}:{{{slots.tag(slots.key_slot(InstanceKeys.of(name).meta))}}}"
+
+
+def parts(index: str) -> list[str]:
+    """Every part of the global ``index``: ``[index]`` on a single Redis, one key per
+    hash slot (16,384) on a cluster."""
+    if not get_settings().redis_cluster:
+        return [index]
+    return list(_cluster_parts(index))
+
+
+@cache
+def _cluster_parts(index: str) -> tuple[str, ...]:
+    return tuple(f"{index}:{{{t}}}" for t in slots.all_tags())
+
+
+def names(component: str, name: str | None = None) -> str:
     """Sorted set of ``component``'s instance ids, each scored 0, so ``ZRANGEBYLEX`` pages
     them in id order and finds an id prefix in O(log n + page); the ``init`` script adds
-    an id, clearing the instance removes it. Named by component only, for now (a cluster
-    keeps it in one slot)."""
-    return f"{PREFIX}:names:{{{component}}}"
+    an id, clearing the instance removes it. On a cluster it is split per slot like the
+    other indexes: with ``name``, the part that instance's scripts touch; readers merge
+    :func:`parts` of ``names(component)``."""
+    if not get_settings().redis_cluster:
+        return f"{PREFIX}:names:{{{component}}}"
+    key = f"{PREFIX}:names:{component}"
+    return key if name is None else part(key, name)
 
 
 def names_ready(component: str) -> str:
@@ -136,11 +185,16 @@ def names_ready(component: str) -> str:
 SERIES_SECONDS = 48 * 3600
 
 
-def series(component: str, at_ms: int) -> str:
+def series(component: str, at_ms: int, name: str | None = None) -> str:
     """Hash of ``component``'s per-minute counters written in the hour ``at_ms`` falls
     in (the commit script's fields ``<minute>:<counter>``, minute = Redis' ms clock //
-    60,000); it expires :data:`SERIES_SECONDS` plus an hour after its last write."""
-    return f"{PREFIX}:minutes:{{{component}}}:{at_ms // 3_600_000}"
+    60,000); it expires :data:`SERIES_SECONDS` plus an hour after its last write. On a
+    cluster split per slot: with ``name``, the part that instance's commit writes."""
+    hour = at_ms // 3_600_000
+    if not get_settings().redis_cluster:
+        return f"{PREFIX}:minutes:{{{component}}}:{hour}"
+    key = f"{PREFIX}:minutes:{component}:{hour}"
+    return key if name is None else part(key, name)
 
 
 def instance_name(component: str, instance_id: str) -> str:
@@ -178,6 +232,7 @@ class InstanceKeys:
     inbox: str
     lease: str
     failed: str
+    dead: str
     cache: str
     claim: str
     parked: str
@@ -198,6 +253,7 @@ class InstanceKeys:
             inbox=f"{base}:inbox",
             lease=f"{base}:lease",
             failed=f"{base}:failed",
+            dead=f"{base}:dead",
             cache=f"{base}:cache",
             claim=f"{base}:claim",
             parked=f"{base}:parked",
@@ -217,8 +273,8 @@ class InstanceKeys:
     def all(self) -> list[str]:
         """Every fixed key of the instance (cache and dedup keys are matched by prefix)."""
         return [
-            *(self.state, self.meta, self.inbox, self.lease, self.failed, self.cache),
-            *(self.claim, self.parked, self.timers, *self.past()),
+            *(self.state, self.meta, self.inbox, self.lease, self.failed, self.dead),
+            *(self.cache, self.claim, self.parked, self.timers, *self.past()),
         ]
 
     def past(self) -> list[str]:

@@ -23,7 +23,8 @@ import redis
 import redis.asyncio
 from redis.exceptions import NoScriptError
 
-from motion.floor.connection import fast_command
+from motion.floor import replication
+from motion.floor.connection import fast_command, is_cluster
 from motion.floor.errors import RedisFullError
 
 NAMES = (
@@ -39,8 +40,12 @@ NAMES = (
     "heartbeat",
     "alive",
     "cache",
+    "parts",
+    "cancel",
+    "drop",
     "control",
     "fire",
+    "wake",
 )
 #: more files of functions put before a script, after lib.lua
 LIBRARIES = {"commit": ("history.lua",)}
@@ -84,6 +89,8 @@ def run(
     """Run script ``name`` on a synchronous client (``fast``: see
     :func:`motion.floor.connection.fast_command`)."""
     script = get(name)
+    if replication.wanted(name):
+        return replication.run(client, name, script.sha, script.source, keys, args)
     try:
         try:
             if fast:
@@ -98,6 +105,8 @@ def run(
 async def arun(client: redis.asyncio.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
     """Run script ``name`` on an asyncio client."""
     script = get(name)
+    if replication.wanted(name):
+        return await replication.arun(client, name, script.sha, script.source, keys, args)
     try:
         try:
             return await client.evalsha(script.sha, len(keys), *keys, *args)
@@ -116,7 +125,11 @@ def run_after(
 ) -> Any:
     """Send ``command`` (``("cache", (keys, args))``: the ``cache`` script) and script
     ``name`` in one
-    round trip; returns the script's reply."""
+    round trip (two on a cluster, whose pipelines refuse scripts); returns the script's
+    reply."""
+    if is_cluster(client) or replication.wanted(name):
+        run(client, command[0], *command[1])
+        return run(client, name, keys, args)
     script = get(name)
     pipe = client.pipeline(transaction=False)
     _queue(pipe, command)
@@ -140,6 +153,9 @@ async def arun_after(
     args: list[Any],
 ) -> Any:
     """Async :func:`run_after`."""
+    if is_cluster(client) or replication.wanted(name):
+        await arun(client, command[0], *command[1])
+        return await arun(client, name, keys, args)
     script = get(name)
     pipe = client.pipeline(transaction=False)
     _queue(pipe, command)

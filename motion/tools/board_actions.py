@@ -1,14 +1,15 @@
-"""What the dashboard does to an instance through its handle: dead letters retried or
-dropped, flows paused and resumed, and its history read (past versions' states).
+"""What the dashboard does to an instance: dead letters retried or dropped, flows paused
+and resumed, and its history read (a past version's state).
 
-These need the component's code in the dashboard's process (``motion dashboard -I
-my_components``): the handle's own methods do the work (``retry``, ``drop``,
-``pause``, ``resume``, ``history``, ``read_state(key, version=)``), so the dashboard
-keeps every rule they keep (ordering, incarnations, the flow-control holds).
-Without the code, or with a release whose handle lacks a method, each says so in a
-:class:`NotAvailable` the page shows.
+Each goes through the library function the CLI uses too, by instance name, so no
+component code is needed in the dashboard's process (``-I`` only picks the serializer
+that decodes payloads and values): :func:`motion.caller.letters.retry_stored` (in
+place when the flow is paused on the dead letter, else re-enqueued with a new seq),
+:func:`motion.caller.letters.drop_letter`, :func:`motion.caller.control.hold`,
+:func:`motion.tools.past.instance_history` and :func:`motion.tools.past.state_as_of`.
+Every rule they keep (ordering, incarnations, flow-control holds) holds here too.
 
-Tool; uses the definition layer (component) and the floor (errors, keys).
+Tool; uses the caller road (control, letters), tools (past) and the floor (inbox, keys).
 """
 
 from __future__ import annotations
@@ -17,67 +18,49 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from motion.define.component import lookup, registered
+from motion.caller import control, letters
 from motion.floor import keys as K
-from motion.floor.errors import MotionError
+from motion.floor.inbox import check_flow_name
+from motion.tools import past
 
 #: versions of the history the instance page lists
 HISTORY_ROWS = 20
-_ABSENT = object()
 
 
-class NotAvailable(MotionError):
-    """The dashboard cannot do this here (no component code imported, or no such method)."""
-
-
-def handle(component: str, instance_id: str) -> Any:
-    """A handle on the existing instance ``component__instance_id`` (never creates one)."""
-    if component not in registered():
-        raise NotAvailable(
-            f"the dashboard has no code for {component}: start it with "
-            f"`motion dashboard -I <module defining {component}>` to retry, drop, pause, "
-            f"resume or read history."
-        )
-    from motion.tools.browse import summary
-
-    summary(K.instance_name(component, instance_id))  # InstanceNotFoundError if missing
-    return lookup(component)(instance_id)
-
-
-def _method(target: Any, name: str) -> Any:
-    found = getattr(target, name, None)
-    if found is None:
-        raise NotAvailable(f"this motion release has no {name}() on instance handles")
-    return found
+def _keys(component: str, instance_id: str) -> K.InstanceKeys:
+    return K.InstanceKeys.of(K.instance_name(component, instance_id))
 
 
 def retry(component: str, instance_id: str, seq: int) -> str:
     """Retry dead letter ``seq``; returns what happened, in words."""
-    result = _method(handle(component, instance_id), "retry")(seq)
-    new_seq = getattr(result, "seq", None)
-    if new_seq is not None and new_seq != seq:
-        return f"update #{seq} retried as update #{new_seq}"
-    return f"update #{seq} retried"
+    ticket = letters.retry_stored(_keys(component, instance_id), seq)
+    if ticket.seq == seq:
+        return f"update #{seq} retried in place"
+    return f"update #{seq} retried as update #{ticket.seq}"
 
 
 def drop(component: str, instance_id: str, seq: int) -> str:
     """Drop dead letter ``seq`` (its flow goes on if it was paused on it)."""
-    _method(handle(component, instance_id), "drop")(seq)
+    letters.drop_letter(_keys(component, instance_id), seq)
     return f"update #{seq} dropped"
+
+
+def _hold(component: str, instance_id: str, flow: str | None, pause: bool) -> str:
+    what = "every flow" if flow is None else f"flow {check_flow_name(flow)!r}"
+    keys = _keys(component, instance_id)
+    if control.hold(keys, pause, flow):
+        return f"{what} {'paused' if pause else 'resumed'}"
+    return f"{what} was {'held' if pause else 'not paused'} already"
 
 
 def pause(component: str, instance_id: str, flow: str | None) -> str:
     """Pause ``flow`` (``None``: the whole instance); updates queue up meanwhile."""
-    done = _method(handle(component, instance_id), "pause")(flow=flow)
-    what = f"flow {flow!r}" if flow else "every flow"
-    return f"{what} paused" if done is not False else f"{what} was held already"
+    return _hold(component, instance_id, flow, True)
 
 
 def resume(component: str, instance_id: str, flow: str | None) -> str:
-    """Resume ``flow`` (``None``: the whole instance) and wake a worker."""
-    done = _method(handle(component, instance_id), "resume")(flow=flow)
-    what = f"flow {flow!r}" if flow else "every flow"
-    return f"{what} resumed" if done is not False else f"{what} was not paused"
+    """Resume ``flow`` (``None``: the whole instance); its held updates go on in order."""
+    return _hold(component, instance_id, flow, False)
 
 
 @dataclass
@@ -93,25 +76,10 @@ class Version:
 
 def history(component: str, instance_id: str, limit: int = HISTORY_ROWS) -> list[Version]:
     """The newest ``limit`` versions kept in the instance's history, newest first."""
-    records = _method(handle(component, instance_id), "history")(limit=limit)
-    return [
-        Version(
-            int(r.version),
-            [int(s) for s in getattr(r, "seqs", ())],
-            [str(f) for f in getattr(r, "flows", ())],
-            [str(k) for k in getattr(r, "changed", ())],
-            getattr(r, "at", None),
-        )
-        for r in records
-    ]
+    records = past.instance_history(K.instance_name(component, instance_id), limit)
+    return [Version(r.version, list(r.seqs), list(r.flows), list(r.changed), r.at) for r in records]
 
 
-def state_at(component: str, instance_id: str, version: int, keys: list[str]) -> dict[str, Any]:
-    """The values of ``keys`` as of ``version`` (a key absent then is left out)."""
-    read = _method(handle(component, instance_id), "read_state")
-    out = {}
-    for key in keys:
-        value = read(key, _ABSENT, version=version)
-        if value is not _ABSENT:
-            out[key] = value
-    return out
+def state_at(component: str, instance_id: str, version: int) -> dict[str, Any]:
+    """The stored state as of kept ``version`` (VersionNotKeptError if not kept)."""
+    return past.state_as_of(K.instance_name(component, instance_id), version)

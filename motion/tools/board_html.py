@@ -32,7 +32,8 @@ th{background:#eef0f4}pre{margin:0;white-space:pre-wrap;word-break:break-word}
 .error{background:#fde8e8;border-color:#e3a0a0}.muted{color:#6b7280}
 textarea{width:100%;min-height:4em;font:13px monospace}button{cursor:pointer}
 .diff .add{background:#e6f4ea;display:block}.diff .del{background:#fde8e8;display:block}
-.diff .hunk{color:#6b7280;display:block}.chart{margin:.6em 0}form.inline{display:inline}
+.diff .hunk{color:#6b7280;display:block}.diff .same{display:block}
+.chart{margin:.6em 0}form.inline{display:inline}
 table.data td,table.data th{font:12px monospace}
 """
 

@@ -55,8 +55,8 @@ def read_view(component: str, instance_id: str) -> InstanceView:
     )  # fmt: skip
     try:
         view.history = board_actions.history(component, instance_id)
-    except board_actions.NotAvailable as exc:
-        view.history_note = str(exc)
+        if not view.history:
+            view.history_note = "No version kept yet (history=0, or no update applied yet)."
     except MotionError as exc:
         log.warning("dashboard: the history of %s is unreadable: %s", name, exc)
         view.history_note = f"history unreadable: {type(exc).__name__}: {exc}"
@@ -92,13 +92,11 @@ def add_instance_routes(app: "FastAPI", board: Board) -> None:
     def diff(request: Request, component: str, id: str, a: int, b: int) -> Any:
         session = board.enter(request)
         try:
-            view = read_view(component, id)
-            keys = sorted(set(view.state) | {k for v in view.history for k in v.changed})
-            old = board_actions.state_at(component, id, a, keys)
-            new = board_actions.state_at(component, id, b, keys)
+            old = board_actions.state_at(component, id, a)
+            new = board_actions.state_at(component, id, b)
         except (InstanceNotFoundError, InvalidInstanceIdError) as exc:
             return board.render(session, "not found", H.notice(str(exc), True), 404)
-        except MotionError as exc:  # a version no longer kept, no code here
+        except (MotionError, LookupError) as exc:  # a version no longer kept
             return board.render(session, "no diff", H.notice(str(exc), True), 404)
         body = diff_page(component, id, a, b, diff_html(old, new))
         return board.render(session, f"{id}: {a} → {b}", body)
@@ -114,8 +112,8 @@ def add_instance_routes(app: "FastAPI", board: Board) -> None:
         component, instance_id = fields.get("component", ""), fields.get("id", "")
         try:
             done = act()
-        except (ValueError, MotionError) as exc:
-            if not isinstance(exc, (ValueError, board_actions.NotAvailable)):
+        except (ValueError, LookupError, MotionError) as exc:
+            if not isinstance(exc, (ValueError, LookupError)):
                 log.warning(
                     "dashboard: an action on %s__%s failed: %r", component, instance_id, exc
                 )

@@ -117,7 +117,7 @@ def diff_html(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
             lines.append(f'<span class="{kind}">{esc(line)}</span>')
         parts.append(
             f'<div class="diff" data-key="{esc(key)}"><h3>{esc(key)} '
-            f'<span class="muted">{what}</span></h3><pre>{chr(10).join(lines)}</pre></div>'
+            f'<span class="muted">{what}</span></h3><pre>{"".join(lines)}</pre></div>'
         )
     return "".join(parts) or '<p class="muted">No state key differs between them.</p>'
 

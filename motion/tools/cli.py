@@ -9,6 +9,7 @@
     motion flush Summary__user-1            wait until its updates are applied
     motion history Summary__user-1          its kept versions (what made each)
     motion replay --candidate m:C ...       re-apply retained updates through new code
+    motion failed Summary__user-1           its dead letters; retry/drop one (cli_updates)
     motion worker -I my_components -c 8     celery -A workers worker ... (args pass through)
     motion dashboard [--host H --port P]     the dashboard (loopback only without a key)
     motion init                             write a .motionrc.yml (Motion's config file)
@@ -18,8 +19,8 @@ Redis comes from ``MOTION_REDIS_URL`` (or Motion's ``MOTION_REDIS_*`` variables)
 or ``--redis-url``. Every command only calls :mod:`motion.tools.admin`; exit status is 0
 on success, 1 on an error (printed on stderr), 2 on a usage error.
 
-Tool; uses tools (admin, board, metrics, past, replay), the definition layer (component), the floor
-(connection, errors, inbox, settings).
+Tool; uses tools (admin, board, cli_updates, metrics, past, replay), the definition layer
+(component), the floor (connection, errors, inbox, settings).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from motion.define.component import Component
 from motion.floor.errors import CommandLineError, MotionError, UpdateFailedError
 from motion.floor.inbox import ALL_FLOWS
 from motion.floor.wakeup import shown_flow
-from motion.tools import admin
+from motion.tools import admin, cli_updates
 from motion.tools.past import print_history
 
 
@@ -96,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("instance", help="instance name, Component__instance_id")
     cmd.add_argument("--flow", default=ALL_FLOWS, help="wait only for this flow's updates")
     cmd.add_argument("--timeout", type=float, default=None, help="give up after S seconds")
+    cli_updates.add_commands(command)
     cmd = command(
         "history",
         "Print the kept versions of an instance, newest first: version, time, flows, "
@@ -280,6 +282,8 @@ def _run(args: argparse.Namespace) -> int:
         return _init()
     if args.command == "vis":
         return _vis(args.target, args.output)
+    if args.command in cli_updates.NAMES:
+        return cli_updates.run(args)
     if args.command == "list":
         ids = admin.get_instances(args.component)
         for instance_id in ids:

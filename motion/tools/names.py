@@ -12,7 +12,9 @@ demand); :func:`motion.floor.keys.names_ready` records that it ran. Every id a p
 shows is checked against its meta key, and an id whose instance is gone (cleared by a
 process that predates the index, or while the pass ran) is removed then, so the
 index heals itself. With ``MOTION_REDIS_SHARDS`` each shard keeps the index of its
-own instances and a page merges them.
+own instances and a page merges them; on a Redis Cluster the index is split per hash
+slot like the other global indexes (:func:`motion.floor.keys.part`) and a page merges
+the parts (one ``parts`` script per primary, :mod:`motion.floor.indexes`).
 
 Tool; uses the floor (connection, keys).
 """
@@ -23,8 +25,10 @@ from dataclasses import dataclass
 
 import redis
 
+from motion.floor import indexes
 from motion.floor import keys as K
 from motion.floor.connection import all_urls, client_for, translate_errors
+from motion.floor.settings import get_settings
 
 #: ids added per ZADD while the index is built from a SCAN
 _BATCH = 1000
@@ -52,12 +56,38 @@ def build(client: redis.Redis, component: str) -> int:
         for key in client.scan_iter(match=K.meta_pattern(component), count=5000):
             batch.append(K.name_from_meta_key(_text(key))[start:])
             if len(batch) >= _BATCH:
-                client.zadd(K.names(component), dict.fromkeys(batch, 0))
+                _add(client, component, batch)
                 seen, batch = seen + len(batch), []
         if batch:
-            client.zadd(K.names(component), dict.fromkeys(batch, 0))
+            _add(client, component, batch)
         client.set(K.names_ready(component), "1")
     return seen + len(batch)
+
+
+def _part(component: str, instance_id: str) -> str:
+    """The part of the index holding ``instance_id`` (the index itself on one Redis)."""
+    return K.names(component, K.instance_name(component, instance_id))
+
+
+def _add(client: redis.Redis, component: str, ids: list[str]) -> None:
+    """Add ``ids`` to the index: one ``ZADD`` on one Redis, one per id's part on a cluster."""
+    if not get_settings().redis_cluster:
+        client.zadd(K.names(component), dict.fromkeys(ids, 0))
+        return
+    pipe = client.pipeline(transaction=False)
+    for instance_id in ids:
+        pipe.zadd(_part(component, instance_id), {instance_id: 0})
+    pipe.execute()
+
+
+def _lex(client: redis.Redis, component: str, low: bytes, high: bytes, count: int) -> list[str]:
+    """The first ``count`` ids between ``low`` and ``high`` (``ZRANGEBYLEX``), over every
+    part of the index (one script per primary on a cluster), in id order."""
+    found: list[bytes] = []
+    command = ("ZRANGEBYLEX", low, high, "LIMIT", 0, count)
+    for _, reply in indexes.each_part(client, K.names(component), *command):
+        found += reply
+    return [_text(i) for i in sorted(found)[:count]]
 
 
 def ensure(client: redis.Redis, component: str) -> None:
@@ -84,7 +114,10 @@ def _live(client: redis.Redis, component: str, ids: list[str]) -> list[str]:
     exists = pipe.execute()
     gone = [i for i, found in zip(ids, exists, strict=True) if not found]
     if gone:
-        client.zrem(K.names(component), *gone)
+        pipe = client.pipeline(transaction=False)
+        for instance_id in gone:
+            pipe.zrem(_part(component, instance_id), instance_id)
+        pipe.execute()
     return [i for i, found in zip(ids, exists, strict=True) if found]
 
 
@@ -100,8 +133,7 @@ def page(component: str, prefix: str = "", cursor: str = "", size: int = 50) -> 
         with translate_errors(f"listing instances of {component}"):
             while True:  # read on past ids whose instance is gone
                 low, high = _range(prefix, after)
-                raw = client.zrangebylex(K.names(component), low, high, 0, size + 1)
-                found = [_text(i) for i in raw]
+                found = _lex(client, component, low, high, size + 1)
                 live = _live(client, component, found[:size])
                 ids += live
                 if len(found) > size:

@@ -17,6 +17,7 @@ from motion.floor import keys as K
 from motion.floor.connection import get_redis, translate_errors
 from motion.floor.errors import CommandLineError, InstanceNotFoundError
 from motion.floor.serde import DEFAULT_SERIALIZER
+from motion.tools.admin import decode_stored
 
 
 def instance_history(name: str, limit: int | None = None) -> list[H.HistoryRecord]:
@@ -36,6 +37,19 @@ def instance_history(name: str, limit: int | None = None) -> list[H.HistoryRecor
                 f"{name} does not exist; `motion list {component}` lists its instances."
             )
         return H.read_history(client, name, limit, serializer)
+
+
+def state_as_of(name: str, version: int) -> dict[str, Any]:
+    """The stored state of instance ``name`` as of kept ``version``, decoded as
+    ``motion inspect`` decodes the current one (no component code needed).
+
+    Raises:
+        VersionNotKeptError: the history does not keep ``version`` (the message says
+            which versions it keeps).
+    """
+    with translate_errors(f"reading version {version} of {name}", name):
+        incarnation, flat = H.state_at(get_redis(name), name, version)
+    return decode_stored(name, incarnation, dict(zip(flat[::2], flat[1::2], strict=True)))
 
 
 def print_history(name: str, limit: int | None, as_json: bool, values: bool) -> None:

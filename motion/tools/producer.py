@@ -318,7 +318,8 @@ def _create(
         what = f"state key {key!r} of {ikeys.name}"
         bind = value_binding(ikeys.name, key, incarnation)
         fields += [key, dump_stored(codec.serializer, what, value, limit, bind)]
-    script_keys = [ikeys.meta, ikeys.state, K.COMPONENTS, ikeys.claim, K.names(component)]
+    script_keys = [ikeys.meta, ikeys.state, K.part(K.COMPONENTS, ikeys.name), ikeys.claim]
+    script_keys.append(K.names(component, ikeys.name))
     scripts.run(client, "init", script_keys, [component, now_ms(), incarnation, 1, *fields])
 
 
@@ -344,7 +345,8 @@ def _translate(client: redis.Redis, action: str, stored: str) -> Iterator[None]:
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
-        where = _describe(client.connection_pool.connection_kwargs)
+        pool = getattr(client, "connection_pool", None)  # none on a cluster client
+        where = _describe(pool.connection_kwargs) if pool else "the Redis Cluster"
         refused = isinstance(exc, redis.AuthenticationError) or any(
             code in str(exc) for code in ("NOAUTH", "NOPERM", "WRONGPASS")
         )

@@ -21,9 +21,12 @@ Tool; uses the floor (connection, keys).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from motion.floor import indexes
 from motion.floor import keys as K
 from motion.floor.connection import all_urls, client_for, translate_errors
+from motion.floor.settings import get_settings
 
 #: the update outcomes counted per flow
 OUTCOMES = ("applied", "failed", "discarded")
@@ -83,13 +86,25 @@ def minutes(component: str, hours: int = 24) -> list[Minute]:
     ]
     for url in urls:
         with translate_errors(f"reading the per-minute counters of {component}"):
-            pipe = client_for(url).pipeline(transaction=False)
-            for key in hour_keys:
-                pipe.hgetall(key)
-            hashes = pipe.execute()
+            hashes = _hashes(client_for(url), hour_keys)
         for raw in hashes:
             for name, value in raw.items():
                 at, _, counter = name.decode().partition(":")
                 if at.isdigit() and int(at) in by_minute:
                     _add(by_minute[int(at)], counter, int(value))
     return [by_minute[m] for m in sorted(by_minute)]
+
+
+def _hashes(client: Any, keys: list[str]) -> list[dict[bytes, bytes]]:
+    """The hashes ``keys`` (one pipeline); on a cluster every part of each (read with one
+    script per primary), one hash per part, as shards are merged."""
+    if not get_settings().redis_cluster:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        return list(pipe.execute())
+    out = []
+    for key in keys:
+        for _, flat in indexes.each_part(client, key, "HGETALL"):
+            out.append(dict(zip(flat[::2], flat[1::2], strict=True)))
+    return out

@@ -67,10 +67,10 @@ def drain(component: Component, instance_id: str) -> DrainReport:
     period = int(settings.lease_seconds * 1000)
     report = DrainReport(keys.name)
     # one round trip: the lease, the first window and (unless our copy is current) the state
-    begin_keys = [keys.meta, keys.lease, K.stats(component.name), keys.inbox, keys.state]
+    begin_keys = [keys.meta, keys.lease, K.stats(component.name, keys.name), keys.inbox, keys.state]
     known = store.STATE_CACHE.version_of(keys.name)
     begin_args = [period, WINDOW, known, keys.name, store.nonce(), _budget()]
-    begin_keys += [K.PENDING, K.SWEEP, keys.parked]
+    begin_keys += [K.part(K.PENDING, keys.name), K.part(K.SWEEP, keys.name), keys.parked]
     reply = scripts.run(client, "begin", begin_keys, begin_args)
     token = reply[0]
     if isinstance(token, int):  # no lease taken
@@ -335,16 +335,17 @@ def _commit(
         keys.inbox,
         keys.lease,
         keys.failed,
-        K.stats(component),
-        K.PENDING,
-        K.SWEEP,
+        K.stats(component, keys.name),
+        K.part(K.PENDING, keys.name),
+        K.part(K.SWEEP, keys.name),
         keys.cache,
-        K.HELD,
+        K.part(K.HELD, keys.name),
         keys.parked,
         keys.timers,
         K.timers_index(keys.name),
         *keys.past(),
-        K.series(component, store.now_ms()),
+        K.series(component, store.now_ms(), keys.name),
+        keys.dead,
     ]
     if then_next:  # this commit may free the lease: a renewal refused after it is no loss
         held.ending.set()

@@ -65,7 +65,8 @@ def release(client: redis.Redis, lease: Lease, abandon: bool = False, hold: str 
     to do, 2 a timer of the instance is due (go through it), -1 lost."""
     keys = lease.keys
     args = [lease.token, keys.name, 1 if abandon else 0, hold]
-    script_keys = [keys.meta, keys.lease, K.PENDING, K.SWEEP, K.HELD, keys.timers]
+    indexes = [K.part(index, keys.name) for index in (K.PENDING, K.SWEEP, K.HELD)]
+    script_keys = [keys.meta, keys.lease, *indexes, keys.timers]
     lease.ending.set()
     result = int(scripts.run(client, "release", script_keys, args))
     if result in (0, 2):  # updates arrived meanwhile, or a timer is due: still ours

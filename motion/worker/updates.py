@@ -31,8 +31,8 @@ from typing import Any
 
 from motion.define.component import Component, DiscardPolicy, Op
 from motion.define.definitions import resolve
+from motion.floor import inbox, store
 from motion.floor import keys as K
-from motion.floor import store
 from motion.floor.errors import (
     MigrateResultError,
     MotionError,
@@ -195,7 +195,9 @@ def apply(
     name = K.instance_name(component.name, instance_id)
     decoded: list[tuple[int, Update]] = []
     flow = "?"
-    for seq, entry in group:
+    live = [(seq, entry) for seq, entry in group if not inbox.is_cancelled(entry)]
+    out.meta["cancels"] -= len(group) - len(live)  # cancelled: the commit checks and counts
+    for seq, entry in live:
         try:
             if entry is None:
                 raise PayloadError(f"update #{seq} is missing from the inbox")

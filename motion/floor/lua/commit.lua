@@ -22,10 +22,17 @@
 --   '' removes) | released (seq, flow): parked updates this commit goes through
 -- KEYS[11] parked   KEYS[12] timers   KEYS[13] the due index (motion.floor.keys.timers_index)
 -- KEYS[14] history   KEYS[15..19] replay meta, base0, base1, log0, log1
--- KEYS[20] (optional) motion:minutes:{<component>}:<hour>, the per-minute counters
+-- KEYS[20] motion:minutes:{<component>}:<hour>, the per-minute counters
 -- then the history cap, the retain cap and the history records (lua/history.lua)
 -- A release (ARGV[2] = '0'): the released seqs must all be parked (else -2), the
 -- watermark does not move, ARGV[8] must be 0.
+-- KEYS[21] dead: each failed update's inbox entry is kept there, by seq, beside its
+-- record (so it can be retried), and goes when its record is trimmed.
+-- Cancelled updates (Ticket.cancel): the meta field 'cancels' counts the tombstones not
+-- yet committed; a worker skips each tombstone and decrements 'cancels' (a meta counter).
+-- Returns -2 too when first..last holds another number of tombstones than the worker
+-- skipped (one was cancelled after it read the window): it reads again. Each committed
+-- tombstone counts 'cancelled:<flow>' in the component's stats.
 -- Returns -1 if the lease is lost (a zombie's commit), -2 if first seq is not
 -- applied + 1 (already applied: a duplicate). Otherwise, with ARGV[8] = 0, the new
 -- version tag; with ARGV[8] = 1, {tag, 1} when the lease was released, or
@@ -69,6 +76,48 @@ for _, p in ipairs(parked) do
   keep[p[1]] = true
 end
 local last = tonumber(ARGV[3])
+if tonumber(redis.call('HGET', KEYS[1], 'cancels') or '0') > 0 then
+  -- the tombstones this commit goes through (the range less what it parks, and what
+  -- it releases): as many as the worker skipped (its 'cancels' decrement)?
+  local claimed = 0
+  for _, p in ipairs(pairs_of(3)) do
+    if p[1] == 'cancels' then
+      claimed = -tonumber(p[2])
+    end
+  end
+  local through = {}
+  if not release then
+    for s = tonumber(ARGV[2]), last do
+      if not keep[tostring(s)] then
+        through[#through + 1] = s
+      end
+    end
+  end
+  for _, p in ipairs(released) do
+    through[#through + 1] = p[1]
+  end
+  local flows = {}
+  for _, s in ipairs(through) do
+    local e = redis.call('HGET', KEYS[3], s)
+    if e and string.sub(e, -1) == '\0' and string.find(e, '\0', 1, true) == #e then
+      flows[#flows + 1] = string.sub(e, 1, #e - 1)
+    end
+  end
+  if #flows ~= claimed then
+    return -2
+  end
+  for _, flow in ipairs(flows) do
+    redis.call('HINCRBY', KEYS[6], 'cancelled:' .. flow, 1)
+  end
+end
+local failing = {}  -- each failed update's entry is kept beside its dead letter
+for _, p in ipairs(pairs_of(4)) do
+  failing[p[1]] = true
+  local e = redis.call('HGET', KEYS[3], p[1])
+  if e then
+    redis.call('HSET', KEYS[21], p[1], e)
+  end
+end
 -- history and retained updates (lua/history.lua): KEYS[14] history, KEYS[15..19]
 -- replay meta, base0, base1, log0, log1; their arguments follow the eight lists
 local h = at[8] + 2 * tonumber(ARGV[at[8]]) + 1
@@ -105,6 +154,9 @@ end
 for _, p in ipairs(released) do
   redis.call('ZREM', KEYS[11], p[1] .. ':' .. p[2])
   redis.call('ZREMRANGEBYSCORE', KEYS[5], p[1], p[1])  -- its dead letter, if retried
+  if not failing[p[1]] then  -- (failed again: its new dead letter keeps the entry)
+    redis.call('HDEL', KEYS[21], p[1])
+  end
   if not keep[p[1]] then
     redis.call('HDEL', KEYS[3], p[1])
   end
@@ -165,7 +217,9 @@ end
 i = i + 2 * n + 1
 n = tonumber(ARGV[i])
 for j = 1, n do
-  redis.call('HINCRBY', KEYS[1], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
+  if ARGV[i + 2 * j] ~= '0' then
+    redis.call('HINCRBY', KEYS[1], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
+  end
 end
 i = i + 2 * n + 1
 n = tonumber(ARGV[i])
@@ -174,9 +228,13 @@ for j = 1, n do
 end
 if n > 0 then
   -- dead letters: the newest 1,000 kept, the rest counted
-  local dropped = redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -1001)
-  if dropped > 0 then
-    redis.call('HINCRBY', KEYS[1], 'failed_dropped', dropped)
+  local old = redis.call('ZRANGE', KEYS[5], 0, -1001, 'WITHSCORES')
+  if #old > 0 then
+    redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -1001)
+    redis.call('HINCRBY', KEYS[1], 'failed_dropped', #old / 2)
+    for j = 2, #old, 2 do
+      redis.call('HDEL', KEYS[21], old[j])
+    end
   end
 end
 if release then
