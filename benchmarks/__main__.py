@@ -24,7 +24,7 @@ from benchmarks import machine, report
 from benchmarks.harness import HERE, RedisServer, Worker, motion_env
 from benchmarks.workloads import Checks, Config, Metrics
 
-ALL = [f"W{i}" for i in range(12)]
+ALL = [*(f"W{i}" for i in range(13)), "W9H"]  # W9H: W9 with history on and off
 Workload = Callable[[Config], tuple[Metrics, Checks]]
 
 
@@ -68,7 +68,7 @@ class Runner:
 
     def predecessor(self, workload: str) -> None:
         """Run ``workload`` on Motion 0.1.132 (right after motion's, so both see the same load)."""
-        if self.no_predecessor or workload in ("W0", "W9", "W10-", "W11"):
+        if self.no_predecessor or workload in ("W0", "W9", "W10-", "W11", "W12"):
             return
         from benchmarks import predecessor
 
@@ -150,7 +150,7 @@ def _run_all(
 ) -> tuple[report.Results, list[tuple[str, str, bool, str]]]:
     env = motion_env(server.url)
     os.environ.update({k: v for k, v in env.items() if k.startswith("MOTION_")})
-    from benchmarks import concurrency, scale, stream, workloads
+    from benchmarks import concurrency, debounce, history_cost, scale, stream, workloads
 
     cfg = Config.make(server.url, args.quick)
     runner = Runner(cfg, args.profile, args.no_motion_python, tmp)
@@ -171,6 +171,7 @@ def _run_all(
         ("W6", "W6 freshness", stream.w6_freshness),
         ("W7", "W7 two producers", stream.w7_producers),
         ("W8", "W8 burst", stream.w8_burst),
+        ("W12", "W12 debounce", debounce.w12_debounce),
         ("W11", "W11 Redis cost per update (and raw Celery's)", concurrency.w11_cost),
     ]
     if "W0" in want and "W4" not in want:
@@ -195,6 +196,8 @@ def _run_all(
         runner.predecessor("W10")
     if "W9" in want:
         runner.run("W9 scale", report.MOTION, scale.w9_scale)
+    if "W9H" in want:
+        runner.run("W9H history on and off", report.MOTION, history_cost.w9_history)
     return runner.results, runner.checks
 
 

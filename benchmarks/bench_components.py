@@ -189,3 +189,72 @@ def idle_setup() -> dict[str, Any]:
 @Idle.update("add")
 def idle_add(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
     return {"n": state["n"] + 1}
+
+
+# -- W12: a debounced batch op --------------------------------------------------
+#: W12's op takes this long; its flow is debounced 0.5 s, at most 5 s
+DEBOUNCE_OP_SECONDS = 0.05
+#: W12's many pending debounces: none fires by itself during the run
+IDLE_DEBOUNCE_SECONDS = 600
+Debounced = Component("BenchDebounced", cache_ttl=0)
+
+
+@Debounced.init_state
+def debounced_setup() -> dict[str, Any]:
+    return {"calls": 0, "events": 0, "last_i": -1, "violations": 0}
+
+
+@Debounced.update("event", batch=True, debounce=0.5, max_wait=5)
+def debounced_event(state: dict[str, Any], props: list[dict[str, Any]]) -> dict[str, Any]:
+    time.sleep(DEBOUNCE_OP_SECONDS)
+    seen = [p["i"] for p in props]
+    in_order = seen == list(range(state["last_i"] + 1, state["last_i"] + 1 + len(seen)))
+    return {
+        "calls": state["calls"] + 1,
+        "events": state["events"] + len(seen),
+        "last_i": seen[-1],
+        "violations": state["violations"] + (0 if in_order else 1),
+    }
+
+
+@Debounced.update("idle", batch=True, debounce=IDLE_DEBOUNCE_SECONDS)
+def debounced_idle(state: dict[str, Any], props: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"events": state["events"] + len(props)}
+
+
+# -- W9H: the same update with the default history, with none, and retained for replay
+HistoryOn = Component("BenchHistoryOn", cache_ttl=0)  # history=20, the default
+HistoryOff = Component("BenchHistoryOff", cache_ttl=0, history=0)
+
+
+@HistoryOn.init_state
+def history_on_setup() -> dict[str, Any]:
+    return {"n": 0, "note": ""}
+
+
+@HistoryOn.update("add")
+def history_on_add(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    return {"n": state["n"] + 1, "note": props["note"]}
+
+
+@HistoryOff.init_state
+def history_off_setup() -> dict[str, Any]:
+    return {"n": 0, "note": ""}
+
+
+@HistoryOff.update("add")
+def history_off_add(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    return {"n": state["n"] + 1, "note": props["note"]}
+
+
+Retaining = Component("BenchRetaining", cache_ttl=0, history=0, retain_updates=20)
+
+
+@Retaining.init_state
+def retaining_setup() -> dict[str, Any]:
+    return {"n": 0, "note": ""}
+
+
+@Retaining.update("add")
+def retaining_add(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    return {"n": state["n"] + 1, "note": props["note"]}

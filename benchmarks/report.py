@@ -178,6 +178,20 @@ ROWS: list[Row] = [
         ("raw Celery p99", BASE, "W0.celery_lat.p99"),
     ),
     *w10_rows(),
+    Row(
+        "W9H", "history off: Redis memory per instance (25 versions made)", "bytes", "W9h.off.bytes"
+    ),
+    Row("W9H", "history=20: Redis memory per instance", "bytes", "W9h.on.bytes"),
+    Row("W9H", "history=20: memory the history adds per instance", "bytes", "W9h.extra.bytes"),
+    Row("W9H", "history off: Redis CPU per update (enqueue + drain)", "us", "W9h.off.cpu_us"),
+    Row("W9H", "history=20: Redis CPU per update", "us", "W9h.on.cpu_us"),
+    Row("W9H", "history off: Redis commands per update", "count", "W9h.off.cmds"),
+    Row("W9H", "history=20: Redis commands per update", "count", "W9h.on.cmds"),
+    Row("W9H", "retain_updates=20 (history off): memory per instance", "bytes", "W9h.retain.bytes"),
+    Row("W9H", "retain_updates=20: Redis CPU per update", "us", "W9h.retain.cpu_us"),
+    Row("W9H", "retain_updates=20: Redis commands per update", "count", "W9h.retain.cmds"),
+    Row("W9H", "history off: enqueue + drain, wall per update", "ms", "W9h.off.ms"),
+    Row("W9H", "history=20: enqueue + drain, wall per update", "ms", "W9h.on.ms"),
     Row("W11", "Redis CPU per applied update", "us", "W11.cpu_us", None, "abs<=", 150),
     Row(
         "W11",
@@ -252,6 +266,19 @@ ROWS: list[Row] = [
         "abs<=",
         0.2,
     ),
+]
+
+
+ROWS += [
+    Row("W12", "debounce 0.5 s / max_wait 5 s, batch: op calls", "count", "W12.calls"),
+    Row("W12", "  events lost", "count", "W12.lost", None, "==", 0.0),
+    Row("W12", "  lag, last event to its commit", "s", "W12.lag", None, "abs<=", 1.0),
+    Row("W12", "pending debounces (instances)", "count", "W12.pending.n"),
+    Row("W12", "  time to enqueue and park them all", "s", "W12.pending.enqueue_s"),
+    Row("W12", "  Redis memory per pending debounce", "bytes", "W12.pending.bytes"),
+    Row("W12", "  a firer pass with none due", "ms", "W12.pending.idle_pass_ms"),
+    Row("W12", "  all due at once: applied after the time, p50", "s", "W12.pending.late_p50"),
+    Row("W12", "  all due at once: applied after the time, p99", "s", "W12.pending.late_p99"),
 ]
 
 

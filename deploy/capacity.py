@@ -10,6 +10,7 @@ done)::
     python deploy/capacity.py throughput --workers 1,2,4 --updates 10000 --instances 10000
     python deploy/capacity.py throughput --workers 2 --broker separate
     python deploy/capacity.py enqueue --producers 1,2,4 --updates 20000 --instances 20000
+    python deploy/capacity.py cluster --primaries 1,3 --updates 10000 --instances 10000
 
 ``memory`` creates idle instances (meta and state hashes as a worker leaves them after
 an update) and reports Redis memory per instance.
@@ -37,8 +38,10 @@ and reports the state Redis and the broker separately. ``enqueue`` measures enqu
 alone (no workers), for each producer count of ``--producers 1,2,4``, and the Redis
 memory each pending update holds (inbox entry, wake-up message, pending index, dedup
 token). ``--set NAME VALUE`` passes a setting to the redis-servers the tool
-starts (e.g. ``--set hash-max-listpack-value 64``). docs/operations.md has the numbers
-measured with these commands.
+starts (e.g. ``--set hash-max-listpack-value 64``). ``cluster`` (in
+``deploy/capacity_cluster.py``) measures a Redis Cluster of 1 and 3 primaries: updates/s
+and Redis CPU per primary. docs/operations.md has the numbers measured with these
+commands.
 """
 
 from __future__ import annotations
@@ -510,7 +513,13 @@ def main() -> None:
     )  # fmt: skip
     enq = sub.add_parser("enqueue", parents=[common, load], help="enqueues/s, no workers")
     enq.add_argument("--producers", type=_counts, default=[2], help="producer counts, e.g. 1,2")
+    import capacity_cluster  # the cluster subcommand (its own module: this one is long)
+
+    capacity_cluster.add_parser(sub, [common, load])
     args = parser.parse_args()
+    if args.what == "cluster":
+        capacity_cluster.run(args)
+        return
     with contextlib.ExitStack() as stack:
         url = args.url or stack.enter_context(redis_server(args.set))
         if args.what == "memory":

@@ -16,12 +16,15 @@ from typing import Any
 
 from motion.caller import host as _host
 from motion.caller.handle import ComponentInstance, Instance
+from motion.caller.letters import DeadLetter
+from motion.caller.ticket import Ticket
 from motion.define import component as _component
 from motion.define.component import Component, DiscardPolicy
 from motion.floor.errors import (
     ConfigurationError,
     ConnectionFailedError,
     DefinitionError,
+    DrainFailedError,
     FailedUpdate,
     FlushTimeoutError,
     InstanceClearedError,
@@ -31,10 +34,12 @@ from motion.floor.errors import (
     NoWorkerError,
     PayloadError,
     RedisFullError,
+    ReplicationTimeoutError,
     SerializationError,
     UnknownComponentError,
     UnknownFlowError,
     UpdateFailedError,
+    VersionNotKeptError,
 )
 from motion.floor.props import Properties, State
 from motion.floor.redis_params import RedisParams
@@ -85,8 +90,10 @@ __all__ = [
     "ComponentInstance",
     "ConfigurationError",
     "ConnectionFailedError",
+    "DeadLetter",
     "DefinitionError",
     "DiscardPolicy",
+    "DrainFailedError",
     "FailedUpdate",
     "FlushTimeoutError",
     "Instance",
@@ -100,12 +107,15 @@ __all__ = [
     "Properties",
     "RedisFullError",
     "RedisParams",
+    "ReplicationTimeoutError",
     "SerializationError",
     "State",
     "StateMigrator",
+    "Ticket",
     "UnknownComponentError",
     "UnknownFlowError",
     "UpdateFailedError",
+    "VersionNotKeptError",
     "__version__",
     "clear_instance",
     "configure",

@@ -63,6 +63,10 @@ def server_binary() -> str:
     return str(get_binary_path())
 
 
+class PortTakenError(AssertionError):
+    """redis-server could not bind its port: something took it after it was probed."""
+
+
 class RedisServer:
     """A redis-server subprocess on a free loopback port, data in ``folder``."""
 
@@ -71,6 +75,9 @@ class RedisServer:
         self.extra = list(extra)
         self.password = password
         self.port = free_port()
+        #: picks another port when the chosen one was taken before the server bound it
+        #: (a port free when probed can be taken by any process's outgoing connection)
+        self.pick_port = free_port
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -81,7 +88,18 @@ class RedisServer:
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
 
-    def start(self) -> RedisServer:
+    def start(self, *, move_if_taken: bool = True) -> RedisServer:
+        """Start the server; on a port taken meanwhile, on another one (a first start)."""
+        for _ in range(5):
+            try:
+                return self._start()
+            except PortTakenError:
+                if not move_if_taken:
+                    raise
+                self.port = self.pick_port()
+        return self._start()
+
+    def _start(self) -> RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         args = [
             server_binary(),
@@ -111,7 +129,10 @@ class RedisServer:
 
     def _answers(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"redis-server exited: {(self.folder / 'redis.log').read_text()}")
+            log = (self.folder / "redis.log").read_text()
+            if "Address already in use" in log:
+                raise PortTakenError(log)
+            raise AssertionError(f"redis-server exited: {log}")
         try:
             return bool(self.client().ping())
         except redis.RedisError:
@@ -130,7 +151,7 @@ class RedisServer:
     def restart(self) -> None:
         """Stop (flushing the AOF) and start again on the same port and data."""
         self.stop()
-        self.start()
+        self.start(move_if_taken=False)
 
 
 def register_component(url: str, *components: str) -> None:

@@ -39,12 +39,13 @@ class Stack:
     client: redis.Redis
     shots: Path
 
-    def page(self, instance: str, **extra: str) -> str:
+    def page(self, instance: str, component: str = "Tally", **extra: str) -> str:
         query = "".join(f"&{k}={v}" for k, v in extra.items())
-        return f"{self.board}/instance?component=Tally&id={instance}{query}"
+        return f"{self.board}/instance?component={component}&id={instance}{query}"
 
-    def version(self, instance: str) -> int:
-        return int(self.client.hget(f"motion:{{Tally__{instance}}}:meta", "version") or 0)
+    def version(self, instance: str, component: str = "Tally") -> int:
+        meta = f"motion:{{{component}__{instance}}}:meta"
+        return int(self.client.hget(meta, "version") or 0)
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +54,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     shots = Path(os.environ.get("MOTION_SCREENSHOTS") or folder / "shots")
     shots.mkdir(parents=True, exist_ok=True)
     server = RedisServer(folder / "redis").start()
-    worker = Worker(server.url, ["ops_tally"], folder, pool="threads", name="bw")
+    worker = Worker(server.url, ["ops_tally", "board_shelf"], folder, pool="threads", name="bw")
     port = free_port()
     log = (folder / "dashboard.log").open("wb")
     board = subprocess.Popen(
         [sys.executable, "-m", "motion.tools.cli", "dashboard", "--port", str(port),
-         "-I", "ops_tally"],
+         "-I", "ops_tally", "-I", "board_shelf"],
         env=motion_env(server.url), cwd=ROOT, stdout=log, stderr=log,
     )  # fmt: skip
     with pytest.MonkeyPatch.context() as patch:
@@ -71,6 +72,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             worker.start()
             client = redis.Redis.from_url(server.url)
             wait_for(lambda: client.exists("motion:registered:{Tally}"), 30, "the worker's beat")
+            wait_for(lambda: client.exists("motion:registered:{Shelf}"), 30, "the worker's beat")
             wait_for(lambda: answers(f"http://127.0.0.1:{port}/"), 60, "the dashboard")
             yield Stack(server.url, f"http://127.0.0.1:{port}", client, shots)
         finally:
@@ -123,6 +125,11 @@ def test_open_an_instance_and_watch_a_new_version_appear(stack: Stack, browser: 
     wait_for(lambda: shown(browser, "#version") == "3", 20, "version 3 in the page")
     assert text_of(browser, 'tr[data-key="count"] pre') == "6"
     browser.save_screenshot(str(stack.shots / "dashboard-instance.png"))
+    browser.get(stack.page("watched"))  # stop watching (the watched page may be reloading)
+    browser.find_element(By.CSS_SELECTOR, "#compare button").click()  # versions 2 -> 3
+    assert text_of(browser, "h1") == "Version 2 → version 3"
+    assert text_of(browser, '.diff[data-key="count"] .add') == "+6"
+    browser.save_screenshot(str(stack.shots / "dashboard-diff.png"))
 
 
 def test_edit_a_value_and_see_it_committed(stack: Stack, browser: Any) -> None:
@@ -154,3 +161,106 @@ def test_a_script_state_value_is_shown_as_text(stack: Stack, browser: Any) -> No
     assert browser.find_elements(By.CSS_SELECTOR, 'tr[data-key="note"] b') == []
     assert "pwned" not in browser.title
     browser.save_screenshot(str(stack.shots / "dashboard-escaped.png"))
+
+
+def test_retry_a_dead_letter(stack: Stack, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    from motion.caller.handle import Instance
+
+    if not hasattr(Instance, "retry"):
+        pytest.skip("this release's handle has no retry() (dead letters are listed only)")
+    gate = tmp_path / "gate"
+    producer.enqueue("Shelf", "flaky", "flaky", {"gate": str(gate)}, initial_state={"n": 0})
+    meta = "motion:{Shelf__flaky}:meta"
+    wait_for(lambda: int(stack.client.hget(meta, "applied") or 0) == 1, 20, "the failure")
+    browser.get(stack.page("flaky", "Shelf"))
+    row = '#dead-list tr[data-seq="1"]'
+    assert "the gate file" in text_of(browser, row) and "RuntimeError" in text_of(browser, row)
+    browser.save_screenshot(str(stack.shots / "dashboard-dead-letter.png"))
+    gate.touch()  # the op succeeds from now on
+    browser.find_element(By.CSS_SELECTOR, f"{row} form[action='/instance/retry'] button").click()
+    notice = wait_for(lambda: shown(browser, "p.note"), 30, "the retry's result")
+    assert "retried" in notice, notice
+    wait_for(lambda: admin.inspect_state("Shelf__flaky")["n"] == 1, 30, "the retried update")
+    browser.get(stack.page("flaky", "Shelf"))
+    assert text_of(browser, 'tr[data-key="n"] pre') == "1"
+
+
+def test_a_table_value_is_shown_as_a_table_and_charts_are_drawn(stack: Stack, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    rows = [{"item": "<i>pen</i>", "price": 2}, {"item": "ink", "price": 5}]
+    producer.enqueue("Shelf", "tabled", "table", {"rows": rows}, initial_state={"n": 0})
+    wait_for(lambda: stack.version("tabled", "Shelf") == 2, 30, "the table update")
+    browser.get(stack.page("tabled", "Shelf"))
+    cells = browser.find_elements(By.CSS_SELECTOR, 'tr[data-key="table"] table.data td')
+    assert [c.text for c in cells] == ["<i>pen</i>", "2", "ink", "5"]
+    assert browser.find_elements(By.CSS_SELECTOR, 'tr[data-key="table"] i') == []
+    line = '#chart-updates polyline[data-series="applied"]'
+    applied = browser.find_element(By.CSS_SELECTOR, line)
+    assert float(applied.get_attribute("data-total")) >= 1  # this update, this minute
+    assert len(browser.find_elements(By.CSS_SELECTOR, "figure.chart svg")) == 3
+    browser.save_screenshot(str(stack.shots / "dashboard-table.png"))
+    browser.get(f"{stack.board}/component?name=Shelf")
+    browser.find_element(By.ID, "charts").screenshot(str(stack.shots / "dashboard-charts.png"))
+
+
+def test_sign_in_with_a_key_and_a_forged_write_is_refused(
+    stack: Stack, browser: Any, tmp_path: Path
+) -> None:
+    import http.server
+    import threading
+
+    from selenium.webdriver.common.by import By
+
+    producer.enqueue("Tally", "guarded", "hit", {"n": 3}, initial_state=EMPTY)
+    wait_for(lambda: stack.version("guarded") == 2, 20, "the first update")
+    key = "browser-key-0123456789abcdef0123456789abcdef"
+    port = free_port()
+    log = (tmp_path / "keyed.log").open("wb")
+    keyed = subprocess.Popen(
+        [sys.executable, "-m", "motion.tools.cli", "dashboard", "--port", str(port),
+         "-I", "ops_tally"],
+        env=motion_env(stack.url, MOTION_DASHBOARD_KEY=key), cwd=ROOT, stdout=log, stderr=log,
+    )  # fmt: skip
+    board = f"http://127.0.0.1:{port}"
+    attacker = tmp_path / "site"
+    attacker.mkdir()
+    (attacker / "index.html").write_text(
+        f'<form method="post" action="{board}/instance/edit">'
+        '<input type="hidden" name="component" value="Tally">'
+        '<input type="hidden" name="id" value="guarded">'
+        '<input type="hidden" name="key" value="count">'
+        '<input type="hidden" name="value" value="666">'
+        '<button id="forge">win a prize</button></form>'
+    )
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(attacker))  # noqa: E731
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    try:
+        wait_for(lambda: answers(f"{board}/login"), 60, "the keyed dashboard")
+        browser.delete_all_cookies()
+        browser.get(f"{board}/instance?component=Tally&id=guarded")
+        assert browser.current_url.endswith("/login")  # no session: sign in first
+        browser.find_element(By.NAME, "key").send_keys("not-the-key")
+        browser.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
+        assert "Wrong key." in text_of(browser, "p.note")
+        browser.find_element(By.NAME, "key").send_keys(key)
+        browser.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
+        assert "Sign out" in text_of(browser, "header")
+        browser.get(f"{board}/instance?component=Tally&id=guarded")
+        assert text_of(browser, "#version") == "2"
+        # a page of another site posts to the dashboard with the operator's cookie
+        browser.get(f"http://127.0.0.1:{site.server_address[1]}/")
+        browser.find_element(By.ID, "forge").click()
+        wait_for(lambda: "stale" in shown(browser, "p.note"), 20, "the refusal")
+        browser.save_screenshot(str(stack.shots / "dashboard-forged-write.png"))
+        assert stack.version("guarded") == 2  # nothing was enqueued
+        assert admin.inspect_state("Tally__guarded")["count"] == 3
+        assert int(stack.client.hget("motion:{Tally__guarded}:meta", "seq") or 0) == 1
+    finally:
+        site.shutdown()
+        keyed.terminate()
+        keyed.wait(20)
+        log.close()

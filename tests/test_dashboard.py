@@ -236,3 +236,110 @@ def test_the_dashboard_command(redis_url: str, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_instance_page_lists_pending_updates_and_dead_letters(
+    redis_url: str, start_worker: Any, tmp_path: Path
+) -> None:
+    notes = Notes("busy")
+    notes.read_state("owner")
+    start_worker(["admin_components"], pool="threads")
+    notes.run("add", {"text": SCRIPT, "fail": True})  # update 1: a dead letter
+    with pytest.raises(Exception, match="refusing note"):
+        notes.flush_update(timeout=30)
+    gate = tmp_path / "gate"
+    notes.run("gate", {"path": str(gate)})  # update 2 holds the drain
+    notes.run("add", {"text": "three"})
+    notes.run("add", {"text": "four"})
+    client = testclient.TestClient(board(key=""))
+    page = client.get("/instance", params={"component": "Notes", "id": "busy"}).text
+    gate.touch()
+    dead = page[page.index('id="dead-list"') :]
+    assert '<tr data-seq="1"><td>#1</td><td>add</td><td>remember</td>' in dead
+    assert "RuntimeError: refusing note" in dead and "<script" not in page
+    assert 'form class="inline" method="post" action="/instance/retry"' in dead
+    pending = page[page.index('id="pending-list"') :]
+    for seq in (3, 4):
+        assert f'<tr data-seq="{seq}"><td>#{seq}</td><td>add</td>' in pending
+    assert 'id="controls"' in page and 'action="/instance/pause"' in page
+    assert page.count("<svg") == 3  # the component's charts
+    notes.flush_update(timeout=30)
+    assert notes.read_state("notes")[-2:] == ["three", "four"]
+
+
+def test_writes_are_refused_read_only_forged_or_pointless(redis_url: str) -> None:
+    Notes("ro").read_state("owner")
+    client = testclient.TestClient(board(key="", read_only=True))
+    page = client.get("/instance", params={"component": "Notes", "id": "ro"}).text
+    assert "/instance/retry" not in page and "/instance/pause" not in page
+    for action in ("retry", "drop", "pause", "resume", "edit"):
+        body = {"csrf": "0" * 64, "component": "Notes", "id": "ro", "seq": "1"}
+        refused = client.post(f"/instance/{action}", data=body)
+        assert refused.status_code == 403 and "read-only" in refused.text, action
+    writer = testclient.TestClient(board(key=""))
+    token = csrf_of(writer.get("/instance", params={"component": "Notes", "id": "ro"}).text)
+    assert (
+        writer.post("/instance/pause", data={"component": "Notes", "id": "ro"}).status_code == 403
+    )
+    missing = {"csrf": token, "component": "Ghost", "id": "x", "seq": "1"}
+    reply = writer.post("/instance/retry", data=missing)
+    assert reply.status_code == 404 and "Ghost__x does not exist" in reply.text
+    no_letter = writer.post("/instance/retry", data={**missing, "component": "Notes", "id": "ro"})
+    assert no_letter.status_code == 200 and "not done:" in no_letter.text
+    assert "Notes__ro: update #1 is not a dead letter" in no_letter.text
+    bad = writer.post(
+        "/instance/drop", data={**missing, "component": "Notes", "id": "ro", "seq": "x"}
+    )
+    assert "is not an update number" in bad.text
+
+
+def test_pause_and_resume_a_flow_from_the_dashboard(redis_url: str, start_worker: Any) -> None:
+    notes = Notes("paused")
+    notes.read_state("owner")
+    start_worker(["admin_components"], pool="threads")
+    client = testclient.TestClient(board(key=""))
+    page = client.get("/instance", params={"component": "Notes", "id": "paused"}).text
+    body = {"csrf": csrf_of(page), "component": "Notes", "id": "paused", "flow": "add"}
+    paused = client.post("/instance/pause", data=body).text
+    assert "flow &#x27;add&#x27; paused" in paused
+    assert '<li data-hold="add">add: held (pause)</li>' in paused
+    notes.run("add", {"text": "waits"})
+    notes.run("gate", {"path": "/"})  # another flow goes on meanwhile
+    wait_for(lambda: "gate" in notes.read_state("notes"), 30, "the other flow")
+    page = client.get("/instance", params={"component": "Notes", "id": "paused"}).text
+    assert '<tr data-seq="1"><td>#1</td><td>add</td>' in page and "<td>held</td>" in page
+    assert notes.read_state("notes") == ["gate"]
+    resumed = client.post("/instance/resume", data=body).text
+    assert "flow &#x27;add&#x27; resumed" in resumed and 'id="holds">No hold.' in resumed
+    wait_for(lambda: notes.read_state("notes") == ["gate", "waits"], 30, "the held update")
+
+
+def test_history_lists_versions_and_diffs_two_of_them(redis_url: str, start_worker: Any) -> None:
+    notes = Notes("diffed")
+    notes.read_state("owner")
+    start_worker(["admin_components"], pool="threads")
+    for text in ("first", SCRIPT, "third"):
+        notes.run("add", {"text": text})
+    notes.write_state({"owner": "ann"})
+    notes.flush_update(timeout=30)
+    assert notes.get_version() == 5
+    client = testclient.TestClient(board(key=""))
+    page = client.get("/instance", params={"component": "Notes", "id": "diffed"}).text
+    history = page[page.index('id="history"') :]
+    for version in (2, 3, 4, 5):
+        assert f'<tr data-version="{version}"><td>{version}</td>' in history
+    assert "<td>write_state</td><td>owner</td>" in history  # the internal flow, plainly
+    assert 'action="/instance/diff"' in history
+    diff = client.get(
+        "/instance/diff", params={"component": "Notes", "id": "diffed", "a": 2, "b": 5}
+    )
+    assert diff.status_code == 200 and "Version 2 → version 5" in diff.text
+    assert '<span class="del">-nobody</span>' in diff.text  # owner, as of 2 and 5
+    assert '<span class="add">+ann</span>' in diff.text
+    escaped = "&quot;&lt;script&gt;alert(&#x27;owned&#x27;)&lt;/script&gt;&quot;,"
+    assert f'<span class="add">+  {escaped}</span>' in diff.text
+    assert "<script" not in diff.text
+    gone = client.get(
+        "/instance/diff", params={"component": "Notes", "id": "diffed", "a": 99, "b": 5}
+    )
+    assert gone.status_code == 404 and "keeps versions" in gone.text

@@ -42,6 +42,24 @@ def test_async_ops_await_concurrently_beyond_the_pool_size(start_worker) -> None
         assert h.read_state("seqs") == [1]
 
 
+def test_debounced_async_ops_are_released_and_awaited_concurrently(start_worker) -> None:  # type: ignore[no-untyped-def]
+    # flow control and the event loop together: 20 instances, 3 debounced updates each,
+    # each op awaiting 0.5 s, on 2 pool threads: one op per thread would take 15 s
+    start_worker(["async_waits"], pool="threads", concurrency=2, name="loop-settle")
+    handles = [Waits(f"settle-{i}") for i in range(20)]
+    for h in handles:
+        h.read_state("n")  # created before the clock starts
+    start = time.monotonic()
+    for h in handles:
+        for _ in range(3):
+            h.run("settle", {"s": 0.5})
+    wait_for(lambda: _all_applied(handles, 3), 40, "60 debounced async ops to commit")
+    elapsed = time.monotonic() - start
+    assert elapsed < 9.0, f"60 ops of 0.5 s on 2 threads took {elapsed:.1f} s: not concurrent"
+    for h in handles:
+        assert h.read_state("seqs") == [1, 2, 3]
+
+
 def test_updates_arriving_while_an_op_awaits_are_applied_in_order(start_worker) -> None:  # type: ignore[no-untyped-def]
     start_worker(["async_waits"], pool="threads", concurrency=2, name="loop-order")
     handle = Waits("order")

@@ -143,7 +143,7 @@ def test_credentials_and_missing_extra(redis_url, monkeypatch) -> None:  # type:
     with pytest.raises(ValueError, match="distinct names"):
         Application([Notes, Notes])
     monkeypatch.setitem(sys.modules, "fastapi", None)  # as if the extra were not installed
-    with pytest.raises(MissingDependencyError, match=r"pip install 'motion-celery\[http\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install -e '\.\[http\]'"):
         Application([Notes])
     with pytest.raises(ImportError):
         Application([Notes])

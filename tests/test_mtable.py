@@ -373,7 +373,7 @@ def test_without_the_extra_the_import_names_the_pip_command(module: str) -> None
     )
     assert out.returncode == 0, out.stderr
     assert "pyarrow is missing" in out.stdout
-    assert "pip install 'motion-celery[table]'" in out.stdout
+    assert "pip install -e '.[table]'" in out.stdout
     assert issubclass(MissingDependencyError, ImportError)
 
 

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from motion.floor import drive, store
+from motion.floor import drive, indexes, store
 from motion.floor import keys as K
-from motion.floor.connection import client_for, redis_url
+from motion.floor.connection import client_for, queue_delete, redis_url
 from motion.floor.drive import Steps
 
 if TYPE_CHECKING:
@@ -80,11 +80,12 @@ def delete(client: redis.Redis, name: str) -> int:
     escaped = "".join("\\" + c if c in "*?[]\\" else c for c in keys.prefix)
     extra = [k for k in client.scan_iter(match=escaped + "*", count=1000)]
     pipe = client.pipeline(transaction=False)
-    pipe.delete(*keys.all())
+    queue_delete(pipe, keys.all())
     for start in range(0, len(extra), 500):
-        pipe.delete(*extra[start : start + 500])
-    pipe.zrem(K.PENDING, name)
-    pipe.zrem(K.SWEEP, name)
+        queue_delete(pipe, extra[start : start + 500])
+    indexes.forget(pipe, name, K.PENDING, K.SWEEP, K.HELD, K.TIMERS)
+    component, instance_id = K.split_instance_name(name)
+    pipe.zrem(K.names(component, name), instance_id)
     existed = int(pipe.execute()[0] > 0)
     store.STATE_CACHE.drop(name)
     return existed

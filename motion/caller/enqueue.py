@@ -45,7 +45,7 @@ from motion.floor import cache, drive, wakeup
 from motion.floor import keys as K
 from motion.floor.connection import get_async_redis, get_redis, translate_errors
 from motion.floor.drive import Steps
-from motion.floor.errors import FailedUpdate
+from motion.floor.errors import DeadLetterNotFoundError, FailedUpdate, TooManyPendingError
 from motion.floor.inbox import ALL_FLOWS, Update, encode, enqueue_call, new_token
 
 if TYPE_CHECKING:
@@ -102,15 +102,30 @@ class Enqueuer:
         return await drive.adrive(self.steps(update, cache_write, expect), client)
 
     def steps(
-        self, update: Update, cache_write: CacheWrite = None, expect: bytes = b""
+        self,
+        update: Update,
+        cache_write: CacheWrite = None,
+        expect: bytes = b"",
+        *,
+        delay_ms: int | None = None,
+        retry_of: int | None = None,
     ) -> Steps[Enqueued | None]:
-        """The steps of :meth:`enqueue`."""
+        """The steps of :meth:`enqueue`; ``delay_ms`` makes the update a timer,
+        ``retry_of`` re-enqueues that dead letter (:class:`DeadLetterNotFoundError`
+        if it is not one any more)."""
         name = self._keys.name
         with translate_errors(f"enqueueing {update.flow!r} for {name}", name):
             entry = encode(self._component, self._keys.name, update)
             push = wakeup_to_push(self._component.name, self._id, update.flow)
             keys, args = enqueue_call(
-                self._keys, entry, update.flow, push, expect=expect, token=new_token()
+                self._keys,
+                entry,
+                update.flow,
+                push,
+                expect=expect,
+                token=new_token(),
+                delay_ms=delay_ms,
+                retry_of=retry_of,
             )
             if cache_write is None:
                 reply = yield drive.script("enqueue", keys, args, fast=True)
@@ -124,6 +139,17 @@ class Enqueuer:
             if reply[0] == -1:  # keep the state it returned, so the caller serves again
                 self._remember(reply)
                 return None
+            if reply[0] == -2:  # held, and full: see motion.caller.control
+                raise TooManyPendingError(
+                    f"{name} holds {reply[1]} updates while a flow of it is paused "
+                    f"(MOTION_MAX_PENDING); resume it (handle.resume) or drop updates "
+                    f"before enqueueing more."
+                )
+            if reply[0] == -3:  # retry_of names no dead letter (any more)
+                raise DeadLetterNotFoundError(
+                    f"{name}: update #{retry_of} is no longer a dead letter (dropped or "
+                    "retried meanwhile); see handle.failed_updates()."
+                )
         if not self._hosted:  # (the answer cannot change once this process has checked)
             host.ensure_worker()
             self._hosted = True

@@ -23,8 +23,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, overload
 
 from motion.caller import devmode, host
+from motion.caller.control import FlowControl
 from motion.caller.enqueue import Enqueuer
+from motion.caller.letters import Letters
 from motion.caller.options import HandleOptions, random_id
+from motion.caller.past import PastMixin
 from motion.caller.serve import CacheWrite, Call, Reader, Server
 from motion.caller.wait import Waiter
 from motion.floor import drive, motionrc, settings
@@ -37,11 +40,12 @@ from motion.floor.connection import (
 )
 from motion.floor.drive import Steps
 from motion.floor.errors import InstanceClosedError, InvalidInstanceIdError, UpdatesDisabledError
-from motion.floor.inbox import ALL_FLOWS, WRITE_FLOW, Update
+from motion.floor.inbox import ALL_FLOWS, Update
 from motion.floor.inbox import target_field as _target_field
 from motion.floor.store import version_number
 
 if TYPE_CHECKING:
+    from motion.caller.ticket import Ticket
     from motion.define.component import Component
 
 
@@ -60,11 +64,12 @@ def flow_name(flow: str | None, flow_key: str | None, dataflow_key: str | None) 
     return next(iter(named.values()), None)
 
 
-class Instance:
+class Instance(FlowControl, PastMixin, Letters):
     """A handle on one instance (e.g. one user) of a component.
 
     Create it by calling the component: ``handle = Summary("user-42")``. Use
-    :meth:`run` / :meth:`arun` to serve and enqueue, :meth:`flush_update` to wait.
+    :meth:`run` / :meth:`arun` to serve and enqueue, :meth:`flush_update` to wait;
+    ``submit`` (a ticket) and the dead letters are :class:`motion.caller.letters.Letters`.
     Motion's keyword names for the flow, ``flow_key=`` and the older
     ``dataflow_key=``, are accepted too; Motion's options are in
     :class:`motion.caller.options.HandleOptions`.
@@ -144,6 +149,8 @@ class Instance:
         *,
         flow_key: str | None = None,
         dataflow_key: str | None = None,
+        after: Ticket | str | None = None,
+        after_timeout: float | None = None,
     ) -> Any:
         """Run ``flow``: its serve op inline, then enqueue its update ops.
 
@@ -154,13 +161,16 @@ class Instance:
             ignore_cache: skip the serve-result cache read.
             force_refresh: wait for every pending update first, then serve fresh.
             flush_update: return only once this run's updates are applied.
+            after: a ticket (or its string) of this instance: serve on a state that
+                includes its update, waiting up to ``after_timeout`` seconds (``None``:
+                as a flush waits), then on the latest; ``props.fresh`` says which.
 
         Returns:
             The serve op's result (a list for a generator op; ``None`` when the
             flow has no serve op).
         """
         named = flow_name(flow, flow_key, dataflow_key)
-        call: Call = (named, props, ignore_cache, force_refresh, flush_update)
+        call: Call = (named, props, ignore_cache, force_refresh, flush_update, after, after_timeout)
         return drive.drive(self._server.run(self._start, call), get_redis(*self._where))
 
     async def arun(
@@ -173,10 +183,12 @@ class Instance:
         *,
         flow_key: str | None = None,
         dataflow_key: str | None = None,
+        after: Ticket | str | None = None,
+        after_timeout: float | None = None,
     ) -> Any:
         """Async twin of :meth:`run`: asyncio Redis client, sync ops in a thread."""
         named = flow_name(flow, flow_key, dataflow_key)
-        call: Call = (named, props, ignore_cache, force_refresh, flush_update)
+        call: Call = (named, props, ignore_cache, force_refresh, flush_update, after, after_timeout)
         return await drive.adrive(self._server.run(self._start, call), self._aclient())
 
     def gen(
@@ -189,6 +201,8 @@ class Instance:
         *,
         flow_key: str | None = None,
         dataflow_key: str | None = None,
+        after: Ticket | str | None = None,
+        after_timeout: float | None = None,
     ) -> Iterator[Any]:
         """Stream the items of a generator serve op; updates see the full list.
 
@@ -198,7 +212,7 @@ class Instance:
         :meth:`run`.
         """
         named = flow_name(flow, flow_key, dataflow_key)
-        call: Call = (named, props, ignore_cache, force_refresh, flush_update)
+        call: Call = (named, props, ignore_cache, force_refresh, flush_update, after, after_timeout)
         return drive.drive_items(self._server.stream(self._start, call), self._client())
 
     def agen(
@@ -211,43 +225,27 @@ class Instance:
         *,
         flow_key: str | None = None,
         dataflow_key: str | None = None,
+        after: Ticket | str | None = None,
+        after_timeout: float | None = None,
     ) -> AsyncIterator[Any]:
         """Async twin of :meth:`gen` for async-generator (or generator) serve ops."""
         named = flow_name(flow, flow_key, dataflow_key)
-        call: Call = (named, props, ignore_cache, force_refresh, flush_update)
+        call: Call = (named, props, ignore_cache, force_refresh, flush_update, after, after_timeout)
         return drive.adrive_items(self._server.stream(self._start, call), self._aclient)
 
     # -- state ------------------------------------------------------------------
-    def read_state(self, key: str, default_value: Any = None) -> Any:
-        """The committed value of state ``key`` (``default_value`` if absent)."""
+    def read_state(self, key: str, default_value: Any = None, version: int | None = None) -> Any:
+        """The committed value of state ``key`` (``default_value`` if absent); with
+        ``version``, its value as of that kept version (:class:`VersionNotKeptError`)."""
         self._check_open()
+        if version is not None:
+            return self._read_past(key, default_value, version)
         return self._reader.read()[1].get(key, default_value)
 
     def get_version(self) -> int:
         """The committed state version (1 after creation; +1 per state change)."""
         self._check_open()
         return version_number(self._reader.read()[0])
-
-    def write_state(
-        self, state_update: dict[str, Any], latest: bool = False, timeout: float | None = None
-    ) -> None:
-        """Write keys into the state, in order with pending updates; returns once applied.
-
-        ``{}`` does nothing; anything but a dict raises ``TypeError``. (``latest``
-        is Motion's; writes always apply to the latest state here.) ``timeout``
-        bounds the wait (:class:`FlushTimeoutError`); with none, the wait fails with
-        :class:`NoWorkerError` once no worker for the component has been seen for
-        ``MOTION_WORKER_GRACE_SECONDS``. The write stays queued either way.
-        """
-        self._check_open()
-        if not isinstance(state_update, dict):
-            raise TypeError(
-                f"write_state takes a dict of state keys, got {type(state_update).__name__}."
-            )
-        if not state_update:
-            return
-        seq = self._enqueue(Update(WRITE_FLOW, dict(state_update)))
-        drive.drive(self._waiter.steps(WRITE_FLOW, seq, timeout, own=True), self._client())
 
     # -- waiting ----------------------------------------------------------------
     def flush_update(

@@ -20,8 +20,9 @@ the props the serve op left behind (it may add keys for the update ops), so a ca
 hit hands the update ops what a fresh serve would have.
 
 Reads are written once, sans-I/O (:mod:`motion.floor.drive`), for the sync and async
-handle alike. Caller road: uses :mod:`motion.caller.devmode`,
-:mod:`motion.caller.tracking` and the floor.
+handle alike. ``run(after=ticket)`` first waits for that update
+(:mod:`motion.caller.ticket`). Caller road: uses :mod:`motion.caller.devmode`,
+:mod:`motion.caller.ticket`, :mod:`motion.caller.tracking` and the floor.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from motion.caller import devmode
+from motion.caller.ticket import fresh_after
 from motion.caller.tracking import get_tracker
 from motion.define import ops
 from motion.floor import cache, drive, store
@@ -58,8 +60,9 @@ Start = Callable[[str | None, bool], str]  # the handle's check of the flow it r
 
 
 #: one ``run``/``gen`` call's arguments: the flow (named once), props, ignore_cache,
-#: force_refresh, flush_update (a plain tuple: made on every call)
-Call = tuple[str | None, dict[str, Any] | None, bool, bool, bool]
+#: force_refresh, flush_update, after (a ticket or its string), after_timeout (a plain
+#: tuple: made on every call)
+Call = tuple[str | None, dict[str, Any] | None, bool, bool, bool, Any, float | None]
 
 
 _END = object()  # the end of a streamed serve op's items
@@ -184,7 +187,9 @@ class Reader:
         except BaseException:
             yield drive.command("delete", self._keys.claim)  # let the next caller try at once
             raise
-        keys = [self._keys.meta, self._keys.state, K.COMPONENTS, self._keys.claim]
+        components = K.part(K.COMPONENTS, self._keys.name)
+        keys = [self._keys.meta, self._keys.state, components, self._keys.claim]
+        keys.append(K.names(self._component.name, self._keys.name))
         reply = yield drive.script("init", keys, init)
         if reply[0] != 1:
             return None  # it existed after all: read it
@@ -241,12 +246,17 @@ class Server:
 
     def _open(self, start: Start, call: Call) -> Steps[tuple[str, Properties, bool, bool]]:
         """The opening both calls share: the flow, the props, whether to skip the
-        cache, whether to flush (settling first with ``force_refresh``)."""
-        name, props, ignore_cache, force_refresh, flush_update = call
+        cache, whether to flush (settling first with ``force_refresh``; waiting for
+        the update of ``after``, and telling the serve op in ``props.fresh``)."""
+        name, props, ignore_cache, force_refresh, flush_update, after, after_timeout = call
         flow = start(name, flush_update)
+        properties = Properties(props or {})
+        if after is not None:
+            properties.fresh = yield from fresh_after(after, after_timeout, self._keys.name)
         if force_refresh:
             yield from self._settle()
-        return flow, Properties(props or {}), ignore_cache or force_refresh, flush_update
+        return flow, properties, ignore_cache or force_refresh, flush_update
+        return True
 
     def run(self, start: Start, call: Call) -> Steps[Any]:
         """The steps of ``run``: serve, then enqueue the updates; the serve op's result."""
@@ -341,6 +351,7 @@ class Server:
             if state is None:
                 return None
             attempt = Properties(original)
+            attempt.fresh = props.fresh
             out = yield (_call, _acall, (op, state, attempt))
             attempt.serve_result = out
             digest = cache.call_digest(self._component, original)

@@ -14,8 +14,12 @@ applied because a later life counted up to the same seq. A wait with no timeout
 gives up with :class:`~motion.errors.NoWorkerError` once no worker able to apply
 the component's updates has been seen (:mod:`motion.floor.heartbeat`).
 
+Updates parked by a flow-control option are waited for while their debounce runs;
+one held by a pause raises :class:`~motion.errors.FlowPausedError` at once, and a
+submitted update whose due time is ahead is not waited for (:mod:`motion.floor.parked`).
+
 Caller road; uses the caller road (enqueue, host), the floor (connection, drive, errors,
-heartbeat, inbox, keys, settings).
+heartbeat, inbox, keys, parked, settings).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 
 from motion.caller.enqueue import FailureBook
 from motion.caller.host import ensure_worker, inprocess_worker_wanted
-from motion.floor import drive, heartbeat
+from motion.floor import drive, heartbeat, parked
 from motion.floor import keys as K
 from motion.floor.connection import translate_errors
 from motion.floor.drive import Steps
@@ -93,12 +97,14 @@ class Waiter:
         report: bool = True,
         own: bool = False,
         incarnation: Incarnation = None,
+        timers: bool = False,
     ) -> Steps[None]:
         """Wait until update ``target`` (of ``incarnation``: by default the one this
         handle's updates joined) is applied, then raise the failures this call reports
         (see :mod:`motion.caller.enqueue`): with ``own``, the failure of update ``target``,
         which this call enqueued; else those of a flush of ``flow``. Without
-        ``report`` nothing is raised (failures stay for a flush).
+        ``report`` nothing is raised (failures stay for a flush). With ``timers`` a
+        submitted update not due yet is waited for too (a ticket's wait).
 
         Steps for a sync or an async handle to drive (:mod:`motion.floor.drive`).
 
@@ -130,7 +136,9 @@ class Waiter:
                     held = yield drive.command("hget", self._keys.meta, "held")
                     self._check_presence(age, target, held)
                 applied, current = yield drive.command("hmget", self._keys.meta, "applied", "inc")
-                if self._settled(expected, target, applied, current, report):
+                if self._settled(expected, target, applied, current, report) and not (
+                    report and (yield from self._held(flow, target, timers))
+                ):
                     if not report:
                         return
                     start = self._book.unseen_from(target)
@@ -139,12 +147,32 @@ class Waiter:
                         records = yield drive.command(
                             "zrangebyscore", self._keys.failed, start, target
                         )
+                    if records:  # a parked one's outcome is not final: not a failure yet
+                        held = yield drive.command(
+                            "zrangebyscore", self._keys.parked, start, target
+                        )
+                        records = parked.without_parked(records, held)
                     return self._finish(flow, target, own, start, records)
             if deadline is not None and time.monotonic() > deadline:
                 held = yield drive.command("hget", self._keys.meta, "held")
                 raise FlushTimeoutError(self._timeout_message(target, timeout, held))
             yield drive.pause(delay)
             delay = min(delay * 2, _MAX_DELAY)
+
+    def _held(self, flow: str, target: int, timers: bool = False) -> Steps[bool]:
+        """Whether parked updates up to ``target`` keep the wait going (a debounce not
+        fired yet); raises FlowPausedError for one held by a pause (see
+        :func:`motion.floor.parked.waits_on`)."""
+        keys = self._keys
+        members = yield drive.command("zrangebyscore", keys.parked, "-inf", target, 0, 256)
+        if not members:
+            return False
+        meta = yield drive.command("hgetall", keys.meta)
+        timed = yield drive.command("zrange", keys.timers, 0, -1, False, True)
+        seconds, micros = yield drive.command("time")
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        later = [] if timers else [name for name, at in timed if at > now_ms]  # not due yet
+        return parked.waits_on(keys.name, flow, members, meta, later)
 
     # -- the decisions (no I/O) --------------------------------
     def _settled(

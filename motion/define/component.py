@@ -20,7 +20,14 @@ from motion.define.definitions import registered as registered  # tools import i
 from motion.define.graph import react_flow
 from motion.define.ops import DiscardPolicy as DiscardPolicy  # users import it from here
 from motion.define.ops import Op as Op
-from motion.define.ops import discard_policy_of, flow_names, op_signature
+from motion.define.ops import (
+    check_flow_control,
+    check_same_control,
+    discard_policy_of,
+    flow_names,
+    op_signature,
+)
+from motion.define.past import DEFAULT_HISTORY, kept_past
 from motion.floor.errors import DefinitionError, UnknownComponentError, UnknownFlowError
 from motion.floor.keys import SEPARATOR
 from motion.floor.props import Params
@@ -62,6 +69,12 @@ class Component:
         on_state_error: called as ``on_state_error(instance_name, error)`` on the
             worker when an instance's stored state cannot be decoded or verified (or
             ``load_state`` raises); the instance is then held, its updates pending.
+        on_update_failed: called on the worker as ``on_update_failed(record)`` (a
+            :class:`~motion.errors.FailedUpdate`) once per new dead letter, after its
+            commit; an exception it raises is logged.
+        history, retain_updates: what each instance keeps of its past: the last
+            ``history`` versions (20; 0: none) and at least the last ``retain_updates``
+            applied updates (0: none) for ``motion replay`` (:mod:`motion.define.past`).
 
     Example::
 
@@ -87,6 +100,9 @@ class Component:
         cache_ttl: int | None = DEFAULT_CACHE_TTL,
         serializer: Serializer = DEFAULT_SERIALIZER,
         on_state_error: Callable[[str, BaseException], Any] | None = None,
+        on_update_failed: Callable[[Any], Any] | None = None,
+        history: int = DEFAULT_HISTORY,
+        retain_updates: int = 0,
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name) or SEPARATOR in name:
             raise DefinitionError(
@@ -97,11 +113,13 @@ class Component:
             raise DefinitionError(
                 "cache_ttl must be 0 (caching disabled) or a positive number of seconds."
             )
+        self.history, self.retain_updates = kept_past(history, retain_updates)
         self._name = name
         self._params = Params(name, params or {})
         self._cache_ttl = cache_ttl
         self.serializer = serializer
         self.on_state_error = on_state_error
+        self.on_update_failed = on_update_failed
         self._ops = _Ops()
         self.init_state_func: Callable[..., dict[str, Any]] | None = None
         self.save_state_func: Callable[..., Any] | None = None
@@ -227,6 +245,10 @@ class Component:
         discard_after: float | None = None,
         batch: bool = False,
         retries: int | None = None,
+        *,
+        debounce: float | None = None,
+        max_wait: float | None = None,
+        on_failure: str = "skip",
     ) -> Callable[[F], F]:
         """Decorate an update op of one or more flows: ``f(state, props) -> dict | None``.
 
@@ -241,6 +263,10 @@ class Component:
             batch: call ``f(state, props_list)`` once with every pending update of
                 the flow (one LLM call for a burst instead of ten).
             retries: extra tries when the op raises (default ``MOTION_UPDATE_RETRIES``).
+            debounce: run once the flow's pending updates were quiet this many seconds.
+            max_wait: with ``debounce``, run at the latest this long after the oldest.
+            on_failure: ``"skip"`` (record, go on) or ``"pause"`` (the flow stops at
+                the failed update until it is retried or dropped).
 
         Example::
 
@@ -252,6 +278,7 @@ class Component:
         policy = discard_policy_of(discard_policy, discard_after)
         if retries is not None and (not isinstance(retries, int) or retries < 0):
             raise DefinitionError(f"retries must be a whole number >= 0, got {retries!r}.")
+        check_flow_control(debounce, max_wait, on_failure)
 
         def decorator(func: F) -> F:
             wants_state, props_arg = op_signature(func, "update")
@@ -270,7 +297,11 @@ class Component:
                     retries,
                     wants_state,
                     props_arg,
+                    debounce,
+                    max_wait,
+                    on_failure,
                 )
+                check_same_control(self._ops.update.get(flow, []), op)
                 self._ops.update.setdefault(flow, []).append(op)
             self._digests = None
             return func
@@ -290,6 +321,18 @@ class Component:
     def update_ops(self, flow: str) -> list[Op]:
         """The update ops of ``flow`` in definition order."""
         return self._ops.update.get(flow, [])
+
+    def flow_controlled(self) -> bool:
+        """Whether an update op uses flow control (debounce, on_failure="pause", or
+        keep-newest, which counts pending updates at its turn): the drain then decides,
+        update by update, what to hold (see :mod:`motion.worker.parking`)."""
+        return any(
+            op.debounce
+            or op.on_failure == "pause"
+            or op.discard_policy is DiscardPolicy.NUM_NEW_UPDATES
+            for ops in self._ops.update.values()
+            for op in ops
+        )
 
     def flows(self) -> list[str]:
         """Every flow name, serve or update."""

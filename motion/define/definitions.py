@@ -127,6 +127,12 @@ def newest(name: str) -> Any | None:
     return found[-1] if found else None
 
 
+def all_named(name: str) -> list[Any]:
+    """Every live definition of ``name`` in this process, oldest first."""
+    with _lock:
+        return list(_registry.get(name, []))
+
+
 def registered() -> list[str]:
     """Names of every component defined in this process."""
     return sorted(_registry)

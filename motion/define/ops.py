@@ -49,6 +49,11 @@ class Op:
     retries: int | None = None
     wants_state: bool = True
     props_arg: str | None = "props"
+    #: flow control (see :func:`flow_control`): seconds of quiet before the op runs,
+    #: the most seconds the oldest pending update waits, and what a failure does
+    debounce: float | None = None
+    max_wait: float | None = None
+    on_failure: str = "skip"
 
     @property
     def name(self) -> str:
@@ -112,6 +117,37 @@ def discard_policy_of(policy: DiscardPolicy | int, after: float | None) -> Disca
             f"discard_policy {policy.name} needs discard_after > 0 (got {after!r})."
         )
     return policy
+
+
+ON_FAILURE = ("skip", "pause")
+
+
+def check_flow_control(debounce: Any, max_wait: Any, on_failure: Any) -> None:
+    """Raise :class:`DefinitionError` unless an update op's flow-control options are valid."""
+    for name, value in (("debounce", debounce), ("max_wait", max_wait)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+        ):
+            raise DefinitionError(f"{name} must be a number of seconds > 0 or None, got {value!r}.")
+    if max_wait is not None and debounce is None:
+        raise DefinitionError("max_wait bounds a debounce: give debounce= too.")
+    if on_failure not in ON_FAILURE:
+        raise DefinitionError(
+            f"on_failure must be 'skip' (record the failure, go on) or 'pause' (hold the "
+            f"flow at the failed update until it is retried or dropped), got {on_failure!r}."
+        )
+
+
+def check_same_control(existing: list[Op], new: Op) -> None:
+    """Raise :class:`DefinitionError` if ``new`` and an update op already defined for its
+    flow disagree on debounce / max_wait: the flow is the unit a debounce holds."""
+    for op in existing:
+        if (op.debounce, op.max_wait) != (new.debounce, new.max_wait):
+            raise DefinitionError(
+                f"update ops {op.name} and {new.name} of flow {new.flow!r} disagree on "
+                f"debounce/max_wait ({op.debounce}/{op.max_wait} vs {new.debounce}/"
+                f"{new.max_wait}); a debounce holds the whole flow: give both the same."
+            )
 
 
 class ServeTimes:

@@ -23,9 +23,10 @@ from motion.floor.errors import (
     TableConstructionError,
     TableIndexError,
     TableTypeError,
+    install_hint,
 )
 
-INSTALL_HINT = "pip install 'motion-celery[table]'"
+INSTALL_HINT = install_hint("table")
 
 try:
     import pandas as pd

@@ -61,7 +61,7 @@ terminating: Callable[[], bool] = _never
 
 
 class Report(Protocol):
-    """What the loop needs of a drain's report (:class:`motion.floor.inbox.DrainReport`)."""
+    """What the loop needs of a drain's report (:class:`motion.floor.outcome.DrainReport`)."""
 
     instance: str
     applied: int

@@ -9,6 +9,11 @@ reaches that shard. Handles never open connections of their own: they borrow
 from these pools, so creating one per request costs nothing. Connection problems
 surface as :class:`~motion.errors.ConnectionFailedError` naming the (redacted) URL.
 
+With ``MOTION_REDIS_URL=redis+cluster://host:port[,host:port...]`` the clients are
+redis-py's cluster clients (``RedisCluster`` and its asyncio twin): they route each
+command and script by its first key's slot and follow ``MOVED`` and ``ASK`` replies;
+the global indexes are split per slot (:func:`motion.floor.keys.part`).
+
 Every client has a socket and a connect timeout and the retry budget of
 :mod:`motion.floor.budget`, so no call blocks on a hung Redis. A handle's
 ``redis_socket_timeout`` gets a pool of its own (one per distinct value). asyncio
@@ -35,6 +40,7 @@ import redis.asyncio
 from motion.floor.budget import AsyncBudgetRetry, BudgetRetry, deadline, room_for
 from motion.floor.errors import ConfigurationError, ConnectionFailedError
 from motion.floor.settings import get_settings, redact
+from motion.floor.urls import cluster_nodes, is_cluster_url, single_node_url
 
 _lock = threading.Lock()
 _url: str | None = None
@@ -154,18 +160,55 @@ def client_for(url: str, timeout: float | None = None) -> redis.Redis:
 
 def new_client(url: str, timeout: float | None = None, **extra: Any) -> redis.Redis:
     """A new synchronous client for ``url`` with motion's timeouts and retry budget
-    (for tools that keep their own, such as producers)."""
+    (for tools that keep their own, such as producers); a cluster client for a
+    ``redis+cluster://`` URL."""
     options = {**client_options(timeout), **extra}
     retry = BudgetRetry(get_settings().redis_retry_seconds, _attempt_seconds(options))
+    if is_cluster_url(url):
+        from redis.cluster import ClusterNode, RedisCluster
+
+        nodes = [ClusterNode(host, port) for host, port in cluster_nodes(url)]  # type: ignore[no-untyped-call]
+        options = {**_cluster_options(url), **options}
+        options.pop("health_check_interval", None)
+        cluster = RedisCluster(startup_nodes=nodes, retry=retry, **options)
+        return cluster  # type: ignore[return-value]  # the same commands as redis.Redis
     return redis.Redis.from_url(url, retry=retry, **options)
 
 
 def new_async_client(url: str, timeout: float | None = None, **extra: Any) -> redis.asyncio.Redis:
     """A new asyncio client for ``url`` with motion's timeouts and retry budget (the
-    caller closes it)."""
+    caller closes it); a cluster client for a ``redis+cluster://`` URL."""
     options = {**client_options(timeout), **extra}
     retry = AsyncBudgetRetry(get_settings().redis_retry_seconds, _attempt_seconds(options))
-    return redis.asyncio.Redis.from_url(url, retry=retry, **options)
+    if is_cluster_url(url):
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        nodes = [ClusterNode(host, port) for host, port in cluster_nodes(url)]
+        options = {**_cluster_options(url), **options}
+        options.pop("health_check_interval", None)
+        client: Any = RedisCluster(startup_nodes=nodes, retry=retry, **options)
+    else:
+        client = redis.asyncio.Redis.from_url(url, retry=retry, **options)
+    client.motion_url = url  # the URL of its synchronous twin (replication.arun)
+    return client  # type: ignore[no-any-return]  # a cluster client has the same commands
+
+
+def _cluster_options(url: str) -> dict[str, Any]:
+    """The connection options a cluster URL carries (credentials, TLS, ``?options``),
+    as redis-py reads them from the URL of its first node."""
+    from redis.connection import parse_url
+
+    options: dict[str, Any] = parse_url(single_node_url(url))  # type: ignore[no-untyped-call]
+    for name in ("host", "port", "db", "connection_class"):
+        options.pop(name, None)
+    if url.startswith("rediss"):
+        options["ssl"] = True
+    return options
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether ``client`` is a cluster client."""
+    return not hasattr(client, "connection_pool")
 
 
 def pool_options() -> dict[str, Any]:
@@ -255,8 +298,10 @@ def fast_command(client: redis.Redis, *args: Any) -> Any:
     On a connection error the command is sent again through ``client``, which
     retries (a re-sent enqueue is recognized by its token) within what is left of
     the call's retry budget. Use it only for commands whose reply needs no parsing
-    callback.
+    callback. A cluster client runs the command itself (it routes by the first key).
     """
+    if is_cluster(client):
+        return client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py untyped here
     pool = client.connection_pool
     if _lane.pid != os.getpid():  # forked: the parent's sockets are not ours
         _lane.conns, _lane.pid = weakref.WeakKeyDictionary(), os.getpid()
@@ -316,3 +361,9 @@ def reset() -> None:
         _sync.clear()
     _forget_closed_loops()
     _async.clear()
+
+
+def queue_delete(pipe: Any, keys: list[str]) -> None:
+    """Queue one ``DEL`` of ``keys`` (all in one slot) on ``pipe``: a cluster pipeline
+    has no multi-key ``delete``, but sends a ``DEL`` whose keys share a slot."""
+    pipe.execute_command("DEL", *keys)

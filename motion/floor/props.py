@@ -22,6 +22,9 @@ class Properties(dict[str, Any]):
     seq: int | None = None
     #: ``(instance_id, seq)``: stable across re-runs of the same update after a crash
     idempotency_key: tuple[str, int] | None = None
+    #: ``run(after=ticket)``: ``True`` when the serve op runs on a state that includes
+    #: that update, ``False`` when ``after_timeout`` passed first (``None``: no ``after``)
+    fresh: bool | None = None
 
     @property
     def serve_result(self) -> Any:

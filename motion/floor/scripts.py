@@ -13,7 +13,9 @@ still commit, and so free memory, when Redis is at ``maxmemory``; ``enqueue`` an
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -23,8 +25,10 @@ import redis
 import redis.asyncio
 from redis.exceptions import NoScriptError
 
-from motion.floor.connection import fast_command
+from motion.floor import replication
+from motion.floor.connection import fast_command, is_cluster
 from motion.floor.errors import RedisFullError
+from motion.floor.settings import get_settings
 
 NAMES = (
     "enqueue",
@@ -40,7 +44,15 @@ NAMES = (
     "alive",
     "cache",
     "linger",
+    "parts",
+    "cancel",
+    "drop",
+    "control",
+    "fire",
+    "wake",
 )
+#: more files of functions put before a script, after lib.lua
+LIBRARIES = {"commit": ("history.lua",)}
 
 
 @dataclass(frozen=True)
@@ -61,7 +73,8 @@ def get(name: str) -> Script:
     if own.startswith("#!"):
         shebang, _, own = own.partition("\n")
         shebang += "\n"
-    source = shebang + folder.joinpath("lib.lua").read_text() + own
+    libs = ["lib.lua", *LIBRARIES.get(name, ())]
+    source = shebang + "".join(folder.joinpath(lib).read_text() for lib in libs) + own
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 
@@ -74,12 +87,34 @@ def _full(name: str, exc: redis.exceptions.OutOfMemoryError) -> RedisFullError:
     )
 
 
+#: what a cluster answers while a slot moves, once redis-py's own redirects ran out
+#: (``TRYAGAIN``: the keys are split between two nodes mid-migration): the script did
+#: not run, so it is sent again, with a growing pause, within the retry budget
+_MOVING = (redis.exceptions.TryAgainError, redis.exceptions.ClusterError)
+
+
 def run(
     client: redis.Redis, name: str, keys: list[str], args: list[Any], fast: bool = False
 ) -> Any:
     """Run script ``name`` on a synchronous client (``fast``: see
     :func:`motion.floor.connection.fast_command`)."""
+    if not is_cluster(client):
+        return _run(client, name, keys, args, fast)
+    deadline, pause = time.monotonic() + get_settings().redis_retry_seconds, 0.05
+    while True:
+        try:
+            return _run(client, name, keys, args, fast)
+        except _MOVING:
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+
+def _run(client: redis.Redis, name: str, keys: list[str], args: list[Any], fast: bool) -> Any:
     script = get(name)
+    if replication.wanted(name):
+        return replication.run(client, name, script.sha, script.source, keys, args)
     try:
         try:
             if fast:
@@ -92,8 +127,25 @@ def run(
 
 
 async def arun(client: redis.asyncio.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
-    """Run script ``name`` on an asyncio client."""
+    """Run script ``name`` on an asyncio client (on a cluster, sent again while its slot
+    moves, as :func:`run` does)."""
+    if not is_cluster(client):
+        return await _arun(client, name, keys, args)
+    deadline, pause = time.monotonic() + get_settings().redis_retry_seconds, 0.05
+    while True:
+        try:
+            return await _arun(client, name, keys, args)
+        except _MOVING:
+            if time.monotonic() + pause > deadline:
+                raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+
+async def _arun(client: redis.asyncio.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
     script = get(name)
+    if replication.wanted(name):
+        return await replication.arun(client, name, script.sha, script.source, keys, args)
     try:
         try:
             return await client.evalsha(script.sha, len(keys), *keys, *args)
@@ -112,7 +164,11 @@ def run_after(
 ) -> Any:
     """Send ``command`` (``("cache", (keys, args))``: the ``cache`` script) and script
     ``name`` in one
-    round trip; returns the script's reply."""
+    round trip (two on a cluster, whose pipelines refuse scripts); returns the script's
+    reply."""
+    if is_cluster(client) or replication.wanted(name):
+        run(client, command[0], *command[1])
+        return run(client, name, keys, args)
     script = get(name)
     pipe = client.pipeline(transaction=False)
     _queue(pipe, command)
@@ -136,6 +192,9 @@ async def arun_after(
     args: list[Any],
 ) -> Any:
     """Async :func:`run_after`."""
+    if is_cluster(client) or replication.wanted(name):
+        await arun(client, command[0], *command[1])
+        return await arun(client, name, keys, args)
     script = get(name)
     pipe = client.pipeline(transaction=False)
     _queue(pipe, command)

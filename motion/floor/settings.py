@@ -17,7 +17,10 @@ needs no worker process); with ``MOTION_REDIS_URL``, separate workers do, unless
 ====================================  =========  ============================================
 variable                              default    meaning
 ====================================  =========  ============================================
-``MOTION_REDIS_URL``                  (unset)    ``redis://`` / ``rediss://`` URL; wins when set
+``MOTION_REDIS_URL``                  (unset)    ``redis://`` / ``rediss://`` URL; wins when set;
+                                                 ``redis+cluster://h:p[,h:p...]`` (or
+                                                 ``rediss+cluster://``): a Redis Cluster (then
+                                                 ``MOTION_BROKER_URL`` must name the broker)
 ``MOTION_REDIS_HOST/PORT/DB``         (unset)    Motion's variables, used when no URL is set
 ``MOTION_REDIS_PASSWORD/SSL``         (unset)    ditto
 ``MOTION_REDIS_SHARDS``               (unset)    callers: several Redis URLs; each instance lives
@@ -28,6 +31,11 @@ variable                              default    meaning
                                                  wins; a handle's ``redis_socket_timeout=``
                                                  applies to that handle's calls)
 ``MOTION_REDIS_CONNECT_TIMEOUT``      ``5``      seconds a connection attempt may take
+``MOTION_REDIS_MIN_REPLICAS``        ``0``      acknowledge an enqueue or a commit only once
+                                                 this many replicas have it (``WAIT``, or
+                                                 ``WAITAOF`` where the server has it)
+``MOTION_REDIS_REPLICA_TIMEOUT``      ``2``      seconds to wait for them, then
+                                                 ``ReplicationTimeoutError``
 ``MOTION_REDIS_RETRY_SECONDS``        ``20``     retry budget: a failing call retries (at most 3
                                                  times) only while the next try can end within
                                                  this long of the first, so it fails within
@@ -42,6 +50,8 @@ variable                              default    meaning
 ``MOTION_SWEEP_SECONDS``              ``10``     how often the sweeper looks for stuck instances
 ``MOTION_UPDATE_RETRIES``             ``0``      extra tries of a failing update op
 ``MOTION_MAX_VALUE_BYTES``            64 MiB     largest serialized state value or payload
+``MOTION_MAX_PENDING``                ``100000`` most inbox entries while a flow is held
+                                                 (paused): then an enqueue raises
 ``MOTION_SIGNING_KEY``                (unset)    HMAC key: inbox payloads, state values and
                                                  cached serve results are signed and checked
 ``MOTION_HOME``                       ``.motion``  folder of the embedded server's data
@@ -57,7 +67,7 @@ variable                              default    meaning
                                                  copy-on-write dev instances, deleted at exit
 ====================================  =========  ============================================
 
-Floor; uses the floor (errors, motionrc, redis_params).
+Floor; uses the floor (errors, motionrc, redis_params, urls).
 """
 
 from __future__ import annotations
@@ -65,14 +75,15 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, fields, replace
-from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from motion.floor import motionrc
 from motion.floor.errors import ConfigurationError
 from motion.floor.redis_params import RedisParams, env_bool, motion_configured
+from motion.floor.urls import check_url, is_cluster_url, redact
+
+__all__ = ["Settings", "check_url", "configure", "get_settings", "redact", "reset"]
 
 
 def _env_number(name: str, default: float, kind: type = float) -> Any:
@@ -100,96 +111,6 @@ def url_from_environment() -> str | None:
     return None
 
 
-def check_url(url: str, name: str, broker: bool = False) -> str:
-    """``url`` if it is a usable Redis URL; else :class:`ConfigurationError` naming ``name``.
-
-    Messages show the URL with its password redacted. A ``broker`` URL may carry
-    options of Celery's transport too, so only the values redis-py reads are checked.
-    """
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigurationError(
-            f"{name} must start with redis://, rediss:// or unix:// (got {redact(url)!r})."
-        )
-    creds = url.partition("://")[2].rpartition("@")[0]
-    if any(c in creds for c in "?#/@"):
-        raise ConfigurationError(
-            f"{name}={redact(url)!r}: the user or password holds a character that a URL "
-            f"reserves (?, #, / or @); percent-encode it (? as %3F, # as %23, / as %2F, "
-            f"@ as %40), as in redis://:pa%3Fss@host:6379/0."
-        )
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018  # raises ValueError for a port that is not a number
-    except ValueError:
-        raise ConfigurationError(
-            f"{name}={redact(url)!r}: the port must be a number, as in redis://host:6379/0."
-        ) from None
-    db = parts.path.strip("/")
-    if parts.scheme != "unix" and db and not db.isdigit():
-        raise ConfigurationError(
-            f"{name}={redact(url)!r}: the database after the host must be a number, as in "
-            f"redis://host:6379/0."
-        )
-    _check_options(url, name, broker)
-    return url
-
-
-def _check_options(url: str, name: str, broker: bool) -> None:
-    """Check the URL's ``?option=value`` pairs as redis-py will read them."""
-    from redis.connection import parse_url  # the floor stays light to import
-
-    try:
-        options = parse_url(url)  # type: ignore[no-untyped-call]  # untyped in redis-py
-    except ValueError as exc:  # "Invalid value for 'socket_timeout' in connection URL."
-        raise ConfigurationError(
-            f"{name}={redact(url)!r}: {exc} Give it a number of seconds (or a count), as "
-            f"in ?socket_timeout=5."
-        ) from None
-    unknown = sorted(set(options) - _url_options())
-    if unknown and not broker:
-        raise ConfigurationError(
-            f"{name}={redact(url)!r}: unknown URL option(s) {', '.join(unknown)}; redis-py "
-            f"knows e.g. socket_timeout, socket_connect_timeout, health_check_interval, "
-            f"protocol, ssl_cert_reqs."
-        )
-
-
-@cache
-def _url_options() -> frozenset[str]:
-    import inspect
-
-    import redis.connection as rc
-
-    names = set(rc.URL_QUERY_ARGUMENT_PARSERS) | {"host", "port", "path", "connection_class"}
-    for cls in (rc.AbstractConnection, rc.Connection, rc.SSLConnection):
-        names.update(inspect.signature(cls.__init__).parameters)
-    names.update(inspect.signature(rc.UnixDomainSocketConnection.__init__).parameters)
-    names.update(inspect.signature(rc.ConnectionPool.__init__).parameters)
-    return frozenset(names - {"self", "kwargs", "connection_kwargs"})
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for messages and logs).
-
-    The credentials end at the *last* ``@``, so a password holding ``?``, ``#`` or
-    ``/`` (not percent-encoded) is hidden whole.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    creds, at, rest = rest.rpartition("@")
-    rest, qsep, query = rest.partition("?")
-    if qsep:  # redis-py also takes ?password=...
-        query = "&".join(
-            f"{k}=***" if k.lower() == "password" else f"{k}={v}" if e else k
-            for k, e, v in (pair.partition("=") for pair in query.split("&"))
-        )
-    if at:
-        user = creds.split(":", 1)[0] if ":" in creds else ""
-        rest = f"{user}:***@{rest}" if ":" in creds else f"***@{rest}"
-    return f"{scheme}://{rest}" + (f"?{query}" if qsep else "")
-
-
 def _shards() -> tuple[str, ...]:
     raw = os.environ.get("MOTION_REDIS_SHARDS", "").replace(",", " ").split()
     urls = tuple(check_url(url, "MOTION_REDIS_SHARDS") for url in raw)
@@ -203,6 +124,12 @@ def _shards() -> tuple[str, ...]:
 
 def _broker_url() -> str | None:
     url = os.environ.get("MOTION_BROKER_URL", "").strip()
+    if is_cluster_url(url):
+        raise ConfigurationError(
+            f"MOTION_BROKER_URL={redact(url)!r}: the Celery broker cannot be a Redis Cluster "
+            f"(kombu has no cluster transport); give a single Redis (redis://host:6379/1) "
+            f"or RabbitMQ (amqp://user:password@host:5672//)."
+        )
     if url.startswith(("redis://", "rediss://", "unix://")):
         return check_url(url, "MOTION_BROKER_URL", broker=True)
     return url or None  # another kind of broker (amqp://...): Celery checks it
@@ -240,15 +167,29 @@ class Settings:
     #: how long a drain of a hot instance keeps its lease after its inbox emptied, for
     #: the next update to be handed to it directly (no broker hop); 0: never lingers
     linger_ms: int = 20
+    #: most updates an instance with a paused flow holds (inbox entries) before an
+    #: enqueue raises TooManyPendingError
+    max_pending: int = 100_000
+    #: replicas that must have an enqueue or a commit before it is acknowledged
+    redis_min_replicas: int = 0
+    #: seconds to wait for them (then ``ReplicationTimeoutError``)
+    redis_replica_timeout: float = 2.0
+
+    @property
+    def redis_cluster(self) -> bool:
+        """Whether the state lives on a Redis Cluster (a ``redis+cluster://`` URL)."""
+        return is_cluster_url(self.redis_url)
 
     @classmethod
     def from_environment(cls) -> Settings:
         """Read ``.motionrc.yml`` (once per process), then every ``MOTION_*`` variable."""
         motionrc.import_config()
         key = os.environ.get("MOTION_SIGNING_KEY")
+        redis_url, broker_url = url_from_environment(), _broker_url()
+        _check_cluster(redis_url, broker_url)
         return cls(
-            redis_url=url_from_environment(),
-            broker_url=_broker_url(),
+            redis_url=redis_url,
+            broker_url=broker_url,
             inprocess_worker=env_bool("MOTION_INPROCESS_WORKER"),
             inprocess_concurrency=_env_number("MOTION_INPROCESS_CONCURRENCY", 8, int),
             queues=_env_number("MOTION_QUEUES", 4, int),
@@ -270,6 +211,39 @@ class Settings:
             dev_mode=os.environ.get("MOTION_ENV", "prod").strip().lower() == "dev",
             batch_bytes=max(1, _env_number("MOTION_BATCH_BYTES", 16 * 1024 * 1024, int)),
             linger_ms=_env_number("MOTION_LINGER_MS", 20, int),
+            max_pending=max(1, _env_number("MOTION_MAX_PENDING", 100_000, int)),
+            redis_min_replicas=_min_replicas(),
+            redis_replica_timeout=_env_number("MOTION_REDIS_REPLICA_TIMEOUT", 2.0),
+        )
+
+
+def _min_replicas() -> int:
+    raw = os.environ.get("MOTION_REDIS_MIN_REPLICAS", "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit():
+        raise ConfigurationError(
+            f"MOTION_REDIS_MIN_REPLICAS={raw!r}: give how many replicas must have a write "
+            f"before it is acknowledged, a whole number (0: do not wait; 1 is usual)."
+        )
+    return int(raw)
+
+
+def _check_cluster(redis_url: str | None, broker_url: str | None) -> None:
+    """A cluster holds the state only: the broker must be named, and no shards."""
+    if not is_cluster_url(redis_url):
+        return
+    if not broker_url:
+        raise ConfigurationError(
+            f"MOTION_REDIS_URL={redact(str(redis_url))!r} is a Redis Cluster, which cannot "
+            f"be the Celery broker (kombu has no cluster transport): set MOTION_BROKER_URL "
+            f"to a single Redis (redis://host:6379/1) or to RabbitMQ (amqp://...)."
+        )
+    if os.environ.get("MOTION_REDIS_SHARDS", "").strip():
+        raise ConfigurationError(
+            "MOTION_REDIS_SHARDS cannot be combined with a Redis Cluster URL: a cluster "
+            "spreads instances itself; unset MOTION_REDIS_SHARDS (`motion copy` moves "
+            "each shard into the cluster)."
         )
 
 
@@ -303,6 +277,11 @@ def configure(**overrides: Any) -> Settings:
         overrides["signing_key"] = overrides["signing_key"].encode()
     if isinstance(overrides.get("redis_url"), str):
         overrides["redis_url"] = check_url(overrides["redis_url"], "redis_url")
+    if "redis_url" in overrides or "broker_url" in overrides:
+        base = _current or Settings.from_environment()
+        _check_cluster(
+            overrides.get("redis_url", base.redis_url), overrides.get("broker_url", base.broker_url)
+        )
     for name in ("redis_socket_timeout", "redis_connect_timeout", "redis_retry_seconds"):
         value = overrides.get(name)
         if value is not None and not (isinstance(value, int | float) and value > 0):

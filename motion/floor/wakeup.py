@@ -66,6 +66,12 @@ def flow_label(flow: str) -> str:
     return _FLOW_LABELS.get(flow, flow)
 
 
+def shown_flow(flow: str) -> str:
+    """The flow as counters show it: an internal flow in plain words and in parentheses,
+    ``"(write_state)"``, so it reads as motion's own and not as a user's flow."""
+    return f"({_FLOW_LABELS[flow]})" if flow in _FLOW_LABELS else flow
+
+
 def inline() -> bool:
     """Whether the enqueue script may push wake-ups itself (the broker is the state Redis)."""
     return get_settings().broker_url is None

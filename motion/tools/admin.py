@@ -20,9 +20,14 @@ import redis.asyncio
 
 from motion.caller.wait import Waiter
 from motion.define.component import Component, lookup, registered
-from motion.floor import drive, store
+from motion.floor import drive, indexes, store
 from motion.floor import keys as K
-from motion.floor.connection import all_urls, get_redis, new_async_client, translate_errors
+from motion.floor.connection import (
+    all_urls,
+    get_redis,
+    queue_delete,
+    translate_errors,
+)
 from motion.floor.connection import client_for as _client
 from motion.floor.errors import (
     ConfigurationError,
@@ -39,6 +44,7 @@ from motion.floor.inbox import (
 from motion.floor.redis_params import RedisParams
 from motion.floor.serde import DEFAULT_SERIALIZER, Serializer, binding, load_stored, unseal
 from motion.floor.settings import get_settings
+from motion.tools import copying
 from motion.worker import holds
 
 
@@ -85,18 +91,18 @@ def clear_instance(instance_name: str) -> bool:
     Raises :class:`~motion.errors.InvalidInstanceIdError` (a ``ValueError``) for a
     name without ``__``.
     """
-    K.split_instance_name(instance_name)
+    component, instance_id = K.split_instance_name(instance_name)
     keys = K.InstanceKeys.of(instance_name)
     client = get_redis(instance_name)
     with translate_errors(f"clearing {instance_name}", instance_name):
         # cache entries and dedup keys (the fixed keys are deleted by name anyway)
         cached = list(_scan(client, _glob_escape(keys.prefix) + "*"))
         pipe = client.pipeline(transaction=False)
-        pipe.delete(*keys.all())
+        queue_delete(pipe, keys.all())
         for start in range(0, len(cached), 500):
-            pipe.delete(*cached[start : start + 500])
-        pipe.zrem(K.PENDING, instance_name)
-        pipe.zrem(K.SWEEP, instance_name)
+            queue_delete(pipe, cached[start : start + 500])
+        indexes.forget(pipe, instance_name, K.PENDING, K.SWEEP, K.HELD, K.TIMERS)
+        pipe.zrem(K.names(component, instance_name), instance_id)
         deleted = pipe.execute()[0]
     store.STATE_CACHE.drop(instance_name)
     return bool(deleted)
@@ -124,7 +130,16 @@ def inspect_state(instance_name: str) -> dict[str, Any]:
         raise InstanceNotFoundError(
             f"{instance_name} does not exist; `motion list {component}` lists its instances."
         )
-    serializer = _serializer(component)
+    return decode_stored(instance_name, incarnation, raw)
+
+
+def decode_stored(
+    instance_name: str, incarnation: bytes, raw: dict[bytes, bytes]
+) -> dict[str, Any]:
+    """Stored state fields of ``"Comp__id"`` (of ``incarnation``) decoded as
+    :func:`inspect_state` decodes them (the component's serializer if its code is
+    loaded, else cloudpickle; ``load_state`` not applied)."""
+    serializer = _serializer(K.split_instance_name(instance_name)[0])
 
     def load(field: bytes, what: str) -> Any:
         bind = store.value_binding(instance_name, field, incarnation)
@@ -146,45 +161,14 @@ async def copy_db(src: str | RedisParams, dest: str | RedisParams) -> int:
     Keys are found with ``SCAN`` and copied with ``DUMP``/``RESTORE ... REPLACE``,
     keeping their TTLs. Returns the number of keys copied. Stop writers first for
     a consistent copy. Example: ``asyncio.run(copy_db(RedisParams(), "redis://new:6379/0"))``.
+    Into a Redis Cluster (``redis+cluster://``), the global indexes are split into
+    their per-slot parts and counters are added up, so each shard of
+    ``MOTION_REDIS_SHARDS`` can be copied in turn (:mod:`motion.tools.copying`).
     """
     src_url, dest_url = _url(src), _url(dest)
     if src_url == dest_url:
         raise ConfigurationError("copy_db needs two different databases; src equals dest.")
-    source = new_async_client(src_url)
-    target = new_async_client(dest_url)
-    copied = 0
-    try:
-        batch: list[bytes] = []
-        async for key in source.scan_iter(match=f"{K.PREFIX}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
-                copied += await _copy_batch(source, target, batch)
-                batch = []
-        if batch:
-            copied += await _copy_batch(source, target, batch)
-    finally:
-        await source.aclose()
-        await target.aclose()
-    return copied
-
-
-async def _copy_batch(
-    source: redis.asyncio.Redis, target: redis.asyncio.Redis, keys: list[bytes]
-) -> int:
-    read = source.pipeline(transaction=False)
-    for key in keys:
-        read.dump(key)
-        read.pttl(key)
-    replies = await read.execute()
-    write = target.pipeline(transaction=False)
-    copied = 0
-    for key, data, ttl in zip(keys, replies[::2], replies[1::2], strict=True):
-        if data is None:  # deleted since the scan
-            continue
-        write.restore(key, max(int(ttl), 0), data, replace=True)
-        copied += 1
-    await write.execute()
-    return copied
+    return await copying.copy_keys(src_url, dest_url)
 
 
 # -- what `motion status` and `motion flush` show ------------------------------------------
@@ -251,18 +235,15 @@ def status(components: Sequence[str] = ()) -> list[ComponentStatus]:
     clients = [_client(url) for url in all_urls()]
     with translate_errors("reading motion status"):
         names = list(components) or sorted(
-            {_text(n) for client in clients for n in client.smembers(K.COMPONENTS)}
+            {_text(n) for client in clients for n in indexes.members(client, K.COMPONENTS)}
         )
         result = {name: ComponentStatus(name) for name in names}
         for client in clients:
-            pipe = client.pipeline(transaction=False)
             for name in names:
-                pipe.hgetall(K.stats(name))
-            for name, raw in zip(names, pipe.execute(), strict=True):
-                _counters(result[name], raw)
+                _counters(result[name], indexes.counters(client, K.stats(name)))
             pending = [
                 (member.decode(), score)
-                for member, score in client.zscan_iter(K.PENDING, count=1000)
+                for member, score in indexes.scan_members(client, K.PENDING)
                 if member.decode().partition(K.SEPARATOR)[0] in result
             ]
             _backlog(client, result, pending)

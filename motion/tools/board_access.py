@@ -8,7 +8,10 @@
 - every write form carries a CSRF token bound to the session (the cookie is also
   ``SameSite=Strict``), checked on every POST.
 
-Uses the floor only (:mod:`motion.tools.tokens` for the key rules).
+- :class:`Board`: the request plumbing every route uses (who is asking, pages with
+  the security headers, forms checked for their CSRF token).
+
+Tool; uses the floor (errors) and tools (board_html, tokens).
 """
 
 from __future__ import annotations
@@ -22,10 +25,23 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
+from motion.floor.errors import ConfigurationError
+from motion.tools import board_html as H
 from motion.tools.tokens import check_secret, same_secret
 
 SESSION_SECONDS = 12 * 3600
+COOKIE = "motion_dashboard"
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 def is_loopback(host: str) -> bool:
@@ -131,3 +147,84 @@ def request_is_local(scope: Mapping[str, Any], host_header: str) -> bool:
         bound = str(server[0]).startswith("/") or is_loopback(str(server[0]))  # or a unix socket
     name = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
     return bound and (is_loopback(name) or (in_process and name == "testserver"))
+
+
+def _env_read_only() -> bool:
+    return os.environ.get("MOTION_DASHBOARD_READ_ONLY", "").strip().lower() in ("1", "true", "yes")
+
+
+class Refused(Exception):
+    """Ends a request early with ``response`` (a sign-in redirect, a 403 page)."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+
+
+class Board:
+    """One dashboard app's request plumbing: who is asking, pages, forms (the routes of
+    :mod:`motion.tools.board_routes` use it)."""
+
+    def __init__(self, key: str | None, read_only: bool | None) -> None:
+        self.access = Access(key)
+        self._read_only = read_only
+
+    def no_edits(self) -> bool:
+        """Whether the dashboard is read-only now (option, else the environment)."""
+        return _env_read_only() if self._read_only is None else self._read_only
+
+    def keep(self, response: Any, session: Session) -> Any:
+        """Set ``session``'s cookie on ``response`` (signed, HttpOnly, SameSite=Strict)."""
+        response.set_cookie(
+            COOKIE, self.access.cookie(session), max_age=SESSION_SECONDS, httponly=True,
+            samesite="strict", path="/",
+            secure=os.environ.get("MOTION_DASHBOARD_SECURE_COOKIE", "") == "1",
+        )  # fmt: skip
+        return response
+
+    def html(self, body: str, status: int = 200, session: Session | None = None) -> Any:
+        """An HTML response with the dashboard's security headers."""
+        from fastapi.responses import HTMLResponse
+
+        response = HTMLResponse(body, status, headers=HEADERS)
+        return self.keep(response, session) if session is not None and session.new else response
+
+    def enter(self, request: Any) -> Session:
+        """The request's session, or :class:`Refused` (not local, not signed in)."""
+        from fastapi.responses import RedirectResponse
+
+        try:
+            key = self.access.key()
+        except ConfigurationError as exc:
+            raise Refused(
+                self.html(H.page("misconfigured", H.notice(str(exc), True)), 500)
+            ) from exc
+        session = self.access.session(request.cookies.get(COOKIE))
+        if not key:
+            if not request_is_local(request.scope, request.headers.get("host", "")):
+                message = (
+                    "This dashboard has no MOTION_DASHBOARD_KEY, so it answers only on a "
+                    "loopback address (127.0.0.1, ::1) addressed as localhost. Set the key to "
+                    "serve it elsewhere."
+                )
+                raise Refused(self.html(H.page("refused", H.notice(message, True)), 403))
+            return session or Session(secrets.token_hex(16), operator=False, new=True)
+        if session is None:
+            raise Refused(RedirectResponse("/login", 303, headers=HEADERS))
+        return session
+
+    def render(
+        self, session: Session, title: str, body: str, status: int = 200, reload: int = 0
+    ) -> Any:
+        """A whole page for ``session`` (its CSRF token in the sign-out form)."""
+        csrf = self.access.csrf(session)
+        page = H.page(title, body, csrf=csrf, signed_in=session.operator, reload=reload)
+        return self.html(page, status, session)
+
+    async def form(self, request: Any, session: Session | None) -> dict[str, str]:
+        """The POSTed form fields; :class:`Refused` unless its CSRF token is right."""
+        raw = (await request.body()).decode(errors="replace")
+        fields = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+        if session is None or not self.access.csrf_ok(session, fields.get("csrf", "")):
+            message = "This form is stale or was not sent from this dashboard; reload and retry."
+            raise Refused(self.html(H.page("refused", H.notice(message, True)), 403))
+        return fields

@@ -2,8 +2,8 @@
 
 What the dashboard shows and edits, with no component code needed: the component
 names from the index that instance creation fills (:data:`motion.floor.keys.COMPONENTS`),
-a component's instances found with ``SCAN`` (never ``KEYS``) in pages, optionally
-by id prefix, an instance's counters, and the per-flow counters of a component.
+an instance's counters, and the per-flow counters of a component (a component's
+instances, in pages, come from :mod:`motion.tools.names`).
 
 :func:`write_state` is ``write_state`` by instance name: the change is enqueued in
 the instance's inbox like any update, so it is applied in order with the updates
@@ -15,32 +15,34 @@ Uses the caller road (enqueue, wait) and the floor (inbox, scripts); no Celery.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from motion.caller.enqueue import send_wakeup_sync, wakeup_to_push
 from motion.caller.wait import Waiter
 from motion.define.component import lookup, registered
-from motion.floor import drive, scripts
+from motion.floor import drive, indexes, scripts
 from motion.floor import keys as K
 from motion.floor.connection import all_urls, client_for, get_redis, translate_errors
 from motion.floor.errors import FlushTimeoutError, InstanceNotFoundError
-from motion.floor.inbox import WRITE_FLOW, Update, encode, enqueue_call, new_token
+from motion.floor.inbox import (
+    WRITE_FLOW,
+    Update,
+    encode,
+    enqueue_call,
+    entry_header,
+    new_token,
+)
+from motion.floor.parked import parse_member
 from motion.floor.serde import DEFAULT_SERIALIZER
 
 if TYPE_CHECKING:
     from motion.define.component import Component
 
-#: the most keys one SCAN call may examine while looking for a page
-_MAX_SCAN_COUNT = 5000
-
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def components() -> list[str]:
@@ -48,7 +50,7 @@ def components() -> list[str]:
     names: set[str] = set()
     for url in all_urls():
         with translate_errors("listing components"):
-            names |= {_text(n) for n in client_for(url).smembers(K.COMPONENTS)}
+            names |= {_text(n) for n in indexes.members(client_for(url), K.COMPONENTS)}
     return sorted(names)
 
 
@@ -57,57 +59,13 @@ def flow_counts(component: str) -> dict[str, dict[str, int]]:
     flows: dict[str, dict[str, int]] = {}
     for url in all_urls():
         with translate_errors(f"reading the counters of {component}"):
-            raw = client_for(url).hgetall(K.stats(component))
+            raw = indexes.counters(client_for(url), K.stats(component))
         for key, value in raw.items():
             kind, _, flow = _text(key).partition(":")
             if flow:
                 counts = flows.setdefault(flow, {})
                 counts[kind] = counts.get(kind, 0) + int(value)
     return dict(sorted(flows.items()))
-
-
-@dataclass
-class Page:
-    """One page of instance ids, and the cursor of the next (``""`` after the last)."""
-
-    ids: list[str]
-    next_cursor: str = ""
-
-
-def _cursor(cursor: str, shards: int) -> tuple[int, int]:
-    shard, _, position = cursor.partition(":")
-    try:
-        at = (int(shard), int(position)) if cursor else (0, 0)
-    except ValueError:
-        at = (0, 0)
-    return at if 0 <= at[0] < shards and at[1] >= 0 else (0, 0)
-
-
-def instance_page(component: str, prefix: str = "", cursor: str = "", size: int = 50) -> Page:
-    """About ``size`` ids of ``component``'s instances whose id starts with ``prefix``.
-
-    ``cursor`` is the ``next_cursor`` of the previous page (``""`` for the first).
-    Each page is one or more ``SCAN`` calls; a page may hold a few more than
-    ``size`` ids, and an instance created or deleted while paging may be missed
-    or listed twice (as with ``SCAN`` itself), never the others.
-    """
-    urls = all_urls()
-    shard, position = _cursor(cursor, len(urls))
-    escaped = _glob_escape(component + K.SEPARATOR + prefix)
-    pattern = f"{K.PREFIX}:{{{escaped}*}}:meta"
-    ids: list[str] = []
-    count = max(size, 10)
-    while shard < len(urls) and len(ids) < size:
-        client = client_for(urls[shard])
-        with translate_errors(f"listing instances of {component}"):
-            position, found = client.scan(position, match=pattern, count=count)
-        ids += [K.split_instance_name(K.name_from_meta_key(_text(k)))[1] for k in found]
-        if int(position) == 0:
-            shard, position = shard + 1, 0
-        elif len(found) < size // 4:  # sparse matches: examine more keys per call
-            count = min(count * 2, _MAX_SCAN_COUNT)
-    more = shard < len(urls)
-    return Page(sorted(set(ids)), f"{shard}:{int(position)}" if more else "")
 
 
 @dataclass
@@ -120,11 +78,15 @@ class Summary:
     applied: int
     failures: int
     extra: dict[str, str] = field(default_factory=dict)
+    #: flow-control holds: ``{flow or "*": reason}`` (``pause``, ``failed:<seq>``...)
+    holds: dict[str, str] = field(default_factory=dict)
+    #: updates parked by flow control (behind the watermark, not applied yet)
+    parked: int = 0
 
     @property
     def pending(self) -> int:
-        """Updates enqueued and not applied yet."""
-        return max(self.seq - self.applied, 0)
+        """Updates enqueued and not applied yet (parked ones included)."""
+        return max(self.seq - self.applied, 0) + self.parked
 
 
 def summary(instance_name: str) -> Summary:
@@ -133,12 +95,74 @@ def summary(instance_name: str) -> Summary:
     client = get_redis(instance_name)
     with translate_errors(f"reading {instance_name}", instance_name):
         pipe = client.pipeline(transaction=False)
-        pipe.hmget(keys.meta, "version", "seq", "applied")
+        pipe.hgetall(keys.meta)
         pipe.zcard(keys.failed)
-        (version, seq, applied), failures = pipe.execute()
-    if version is None:
+        raw, failures = pipe.execute()
+    meta = {_text(k): _text(v) for k, v in raw.items()}
+    if "version" not in meta:
         raise InstanceNotFoundError(f"{instance_name} does not exist.")
-    return Summary(instance_name, int(version), int(seq or 0), int(applied or 0), int(failures))
+    info = Summary(
+        instance_name,
+        int(meta["version"]),
+        int(meta.get("seq") or 0),
+        int(meta.get("applied") or 0),
+        int(failures),
+    )
+    info.holds = {k[len("hold:") :]: v for k, v in meta.items() if k.startswith("hold:")}
+    info.parked = sum(int(v) for k, v in meta.items() if k.startswith("parked:"))
+    return info
+
+
+@dataclass
+class Pending:
+    """An update waiting in an instance's inbox: its seq, flow and enqueue time (ms);
+    ``parked``: held by a flow-control option (a pause, a debounce, a timer)."""
+
+    seq: int
+    flow: str
+    enqueued_ms: int | None
+    parked: bool = False
+
+
+def pending(instance_name: str, limit: int = 50) -> list[Pending]:
+    """The first ``limit`` updates of ``"Comp__id"`` not applied yet, in seq order: the
+    parked ones (held by flow control, behind the watermark) and those after it (read
+    from the entries' headers: no payload is deserialized)."""
+    keys = K.InstanceKeys.of(instance_name)
+    client = get_redis(instance_name)
+    with translate_errors(f"reading the inbox of {instance_name}", instance_name):
+        pipe = client.pipeline(transaction=False)
+        pipe.hmget(keys.meta, "applied", "seq")
+        pipe.zrange(keys.parked, 0, limit - 1)
+        (applied, seq), members = pipe.execute()
+        held = {parse_member(m)[0] for m in members}
+        first, last = int(applied or 0) + 1, min(int(seq or 0), int(applied or 0) + limit)
+        seqs = sorted(held | set(range(first, last + 1)))[:limit]
+        entries = client.hmget(keys.inbox, seqs) if seqs else []
+    out = []
+    for number, entry in zip(seqs, entries, strict=True):
+        if entry is not None:  # discarded or applied meanwhile
+            header = entry_header(entry if isinstance(entry, bytes) else entry.encode())
+            out.append(Pending(number, header.flow, header.enqueued_ms, number in held))
+    return out
+
+
+def dead_letters(instance_name: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest ``limit`` failure records of ``"Comp__id"`` (``seq``, ``flow``, ``op``,
+    ``error_type``, ``message``, ``traceback``, ``at``), newest first."""
+    keys = K.InstanceKeys.of(instance_name)
+    client = get_redis(instance_name)
+    with translate_errors(f"reading the failures of {instance_name}", instance_name):
+        raw = cast("list[bytes]", client.zrevrange(keys.failed, 0, limit - 1))
+    records = []
+    for item in raw:
+        try:
+            record = json.loads(item)
+        except ValueError:
+            continue  # not written by motion
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 class _Codeless:

@@ -7,6 +7,9 @@
     motion clear Summary__user-1            delete it (state, queue, cache)
     motion status [--json]                  backlog, lag, failures per component
     motion flush Summary__user-1            wait until its updates are applied
+    motion history Summary__user-1          its kept versions (what made each)
+    motion replay --candidate m:C ...       re-apply retained updates through new code
+    motion failed Summary__user-1           its dead letters; retry/drop one (cli_updates)
     motion worker -I my_components -c 8     celery -A workers worker ... (args pass through)
     motion dashboard [--host H --port P]     the dashboard (loopback only without a key)
     motion init                             write a .motionrc.yml (Motion's config file)
@@ -16,8 +19,8 @@ Redis comes from ``MOTION_REDIS_URL`` (or Motion's ``MOTION_REDIS_*`` variables)
 or ``--redis-url``. Every command only calls :mod:`motion.tools.admin`; exit status is 0
 on success, 1 on an error (printed on stderr), 2 on a usage error.
 
-Tool; uses tools (admin, board, metrics), the definition layer (component), the floor
-(connection, errors, inbox, settings).
+Tool; uses tools (admin, board, cli_updates, metrics, past, replay), the definition layer
+(component), the floor (connection, errors, inbox, settings).
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from collections.abc import Sequence
 from motion.define.component import Component
 from motion.floor.errors import CommandLineError, MotionError, UpdateFailedError
 from motion.floor.inbox import ALL_FLOWS
-from motion.tools import admin
+from motion.floor.wakeup import shown_flow
+from motion.tools import admin, cli_updates
+from motion.tools.past import print_history
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,6 +97,35 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("instance", help="instance name, Component__instance_id")
     cmd.add_argument("--flow", default=ALL_FLOWS, help="wait only for this flow's updates")
     cmd.add_argument("--timeout", type=float, default=None, help="give up after S seconds")
+    cli_updates.add_commands(command)
+    cmd = command(
+        "history",
+        "Print the kept versions of an instance, newest first: version, time, flows, "
+        "seqs and changed keys (Component(history=K) keeps K).",
+        "motion history Summary__user-1 --limit 5 --json",
+    )
+    cmd.add_argument("instance", help="instance name, Component__instance_id")
+    cmd.add_argument("--limit", type=int, default=None, help="at most N versions")
+    cmd.add_argument("--json", action="store_true", help="print JSON (one list) instead")
+    cmd.add_argument("--values", action="store_true", help="with --json: the changed values too")
+    cmd = command(
+        "replay",
+        "Rebuild instances' states from their retained updates (retain_updates=N) "
+        "through a candidate's update ops, in memory (nothing is written), serve each "
+        "probe on production and on the rebuilt state, and write report.json and "
+        "report.html side by side.",
+        "motion replay --candidate new_prompts:Summary --instances u1 u2 --probes p.jsonl",
+    )
+    cmd.add_argument("--candidate", required=True, help="module:Component, the new code")
+    cmd.add_argument(
+        "--baseline",
+        default=None,
+        help="module:Component the workers run (default: the other loaded definition "
+        "with the candidate's name)",
+    )
+    cmd.add_argument("--instances", nargs="+", required=True, help="instance ids")
+    cmd.add_argument("--probes", required=True, help='JSON lines: {"flow": ..., "props": {...}}')
+    cmd.add_argument("--out", default="replay-report", help="folder of the report")
     cmd = command(
         "copy",
         "Copy every motion key from one Redis to another (DUMP/RESTORE, keeps TTLs).",
@@ -168,7 +202,7 @@ def _print_status(rows: list[admin.ComponentStatus]) -> None:
     for r in rows:
         for flow, counts in sorted(r.flows.items()):
             detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-            print(f"  {r.component}.{flow}: {detail}")
+            print(f"  {r.component}.{shown_flow(flow)}: {detail}")
         if r.takeovers:
             print(f"  {r.component}: {r.takeovers} lease takeover(s) (a worker died or stalled)")
         if r.untaken:
@@ -227,11 +261,29 @@ def _vis(target: str, output: str) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    """``motion replay``: exit 1 if an instance could not be replayed."""
+    from motion.tools import replay, replay_report
+
+    candidate = replay.load_component(args.candidate)
+    baseline = replay.load_component(args.baseline) if args.baseline else None
+    probes = replay.read_probes(args.probes)
+    result = replay.replay(candidate, args.instances, probes, baseline)
+    json_path, html_path = replay_report.write(result, args.out)
+    for item in result.instances:
+        what = item.error or f"{len(item.seqs)} update(s) re-applied, {len(item.failures)} failed"
+        print(f"{item.instance_id}: {what}")
+    print(f"wrote {json_path} and {html_path}")
+    return 1 if any(item.error for item in result.instances) else 0
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "init":
         return _init()
     if args.command == "vis":
         return _vis(args.target, args.output)
+    if args.command in cli_updates.NAMES:
+        return cli_updates.run(args)
     if args.command == "list":
         ids = admin.get_instances(args.component)
         for instance_id in ids:
@@ -254,6 +306,10 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "flush":
         last = admin.flush_instance(args.instance, args.flow, args.timeout)
         print(f"{args.instance}: applied through update #{last}")
+    elif args.command == "history":
+        print_history(args.instance, args.limit, args.json, args.values)
+    elif args.command == "replay":
+        return _replay(args)
     elif args.command == "copy":
         copied = asyncio.run(admin.copy_db(args.src, args.dest))
         print(f"copied {copied} key(s)")

@@ -11,6 +11,7 @@ Routes, for each component ``C`` (compatible with Motion's):
 ``GET /C/read``             ``read_state``: ``?instance_id=...&key=...`` -> ``{key: value}``
 ``POST /C/enqueue``         enqueue a flow's updates without its serve op (for producers
                             in other languages): ``{instance_id, flow, props}`` -> seq
+``/C/submit`` ...            submit, failed, retry, drop, pause, resume: :mod:`.http_updates`
 ==========================  =========================================================
 
 Every route but ``/auth`` needs ``Authorization: Bearer <JWT>`` for the component and
@@ -20,7 +21,8 @@ signed with their own secret (:mod:`motion.tools.tokens`), never with the API ke
 live 1 day by default, 30 at most. No request waits longer than ``wait_timeout``. Error
 bodies never carry exception text or Redis addresses: those go to the ``motion.http``
 logger with an error id that the body repeats. A handle is made per request (no thread,
-pooled connections). Needs the ``http`` extra. Tool: uses the caller road and the floor.
+pooled connections). Needs the ``http`` extra. Tool: uses the caller road, the floor and
+the other HTTP modules (http_errors: what a client is told; http_updates).
 
 Example::
 
@@ -38,18 +40,18 @@ from motion.caller.handle import Instance
 from motion.define.component import Component
 from motion.floor.errors import (
     ConfigurationError,
-    ConnectionFailedError,
     DefinitionError,
-    FlushTimeoutError,
-    InvalidInstanceIdError,
     MissingDependencyError,
     UnknownFlowError,
     UpdateFailedError,
+    install_hint,
 )
 from motion.floor.inbox import WRITE_FLOW, Update
+from motion.tools import http_updates
+from motion.tools.http_errors import error_status, public_message
 from motion.tools.tokens import DEFAULT_EXPIRY_DAYS, TokenSigner, check_secret, same_secret
 
-INSTALL_HINT = "pip install 'motion-celery[http]'"
+INSTALL_HINT = install_hint("http")
 #: the ``run_kwargs`` a client may pass on to ``run`` (anything else is a 422)
 RUN_OPTIONS = frozenset({"ignore_cache", "force_refresh", "flush_update"})
 #: the ``creation_kwargs`` a client may pass on to the handle: handle options such as
@@ -167,40 +169,6 @@ class Application:
 
 def _new_key() -> str:
     return "sk_" + secrets.token_urlsafe(32)
-
-
-def error_status(exc: BaseException) -> int:
-    """The HTTP status for an error raised while serving a request."""
-    if isinstance(exc, UnknownFlowError):
-        return 404
-    if isinstance(exc, InvalidInstanceIdError):
-        return 422
-    if isinstance(exc, FlushTimeoutError):
-        return 504
-    if isinstance(exc, ConnectionFailedError):
-        return 503
-    return 500
-
-
-def public_message(exc: BaseException, wait_timeout: float) -> str | None:
-    """What a client may be told about ``exc`` (``None``: only a generic message).
-
-    Only errors about the request itself are echoed; exception text from ops,
-    Redis addresses and tracebacks stay in the server log.
-    """
-    if isinstance(exc, (UnknownFlowError, InvalidInstanceIdError)):
-        return str(exc)
-    if isinstance(exc, UpdateFailedError):
-        failed = ", ".join(f"#{f.seq} (flow {f.flow!r}, {f.error_type})" for f in exc.failures)
-        return f"{len(exc.failures)} update(s) failed: {failed}"
-    if isinstance(exc, FlushTimeoutError):
-        return (
-            f"the updates were not applied within {wait_timeout:g}s; they stay queued and are "
-            f"applied once a worker takes them"
-        )
-    if isinstance(exc, ConnectionFailedError):
-        return "the state store is unreachable; try again later"
-    return None
 
 
 async def enqueue(component: Component, instance_id: str, update: Update) -> int:
@@ -394,4 +362,5 @@ def _build(application: Application) -> Any:
 
     for component in application.components:
         add_routes(component)
+        http_updates.add_routes(app, component, check_token, failure)  # submit, dead letters...
     return app

@@ -47,9 +47,11 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from motion.floor import indexes
 from motion.floor import keys as K
-from motion.floor.errors import ConfigurationError
+from motion.floor.errors import ConfigurationError, install_hint
 from motion.floor.settings import get_settings, redact
+from motion.floor.wakeup import shown_flow
 
 DEFAULT_PORT = 9808
 DEFAULT_SAMPLE = 1000
@@ -91,12 +93,10 @@ def collect(client: redis.Redis, sample: int = DEFAULT_SAMPLE) -> Snapshot:
     Stateless: every figure comes from Redis (the pending index is scored by when
     each instance became pending), so exporters can restart or run several at once.
     """
-    with client.pipeline(transaction=False) as pipe:
-        pipe.time()  # Redis' clock: the pending index is scored by it
-        pipe.zcard(K.PENDING)
-        pipe.zrange(K.PENDING, 0, max(sample, 1) - 1, withscores=True)
-        pipe.smembers(K.COMPONENTS)
-        clock, total, oldest, names = pipe.execute()
+    clock = client.time()  # Redis' clock: the pending index is scored by it
+    total = indexes.zcard(client, K.PENDING)
+    oldest = indexes.oldest(client, K.PENDING, max(sample, 1))
+    names = indexes.members(client, K.COMPONENTS)
     now = int(clock[0]) + int(clock[1]) / 1e6
     snap = Snapshot(now, int(total), 0, 0, 0.0, 0.0)
     snap.used_memory_bytes, snap.maxmemory_bytes = _memory(client)
@@ -104,11 +104,8 @@ def collect(client: redis.Redis, sample: int = DEFAULT_SAMPLE) -> Snapshot:
         snap.oldest_pending_seconds = max(0.0, now - oldest[0][1] / 1000)
         _backlog(client, snap, [(n.decode(), score / 1000) for n, score in oldest], now)
     components = sorted(n.decode() for n in names)
-    with client.pipeline(transaction=False) as pipe:
-        for component in components:
-            pipe.hgetall(K.stats(component))
-        for component, raw in zip(components, pipe.execute(), strict=True):
-            snap.components[component] = _parse_stats(raw)
+    for component in components:
+        snap.components[component] = _parse_stats(indexes.counters(client, K.stats(component)))
     return snap
 
 
@@ -203,9 +200,10 @@ class Collector:
         for component, stats in snap.components.items():
             takeovers.add_metric([component], stats.takeovers)
             for flow, counts in stats.flows.items():
+                label = shown_flow(flow)
                 for outcome in _OUTCOMES:
-                    updates.add_metric([component, flow, outcome], counts.get(outcome, 0))
-                calls.add_metric([component, flow], counts.get("calls", 0))
+                    updates.add_metric([component, label, outcome], counts.get(outcome, 0))
+                calls.add_metric([component, label], counts.get("calls", 0))
         yield updates
         yield calls
         yield takeovers
@@ -231,7 +229,7 @@ def make_app(client: redis.Redis, sample: int = DEFAULT_SAMPLE) -> Any:
         from prometheus_client import CollectorRegistry, make_wsgi_app
     except ImportError as exc:
         raise ConfigurationError(
-            "the metrics endpoint needs prometheus-client: pip install 'motion-celery[metrics]'"
+            f"the metrics endpoint needs prometheus-client: {install_hint('metrics')}"
         ) from exc
     registry = CollectorRegistry(auto_describe=False)
     collector = Collector(client, sample)

@@ -89,6 +89,7 @@ _lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}
 _last_used: dict[int, float] = {}  # id(client) -> monotonic time of its last enqueue
 _known: set[tuple[int, str]] = set()  # (id(client), component) a worker ever registered
+_flows_seen: set[tuple[int, str, str]] = set()  # (id(client), component, flow) checked
 #: a client idle longer than this is PINGed (and re-connected) before an enqueue
 IDLE_CHECK_SECONDS = 5.0
 
@@ -191,6 +192,9 @@ def enqueue(
     if (id(client), component_name) not in _known:
         with _translate(client, action, stored="nothing was enqueued"):
             _check_registered(client, component_name)
+    if (id(client), component_name, flow) not in _flows_seen:
+        with _translate(client, action, stored="nothing was enqueued"):
+            _check_flow(client, component_name, flow)
     stored = "the update may or may not be stored: retry with the same dedup_key"
     with _translate(client, action, stored=stored):
         seq, wake = scripts.run(client, "enqueue", keys, args)[:2]
@@ -229,6 +233,22 @@ def _check_registered(client: redis.Redis, component: str) -> None:
     _known.add((id(client), component))
 
 
+def _check_flow(client: redis.Redis, component: str, flow: str) -> None:
+    """Warn (once per process) about a flow no worker announced update ops for: it is
+    accepted, and waits for a worker with that code (a rolling deploy's new flow)."""
+    announced = client.smembers(K.flows(component))
+    if announced and flow.encode() not in announced and flow not in announced:
+        log.warning(
+            "no worker has announced flow %r of %s (they announce %s); its updates are "
+            "stored and wait for a worker whose code has it. Check the name if no deploy "
+            "is adding it.",
+            flow,
+            component,
+            ", ".join(sorted(f.decode() if isinstance(f, bytes) else f for f in announced)),
+        )
+    _flows_seen.add((id(client), component, flow))
+
+
 def _wakeup_mode() -> str:
     """``inline`` (the enqueue script pushes it), ``redis`` (LPUSH after) or ``celery``."""
     mode = os.environ.get("MOTION_PRODUCER_WAKEUP", "").strip().lower() or "auto"
@@ -264,6 +284,7 @@ def reset() -> None:
         _clients.clear()
         _last_used.clear()
         _known.clear()
+        _flows_seen.clear()
 
 
 def _check_names(component: str, instance_id: str, flow: str) -> None:
@@ -297,7 +318,8 @@ def _create(
         what = f"state key {key!r} of {ikeys.name}"
         bind = value_binding(ikeys.name, key, incarnation)
         fields += [key, dump_stored(codec.serializer, what, value, limit, bind)]
-    script_keys = [ikeys.meta, ikeys.state, K.COMPONENTS, ikeys.claim]
+    script_keys = [ikeys.meta, ikeys.state, K.part(K.COMPONENTS, ikeys.name), ikeys.claim]
+    script_keys.append(K.names(component, ikeys.name))
     scripts.run(client, "init", script_keys, [component, now_ms(), incarnation, 1, *fields])
 
 
@@ -323,7 +345,8 @@ def _translate(client: redis.Redis, action: str, stored: str) -> Iterator[None]:
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
-        where = _describe(client.connection_pool.connection_kwargs)
+        pool = getattr(client, "connection_pool", None)  # none on a cluster client
+        where = _describe(pool.connection_kwargs) if pool else "the Redis Cluster"
         refused = isinstance(exc, redis.AuthenticationError) or any(
             code in str(exc) for code in ("NOAUTH", "NOPERM", "WRONGPASS")
         )

@@ -17,9 +17,9 @@ code this worker lacks commits what came before it and leaves the instance *held
 stored state it cannot read holds the instance too (``state unreadable``): that is
 not any update's fault, so no update is failed for it. See :func:`drain`.
 
-Worker road; uses the worker road (holds, lease, updates), the definition layer
-(component), the floor (connection, errors, inbox, keys, props, scripts, settings,
-store).
+Worker road; uses the worker road (holds, lease, parking, updates), the definition layer
+(component), the floor (awaits, connection, errors, inbox, keys, outcome, parked, props,
+scripts, settings, store).
 """
 
 from __future__ import annotations
@@ -28,21 +28,23 @@ import contextlib
 import logging
 import threading
 import time
+from functools import partial
 from typing import Any
 
 import redis
 
 from motion.define.component import Component, lookup
 from motion.floor import keys as K
+from motion.floor import parked as P
 from motion.floor import scripts, store
 from motion.floor.awaits import Waits, run_or_hand_off, run_sync
 from motion.floor.connection import get_redis
 from motion.floor.errors import DrainFailedError, MotionError
-from motion.floor.inbox import DrainReport, Window, failure_summary
+from motion.floor.inbox import Window, failure_summary
+from motion.floor.outcome import DrainReport, Outcome, commit_args, commit_keys
 from motion.floor.props import State
 from motion.floor.settings import get_settings
-from motion.floor.wakeup import flow_label
-from motion.worker import holds, updates
+from motion.worker import holds, parking, updates
 from motion.worker import lease as leases
 
 log = logging.getLogger("motion.engine")
@@ -60,28 +62,27 @@ _STOPPING = "worker stopping"
 def drain(component: Component, instance_id: str) -> DrainReport:
     """Drain the inbox of ``component``'s instance ``instance_id`` if no one else is
     (``async def`` ops are run on this thread's own event loop)."""
-    return run_sync(
-        drain_steps(
-            component, instance_id, DrainReport(K.instance_name(component.name, instance_id))
-        )
-    )
+    report = DrainReport(K.instance_name(component.name, instance_id))
+    return run_sync(drain_steps(component, instance_id, report))
 
 
 def drain_steps(component: Component, instance_id: str, report: DrainReport) -> Waits[DrainReport]:
-    """:func:`drain`, yielding the waits of its ops (:mod:`motion.floor.awaits`): its
-    Redis calls are made by whichever thread resumes it (:mod:`motion.floor.awaits`)."""
+    """:func:`drain`, yielding the waits of its ops (run by :mod:`motion.floor.awaits`)."""
     settings = get_settings()
     client = get_redis()
     keys = K.InstanceKeys.of(K.instance_name(component.name, instance_id))
     period = int(settings.lease_seconds * 1000)
     # one round trip: the lease, the first window and (unless our copy is current) the state
-    begin_keys = [keys.meta, keys.lease, K.stats(component.name), keys.inbox, keys.state]
+    begin_keys = [keys.meta, keys.lease, K.stats(component.name, keys.name), keys.inbox, keys.state]
     known = store.STATE_CACHE.version_of(keys.name)
     begin_args = [period, WINDOW, known, keys.name, store.nonce(), _budget()]
-    reply = scripts.run(client, "begin", [*begin_keys, K.PENDING, K.SWEEP], begin_args)
+    begin_keys += [K.part(K.PENDING, keys.name), K.part(K.SWEEP, keys.name), keys.parked]
+    reply = scripts.run(client, "begin", begin_keys, begin_args)
     token = reply[0]
     if isinstance(token, int):  # no lease taken
         report.skipped = {0: "busy", -1: "missing", -2: "idle"}[token]
+        if token == -1:  # cleared: its timers went with it (a firer may still name it)
+            client.zrem(K.timers_index(keys.name), keys.name)
         return report
     meta = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
     held = leases.Lease(keys, token, int(float(meta.get(b"lease_ms", period))))
@@ -110,10 +111,6 @@ def drain_steps(component: Component, instance_id: str, report: DrainReport) -> 
     return report
 
 
-#: the window after a commit that kept the lease to linger (its meta marked already)
-LINGERING = Window([], [])
-
-
 def _budget() -> int:
     return get_settings().batch_bytes
 
@@ -137,6 +134,7 @@ def _drain_held(
 ) -> Waits[None]:
     """Apply windows until the last commit released the lease (the inbox was empty)."""
     keys = held.keys
+    due = False
     while True:
         if held.lost.is_set():
             raise _Stop("lease lost")
@@ -145,10 +143,23 @@ def _drain_held(
         if window is None:  # after a refused commit: read the window again
             reply = scripts.run(client, "window", [keys.meta, keys.inbox], [WINDOW, "", _budget()])
             window = Window(reply[0], reply[1:])
-        if not window.entries and not STOPPING.is_set() and leases.hot(keys.name):
+        if due or P.has_parked(window.meta_flat):  # release a flow whose hold ended
+            commit = partial(_commit, client, held, component.name, report=report)
+            moved, after = yield from parking.release_due(
+                component, instance_id, client, held, state, window.meta_flat, commit
+            )
+            if moved:  # read the window again (and the state, if an op failed)
+                state = (
+                    after
+                    if after is not None
+                    else _fresh_state(client, component, instance_id, keys)
+                )
+                window, due = None, False
+                continue
+        if not window.entries and not due and not STOPPING.is_set() and leases.hot(keys.name):
             # a hot instance: keep the lease a little for its next update (no broker hop)
             try:
-                window = leases.linger(client, held, WINDOW, _budget(), window is LINGERING)
+                window = leases.linger(client, held, WINDOW, _budget(), window is leases.LINGERING)
             except LookupError:
                 raise _Stop("lease lost") from None
             if window is not None:
@@ -160,6 +171,7 @@ def _drain_held(
                 raise _Stop("lease lost")
             if released == 1:
                 return
+            due = released == 2  # a timer is due: go through it before letting go
             window = None  # updates arrived after the window was read
             continue
         leases.observe(keys.name, window.entries)
@@ -211,9 +223,12 @@ def _apply_window(
     keys = held.keys
     pending = window.pending()
     now = window.now()
+    parker = None  # flow control (motion.worker.parking) only where it may hold something
+    if component.flow_controlled() or P.in_force(window.meta_flat, window.entries):
+        parker = parking.Parker(component, window.meta_flat, int((now or 0) * 1000))
     groups = updates.groups(component, window.first_seq(), window.entries, _budget())
     report.taking(window.first_seq(), window.first_seq() + len(window.entries) - 1)
-    acc: updates.Outcome | None = None
+    acc: Outcome | None = None
     started = time.monotonic()
     for index, group in enumerate(groups):
         if index and STOPPING.is_set():  # finish what was applied, leave the rest
@@ -226,9 +241,14 @@ def _apply_window(
                 return _fresh_state(client, component, instance_id, keys), None
             acc, started = None, time.monotonic()
         try:
-            outcome = yield from updates.apply_steps(
-                component, instance_id, state, group, pending, held.incarnation, now
-            )
+            if parker is None:
+                outcome = yield from updates.apply_steps(
+                    component, instance_id, state, group, pending, held.incarnation, now
+                )
+            else:
+                outcome = yield from parking.apply(
+                    parker, client, held, component, instance_id, state, group, pending, now, acc
+                )
         except updates.LacksCode as lacking:
             # commit what came before it; it and everything after wait, in order
             if acc is not None and _commit(client, held, component.name, acc, report) is None:
@@ -260,7 +280,7 @@ def _apply_window(
     if acc.failures:  # an op may have mutated shared values: start clean
         state = _fresh_state(client, component, instance_id, keys)
     # lingering: the commit marked the meta; the drain waits on the nudge list
-    return state, LINGERING if reply[1] == 2 else Window(reply[2], reply[3:])
+    return state, leases.LINGERING if reply[1] == 2 else Window(reply[2], reply[3:])
 
 
 def _parse_state(
@@ -301,7 +321,7 @@ def _commit(
     client: redis.Redis,
     held: leases.Lease,
     component: str,
-    out: updates.Outcome,
+    out: Outcome,
     report: DrainReport,
     then_next: bool = False,
     lingers: bool = False,
@@ -315,8 +335,8 @@ def _commit(
     fields = out.fields
     args: list[Any] = [
         held.token,
-        out.first,
-        out.last,
+        0 if out.release else out.first,
+        -1 if out.release else out.last,
         held.period_ms,
         store.now_ms(),
         1 if out.replace else 0,
@@ -328,22 +348,11 @@ def _commit(
         _budget(),
     ]
     args += [len(fields) // 2, *fields]
-    args += [len(out.stats), *[x for kv in out.stats.items() for x in kv]]
-    args += [len(out.meta), *[x for kv in out.meta.items() for x in kv]]
-    args += [len(out.failures), *[x for kv in out.failures for x in kv]]
-    all_keys = [
-        keys.meta,
-        keys.state,
-        keys.inbox,
-        keys.lease,
-        keys.failed,
-        K.stats(component),
-        K.PENDING,
-        K.SWEEP,
-        keys.cache,
-        K.HELD,
-        keys.nudge,
-    ]
+    lists = out.stats.items(), out.meta.items(), out.failures, out.parked, out.sets.items()
+    for pairs in (*lists, out.timers.items(), out.released):
+        args += [len(pairs), *[x for kv in pairs for x in kv]]
+    args += commit_args(out.history, out.retain, out.versions)  # lua/history.lua
+    all_keys = commit_keys(keys, component, store.now_ms())
     if then_next and not lingers:  # this commit may free the lease: a refused renewal is no loss
         held.ending.set()
     reply = scripts.run(client, "commit", all_keys, args)
@@ -355,15 +364,9 @@ def _commit(
         return None
     # committed: the strikes are gone (commit.lua), so the lease is back to its period
     held.period_ms = int(get_settings().lease_seconds * 1000)
-    report.covered(out.first, out.last)
-    report.applied += sum(v for k, v in out.stats.items() if k.startswith("applied:"))
-    report.failed += len(out.failures)
-    report.failures += [record for _, record in out.failures[: 3 - len(report.failures)]]
-    for key, count in out.stats.items():
-        if key.startswith("applied:") and count:
-            flow = flow_label(key[len("applied:") :])
-            report.flows[flow] = report.flows.get(flow, 0) + count
-    report.discarded += sum(v for k, v in out.stats.items() if k.startswith("discarded:"))
+    report.count(out)
+    if out.failures:  # on_update_failed, once per new dead letter, after its commit
+        parking.notify_failures(lookup(component), keys.name, out.failures)
     if not out.failures:  # the state after the commit is ours: the next drain need not read it
         tag = reply[0] if isinstance(reply, list) else reply
         store.STATE_CACHE.put(keys.name, tag, out.state)

@@ -25,6 +25,7 @@ from typing import Any
 
 import redis
 
+from motion.floor import indexes
 from motion.floor import keys as K
 from motion.worker import lease as leases
 
@@ -131,12 +132,14 @@ def reasons(client: redis.Redis, names: list[str]) -> dict[str, dict[str, Any]]:
 
 def listing(client: redis.Redis) -> dict[str, dict[str, Any]]:
     """Held instances (at most :data:`LIMIT`, oldest first) with their reasons."""
-    found_names: list[Any] = client.zrange(K.HELD, 0, LIMIT - 1)
-    names = [n.decode() for n in found_names]
+    names = [n.decode() for n, _ in indexes.oldest(client, K.HELD, LIMIT)]
     found = reasons(client, names)
     gone = [name for name in names if name not in found]
     if gone:  # cleared or applied meanwhile: keep the index bounded
-        client.zrem(K.HELD, *gone)
+        pipe = client.pipeline(transaction=False)
+        for name in gone:
+            indexes.forget(pipe, name, K.HELD)
+        pipe.execute()
     return found
 
 

@@ -79,13 +79,14 @@ class Lease:
 def release(client: redis.Redis, lease: Lease, abandon: bool = False, hold: str = "") -> int:
     """Free the lease if the inbox is empty (or anyway, to ``abandon`` a failed drain,
     marking the instance held for the reason ``hold`` if given): 1 released, 0 more
-    to do, -1 lost."""
+    to do, 2 a timer of the instance is due (go through it), -1 lost."""
     keys = lease.keys
     args = [lease.token, keys.name, 1 if abandon else 0, hold]
-    script_keys = [keys.meta, keys.lease, K.PENDING, K.SWEEP, K.HELD]
+    indexes = [K.part(index, keys.name) for index in (K.PENDING, K.SWEEP, K.HELD)]
+    script_keys = [keys.meta, keys.lease, *indexes, keys.timers]
     lease.ending.set()
     result = int(scripts.run(client, "release", script_keys, args))
-    if result == 0:  # updates arrived meanwhile: the lease is still ours
+    if result in (0, 2):  # updates arrived meanwhile, or a timer is due: still ours
         lease.ending.clear()
     return result
 
@@ -189,6 +190,10 @@ def _enqueued_at(entry: bytes | None) -> float | None:
         return None if entry is None else entry_time(entry)
     except PayloadError:
         return None
+
+
+#: the window after a commit that kept the lease to linger (its meta marked already)
+LINGERING = Window([], [])
 
 
 def hot(name: str) -> bool:

@@ -23,12 +23,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import redis
 
+from motion.floor import indexes, scripts
 from motion.floor import keys as K
-from motion.floor import scripts
 from motion.floor.settings import get_settings
 from motion.worker import holds
 
@@ -47,21 +46,19 @@ def sweep_once(client: redis.Redis, send: Send, limit: int = 100_000) -> int:
     sent = 0
     while sent < limit:
         now = redis_now_ms(client)
-        found: list[Any] = client.zrangebyscore(K.SWEEP, "-inf", now - grace_ms, start=0, num=BATCH)
-        names = [n.decode() for n in found]
-        if not names:
-            break
-        keys: list[str] = []
-        for name in names:
-            ik = K.InstanceKeys.of(name)
-            keys += [ik.meta, ik.lease]
-        script_keys = [*keys, K.PENDING, K.SWEEP]
-        woken = scripts.run(client, "sweep", script_keys, [now, grace_ms, *names])
-        for raw in woken:
-            component, instance_id = K.split_instance_name(raw.decode())
-            send(component, instance_id, SWEEP_FLOW, 0)
-            sent += 1
-        if len(names) < BATCH:
+        found = indexes.due(client, K.SWEEP, now - grace_ms, BATCH)
+        for part, names in found.items():  # a part's instances all live in its slot
+            keys: list[str] = []
+            for name in names:
+                ik = K.InstanceKeys.of(name)
+                keys += [ik.meta, ik.lease]
+            script_keys = [*keys, K.part(K.PENDING, names[0]), part]
+            woken = scripts.run(client, "sweep", script_keys, [now, grace_ms, *names])
+            for raw in woken:
+                component, instance_id = K.split_instance_name(raw.decode())
+                send(component, instance_id, SWEEP_FLOW, 0)
+                sent += 1
+        if all(len(names) < BATCH for names in found.values()):
             break
     if sent:
         log.info("sweeper re-sent %d wake-up(s)", sent)

@@ -18,11 +18,12 @@ from motion.floor.connection import get_redis
 from motion.floor.errors import DrainFailedError
 from motion.floor.settings import get_settings
 from motion.floor.wakeup import APPLY_TASK, SWEEP_TASK
-from motion.worker import engine, sweeper
+from motion.worker import engine, firer, sweeper
 
 log = logging.getLogger("motion.tasks")
 
 _timer: sweeper.SweeperTimer | None = None
+_firer: firer.Firer | None = None
 _heartbeat: heartbeat.Heartbeat | None = None
 
 
@@ -42,26 +43,39 @@ def can_apply(component: str, flow: str, ops: list[str]) -> bool:
 
 
 def start_sweeper_timer() -> None:
-    """Run the sweeper on a timer in this process (a worker's main process)."""
-    global _timer
+    """Run the sweeper on a timer in this process (a worker's main process), and the
+    firer (:mod:`motion.worker.firer`) beside it."""
+    global _timer, _firer
     if _timer is None:
         _timer = sweeper.SweeperTimer(celery_app.send_wakeup, can_apply)
         _timer.start()
+    if _firer is None:
+        _firer = firer.Firer(celery_app.send_wakeup, get_redis)
+        _firer.start()
 
 
 def stop_sweeper_timer() -> None:
-    """Stop the timer started by :func:`start_sweeper_timer`."""
-    global _timer
+    """Stop the timer and the firer started by :func:`start_sweeper_timer`."""
+    global _timer, _firer
     if _timer is not None:
         _timer.stop()
         _timer = None
+    if _firer is not None:
+        _firer.stop()
+        _firer = None
+
+
+def _update_flows(component: str) -> list[str]:
+    """The flows with update ops this worker's code has for ``component``."""
+    comp = lookup(component)
+    return [flow for flow in comp.flows() if comp.update_ops(flow)]
 
 
 def start_heartbeat() -> None:
     """Announce this worker for the components it defines (:mod:`motion.floor.heartbeat`)."""
     global _heartbeat
     if _heartbeat is None:
-        _heartbeat = heartbeat.Heartbeat(get_redis, registered)
+        _heartbeat = heartbeat.Heartbeat(get_redis, registered, _update_flows)
         _heartbeat.start()
 
 

@@ -24,13 +24,11 @@ import inspect
 import logging
 import time
 import traceback
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from motion.define.component import Component, DiscardPolicy, Op
 from motion.define.definitions import resolve
-from motion.floor import awaits, store
+from motion.floor import awaits, inbox, store
 from motion.floor import keys as K
 from motion.floor.awaits import EXIT, Pause, Waits, run_sync
 from motion.floor.errors import (
@@ -49,6 +47,7 @@ from motion.floor.inbox import (
     entry_flow,
     failure_record,
 )
+from motion.floor.outcome import Batch, Outcome, Version
 from motion.floor.props import Properties, State
 from motion.floor.serde import needs_code
 from motion.floor.settings import get_settings
@@ -59,35 +58,6 @@ log = logging.getLogger("motion.engine")
 #: a run over MOTION_BATCH_BYTES)
 BATCH_LIMIT = 10_000
 _SPECIAL = (WRITE_FLOW, MIGRATE_FLOW)
-
-
-@dataclass
-class Outcome:
-    first: int
-    last: int
-    state: State
-    changes: dict[str, Any] = field(default_factory=dict)
-    fields: list[Any] = field(default_factory=list)  # encoded changes, ready for the commit
-    replace: bool = False
-    bumps: int = 0  # state changes in this outcome (the version advances by this much)
-    stats: Counter[str] = field(default_factory=Counter)
-    meta: Counter[str] = field(default_factory=Counter)
-    failures: list[tuple[int, str]] = field(default_factory=list)
-
-    def merge(self, later: Outcome) -> Outcome:
-        """This outcome followed by ``later`` (the next seqs), as one commit."""
-        if later.replace or self.replace:
-            raise ValueError("a migration is committed on its own")
-        fields = dict(zip(self.fields[::2], self.fields[1::2], strict=True))
-        fields.update(zip(later.fields[::2], later.fields[1::2], strict=True))
-        self.fields = [x for kv in fields.items() for x in kv]
-        self.changes.update(later.changes)
-        self.bumps += later.bumps
-        self.last, self.state = later.last, later.state
-        self.stats.update(later.stats)
-        self.meta.update(later.meta)
-        self.failures += later.failures
-        return self
 
 
 def batch_flow(component: Component, entry: bytes | None) -> str | None:
@@ -167,7 +137,9 @@ class LacksCode(Exception):
         self.needs = needs  # "module" or "module:name" its payload names, if that is it
 
 
-def _lacks(component: Component, seq: int, update: Update) -> LacksCode | None:
+def _lacks(
+    component: Component, seq: int, update: Update, by_name: bool = True
+) -> LacksCode | None:
     """Why this worker cannot apply ``update``, or ``None`` if it can."""
     if update.flow in _SPECIAL:
         return None
@@ -175,7 +147,7 @@ def _lacks(component: Component, seq: int, update: Update) -> LacksCode | None:
     if not have:
         what = f"{component.name} has no update op for flow {update.flow!r} in this worker"
         return LacksCode(seq, update.flow, what, update.ops)
-    missing = [name for name in update.ops if name not in have]
+    missing = [name for name in update.ops if name not in have] if by_name else []
     if missing:
         what = (
             f"flow {update.flow!r} of {component.name} has no update op {missing} in this "
@@ -193,9 +165,11 @@ def apply(
     pending: dict[str, int],
     incarnation: bytes = b"",
     now: float | None = None,
+    definition: Component | None = None,
 ) -> Outcome:
     """:func:`apply_steps` run on this thread (``async def`` ops on its own event loop)."""
-    return run_sync(apply_steps(component, instance_id, state, group, pending, incarnation, now))
+    steps = apply_steps(component, instance_id, state, group, pending, incarnation, now, definition)
+    return run_sync(steps)
 
 
 def apply_steps(
@@ -206,6 +180,7 @@ def apply_steps(
     pending: dict[str, int],
     incarnation: bytes = b"",
     now: float | None = None,
+    definition: Component | None = None,
 ) -> Waits[Outcome]:
     """Run the ops of one group (``(seq, inbox entry)`` pairs) on a copy of ``state``.
 
@@ -215,25 +190,29 @@ def apply_steps(
     A failing op or hook, or a bad payload, leaves the state unchanged and is
     recorded in the outcome's failures; the group is committed either way, so later
     updates apply. The ops are those of the definition that enqueued the group
-    (:func:`motion.define.definitions.resolve`); the state is read and written as
-    ``component`` does. Yields the waits of its ops (:mod:`motion.floor.awaits`).
+    (:func:`motion.define.definitions.resolve`), or ``definition``'s when given (a
+    replay through a candidate: its ops run whatever their names); the state is read
+    and written as ``component`` does. Yields the waits of its ops (:mod:`motion.floor.awaits`).
 
     Raises:
         LacksCode: an update of the group needs code this worker lacks (its
             definition, a flow, an op, a class its payload names); nothing ran.
     """
-    owner = _owner(component, group[0])
+    owner = _owner(component, group[0]) if definition is None else definition
     out = Outcome(group[0][0], group[-1][0], state)
+    out.history, out.retain = component.history, component.retain_updates
     name = K.instance_name(component.name, instance_id)
     decoded: list[tuple[int, Update]] = []
     flow = "?"
-    for seq, entry in group:
+    live = [(seq, entry) for seq, entry in group if not inbox.is_cancelled(entry)]
+    out.meta["cancels"] -= len(group) - len(live)  # cancelled: the commit checks and counts
+    for seq, entry in live:
         try:
             if entry is None:
                 raise PayloadError(f"update #{seq} is missing from the inbox")
             flow = entry_flow(entry)
             update = decode(owner, entry, name)
-            lacking = _lacks(owner, seq, update)
+            lacking = _lacks(owner, seq, update, by_name=definition is None)
             if lacking is not None:
                 raise lacking
             decoded.append((seq, update))
@@ -262,6 +241,8 @@ def apply_steps(
             except BaseException as exc:  # the save_state hook raised
                 raise OpFailed("save_state", exc, traceback.format_exc()) from exc
             out.bumps = 1
+            seqs = [seq for seq, _ in decoded]
+            out.versions = [Version(seqs, flow, sorted(out.changes), out.fields)]
     except OpFailed as failed:
         out.changes, out.replace = {}, False
         for seq, _ in decoded:
@@ -320,8 +301,11 @@ def _run_ops(
             for i, (seq, update) in enumerate(decoded)
             if not _discarded(op, pending.get(flow, 0) - i, now - update.enqueued_at)
         ]
+        if len(eligible) < len(decoded):  # per op: `motion status` shows them
+            out.stats[f"discarded by {op.name}:{flow}"] += len(decoded) - len(eligible)
         if op.batch and eligible:
-            props = [_props(instance_id, seq, u) for seq, u in eligible]
+            props = Batch(_props(instance_id, seq, u) for seq, u in eligible)
+            props.discarded = len(decoded) - len(eligible)
             _merge(op, (yield from call(op, working, props)), working, out)
             out.stats[f"calls:{flow}"] += 1
         else:

@@ -25,6 +25,7 @@ from typing import Any
 
 import redis
 
+from motion.floor import indexes
 from motion.floor import keys as K
 from motion.floor.serde import DEFAULT_SERIALIZER
 from tests.support import COMPONENTS, motion_env, wait_for
@@ -228,7 +229,7 @@ def wait_drained(client: redis.Redis, names: list[str], timeout: float) -> float
 
     def done() -> bool:
         enqueued, applied = seqs_now(client, names), applied_now(client, names)
-        return enqueued == applied and client.zcard(K.PENDING) == 0
+        return enqueued == applied and indexes.zcard(client, K.PENDING) == 0
 
     wait_for(done, timeout, "every instance to drain", interval=0.1)
     return time.monotonic() - started
@@ -323,14 +324,14 @@ def check(
         if client.zcard(keys.failed):
             failure = client.zrange(keys.failed, 0, 0)[0].decode()
             verdict.problems.append(f"{name}: recorded failures, e.g. {failure[:300]}")
-    pending = client.zcard(K.PENDING)
+    pending = indexes.zcard(client, K.PENDING)  # all its parts, on a cluster
     if pending:
         verdict.problems.append(f"{pending} instance(s) still in {K.PENDING}")
     if verdict.lost or verdict.duplicated > verdict.retried or verdict.reordered:
         verdict.problems.append(
             f"lost={verdict.lost} duplicated={verdict.duplicated} reordered={verdict.reordered}"
         )
-    verdict.takeovers = int(client.hget(K.stats(COMPONENT), "takeovers") or 0)
+    verdict.takeovers = int(indexes.counters(client, K.stats(COMPONENT)).get(b"takeovers", 0))
     return verdict
 
 

@@ -214,6 +214,55 @@ class Nemesis:
         for _ in range(count):
             self._enqueue(name, "poison", {"item": self._item()})
 
+    # -- flow control: debounce, pause, timers ------------------------------------------
+    def _journal(self, instance: int) -> str:
+        journals = [n for n in self.world.names if n.startswith("Journal__")]
+        return journals[instance % len(journals)]
+
+    def _applying(self, name: str, flow: str, prefix: str, send: Callable[[Any], None]) -> None:
+        """Enqueue one update meant to apply, recording it as the producers do."""
+        from campaign_journal import Journal
+
+        self._n += 1
+        item = f"{prefix}:{self._n}"
+        record: dict[str, Any] = {"name": name, "item": item, "flow": flow}
+        record.update(expect="apply", t0=time.time())
+        try:
+            send((Journal(K.split_instance_name(name)[1]), item))
+            record["outcome"] = "ok"
+        except Exception as exc:
+            record.update(outcome=type(exc).__name__, motion_error=isinstance(exc, MotionError))
+            record["message"] = str(exc)[:300]
+        record["t1"] = time.time()
+        self.history.append(record)
+
+    def _debounce(self, instance: int, count: int) -> None:
+        name = self._journal(instance)
+        for _ in range(count):
+            self._applying(name, "burst", "deb", lambda hi: hi[0].run("burst", {"item": hi[1]}))
+
+    def _pause(self, instance: int, count: int, seconds: float) -> None:
+        from campaign_journal import Journal
+
+        name = self._journal(instance)
+        Journal(K.split_instance_name(name)[1]).pause("held")
+        for _ in range(count):
+            self._applying(name, "held", "held", lambda hi: hi[0].run("held", {"item": hi[1]}))
+        self._at(time.monotonic() + seconds, lambda: self._resume(name))
+
+    def _resume(self, name: str) -> None:
+        from campaign_journal import Journal
+
+        try:
+            Journal(K.split_instance_name(name)[1]).resume("held")
+        except MotionError:  # Redis away (restart, hang, memory): try again soon
+            self._at(time.monotonic() + 0.5, lambda: self._resume(name))
+
+    def _timers(self, instance: int, count: int, delay_ms: int) -> None:
+        name = self._journal(instance)
+        for _ in range(count):
+            self._applying(name, "later", "due", lambda hi: _enqueue_due(hi[0], hi[1], delay_ms))
+
     # -- instances and versions -------------------------------------------------------
     def _recreate(self, instance: int, count: int) -> None:
         name = self.world.names[instance % len(self.world.names)]
@@ -247,3 +296,29 @@ def _retire(worker: Any) -> None:
     if worker.proc is not None and worker.proc.poll() is None:
         worker.proc.send_signal(signal.SIGCONT)
         worker.proc.terminate()
+
+
+def _enqueue_due(handle: Any, item: str, delay_ms: int) -> None:
+    """Enqueue ``later`` with a due time ``delay_ms`` ahead (Redis' clock), written as
+    the submit path writes it (``flow ETX due ...``: the enqueue script then stamps no
+    enqueue time)."""
+    from motion.caller.enqueue import send_wakeup_sync, wakeup_to_push
+    from motion.floor import scripts
+    from motion.floor.connection import get_redis
+    from motion.floor.errors import InstanceNotFoundError
+    from motion.floor.inbox import Update, encode, enqueue_call, new_token
+
+    name = handle.instance_name
+    component, instance_id = K.split_instance_name(name)
+    client = get_redis(name)
+    seconds, micros = client.time()
+    due = int(seconds) * 1000 + int(micros) // 1000 + delay_ms
+    entry = encode(handle.component, name, Update("later", {"item": item}))
+    timed = b"later\x03%d" % due + entry[len(b"later") :]
+    push = wakeup_to_push(component, instance_id, "later")
+    keys, args = enqueue_call(K.InstanceKeys.of(name), timed, "later", push, token=new_token())
+    reply = scripts.run(client, "enqueue", keys, args)
+    if int(reply[0]) <= 0:
+        raise InstanceNotFoundError(f"{name} was cleared meanwhile")
+    if reply[1] == 1:
+        send_wakeup_sync(component, instance_id, "later", int(reply[0]))

@@ -36,6 +36,9 @@ KINDS = {
     "raising_hook": "an update whose save_state hook raises (recorded failed, not a stall)",
     "memory": "CONFIG SET maxmemory just above used_memory (noeviction) for 2-4 s",
     "pause_restart": "SIGSTOP every worker, restart redis-server meanwhile, then SIGCONT",
+    "debounce": "a burst of updates on a debounced batch flow (applied together, later)",
+    "pause": "pause a flow of an instance, enqueue on it, resume it 1-3 s later",
+    "timers": "enqueue updates due 0.2-2 s later (held, then fired by a worker's firer)",
 }
 
 #: kinds that hold on today's engine (the default suite runs these)
@@ -52,6 +55,9 @@ HOLDING = (
     "deploy",
     "raising_hook",
     "memory",
+    "debounce",
+    "pause",
+    "timers",
 )
 
 #: kinds that find violations today, with the fix each waits for
@@ -126,6 +132,20 @@ def _params(rng: random.Random, kind: str) -> dict[str, Any]:
         return {"instance": rng.randrange(1000), "count": rng.randint(1, 3)}
     if kind == "deploy":
         return {"old_for": round(rng.uniform(1.5, 3.0), 2)}
+    if kind == "debounce":
+        return {"instance": rng.randrange(1000), "count": rng.randint(2, 6)}
+    if kind == "pause":
+        return {
+            "instance": rng.randrange(1000),
+            "count": rng.randint(1, 4),
+            "seconds": round(rng.uniform(1.0, 3.0), 2),
+        }
+    if kind == "timers":
+        return {
+            "instance": rng.randrange(1000),
+            "count": rng.randint(1, 3),
+            "delay_ms": rng.randint(200, 2000),
+        }
     if kind == "memory":
         return {"seconds": round(rng.uniform(2.0, 4.0), 2), "headroom_kb": rng.choice([0, 64])}
     return {}

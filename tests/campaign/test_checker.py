@@ -77,3 +77,14 @@ def test_unaccounted_seqs_and_raw_caller_errors_are_caught() -> None:
 def test_a_schedule_of_deploys_alone_has_one_deploy() -> None:
     faults = plan(3, ("deploy",), 10.0, 0.8)
     assert [f.kind for f in faults] == ["deploy"]
+
+
+def test_a_held_update_may_be_passed_by_other_flows_but_keeps_its_own_order() -> None:
+    history = [rec("deb:1", 1, flow="burst"), rec("p0:0", 2), rec("deb:2", 3, flow="burst")]
+    # rule 0: the debounced updates (seqs 1 and 3) applied after seq 2 of another flow
+    assert violations(history, final([[2, "p0:0"], [1, "deb:1"], [3, "deb:2"]])) == []
+    swapped = final([[2, "p0:0"], [3, "deb:2"], [1, "deb:1"]])
+    assert any("seqs of burst not strictly increasing" in v for v in violations(history, swapped))
+    history = [rec("p0:0", 1), rec("p1:0", 2)]
+    backwards = final([[2, "p1:0"], [1, "p0:0"]])  # no flow control: the order is global
+    assert any("of the rest not strictly" in v for v in violations(history, backwards))

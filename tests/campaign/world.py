@@ -174,7 +174,12 @@ class World:
         def quiet() -> bool:
             self.supervise()
             seqs, applied, pending = progress()
-            return seqs == applied and pending == 0 and len(self.live()) >= self.size.workers
+            if not (seqs == applied and pending == 0 and len(self.live()) >= self.size.workers):
+                return False
+            try:  # and nothing held by flow control (debounces, pauses, timers) left
+                return not any(client.exists(K.InstanceKeys.of(n).parked) for n in self.names)
+            except redis.RedisError:
+                return False
 
         try:
             wait_for(quiet, timeout, "quiescence", interval=0.1)

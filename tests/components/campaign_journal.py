@@ -6,7 +6,9 @@
 when an update set ``poison``:
 the campaign's "raising hook" fault). On both, ``add`` raises for ``props['fail']``
 (an update that must be recorded failed) and ``slow`` sleeps first (so a killed or
-paused worker is caught mid-op more often).
+paused worker is caught mid-op more often). The flow-control kinds use ``burst``
+(debounced 0.3 s, at most 1 s, batched), ``held`` (paused and resumed by the nemesis)
+and ``later`` (updates enqueued with a due time).
 """
 
 from __future__ import annotations
@@ -42,6 +44,18 @@ for _component in (Journal, Hooked):
     @_component.update("slow")
     def slow_record(state, props):
         time.sleep(props.get("sleep", 0.05))
+        return _entry(state, props)
+
+    @_component.update("burst", batch=True, debounce=0.3, max_wait=1.0)
+    def burst(state, props_list):
+        return {"log": [*state["log"], *[[p.seq, p["item"]] for p in props_list]]}
+
+    @_component.update("held")
+    def held(state, props):
+        return _entry(state, props)
+
+    @_component.update("later")
+    def later(state, props):
         return _entry(state, props)
 
 

@@ -3,6 +3,8 @@
 -- window of updates and the state, in one round trip.
 -- KEYS[1] meta   KEYS[2] lease   KEYS[3] motion:stats:<component>   KEYS[4] inbox
 -- KEYS[5] state   KEYS[6] motion:pending   KEYS[7] motion:sweep
+-- KEYS[8] (optional) parked: with updates parked (motion.floor.parked) the lease is
+-- taken even when the main sequence is all gone through, so their release can run
 -- ARGV[1] lease period (ms; longer after takeovers, see 'strikes': then the meta's
 -- 'lease_ms' says how long)   ARGV[2] most updates to return   ARGV[3] the version
 -- tag of the worker's copy of the state ('' for none)   ARGV[4] instance name
@@ -32,7 +34,7 @@ if not m[3] then
 end
 local applied = tonumber(m[1] or '0')
 local seq = tonumber(m[2] or '0')
-if applied >= seq then
+if applied >= seq and not (KEYS[8] and redis.call('EXISTS', KEYS[8]) == 1) then
   -- a duplicate or late wake-up: nothing to hold the lease for
   redis.call('HDEL', KEYS[1], 'holder')
   redis.call('ZREM', KEYS[6], ARGV[4])

@@ -2,17 +2,21 @@
 -- enqueue: append one update to an instance's inbox and mark the instance pending.
 -- KEYS[1] meta   KEYS[2] inbox   KEYS[3] lease   KEYS[4] motion:pending
 -- KEYS[5] KEYS[6] the dedup keys of this period and the one before (token -> seq)
--- KEYS[7] state   KEYS[8] motion:sweep
--- KEYS[9] nudge: the list a lingering lease holder waits on (see linger.lua)
--- KEYS[10] (optional) the Celery queue list to push a wake-up onto
+-- KEYS[7] state   KEYS[8] motion:sweep   KEYS[9] dead (dead letters' entries)
+-- KEYS[10] failed (dead letters' records)
+-- KEYS[11] nudge: the list a lingering lease holder waits on (see linger.lua)
+-- KEYS[12] (optional) the Celery queue list to push a wake-up onto
 -- ARGV[1] entry ('flow [SOH fingerprint] NUL sealed')   ARGV[2] flow   ARGV[3] unused
 -- (the enqueue time is Redis' clock, written into the stored entry right after the
--- flow as 'STX ms')   ARGV[4] instance name
+-- flow as 'STX ms'; a timer's due time follows it as 'ETX due_ms')   ARGV[4] instance name
 -- ARGV[5] the version tag of the state the caller served on ('' to skip the check)
 -- ARGV[6] the enqueue's token ('' for none)   ARGV[7] how long the dedup key lives (ms)
 -- ARGV[8] '1' to send a wake-up only when none is in flight and no worker drains the
 -- instance (coalesced), '0' to send one for every update (each shows in Flower)
--- ARGV[9] (optional) the wake-up task message, pushed onto KEYS[10]
+-- ARGV[9] the wake-up task message, pushed onto KEYS[12] (when given)
+-- ARGV[10] a timer's delay in ms ('' for none): due = Redis' now + delay
+-- ARGV[11] the seq of a dead letter this update re-enqueues ('' for none): the dead
+-- letter is removed and 'to:<old seq>' in KEYS[9] names the new seq, all or nothing
 -- Not flagged allow-oom: at maxmemory the script is refused before it starts (the
 -- caller raises RedisFullError), so nothing is half enqueued.
 -- Returns
@@ -23,6 +27,8 @@
 --                a token seen before returns the seq it got then (a client retrying after
 --                a lost reply enqueues once), with wake = 0
 --   {0, 0}       the instance does not exist yet (the caller runs init_state, calls again)
+--   {-2, n}      refused: a flow is held and the inbox holds n >= 'max_pending' updates
+--   {-3, 0}      ARGV[11] names no dead letter (dropped or retried already): nothing enqueued
 --   {-1, tag, field1, value1, ...}  the state changed since the tag in ARGV[5]:
 --                nothing enqueued; the current state is returned to serve on again
 if ARGV[6] ~= '' then
@@ -31,7 +37,7 @@ if ARGV[6] ~= '' then
     return {tonumber(seen), 0, redis.call('HGET', KEYS[1], 'inc')}
   end
 end
-local m = redis.call('HMGET', KEYS[1], 'tag', 'inc')
+local m = redis.call('HMGET', KEYS[1], 'tag', 'inc', 'max_pending')
 if not m[1] then
   return {0, 0}
 end
@@ -41,13 +47,32 @@ if ARGV[5] ~= '' and ARGV[5] ~= m[1] then
   table.insert(out, 1, -1)
   return out
 end
+-- while a flow is held (motion.caller.control), the inbox holds at most 'max_pending'
+if m[3] and redis.call('HLEN', KEYS[2]) >= tonumber(m[3]) then
+  return {-2, redis.call('HLEN', KEYS[2])}
+end
+local retry_of = ARGV[11] or ''
+if retry_of ~= '' then
+  if redis.call('ZCOUNT', KEYS[10], retry_of, retry_of) == 0 then
+    return {-3, 0}
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[10], retry_of, retry_of)
+  redis.call('HDEL', KEYS[9], retry_of)
+end
 local now = now_ms()
 local entry = ARGV[1]
 local after = string.sub(entry, #ARGV[2] + 1, #ARGV[2] + 1)
 if string.sub(entry, 1, #ARGV[2]) == ARGV[2] and (after == '\0' or after == '\1') then
-  entry = ARGV[2] .. '\2' .. string.format('%d', now) .. string.sub(entry, #ARGV[2] + 1)
+  local stamp = '\2' .. string.format('%d', now)
+  if ARGV[10] and ARGV[10] ~= '' then
+    stamp = stamp .. '\3' .. string.format('%d', now + tonumber(ARGV[10]))
+  end
+  entry = ARGV[2] .. stamp .. string.sub(entry, #ARGV[2] + 1)
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+if retry_of ~= '' then
+  redis.call('HSET', KEYS[9], 'to:' .. retry_of, seq)
+end
 redis.call('HSET', KEYS[2], seq, entry)
 redis.call('HSET', KEYS[1], 'last:' .. ARGV[2], seq)
 redis.call('HINCRBY', KEYS[1], 'pending:' .. ARGV[2], 1)
@@ -62,15 +87,15 @@ if ARGV[8] == '0'
     or (redis.call('EXISTS', KEYS[3]) == 0 and redis.call('HEXISTS', KEYS[1], 'wake') == 0) then
   redis.call('HSET', KEYS[1], 'wake', now)
   wake = 1
-  if KEYS[10] then
+  if KEYS[12] then
     -- the message names the seq only now that it is known (\1SEQ\1 placeholder)
-    redis.call('LPUSH', KEYS[10], (string.gsub(ARGV[9], '\1SEQ\1', seq)))
+    redis.call('LPUSH', KEYS[12], (string.gsub(ARGV[9], '\1SEQ\1', seq)))
     wake = 2
   end
 elseif redis.call('HDEL', KEYS[1], 'linger') == 1 then
   -- the lease holder lingers for this update (a hot instance): it takes it directly,
   -- without a broker hop, and it shows in the seqs of the task draining it
-  redis.call('LPUSH', KEYS[9], seq)
+  redis.call('LPUSH', KEYS[11], seq)
 end
 -- pending since now (unless it already was); the sweeper first looks one period later
 redis.call('ZADD', KEYS[4], 'NX', now, ARGV[4])

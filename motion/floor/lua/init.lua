@@ -1,6 +1,7 @@
 #!lua
 -- init: create an instance with its initial state, once (racing callers create it once).
 -- KEYS[1] meta   KEYS[2] state   KEYS[3] motion:components   KEYS[4] the creation claim
+-- KEYS[5] (optional) motion:names:{<component>}, the component's index of instance ids
 -- ARGV[1] component   ARGV[2] now (ms)   ARGV[3] the new incarnation id (random, 32 hex
 -- digits: never repeats, so nothing of an earlier life of this name is taken for this one)
 -- ARGV[4] the first version (1; a dev copy starts at the version it copied + 1)
@@ -26,5 +27,10 @@ local tag = ARGV[4] .. '.' .. ARGV[3]
 redis.call('HSET', KEYS[1], 'version', ARGV[4], 'seq', 0, 'applied', 0, 'fence', 0,
   'created', ARGV[2], 'inc', ARGV[3], 'tag', tag)
 redis.call('SADD', KEYS[3], ARGV[1])
+if KEYS[5] then
+  -- the id: KEYS[1] is motion:{<component>__<id>}:meta
+  local name = string.sub(KEYS[1], #'motion:{' + 1, -#'}:meta' - 1)
+  redis.call('ZADD', KEYS[5], 0, string.sub(name, #ARGV[1] + 3))
+end
 redis.call('DEL', KEYS[4])
 return {1, tag}
