@@ -100,12 +100,13 @@ def text_of(browser: Any, css: str) -> str:
 
 
 def shown(browser: Any, css: str) -> str:
-    """``css``'s text, or "" while the page is (re)loading."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    """``css``'s text, or "" while the page is (re)loading: an element found just before
+    a reload is gone (stale, or "node ... does not belong to the document")."""
+    from selenium.common.exceptions import WebDriverException
 
     try:
         return text_of(browser, css)
-    except (NoSuchElementException, StaleElementReferenceException):
+    except WebDriverException:  # NoSuchElement, StaleElementReference and the like
         return ""
 
 
@@ -123,7 +124,8 @@ def test_open_an_instance_and_watch_a_new_version_appear(stack: Stack, browser: 
     assert "watch=1" in browser.current_url
     producer.enqueue("Tally", "watched", "hit", {"n": 5})
     wait_for(lambda: shown(browser, "#version") == "3", 20, "version 3 in the page")
-    assert text_of(browser, 'tr[data-key="count"] pre') == "6"
+    # the page goes on reloading: read the count the same way
+    wait_for(lambda: shown(browser, 'tr[data-key="count"] pre') == "6", 20, "count 6 in the page")
     browser.save_screenshot(str(stack.shots / "dashboard-instance.png"))
     browser.get(stack.page("watched"))  # stop watching (the watched page may be reloading)
     browser.find_element(By.CSS_SELECTOR, "#compare button").click()  # versions 2 -> 3
