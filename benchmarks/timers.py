@@ -18,7 +18,8 @@ script, and the ``ZRANGE 0 0`` of the index); (b) a pass with :data:`DUE` of the
 (rescored into the past, spread over the index): two ``fire`` calls of 500, the
 ``wake`` scripts and the wake-up pushes, one pipeline each. Between repeats the due ones
 are rescored an hour ahead, their ``wake`` field cleared and the wake-up queues emptied.
-Also Redis ``used_memory`` per instance with a pending timer, and the exact ``MEMORY
+Each pass is timed on the wall clock (the firer's Python and Redis together) and by the
+Redis CPU it took (``INFO cpu``, user + sys). Also Redis ``used_memory`` per instance with a pending timer, and the exact ``MEMORY
 USAGE`` of the timer's own part (its inbox entry, ``parked``, ``timers``, its share of
 the due index).
 """
@@ -42,6 +43,12 @@ FLOW = "add"
 def _redis_ms(client: redis.Redis) -> int:
     seconds, micros = client.time()
     return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _cpu(client: redis.Redis) -> float:
+    """Redis' CPU seconds so far (``used_cpu_user`` + ``used_cpu_sys``)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def _name(i: int) -> str:
@@ -161,15 +168,17 @@ def _passes(client: redis.Redis, size: int, reps: int, idle_reps: int) -> dict[s
 
     sent: list[Any] = []
     idle, woken_idle = [], 0
+    cpu = _cpu(client)
     for _ in range(idle_reps):
         start = time.perf_counter()
         woken, _ = fire_once(client, lambda *a: sent.append(a))
         idle.append((time.perf_counter() - start) * 1000)
         woken_idle += woken
+    idle_cpu = (_cpu(client) - cpu) / idle_reps
     step = size // DUE
     names = [_name(i) for i in range(0, size, step)][:DUE]
     queues = sorted({wakeup.queue_for(*K.split_instance_name(n)) for n in names})
-    busy, woken_due = [], []
+    busy, woken_due, due_cpu = [], [], 0.0
     for _ in range(reps):
         past = _redis_ms(client) - 1000
         pipe = client.pipeline(transaction=False)
@@ -177,9 +186,10 @@ def _passes(client: redis.Redis, size: int, reps: int, idle_reps: int) -> dict[s
             pipe.zadd(K.InstanceKeys.of(name).timers, {FLOW: past})
             pipe.zadd(K.timers_index(name), {name: past})
         pipe.execute()
-        start = time.perf_counter()
+        cpu, start = _cpu(client), time.perf_counter()
         woken, _ = fire_once(client, lambda *a: sent.append(a))
         busy.append((time.perf_counter() - start) * 1000)
+        due_cpu += _cpu(client) - cpu
         # woken and sent: the wake-ups pushed onto the queues (or sent one by one)
         pushed = sum(int(client.llen(q)) for q in queues) if wakeup.inline() else len(sent)
         woken_due.append(min(woken, pushed))
@@ -195,6 +205,8 @@ def _passes(client: redis.Redis, size: int, reps: int, idle_reps: int) -> dict[s
     return {
         "idle_ms": median(idle),
         "due_ms": median(busy),
+        "idle_cpu_ms": idle_cpu * 1000,
+        "due_cpu_ms": due_cpu * 1000 / reps,
         "woken_idle": woken_idle,
         "woken_due": woken_due,
     }
@@ -243,6 +255,8 @@ def w12_timers(cfg: Config) -> tuple[Metrics, Checks]:
             got = _passes(client, size, reps, 50 if cfg.quick else 200)
             metrics[f"W12T.{label}.idle_pass_ms"] = got["idle_ms"]
             metrics[f"W12T.{label}.due_pass_ms"] = got["due_ms"]
+            metrics[f"W12T.{label}.idle_redis_cpu_ms"] = got["idle_cpu_ms"]
+            metrics[f"W12T.{label}.due_redis_cpu_ms"] = got["due_cpu_ms"]
             count = int(client.zcard(K.TIMERS))
             checks += [
                 (f"W12T {label}: every timer in the due index", count == size, f"{count}"),
