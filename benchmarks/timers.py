@@ -19,9 +19,9 @@ script, and the ``ZRANGE 0 0`` of the index); (b) a pass with :data:`DUE` of the
 ``wake`` scripts and the wake-up pushes, one pipeline each. Between repeats the due ones
 are rescored an hour ahead, their ``wake`` field cleared and the wake-up queues emptied.
 Each pass is timed on the wall clock (the firer's Python and Redis together) and by the
-Redis CPU it took (``INFO cpu``, user + sys). Also Redis ``used_memory`` per instance with a pending timer, and the exact ``MEMORY
-USAGE`` of the timer's own part (its inbox entry, ``parked``, ``timers``, its share of
-the due index).
+Redis CPU it took (``INFO cpu``, user + sys). Also Redis ``used_memory`` per instance
+with a pending timer, and the exact ``MEMORY USAGE`` of the timer's own part (its inbox
+entry, ``parked``, ``timers``, its share of the due index).
 """
 
 from __future__ import annotations
