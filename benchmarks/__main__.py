@@ -24,7 +24,7 @@ from benchmarks import machine, report
 from benchmarks.harness import HERE, RedisServer, Worker, motion_env
 from benchmarks.workloads import Checks, Config, Metrics
 
-ALL = [*(f"W{i}" for i in range(13)), "W9H"]  # W9H: W9 with history on and off
+ALL = [*(f"W{i}" for i in range(13)), "W9H", "W12T"]  # W9 with history; W12 at 1M timers
 Workload = Callable[[Config], tuple[Metrics, Checks]]
 
 
@@ -150,7 +150,7 @@ def _run_all(
 ) -> tuple[report.Results, list[tuple[str, str, bool, str]]]:
     env = motion_env(server.url)
     os.environ.update({k: v for k, v in env.items() if k.startswith("MOTION_")})
-    from benchmarks import concurrency, debounce, history_cost, scale, stream, workloads
+    from benchmarks import concurrency, debounce, history_cost, scale, stream, timers, workloads
 
     cfg = Config.make(server.url, args.quick)
     runner = Runner(cfg, args.profile, args.no_motion_python, tmp)
@@ -198,6 +198,8 @@ def _run_all(
         runner.run("W9 scale", report.MOTION, scale.w9_scale)
     if "W9H" in want:
         runner.run("W9H history on and off", report.MOTION, history_cost.w9_history)
+    if "W12T" in want:  # no worker runs: its firer would claim the timers measured
+        runner.run("W12T firer pass at 100k and 1M timers", report.MOTION, timers.w12_timers)
     return runner.results, runner.checks
 
 

@@ -100,12 +100,13 @@ def text_of(browser: Any, css: str) -> str:
 
 
 def shown(browser: Any, css: str) -> str:
-    """``css``'s text, or "" while the page is (re)loading."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    """``css``'s text, or "" while the page is (re)loading: an element found just before
+    a reload is gone (stale, or "node ... does not belong to the document")."""
+    from selenium.common.exceptions import WebDriverException
 
     try:
         return text_of(browser, css)
-    except (NoSuchElementException, StaleElementReferenceException):
+    except WebDriverException:  # NoSuchElement, StaleElementReference and the like
         return ""
 
 
@@ -117,17 +118,18 @@ def test_open_an_instance_and_watch_a_new_version_appear(stack: Stack, browser: 
     browser.get(f"{stack.board}/")
     browser.find_element(By.LINK_TEXT, "Tally").click()  # components -> instances
     browser.find_element(By.LINK_TEXT, "watched").click()  # -> the instance
-    assert text_of(browser, "#version") == "2"
+    wait_for(lambda: shown(browser, "#version") == "2", 20, "the instance page")
     assert "[\n  1\n]" in text_of(browser, 'tr[data-key="seqs"] pre')
     browser.find_element(By.ID, "watch").click()  # the page now reloads by itself
     assert "watch=1" in browser.current_url
     producer.enqueue("Tally", "watched", "hit", {"n": 5})
     wait_for(lambda: shown(browser, "#version") == "3", 20, "version 3 in the page")
-    assert text_of(browser, 'tr[data-key="count"] pre') == "6"
+    # the page goes on reloading: read the count the same way
+    wait_for(lambda: shown(browser, 'tr[data-key="count"] pre') == "6", 20, "count 6 in the page")
     browser.save_screenshot(str(stack.shots / "dashboard-instance.png"))
     browser.get(stack.page("watched"))  # stop watching (the watched page may be reloading)
     browser.find_element(By.CSS_SELECTOR, "#compare button").click()  # versions 2 -> 3
-    assert text_of(browser, "h1") == "Version 2 → version 3"
+    wait_for(lambda: shown(browser, "h1") == "Version 2 → version 3", 20, "the diff page")
     assert text_of(browser, '.diff[data-key="count"] .add') == "+6"
     browser.save_screenshot(str(stack.shots / "dashboard-diff.png"))
 
@@ -245,10 +247,10 @@ def test_sign_in_with_a_key_and_a_forged_write_is_refused(
         assert browser.current_url.endswith("/login")  # no session: sign in first
         browser.find_element(By.NAME, "key").send_keys("not-the-key")
         browser.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
-        assert "Wrong key." in text_of(browser, "p.note")
+        wait_for(lambda: "Wrong key." in shown(browser, "p.note"), 20, "the refused sign-in")
         browser.find_element(By.NAME, "key").send_keys(key)
         browser.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
-        assert "Sign out" in text_of(browser, "header")
+        wait_for(lambda: "Sign out" in shown(browser, "header"), 20, "the signed-in page")
         browser.get(f"{board}/instance?component=Tally&id=guarded")
         assert text_of(browser, "#version") == "2"
         # a page of another site posts to the dashboard with the operator's cookie
