@@ -4,7 +4,7 @@ sign, thin modules at Motion's paths, and narrow one-way roads.
 The road tests trace (``sys.setprofile``) a warm ``run()`` and a drain of one update
 from the Celery task's function to the commit, and count the motion modules whose
 Python functions run, leaving out the floor and the definition layer (the component
-the user defined, whose properties every call reads), as issue 11 counted them.
+the user defined, whose properties every call reads).
 """
 
 from __future__ import annotations

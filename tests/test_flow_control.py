@@ -1,4 +1,4 @@
-"""Flow control end to end (issue 12): keep-newest at the op's turn, pause / resume,
+"""Flow control end to end: keep-newest at the op's turn, pause / resume,
 on_failure="pause" with retry in place and drop, debounce with the whole batch, due
 times, rule 0 (a held update is skipped by other flows, applied in its own order);
 on a real redis-server and real Celery worker subprocesses, killed mid-debounce."""
