@@ -75,14 +75,19 @@ class Cluster:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
     def start(self) -> Cluster:
-        for node in [*self.nodes, self.broker]:
-            node.start()
-        args = ["redis-cli", "--cluster", "create"]
-        args += [f"127.0.0.1:{n.port}" for n in self.nodes]
-        args += ["--cluster-replicas", str(REPLICAS), "--cluster-yes"]
-        done = subprocess.run(args, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stdout + done.stderr
-        wait_for(self._healthy, 60, "the cluster to be ok on every node, replicas linked")
+        """Start every node and join them; if any step fails, stop what was started."""
+        try:
+            for node in [*self.nodes, self.broker]:
+                node.start()
+            args = ["redis-cli", "--cluster", "create"]
+            args += [f"127.0.0.1:{n.port}" for n in self.nodes]
+            args += ["--cluster-replicas", str(REPLICAS), "--cluster-yes"]
+            done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stdout + done.stderr
+            wait_for(self._healthy, 60, "the cluster to be ok on every node, replicas linked")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _healthy(self) -> bool:
