@@ -98,7 +98,9 @@ def tally_gate(state, props):
     if props.get("started"):
         open(props["started"], "w").close()
     deadline = time.monotonic() + 60
-    while not os.path.exists(props["gate"]) and time.monotonic() < deadline:
+    while not os.path.exists(props["gate"]):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never opened the gate")
         time.sleep(0.01)
     return {"count": state["count"] + 1, "last": props.seq}
 

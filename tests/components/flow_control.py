@@ -50,7 +50,9 @@ def slow(state, props):
     client = get_redis()
     client.set(f"flowctl:started:{props['x']}", 1)
     deadline = time.monotonic() + 30
-    while not client.exists(f"flowctl:go:{props['x']}") and time.monotonic() < deadline:
+    while not client.exists(f"flowctl:go:{props['x']}"):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never opened the gate")
         time.sleep(0.01)
     return {"ticks": state["ticks"] + 1}
 

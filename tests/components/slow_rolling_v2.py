@@ -25,6 +25,8 @@ def base(state, props):
 def slow(state, props):
     get_redis().set("slow:running", props.seq)
     deadline = time.monotonic() + 60
-    while not get_redis().exists("slow:go") and time.monotonic() < deadline:
+    while not get_redis().exists("slow:go"):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never opened the gate")
         time.sleep(0.05)
     return {"seqs": [*state["seqs"], props.seq]}
