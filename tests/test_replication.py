@@ -23,7 +23,7 @@ from motion.floor import keys as K
 from motion.floor import replication
 from motion.tools import producer
 from tests.conftest import reset_motion
-from tests.support import COMPONENTS, RedisServer, register_component, wait_for
+from tests.support import COMPONENTS, RedisServer, Worker, register_component, wait_for
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(COMPONENTS))
@@ -101,6 +101,39 @@ def test_a_frozen_replica_times_out_the_enqueue_and_a_dedup_retry_enqueues_once(
     with pytest.raises(ReplicationTimeoutError):  # a handle's run() too
         os.kill(replica.proc.pid, signal.SIGSTOP)
         Ledger("frozen").run("add", {"item": 2})
+
+
+def test_a_handle_retry_with_the_errors_dedup_key_applies_once(
+    pair, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A handle's ``run`` and ``submit`` whose wait timed out carry the key they used
+    (``err.dedup_key``): retried with it, after the replica came back, each update is
+    enqueued once and a worker applies it once."""
+    primary, replica = pair
+    assert replica.proc is not None
+    handle = Ledger("retried")
+    handle.run("add", {"item": "first"})
+    os.kill(replica.proc.pid, signal.SIGSTOP)
+    with pytest.raises(ReplicationTimeoutError, match="dedup_key=err.dedup_key") as ran:
+        handle.run("add", {"item": "ran"})
+    with pytest.raises(ReplicationTimeoutError) as submitted:
+        handle.submit("add", {"item": "submitted"}, dedup_key="event-7")
+    os.kill(replica.proc.pid, signal.SIGCONT)
+    assert isinstance(ran.value.dedup_key, str) and ran.value.dedup_key
+    assert submitted.value.dedup_key == "event-7"
+    meta = K.InstanceKeys.of(handle.instance_name).meta
+    assert int(primary.client().hget(meta, "seq")) == 3  # both on the primary
+    handle.run("add", {"item": "ran"}, dedup_key=ran.value.dedup_key)
+    ticket = handle.submit("add", {"item": "submitted"}, dedup_key=submitted.value.dedup_key)
+    assert ticket.seq == 3  # the seq the first try got
+    assert int(primary.client().hget(meta, "seq")) == 3  # enqueued once each
+    worker = Worker(primary.url, ["ledger"], tmp_path / "logs", concurrency=1)
+    worker.start()
+    try:
+        handle.flush_update(timeout=60)
+        assert handle.read_state("items") == ["first", "ran", "submitted"]
+    finally:
+        worker.stop()
 
 
 def test_waitaof_where_the_server_has_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,10 +3,11 @@
 :class:`Enqueuer` makes one script call (``lua/enqueue.lua``): it takes the next seq,
 stores the update in the inbox, marks the instance pending and, when the broker is
 the state Redis, pushes the wake-up itself (else the caller sends it through Celery
-after the enqueue). Each call carries a fresh token, so the Redis client re-sending
-the script after a lost reply finds the update it stored instead of storing it
-twice. With ``expect``, the script enqueues only if the state is still at that
-version (the one the serve op ran on). A new instance is created on first use.
+after the enqueue). Each call carries a token (of its ``dedup_key``, or of a random
+key), so the Redis client re-sending the script after a lost reply finds the update
+it stored instead of storing it twice, and so does a retry with the same key. With
+``expect``, the script enqueues only if the state is still at that version (the one
+the serve op ran on). A new instance is created on first use.
 Written once, sans-I/O (:mod:`motion.floor.drive`), for the sync and async handle.
 
 Which call reports each failed update: one handle may be shared by any number of
@@ -46,7 +47,7 @@ from motion.floor import keys as K
 from motion.floor.connection import get_async_redis, get_redis, translate_errors
 from motion.floor.drive import Steps
 from motion.floor.errors import DeadLetterNotFoundError, FailedUpdate, TooManyPendingError
-from motion.floor.inbox import ALL_FLOWS, Update, encode, enqueue_call, new_token
+from motion.floor.inbox import ALL_FLOWS, Update, encode, enqueue_call, keyed, token_for
 
 if TYPE_CHECKING:
     from motion.define.component import Component
@@ -109,12 +110,16 @@ class Enqueuer:
         *,
         delay_ms: int | None = None,
         retry_of: int | None = None,
+        dedup_key: str | None = None,
     ) -> Steps[Enqueued | None]:
         """The steps of :meth:`enqueue`; ``delay_ms`` makes the update a timer,
         ``retry_of`` re-enqueues that dead letter (:class:`DeadLetterNotFoundError`
-        if it is not one any more)."""
+        if it is not one any more), ``dedup_key`` names the update (a retry with the
+        same key enqueues once; none: a random one, which a
+        :class:`ReplicationTimeoutError` carries)."""
         name = self._keys.name
-        with translate_errors(f"enqueueing {update.flow!r} for {name}", name):
+        dedup_key, token = token_for(dedup_key)
+        with translate_errors(f"enqueueing {update.flow!r} for {name}", name), keyed(dedup_key):
             entry = encode(self._component, self._keys.name, update)
             push = wakeup_to_push(self._component.name, self._id, update.flow)
             keys, args = enqueue_call(
@@ -123,7 +128,7 @@ class Enqueuer:
                 update.flow,
                 push,
                 expect=expect,
-                token=new_token(),
+                token=token,
                 delay_ms=delay_ms,
                 retry_of=retry_of,
             )

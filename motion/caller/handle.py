@@ -151,6 +151,7 @@ class Instance(FlowControl, PastMixin, Letters):
         dataflow_key: str | None = None,
         after: Ticket | str | None = None,
         after_timeout: float | None = None,
+        dedup_key: str | None = None,
     ) -> Any:
         """Run ``flow``: its serve op inline, then enqueue its update ops.
 
@@ -164,6 +165,8 @@ class Instance(FlowControl, PastMixin, Letters):
             after: a ticket (or its string) of this instance: serve on a state that
                 includes its update, waiting up to ``after_timeout`` seconds (``None``:
                 as a flush waits), then on the latest; ``props.fresh`` says which.
+            dedup_key: names the update (a retry with the same key enqueues once, as
+                after a :class:`ReplicationTimeoutError`, whose ``dedup_key`` it is).
 
         Returns:
             The serve op's result (a list for a generator op; ``None`` when the
@@ -171,7 +174,7 @@ class Instance(FlowControl, PastMixin, Letters):
         """
         named = flow_name(flow, flow_key, dataflow_key)
         call: Call = (named, props, ignore_cache, force_refresh, flush_update, after, after_timeout)
-        return drive.drive(self._server.run(self._start, call), get_redis(*self._where))
+        return drive.drive(self._server.run(self._start, call, dedup_key), get_redis(*self._where))
 
     async def arun(
         self,
@@ -185,11 +188,12 @@ class Instance(FlowControl, PastMixin, Letters):
         dataflow_key: str | None = None,
         after: Ticket | str | None = None,
         after_timeout: float | None = None,
+        dedup_key: str | None = None,
     ) -> Any:
         """Async twin of :meth:`run`: asyncio Redis client, sync ops in a thread."""
         named = flow_name(flow, flow_key, dataflow_key)
         call: Call = (named, props, ignore_cache, force_refresh, flush_update, after, after_timeout)
-        return await drive.adrive(self._server.run(self._start, call), self._aclient())
+        return await drive.adrive(self._server.run(self._start, call, dedup_key), self._aclient())
 
     def gen(
         self,

@@ -229,6 +229,7 @@ class Letters:
         *,
         delay: float | None = None,
         at: dt.datetime | None = None,
+        dedup_key: str | None = None,
     ) -> Ticket:
         """Enqueue ``flow``'s update ops with ``props``, without serving; the ticket.
 
@@ -236,6 +237,8 @@ class Letters:
         ``delay`` (seconds, >= 0) or ``at`` (a datetime; naive means UTC) it is a
         timer, due that long after the enqueue on Redis' clock. Its failure is
         raised by the ticket's ``wait``, not by ``flush_update`` (which waits for it).
+        ``dedup_key`` names the update: a retry with the same key (e.g. a
+        :class:`ReplicationTimeoutError`'s ``dedup_key``) enqueues it once.
 
         Raises:
             UnknownFlowError: the component has no such flow, or it has no update op.
@@ -251,7 +254,9 @@ class Letters:
             raise TypeError(f"props must be a dict, got {type(props).__name__}.")
         delay_ms = schedule_ms(delay, at)
         enqueued = drive.drive(
-            self._enqueuer.steps(Update(name, dict(props or {})), delay_ms=delay_ms),
+            self._enqueuer.steps(
+                Update(name, dict(props or {})), delay_ms=delay_ms, dedup_key=dedup_key
+            ),
             get_redis(self._keys.name),
         )
         assert enqueued is not None  # no expect: always taken

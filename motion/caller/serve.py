@@ -258,12 +258,13 @@ class Server:
         return flow, properties, ignore_cache or force_refresh, flush_update
         return True
 
-    def run(self, start: Start, call: Call) -> Steps[Any]:
-        """The steps of ``run``: serve, then enqueue the updates; the serve op's result."""
+    def run(self, start: Start, call: Call, key: str | None = None) -> Steps[Any]:
+        """The steps of ``run``: serve, then enqueue the updates (``key``: their
+        ``dedup_key``); the serve op's result."""
         flow, properties, skip_cache, flush_update = yield from self._open(start, call)
         op = self._component.serve_op(flow)
         if op is not None and self._serves_ahead(op, flow, skip_cache):
-            ahead = yield from self._serve_ahead(op, flow, properties)
+            ahead = yield from self._serve_ahead(op, flow, properties, key)
             if ahead is not None:
                 if flush_update:
                     yield from self._waiter.steps(flow, ahead[1], None, own=True)
@@ -276,11 +277,11 @@ class Server:
             where = (self._keys, flow, digest, loaded[0])
             value = cache.cache_hit(self._component, loaded[2], properties, where)
             if value is cache.MISS:
-                value = yield (_call, _acall, (op, loaded[1], properties))
+                value = yield (ops.serve_step, ops.aserve_step, (op, loaded[1], properties))
                 write = self._entry(flow, digest, loaded[0], value, properties)
         properties.serve_result = value
         if write is not None or self._component.update_ops(flow):
-            yield from self._finish(flow, properties, value, write, flush_update)
+            yield from self._finish(flow, properties, value, write, flush_update, key)
         return value
 
     def stream(self, start: Start, call: Call) -> Steps[None]:
@@ -316,11 +317,17 @@ class Server:
         return cache.cache_write(self._component, self._keys, flow, digest, version, value, props)
 
     def _finish(
-        self, flow: str, props: Properties, value: Any, write: CacheWrite, flush_update: bool
+        self,
+        flow: str,
+        props: Properties,
+        value: Any,
+        write: CacheWrite,
+        flush_update: bool,
+        key: str | None = None,
     ) -> Steps[None]:
         """Enqueue the flow's update ops (with the cache entry), or store the entry alone."""
         if self._component.update_ops(flow):
-            seq = yield from self.enqueue(Update(flow, dict(props), value), write)
+            seq = yield from self.enqueue(Update(flow, dict(props), value), write, key=key)
             assert seq is not None  # no expect: the enqueue always takes it
             if flush_update:
                 yield from self._waiter.steps(flow, seq, None, own=True)
@@ -342,7 +349,9 @@ class Server:
             and self._reader.steady()
         )
 
-    def _serve_ahead(self, op: Op, flow: str, props: Properties) -> Steps[tuple[Any, int] | None]:
+    def _serve_ahead(
+        self, op: Op, flow: str, props: Properties, key: str | None
+    ) -> Steps[tuple[Any, int] | None]:
         """Serve on the local copy and enqueue if it is current: ``(result, seq)``, or
         ``None`` when the state kept changing (the caller takes the two-trip path)."""
         original = dict(props)
@@ -352,12 +361,12 @@ class Server:
                 return None
             attempt = Properties(original)
             attempt.fresh = props.fresh
-            out = yield (_call, _acall, (op, state, attempt))
+            out = yield (ops.serve_step, ops.aserve_step, (op, state, attempt))
             attempt.serve_result = out
             digest = cache.call_digest(self._component, original)
             write = self._entry(flow, digest, version, out, attempt)
             update = Update(flow, dict(attempt), out)
-            seq = yield from self.enqueue(update, write, expect=version)
+            seq = yield from self.enqueue(update, write, expect=version, key=key)
             if seq is not None:
                 props.update(attempt)
                 props.serve_result = out
@@ -373,21 +382,16 @@ class Server:
         )
 
     def enqueue(
-        self, update: Update, cache_write: CacheWrite = None, expect: bytes = b""
+        self,
+        update: Update,
+        cache_write: CacheWrite = None,
+        expect: bytes = b"",
+        key: str | None = None,
     ) -> Steps[int | None]:
-        """Enqueue ``update``; its seq, or ``None`` if the state is no longer at ``expect``."""
-        enqueued = yield from self._enqueuer.steps(update, cache_write, expect)
+        """Enqueue ``update`` (``key``: its ``dedup_key``); its seq, or ``None`` if the
+        state is no longer at ``expect``."""
+        enqueued = yield from self._enqueuer.steps(update, cache_write, expect, dedup_key=key)
         if enqueued is None:
             return None
         self._waiter.watch(*enqueued)
         return enqueued[0]
-
-
-def _call(_: Any, op: Op, state: State, props: Properties) -> Any:
-    """Run a serve op to completion in this thread (a step's sync form)."""
-    return ops.call(op, state, props)
-
-
-async def _acall(_: Any, op: Op, state: State, props: Properties) -> Any:
-    """Run a serve op to completion off the event loop (a step's async form)."""
-    return await ops.acall(op, state, props)

@@ -194,6 +194,16 @@ async def acall(op: Op, state: State, props: Properties) -> Any:
     return out
 
 
+def serve_step(_: Any, op: Op, state: State, props: Properties) -> Any:
+    """:func:`call` as a step's sync form (:mod:`motion.floor.drive`)."""
+    return call(op, state, props)
+
+
+async def aserve_step(_: Any, op: Op, state: State, props: Properties) -> Any:
+    """:func:`acall` as a step's async form (:mod:`motion.floor.drive`)."""
+    return await acall(op, state, props)
+
+
 def iterable(value: Any) -> bool:
     """Whether a serve op's output is a sequence of items to stream."""
     return inspect.isgenerator(value) or isinstance(value, list | tuple)

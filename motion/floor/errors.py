@@ -101,7 +101,12 @@ class RedisFullError(MotionError, MemoryError):
 class ReplicationTimeoutError(MotionError, TimeoutError):
     """With ``MOTION_REDIS_MIN_REPLICAS``, fewer replicas than asked confirmed a write in
     time: it is on the primary and may or may not survive a failover. A retry with the
-    same enqueue token (a producer's ``dedup_key``) is deduplicated."""
+    same enqueue token is deduplicated: an enqueue's error carries its key in
+    ``dedup_key`` (the one given, or the random one the call made), so
+    ``handle.submit(flow, props, dedup_key=err.dedup_key)`` enqueues it once."""
+
+    #: the enqueue's dedup key, to retry with (``None`` for a commit's wait)
+    dedup_key: str | None = None
 
 
 class FlushTimeoutError(MotionError, TimeoutError):

@@ -22,16 +22,18 @@ Floor; uses the floor (errors, keys, serde, settings).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from motion.floor import keys as K
-from motion.floor.errors import DefinitionError, FailedUpdate, PayloadError
+from motion.floor.errors import DefinitionError, FailedUpdate, PayloadError, ReplicationTimeoutError
 from motion.floor.serde import Definition, binding, dump_value, load_value, seal, unseal
 from motion.floor.settings import get_settings
 
@@ -159,6 +161,27 @@ def new_token() -> str:
     """A fresh enqueue token: a client that re-sends the same enqueue (same token) after
     a lost reply gets the seq of the first, instead of a second update."""
     return base64.b64encode(os.urandom(12)).decode()
+
+
+def token_for(dedup_key: str | None) -> tuple[str, str]:
+    """``(dedup key, enqueue token)`` of an enqueue given ``dedup_key`` (``None``: a
+    random key, so a retry after :class:`ReplicationTimeoutError` can name it again):
+    the same key gives the same token, whoever enqueues (a handle, the producer)."""
+    if dedup_key is not None and (not isinstance(dedup_key, str) or not dedup_key):
+        raise TypeError(f"dedup_key must be a non-empty string, got {dedup_key!r}.")
+    key = new_token() if dedup_key is None else dedup_key
+    return key, f"k:{key}"
+
+
+@contextlib.contextmanager
+def keyed(dedup_key: str) -> Iterator[None]:
+    """Give a :class:`ReplicationTimeoutError` raised within the enqueue's ``dedup_key``,
+    the key to retry with."""
+    try:
+        yield
+    except ReplicationTimeoutError as exc:
+        exc.dedup_key = dedup_key
+        raise
 
 
 def enqueue_call(

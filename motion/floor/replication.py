@@ -7,7 +7,8 @@ round trip, by ``WAIT N timeout`` (or, where the server has it (Redis/Valkey >= 
 ``WAITAOF 0 N timeout``: the replicas have also written it to their append-only
 file). Fewer than ``N`` confirmations raise :class:`ReplicationTimeoutError`: the
 write is on the primary and may or may not survive a failover; a retry is safe
-(an enqueue's token deduplicates it, a repeated commit is refused as a duplicate).
+(an enqueue's token deduplicates it: the error's ``dedup_key`` names it, see
+:func:`motion.floor.inbox.token_for`; a repeated commit is refused as a duplicate).
 
 On a cluster the script and the wait go to the primary serving the keys' slot (a
 plain client of that node, so both run on one connection); a ``MOVED`` reply reads
@@ -79,9 +80,8 @@ def _confirmed(reply: Any) -> int:
 
 def _timeout(name: str, got: int, replicas: int) -> ReplicationTimeoutError:
     retry = {
-        "enqueue": "retrying with the same token (a producer's dedup_key) enqueues it "
-        "once; a handle's run() makes a new token, so re-run it only if the update may "
-        "apply twice",
+        "enqueue": "retrying with dedup_key=err.dedup_key (the key this error carries) "
+        "enqueues it once",
         "commit": "the worker's next drain goes on from what the primary has",
     }[name]
     return ReplicationTimeoutError(

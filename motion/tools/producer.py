@@ -75,7 +75,7 @@ from motion.floor.errors import (
     InvalidInstanceIdError,
     UnknownComponentError,
 )
-from motion.floor.inbox import Update, check_flow_name, encode, enqueue_call, new_token
+from motion.floor.inbox import Update, check_flow_name, encode, enqueue_call, keyed, token_for
 from motion.floor.serde import DEFAULT_SERIALIZER, Serializer, dump_stored
 from motion.floor.settings import get_settings
 
@@ -166,8 +166,7 @@ def enqueue(
             (nothing was stored).
     """
     _check_names(component_name, instance_id, flow)
-    if dedup_key is not None and (not isinstance(dedup_key, str) or not dedup_key):
-        raise TypeError(f"dedup_key must be a non-empty string, got {dedup_key!r}.")
+    dedup_key, token = token_for(dedup_key)
     codec = _Codec(serializer or DEFAULT_SERIALIZER)
     ikeys = K.InstanceKeys.of(K.instance_name(component_name, instance_id))
     update = Update(flow, dict(props or {}), serve_result)
@@ -177,7 +176,6 @@ def enqueue(
     if mode == "inline":
         push = wakeup.message(component_name, instance_id, flow)
     # the token makes the script safe to re-send: a retry after a lost reply enqueues once
-    token = f"k:{dedup_key}" if dedup_key is not None else new_token()
     keys, args = enqueue_call(ikeys, entry, flow, push, token=token)
     shards = get_settings().redis_shards
     if url is None and shards:  # the instance's shard, as every caller routes it
@@ -196,7 +194,7 @@ def enqueue(
         with _translate(client, action, stored="nothing was enqueued"):
             _check_flow(client, component_name, flow)
     stored = "the update may or may not be stored: retry with the same dedup_key"
-    with _translate(client, action, stored=stored):
+    with _translate(client, action, stored=stored), keyed(dedup_key):
         seq, wake = scripts.run(client, "enqueue", keys, args)[:2]
         if seq == 0:
             if initial_state is None:
