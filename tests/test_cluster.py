@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -331,3 +332,38 @@ def test_shards_are_copied_into_the_cluster_and_go_on_there(  # type: ignore[no-
     finally:
         for shard in shards:
             shard.stop()
+
+
+@pytest.mark.integration
+def test_the_exporter_reads_the_memory_of_every_primary(  # type: ignore[no-untyped-def]
+    cluster_url, redis_cluster
+):
+    """``motion_redis_used_memory_bytes`` sums the primaries'; each has its own gauge
+    (``node``), and the exporter started on a cluster URL serves them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from motion.floor.embedded import free_port
+
+    snap = metrics.collect(get_redis())
+    primaries = {f"127.0.0.1:{node.port}" for node in redis_cluster.primaries()}
+    assert set(snap.memory_by_node) == primaries
+    assert all(used > 0 for used, _ in snap.memory_by_node.values())
+    assert snap.used_memory_bytes == sum(used for used, _ in snap.memory_by_node.values())
+    port = free_port()
+    server = metrics.serve(port, "127.0.0.1", cluster_url)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    finally:
+        server.shutdown()
+    samples = {
+        (s.name, s.labels.get("node", "")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("motion_up", "")] == 1
+    assert {n for name, n in samples if name == "motion_redis_node_used_memory_bytes"} == primaries
+    total = sum(
+        v for (name, _), v in samples.items() if name == "motion_redis_node_used_memory_bytes"
+    )
+    assert samples[("motion_redis_used_memory_bytes", "")] == total

@@ -24,10 +24,14 @@ Exported series (``outcome`` is ``applied``, ``failed`` or ``discarded``):
 ``motion_updates_total``               updates by ``component``, ``flow``, ``outcome``
 ``motion_op_calls_total``              update-op calls by ``component``, ``flow``
 ``motion_lease_takeovers_total``       leases taken over from a dead holder, by component
-``motion_redis_used_memory_bytes``     Redis ``used_memory`` (``maxmemory`` beside it)
+``motion_redis_used_memory_bytes``     Redis ``used_memory`` (``maxmemory`` beside it), on a
+                                       cluster summed over the primaries
+``motion_redis_node_used_memory_bytes`` the same per primary, by ``node`` (``host:port``;
+                                       ``..._node_maxmemory_bytes`` beside it): the
+                                       first primary to fill refuses its slots' enqueues
 =====================================  =====================================================
 
-Tool; uses the floor (errors, keys, settings).
+Tool; uses the floor (connection, errors, indexes, keys, settings, urls).
 """
 
 from __future__ import annotations
@@ -49,8 +53,10 @@ from redis.retry import Retry
 
 from motion.floor import indexes
 from motion.floor import keys as K
+from motion.floor.connection import is_cluster, new_client
 from motion.floor.errors import ConfigurationError, install_hint
 from motion.floor.settings import get_settings, redact
+from motion.floor.urls import is_cluster_url
 from motion.floor.wakeup import shown_flow
 
 DEFAULT_PORT = 9808
@@ -78,6 +84,8 @@ class Snapshot:
     update_lag_seconds: float
     used_memory_bytes: int = 0
     maxmemory_bytes: int = 0
+    #: per primary (``host:port``): ``[used_memory, maxmemory]`` (one entry on one Redis)
+    memory_by_node: dict[str, list[int]] = field(default_factory=dict)
     components: dict[str, ComponentStats] = field(default_factory=dict)
 
     def backlog(self) -> dict[str, Any]:
@@ -99,7 +107,9 @@ def collect(client: redis.Redis, sample: int = DEFAULT_SAMPLE) -> Snapshot:
     names = indexes.members(client, K.COMPONENTS)
     now = int(clock[0]) + int(clock[1]) / 1e6
     snap = Snapshot(now, int(total), 0, 0, 0.0, 0.0)
-    snap.used_memory_bytes, snap.maxmemory_bytes = _memory(client)
+    snap.memory_by_node = _memory(client)
+    snap.used_memory_bytes = sum(used for used, _ in snap.memory_by_node.values())
+    snap.maxmemory_bytes = sum(limit for _, limit in snap.memory_by_node.values())
     if oldest:
         snap.oldest_pending_seconds = max(0.0, now - oldest[0][1] / 1000)
         _backlog(client, snap, [(n.decode(), score / 1000) for n, score in oldest], now)
@@ -109,13 +119,24 @@ def collect(client: redis.Redis, sample: int = DEFAULT_SAMPLE) -> Snapshot:
     return snap
 
 
-def _memory(client: redis.Redis) -> tuple[int, int]:
-    """Redis ``used_memory`` and ``maxmemory``; zeros when an ACL forbids ``INFO``."""
-    try:
-        memory = client.info("memory")
-    except redis.ResponseError:  # NOPERM: INFO is in @dangerous, which ACL users often lack
-        return 0, 0
-    return int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
+def _memory(client: redis.Redis) -> dict[str, list[int]]:
+    """Per primary (``host:port``; the one server of a plain client): ``used_memory``
+    and ``maxmemory``; nothing when an ACL forbids ``INFO``."""
+    if is_cluster(client):
+        nodes: Any = client.get_primaries()  # type: ignore[attr-defined]
+        servers = [(node.name, client.get_redis_connection(node)) for node in nodes]  # type: ignore[attr-defined]
+    else:
+        kwargs = client.connection_pool.connection_kwargs
+        where = kwargs.get("path") or f"{kwargs.get('host', '')}:{kwargs.get('port', '')}"
+        servers = [(str(where), client)]
+    out: dict[str, list[int]] = {}
+    for name, server in sorted(servers, key=lambda pair: pair[0]):
+        try:
+            memory = server.info("memory")
+        except redis.ResponseError:  # NOPERM: INFO is in @dangerous, which ACL users often lack
+            continue
+        out[name] = [int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))]
+    return out
 
 
 def _backlog(
@@ -207,11 +228,25 @@ class Collector:
         yield updates
         yield calls
         yield takeovers
+        yield from _node_memory(snap)
         yield GaugeMetricFamily(
             "motion_scrape_duration_seconds",
             "Time this scrape spent reading Redis",
             value=time.perf_counter() - started,
         )
+
+
+def _node_memory(snap: Snapshot) -> Iterator[Any]:
+    """The per-primary memory gauges (``node`` label)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    for at, attr, doc in ((0, "used_memory", "used_memory"), (1, "maxmemory", "maxmemory")):
+        family = GaugeMetricFamily(
+            f"motion_redis_node_{attr}_bytes", f"Redis {doc} of each primary", labels=["node"]
+        )
+        for node, figures in snap.memory_by_node.items():
+            family.add_metric([node], figures[at])
+        yield family
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -268,7 +303,10 @@ def serve(
         )
     # one quick retry: a scrape should answer motion_up 0 fast, not hang on a dead Redis
     retry = Retry(ExponentialBackoff(cap=0.2, base=0.05), 1)
-    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10, retry=retry)
+    if is_cluster_url(url):  # a cluster client: the primaries and their slots
+        client = new_client(url, 10)
+    else:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10, retry=retry)
     server = make_server(address, port, make_app(client, sample), _Server, _QuietHandler)
     threading.Thread(target=server.serve_forever, name="motion-metrics", daemon=True).start()
     return server
