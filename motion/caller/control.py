@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from motion.floor import directory, scripts
 from motion.floor import keys as K
-from motion.floor import scripts
 from motion.floor.connection import get_redis, translate_errors
 from motion.floor.errors import InstanceNotFoundError
 from motion.floor.settings import get_settings
@@ -34,6 +34,7 @@ def _run(keys: K.InstanceKeys, mode: str, target: str, what: str) -> list[Any]:
     args = [mode, target, keys.name, get_settings().max_pending]
     with translate_errors(what, keys.name):
         reply: list[Any] = scripts.run(get_redis(keys.name), "control", script_keys, args)
+        directory.touch(get_redis(keys.name), K.TIMERS, keys.name)  # a cluster lists a timer
     if int(reply[0]) < 0:
         raise InstanceNotFoundError(f"{keys.name} does not exist (cleared meanwhile?).")
     return reply

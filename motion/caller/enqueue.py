@@ -29,7 +29,7 @@ in ``docs/api.md``):
 :mod:`motion.caller.wait` feeds it the failure records it reads from Redis.
 
 Caller road; uses the caller road (host), the definition layer (component), the floor
-(cache, celery_app, connection, drive, errors, inbox, keys, wakeup).
+(cache, celery_app, connection, directory, drive, errors, inbox, keys, wakeup).
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from motion.caller import host
-from motion.floor import cache, drive, wakeup
+from motion.floor import cache, directory, drive, wakeup
 from motion.floor import keys as K
 from motion.floor.connection import get_async_redis, get_redis, translate_errors
 from motion.floor.drive import Steps
@@ -155,6 +157,13 @@ class Enqueuer:
                     f"{name}: update #{retry_of} is no longer a dead letter (dropped or "
                     "retried meanwhile); see handle.failed_updates()."
                 )
+            listed = directory.enqueue_listed(reply)
+            if listed:  # a cluster: the sweep schedule's part was empty, list it
+                note = directory.note_command(K.SWEEP, name, listed)
+                try:
+                    yield drive.command("execute_command", *note)
+                except redis.RedisError:  # stored: the directory's full pass lists it
+                    log.warning("%s: its part of the sweep schedule is not listed yet", name)
         if not self._hosted:  # (the answer cannot change once this process has checked)
             host.ensure_worker()
             self._hosted = True

@@ -36,7 +36,7 @@ from motion.caller import control, host
 from motion.caller.enqueue import send_wakeup_sync, wakeup_to_push
 from motion.caller.ticket import Ticket, schedule_ms
 from motion.define.component import lookup, registered
-from motion.floor import drive, scripts
+from motion.floor import directory, drive, scripts
 from motion.floor import keys as K
 from motion.floor.connection import get_redis, translate_errors
 from motion.floor.errors import (
@@ -172,6 +172,7 @@ def retry_stored(keys: K.InstanceKeys, seq: Any) -> Ticket:
         push = wakeup_to_push(component, instance_id, header.flow)
         call = enqueue_call(keys, fresh, header.flow, push, token=new_token(), retry_of=number)
         reply = scripts.run(client, "enqueue", *call)
+        directory.after_enqueue(client, keys.name, reply)
     if reply[0] == 0:
         raise InstanceNotFoundError(f"{keys.name} does not exist (cleared?).")
     if reply[0] == -3:

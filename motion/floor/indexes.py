@@ -35,13 +35,16 @@ from motion.floor.connection import is_cluster
 CHUNK = 4096
 
 
-def each_part(client: Any, index: str, *command: Any) -> Iterator[tuple[str, Any]]:
+def each_part(
+    client: Any, index: str, *command: Any, parts: list[str] | None = None
+) -> Iterator[tuple[str, Any]]:
     """``(part, raw reply)`` of ``command`` (name, then its arguments after the key) on
-    every part of ``index`` whose reply is not empty (0, an empty list, nil); the
-    replies are flat, as Lua gives them."""
+    every part of ``index`` (or only on ``parts``, e.g. those a
+    :mod:`motion.floor.directory` lists) whose reply is not empty (0, an empty list,
+    nil); the replies are flat, as Lua gives them."""
     for _ in range(2):
         try:
-            groups = by_primary(client, index)
+            groups = by_primary(client, index) if parts is None else group(client, parts)
             replies = [(chunk, _run(node, chunk, command)) for node, chunk in groups]
         except (redis.ResponseError, redis.ConnectionError, redis.TimeoutError):
             if not is_cluster(client):
@@ -51,7 +54,8 @@ def each_part(client: Any, index: str, *command: Any) -> Iterator[tuple[str, Any
         for chunk, reply in replies:
             yield from _spread(chunk, reply)
         return
-    for part in K.parts(index):  # a slot still moving: part by part, following MOVED, ASK
+    for part in K.parts(index) if parts is None else parts:  # a slot still moving: part by
+        # part, following MOVED and ASK
         yield from _spread([part], _run(client, [part], command))
 
 
@@ -74,6 +78,17 @@ def by_primary(client: Any, index: str) -> list[tuple[Any, list[str]]]:
         groups = _by_primary(client, K.parts(index), range(slots.SLOTS))
         known = _groups[index] = (topology, groups)
     return known[1]
+
+
+def group(client: Any, parts: list[str]) -> list[tuple[Any, list[str]]]:
+    """``parts`` (of one index, or of several) grouped by the client of the primary
+    serving them, as :func:`by_primary` groups all of an index's; ``[(client, parts)]``
+    on a single Redis; nothing for no parts."""
+    if not parts:
+        return []
+    if not is_cluster(client):
+        return [(client, parts)]
+    return _by_primary(client, parts)
 
 
 #: per index: the cluster view (its slot table) and the parts grouped by primary in it
@@ -145,33 +160,43 @@ def _by_primary(
     ]
 
 
-def zcard(client: Any, index: str) -> int:
-    """Members of the sorted-set ``index``, over all parts."""
-    return sum(int(n) for _, n in each_part(client, index, "ZCARD"))
+def zcard(client: Any, index: str, parts: list[str] | None = None) -> int:
+    """Members of the sorted-set ``index``, over all parts (or ``parts``)."""
+    return sum(int(n) for _, n in each_part(client, index, "ZCARD", parts=parts))
 
 
-def oldest(client: Any, index: str, count: int) -> list[tuple[bytes, float]]:
-    """The ``count`` lowest-scored members of the sorted-set ``index`` (all parts), with scores."""
+def oldest(
+    client: Any, index: str, count: int, parts: list[str] | None = None
+) -> list[tuple[bytes, float]]:
+    """The ``count`` lowest-scored members of the sorted-set ``index`` (all parts, or
+    ``parts``), with scores."""
     found: list[tuple[bytes, float]] = []
-    for _, flat in each_part(client, index, "ZRANGE", 0, max(count, 1) - 1, "WITHSCORES"):
+    command = ("ZRANGE", 0, max(count, 1) - 1, "WITHSCORES")
+    for _, flat in each_part(client, index, *command, parts=parts):
         found += [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
     found.sort(key=lambda pair: pair[1])
     return found[:count]
 
 
-def due(client: Any, index: str, max_score: int, count: int) -> dict[str, list[str]]:
-    """Per part of ``index``: up to ``count`` names scored at most ``max_score``."""
+def due(
+    client: Any, index: str, max_score: int, count: int, parts: list[str] | None = None
+) -> dict[str, list[str]]:
+    """Per part of ``index`` (or of ``parts``): up to ``count`` names scored at most
+    ``max_score``."""
     out: dict[str, list[str]] = {}
     command = ("ZRANGEBYSCORE", "-inf", max_score, "LIMIT", 0, count)
-    for part, reply in each_part(client, index, *command):
+    for part, reply in each_part(client, index, *command, parts=parts):
         if reply:
             out[part] = [name.decode() for name in reply]
     return out
 
 
-def scan_members(client: Any, index: str) -> Iterator[tuple[bytes, float]]:
-    """Every ``(member, score)`` of the sorted-set ``index`` (ZSCAN of each non-empty part)."""
-    for part, n in each_part(client, index, "ZCARD"):
+def scan_members(
+    client: Any, index: str, parts: list[str] | None = None
+) -> Iterator[tuple[bytes, float]]:
+    """Every ``(member, score)`` of the sorted-set ``index`` (ZSCAN of each non-empty
+    part, of all or of ``parts``)."""
+    for part, n in each_part(client, index, "ZCARD", parts=parts):
         if n:
             yield from client.zscan_iter(part, count=1000)
 
@@ -192,6 +217,12 @@ def counters(client: Any, key: str) -> dict[bytes, bytes]:
         for i in range(0, len(flat), 2):
             total[flat[i]] = total.get(flat[i], 0) + int(flat[i + 1])
     return {field: str(value).encode() for field, value in total.items()}
+
+
+def lowest(client: Any, parts: list[str]) -> dict[str, float]:
+    """The lowest score in each of the sorted-set ``parts`` that is not empty."""
+    command = ("ZRANGE", 0, 0, "WITHSCORES")
+    return {part: float(flat[1]) for part, flat in each_part(client, "", *command, parts=parts)}
 
 
 def forget(pipe: Any, name: str, *indexes: str) -> None:

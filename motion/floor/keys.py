@@ -147,7 +147,29 @@ def part(index: str, name: str, cluster: bool | None = None) -> str:
     """
     if not (get_settings().redis_cluster if cluster is None else cluster):
         return index
-    return f"{index}:{{{slots.tag(slots.key_slot(InstanceKeys.of(name).meta))}}}"
+    return part_at(index, tag_of(name))
+
+
+def tag_of(name: str) -> str:
+    """The slot tag of instance ``name``'s parts on a cluster (``part`` is ``index:{tag}``)."""
+    return slots.tag(slots.key_slot(InstanceKeys.of(name).meta))
+
+
+def part_at(index: str, tag: str) -> str:
+    """The part of the global ``index`` with slot tag ``tag`` (a cluster's)."""
+    return f"{index}:{{{tag}}}"
+
+
+def directory(index: str) -> str:
+    """Sorted set, on a cluster only: the slot tags of the non-empty parts of the global
+    ``index``, each scored at most the lowest score in its part (see
+    :mod:`motion.floor.directory`); a key of its own slot."""
+    return f"{PREFIX}:directory:{{{index}}}"
+
+
+#: String key with a TTL: whoever sets it runs the full pass that re-lists parts a
+#: directory lost (:func:`motion.floor.directory.rebuild_if_due`).
+DIRECTORY_LOCK = f"{PREFIX}:directory:lock"
 
 
 def parts(index: str) -> list[str]:

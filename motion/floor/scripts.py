@@ -50,6 +50,7 @@ NAMES = (
     "control",
     "fire",
     "wake",
+    "directory",
 )
 #: more files of functions put before a script, after lib.lua
 LIBRARIES = {"commit": ("history.lua",)}

@@ -20,7 +20,7 @@ import redis.asyncio
 
 from motion.caller.wait import Waiter
 from motion.define.component import Component, lookup, registered
-from motion.floor import drive, indexes, store
+from motion.floor import directory, drive, indexes, store
 from motion.floor import keys as K
 from motion.floor.connection import (
     all_urls,
@@ -243,7 +243,9 @@ def status(components: Sequence[str] = ()) -> list[ComponentStatus]:
                 _counters(result[name], indexes.counters(client, K.stats(name)))
             pending = [
                 (member.decode(), score)
-                for member, score in indexes.scan_members(client, K.PENDING)
+                for member, score in indexes.scan_members(
+                    client, K.PENDING, directory.parts(client, K.SWEEP, K.PENDING)
+                )
                 if member.decode().partition(K.SEPARATOR)[0] in result
             ]
             _backlog(client, result, pending)

@@ -12,20 +12,21 @@ where each is split into one part per slot (:func:`motion.floor.keys.part`):
   (readers sum the parts), so copying several shards adds their counts up;
 * a set (``motion:components``) is added to one part (readers take the union);
 * anything else (the HTTP token secret) is copied as it is; the sweeper's lock is
-  left behind.
+  left behind, and the directories' lock is deleted, so the first sweeper tick lists
+  the copied parts in the directories (:mod:`motion.floor.directory`).
 
 This is the way from ``MOTION_REDIS_SHARDS`` to a cluster: stop the callers and
 workers, ``motion copy`` each shard into the cluster, then point everything at it.
 
-Tool: uses the floor (connection, keys, slots, urls).
+Tool: uses the floor (connection, directory, keys, slots, urls).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from motion.floor import directory, slots
 from motion.floor import keys as K
-from motion.floor import slots
 from motion.floor.connection import new_async_client
 from motion.floor.urls import is_cluster_url
 
@@ -51,6 +52,8 @@ async def copy_keys(src_url: str, dest_url: str) -> int:
                 batch = []
         if batch:
             copied += await _copy_batch(source, target, batch)
+        if into_cluster:  # the parts copied are in no directory yet: the workers' next
+            await target.delete(K.DIRECTORY_LOCK)  # sweeper tick re-lists every part
     finally:
         await source.aclose()
         await target.aclose()
@@ -84,8 +87,16 @@ async def _split(source: Any, target: Any, raw: bytes) -> int:
     one_part = f"{key}:{{{slots.tag(0)}}}"
     if kind == "zset":
         write = target.pipeline(transaction=False)
+        listed: dict[str, float] = {}  # the parts written, at their lowest score
         for member, score in await source.zrange(raw, 0, -1, withscores=True):
             write.zadd(K.part(key, member.decode(), cluster=True), {member: score}, nx=True)
+            tag = K.tag_of(member.decode())
+            listed[tag] = min(score, listed.get(tag, score))
+        index = K.SWEEP if key == K.PENDING else key  # the pending index is listed with it
+        if index in directory.INDEXES and listed:
+            zero = index != key  # (the sweep schedule's entries: at most its lowest score)
+            entries = {tag: 0.0 if zero else score for tag, score in listed.items()}
+            write.zadd(K.directory(index), entries, lt=True)
         await write.execute()
     elif kind == "hash":
         found = await source.hgetall(raw)

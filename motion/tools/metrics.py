@@ -51,7 +51,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from motion.floor import indexes
+from motion.floor import directory, indexes
 from motion.floor import keys as K
 from motion.floor.connection import is_cluster, new_client
 from motion.floor.errors import ConfigurationError, install_hint
@@ -102,8 +102,9 @@ def collect(client: redis.Redis, sample: int = DEFAULT_SAMPLE) -> Snapshot:
     each instance became pending), so exporters can restart or run several at once.
     """
     clock = client.time()  # Redis' clock: the pending index is scored by it
-    total = indexes.zcard(client, K.PENDING)
-    oldest = indexes.oldest(client, K.PENDING, max(sample, 1))
+    listed = directory.parts(client, K.SWEEP, K.PENDING)  # a cluster: the non-empty parts
+    total = indexes.zcard(client, K.PENDING, listed)
+    oldest = indexes.oldest(client, K.PENDING, max(sample, 1), listed)
     names = indexes.members(client, K.COMPONENTS)
     now = int(clock[0]) + int(clock[1]) / 1e6
     snap = Snapshot(now, int(total), 0, 0, 0.0, 0.0)

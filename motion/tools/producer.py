@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
-from motion.floor import heartbeat, scripts, wakeup
+from motion.floor import directory, heartbeat, scripts, wakeup
 from motion.floor import keys as K
 from motion.floor.connection import new_client, shard_url
 from motion.floor.errors import (
@@ -195,7 +195,8 @@ def enqueue(
             _check_flow(client, component_name, flow)
     stored = "the update may or may not be stored: retry with the same dedup_key"
     with _translate(client, action, stored=stored), keyed(dedup_key):
-        seq, wake = scripts.run(client, "enqueue", keys, args)[:2]
+        reply = scripts.run(client, "enqueue", keys, args)
+        seq, wake = reply[:2]
         if seq == 0:
             if initial_state is None:
                 raise InstanceNotFoundError(
@@ -205,7 +206,9 @@ def enqueue(
                     f"code is), or pass initial_state={{...}} to create it with that state."
                 )
             _create(client, codec, component_name, ikeys, initial_state)
-            seq, wake = scripts.run(client, "enqueue", keys, args)[:2]
+            reply = scripts.run(client, "enqueue", keys, args)
+            seq, wake = reply[:2]
+        directory.after_enqueue(client, ikeys.name, reply)
     if wake == 1:  # the script could not push it (another broker): send it now
         try:
             _send(mode, component_name, instance_id, flow, int(seq))

@@ -12,9 +12,11 @@ enqueue script coalesces them), so a backlog is never multiplied; the drain that
 through the released updates and rescores the index from the instance's own timers.
 Between passes the thread sleeps until the earliest timer, but at most
 :data:`POLL` seconds, so a timer another process set sooner is seen in time. A pass
-costs O(due) (and one ``ZRANGE 0 0`` of the index), whatever the number of timers.
+costs O(due) (and one ``ZRANGE 0 0`` of the index), whatever the number of timers;
+on a cluster too, where the firer reads the due index's directory of non-empty parts
+(:mod:`motion.floor.directory`) instead of its 16,384 parts.
 
-Worker road; uses the floor (keys, scripts, wakeup).
+Worker road; uses the floor (connection, directory, indexes, keys, scripts, wakeup).
 """
 
 from __future__ import annotations
@@ -26,10 +28,9 @@ from typing import Any
 
 import redis
 
-from motion.floor import indexes, scripts, wakeup
+from motion.floor import directory, indexes, scripts, wakeup
 from motion.floor import keys as K
 from motion.floor.connection import is_cluster
-from motion.floor.heartbeat import worker_id
 
 log = logging.getLogger("motion.firer")
 
@@ -40,10 +41,6 @@ POLL = 0.05
 CLAIM_MS = 30_000
 #: most names one pass claims
 BATCH = 500
-#: on a cluster, how often the thread looks (seconds): a pass reads every slot's part
-CLUSTER_POLL = 0.25
-#: on a cluster, the key of the process that fires (a lock it renews each pass, ms)
-LOCK, LOCK_MS = f"{K.PREFIX}:firer:lock", 2_000
 #: the flow name wake-ups sent by the firer carry
 FIRE_FLOW = "*timer*"
 
@@ -55,53 +52,45 @@ def fire_once(client: Any, send: Send) -> tuple[int, float]:
 
     When the broker is the state Redis the wake-ups are pushed onto their queues in one
     pipeline (as the enqueue script pushes them), else sent one by one with ``send``.
-    On a cluster the due index has a part per slot: the ``fire`` script runs once per
-    primary over the parts it serves (16,384 key lookups a pass in all), one process at
-    a time (a lock), and the thread looks every :data:`CLUSTER_POLL` seconds instead of
-    sleeping until the earliest timer.
+    On a cluster the due index has a part per slot: the firer reads its directory
+    (:mod:`motion.floor.directory`, one round trip: the parts whose earliest timer is
+    due, and the earliest of all), runs the ``fire`` script once per primary on the
+    due parts only, and lists those parts anew; a pass costs O(due), so every worker's
+    firer looks every :data:`POLL` seconds at most (the script claims each name once).
     """
-    woken, now = 0, 0
-    if is_cluster(client) and not _firing(client):
-        return 0, CLUSTER_POLL  # another process fires this period
-    for node, parts in indexes.by_primary(client, K.TIMERS):
+    woken = 0
+    now, due, lowest = directory.due(client, K.TIMERS, 0, directory.MOST)
+    for node, parts in indexes.group(client, due):
         while True:
             reply = indexes.run_over(node, "fire", parts, [BATCH, CLAIM_MS])
             now = int(reply[0])
-            names = _not_in_flight(client, [raw.decode() for raw in reply[1:]])
-            if names and wakeup.inline():
-                pipe = client.pipeline(transaction=False)
-                for component, instance_id in names:
-                    queue, message = wakeup.message(component, instance_id, FIRE_FLOW)
-                    pipe.lpush(queue, wakeup.fill_seq(message, 0))
-                pipe.execute()
-            else:
-                for component, instance_id in names:
-                    try:
-                        send(component, instance_id, FIRE_FLOW, 0)
-                    except Exception:  # the claim lapses: fired again a claim period later
-                        log.exception("wake-up for %s__%s not sent", component, instance_id)
-            woken += len(names)
+            woken += _wake(client, send, [raw.decode() for raw in reply[1:]])
             if len(reply) - 1 < BATCH:
                 break
     if is_cluster(client):
-        return woken, CLUSTER_POLL
+        directory.refresh(client, K.TIMERS, due)  # claimed: rescored a claim period on
+        return woken, POLL if lowest is None else max(0.0, min(POLL, (lowest - now) / 1000))
     first = client.zrange(K.TIMERS, 0, 0, withscores=True)
     wait = POLL if not first else max(0.0, min(POLL, (float(first[0][1]) - now) / 1000))
     return woken, wait
 
 
-def _firing(client: Any) -> bool:
-    """On a cluster, whether this process fires now: one process at a time scans the
-    due index's 16,384 parts (the lock it renews each pass); the others only stand by.
-    Two firers at once (a lock lapsing) claim different names: the script claims each
-    name once."""
-    me = worker_id()
-    if client.set(LOCK, me, nx=True, px=LOCK_MS):
-        return True
-    if client.get(LOCK) == me.encode():
-        client.pexpire(LOCK, LOCK_MS)
-        return True
-    return False
+def _wake(client: Any, send: Send, claimed: list[str]) -> int:
+    """Wake the ``claimed`` instances that have no wake-up in flight; how many."""
+    names = _not_in_flight(client, claimed)
+    if names and wakeup.inline():
+        pipe = client.pipeline(transaction=False)
+        for component, instance_id in names:
+            queue, message = wakeup.message(component, instance_id, FIRE_FLOW)
+            pipe.lpush(queue, wakeup.fill_seq(message, 0))
+        pipe.execute()
+    else:
+        for component, instance_id in names:
+            try:
+                send(component, instance_id, FIRE_FLOW, 0)
+            except Exception:  # the claim lapses: fired again a claim period later
+                log.exception("wake-up for %s__%s not sent", component, instance_id)
+    return len(names)
 
 
 def _not_in_flight(client: Any, names: list[str]) -> list[tuple[str, str]]:

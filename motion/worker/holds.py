@@ -25,7 +25,7 @@ from typing import Any
 
 import redis
 
-from motion.floor import indexes
+from motion.floor import directory, indexes
 from motion.floor import keys as K
 from motion.worker import lease as leases
 
@@ -132,7 +132,8 @@ def reasons(client: redis.Redis, names: list[str]) -> dict[str, dict[str, Any]]:
 
 def listing(client: redis.Redis) -> dict[str, dict[str, Any]]:
     """Held instances (at most :data:`LIMIT`, oldest first) with their reasons."""
-    names = [n.decode() for n, _ in indexes.oldest(client, K.HELD, LIMIT)]
+    listed = directory.parts(client, K.HELD)  # on a cluster: the non-empty parts only
+    names = [n.decode() for n, _ in indexes.oldest(client, K.HELD, LIMIT, parts=listed)]
     found = reasons(client, names)
     gone = [name for name in names if name not in found]
     if gone:  # cleared or applied meanwhile: keep the index bounded
@@ -140,6 +141,8 @@ def listing(client: redis.Redis) -> dict[str, dict[str, Any]]:
         for name in gone:
             indexes.forget(pipe, name, K.HELD)
         pipe.execute()
+    kept = {K.part(K.HELD, name) for name in found}
+    directory.refresh(client, K.HELD, [part for part in listed if part not in kept])
     return found
 
 

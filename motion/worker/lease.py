@@ -49,8 +49,8 @@ from collections import OrderedDict, deque
 
 import redis
 
+from motion.floor import directory, scripts
 from motion.floor import keys as K
-from motion.floor import scripts
 from motion.floor.errors import PayloadError
 from motion.floor.inbox import Window, entry_time
 from motion.floor.settings import get_settings
@@ -86,6 +86,8 @@ def release(client: redis.Redis, lease: Lease, abandon: bool = False, hold: str 
     script_keys = [keys.meta, keys.lease, *indexes, keys.timers]
     lease.ending.set()
     result = int(scripts.run(client, "release", script_keys, args))
+    if abandon and hold and result == 1:  # held: a cluster lists its part of the held index
+        directory.note(client, K.HELD, keys.name, 0)
     if result in (0, 2):  # updates arrived meanwhile, or a timer is due: still ours
         lease.ending.clear()
     return result

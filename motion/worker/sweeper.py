@@ -5,17 +5,19 @@ a worker can die holding a lease. Every pending instance has a place in the
 sweep schedule (``motion:sweep``, scored by when to look at it next: one sweep
 period after it became pending, then later and later while a wake-up the
 sweeper sent sits untaken); a pass reads only the members due, so it costs
-O(due), not O(instances). It runs in every worker's main process on a timer
-(one per cluster at a time, by a Redis lock) and as the ``motion.sweep`` task
-for Celery beat. Its schedule is kept by Redis' clock (the scripts read ``TIME``),
-so a sweeper whose host clock is off still sees what is due.
+O(due), not O(instances); on a cluster it reads only the parts the schedule's
+directory lists as due (:mod:`motion.floor.directory`), not all 16,384. It runs
+in every worker's main process on a timer (one per cluster at a time, by a Redis
+lock) and as the ``motion.sweep`` task for Celery beat. Its schedule is kept by
+Redis' clock (the scripts read ``TIME``), so a sweeper whose host clock is off still
+sees what is due.
 
 The same timer also nudges held instances waiting for code this process has
 (:func:`motion.worker.holds.nudge`; every worker's, not one per cluster: only a worker with
 the code can tell).
 
-Worker road; uses the worker road (holds), the floor (connection, keys, scripts,
-settings).
+Worker road; uses the worker road (holds), the floor (connection, directory, indexes,
+keys, scripts, settings).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Callable
 
 import redis
 
-from motion.floor import indexes, scripts
+from motion.floor import directory, indexes, scripts
 from motion.floor import keys as K
 from motion.floor.settings import get_settings
 from motion.worker import holds
@@ -34,6 +36,8 @@ from motion.worker import holds
 log = logging.getLogger("motion.sweeper")
 
 BATCH = 500
+#: most rounds of :data:`BATCH` per part (and of directory looks) one pass makes
+ROUNDS = 200
 #: the flow name wake-ups sent by the sweeper carry (shown in Flower's args as ``sweeper``)
 SWEEP_FLOW = "*sweep*"
 
@@ -44,9 +48,10 @@ def sweep_once(client: redis.Redis, send: Send, limit: int = 100_000) -> int:
     """One pass: re-send wake-ups for stuck instances; returns how many were sent."""
     grace_ms = int(get_settings().sweep_seconds * 1000)
     sent = 0
-    while sent < limit:
-        now = redis_now_ms(client)
-        found = indexes.due(client, K.SWEEP, now - grace_ms, BATCH)
+    for _ in range(ROUNDS):
+        # on a cluster, only the parts whose directory entry is due (O(due), not O(slots))
+        now, listed, _ = directory.due(client, K.SWEEP, grace_ms, directory.MOST)
+        found = indexes.due(client, K.SWEEP, now - grace_ms, BATCH, parts=listed)
         for part, names in found.items():  # a part's instances all live in its slot
             keys: list[str] = []
             for name in names:
@@ -58,7 +63,9 @@ def sweep_once(client: redis.Redis, send: Send, limit: int = 100_000) -> int:
                 component, instance_id = K.split_instance_name(raw.decode())
                 send(component, instance_id, SWEEP_FLOW, 0)
                 sent += 1
-        if all(len(names) < BATCH for names in found.values()):
+        directory.refresh(client, K.SWEEP, listed)  # rescored, or emptied: list them anew
+        full = any(len(names) >= BATCH for names in found.values())
+        if sent >= limit or not (full or len(listed) >= directory.MOST):
             break
     if sent:
         log.info("sweeper re-sent %d wake-up(s)", sent)
@@ -73,6 +80,7 @@ def redis_now_ms(client: redis.Redis) -> int:
 
 def sweep_if_due(client: redis.Redis, send: Send) -> int | None:
     """Sweep unless another process swept within the last period (cluster-wide lock)."""
+    directory.rebuild_if_due(client)  # on a cluster, every few minutes: re-list lost parts
     period_ms = int(get_settings().sweep_seconds * 1000)
     if not client.set(K.SWEEPER_LOCK, "1", nx=True, px=max(period_ms * 9 // 10, 1)):
         return None

@@ -20,7 +20,9 @@
 -- Not flagged allow-oom: at maxmemory the script is refused before it starts (the
 -- caller raises RedisFullError), so nothing is half enqueued.
 -- Returns
---   {seq, wake, inc}  inc: the incarnation the update joined (a flush waits in it);
+--   {seq, wake, inc, listed}  inc: the incarnation the update joined (a flush waits in it);
+--                listed: now (ms) when this made KEYS[8]'s part non-empty (on a cluster
+--                the caller lists it: motion.floor.directory), else 0;
 --                wake = 0 when no wake-up is needed (coalesced: a worker drains the
 --                instance or a wake-up is in flight), 2 when this script pushed the
 --                wake-up, 1 when the caller must send it;
@@ -99,5 +101,8 @@ elseif redis.call('HDEL', KEYS[1], 'linger') == 1 then
 end
 -- pending since now (unless it already was); the sweeper first looks one period later
 redis.call('ZADD', KEYS[4], 'NX', now, ARGV[4])
-redis.call('ZADD', KEYS[8], 'NX', now, ARGV[4])
-return {seq, wake, m[2]}
+local listed = 0
+if redis.call('ZADD', KEYS[8], 'NX', now, ARGV[4]) == 1 and redis.call('ZCARD', KEYS[8]) == 1 then
+  listed = now
+end
+return {seq, wake, m[2], listed}
