@@ -513,12 +513,14 @@ def main() -> None:
     )  # fmt: skip
     enq = sub.add_parser("enqueue", parents=[common, load], help="enqueues/s, no workers")
     enq.add_argument("--producers", type=_counts, default=[2], help="producer counts, e.g. 1,2")
-    import capacity_cluster  # the cluster subcommand (its own module: this one is long)
+    import capacity_cluster  # the cluster subcommands (their own modules: this one is long)
+    import capacity_passes
 
     capacity_cluster.add_parser(sub, [common, load])
+    capacity_passes.add_parser(sub, [common])
     args = parser.parse_args()
-    if args.what == "cluster":
-        capacity_cluster.run(args)
+    if args.what in ("cluster", "passes"):
+        (capacity_cluster if args.what == "cluster" else capacity_passes).run(args)
         return
     with contextlib.ExitStack() as stack:
         url = args.url or stack.enter_context(redis_server(args.set))

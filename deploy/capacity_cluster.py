@@ -10,13 +10,15 @@ processes (as ``throughput`` does), and prints one row per primary count:
 * per primary: Redis CPU per update (``INFO cpu``: its CPU over the updates it saw, so
   the figures add up to the cluster's cost per update) and its commands per update;
 * the primaries' CPU with the workers running and no update (measured for 10 s first:
-  the passes over the indexes' 16,384 parts, a fixed cost), and the CPU per update
-  net of it;
+  the workers' heartbeats, the firers' looks at the due index's directory, the
+  sweeper's and held check's passes over what the directories list, and the rare full
+  pass over every part), and the CPU per update net of it;
 * the broker's and the workers' CPU per update, the machine's busy cores.
 
 The tool's own polling (it reads the probe's counters every 0.2 s) is measured
 before the load and taken out of the Redis figures; the sweeper's passes (one per
-sweep period, 16,384 key lookups on a cluster) are motion's own cost and stay in.
+sweep period, over the parts its directory lists as due) are motion's own cost and
+stay in. ``capacity.py passes`` (``capacity_passes.py``) times the passes alone.
 
 On a machine with few cores this measures the cost of an update on a cluster (and
 how evenly the primaries share it), not how throughput scales: the workers and

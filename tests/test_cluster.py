@@ -173,8 +173,8 @@ def test_worker_killed_mid_update_loses_and_doubles_nothing_on_a_cluster(  # typ
 def test_a_debounce_fires_on_a_cluster_when_its_worker_was_killed(  # type: ignore[no-untyped-def]
     cluster_url, redis_cluster, cluster_workers, tmp_path: Path
 ):
-    """The due index is split per slot and one firer at a time scans it (a lock): the
-    killed worker's firer lock lapses and the other worker's firer fires the debounce."""
+    """The due index is split per slot, its non-empty parts listed in its directory:
+    the other worker's firer finds the killed worker's debounce there and fires it."""
     from flow_control import Flowy
 
     first = cluster_worker(redis_cluster, tmp_path, "a", ("flow_control",), pool="solo")

@@ -16,6 +16,11 @@ failover), the topology is read again and the pass retried once; if a slot is st
 moving, the parts are read one by one through the cluster client, which follows
 ``MOVED`` and ``ASK``.
 
+The recurring passes (sweeper, firer, exporter, held check) do not go over all the
+parts: they read those a directory lists as non-empty (:mod:`motion.floor.directory`)
+and hand them to these functions (``parts=``), so their cost follows what is in the
+index, not the number of slots.
+
 Floor; uses the floor (keys, scripts, slots).
 """
 
@@ -88,7 +93,17 @@ def group(client: Any, parts: list[str]) -> list[tuple[Any, list[str]]]:
         return []
     if not is_cluster(client):
         return [(client, parts)]
-    return _by_primary(client, parts)
+    topology, key = client.nodes_manager.slots_cache, tuple(parts)
+    known = _listed.get(key)
+    if known is None or known[0] is not topology:  # a directory's listing changes rarely
+        if len(_listed) >= 16:
+            _listed.clear()
+        known = _listed[key] = (topology, _by_primary(client, parts))
+    return known[1]
+
+
+#: the last few lists of parts grouped (with the cluster view they were grouped in)
+_listed: dict[tuple[str, ...], tuple[Any, list[tuple[Any, list[str]]]]] = {}
 
 
 #: per index: the cluster view (its slot table) and the parts grouped by primary in it

@@ -58,8 +58,9 @@ def fire_once(client: Any, send: Send) -> tuple[int, float]:
     due parts only, and lists those parts anew; a pass costs O(due), so every worker's
     firer looks every :data:`POLL` seconds at most (the script claims each name once).
     """
-    woken = 0
-    now, due, lowest = directory.due(client, K.TIMERS, 0, directory.MOST)
+    woken, now, due, lowest = 0, 0, [K.TIMERS], None  # one Redis: the index is one key
+    if is_cluster(client):
+        now, due, lowest = directory.due(client, K.TIMERS, 0, directory.MOST)
     for node, parts in indexes.group(client, due):
         while True:
             reply = indexes.run_over(node, "fire", parts, [BATCH, CLAIM_MS])
@@ -69,7 +70,10 @@ def fire_once(client: Any, send: Send) -> tuple[int, float]:
                 break
     if is_cluster(client):
         directory.refresh(client, K.TIMERS, due)  # claimed: rescored a claim period on
-        return woken, POLL if lowest is None else max(0.0, min(POLL, (lowest - now) / 1000))
+        if lowest is None:
+            return woken, POLL
+        # (nothing fired though listed due: the primaries' clocks differ; not a busy loop)
+        return woken, min(POLL, max(0.0 if woken else 0.005, (lowest - now) / 1000))
     first = client.zrange(K.TIMERS, 0, 0, withscores=True)
     wait = POLL if not first else max(0.0, min(POLL, (float(first[0][1]) - now) / 1000))
     return woken, wait
