@@ -103,9 +103,7 @@ def test_a_frozen_replica_times_out_the_enqueue_and_a_dedup_retry_enqueues_once(
         Ledger("frozen").run("add", {"item": 2})
 
 
-def test_a_handle_retry_with_the_errors_dedup_key_applies_once(
-    pair, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_handle_retry_with_the_errors_dedup_key_applies_once(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A handle's ``run`` and ``submit`` whose wait timed out carry the key they used
     (``err.dedup_key``): retried with it, after the replica came back, each update is
     enqueued once and a worker applies it once."""
@@ -114,7 +112,7 @@ def test_a_handle_retry_with_the_errors_dedup_key_applies_once(
     handle = Ledger("retried")
     handle.run("add", {"item": "first"})
     os.kill(replica.proc.pid, signal.SIGSTOP)
-    with pytest.raises(ReplicationTimeoutError, match="dedup_key=err.dedup_key") as ran:
+    with pytest.raises(ReplicationTimeoutError, match=r"dedup_key=err\.dedup_key") as ran:
         handle.run("add", {"item": "ran"})
     with pytest.raises(ReplicationTimeoutError) as submitted:
         handle.submit("add", {"item": "submitted"}, dedup_key="event-7")
