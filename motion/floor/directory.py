@@ -28,7 +28,9 @@ An entry can still be lost: a process that dies between its script and the
 index) runs every :data:`FULL_PASS_SECONDS` in one process of the cluster at a time
 (a lock, taken by the workers' sweeper timers), and lists whatever it finds: an
 instance whose entry was lost is swept, held or fired at most that much (plus a
-sweep period) later than it would have been.
+sweep period) later than it would have been. A failover can lose entries too (the
+replica promoted had not received the last ones): the sweeper that sees the slot
+table changed runs the full pass at once (:func:`rebuild_if_moved`).
 
 Floor; uses the floor (connection, indexes, keys, scripts, settings).
 """
@@ -155,6 +157,25 @@ def rebuild(client: Any, index: str) -> int:
     if entries:
         client.zadd(K.directory(index), entries, lt=True)
     return len(entries)
+
+
+def rebuild_if_moved(client: Any) -> bool:
+    """Run :func:`rebuild` on every directory's index if the cluster's slot table
+    changed since this process last looked (a failover: the replica promoted may lack
+    the entries its old primary listed last; a reshard); whether it ran."""
+    if not is_cluster(client):
+        return False
+    topology = client.nodes_manager.slots_cache
+    seen, _seen[0] = _seen[0], topology
+    if seen is None or seen is topology:
+        return False
+    for index in INDEXES:
+        rebuild(client, index)
+    return True
+
+
+#: the slot table this process last looked at (:func:`rebuild_if_moved`)
+_seen: list[Any] = [None]
 
 
 def rebuild_if_due(client: Any) -> bool:

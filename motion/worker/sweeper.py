@@ -84,6 +84,7 @@ def sweep_if_due(client: redis.Redis, send: Send) -> int | None:
     period_ms = int(get_settings().sweep_seconds * 1000)
     if not client.set(K.SWEEPER_LOCK, "1", nx=True, px=max(period_ms * 9 // 10, 1)):
         return None
+    directory.rebuild_if_moved(client)  # a failover may have lost the last entries listed
     return sweep_once(client, send)
 
 
