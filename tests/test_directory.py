@@ -162,3 +162,14 @@ def test_timers_fire_within_100_ms_of_due_each_once_with_two_firers(cluster_url:
     assert late[0] >= 0  # never early (Redis' clock)
     assert statistics.median(late) <= 100  # poll <= 50 ms; a loaded host adds its delays
     assert late[-1] <= 1000
+
+
+def test_on_one_redis_the_plain_key_is_its_own_directory(redis_url: str) -> None:
+    """Nothing is listed on a single Redis: the passes read the plain keys, as before."""
+    client = get_redis()
+    Ledger("dir-single").run("add", {"item": 1})
+    assert client.zcard(K.PENDING) == 1
+    assert directory.parts(client, K.SWEEP, K.PENDING) == [K.PENDING]
+    assert directory.rebuild_if_due(client) is False
+    assert not list(client.scan_iter(match=f"{K.PREFIX}:directory*"))
+    assert metrics.collect(client).pending_instances == 1

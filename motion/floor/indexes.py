@@ -59,8 +59,8 @@ def each_part(
         for chunk, reply in replies:
             yield from _spread(chunk, reply)
         return
-    for part in K.parts(index) if parts is None else parts:  # a slot still moving: part by
-        # part, following MOVED and ASK
+    # a slot still moving: part by part, through the cluster client (MOVED, ASK)
+    for part in K.parts(index) if parts is None else parts:
         yield from _spread([part], _run(client, [part], command))
 
 
