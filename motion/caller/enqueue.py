@@ -48,7 +48,12 @@ from motion.floor import cache, directory, drive, wakeup
 from motion.floor import keys as K
 from motion.floor.connection import get_async_redis, get_redis, translate_errors
 from motion.floor.drive import Steps
-from motion.floor.errors import DeadLetterNotFoundError, FailedUpdate, TooManyPendingError
+from motion.floor.errors import (
+    DeadLetterNotFoundError,
+    FailedUpdate,
+    ReplicationTimeoutError,
+    TooManyPendingError,
+)
 from motion.floor.inbox import ALL_FLOWS, Update, encode, enqueue_call, keyed, token_for
 
 if TYPE_CHECKING:
@@ -135,14 +140,13 @@ class Enqueuer:
                 retry_of=retry_of,
             )
             if cache_write is None:
-                reply = yield drive.script("enqueue", keys, args, fast=True)
+                step = drive.script("enqueue", keys, args, fast=True)
             else:
-                reply = yield drive.script_after(
-                    ("cache", cache_write.call()), "enqueue", keys, args
-                )
+                step = drive.script_after(("cache", cache_write.call()), "enqueue", keys, args)
+            reply = yield from self._listed(step)
             if reply[0] == 0:  # a new instance: create it, then enqueue
                 yield from self._create()
-                reply = yield drive.script("enqueue", keys, args)
+                reply = yield from self._listed(drive.script("enqueue", keys, args))
             if reply[0] == -1:  # keep the state it returned, so the caller serves again
                 self._remember(reply)
                 return None
@@ -157,13 +161,6 @@ class Enqueuer:
                     f"{name}: update #{retry_of} is no longer a dead letter (dropped or "
                     "retried meanwhile); see handle.failed_updates()."
                 )
-            listed = directory.enqueue_listed(reply)
-            if listed:  # a cluster: the sweep schedule's part was empty, list it
-                note = directory.note_command(K.SWEEP, name, listed)
-                try:
-                    yield drive.command("execute_command", *note)
-                except redis.RedisError:  # stored: the directory's full pass lists it
-                    log.warning("%s: its part of the sweep schedule is not listed yet", name)
         if not self._hosted:  # (the answer cannot change once this process has checked)
             host.ensure_worker()
             self._hosted = True
@@ -171,6 +168,27 @@ class Enqueuer:
         if reply[1] == 1:  # the script could not push the wake-up (another broker)
             yield drive.compute(send_wakeup_sync, self._component.name, self._id, update.flow, seq)
         return seq, reply[2] if len(reply) > 2 else None
+
+    def _listed(self, step: drive.Step) -> Steps[Any]:
+        """Run the enqueue script (``step``); its reply. On a cluster, list the sweep
+        schedule's part it made non-empty (:mod:`motion.floor.directory`), also when the
+        wait for the replicas timed out (the update is on the primary)."""
+        try:
+            reply = yield step
+        except ReplicationTimeoutError as exc:
+            yield from self._list(exc.reply)
+            raise
+        yield from self._list(reply)
+        return reply
+
+    def _list(self, reply: Any) -> Steps[None]:
+        listed = directory.enqueue_listed(reply)
+        if listed:
+            note = directory.note_command(K.SWEEP, self._keys.name, listed)
+            try:
+                yield drive.command("execute_command", *note)
+            except redis.RedisError:  # stored: the directory's full pass lists it
+                log.warning("%s: its part of the sweep schedule is not listed", self._keys.name)
 
 
 def wakeup_to_push(component: str, instance_id: str, flow: str) -> tuple[str, bytes] | None:

@@ -171,8 +171,7 @@ def retry_stored(keys: K.InstanceKeys, seq: Any) -> Ticket:
         component, instance_id = K.split_instance_name(keys.name)
         push = wakeup_to_push(component, instance_id, header.flow)
         call = enqueue_call(keys, fresh, header.flow, push, token=new_token(), retry_of=number)
-        reply = scripts.run(client, "enqueue", *call)
-        directory.after_enqueue(client, keys.name, reply)
+        reply = directory.run_enqueue(client, keys.name, *call)
     if reply[0] == 0:
         raise InstanceNotFoundError(f"{keys.name} does not exist (cleared?).")
     if reply[0] == -3:

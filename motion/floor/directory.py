@@ -32,7 +32,7 @@ sweep period) later than it would have been. A failover can lose entries too (th
 replica promoted had not received the last ones): the sweeper that sees the slot
 table changed runs the full pass at once (:func:`rebuild_if_moved`).
 
-Floor; uses the floor (connection, indexes, keys, scripts, settings).
+Floor; uses the floor (connection, errors, indexes, keys, scripts, settings).
 """
 
 from __future__ import annotations
@@ -40,9 +40,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
+
 from motion.floor import indexes, scripts
 from motion.floor import keys as K
 from motion.floor.connection import is_cluster
+from motion.floor.errors import ReplicationTimeoutError
 from motion.floor.settings import get_settings
 
 log = logging.getLogger("motion.directory")
@@ -107,7 +110,23 @@ def after_enqueue(client: Any, name: str, reply: Any) -> None:
     made it non-empty (:func:`enqueue_listed`)."""
     score = enqueue_listed(reply)
     if score:
-        note(client, K.SWEEP, name, score)
+        try:
+            note(client, K.SWEEP, name, score)
+        except redis.RedisError:  # stored: the full pass lists it
+            log.warning("%s: its part of the sweep schedule is not listed", name)
+
+
+def run_enqueue(client: Any, name: str, keys: list[str], args: list[Any]) -> Any:
+    """The enqueue script for instance ``name``, then :func:`after_enqueue`; also when
+    the wait for the replicas timed out (the update is on the primary: its part must
+    be listed all the same, or the sweeper would not see it)."""
+    try:
+        reply = scripts.run(client, "enqueue", keys, args)
+    except ReplicationTimeoutError as exc:
+        after_enqueue(client, name, exc.reply)
+        raise
+    after_enqueue(client, name, reply)
+    return reply
 
 
 def touch(client: Any, index: str, name: str) -> None:

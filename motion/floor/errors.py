@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class MotionError(Exception):
@@ -107,6 +108,8 @@ class ReplicationTimeoutError(MotionError, TimeoutError):
 
     #: the enqueue's dedup key, to retry with (``None`` for a commit's wait)
     dedup_key: str | None = None
+    #: the script's own reply (what the write did on the primary; motion's use)
+    reply: Any = None
 
 
 class FlushTimeoutError(MotionError, TimeoutError):

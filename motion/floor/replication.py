@@ -132,7 +132,9 @@ def run(client: Any, name: str, sha: str, source: str, keys: list[str], args: li
         if isinstance(waited, Exception):
             raise waited
         if _confirmed(waited) < replicas:
-            raise _timeout(name, _confirmed(waited), replicas)
+            error = _timeout(name, _confirmed(waited), replicas)
+            error.reply = reply  # the write is on the primary: what it did
+            raise error
         return reply
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from motion.caller.enqueue import send_wakeup_sync, wakeup_to_push
 from motion.caller.wait import Waiter
 from motion.define.component import lookup, registered
-from motion.floor import directory, drive, indexes, scripts
+from motion.floor import directory, drive, indexes
 from motion.floor import keys as K
 from motion.floor.connection import all_urls, client_for, get_redis, translate_errors
 from motion.floor.errors import FlushTimeoutError, InstanceNotFoundError
@@ -201,8 +201,7 @@ def write_state(instance_name: str, changes: dict[str, Any], timeout: float) -> 
     call = enqueue_call(keys, entry, WRITE_FLOW, wakeup, token=new_token())
     client = get_redis(instance_name)
     with translate_errors(f"writing the state of {instance_name}", instance_name):
-        reply = scripts.run(client, "enqueue", *call)
-        directory.after_enqueue(client, instance_name, reply)
+        reply = directory.run_enqueue(client, instance_name, *call)
     if int(reply[0]) <= 0:
         raise InstanceNotFoundError(f"{instance_name} does not exist (cleared meanwhile?).")
     seq = int(reply[0])

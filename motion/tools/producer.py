@@ -195,8 +195,7 @@ def enqueue(
             _check_flow(client, component_name, flow)
     stored = "the update may or may not be stored: retry with the same dedup_key"
     with _translate(client, action, stored=stored), keyed(dedup_key):
-        reply = scripts.run(client, "enqueue", keys, args)
-        seq, wake = reply[:2]
+        seq, wake = directory.run_enqueue(client, ikeys.name, keys, args)[:2]
         if seq == 0:
             if initial_state is None:
                 raise InstanceNotFoundError(
@@ -206,9 +205,7 @@ def enqueue(
                     f"code is), or pass initial_state={{...}} to create it with that state."
                 )
             _create(client, codec, component_name, ikeys, initial_state)
-            reply = scripts.run(client, "enqueue", keys, args)
-            seq, wake = reply[:2]
-        directory.after_enqueue(client, ikeys.name, reply)
+            seq, wake = directory.run_enqueue(client, ikeys.name, keys, args)[:2]
     if wake == 1:  # the script could not push it (another broker): send it now
         try:
             _send(mode, component_name, instance_id, flow, int(seq))

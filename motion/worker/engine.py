@@ -34,9 +34,9 @@ from typing import Any
 import redis
 
 from motion.define.component import Component, lookup
-from motion.floor import directory, scripts, store
 from motion.floor import keys as K
 from motion.floor import parked as P
+from motion.floor import scripts, store
 from motion.floor.awaits import Waits, run_or_hand_off, run_sync
 from motion.floor.connection import get_redis
 from motion.floor.errors import DrainFailedError, MotionError
@@ -355,7 +355,7 @@ def _commit(
     all_keys = commit_keys(keys, component, store.now_ms())
     if then_next and not lingers:  # this commit may free the lease: a refused renewal is no loss
         held.ending.set()
-    reply = scripts.run(client, "commit", all_keys, args)
+    reply = parking.commit(client, all_keys, args, out, keys.name)
     if then_next and not (isinstance(reply, list) and reply[1] == 1):
         held.ending.clear()  # the lease is still ours
     if reply == -1:
@@ -364,8 +364,6 @@ def _commit(
         return None
     # committed: the strikes are gone (commit.lua), so the lease is back to its period
     held.period_ms = int(get_settings().lease_seconds * 1000)
-    if out.timers or out.released:  # a new earliest timer? (a cluster lists it: the firer's)
-        directory.touch(client, K.TIMERS, keys.name)
     report.count(out)
     if out.failures:  # on_update_failed, once per new dead letter, after its commit
         parking.notify_failures(lookup(component), keys.name, out.failures)
