@@ -231,7 +231,7 @@ def test_corrupt_inbox_entries_are_recorded_and_later_updates_apply(
     ]
     client = get_redis()
     for entry in bad:  # written as an enqueue would, seqs 3..6
-        seq, wake, _ = scripts.run(client, "enqueue", *enqueue_call(keys, entry, "ok"))
+        seq, wake = scripts.run(client, "enqueue", *enqueue_call(keys, entry, "ok"))[:2]
         if wake:
             celery_app.send_wakeup("BadInput", "corrupt", "ok", seq)
     handle.run("ok")  # seq 7

@@ -129,6 +129,21 @@ def run_enqueue(client: Any, name: str, keys: list[str], args: list[Any]) -> Any
     return reply
 
 
+def run_commit(client: Any, name: str, keys: list[str], args: list[Any], timed: bool) -> Any:
+    """The ``commit`` script of instance ``name``; its reply. With ``timed`` (the commit
+    sets or releases timers), a cluster then lists the due index's part at its earliest
+    (:func:`touch`, for the firers), also when the wait for the replicas timed out (the
+    commit is on the primary)."""
+    try:
+        return scripts.run(client, "commit", keys, args)
+    finally:
+        if timed:
+            try:
+                touch(client, K.TIMERS, name)
+            except redis.RedisError:  # the full pass lists it
+                log.warning("%s: its part of the due index is not listed", name)
+
+
 def touch(client: Any, index: str, name: str) -> None:
     """List ``name``'s part of ``index`` at its lowest score now, if it is not empty
     (after a script that may have lowered it without saying how); nothing on one Redis."""

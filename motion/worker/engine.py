@@ -34,9 +34,9 @@ from typing import Any
 import redis
 
 from motion.define.component import Component, lookup
+from motion.floor import directory, scripts, store
 from motion.floor import keys as K
 from motion.floor import parked as P
-from motion.floor import scripts, store
 from motion.floor.awaits import Waits, run_or_hand_off, run_sync
 from motion.floor.connection import get_redis
 from motion.floor.errors import DrainFailedError, MotionError
@@ -355,7 +355,8 @@ def _commit(
     all_keys = commit_keys(keys, component, store.now_ms())
     if then_next and not lingers:  # this commit may free the lease: a refused renewal is no loss
         held.ending.set()
-    reply = parking.commit(client, all_keys, args, out, keys.name)
+    timed = bool(out.timers or out.released)  # the firers' index may have a new earliest
+    reply = directory.run_commit(client, keys.name, all_keys, args, timed)
     if then_next and not (isinstance(reply, list) and reply[1] == 1):
         held.ending.clear()  # the lease is still ours
     if reply == -1:

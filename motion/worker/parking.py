@@ -17,8 +17,7 @@ pending updates afresh from Redis at its turn, so a burst that arrived while the
 was busy counts whole.
 
 Worker road; uses the worker road (holds, lease, outcome, updates), the definition layer
-(component), the floor (awaits, directory, errors, inbox, keys, outcome, parked, props,
-scripts, settings).
+(component), the floor (awaits, errors, inbox, keys, outcome, parked, props, settings).
 """
 
 from __future__ import annotations
@@ -32,8 +31,6 @@ from typing import Any
 import redis
 
 from motion.define.component import Component, DiscardPolicy
-from motion.floor import directory, scripts
-from motion.floor import keys as K
 from motion.floor import parked as P
 from motion.floor.awaits import Waits
 from motion.floor.errors import FailedUpdate, PayloadError
@@ -323,21 +320,6 @@ def _due(entry: bytes | None) -> int | None:
         return entry_header(entry).due_ms if entry is not None else None
     except PayloadError:
         return None
-
-
-def commit(client: Any, keys: list[str], args: list[Any], out: Outcome, name: str) -> Any:
-    """The ``commit`` script of instance ``name`` (``keys``, ``args``) for ``out``; its
-    reply. When ``out`` sets or releases timers, a cluster then lists the due index's
-    part at its earliest (:func:`motion.floor.directory.touch`, for the firers), also
-    when the wait for the replicas timed out (the commit is on the primary)."""
-    try:
-        return scripts.run(client, "commit", keys, args)
-    finally:
-        if out.timers or out.released:
-            try:
-                directory.touch(client, K.TIMERS, name)
-            except redis.RedisError:  # the full pass lists it
-                log.warning("%s: its part of the due index is not listed", name)
 
 
 def notify_failures(component: Component, name: str, failures: list[tuple[int, str]]) -> None:
