@@ -76,7 +76,12 @@ def drain_steps(component: Component, instance_id: str, report: DrainReport) -> 
     begin_keys = [keys.meta, keys.lease, K.stats(component.name, keys.name), keys.inbox, keys.state]
     known = store.STATE_CACHE.version_of(keys.name)
     begin_args = [period, WINDOW, known, keys.name, store.nonce(), _budget()]
-    begin_keys += [K.part(K.PENDING, keys.name), K.part(K.SWEEP, keys.name), keys.parked]
+    begin_keys += [
+        K.part(K.PENDING, keys.name),
+        K.part(K.SWEEP, keys.name),
+        keys.parked,
+        keys.nudge,
+    ]
     reply = scripts.run(client, "begin", begin_keys, begin_args)
     token = reply[0]
     if isinstance(token, int):  # no lease taken
@@ -158,8 +163,9 @@ def _drain_held(
                 continue
         if not window.entries and not due and not STOPPING.is_set() and leases.hot(keys.name):
             # a hot instance: keep the lease a little for its next update (no broker hop)
+            marked = window if isinstance(window, leases.Lingering) else None
             try:
-                window = leases.linger(client, held, WINDOW, _budget(), window is leases.LINGERING)
+                window, due = leases.linger(client, held, WINDOW, _budget(), marked)
             except LookupError:
                 raise _Stop("lease lost") from None
             if window is not None:
@@ -280,7 +286,7 @@ def _apply_window(
     if acc.failures:  # an op may have mutated shared values: start clean
         state = _fresh_state(client, component, instance_id, keys)
     # lingering: the commit marked the meta; the drain waits on the nudge list
-    return state, leases.LINGERING if reply[1] == 2 else Window(reply[2], reply[3:])
+    return state, leases.lingering(int(reply[2])) if reply[1] == 2 else Window(reply[2], reply[3:])
 
 
 def _parse_state(

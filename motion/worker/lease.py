@@ -46,11 +46,15 @@ import logging
 import os
 import threading
 from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 
 from motion.floor import keys as K
 from motion.floor import scripts
+from motion.floor.connection import is_cluster
 from motion.floor.errors import PayloadError
 from motion.floor.inbox import Window, entry_time
 from motion.floor.settings import get_settings
@@ -192,8 +196,18 @@ def _enqueued_at(entry: bytes | None) -> float | None:
         return None
 
 
-#: the window after a commit that kept the lease to linger (its meta marked already)
-LINGERING = Window([], [])
+@dataclass
+class Lingering(Window):
+    """The window after a commit that kept the lease to linger (its meta marked
+    already): empty, with how long until the instance's next timer is due (ms; -1:
+    none), which bounds the wait."""
+
+    next_due_ms: int = -1
+
+
+def lingering(next_due_ms: int = -1) -> Lingering:
+    """The :class:`Lingering` window a lingering commit's reply (``commit.lua``) makes."""
+    return Lingering([], [], next_due_ms)
 
 
 def hot(name: str) -> bool:
@@ -203,30 +217,64 @@ def hot(name: str) -> bool:
 
 
 def linger(
-    client: redis.Redis, held: Lease, window: int, budget: int, marked: bool = False
-) -> Window | None:
-    """Linger for the next update: the window of updates that came (maybe empty: the
-    enqueue's nudge raced a commit), or ``None`` when none came in time (release now).
+    client: redis.Redis, held: Lease, window: int, budget: int, marked: Lingering | None = None
+) -> tuple[Window | None, bool]:
+    """Linger for the next updates: ``(window, False)`` with every update that came
+    meanwhile (maybe none: the enqueue's nudge raced a commit), ``(window, True)`` when
+    a timer of the instance is due (the drain goes through it now, not after the
+    linger), or ``(None, False)`` when nothing came in time (release now).
     ``marked``: the last commit marked the meta already (``commit.lua``, ARGV[8] = 2).
+    The wait is ``MOTION_LINGER_MS`` at most, less if a timer is due sooner; the
+    ``BLPOP`` and the ``window`` read after it go in one round trip.
     Raises :class:`LookupError` if the lease is not ours any more."""
     keys = held.keys
-    if not marked:
+    next_due = marked.next_due_ms if marked is not None else -1
+    if marked is None:
         args = [held.token, window, budget]
-        script_keys = [keys.meta, keys.inbox, keys.nudge, keys.lease]
+        script_keys = [keys.meta, keys.inbox, keys.nudge, keys.lease, keys.timers]
         reply = scripts.run(client, "linger", script_keys, args)
         if reply == -1:
             raise LookupError("lease lost")
-        if reply:  # updates came before we marked the meta
-            return Window(reply[0], reply[1:])
-    timeout = get_settings().linger_ms / 1000
-    if client.blpop([keys.nudge], timeout=timeout) is None:
-        with _lock:
-            _hot.discard(keys.name)  # cold again until a steady stream comes again
-            _recent.pop(keys.name, None)
-        pipe = client.pipeline(transaction=False)
-        pipe.hdel(keys.meta, "linger")
-        pipe.delete(keys.nudge)
-        pipe.execute()
-        return None
-    reply = scripts.run(client, "window", [keys.meta, keys.inbox], [window, "", budget])
-    return Window(reply[0], reply[1:])
+        if reply[0] == 1:  # updates came before we marked the meta
+            return Window(reply[1], reply[2:]), False
+        if reply[0] == 2:  # a timer is due: go through it
+            return Window(reply[1], []), True
+        next_due = int(reply[1])
+    limit = get_settings().linger_ms
+    wait = limit if next_due < 0 else max(1, min(limit, next_due))
+    nudged, reply = _wait_then_read(client, keys, wait / 1000, window, budget)
+    timer = nudged is None and 0 <= next_due <= limit  # the wait ended at a timer's due time
+    if nudged is not None or reply[1:] or timer:
+        return Window(reply[0], reply[1:]), timer and not reply[1:]
+    with _lock:
+        _hot.discard(keys.name)  # cold again until a steady stream comes again
+        _recent.pop(keys.name, None)
+    pipe = client.pipeline(transaction=False)
+    pipe.hdel(keys.meta, "linger")
+    pipe.delete(keys.nudge)
+    pipe.execute()
+    return None, False
+
+
+def _wait_then_read(
+    client: redis.Redis, keys: K.InstanceKeys, timeout: float, window: int, budget: int
+) -> tuple[Any, list[Any]]:
+    """``BLPOP`` the nudge list for up to ``timeout`` seconds, then read the window, in
+    one round trip (two on a cluster, whose pipelines refuse scripts): the ``BLPOP``'s
+    reply and the ``window`` script's."""
+    args: list[Any] = [window, "", budget]
+    if is_cluster(client):
+        nudged = client.blpop([keys.nudge], timeout=timeout)
+        return nudged, scripts.run(client, "window", [keys.meta, keys.inbox], args)
+    script = scripts.get("window")
+    pipe = client.pipeline(transaction=False)
+    pipe.blpop([keys.nudge], timeout=timeout)
+    pipe.evalsha(script.sha, 2, keys.meta, keys.inbox, *args)
+    nudged, reply = pipe.execute(raise_on_error=False)
+    if isinstance(nudged, Exception):
+        raise nudged
+    if isinstance(reply, NoScriptError):  # a restarted Redis
+        reply = scripts.run(client, "window", [keys.meta, keys.inbox], args)
+    elif isinstance(reply, Exception):
+        raise reply
+    return nudged, reply
