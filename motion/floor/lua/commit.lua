@@ -7,7 +7,8 @@
 -- KEYS[6] motion:stats:<component>   KEYS[7] motion:pending   KEYS[8] motion:sweep
 -- KEYS[9] the serve-cache hash (dropped when the version moves on)   KEYS[10] motion:held
 -- ARGV[1] token   ARGV[2] first seq   ARGV[3] last seq   ARGV[4] lease period (ms)
--- ARGV[5] unused (the commit time is Redis' clock)   ARGV[6] 1 to replace the whole state (a migration), else 0
+-- ARGV[5] with ARGV[8] = 3, how long (ms) the BLPOP sent after this commit waits (else
+-- unused: the commit time is Redis' clock)   ARGV[6] 1 to replace the whole state (a migration), else 0
 -- ARGV[7] how many state changes the version advances by (one per update that changed it)
 -- ARGV[8] 1 to release or return the next window after committing, 2 the same but,
 -- instead of releasing, keep the lease and linger (as linger.lua: a hot instance), else 0
@@ -39,7 +40,13 @@
 -- applied + 1 (already applied: a duplicate). Otherwise, with ARGV[8] = 0, the new
 -- version tag; with ARGV[8] = 1, {tag, 1} when the lease was released, or
 -- {tag, 0, meta_flat, payload(last+1), ...} when more updates wait (meta_flat
--- with 'now', Redis' clock in ms); with ARGV[8] = 2, {tag, 2} when lingering.
+-- with 'now', Redis' clock in ms); with ARGV[8] = 2, {tag, 2, ms until the next timer
+-- is due or -1} when lingering.
+-- ARGV[8] = 3: as 2, for a drain that sends a BLPOP on the nudge list and a window read
+-- in the same pipeline (motion.worker.lease.commit): when it does not linger
+-- (more updates wait, a timer is due within ARGV[5] ms, or the commit is refused) it
+-- pushes a nudge so that BLPOP returns at once, and returns {tag, 0} without the next
+-- window (the window read after it brings it).
 -- The token must hold the lease *and* belong to the instance's incarnation (a lease
 -- key left over from another life, e.g. by copy_db, is not this life's lease): see
 -- holds_given() in lib.lua.
@@ -98,17 +105,24 @@ end
 local function int(x)
   return string.format('%d', x)
 end
+local pipelined = ARGV[8] == '3'
+local function refused(code)
+  if pipelined then  -- (not state: it only ends the BLPOP sent after this commit)
+    redis.call('LPUSH', KEYS[22], 'refused')
+  end
+  return code
+end
 if not holds_given(KEYS[4], mv.inc, mv.holder, ARGV[1]) then
-  return -1
+  return refused(-1)
 end
 local inc = mv.inc
 local applied = tonumber(mv.applied or '0')
 if not release and applied + 1 ~= tonumber(ARGV[2]) then
-  return -2
+  return refused(-2)
 end
 for _, p in ipairs(released) do
   if not redis.call('ZSCORE', KEYS[11], p[1] .. ':' .. p[2]) then
-    return -2  -- already gone through (a duplicate), or dropped meanwhile
+    return refused(-2)  -- already gone through (a duplicate), or dropped meanwhile
   end
 end
 local keep = {}
@@ -173,7 +187,7 @@ if cancels > 0 then
     end
   end
   if #flows ~= claimed then
-    return -2
+    return refused(-2)
   end
   for _, flow in ipairs(flows) do
     stat('cancelled:' .. flow, 1)
@@ -408,7 +422,7 @@ local function flush_meta()
   end
   mset, mdel = {}, {}
 end
-if ARGV[8] ~= '1' and ARGV[8] ~= '2' then
+if ARGV[8] ~= '1' and ARGV[8] ~= '2' and not pipelined then
   flush_meta()
   redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
   return version
@@ -424,7 +438,10 @@ if drained then
     next_due = tonumber(first[2]) - now
   end
 end
-if drained and ARGV[8] == '2' then
+if drained and pipelined and next_due >= 0 and next_due < tonumber(ARGV[5]) then
+  drained = false  -- a timer is due before the BLPOP would end: go through it
+end
+if drained and (ARGV[8] == '2' or pipelined) then
   -- linger: the next enqueue pushes its seq onto the nudge list, not a wake-up
   mput('linger', '1')
   flush_meta()
@@ -442,5 +459,9 @@ if drained then
 end
 flush_meta()
 redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
+if pipelined then
+  redis.call('LPUSH', KEYS[22], 'more')
+  return {version, 0}
+end
 local out = {version, 0, meta_now(KEYS[1])}
 return append_window(out, KEYS[3], last + 1, math.min(seq, last + tonumber(ARGV[9])), ARGV[12])
