@@ -23,81 +23,57 @@
 --   {token, meta_flat (with 'now', Redis' clock in ms), state, payload(applied+1), ...}
 --         state is {tag, 1} when ARGV[3] is current, else {tag, 0, field1,
 --         value1, ...}; a missing payload (never expected) comes back as false.
--- The meta is read once (HGETALL) and written once; the reply's meta_flat is built
--- from that read and the script's own writes.
-local flat, mv = meta_read(KEYS[1])
-local dels = {}
-if mv.wake then
-  dels[#dels + 1] = 'wake'
-  mv.wake = nil
-end
-if mv.sweeps and not mv.held then
-  dels[#dels + 1] = 'sweeps'
-  mv.sweeps = nil
-end
-local function flush_dels()
-  if #dels > 0 then
-    redis.call('HDEL', KEYS[1], unpack(dels))
-  end
+redis.call('HDEL', KEYS[1], 'wake')
+if redis.call('HEXISTS', KEYS[1], 'held') == 0 then
+  redis.call('HDEL', KEYS[1], 'sweeps')
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  if mv.linger and KEYS[9] then
+  if KEYS[9] and redis.call('HDEL', KEYS[1], 'linger') == 1 then
     -- the holder lingers on the nudge list: this wake-up (a timer due, a flow resumed)
     -- is handed to it now, not after its linger
-    dels[#dels + 1] = 'linger'
     redis.call('LPUSH', KEYS[9], 'wake')
   end
-  flush_dels()
   return {0}
 end
-if not mv.tag then
-  flush_dels()
+local m = redis.call('HMGET', KEYS[1], 'applied', 'seq', 'tag', 'inc')
+if not m[3] then
   return {-1}
 end
-local applied = tonumber(mv.applied or '0')
-local seq = tonumber(mv.seq or '0')
+local applied = tonumber(m[1] or '0')
+local seq = tonumber(m[2] or '0')
 if applied >= seq and not (KEYS[8] and redis.call('EXISTS', KEYS[8]) == 1) then
   -- a duplicate or late wake-up: nothing to hold the lease for
-  if mv.holder then
-    dels[#dels + 1] = 'holder'
-  end
-  flush_dels()
+  redis.call('HDEL', KEYS[1], 'holder')
   redis.call('ZREM', KEYS[6], ARGV[4])
   redis.call('ZREM', KEYS[7], ARGV[4])
   return {-2}
 end
-local fence = tonumber(mv.fence or '0') + 1
-local token = mv.inc .. ':' .. fence .. ':' .. ARGV[5]
-local sets = {'fence', fence, 'holder', token}
+local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
+local token = m[4] .. ':' .. fence .. ':' .. ARGV[5]
 -- strikes: takeovers since a holder last committed or released. Each one makes the
 -- new lease 4x longer (at most 64x): a holder that is alive but could not renew (an
 -- op holding the GIL) is then given the time to finish instead of being taken over
 -- again and again, and an update that crashes its workers is retried later and later.
-local strikes = tonumber(mv.strikes or '0')
-if mv.holder then
+local strikes = tonumber(redis.call('HGET', KEYS[1], 'strikes') or '0')
+if redis.call('HEXISTS', KEYS[1], 'holder') == 1 then
   -- the previous holder never released: its lease ran out (crash, pause, partition)
   redis.call('HINCRBY', KEYS[3], 'takeovers', 1)
-  strikes = strikes + 1
-  sets[#sets + 1], sets[#sets + 2] = 'strikes', strikes
+  strikes = redis.call('HINCRBY', KEYS[1], 'strikes', 1)
 end
 local period = tonumber(ARGV[1])
 if strikes > 0 then
   period = period * 4 ^ math.min(strikes, 3)
-  sets[#sets + 1], sets[#sets + 2] = 'lease_ms', period
+  redis.call('HSET', KEYS[1], 'lease_ms', period)
 end
 redis.call('SET', KEYS[2], token, 'PX', period)
-redis.call('HSET', KEYS[1], unpack(sets))
-flush_dels()
-for x = 1, #sets, 2 do
-  mv[sets[x]] = tostring(sets[x + 1])
-end
+redis.call('HSET', KEYS[1], 'holder', token)
 local state
-if mv.tag == ARGV[3] then
-  state = {mv.tag, 1}
+if m[3] == ARGV[3] then
+  state = {m[3], 1}
 else
   state = redis.call('HGETALL', KEYS[5])
   table.insert(state, 1, 0)
-  table.insert(state, 1, mv.tag)
+  table.insert(state, 1, m[3])
 end
-local out = {token, meta_flat(mv, now_ms()), state}
+local out = {token, meta_now(KEYS[1]), state}
 return append_window(out, KEYS[4], applied + 1, math.min(seq, applied + tonumber(ARGV[2])), ARGV[6])

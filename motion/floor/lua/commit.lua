@@ -43,23 +43,37 @@
 -- with 'now', Redis' clock in ms); with ARGV[8] = 2, {tag, 2, ms until the next timer
 -- is due or -1} when lingering.
 -- ARGV[8] = 3: as 2, for a drain that sends a BLPOP on the nudge list and a window read
--- in the same pipeline (motion.worker.lease.commit): when it does not linger
--- (more updates wait, a timer is due within ARGV[5] ms, or the commit is refused) it
--- pushes a nudge so that BLPOP returns at once, and returns {tag, 0} without the next
--- window (the window read after it brings it).
+-- in the same pipeline (motion.worker.lease.commit): when it does not linger (more
+-- updates wait, a timer is due within ARGV[5] ms, or the commit is refused) it pushes a
+-- nudge so that BLPOP returns at once, and returns {tag, 0} without the next window
+-- (the window read after it brings it).
+-- Cost: Redis' CPU here is mostly Lua's (each table, closure and string a script
+-- allocates is paid for again by the garbage collector, which walks every loaded
+-- script), so the meta is read by one HMGET, Redis' clock by one TIME, and no table
+-- is built that the script does not need.
 -- The token must hold the lease *and* belong to the instance's incarnation (a lease
 -- key left over from another life, e.g. by copy_db, is not this life's lease): see
 -- holds_given() in lib.lua.
 -- A commit clears the instance's 'held' mark (waiting for code, state unreadable):
 -- a worker could go on. Flagged allow-oom: at maxmemory a commit still runs, and it
 -- deletes the applied payloads before it writes, so draining frees memory.
--- Lean by construction: the meta is read by one HMGET and written by one HSET and one
--- HDEL at the end (every meta change goes through mput); the inbox entries are read by
--- one HMGET and deleted by one HDEL; the state, the stats, the per-minute counters and
--- the dead letters are each written by one command per commit. Every check that can
--- refuse the commit (-1, -2) runs before any write.
+local pipelined = ARGV[8] == '3'
+local function refused(code)
+  if pipelined then  -- (not state: it only ends the BLPOP sent after this commit)
+    redis.call('LPUSH', KEYS[22], 'refused')
+  end
+  return code
+end
+local mv = redis.call('HMGET', KEYS[1], 'inc', 'holder', 'applied', 'seq', 'cancels', 'version')
+if not holds_given(KEYS[4], mv[1], mv[2], ARGV[1]) then
+  return refused(-1)
+end
+local inc = mv[1]
+local applied = tonumber(mv[3] or '0')
 local release = ARGV[2] == '0'
-local last = tonumber(ARGV[3])
+if not release and applied + 1 ~= tonumber(ARGV[2]) then
+  return refused(-2)
+end
 -- where each counted list starts
 local at = {13}
 for k = 2, 8 do
@@ -72,54 +86,7 @@ local function pairs_of(k)
   end
   return out
 end
-local counters, parked, released = pairs_of(3), pairs_of(5), pairs_of(8)
-local fixed = {'inc', 'holder', 'applied', 'seq', 'cancels', 'version', 'tag', 'held', 'sweeps',
-  'strikes', 'lease_ms', 'failed_dropped'}
-local names = {}
-for _, f in ipairs(fixed) do
-  names[#names + 1] = f
-end
-for _, p in ipairs(counters) do
-  names[#names + 1] = p[1]
-end
-for _, p in ipairs(released) do
-  names[#names + 1] = 'parked:' .. p[2]
-end
-for _, p in ipairs(parked) do
-  names[#names + 1] = 'parked:' .. p[2]
-end
-local got = redis.call('HMGET', KEYS[1], unpack(names))
-local mv, had = {}, {}
-for x, f in ipairs(names) do
-  mv[f], had[f] = got[x], got[x]
-end
-local mset, mdel = {}, {}
-local function mput(f, v)  -- v false deletes the field
-  mv[f] = v
-  if v then
-    mset[f], mdel[f] = v, nil
-  else
-    mset[f], mdel[f] = nil, had[f] ~= false or nil
-  end
-end
-local function int(x)
-  return string.format('%d', x)
-end
-local pipelined = ARGV[8] == '3'
-local function refused(code)
-  if pipelined then  -- (not state: it only ends the BLPOP sent after this commit)
-    redis.call('LPUSH', KEYS[22], 'refused')
-  end
-  return code
-end
-if not holds_given(KEYS[4], mv.inc, mv.holder, ARGV[1]) then
-  return refused(-1)
-end
-local inc = mv.inc
-local applied = tonumber(mv.applied or '0')
-if not release and applied + 1 ~= tonumber(ARGV[2]) then
-  return refused(-2)
-end
+local parked, released = pairs_of(5), pairs_of(8)
 for _, p in ipairs(released) do
   if not redis.call('ZSCORE', KEYS[11], p[1] .. ':' .. p[2]) then
     return refused(-2)  -- already gone through (a duplicate), or dropped meanwhile
@@ -129,59 +96,30 @@ local keep = {}
 for _, p in ipairs(parked) do
   keep[p[1]] = true
 end
--- the updates this commit goes through (the range less what it parks, then what it
--- releases), and the inbox entries of the range and the released, read once
-local through = {}
-if not release then
-  for s = tonumber(ARGV[2]), last do
-    if not keep[tostring(s)] then
-      through[#through + 1] = s
-    end
-  end
-end
-for _, p in ipairs(released) do
-  through[#through + 1] = tonumber(p[1])
-end
-local entries = {}
-do
-  local want = {}
-  if not release then
-    for s = tonumber(ARGV[2]), last do
-      want[#want + 1] = s
-    end
-  end
-  for _, p in ipairs(released) do
-    want[#want + 1] = tonumber(p[1])
-  end
-  for lo = 1, #want, 1000 do  -- (unpack's stack is bounded)
-    local hi = math.min(lo + 999, #want)
-    local e = redis.call('HMGET', KEYS[3], unpack(want, lo, hi))
-    for x = lo, hi do
-      entries[want[x]] = e[x - lo + 1]
-    end
-  end
-end
-local stats, stat_order = {}, {}  -- the component's stats increments, in order
-local function stat(f, n)
-  if not stats[f] then
-    stat_order[#stat_order + 1] = f
-    stats[f] = 0
-  end
-  stats[f] = stats[f] + n
-end
-local cancels = tonumber(mv.cancels or '0')
-if cancels > 0 then
-  -- the tombstones this commit goes through: as many as the worker skipped (its
-  -- 'cancels' decrement)?
+local last = tonumber(ARGV[3])
+if tonumber(mv[5] or '0') > 0 then
+  -- the tombstones this commit goes through (the range less what it parks, and what
+  -- it releases): as many as the worker skipped (its 'cancels' decrement)?
   local claimed = 0
-  for _, p in ipairs(counters) do
+  for _, p in ipairs(pairs_of(3)) do
     if p[1] == 'cancels' then
       claimed = -tonumber(p[2])
     end
   end
+  local through = {}
+  if not release then
+    for s = tonumber(ARGV[2]), last do
+      if not keep[tostring(s)] then
+        through[#through + 1] = s
+      end
+    end
+  end
+  for _, p in ipairs(released) do
+    through[#through + 1] = p[1]
+  end
   local flows = {}
   for _, s in ipairs(through) do
-    local e = entries[s]
+    local e = redis.call('HGET', KEYS[3], s)
     if e and string.sub(e, -1) == '\0' and string.find(e, '\0', 1, true) == #e then
       flows[#flows + 1] = string.sub(e, 1, #e - 1)
     end
@@ -190,61 +128,54 @@ if cancels > 0 then
     return refused(-2)
   end
   for _, flow in ipairs(flows) do
-    stat('cancelled:' .. flow, 1)
+    redis.call('HINCRBY', KEYS[6], 'cancelled:' .. flow, 1)
   end
 end
--- (no write before this line: every refusal above leaves everything as it was)
-local now = now_ms()
-local failures = pairs_of(4)
 local failing = {}  -- each failed update's entry is kept beside its dead letter
-do
-  local dead = {}
-  for _, p in ipairs(failures) do
-    failing[p[1]] = true
-    local e = entries[tonumber(p[1])]
-    if e then
-      dead[#dead + 1] = p[1]
-      dead[#dead + 1] = e
-    end
-  end
-  if #dead > 0 then
-    redis.call('HSET', KEYS[21], unpack(dead))
+for _, p in ipairs(pairs_of(4)) do
+  failing[p[1]] = true
+  local e = redis.call('HGET', KEYS[3], p[1])
+  if e then
+    redis.call('HSET', KEYS[21], p[1], e)
   end
 end
 -- history and retained updates (lua/history.lua): KEYS[14] history, KEYS[15..19]
 -- replay meta, base0, base1, log0, log1; their arguments follow the eight lists
+local now = now_ms()  -- Redis' clock, read once
+local version_before = tonumber(mv[6] or '0')
 local h = at[8] + 2 * tonumber(ARGV[at[8]]) + 1
-record_history(KEYS[14], KEYS[2], ARGV, h, ARGV[6] == '1', ARGV[11], inc,
-  tonumber(mv.version or '0'), now)
-retain_updates({KEYS[15], KEYS[16], KEYS[17], KEYS[18], KEYS[19]}, entries, KEYS[2], ARGV, h,
+record_history(KEYS[14], KEYS[2], ARGV, h, ARGV[6] == '1', ARGV[11], inc, version_before, now)
+retain_updates({KEYS[15], KEYS[16], KEYS[17], KEYS[18], KEYS[19]}, KEYS[3], KEYS[2], ARGV, h,
   {tonumber(ARGV[2]), last, keep, released}, inc)
-local lag, lagged = 0, 0
+local minute, lag, lagged = nil, 0, 0
 if KEYS[20] then
   -- per-minute counters (the dashboard's charts): each applied update's lag from its
-  -- enqueue (the entry's STX time) to this commit
-  for _, s in ipairs(through) do
-    local e = entries[s]
+  -- enqueue (the entry's STX time) to this commit, read before the entries go
+  minute = math.floor(now / 60000) .. ':'
+  local function stamp(s)
+    local e = redis.call('HGET', KEYS[3], s)
     local ms = e and string.match(e, '^[^%z\1\2]*\2(%d+)')
     if ms then
       lag, lagged = lag + now - tonumber(ms), lagged + 1
     end
   end
-end
-do  -- the applied entries leave the inbox (a parked one's stays)
-  local gone = {}
-  if not release then
-    for s = tonumber(ARGV[2]), last do
-      if not keep[tostring(s)] then
-        gone[#gone + 1] = s
-      end
+  for s = tonumber(ARGV[2]), last do
+    if not keep[tostring(s)] then
+      stamp(s)
     end
   end
   for _, p in ipairs(released) do
-    if not keep[p[1]] then
-      gone[#gone + 1] = p[1]
+    stamp(p[1])
+  end
+end
+if not release then  -- the applied entries go (a parked one's stays): one HDEL
+  local gone = {}
+  for s = tonumber(ARGV[2]), last do
+    if not keep[tostring(s)] then
+      gone[#gone + 1] = s
     end
   end
-  for lo = 1, #gone, 1000 do
+  for lo = 1, #gone, 1000 do  -- (unpack's stack is bounded)
     redis.call('HDEL', KEYS[3], unpack(gone, lo, math.min(lo + 999, #gone)))
   end
 end
@@ -254,15 +185,23 @@ for _, p in ipairs(released) do
   if not failing[p[1]] then  -- (failed again: its new dead letter keeps the entry)
     redis.call('HDEL', KEYS[21], p[1])
   end
-  local left = tonumber(mv['parked:' .. p[2]] or '0') - 1
-  mput('parked:' .. p[2], left > 0 and int(left))
+  if not keep[p[1]] then
+    redis.call('HDEL', KEYS[3], p[1])
+  end
+  if redis.call('HINCRBY', KEYS[1], 'parked:' .. p[2], -1) <= 0 then
+    redis.call('HDEL', KEYS[1], 'parked:' .. p[2])
+  end
 end
 for _, p in ipairs(parked) do
   redis.call('ZADD', KEYS[11], p[1], p[1] .. ':' .. p[2])
-  mput('parked:' .. p[2], int(tonumber(mv['parked:' .. p[2]] or '0') + 1))
+  redis.call('HINCRBY', KEYS[1], 'parked:' .. p[2], 1)
 end
 for _, p in ipairs(pairs_of(6)) do
-  mput(p[1], p[2] ~= '' and p[2])
+  if p[2] == '' then
+    redis.call('HDEL', KEYS[1], p[1])
+  else
+    redis.call('HSET', KEYS[1], p[1], p[2])
+  end
 end
 local timers = pairs_of(7)
 for _, p in ipairs(timers) do
@@ -283,147 +222,80 @@ end
 if ARGV[6] == '1' then
   redis.call('DEL', KEYS[2])
 end
+local version = nil  -- the tag after this commit
 if ARGV[7] ~= '0' then
-  local v = tonumber(mv.version or '0') + tonumber(ARGV[7])
-  mput('version', int(v))
-  mput('tag', v .. '.' .. inc .. '.' .. ARGV[11])
+  local v = version_before + tonumber(ARGV[7])
+  version = v .. '.' .. inc .. '.' .. ARGV[11]
+  redis.call('HSET', KEYS[1], 'version', v, 'tag', version)
 end
 if ARGV[7] ~= '0' or ARGV[6] == '1' then
   redis.call('DEL', KEYS[9])
 end
-do  -- the state fields, one HSET (in chunks: unpack's stack is bounded)
-  local i = 13
-  local n = tonumber(ARGV[i])
-  for lo = 1, n, 500 do
-    local hi = math.min(lo + 499, n)
-    redis.call('HSET', KEYS[2], unpack(ARGV, i + 2 * lo - 1, i + 2 * hi))
+local i = 13
+local n = tonumber(ARGV[i])
+for j = 1, n do
+  redis.call('HSET', KEYS[2], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
+end
+i = i + 2 * n + 1
+n = tonumber(ARGV[i])
+for j = 1, n do
+  redis.call('HINCRBY', KEYS[6], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
+  if minute and string.sub(ARGV[i + 2 * j - 1], 1, 6) ~= 'calls:' then
+    redis.call('HINCRBY', KEYS[20], minute .. ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
   end
 end
-do
-  local i = at[2]
-  for j = 1, tonumber(ARGV[i]) do
-    stat(ARGV[i + 2 * j - 1], tonumber(ARGV[i + 2 * j]))
+i = i + 2 * n + 1
+n = tonumber(ARGV[i])
+for j = 1, n do
+  if ARGV[i + 2 * j] ~= '0' then
+    redis.call('HINCRBY', KEYS[1], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
   end
 end
--- a counted hash's increments: one HINCRBY for one field, else one HMGET and one HSET
--- (the script runs alone: nobody writes between the two)
-local function add_all(key, order, by, top)
-  if #order == 0 then
-    return
-  end
-  if #order == 1 and not top then
-    redis.call('HINCRBY', key, order[1], by[order[1]])
-    return
-  end
-  local cur = redis.call('HMGET', key, unpack(order))
-  local out = {}
-  for x, f in ipairs(order) do
-    local v = by[f]
-    if top and top[f] then
-      local old = tonumber(cur[x] or '-1')
-      v = math.max(old, v)
-      if v == old then
-        v = nil
-      end
-    else
-      v = tonumber(cur[x] or '0') + v
-    end
-    if v then
-      out[#out + 1] = f
-      out[#out + 1] = int(v)
-    end
-  end
-  if #out > 0 then
-    redis.call('HSET', key, unpack(out))
-  end
+i = i + 2 * n + 1
+n = tonumber(ARGV[i])
+for j = 1, n do
+  redis.call('ZADD', KEYS[5], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
 end
-add_all(KEYS[6], stat_order, stats)
-for _, p in ipairs(counters) do
-  if p[2] ~= '0' then
-    mput(p[1], int(tonumber(mv[p[1]] or '0') + tonumber(p[2])))
-  end
-end
-if #failures > 0 then
-  local z = {}
-  for _, p in ipairs(failures) do
-    z[#z + 1] = p[1]
-    z[#z + 1] = p[2]
-  end
-  redis.call('ZADD', KEYS[5], unpack(z))
+if n > 0 then
   -- dead letters: the newest 1,000 kept, the rest counted
   local old = redis.call('ZRANGE', KEYS[5], 0, -1001, 'WITHSCORES')
   if #old > 0 then
     redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -1001)
-    mput('failed_dropped', int(tonumber(mv.failed_dropped or '0') + #old / 2))
+    redis.call('HINCRBY', KEYS[1], 'failed_dropped', #old / 2)
     for j = 2, #old, 2 do
       redis.call('HDEL', KEYS[21], old[j])
     end
   end
 end
-if not release then
-  mput('applied', int(last))
+if release then
+  redis.call('HSET', KEYS[1], 'applied_at', now)
+else
+  redis.call('HSET', KEYS[1], 'applied', last, 'applied_at', now)
 end
-mput('applied_at', int(now))
-if mv.held then
-  mput('held', false)
-  mput('sweeps', false)
+if redis.call('HDEL', KEYS[1], 'held') == 1 then
+  redis.call('HDEL', KEYS[1], 'sweeps')
   redis.call('ZREM', KEYS[10], ARGV[10])
 end
-mput('strikes', false)  -- the holder was alive: no takeover to pay for
-mput('lease_ms', false)
-local version = mv.tag
-local seq = tonumber(mv.seq)
-if KEYS[20] then
+redis.call('HDEL', KEYS[1], 'strikes', 'lease_ms')  -- the holder was alive: no takeover to pay for
+version = version or redis.call('HGET', KEYS[1], 'tag')
+local seq = tonumber(mv[4])
+if minute then
   -- lag (sum and count, ms) and the backlog left behind this commit (updates not yet
   -- past the watermark: sum, count and max of the samples); kept 48 h and an hour
-  local minute = math.floor(now / 60000) .. ':'
-  local order, by = {}, {}
-  local function put(f, n)
-    if not by[minute .. f] then
-      order[#order + 1] = minute .. f
-      by[minute .. f] = 0
-    end
-    by[minute .. f] = by[minute .. f] + n
-  end
-  do  -- the stats sent by the worker (not the calls: those are per op, not per update)
-    local i = at[2]
-    for j = 1, tonumber(ARGV[i]) do
-      if string.sub(ARGV[i + 2 * j - 1], 1, 6) ~= 'calls:' then
-        put(ARGV[i + 2 * j - 1], tonumber(ARGV[i + 2 * j]))
-      end
-    end
-  end
   local backlog = seq - (release and applied or last)
   if lagged > 0 then
-    put('lag_ms', lag)
-    put('lag_n', lagged)
+    redis.call('HINCRBY', KEYS[20], minute .. 'lag_ms', lag)
+    redis.call('HINCRBY', KEYS[20], minute .. 'lag_n', lagged)
   end
-  put('backlog', backlog)
-  put('backlog_n', 1)
-  order[#order + 1] = minute .. 'backlog_max'
-  by[minute .. 'backlog_max'] = backlog
-  add_all(KEYS[20], order, by, {[minute .. 'backlog_max'] = true})
+  redis.call('HINCRBY', KEYS[20], minute .. 'backlog', backlog)
+  redis.call('HINCRBY', KEYS[20], minute .. 'backlog_n', 1)
+  local top = tonumber(redis.call('HGET', KEYS[20], minute .. 'backlog_max') or '-1')
+  if backlog > top then
+    redis.call('HSET', KEYS[20], minute .. 'backlog_max', backlog)
+  end
   redis.call('EXPIRE', KEYS[20], 49 * 3600)
 end
-local function flush_meta()
-  local s, d = {}, {}
-  for f, v in pairs(mset) do
-    s[#s + 1] = f
-    s[#s + 1] = v
-  end
-  for f in pairs(mdel) do
-    d[#d + 1] = f
-  end
-  if #s > 0 then
-    redis.call('HSET', KEYS[1], unpack(s))
-  end
-  if #d > 0 then
-    redis.call('HDEL', KEYS[1], unpack(d))
-  end
-  mset, mdel = {}, {}
-end
 if ARGV[8] ~= '1' and ARGV[8] ~= '2' and not pipelined then
-  flush_meta()
   redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
   return version
 end
@@ -434,30 +306,25 @@ local next_due = -1
 if drained then
   local first = redis.call('ZRANGE', KEYS[12], 0, 0, 'WITHSCORES')
   if first[2] then
-    drained = tonumber(first[2]) > now
     next_due = tonumber(first[2]) - now
+    drained = next_due > 0
+      and not (pipelined and next_due < tonumber(ARGV[5]))  -- due before the BLPOP ends
   end
-end
-if drained and pipelined and next_due >= 0 and next_due < tonumber(ARGV[5]) then
-  drained = false  -- a timer is due before the BLPOP would end: go through it
 end
 if drained and (ARGV[8] == '2' or pipelined) then
   -- linger: the next enqueue pushes its seq onto the nudge list, not a wake-up
-  mput('linger', '1')
-  flush_meta()
   redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
   redis.call('DEL', KEYS[22])
+  redis.call('HSET', KEYS[1], 'linger', 1)
   return {version, 2, next_due}
 end
 if drained then
-  mput('holder', false)
-  flush_meta()
   redis.call('DEL', KEYS[4])
+  redis.call('HDEL', KEYS[1], 'holder')
   redis.call('ZREM', KEYS[7], ARGV[10])
   redis.call('ZREM', KEYS[8], ARGV[10])
   return {version, 1}
 end
-flush_meta()
 redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
 if pipelined then
   redis.call('LPUSH', KEYS[22], 'more')

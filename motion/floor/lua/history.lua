@@ -83,9 +83,8 @@ end
 -- start a new generation: log1 and base1 become log0 and base0 and base1 is a copy of
 -- the state before this commit. So at least the last N applied updates are kept (at
 -- most 2N plus one commit's), with the exact state before the oldest of them.
--- r: the meta, base0, base1, log0, log1 keys; entries: the inbox entries by seq (read by
--- the commit before it deletes them).
-local function retain_updates(r, entries, state, argv, i, c, inc)
+-- r: the meta, base0, base1, log0, log1 keys.
+local function retain_updates(r, inbox, state, argv, i, c, inc)
   local cap = tonumber(argv[i + 1])
   if cap == 0 then
     return
@@ -124,7 +123,7 @@ local function retain_updates(r, entries, state, argv, i, c, inc)
   end
   local items = {}
   for x, s in ipairs(seqs) do
-    items[#items + 1] = s .. '\n' .. (entries[s] or '')
+    items[#items + 1] = s .. '\n' .. (redis.call('HGET', inbox, s) or '')
     if #items == 1000 or x == #seqs then
       redis.call('RPUSH', r[5], unpack(items))
       items = {}

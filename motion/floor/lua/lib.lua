@@ -16,29 +16,6 @@ local function meta_now(meta)
   return out
 end
 
--- The meta hash read once (HGETALL): its flat list and a table of its fields.
-local function meta_read(meta)
-  local flat = redis.call('HGETALL', meta)
-  local m = {}
-  for i = 1, #flat, 2 do
-    m[flat[i]] = flat[i + 1]
-  end
-  return flat, m
-end
-
--- A meta table (as meta_read's, with the script's own writes applied) as the flat
--- list scripts return, with Redis' clock added as the pseudo-field 'now'.
-local function meta_flat(m, now)
-  local out = {}
-  for k, v in pairs(m) do
-    out[#out + 1] = k
-    out[#out + 1] = v
-  end
-  out[#out + 1] = 'now'
-  out[#out + 1] = tostring(now)
-  return out
-end
-
 -- Whether the lease is held by token, given the meta's 'inc' and 'holder' (read by the
 -- caller): the token belongs to the instance's incarnation (its "<incarnation>:"
 -- prefix: a token of an earlier life of the name, or a lease key copied from another

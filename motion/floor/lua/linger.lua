@@ -11,25 +11,25 @@
 -- Returns -1 if the lease is not the caller's, {0, ms until the next timer is due or -1}
 -- when lingering, {1, meta_flat (with 'now'), payload(applied+1), ...} when updates
 -- wait, {2, meta_flat} when a timer is due.
-local _, mv = meta_read(KEYS[1])
-if not holds_given(KEYS[4], mv.inc, mv.holder, ARGV[1]) then
+local m = redis.call('HMGET', KEYS[1], 'inc', 'holder', 'applied', 'seq')
+if not holds_given(KEYS[4], m[1], m[2], ARGV[1]) then
   return -1
 end
-local applied = tonumber(mv.applied or '0')
-local seq = tonumber(mv.seq or '0')
-local now = now_ms()
+local applied = tonumber(m[3] or '0')
+local seq = tonumber(m[4] or '0')
 if applied < seq then
-  return append_window({1, meta_flat(mv, now)}, KEYS[2], applied + 1,
+  return append_window({1, meta_now(KEYS[1])}, KEYS[2], applied + 1,
     math.min(seq, applied + tonumber(ARGV[2])), ARGV[3])
 end
 local next_due = -1
 if KEYS[5] then
   local first = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
   if first[2] then
-    if tonumber(first[2]) <= now then
-      return {2, meta_flat(mv, now)}
+    local meta = meta_now(KEYS[1])
+    next_due = tonumber(first[2]) - tonumber(meta[#meta])
+    if next_due <= 0 then
+      return {2, meta}
     end
-    next_due = tonumber(first[2]) - now
   end
 end
 redis.call('DEL', KEYS[3])  -- a nudge left over from an earlier linger
