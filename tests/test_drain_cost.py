@@ -19,11 +19,13 @@ from motion.floor.connection import get_redis
 from motion.tools import series
 from motion.worker import engine
 from tests.support import COMPONENTS, wait_for
+from tests.test_linger import _covered, _task_results
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(COMPONENTS))
 from flow_control import Flowy  # noqa: E402
 from ops_tally import Tally  # noqa: E402
+from pacing import Pace  # noqa: E402
 
 
 def _commands(client: Any) -> int:
@@ -123,3 +125,30 @@ def test_a_lingering_drain_goes_through_a_debounce_when_it_is_due(start_worker) 
     took = time.monotonic() - start
     assert handle.read_state("batches") == [[[1], 0]]
     assert took < 2.5, f"the debounce fired {took:.2f} s after its update (lingered past it)"
+
+
+def test_a_lingering_drain_commits_the_updates_that_piled_up_together(start_worker) -> None:  # type: ignore[no-untyped-def]
+    # a hot instance whose op takes 4 ms, updated every 2 ms: while one update's op
+    # runs, more arrive; the lingering drain takes them in one window and commits them
+    # together (quick ops: up to engine.COMMIT_BUDGET; per-minute backlog_n counts one
+    # sample per commit), and every update is in the seqs of the task that applied it
+    worker = start_worker(["ops_tally"], pool="prefork", concurrency=1, name="piles")
+    handle = Tally("piles")
+    handle.read_state("count")
+    n = 150
+    pace = Pace(500)
+    for _ in range(n):
+        handle.run("nap", {"sleep": 0.004})
+        pace.next()
+    handle.flush_update(timeout=60)
+    assert handle.read_state("seqs") == list(range(1, n + 1))
+    minutes = [m for m in series.minutes("Tally", hours=1) if m.flows]
+    commits = sum(m.backlog_n for m in minutes)
+    assert sum(m.count("applied") for m in minutes) == n
+    assert commits <= n // 2, f"{commits} commits for {n} updates: each committed alone"
+    results = wait_for(
+        lambda: (r := _task_results(worker.log)) and _covered(r) >= set(range(1, n + 1)) and r,
+        20,
+        "the tasks' results to name every seq",
+    )
+    assert len(results) <= n // 5, f"{len(results)} tasks for {n} updates: no lingering"

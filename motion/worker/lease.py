@@ -58,7 +58,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from motion.floor import keys as K
-from motion.floor import scripts
+from motion.floor import replication, scripts
 from motion.floor.connection import is_cluster
 from motion.floor.errors import PayloadError
 from motion.floor.inbox import Window, entry_time
@@ -223,14 +223,15 @@ def commit(
 ) -> Any:
     """Run the ``commit`` script (``args``: its ARGV). A drain that lingers if it empties
     the inbox (ARGV[8] = 3, ARGV[5] the wait) sends the ``BLPOP`` on the nudge list and
-    the next window's read with it, in one round trip (two calls on a cluster, whose
-    pipelines refuse scripts). The reply is ``commit.lua``'s, but that a lingering one
+    the next window's read with it, in one round trip (as ARGV[8] = 2 and
+    :func:`linger` on a cluster, whose pipelines refuse scripts, and when commits wait
+    for replicas). The reply is ``commit.lua``'s, but that a lingering one
     is ``[tag, 2, Lingering]`` (with the wait's outcome, if it was waited) and, with
     ARGV[8] = 3, ``[tag, 0, meta_flat, payloads...]`` (the read after it) when more
     updates wait."""
     if str(args[7]) != "3":
         return scripts.run(client, "commit", keys, args)
-    if is_cluster(client):
+    if is_cluster(client) or replication.wanted("commit"):  # (a replicated commit WAITs)
         args[7] = 2
         return _lingered(scripts.run(client, "commit", keys, args))
     script, read = scripts.get("commit"), scripts.get("window")
