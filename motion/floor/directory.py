@@ -38,6 +38,7 @@ Floor; uses the floor (connection, errors, indexes, keys, scripts, settings).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -129,13 +130,13 @@ def run_enqueue(client: Any, name: str, keys: list[str], args: list[Any]) -> Any
     return reply
 
 
-def run_commit(client: Any, name: str, keys: list[str], args: list[Any], timed: bool) -> Any:
-    """The ``commit`` script of instance ``name``; its reply. With ``timed`` (the commit
-    sets or releases timers), a cluster then lists the due index's part at its earliest
-    (:func:`touch`, for the firers), also when the wait for the replicas timed out (the
-    commit is on the primary)."""
+def run_commit(client: Any, name: str, commit: Callable[[], Any], timed: bool) -> Any:
+    """Run ``commit`` (a call of instance ``name``'s ``commit`` script); its reply. With
+    ``timed`` (the commit sets or releases timers), a cluster then lists the due index's
+    part at its earliest (:func:`touch`, for the firers), also when the wait for the
+    replicas timed out (the commit is on the primary)."""
     try:
-        return scripts.run(client, "commit", keys, args)
+        return commit()
     finally:
         if timed:
             try:

@@ -18,8 +18,8 @@ stored state it cannot read holds the instance too (``state unreadable``): that 
 not any update's fault, so no update is failed for it. See :func:`drain`.
 
 Worker road; uses the worker road (holds, lease, parking, updates), the definition layer
-(component), the floor (awaits, connection, errors, inbox, keys, outcome, parked, props,
-scripts, settings, store).
+(component), the floor (awaits, connection, directory, errors, inbox, keys, outcome,
+parked, props, scripts, settings, store).
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def drain_steps(component: Component, instance_id: str, report: DrainReport) -> 
     begin_keys = [keys.meta, keys.lease, K.stats(component.name, keys.name), keys.inbox, keys.state]
     known = store.STATE_CACHE.version_of(keys.name)
     begin_args = [period, WINDOW, known, keys.name, store.nonce(), _budget()]
-    begin_keys += [K.part(K.PENDING, keys.name), K.part(K.SWEEP, keys.name), keys.parked]
+    begin_keys += [K.part(K.PENDING, keys.name), K.part(K.SWEEP, keys.name)]
+    begin_keys += [keys.parked, keys.nudge]
     reply = scripts.run(client, "begin", begin_keys, begin_args)
     token = reply[0]
     if isinstance(token, int):  # no lease taken
@@ -159,7 +160,7 @@ def _drain_held(
         if not window.entries and not due and not STOPPING.is_set() and leases.hot(keys.name):
             # a hot instance: keep the lease a little for its next update (no broker hop)
             try:
-                window = leases.linger(client, held, WINDOW, _budget(), window is leases.LINGERING)
+                window, due = leases.linger(client, held, WINDOW, _budget(), window)
             except LookupError:
                 raise _Stop("lease lost") from None
             if window is not None:
@@ -279,8 +280,8 @@ def _apply_window(
         return None
     if acc.failures:  # an op may have mutated shared values: start clean
         state = _fresh_state(client, component, instance_id, keys)
-    # lingering: the commit marked the meta; the drain waits on the nudge list
-    return state, leases.LINGERING if reply[1] == 2 else Window(reply[2], reply[3:])
+    # lingering: the commit marked the meta and its round trip waited on the nudge list
+    return state, reply[2] if reply[1] == 2 else Window(reply[2], reply[3:])
 
 
 def _parse_state(
@@ -338,10 +339,10 @@ def _commit(
         0 if out.release else out.first,
         -1 if out.release else out.last,
         held.period_ms,
-        store.now_ms(),
+        get_settings().linger_ms if lingers else store.now_ms(),
         1 if out.replace else 0,
         out.bumps,
-        (2 if lingers else 1) if then_next else 0,
+        (3 if lingers else 1) if then_next else 0,
         WINDOW,
         keys.name,
         store.nonce(),
@@ -356,7 +357,8 @@ def _commit(
     if then_next and not lingers:  # this commit may free the lease: a refused renewal is no loss
         held.ending.set()
     timed = bool(out.timers or out.released)  # the firers' index may have a new earliest
-    reply = directory.run_commit(client, keys.name, all_keys, args, timed)
+    commit = partial(leases.commit, client, held, all_keys, args, WINDOW, _budget())
+    reply = directory.run_commit(client, keys.name, commit, timed)
     if then_next and not (isinstance(reply, list) and reply[1] == 1):
         held.ending.clear()  # the lease is still ours
     if reply == -1:
@@ -391,9 +393,6 @@ def apply_task(
     if run_or_hand_off(drain_steps(comp, instance_id, report), report):
         return report.as_dict()  # its outcome is logged by the loop (motion.floor.awaits)
     if report.failed:  # raised after everything was committed: Flower shows a failure
-        raise DrainFailedError(
-            failure_summary(
-                report.instance, report.failed, report.applied, report.seqs, report.failures
-            )
-        )
+        failed = report.failed, report.applied, report.seqs, report.failures
+        raise DrainFailedError(failure_summary(report.instance, *failed))
     return report.as_dict()

@@ -32,7 +32,12 @@ A drain of a hot instance that emptied the inbox keeps the lease up to
 ``enqueue`` sees the lease held and the mark and, instead of sending a Celery wake-up,
 pushes the seq onto the instance's nudge list, which the drain blocks on
 (``BLPOP``). The drain applies the update in the same task (it shows in that task's
-``seqs`` in Flower) and lingers again. When nothing comes it releases the lease as
+``seqs`` in Flower) and lingers again. The commit that lingers, the ``BLPOP`` and the
+read of the next window go in one round trip (:func:`commit`), so the drain takes
+every update that came meanwhile in one window and commits them together. The wait
+ends early for a timer of the instance (a debounce, a due time, a resumed flow): the
+commit says when the next is due, and a wake-up sent for one meanwhile is pushed onto
+the nudge list by ``begin.lua``. When nothing comes it releases the lease as
 before (``release.lua`` refuses while updates wait, so an update enqueued as the
 linger ends is never stranded); a worker that dies lingering leaves the lease to
 expire and the sweeper to re-wake the instance.
@@ -46,11 +51,15 @@ import logging
 import os
 import threading
 from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 
-from motion.floor import directory, scripts
+from motion.floor import directory, replication, scripts
 from motion.floor import keys as K
+from motion.floor.connection import is_cluster
 from motion.floor.errors import PayloadError
 from motion.floor.inbox import Window, entry_time
 from motion.floor.settings import get_settings
@@ -194,8 +203,69 @@ def _enqueued_at(entry: bytes | None) -> float | None:
         return None
 
 
-#: the window after a commit that kept the lease to linger (its meta marked already)
-LINGERING = Window([], [])
+@dataclass
+class Lingering(Window):
+    """The window after a commit that kept the lease to linger (its meta marked
+    already): empty, with how long until the instance's next timer is due (ms; -1:
+    none), which bounds the wait."""
+
+    next_due_ms: int = -1
+    #: the replies of the BLPOP and the window read sent with the commit
+    #: (:func:`commit`), if they were: the linger's wait is over
+    waited: tuple[Any, Any] | None = None
+
+
+def lingering(next_due_ms: int = -1) -> Lingering:
+    """The :class:`Lingering` window a lingering commit's reply (``commit.lua``) makes."""
+    return Lingering([], [], next_due_ms)
+
+
+def commit(
+    client: redis.Redis, held: Lease, keys: list[str], args: list[Any], window: int, budget: int
+) -> Any:
+    """Run the ``commit`` script (``args``: its ARGV). A drain that lingers if it empties
+    the inbox (ARGV[8] = 3, ARGV[5] the wait) sends the ``BLPOP`` on the nudge list and
+    the next window's read with it, in one round trip (as ARGV[8] = 2 and
+    :func:`linger` on a cluster, whose pipelines refuse scripts, and when commits wait
+    for replicas). The reply is ``commit.lua``'s, but that a lingering one
+    is ``[tag, 2, Lingering]`` (with the wait's outcome, if it was waited) and, with
+    ARGV[8] = 3, ``[tag, 0, meta_flat, payloads...]`` (the read after it) when more
+    updates wait."""
+    if str(args[7]) != "3":
+        return scripts.run(client, "commit", keys, args)
+    if is_cluster(client) or replication.wanted("commit"):  # (a replicated commit WAITs)
+        args[7] = 2
+        return _lingered(scripts.run(client, "commit", keys, args))
+    script, read = scripts.get("commit"), scripts.get("window")
+    pipe = client.pipeline(transaction=False)
+    pipe.evalsha(script.sha, len(keys), *keys, *args)
+    pipe.blpop([held.keys.nudge], timeout=int(args[4]) / 1000)
+    pipe.evalsha(read.sha, 2, held.keys.meta, held.keys.inbox, window, "", budget)
+    reply, nudged, after = pipe.execute(raise_on_error=False)
+    if isinstance(reply, NoScriptError):  # a restarted Redis: it did not run
+        args[7] = 2
+        return _lingered(scripts.run(client, "commit", keys, args))
+    for failed in (reply, nudged):
+        if isinstance(failed, Exception):
+            raise failed
+    if isinstance(after, NoScriptError):
+        after = scripts.run(
+            client, "window", [held.keys.meta, held.keys.inbox], [window, "", budget]
+        )
+    elif isinstance(after, Exception):
+        raise after
+    if not isinstance(reply, list):
+        return reply
+    if reply[1] == 2:
+        return [reply[0], 2, Lingering([], [], int(reply[2]), (nudged, after))]
+    return [reply[0], reply[1], *after]
+
+
+def _lingered(reply: Any) -> Any:
+    """A lingering commit's reply (ARGV[8] = 2) with its :class:`Lingering` window."""
+    if isinstance(reply, list) and reply[1] == 2:
+        return [reply[0], 2, lingering(int(reply[2]))]
+    return reply
 
 
 def hot(name: str) -> bool:
@@ -205,30 +275,70 @@ def hot(name: str) -> bool:
 
 
 def linger(
-    client: redis.Redis, held: Lease, window: int, budget: int, marked: bool = False
-) -> Window | None:
-    """Linger for the next update: the window of updates that came (maybe empty: the
-    enqueue's nudge raced a commit), or ``None`` when none came in time (release now).
-    ``marked``: the last commit marked the meta already (``commit.lua``, ARGV[8] = 2).
+    client: redis.Redis, held: Lease, window: int, budget: int, last: Window | None = None
+) -> tuple[Window | None, bool]:
+    """Linger for the next updates: ``(window, False)`` with every update that came
+    meanwhile (maybe none: the enqueue's nudge raced a commit), ``(window, True)`` when
+    a timer of the instance is due (the drain goes through it now, not after the
+    linger), or ``(None, False)`` when nothing came in time (release now).
+    ``last``: the drain's last window; a :class:`Lingering` one says the last commit
+    marked the meta already (``commit.lua``, ARGV[8] = 2 or 3) and maybe waited.
+    The wait is ``MOTION_LINGER_MS`` at most, less if a timer is due sooner; the
+    ``BLPOP`` and the ``window`` read after it go in one round trip.
     Raises :class:`LookupError` if the lease is not ours any more."""
     keys = held.keys
-    if not marked:
+    marked = last if isinstance(last, Lingering) else None
+    next_due = marked.next_due_ms if marked is not None else -1
+    limit = get_settings().linger_ms
+    if marked is not None and marked.waited is not None:  # waited in the commit's round trip
+        nudged, reply = marked.waited
+        next_due = -1  # (the commit did not linger for a timer due within the wait)
+    elif marked is None:
         args = [held.token, window, budget]
-        script_keys = [keys.meta, keys.inbox, keys.nudge, keys.lease]
+        script_keys = [keys.meta, keys.inbox, keys.nudge, keys.lease, keys.timers]
         reply = scripts.run(client, "linger", script_keys, args)
         if reply == -1:
             raise LookupError("lease lost")
-        if reply:  # updates came before we marked the meta
-            return Window(reply[0], reply[1:])
-    timeout = get_settings().linger_ms / 1000
-    if client.blpop([keys.nudge], timeout=timeout) is None:
-        with _lock:
-            _hot.discard(keys.name)  # cold again until a steady stream comes again
-            _recent.pop(keys.name, None)
-        pipe = client.pipeline(transaction=False)
-        pipe.hdel(keys.meta, "linger")
-        pipe.delete(keys.nudge)
-        pipe.execute()
-        return None
-    reply = scripts.run(client, "window", [keys.meta, keys.inbox], [window, "", budget])
-    return Window(reply[0], reply[1:])
+        if reply[0] == 1:  # updates came before we marked the meta
+            return Window(reply[1], reply[2:]), False
+        if reply[0] == 2:  # a timer is due: go through it
+            return Window(reply[1], []), True
+        next_due = int(reply[1])
+    if marked is None or marked.waited is None:
+        wait = limit if next_due < 0 else max(1, min(limit, next_due))
+        nudged, reply = _wait_then_read(client, keys, wait / 1000, window, budget)
+    timer = nudged is None and 0 <= next_due <= limit  # the wait ended at a timer's due time
+    if nudged is not None or reply[1:] or timer:
+        return Window(reply[0], reply[1:]), timer and not reply[1:]
+    with _lock:
+        _hot.discard(keys.name)  # cold again until a steady stream comes again
+        _recent.pop(keys.name, None)
+    pipe = client.pipeline(transaction=False)
+    pipe.hdel(keys.meta, "linger")
+    pipe.delete(keys.nudge)
+    pipe.execute()
+    return None, False
+
+
+def _wait_then_read(
+    client: redis.Redis, keys: K.InstanceKeys, timeout: float, window: int, budget: int
+) -> tuple[Any, list[Any]]:
+    """``BLPOP`` the nudge list for up to ``timeout`` seconds, then read the window, in
+    one round trip (two on a cluster, whose pipelines refuse scripts): the ``BLPOP``'s
+    reply and the ``window`` script's."""
+    args: list[Any] = [window, "", budget]
+    if is_cluster(client):
+        nudged = client.blpop([keys.nudge], timeout=timeout)
+        return nudged, scripts.run(client, "window", [keys.meta, keys.inbox], args)
+    script = scripts.get("window")
+    pipe = client.pipeline(transaction=False)
+    pipe.blpop([keys.nudge], timeout=timeout)
+    pipe.evalsha(script.sha, 2, keys.meta, keys.inbox, *args)
+    nudged, reply = pipe.execute(raise_on_error=False)
+    if isinstance(nudged, Exception):
+        raise nudged
+    if isinstance(reply, NoScriptError):  # a restarted Redis
+        reply = scripts.run(client, "window", [keys.meta, keys.inbox], args)
+    elif isinstance(reply, Exception):
+        raise reply
+    return nudged, reply

@@ -5,6 +5,8 @@
 -- KEYS[5] state   KEYS[6] motion:pending   KEYS[7] motion:sweep
 -- KEYS[8] (optional) parked: with updates parked (motion.floor.parked) the lease is
 -- taken even when the main sequence is all gone through, so their release can run
+-- KEYS[9] (optional) nudge: if the lease holder lingers (the meta's 'linger'), a wake-up
+-- is pushed there for it (see linger.lua)
 -- ARGV[1] lease period (ms; longer after takeovers, see 'strikes': then the meta's
 -- 'lease_ms' says how long)   ARGV[2] most updates to return   ARGV[3] the version
 -- tag of the worker's copy of the state ('' for none)   ARGV[4] instance name
@@ -26,6 +28,11 @@ if redis.call('HEXISTS', KEYS[1], 'held') == 0 then
   redis.call('HDEL', KEYS[1], 'sweeps')
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
+  if KEYS[9] and redis.call('HDEL', KEYS[1], 'linger') == 1 then
+    -- the holder lingers on the nudge list: this wake-up (a timer due, a flow resumed)
+    -- is handed to it now, not after its linger
+    redis.call('LPUSH', KEYS[9], 'wake')
+  end
   return {0}
 end
 local m = redis.call('HMGET', KEYS[1], 'applied', 'seq', 'tag', 'inc')

@@ -7,7 +7,8 @@
 -- KEYS[6] motion:stats:<component>   KEYS[7] motion:pending   KEYS[8] motion:sweep
 -- KEYS[9] the serve-cache hash (dropped when the version moves on)   KEYS[10] motion:held
 -- ARGV[1] token   ARGV[2] first seq   ARGV[3] last seq   ARGV[4] lease period (ms)
--- ARGV[5] unused (the commit time is Redis' clock)   ARGV[6] 1 to replace the whole state (a migration), else 0
+-- ARGV[5] with ARGV[8] = 3, how long (ms) the BLPOP sent after this commit waits (else
+-- unused: the commit time is Redis' clock)   ARGV[6] 1 to replace the whole state (a migration), else 0
 -- ARGV[7] how many state changes the version advances by (one per update that changed it)
 -- ARGV[8] 1 to release or return the next window after committing, 2 the same but,
 -- instead of releasing, keep the lease and linger (as linger.lua: a hot instance), else 0
@@ -39,21 +40,39 @@
 -- applied + 1 (already applied: a duplicate). Otherwise, with ARGV[8] = 0, the new
 -- version tag; with ARGV[8] = 1, {tag, 1} when the lease was released, or
 -- {tag, 0, meta_flat, payload(last+1), ...} when more updates wait (meta_flat
--- with 'now', Redis' clock in ms); with ARGV[8] = 2, {tag, 2} when lingering.
+-- with 'now', Redis' clock in ms); with ARGV[8] = 2, {tag, 2, ms until the next timer
+-- is due or -1} when lingering.
+-- ARGV[8] = 3: as 2, for a drain that sends a BLPOP on the nudge list and a window read
+-- in the same pipeline (motion.worker.lease.commit): when it does not linger (more
+-- updates wait, a timer is due within ARGV[5] ms, or the commit is refused) it pushes a
+-- nudge so that BLPOP returns at once, and returns {tag, 0} without the next window
+-- (the window read after it brings it).
+-- Cost: Redis' CPU here is mostly Lua's (each table, closure and string a script
+-- allocates is paid for again by the garbage collector, which walks every loaded
+-- script), so the meta is read by one HMGET, Redis' clock by one TIME, and no table
+-- is built that the script does not need.
 -- The token must hold the lease *and* belong to the instance's incarnation (a lease
 -- key left over from another life, e.g. by copy_db, is not this life's lease): see
--- holds() in lib.lua.
+-- holds_given() in lib.lua.
 -- A commit clears the instance's 'held' mark (waiting for code, state unreadable):
 -- a worker could go on. Flagged allow-oom: at maxmemory a commit still runs, and it
 -- deletes the applied payloads before it writes, so draining frees memory.
-if not holds(KEYS[4], KEYS[1], ARGV[1]) then
-  return -1
+local pipelined = ARGV[8] == '3'
+local function refused(code)
+  if pipelined then  -- (not state: it only ends the BLPOP sent after this commit)
+    redis.call('LPUSH', KEYS[22], 'refused')
+  end
+  return code
 end
-local inc = redis.call('HGET', KEYS[1], 'inc')
-local applied = tonumber(redis.call('HGET', KEYS[1], 'applied') or '0')
+local mv = redis.call('HMGET', KEYS[1], 'inc', 'holder', 'applied', 'seq', 'cancels', 'version')
+if not holds_given(KEYS[4], mv[1], mv[2], ARGV[1]) then
+  return refused(-1)
+end
+local inc = mv[1]
+local applied = tonumber(mv[3] or '0')
 local release = ARGV[2] == '0'
 if not release and applied + 1 ~= tonumber(ARGV[2]) then
-  return -2
+  return refused(-2)
 end
 -- where each counted list starts
 local at = {13}
@@ -70,7 +89,7 @@ end
 local parked, released = pairs_of(5), pairs_of(8)
 for _, p in ipairs(released) do
   if not redis.call('ZSCORE', KEYS[11], p[1] .. ':' .. p[2]) then
-    return -2  -- already gone through (a duplicate), or dropped meanwhile
+    return refused(-2)  -- already gone through (a duplicate), or dropped meanwhile
   end
 end
 local keep = {}
@@ -78,7 +97,7 @@ for _, p in ipairs(parked) do
   keep[p[1]] = true
 end
 local last = tonumber(ARGV[3])
-if tonumber(redis.call('HGET', KEYS[1], 'cancels') or '0') > 0 then
+if tonumber(mv[5] or '0') > 0 then
   -- the tombstones this commit goes through (the range less what it parks, and what
   -- it releases): as many as the worker skipped (its 'cancels' decrement)?
   local claimed = 0
@@ -106,7 +125,7 @@ if tonumber(redis.call('HGET', KEYS[1], 'cancels') or '0') > 0 then
     end
   end
   if #flows ~= claimed then
-    return -2
+    return refused(-2)
   end
   for _, flow in ipairs(flows) do
     redis.call('HINCRBY', KEYS[6], 'cancelled:' .. flow, 1)
@@ -122,15 +141,16 @@ for _, p in ipairs(pairs_of(4)) do
 end
 -- history and retained updates (lua/history.lua): KEYS[14] history, KEYS[15..19]
 -- replay meta, base0, base1, log0, log1; their arguments follow the eight lists
+local now = now_ms()  -- Redis' clock, read once
+local version_before = tonumber(mv[6] or '0')
 local h = at[8] + 2 * tonumber(ARGV[at[8]]) + 1
-record_history(KEYS[14], KEYS[2], KEYS[1], ARGV, h, ARGV[6] == '1', ARGV[11], inc)
+record_history(KEYS[14], KEYS[2], ARGV, h, ARGV[6] == '1', ARGV[11], inc, version_before, now)
 retain_updates({KEYS[15], KEYS[16], KEYS[17], KEYS[18], KEYS[19]}, KEYS[3], KEYS[2], ARGV, h,
   {tonumber(ARGV[2]), last, keep, released}, inc)
 local minute, lag, lagged = nil, 0, 0
 if KEYS[20] then
   -- per-minute counters (the dashboard's charts): each applied update's lag from its
   -- enqueue (the entry's STX time) to this commit, read before the entries go
-  local now = now_ms()
   minute = math.floor(now / 60000) .. ':'
   local function stamp(s)
     local e = redis.call('HGET', KEYS[3], s)
@@ -148,9 +168,15 @@ if KEYS[20] then
     stamp(p[1])
   end
 end
-for s = tonumber(ARGV[2]), last do
-  if not keep[tostring(s)] then
-    redis.call('HDEL', KEYS[3], s)
+if not release then  -- the applied entries go (a parked one's stays): one HDEL
+  local gone = {}
+  for s = tonumber(ARGV[2]), last do
+    if not keep[tostring(s)] then
+      gone[#gone + 1] = s
+    end
+  end
+  for lo = 1, #gone, 1000 do  -- (unpack's stack is bounded)
+    redis.call('HDEL', KEYS[3], unpack(gone, lo, math.min(lo + 999, #gone)))
   end
 end
 for _, p in ipairs(released) do
@@ -196,9 +222,11 @@ end
 if ARGV[6] == '1' then
   redis.call('DEL', KEYS[2])
 end
+local version = nil  -- the tag after this commit
 if ARGV[7] ~= '0' then
-  local v = redis.call('HINCRBY', KEYS[1], 'version', ARGV[7])
-  redis.call('HSET', KEYS[1], 'tag', v .. '.' .. inc .. '.' .. ARGV[11])
+  local v = version_before + tonumber(ARGV[7])
+  version = v .. '.' .. inc .. '.' .. ARGV[11]
+  redis.call('HSET', KEYS[1], 'version', v, 'tag', version)
 end
 if ARGV[7] ~= '0' or ARGV[6] == '1' then
   redis.call('DEL', KEYS[9])
@@ -240,17 +268,17 @@ if n > 0 then
   end
 end
 if release then
-  redis.call('HSET', KEYS[1], 'applied_at', now_ms())
+  redis.call('HSET', KEYS[1], 'applied_at', now)
 else
-  redis.call('HSET', KEYS[1], 'applied', last, 'applied_at', now_ms())
+  redis.call('HSET', KEYS[1], 'applied', last, 'applied_at', now)
 end
 if redis.call('HDEL', KEYS[1], 'held') == 1 then
   redis.call('HDEL', KEYS[1], 'sweeps')
   redis.call('ZREM', KEYS[10], ARGV[10])
 end
 redis.call('HDEL', KEYS[1], 'strikes', 'lease_ms')  -- the holder was alive: no takeover to pay for
-local version = redis.call('HGET', KEYS[1], 'tag')
-local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+version = version or redis.call('HGET', KEYS[1], 'tag')
+local seq = tonumber(mv[4])
 if minute then
   -- lag (sum and count, ms) and the backlog left behind this commit (updates not yet
   -- past the watermark: sum, count and max of the samples); kept 48 h and an hour
@@ -267,19 +295,28 @@ if minute then
   end
   redis.call('EXPIRE', KEYS[20], 49 * 3600)
 end
-if ARGV[8] ~= '1' and ARGV[8] ~= '2' then
+if ARGV[8] ~= '1' and ARGV[8] ~= '2' and not pipelined then
   redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
   return version
 end
--- a timer already due (see release.lua) keeps the lease: the drain goes through it
+-- a timer already due (see release.lua) keeps the lease: the drain goes through it;
+-- a lingering drain is told how long until the next one is due (its wait's bound)
 local drained = seq <= last
-  and not redis.call('ZRANGEBYSCORE', KEYS[12], '-inf', now_ms(), 'LIMIT', 0, 1)[1]
-if drained and ARGV[8] == '2' then
+local next_due = -1
+if drained then
+  local first = redis.call('ZRANGE', KEYS[12], 0, 0, 'WITHSCORES')
+  if first[2] then
+    next_due = tonumber(first[2]) - now
+    drained = next_due > 0
+      and not (pipelined and next_due < tonumber(ARGV[5]))  -- due before the BLPOP ends
+  end
+end
+if drained and (ARGV[8] == '2' or pipelined) then
   -- linger: the next enqueue pushes its seq onto the nudge list, not a wake-up
   redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
   redis.call('DEL', KEYS[22])
   redis.call('HSET', KEYS[1], 'linger', 1)
-  return {version, 2}
+  return {version, 2, next_due}
 end
 if drained then
   redis.call('DEL', KEYS[4])
@@ -289,5 +326,9 @@ if drained then
   return {version, 1}
 end
 redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
+if pipelined then
+  redis.call('LPUSH', KEYS[22], 'more')
+  return {version, 0}
+end
 local out = {version, 0, meta_now(KEYS[1])}
 return append_window(out, KEYS[3], last + 1, math.min(seq, last + tonumber(ARGV[9])), ARGV[12])

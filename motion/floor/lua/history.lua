@@ -9,14 +9,13 @@
 -- values of fields a later version of the same commit changes again.
 -- Record: "inc\nversion\nat\nnonce\nlens\nheader" then the bytes of name, value, name,
 -- value...; lens is "namelen:valuelen,..." (valuelen -1: the field was absent).
-local function record_history(hkey, state, meta, argv, i, replace, nonce, inc)
+-- version: the meta's version before this commit; at: Redis' clock (ms).
+local function record_history(hkey, state, argv, i, replace, nonce, inc, version, at)
   local cap = tonumber(argv[i])
   local n = tonumber(argv[i + 2])
   if cap == 0 or n == 0 then
     return
   end
-  local version = tonumber(redis.call('HGET', meta, 'version') or '0')
-  local at = now_ms()
   local cur = {}
   local old = {}
   if replace then

@@ -16,49 +16,57 @@ local function meta_now(meta)
   return out
 end
 
--- Whether the lease is held by token: the token belongs to the instance's incarnation
--- (its "<incarnation>:" prefix: a token of an earlier life of the name, or a lease key
--- copied from another life, is never this life's), and the lease key says so, or the
--- key expired (the holder could not renew: an op held the GIL) but nobody took it
--- since (the meta's holder is still token). The token is what makes a commit safe;
--- the expiry only lets another worker take over.
-local function holds(lease, meta, token)
-  local m = redis.call('HMGET', meta, 'inc', 'holder')
-  if not m[1] or string.sub(token, 1, #m[1] + 1) ~= m[1] .. ':' then
+-- Whether the lease is held by token, given the meta's 'inc' and 'holder' (read by the
+-- caller): the token belongs to the instance's incarnation (its "<incarnation>:"
+-- prefix: a token of an earlier life of the name, or a lease key copied from another
+-- life, is never this life's), and the lease key says so, or the key expired (the
+-- holder could not renew: an op held the GIL) but nobody took it since (the meta's
+-- holder is still token). The token is what makes a commit safe; the expiry only lets
+-- another worker take over.
+local function holds_given(lease, inc, holder, token)
+  if not inc or string.sub(token, 1, #inc + 1) ~= inc .. ':' then
     return false
   end
   local current = redis.call('GET', lease)
   if current then
     return current == token
   end
-  return m[2] == token
+  return holder == token
+end
+
+-- holds_given, reading the meta's 'inc' and 'holder' itself.
+local function holds(lease, meta, token)
+  local m = redis.call('HMGET', meta, 'inc', 'holder')
+  return holds_given(lease, m[1], m[2], token)
 end
 
 -- Append the inbox payloads of seqs first..last, in order, to the list out, stopping
 -- once they add up to budget bytes (at least one is always appended); a missing
--- payload (never expected) comes back as false. Returns out.
+-- payload (never expected) comes back as false. Returns out. Read by HMGET in chunks
+-- (16, 32, 64 ...): one command for a short window, and at most one chunk read past
+-- the budget.
 local function append_window(out, inbox, first, last, budget)
-  if last < first then
-    return out
-  end
   budget = tonumber(budget or '0')
-  local fields = {}
-  local bytes = 0
-  for s = first, last do
-    if budget > 0 and #fields > 0 then
-      bytes = bytes + redis.call('HSTRLEN', inbox, s)
-      if bytes > budget then
-        break
-      end
-    elseif budget > 0 then
-      bytes = redis.call('HSTRLEN', inbox, s)
+  local bytes, taken, s, chunk = 0, 0, first, 16
+  while s <= last do
+    local hi = math.min(last, s + chunk - 1)
+    local fields = {}
+    for x = s, hi do
+      fields[#fields + 1] = x
     end
-    fields[#fields + 1] = s
-  end
-  local payloads = redis.call('HMGET', inbox, unpack(fields))
-  for i = 1, #payloads do
-    out[#out + 1] = payloads[i]
+    local got = redis.call('HMGET', inbox, unpack(fields))
+    for x = 1, #got do
+      local p = got[x]
+      if budget > 0 then
+        bytes = bytes + (p and #p or 0)
+        if taken > 0 and bytes > budget then
+          return out
+        end
+      end
+      out[#out + 1] = p
+      taken = taken + 1
+    end
+    s, chunk = hi + 1, math.min(chunk * 2, 1000)
   end
   return out
 end
-
