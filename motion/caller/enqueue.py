@@ -116,7 +116,7 @@ class Enqueuer:
         name = self._keys.name
         with translate_errors(f"enqueueing {update.flow!r} for {name}", name):
             entry = encode(self._component, self._keys.name, update)
-            push = wakeup_to_push(self._component.name, self._id, update.flow)
+            push, ready = wakeup.to_push(self._component.name, self._id, update.flow)
             keys, args = enqueue_call(
                 self._keys,
                 entry,
@@ -126,6 +126,7 @@ class Enqueuer:
                 token=new_token(),
                 delay_ms=delay_ms,
                 retry_of=retry_of,
+                ready=ready,
             )
             if cache_write is None:
                 reply = yield drive.script("enqueue", keys, args, fast=True)

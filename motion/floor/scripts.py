@@ -50,9 +50,14 @@ NAMES = (
     "control",
     "fire",
     "wake",
+    "ready",
 )
 #: more files of functions put before a script, after lib.lua
-LIBRARIES = {"commit": ("history.lua",)}
+LIBRARIES = {
+    "commit": ("history.lua",),
+    "enqueue": ("ready_lib.lua",),
+    "ready": ("ready_lib.lua",),
+}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import threading
 from motion.define import definitions
 from motion.floor import awaits, celery_app
 from motion.floor.settings import get_settings
-from motion.worker import engine, tasks
+from motion.worker import engine, ready, tasks
 
 log = logging.getLogger("motion.worker")
 
@@ -36,6 +36,7 @@ def start_inprocess_worker() -> None:
         tasks.register(celery_app.get_app())
         engine.STOPPING.clear()
         settings = get_settings()
+        ready.configure("threads", settings.inprocess_concurrency)
         _worker = celery_app.ThreadWorker(settings.inprocess_concurrency, definitions.registered())
         definitions.on_register(_consume)
         tasks.start_sweeper_timer()
