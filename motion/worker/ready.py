@@ -190,17 +190,4 @@ def _result(reports: list[DrainReport]) -> dict[str, Any]:
             )
             + "".join(f"\n{r.instance}: applied seqs {r.seqs}" for r in reports if not r.failed)
         )
-    return {
-        "applied": sum(r.applied for r in reports),
-        "discarded": sum(r.discarded for r in reports),
-        "instances": {r.instance: _seqs(r) for r in reports},
-    }
-
-
-def _seqs(report: DrainReport) -> str | None:
-    """What the result says of one instance: the seqs its drain went through."""
-    if report.continued:
-        return f"{report.seqs} (then {report.continued})"
-    if report.seqs is None and report.skipped:
-        return f"({report.skipped})"
-    return report.seqs
+    return {"instances": [r.as_dict() for r in reports]}
