@@ -6,6 +6,7 @@
 -- Each name taken has its meta field 'wake' set to Redis' clock: its wake-up is being
 -- delivered (begin.lua clears it), so if this worker dies before its drain begins, the
 -- sweeper re-wakes it one sweep period later.
+-- A take that leaves names on the list renews the counter's TTL.
 -- Returns {more, name1, ...}: more = 1 when the list may hold more (the task keeps its
 -- place in the count and takes again once it has capacity; if more remain and fewer
 -- than ARGV[2] messages are out, a sibling message was pushed for another worker),
@@ -33,6 +34,8 @@ if #names < want or redis.call('LLEN', KEYS[1]) == 0 then
   end
 else
   more = 1
+  -- a task still taking keeps the count alive (it heals one TTL after the last take)
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
   if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[2]) then
     push_ready(KEYS[3], KEYS[1], ARGV[3], ARGV[4])
   end
