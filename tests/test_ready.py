@@ -139,3 +139,21 @@ def test_the_sweeper_leaves_an_instance_whose_wake_up_is_queued(redis_url: str) 
     wait_for(all_due, 10, "the instances to be due again")
     assert sweeper.sweep_once(client, send) == N
     assert sorted(sent) == sorted(h.instance_id for h in handles)
+
+
+def test_a_task_leaving_with_its_worker_hands_the_list_on(redis_url: str) -> None:
+    client = get_redis()
+    queue = wakeup.queue_for("Ledger", "x")
+    ready = K.READY + queue
+    client.rpush(ready, "Ledger__x", "Ledger__y")
+    client.set(ready + ":n", 1)
+    keys = [ready, ready + ":n", queue]
+    # the worker stops before taking: it counts itself out and pushes a message for
+    # another worker, since names remain and no other message is out
+    assert scripts.run(client, "ready", keys, [0, 4, "Ledger", 3000]) == [0]
+    assert client.get(ready + ":n") == b"1" and client.llen(queue) == 1
+    assert client.lrange(ready, 0, -1) == [b"Ledger__x", b"Ledger__y"]
+    # with two out, it only counts itself out
+    client.set(ready + ":n", 2)
+    assert scripts.run(client, "ready", keys, [0, 4, "Ledger", 3000]) == [0]
+    assert client.get(ready + ":n") == b"1" and client.llen(queue) == 1

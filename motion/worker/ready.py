@@ -34,6 +34,8 @@ import logging
 import threading
 from typing import Any
 
+import redis
+
 from motion.define.component import lookup
 from motion.floor import keys as K
 from motion.floor import scripts, wakeup
@@ -163,6 +165,11 @@ def ready_task(component: Any, ready: Any) -> dict[str, Any]:
             inline = names[0] if names else None
         if inline is not None:
             reports.append(_drained(inline, lambda name=inline: _drain(name)))
+    if more:  # the worker stops: leave the rest to another worker, counted out
+        try:
+            _take(client, ready, component, 0)
+        except redis.RedisError as exc:  # the count expires by itself
+            log.warning("leaving ready list %s failed (%r)", ready, exc)
     reports += [_drained(name, future.result) for name, future in running]
     return _result(reports)
 
