@@ -16,7 +16,7 @@ the update for a worker that has it). Entries written with fewer header parts
 takes the next sequence number, stores the entry and marks the instance pending;
 when nobody is draining the instance it also tells the caller to send a wake-up.
 
-Floor; uses the floor (errors, keys, serde, settings).
+Floor; uses the floor (errors, keys, serde, settings, wakeup).
 """
 
 from __future__ import annotations

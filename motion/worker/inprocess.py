@@ -6,7 +6,7 @@ applies its updates with no separate worker. Like any worker it consumes the
 queues of the components this process defines, including components defined
 after it started, so it never takes a wake-up it cannot apply.
 
-Worker road; uses the worker road (engine, tasks), the definition layer (definitions),
+Worker road; uses the worker road (engine, ready, tasks), the definition layer (definitions),
 the floor (celery_app, settings).
 """
 
