@@ -124,10 +124,16 @@ def ready_queue(ready: str) -> str:
     return queue.rpartition(":{")[0] if ":{" in queue else queue
 
 
+#: how long a ready list's count of messages out lives after its last push or take (a
+#: task waiting for capacity renews it meanwhile): a count a lost message or a killed
+#: worker left behind heals within this time, and the sweeper re-wakes the list's
+#: instances once it has
+READY_TTL_MS = 2000
+
+
 def ready_ttl_ms() -> int:
-    """How long a ready list's message count lives after its last message was pushed:
-    a count a lost message left behind heals within this time (the lease period)."""
-    return int(get_settings().lease_seconds * 1000)
+    """:data:`READY_TTL_MS` (the same for every process, whatever its settings)."""
+    return READY_TTL_MS
 
 
 def queues_of(component: str) -> list[str]:

@@ -56,6 +56,8 @@ TAKE = 256
 #: the most characters of a result Celery logs and Flower shows (Celery's default, 1,024,
 #: would cut off the seqs of all but a few dozen instances)
 RESULT_REPR = 1 << 20
+#: how often (seconds) a task waiting for capacity renews its ready list's count
+RENEW = wakeup.READY_TTL_MS / 4000
 #: pools whose concurrency is threads (or greenlets): drains run on a pool of that size
 THREADED_POOLS = ("threads", "gevent", "eventlet")
 
@@ -76,11 +78,13 @@ class Capacity:
             self.size = size
             self._cond.notify_all()
 
-    def take(self, most: int) -> int:
-        """Wait until a slot is free, then reserve up to ``most`` free slots: how many."""
+    def take(self, most: int, waiting: Any = None) -> int:
+        """Wait until a slot is free, then reserve up to ``most`` free slots: how many.
+        ``waiting()`` is called every :data:`RENEW` seconds while it waits."""
         with self._cond:
             while self._busy >= self.size:
-                self._cond.wait()
+                if not self._cond.wait(RENEW) and waiting is not None:
+                    waiting()
             got = min(most, self.size - self._busy)
             self._busy += got
             return got
@@ -136,6 +140,14 @@ def _take(client: Any, ready: str, component: str, most: int) -> tuple[bool, lis
     return reply[0] == 1, [raw.decode() for raw in reply[1:]]
 
 
+def _renew(client: Any, ready: str) -> None:
+    """Keep ``ready``'s count alive while this task waits for capacity (it still counts)."""
+    try:
+        client.pexpire(ready + ":n", wakeup.ready_ttl_ms())
+    except redis.RedisError as exc:  # the count expires: the next enqueue sends another
+        log.warning("renewing ready list %s failed (%r)", ready, exc)
+
+
 def ready_task(component: Any, ready: Any) -> dict[str, Any]:
     """The ``motion.ready`` task (registered by :mod:`motion.worker.tasks`): drain the
     instances on ready list ``ready`` of ``component``'s queue while it has capacity."""
@@ -149,7 +161,7 @@ def ready_task(component: Any, ready: Any) -> dict[str, Any]:
     more = True
     while more and not engine.STOPPING.is_set():
         pooled = CAPACITY.size > 0
-        most = CAPACITY.take(TAKE) if pooled else 1
+        most = CAPACITY.take(TAKE, lambda: _renew(client, ready)) if pooled else 1
         try:
             more, names = _take(client, ready, component, most)
         except BaseException:
