@@ -282,9 +282,13 @@ def test_update_for_a_component_no_worker_knows_waits_in_the_inbox(
     # ...so it does not consume Ledger's queues: the wake-up waits there, for a worker
     # that has the code, instead of being taken (and failed) by one that has not
     wait_for(lambda: client.llen(queue) == 1, 10, "the wake-up in Ledger's queue")
-    sweeps = int(client.hget(keys.meta, "wake") or 0)
+
+    def woken() -> int:  # ms of the last wake-up ('r<ms>': put on its ready list then)
+        return int((client.hget(keys.meta, "wake") or b"0").lstrip(b"r"))
+
+    sweeps = woken()
     wait_for(
-        lambda: int(client.hget(keys.meta, "wake") or 0) > sweeps,
+        lambda: woken() > sweeps,
         30,
         "the sweeper to re-send the wake-up (the instance stays pending)",
     )

@@ -82,12 +82,19 @@ def test_flower_shows_workers_and_update_tasks_without_secrets(
                 producer.enqueue("Tally", "fl", "hit", {"n": i}, initial_state=EMPTY)
 
             def update_tasks() -> list[dict[str, Any]]:
+                # the wake-up of update #1: a motion.ready task of one of Tally's ready
+                # lists, whose result names the instance with the seqs it applied
                 tasks = json.loads(answers(port, "/api/tasks") or "{}").values()
-                first = "['Tally', 'fl', 'hit', 1]"  # the wake-up of update #1
-                return [t for t in tasks if t["name"] == "Tally.updates" and t["args"] == first]
+                return [
+                    t
+                    for t in tasks
+                    if t["name"] == "Tally.updates"
+                    and t["args"].startswith("['Tally', 'motion:ready:motion.Tally.")
+                    and t["state"] == "SUCCESS"
+                    and "'instance': 'Tally__fl'" in (t.get("result") or "")
+                ]
 
             tasks = wait_for(update_tasks, 20, "the update task in flower")
-            wait_for(lambda: update_tasks()[0]["state"] == "SUCCESS", 20, "the task to succeed")
             assert tasks[0]["worker"] == worker.name
             client = redis.Redis.from_url(secured_redis.url)
             wait_for(
@@ -182,7 +189,8 @@ def test_flower_shows_a_drain_that_recorded_a_failure_as_failed(
             (task,) = wait_for(tasks, 30, "the drain in flower")
             assert task["state"] == "FAILURE", task
             assert task["name"] == "Tally.updates", task  # no flow: it applied both
-            assert task["args"] == "['Tally', 'ff', 'boom', 1]", task  # component, instance
+            # component, ready list (the result names the instance)
+            assert task["args"].startswith("['Tally', 'motion:ready:motion.Tally."), task
             # the error names the failed update, its exception and where it was raised
             error = "#1 (flow boom, op boom) RuntimeError: boom on purpose at ops_tally.py:"
             assert "Tally__ff: 1 update(s) failed" in task["exception"], task["exception"]

@@ -30,8 +30,7 @@ def _task_results(log: Path) -> list[str]:
 def _covered(results: list[str]) -> set[int]:
     seqs: set[int] = set()
     for line in results:
-        found = re.search(r"'seqs': '(\d+)(?:-(\d+))?'", line)
-        if found:
+        for found in re.finditer(r"'seqs': '(\d+)(?:-(\d+))?'", line):
             first = int(found.group(1))
             seqs.update(range(first, int(found.group(2) or first) + 1))
     return seqs

@@ -128,7 +128,7 @@ class Enqueuer:
         dedup_key, token = token_for(dedup_key)
         with translate_errors(f"enqueueing {update.flow!r} for {name}", name), keyed(dedup_key):
             entry = encode(self._component, self._keys.name, update)
-            push = wakeup_to_push(self._component.name, self._id, update.flow)
+            push, ready = wakeup.to_push(self._component.name, self._id, update.flow)
             keys, args = enqueue_call(
                 self._keys,
                 entry,
@@ -138,6 +138,7 @@ class Enqueuer:
                 token=token,
                 delay_ms=delay_ms,
                 retry_of=retry_of,
+                ready=ready,
             )
             if cache_write is None:
                 step = drive.script("enqueue", keys, args, fast=True)

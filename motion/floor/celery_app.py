@@ -109,6 +109,20 @@ def consume_component_queues(app: Celery, components: Callable[[], Iterable[str]
     signals.celeryd_after_setup.connect(receiver, weak=False)
 
 
+def on_worker_setup(callback: Callable[[str, int], None]) -> None:
+    """Call ``callback(pool, concurrency)`` once a ``celery worker`` is set up (``pool``
+    is the name of Celery's pool: ``prefork``, ``threads``, ``gevent``, ``solo`` ...)."""
+
+    def receiver(instance: Any, **_: Any) -> None:
+        pool = getattr(instance, "pool_cls", None)
+        module = getattr(pool, "__module__", "") or str(pool or "")
+        name = module.rpartition(".")[2]
+        names = {"thread": "threads", "asynpool": "prefork", "prefork": "prefork"}
+        callback(names.get(name, name), int(getattr(instance, "concurrency", 0) or 0))
+
+    signals.celeryd_after_setup.connect(receiver, weak=False)
+
+
 def on_worker_ready(callback: Callable[[], None]) -> None:
     """Run ``callback`` in a worker's main process once it is ready to consume."""
 

@@ -16,7 +16,7 @@ the update for a worker that has it). Entries written with fewer header parts
 takes the next sequence number, stores the entry and marks the instance pending;
 when nobody is draining the instance it also tells the caller to send a wake-up.
 
-Floor; uses the floor (errors, keys, serde, settings).
+Floor; uses the floor (errors, keys, serde, settings, wakeup).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from motion.floor import keys as K
 from motion.floor.errors import DefinitionError, FailedUpdate, PayloadError, ReplicationTimeoutError
 from motion.floor.serde import Definition, binding, dump_value, load_value, seal, unseal
 from motion.floor.settings import get_settings
+from motion.floor.wakeup import ready_ttl_ms
 
 #: flows reserved for motion's own entries (users cannot name a flow with "::")
 WRITE_FLOW = "::write"
@@ -194,6 +195,7 @@ def enqueue_call(
     token: str = "",
     delay_ms: int | None = None,
     retry_of: int | None = None,
+    ready: tuple[str, str, str] | None = None,
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of the enqueue script (see ``lua/enqueue.lua``).
 
@@ -205,6 +207,8 @@ def enqueue_call(
         delay_ms: make it a timer due this long after the enqueue (Redis' clock).
         retry_of: the seq of the dead letter this update re-enqueues (the script
             removes the dead letter and records where it went, or enqueues nothing).
+        ready: ``(queue, ready list, component)``: put an idle instance on the ready list
+            (one ``motion.ready`` message for many instances) instead of ``wakeup``.
     """
     now = int(time.time() * 1000)
     period = K.DEDUP_SECONDS * 1000
@@ -216,7 +220,10 @@ def enqueue_call(
     args: list[Any] = [entry, flow, now, keys.name, expect, token, 2 * period, coalesce]
     args.append(b"" if wakeup is None else wakeup[1])
     args += ["" if delay_ms is None else delay_ms, "" if retry_of is None else retry_of]
-    if wakeup is not None:
+    if ready is not None:
+        script_keys += [ready[0], ready[1]]
+        args += [ready[2], ready_ttl_ms()]
+    elif wakeup is not None:
         script_keys.append(wakeup[0])
     return script_keys, args
 

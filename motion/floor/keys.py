@@ -82,6 +82,11 @@ SWEEP = f"{PREFIX}:sweep"
 #: instances a worker left pending because it could not go on (waiting for code, or a
 #: state it cannot read), scored by when; the meta field ``held`` says why
 HELD = f"{PREFIX}:held"
+#: Lists of idle instances with updates to apply, one per wake-up queue
+#: (``motion:ready:<queue>``, one part per hash slot on a cluster: :func:`part`), each
+#: with a counter ``<list>:n`` of the ``motion.ready`` messages out for it (see
+#: ``lua/ready_lib.lua``).
+READY = f"{PREFIX}:ready:"
 #: String key with a TTL: whoever sets it runs this round of the sweeper.
 SWEEPER_LOCK = f"{PREFIX}:sweeper:lock"
 #: Set of component names that ever had an instance (for ``motion status``).

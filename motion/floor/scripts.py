@@ -51,9 +51,14 @@ NAMES = (
     "fire",
     "wake",
     "directory",
+    "ready",
 )
 #: more files of functions put before a script, after lib.lua
-LIBRARIES = {"commit": ("history.lua",)}
+LIBRARIES = {
+    "commit": ("history.lua",),
+    "enqueue": ("ready_lib.lua",),
+    "ready": ("ready_lib.lua",),
+}
 
 
 @dataclass(frozen=True)

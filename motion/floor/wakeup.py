@@ -5,7 +5,12 @@ A wake-up is a Celery protocol-2 task message, JSON, naming only the instance
 When the broker is the state Redis, the enqueue script pushes this message onto
 the instance's queue itself (``LPUSH``, as kombu's Redis transport does), so the
 update and its wake-up are one atomic round trip; the script writes the seq in
-place of :data:`SEQ_PLACEHOLDER` once it knows it.
+place of :data:`SEQ_PLACEHOLDER` once it knows it. That is the road of
+``MOTION_WAKEUP_PER_UPDATE`` (one message per update) and of the sweeper and firer;
+by default the script instead puts an idle instance on its queue's *ready list*
+(:func:`ready_list`) and builds a ``motion.ready`` message itself (``lua/ready_lib.lua``)
+only when none is out for that list: one message starts the drains of many instances
+(:mod:`motion.worker.ready`).
 
 Building the message costs a ``json.dumps`` of a dozen headers; it is done once
 per ``(component, instance, flow)`` and kept as a template in which only the task
@@ -33,6 +38,8 @@ from motion.floor import keys as K
 from motion.floor.settings import get_settings
 
 APPLY_TASK = "motion.apply"
+#: the wake-up of a ready list: it starts the drains of many idle instances at once
+READY_TASK = "motion.ready"
 SWEEP_TASK = "motion.sweep"
 #: the queue every worker consumes: the sweeper task (from Celery beat) goes there
 CONTROL_QUEUE = "motion"
@@ -81,6 +88,52 @@ def queue_for(component: str, instance_id: str) -> str:
     """The wake-up queue of an instance: one of its component's queues, by a stable hash."""
     name = K.instance_name(component, instance_id)
     return f"{QUEUE_PREFIX}{component}.{zlib.crc32(name.encode()) % get_settings().queues}"
+
+
+def ready_list(component: str, instance_id: str) -> tuple[str, str]:
+    """``(queue, ready list)`` of an instance: the enqueue script puts it on the list and
+    pushes a ``motion.ready`` message onto the queue only when none is out for the list."""
+    name = K.instance_name(component, instance_id)
+    queue = queue_for(component, instance_id)
+    return queue, K.part(K.READY + queue, name)
+
+
+Push = tuple[str, bytes]  # (queue, motion.apply message)
+Ready = tuple[str, str, str]  # (queue, ready list, component)
+
+
+def to_push(component: str, instance_id: str, flow: str) -> tuple[Push | None, Ready | None]:
+    """What the enqueue script may push itself: ``(message, ready)``, at most one given.
+
+    By default the script puts an idle instance on its queue's ready list (``ready``:
+    one ``motion.ready`` message starts many drains); with ``MOTION_WAKEUP_PER_UPDATE``
+    it pushes one ``motion.apply`` ``message`` per update. Neither when the broker is
+    not the state Redis (the caller sends the wake-up through Celery then).
+    """
+    if not inline():
+        return None, None
+    if get_settings().wakeup_per_update:
+        return message(component, instance_id, flow), None
+    queue, ready = ready_list(component, instance_id)
+    return None, (queue, ready, component)
+
+
+def ready_queue(ready: str) -> str:
+    """The Celery queue of the ready list ``ready`` (its name, less any hash-slot part)."""
+    queue = ready.removeprefix(K.READY)
+    return queue.rpartition(":{")[0] if ":{" in queue else queue
+
+
+#: how long a ready list's count of messages out lives after its last push or take (a
+#: task waiting for capacity renews it meanwhile): a count a lost message or a killed
+#: worker left behind heals within this time, and the sweeper re-wakes the list's
+#: instances once it has
+READY_TTL_MS = 2000
+
+
+def ready_ttl_ms() -> int:
+    """:data:`READY_TTL_MS` (the same for every process, whatever its settings)."""
+    return READY_TTL_MS
 
 
 def queues_of(component: str) -> list[str]:

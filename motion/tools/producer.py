@@ -172,11 +172,11 @@ def enqueue(
     update = Update(flow, dict(props or {}), serve_result)
     entry = encode(cast("Component", codec), ikeys.name, update)
     mode = _wakeup_mode()
-    push = None
-    if mode == "inline":
-        push = wakeup.message(component_name, instance_id, flow)
+    push, ready = None, None
+    if mode == "inline":  # the ready list, or one message per update (as a handle does)
+        push, ready = wakeup.to_push(component_name, instance_id, flow)
     # the token makes the script safe to re-send: a retry after a lost reply enqueues once
-    keys, args = enqueue_call(ikeys, entry, flow, push, token=token)
+    keys, args = enqueue_call(ikeys, entry, flow, push, token=token, ready=ready)
     shards = get_settings().redis_shards
     if url is None and shards:  # the instance's shard, as every caller routes it
         url = shard_url(ikeys.name, shards)

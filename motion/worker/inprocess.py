@@ -6,7 +6,7 @@ applies its updates with no separate worker. Like any worker it consumes the
 queues of the components this process defines, including components defined
 after it started, so it never takes a wake-up it cannot apply.
 
-Worker road; uses the worker road (engine, tasks), the definition layer (definitions),
+Worker road; uses the worker road (engine, ready, tasks), the definition layer (definitions),
 the floor (celery_app, settings).
 """
 
@@ -19,7 +19,7 @@ import threading
 from motion.define import definitions
 from motion.floor import awaits, celery_app
 from motion.floor.settings import get_settings
-from motion.worker import engine, tasks
+from motion.worker import engine, ready, tasks
 
 log = logging.getLogger("motion.worker")
 
@@ -36,6 +36,7 @@ def start_inprocess_worker() -> None:
         tasks.register(celery_app.get_app())
         engine.STOPPING.clear()
         settings = get_settings()
+        ready.configure("threads", settings.inprocess_concurrency)
         _worker = celery_app.ThreadWorker(settings.inprocess_concurrency, definitions.registered())
         definitions.on_register(_consume)
         tasks.start_sweeper_timer()

@@ -17,7 +17,7 @@ The same timer also nudges held instances waiting for code this process has
 the code can tell).
 
 Worker road; uses the worker road (holds), the floor (connection, directory, indexes,
-keys, scripts, settings).
+keys, scripts, settings, wakeup).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import redis
 
-from motion.floor import directory, indexes, scripts
+from motion.floor import directory, indexes, scripts, wakeup
 from motion.floor import keys as K
 from motion.floor.settings import get_settings
 from motion.worker import holds
@@ -56,7 +56,10 @@ def sweep_once(client: redis.Redis, send: Send, limit: int = 100_000) -> int:
             keys: list[str] = []
             for name in names:
                 ik = K.InstanceKeys.of(name)
-                keys += [ik.meta, ik.lease]
+                # an instance on its ready list with a motion.ready message out is not
+                # re-woken: its wake-up is coming (lua/sweep.lua)
+                ready = wakeup.ready_list(*K.split_instance_name(name))[1]
+                keys += [ik.meta, ik.lease, ready + ":n"]
             script_keys = [*keys, K.part(K.PENDING, names[0]), part]
             woken = scripts.run(client, "sweep", script_keys, [now, grace_ms, *names])
             for raw in woken:

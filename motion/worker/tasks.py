@@ -1,5 +1,6 @@
 """The Celery tasks of the worker road: ``motion.apply`` (the drain: see
-:func:`motion.worker.engine.apply_task`) and ``motion.sweep``, and the timers a worker
+:func:`motion.worker.engine.apply_task`), ``motion.ready`` (the drains of many ready
+instances: :mod:`motion.worker.ready`) and ``motion.sweep``, and the timers a worker
 process runs (sweeper, heartbeat).
 
 Registered on the app by :func:`register`, which ``workers/`` and the in-process
@@ -17,8 +18,8 @@ from motion.floor import awaits, celery_app, heartbeat
 from motion.floor.connection import get_redis
 from motion.floor.errors import DrainFailedError
 from motion.floor.settings import get_settings
-from motion.floor.wakeup import APPLY_TASK, SWEEP_TASK
-from motion.worker import engine, firer, sweeper
+from motion.floor.wakeup import APPLY_TASK, READY_TASK, SWEEP_TASK
+from motion.worker import engine, firer, ready, sweeper
 
 log = logging.getLogger("motion.tasks")
 
@@ -107,7 +108,14 @@ def register(app: Any) -> Any:
     if APPLY_TASK not in app.tasks:
         # throws: an expected error, logged without Celery's traceback of this module
         app.task(name=APPLY_TASK, ignore_result=True, throws=(DrainFailedError,))(engine.apply_task)
+        app.task(
+            name=READY_TASK,
+            ignore_result=True,
+            throws=(DrainFailedError,),
+            resultrepr_maxsize=ready.RESULT_REPR,  # every instance's seqs show in Flower
+        )(ready.ready_task)
         app.task(name=SWEEP_TASK, ignore_result=True)(sweep)
+        celery_app.on_worker_setup(ready.configure)
         celery_app.consume_component_queues(app, worker_components)
         celery_app.on_worker_ready(start_sweeper_timer)
         celery_app.on_worker_ready(start_heartbeat)

@@ -54,14 +54,18 @@ def test_lost_tasks_are_recovered_by_the_sweeper(battery: Battery) -> None:
     assert worker.proc is not None
     purged, worst = 0, 0.0
     for _ in range(battery.size.faults):
-        # Freeze the consumer so wake-ups pile up in the queues, then lose them all.
+        # Freeze the consumer so wake-ups pile up, then lose them all: the queued
+        # messages and the ready lists' counts of motion.ready messages out (the
+        # broker's data lost); the instances on the ready lists wait for a wake-up
+        # that is not coming
         worker.proc.send_signal(signal.SIGSTOP)
         advance(client, load.names, step // 2)
         pipe = client.pipeline(transaction=True)
         for queue in QUEUES:
             pipe.llen(queue)
-        pipe.delete(*QUEUES)
-        purged += sum(pipe.execute()[: len(QUEUES)])
+            pipe.llen(K.READY + queue)
+        pipe.delete(*QUEUES, *[f"{K.READY}{queue}:n" for queue in QUEUES])
+        purged += sum(pipe.execute()[: 2 * len(QUEUES)])
         lost_at = time.monotonic()
         targets = seqs_now(client, load.names)
         worker.proc.send_signal(signal.SIGCONT)

@@ -6,6 +6,9 @@
 -- KEYS[10] failed (dead letters' records)
 -- KEYS[11] nudge: the list a lingering lease holder waits on (see linger.lua)
 -- KEYS[12] (optional) the Celery queue list to push a wake-up onto
+-- KEYS[13] (optional, with KEYS[12]) the queue's ready list (ready_lib.lua): an idle
+-- instance is pushed onto it, and a motion.ready message onto KEYS[12] only when none
+-- is outstanding for the list; without it, one motion.apply message per wake-up
 -- ARGV[1] entry ('flow [SOH fingerprint] NUL sealed')   ARGV[2] flow   ARGV[3] unused
 -- (the enqueue time is Redis' clock, written into the stored entry right after the
 -- flow as 'STX ms'; a timer's due time follows it as 'ETX due_ms')   ARGV[4] instance name
@@ -13,10 +16,11 @@
 -- ARGV[6] the enqueue's token ('' for none)   ARGV[7] how long the dedup key lives (ms)
 -- ARGV[8] '1' to send a wake-up only when none is in flight and no worker drains the
 -- instance (coalesced), '0' to send one for every update (each shows in Flower)
--- ARGV[9] the wake-up task message, pushed onto KEYS[12] (when given)
+-- ARGV[9] the motion.apply message, pushed onto KEYS[12] (when given, without KEYS[13])
 -- ARGV[10] a timer's delay in ms ('' for none): due = Redis' now + delay
 -- ARGV[11] the seq of a dead letter this update re-enqueues ('' for none): the dead
 -- letter is removed and 'to:<old seq>' in KEYS[9] names the new seq, all or nothing
+-- ARGV[12] (with KEYS[13]) the component   ARGV[13] (with KEYS[13]) the counter's TTL (ms)
 -- Not flagged allow-oom: at maxmemory the script is refused before it starts (the
 -- caller raises RedisFullError), so nothing is half enqueued.
 -- Returns
@@ -25,7 +29,8 @@
 --                the caller lists it: motion.floor.directory), else 0;
 --                wake = 0 when no wake-up is needed (coalesced: a worker drains the
 --                instance or a wake-up is in flight), 2 when this script pushed the
---                wake-up, 1 when the caller must send it;
+--                wake-up (or put the instance on the ready list), 1 when the caller
+--                must send it;
 --                a token seen before returns the seq it got then (a client retrying after
 --                a lost reply enqueues once), with wake = 0
 --   {0, 0}       the instance does not exist yet (the caller runs init_state, calls again)
@@ -39,7 +44,7 @@ if ARGV[6] ~= '' then
     return {tonumber(seen), 0, redis.call('HGET', KEYS[1], 'inc')}
   end
 end
-local m = redis.call('HMGET', KEYS[1], 'tag', 'inc', 'max_pending')
+local m = redis.call('HMGET', KEYS[1], 'tag', 'inc', 'max_pending', 'wake', 'linger')
 if not m[1] then
   return {0, 0}
 end
@@ -85,16 +90,25 @@ if ARGV[6] ~= '' then
   end
 end
 local wake = 0
-if ARGV[8] == '0'
-    or (redis.call('EXISTS', KEYS[3]) == 0 and redis.call('HEXISTS', KEYS[1], 'wake') == 0) then
-  redis.call('HSET', KEYS[1], 'wake', now)
+if ARGV[8] == '0' or (not m[4] and redis.call('EXISTS', KEYS[3]) == 0) then
   wake = 1
-  if KEYS[12] then
-    -- the message names the seq only now that it is known (\1SEQ\1 placeholder)
-    redis.call('LPUSH', KEYS[12], (string.gsub(ARGV[9], '\1SEQ\1', seq)))
+  if KEYS[13] and ARGV[8] ~= '0' then
+    -- 'r<ms>': on the ready list (the sweeper leaves it there while a message is out)
+    redis.call('HSET', KEYS[1], 'wake', 'r' .. now)
+    redis.call('RPUSH', KEYS[13], ARGV[4])
+    if redis.call('EXISTS', KEYS[13] .. ':n') == 0 then
+      push_ready(KEYS[12], KEYS[13], ARGV[12], ARGV[13])
+    end
     wake = 2
+  else
+    redis.call('HSET', KEYS[1], 'wake', now)
+    if KEYS[12] then
+      -- the message names the seq only now that it is known (\1SEQ\1 placeholder)
+      redis.call('LPUSH', KEYS[12], (string.gsub(ARGV[9], '\1SEQ\1', seq)))
+      wake = 2
+    end
   end
-elseif redis.call('HDEL', KEYS[1], 'linger') == 1 then
+elseif m[5] and redis.call('HDEL', KEYS[1], 'linger') == 1 then
   -- the lease holder lingers for this update (a hot instance): it takes it directly,
   -- without a broker hop, and it shows in the seqs of the task draining it
   redis.call('LPUSH', KEYS[11], seq)

@@ -1,0 +1,56 @@
+#!lua flags=allow-oom
+-- ready: a motion.ready task takes instances off its ready list (ready_lib.lua).
+-- KEYS[1] the ready list   KEYS[2] its counter (KEYS[1] .. ':n')   KEYS[3] the Celery queue
+-- ARGV[1] most names to take (the task's free capacity; 0: the task leaves without
+-- taking, its worker stopping: it is counted out, and if names remain and no other
+-- message is out, a message is pushed for another worker)   ARGV[2] most motion.ready
+-- messages outstanding for the list   ARGV[3] component   ARGV[4] the counter's TTL (ms)
+-- Each name taken has its meta field 'wake' set to Redis' clock: its wake-up is being
+-- delivered (begin.lua clears it), so if this worker dies before its drain begins, the
+-- sweeper re-wakes it one sweep period later.
+-- A take that leaves names on the list renews the counter's TTL.
+-- Returns {more, name1, ...}: more = 1 when the list may hold more (the task keeps its
+-- place in the count and takes again once it has capacity; if more remain and fewer
+-- than ARGV[2] messages are out, a sibling message was pushed for another worker),
+-- 0 when the list is empty: the task is counted out in this same call, so an instance
+-- pushed from now on comes with a message of its own (none is left with no task coming).
+local function count_out()
+  local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if n <= 1 then
+    redis.call('DEL', KEYS[2])
+  else
+    redis.call('DECR', KEYS[2])
+  end
+end
+local want = tonumber(ARGV[1])
+if want == 0 then  -- the task leaves without taking (its worker stops)
+  count_out()
+  if redis.call('LLEN', KEYS[1]) > 0 and not redis.call('GET', KEYS[2]) then
+    push_ready(KEYS[3], KEYS[1], ARGV[3], ARGV[4])  -- for another worker
+  end
+  return {0}
+end
+local names = redis.call('LPOP', KEYS[1], want)
+if not names then
+  names = {}
+end
+local now = now_ms()
+for i = 1, #names do
+  local meta = 'motion:{' .. names[i] .. '}:meta'  -- keys.InstanceKeys.meta
+  if redis.call('HEXISTS', meta, 'tag') == 1 then
+    redis.call('HSET', meta, 'wake', now)
+  end
+end
+local more = 0
+if #names < want or redis.call('LLEN', KEYS[1]) == 0 then
+  count_out()
+else
+  more = 1
+  -- a task still taking keeps the count alive (it heals one TTL after the last take)
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[2]) then
+    push_ready(KEYS[3], KEYS[1], ARGV[3], ARGV[4])
+  end
+end
+table.insert(names, 1, more)
+return names

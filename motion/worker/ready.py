@@ -1,0 +1,212 @@
+"""The ``motion.ready`` task: one wake-up that starts the drains of many ready instances.
+
+An enqueue that finds its instance idle puts it on its queue's *ready list* and
+pushes a ``motion.ready`` message only when none is out for that list
+(``lua/enqueue.lua``, ``lua/ready_lib.lua``), so a burst over N instances costs a
+few Celery messages, not N. The task takes instances off the list (``lua/ready.lua``)
+as long as it has free :class:`Capacity` and starts each one's drain
+(:func:`motion.worker.engine.drain_steps`, the same drain as ``motion.apply``'s):
+
+- under ``-P threads`` (and ``-P gevent``, whose threads are greenlets) on a
+  process-wide pool of as many threads as the worker's concurrency; a drain whose op
+  awaits moves on to the event loop (:mod:`motion.floor.awaits`) and frees its thread;
+- under prefork (and solo, and any pool it does not know) on the task's own thread,
+  one at a time, as ``motion.apply`` does: a child drains one instance at a time.
+
+The list keeps what the task has no capacity for: a task that takes a full share
+leaves the rest for its next take, and the script pushes a sibling message (at most
+:data:`MAX_OUT` out per list) for another worker. The script counts a task out in the
+same call that finds the list empty, so no instance is left on it with no task coming.
+
+The task's result (Flower) names each instance it drained with its seqs; it raises
+:class:`DrainFailedError`, once everything is committed, if a drain recorded failures.
+A worker killed with instances it took leaves them pending (their wake-up marked as
+being delivered, or their lease expiring): the sweeper re-wakes them.
+
+Worker road; uses the worker road (engine), the definition layer (component), the floor
+(awaits, connection, errors, inbox, keys, outcome, scripts, wakeup).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+from typing import Any
+
+import redis
+
+from motion.define.component import lookup
+from motion.floor import keys as K
+from motion.floor import scripts, wakeup
+from motion.floor.awaits import run_or_hand_off
+from motion.floor.connection import get_redis
+from motion.floor.errors import DrainFailedError
+from motion.floor.inbox import failure_summary
+from motion.floor.outcome import DrainReport
+from motion.worker import engine
+
+log = logging.getLogger("motion.ready")
+
+#: most motion.ready messages out per ready list (a task that leaves instances on the
+#: list pushes a sibling for another worker while fewer are out)
+MAX_OUT = 4
+#: most instances one take moves off the list
+TAKE = 256
+#: the most characters of a result Celery logs and Flower shows (Celery's default, 1,024,
+#: would cut off the seqs of all but a few dozen instances)
+RESULT_REPR = 1 << 20
+#: how often (seconds) a task waiting for capacity renews its ready list's count
+RENEW = wakeup.READY_TTL_MS / 4000
+#: pools whose concurrency is threads (or greenlets): drains run on a pool of that size
+THREADED_POOLS = ("threads", "gevent", "eventlet")
+
+
+class Capacity:
+    """How many drains this process may run at once beside its tasks, and a pool of
+    threads for them (none: the task drains on its own thread, one at a time)."""
+
+    def __init__(self, size: int = 0) -> None:
+        self._cond = threading.Condition()
+        self._busy = 0
+        self.size = size
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def resize(self, size: int) -> None:
+        """Run up to ``size`` drains at once on a pool (0: on the task's thread)."""
+        with self._cond:
+            self.size = size
+            self._cond.notify_all()
+
+    def take(self, most: int, waiting: Any = None) -> int:
+        """Wait until a slot is free, then reserve up to ``most`` free slots: how many.
+        ``waiting()`` is called every :data:`RENEW` seconds while it waits."""
+        with self._cond:
+            while self._busy >= self.size:
+                if not self._cond.wait(RENEW) and waiting is not None:
+                    waiting()
+            got = min(most, self.size - self._busy)
+            self._busy += got
+            return got
+
+    def give(self, count: int = 1) -> None:
+        """Free ``count`` slots."""
+        with self._cond:
+            self._busy -= count
+            self._cond.notify_all()
+
+    def submit(self, fn: Any, *args: Any) -> concurrent.futures.Future[Any]:
+        """Run ``fn(*args)`` on the pool; its slot is freed when it returns."""
+        with self._cond:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max(self.size, 1), thread_name_prefix="motion-ready"
+                )
+            pool = self._pool
+
+        def run() -> Any:
+            try:
+                return fn(*args)
+            finally:
+                self.give()
+
+        return pool.submit(run)
+
+
+CAPACITY = Capacity()
+
+
+def configure(pool: str, concurrency: int) -> None:
+    """Size :data:`CAPACITY` for a worker of Celery pool ``pool`` (``threads``,
+    ``prefork`` ...) and ``concurrency``: threaded pools drain on a pool of that size."""
+    threaded = pool in THREADED_POOLS
+    CAPACITY.resize(max(concurrency, 1) if threaded else 0)
+
+
+def _drain(name: str) -> DrainReport:
+    """Drain instance ``name`` here until its first await (then on the event loop)."""
+    component, instance_id = K.split_instance_name(name)
+    comp = lookup(component)
+    report = DrainReport(K.instance_name(comp.name, instance_id))
+    run_or_hand_off(engine.drain_steps(comp, instance_id, report), report)
+    return report
+
+
+def _take(client: Any, ready: str, component: str, most: int) -> tuple[bool, list[str]]:
+    """Up to ``most`` names off the list ``ready``, and whether it may hold more."""
+    queue = wakeup.ready_queue(ready)
+    keys = [ready, ready + ":n", queue]
+    reply = scripts.run(client, "ready", keys, [most, MAX_OUT, component, wakeup.ready_ttl_ms()])
+    return reply[0] == 1, [raw.decode() for raw in reply[1:]]
+
+
+def _renew(client: Any, ready: str) -> None:
+    """Keep ``ready``'s count alive while this task waits for capacity (it still counts)."""
+    try:
+        client.pexpire(ready + ":n", wakeup.ready_ttl_ms())
+    except redis.RedisError as exc:  # the count expires: the next enqueue sends another
+        log.warning("renewing ready list %s failed (%r)", ready, exc)
+
+
+def ready_task(component: Any, ready: Any) -> dict[str, Any]:
+    """The ``motion.ready`` task (registered by :mod:`motion.worker.tasks`): drain the
+    instances on ready list ``ready`` of ``component``'s queue while it has capacity."""
+    if not isinstance(component, str) or not isinstance(ready, str):
+        raise TypeError(
+            f"motion.ready takes (component: str, ready_list: str); got ({component!r}, {ready!r})"
+        )
+    client = get_redis()
+    reports: list[DrainReport] = []
+    running: list[tuple[str, concurrent.futures.Future[Any]]] = []
+    more = True
+    while more and not engine.STOPPING.is_set():
+        pooled = CAPACITY.size > 0
+        most = CAPACITY.take(TAKE, lambda: _renew(client, ready)) if pooled else 1
+        try:
+            more, names = _take(client, ready, component, most)
+        except BaseException:
+            if pooled:
+                CAPACITY.give(most)
+            raise
+        if pooled:
+            # the last of a final take runs here: this thread would only wait otherwise
+            inline = names.pop() if names and not more else None
+            CAPACITY.give(most - len(names))
+            running += [(name, CAPACITY.submit(_drain, name)) for name in names]
+        else:
+            inline = names[0] if names else None
+        if inline is not None:
+            reports.append(_drained(inline, lambda name=inline: _drain(name)))
+    if more:  # the worker stops: leave the rest to another worker, counted out
+        try:
+            _take(client, ready, component, 0)
+        except redis.RedisError as exc:  # the count expires by itself
+            log.warning("leaving ready list %s failed (%r)", ready, exc)
+    reports += [_drained(name, future.result) for name, future in running]
+    return _result(reports)
+
+
+def _drained(name: str, get: Any) -> DrainReport:
+    """The report of the drain of ``name`` (``get()``); a drain that raised (Redis
+    away, code missing) left the instance pending for the sweeper: reported so."""
+    try:
+        report: DrainReport = get()
+        return report
+    except Exception as exc:
+        log.warning("draining %s failed (%r); its updates stay pending", name, exc)
+        report = DrainReport(name)
+        report.skipped = f"failed: {exc!r}"
+        return report
+
+
+def _result(reports: list[DrainReport]) -> dict[str, Any]:
+    """The task's result, or :class:`DrainFailedError` if a drain recorded failures."""
+    failed = [r for r in reports if r.failed]
+    if failed:
+        raise DrainFailedError(
+            "\n".join(
+                failure_summary(r.instance, r.failed, r.applied, r.seqs, r.failures) for r in failed
+            )
+            + "".join(f"\n{r.instance}: applied seqs {r.seqs}" for r in reports if not r.failed)
+        )
+    return {"instances": [r.as_dict() for r in reports]}

@@ -1,0 +1,159 @@
+"""One wake-up starts the drains of many ready instances (motion/worker/ready.py): a
+burst over many idle instances costs far fewer Celery messages than instances, a
+worker killed with instances it took loses nothing, and the sweeper leaves alone an
+instance whose wake-up is still coming.
+
+Real redis-server, real Celery worker subprocesses (killed with SIGKILL where a test
+says so).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from motion.floor import keys as K
+from motion.floor import scripts, wakeup
+from motion.floor.connection import get_redis
+from motion.worker import sweeper
+from tests.support import COMPONENTS, wait_for
+
+pytestmark = pytest.mark.integration
+sys.path.insert(0, str(COMPONENTS))
+from ledger import Ledger  # noqa: E402
+
+N = 40
+
+
+def _received(log: Path) -> list[str]:
+    """The Celery messages a worker received (one log line each)."""
+    return re.findall(r"Task \S+\[[^\]]+\] received", log.read_text())
+
+
+def _results(log: Path) -> str:
+    return "\n".join(re.findall(r"Task \S+\[[^\]]+\] succeeded in [^\n]*", log.read_text()))
+
+
+def _burst(prefix: str, per: int = 1, flow: str = "add", **props: Any) -> list[Any]:
+    """``per`` updates to each of N fresh instances, with no worker running."""
+    handles = [Ledger(f"{prefix}{i}") for i in range(N)]
+    for k in range(per):
+        for i, handle in enumerate(handles):
+            handle.run(flow, {"item": f"p{i}:{k}", **props})
+    return handles
+
+
+def _all_applied(handles: list[Any], per: int) -> bool:
+    return all(len(h.read_state("seqs")) >= per for h in handles)
+
+
+def test_a_burst_over_many_instances_needs_fewer_messages_than_instances(
+    start_worker,  # type: ignore[no-untyped-def]
+) -> None:
+    handles = _burst("burst", per=2)
+    worker = start_worker(["ledger"], pool="threads", concurrency=16, name="burst")
+    wait_for(lambda: _all_applied(handles, 2), 60, "every update to be applied")
+    for handle in handles:
+        assert handle.read_state("seqs") == [1, 2]
+    received = _received(worker.log)
+    # one message per instance before (each idle instance got its own motion.apply)
+    # now: one per ready list (MOTION_QUEUES of them), and a few siblings at most
+    assert len(received) <= N // 2, f"{len(received)} Celery messages for {N} instances"
+    # every update still shows in the result of the task that applied it
+    results = wait_for(
+        lambda: (
+            all(h.instance_name in _results(worker.log) for h in handles) and _results(worker.log)
+        ),
+        20,
+        "the tasks' results to name every instance",
+    )
+    for handle in handles:
+        assert re.search(rf"'instance': '{handle.instance_name}'[^}}]*'seqs': '1-2'", results)
+
+
+def test_a_worker_killed_holding_ready_instances_loses_nothing(
+    start_worker,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "running"
+    handles = _burst("killed", per=3, flow="slow", sleep=30, marker=str(marker))
+    doomed = start_worker(["ledger"], pool="threads", concurrency=8, name="doomed")
+    wait_for(marker.exists, 30, "the first worker to be applying updates")
+    doomed.kill()  # SIGKILL: leases held, instances taken off the ready list
+    rescuer = start_worker(
+        ["ledger"], pool="threads", concurrency=16, name="rescuer", env={"LEDGER_SLOW_CAP": "0"}
+    )
+    wait_for(lambda: _all_applied(handles, 3), 90, "every update to be applied after the kill")
+    for i, handle in enumerate(handles):
+        assert handle.read_state("seqs") == [1, 2, 3], handle.instance_name
+        assert handle.read_state("items") == [f"p{i}:0", f"p{i}:1", f"p{i}:2"]
+    assert rescuer.proc is not None and rescuer.proc.poll() is None
+
+
+def test_instances_taken_by_a_worker_that_died_before_draining_are_re_woken(
+    start_worker,  # type: ignore[no-untyped-def]
+) -> None:
+    handles = _burst("taken")
+    client = get_redis()
+    taken = 0
+    for queue in wakeup.queues_of("Ledger"):
+        # a worker takes the queue's message and every instance off its list, then dies
+        ready = K.READY + queue
+        assert client.llen(queue) == 1
+        client.delete(queue)
+        reply = scripts.run(client, "ready", [ready, ready + ":n", queue], [N, 8, "Ledger", 3000])
+        assert reply[0] == 0 and not client.exists(ready + ":n")
+        taken += len(reply) - 1
+    assert taken == N
+    start_worker(["ledger"], pool="threads", concurrency=8, name="late")
+    wait_for(lambda: _all_applied(handles, 1), 60, "the sweeper to re-wake every instance")
+    for handle in handles:
+        assert handle.read_state("seqs") == [1]
+
+
+def test_the_sweeper_leaves_an_instance_whose_wake_up_is_queued(redis_url: str) -> None:
+    handles = _burst("queued")
+    client = get_redis()
+    sent: list[str] = []
+
+    def send(component: str, instance_id: str, flow: str, seq: int) -> None:
+        sent.append(instance_id)
+
+    names = [h.instance_name for h in handles]
+    schedule = K.part(K.SWEEP, names[0])
+
+    def all_due() -> bool:
+        due = client.zrangebyscore(schedule, "-inf", sweeper.redis_now_ms(client) - 1000)
+        return len(due) == N
+
+    wait_for(all_due, 10, "the instances to be due for a sweep (1 s)")
+    # no worker took the queued motion.ready message yet: nothing to re-send
+    assert sweeper.sweep_once(client, send) == 0 and sent == []
+    # the message is lost (its count expired): the sweeper re-wakes them all
+    for queue in wakeup.queues_of("Ledger"):
+        client.delete(queue, K.READY + queue + ":n")
+    wait_for(all_due, 10, "the instances to be due again")
+    assert sweeper.sweep_once(client, send) == N
+    assert sorted(sent) == sorted(h.instance_id for h in handles)
+
+
+def test_a_task_leaving_with_its_worker_hands_the_list_on(redis_url: str) -> None:
+    client = get_redis()
+    queue = wakeup.queue_for("Ledger", "x")
+    ready = K.READY + queue
+    client.rpush(ready, "Ledger__x", "Ledger__y")
+    client.set(ready + ":n", 1)
+    keys = [ready, ready + ":n", queue]
+    # the worker stops before taking: it counts itself out and pushes a message for
+    # another worker, since names remain and no other message is out
+    assert scripts.run(client, "ready", keys, [0, 4, "Ledger", 3000]) == [0]
+    assert client.get(ready + ":n") == b"1" and client.llen(queue) == 1
+    assert client.lrange(ready, 0, -1) == [b"Ledger__x", b"Ledger__y"]
+    # with two out, it only counts itself out
+    client.set(ready + ":n", 2)
+    assert scripts.run(client, "ready", keys, [0, 4, "Ledger", 3000]) == [0]
+    assert client.get(ready + ":n") == b"1" and client.llen(queue) == 1
