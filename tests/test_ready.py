@@ -157,3 +157,21 @@ def test_a_task_leaving_with_its_worker_hands_the_list_on(redis_url: str) -> Non
     client.set(ready + ":n", 2)
     assert scripts.run(client, "ready", keys, [0, 4, "Ledger", 3000]) == [0]
     assert client.get(ready + ":n") == b"1" and client.llen(queue) == 1
+
+
+def test_a_motion_ready_message_naming_another_key_touches_nothing() -> None:
+    """A malformed or forged ``motion.ready`` (its args are plain text in the broker)
+    naming a key that is not one of the component's ready lists is refused before any
+    Redis call: the key keeps its items and no message is pushed onto it."""
+    from motion.worker.ready import ready_task
+
+    client = get_redis()
+    client.delete("user:list", "motion.Other.0")
+    client.rpush("user:list", "a", "b", "c")
+    queue, ready = wakeup.ready_list("Ledger", "someone")
+    for forged in ("user:list", K.READY + "motion.Other.0", ready + "x", queue):
+        with pytest.raises(ValueError, match="ready list"):
+            ready_task("Ledger", forged)
+    assert client.lrange("user:list", 0, -1) == [b"a", b"b", b"c"]
+    assert client.llen("motion.Other.0") == 0
+    assert wakeup.is_ready_list("Ledger", ready)

@@ -20,7 +20,7 @@ applies every pending update of the instance, whatever flow woke it, so the name
 names no flow; the flow in its arguments is the one that woke it, internal flows
 in plain words (:func:`flow_label`).
 
-Floor; uses the floor (keys, settings).
+Floor; uses the floor (keys, settings, slots).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from collections import OrderedDict
 from typing import Any
 
 from motion.floor import keys as K
+from motion.floor import slots
 from motion.floor.settings import get_settings
 
 APPLY_TASK = "motion.apply"
@@ -122,6 +123,23 @@ def ready_queue(ready: str) -> str:
     """The Celery queue of the ready list ``ready`` (its name, less any hash-slot part)."""
     queue = ready.removeprefix(K.READY)
     return queue.rpartition(":{")[0] if ":{" in queue else queue
+
+
+def is_ready_list(component: str, ready: str) -> bool:
+    """Whether ``ready`` is one of ``component``'s ready lists (of one of its queues, and
+    on a cluster a slot's part of it): a ``motion.ready`` message naming any other key
+    is refused, so a malformed or forged one cannot pop or push another list."""
+    if not ready.startswith(K.READY + QUEUE_PREFIX + component + "."):
+        return False
+    queue = ready_queue(ready)
+    number = queue.removeprefix(f"{QUEUE_PREFIX}{component}.")
+    if not number.isdigit() or int(number) >= get_settings().queues:
+        return False
+    rest = ready.removeprefix(K.READY + queue)
+    if not get_settings().redis_cluster:
+        return rest == ""
+    tag = rest[2:-1]  # a slot's own tag (motion.floor.slots), nothing else
+    return rest == f":{{{tag}}}" and bool(tag) and slots.tag(slots.key_slot(rest)) == tag
 
 
 #: how long a ready list's count of messages out lives after its last push or take (a

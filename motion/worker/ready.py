@@ -155,6 +155,12 @@ def ready_task(component: Any, ready: Any) -> dict[str, Any]:
         raise TypeError(
             f"motion.ready takes (component: str, ready_list: str); got ({component!r}, {ready!r})"
         )
+    if not wakeup.is_ready_list(component, ready):  # before any Redis call
+        raise ValueError(
+            f"motion.ready names {ready!r}, which is not a ready list of component "
+            f"{component!r} (motion:ready:motion.{component}.<n>): the message is malformed "
+            f"or was not sent by motion; nothing was read or written"
+        )
     client = get_redis()
     reports: list[DrainReport] = []
     running: list[tuple[str, concurrent.futures.Future[Any]]] = []
