@@ -216,19 +216,19 @@ def scan_members(
             yield from client.zscan_iter(part, count=1000)
 
 
-def members(client: Any, index: str) -> set[bytes]:
-    """The members of the set ``index`` (all parts)."""
+def members(client: Any, index: str, parts: list[str] | None = None) -> set[bytes]:
+    """The members of the set ``index`` (all parts, or ``parts``)."""
     out: set[bytes] = set()
-    for _, reply in each_part(client, index, "SMEMBERS"):
+    for _, reply in each_part(client, index, "SMEMBERS", parts=parts):
         out.update(reply)
     return out
 
 
-def counters(client: Any, key: str) -> dict[bytes, bytes]:
-    """The counters of the hash ``key`` (a ``stats`` key), summed over its parts, in
-    the shape ``HGETALL`` gives them."""
+def counters(client: Any, key: str, parts: list[str] | None = None) -> dict[bytes, bytes]:
+    """The counters of the hash ``key`` (a ``stats`` key), summed over its parts (all,
+    or ``parts``), in the shape ``HGETALL`` gives them."""
     total: dict[bytes, int] = {}
-    for _, flat in each_part(client, key, "HGETALL"):
+    for _, flat in each_part(client, key, "HGETALL", parts=parts):
         for i in range(0, len(flat), 2):
             total[flat[i]] = total.get(flat[i], 0) + int(flat[i + 1])
     return {field: str(value).encode() for field, value in total.items()}
