@@ -10,6 +10,7 @@ entry lost is listed again by the full pass.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 
 from motion.floor import directory, indexes
 from motion.floor import keys as K
-from motion.floor.connection import get_redis
+from motion.floor.connection import get_async_redis, get_redis
 from motion.tools import admin, metrics
 from tests.cluster import Cluster
 from tests.support import COMPONENTS, Worker
@@ -108,13 +109,32 @@ def test_an_entry_lost_is_listed_again_by_the_full_pass(
     client.delete(K.directory(STATS), K.directory(K.COMPONENTS))  # as if the notes were lost
     snap, parts = read_by(counted, lambda: metrics.collect(client))
     assert parts == {K.COMPONENTS: 0, STATS: 0} and snap.components == {}  # missing meanwhile
+    indexes._groups.pop(STATS, None)  # (grouped by the full read above)
     assert directory.rebuild_if_due(client) is True
+    assert STATS not in indexes._groups  # the counters' pass keeps no grouping of its own
     assert len(directory.parts(client, K.COMPONENTS)) <= len(applied)
     assert 0 < len(directory.parts(client, STATS)) <= len(applied)
     snap, parts = read_by(counted, lambda: metrics.collect(client))
     assert snap.components["Ledger"] == metrics._parse_stats(full)
     (row,) = admin.status(["Ledger"])
     assert row.applied == sum(1 + n % 3 for n in range(len(IDS)))
+
+
+def test_an_async_creator_lists_its_part_once(cluster_url: str) -> None:
+    """The async caller's form of the note (``arun`` creating an instance)."""
+    name = "Ledger__cnt-async"
+    part, key = K.part(K.COMPONENTS, name), K.directory(K.COMPONENTS)
+
+    async def note() -> None:
+        client = get_async_redis(name)
+        await directory.anote_once(client, part)
+        await client.aclose()
+
+    asyncio.run(note())
+    assert get_redis().zrange(key, 0, -1) == [K.tag_of(name).encode()]
+    get_redis().delete(key)
+    asyncio.run(note())  # this process listed it already: no second ZADD
+    assert get_redis().zrange(key, 0, -1) == []
 
 
 def test_on_one_redis_nothing_is_listed(redis_url: str) -> None:

@@ -303,12 +303,12 @@ def rebuild_kept(client: Any) -> int:
         return 0
     found = _relist(client, K.COMPONENTS)
     for name in sorted(indexes.members(client, K.COMPONENTS, parts(client, K.COMPONENTS))):
-        found += _relist(client, K.stats(name.decode()))
+        found += _relist(client, K.stats(name.decode()), like=K.COMPONENTS)
     return found
 
 
-def _relist(client: Any, index: str) -> int:
-    tags = [_tag(part) for part, _ in indexes.each_part(client, index, "EXISTS")]
+def _relist(client: Any, index: str, like: str = "") -> int:
+    tags = [_tag(part) for part, _ in indexes.each_part(client, index, "EXISTS", like=like)]
     if tags:
         client.zadd(K.directory(index), dict.fromkeys(tags, 0), nx=True)
     return len(tags)
