@@ -13,12 +13,13 @@ does; the names are not due for a look, as right after an enqueue) and times, ov
 * ``pending index``: what the exporter reads of the pending index (the directory, then
   ``ZCARD`` and the oldest of each listed part);
 * ``exporter``: ``metrics.collect`` (that, the backlog of a sample of up to 1,000 of the
-  oldest pending instances, and the component and counter indexes, read whole: all
-  16,384 parts, a fixed cost);
+  oldest pending instances, and the component and counter indexes, read from their
+  directories: the parts listed);
 * ``held``: the held-instance check (``holds.listing``);
 * ``all parts``: the same reads as ``pending index`` over every one of the 16,384
   parts (what each pass cost before the directories), and ``full pass`` (the rare
-  re-listing of every directory, :func:`motion.floor.directory.rebuild`).
+  re-listing of every directory, :func:`motion.floor.directory.rebuild` and
+  :func:`~motion.floor.directory.rebuild_kept`).
 
 Each row also gives how many parts of the pending index the directory lists. Everything
 started is stopped at the end.
@@ -94,7 +95,10 @@ def _row(pending: int, repeat: int) -> dict[str, Any]:
         "exporter": lambda: metrics.collect(client),
         "held": lambda: holds.listing(client),
         "all parts": lambda: _pending(client, every=True),
-        "full pass": lambda: [directory.rebuild(client, index) for index in directory.INDEXES],
+        "full pass": lambda: [
+            *(directory.rebuild(client, index) for index in directory.INDEXES),
+            directory.rebuild_kept(client),
+        ],
     }
     row: dict[str, Any] = {"pending": pending}
     row["listed parts"] = len(directory.parts(client, K.SWEEP, K.PENDING))

@@ -34,7 +34,7 @@ from motion.caller import devmode
 from motion.caller.ticket import fresh_after
 from motion.caller.tracking import get_tracker
 from motion.define import ops
-from motion.floor import cache, drive, store
+from motion.floor import cache, directory, drive, store
 from motion.floor import keys as K
 from motion.floor.connection import (
     fast_command,
@@ -193,6 +193,7 @@ class Reader:
         reply = yield drive.script("init", keys, init)
         if reply[0] != 1:
             return None  # it existed after all: read it
+        yield drive.either(directory.note_once, directory.anote_once, components)
         # keep the live init_state result as the copy of version 1
         live = State(K.public_id(self._id), state)
         store.STATE_CACHE.put(self._keys.name, reply[1], live)

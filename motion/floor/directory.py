@@ -32,6 +32,18 @@ sweep period) later than it would have been. A failover can lose entries too (th
 replica promoted had not received the last ones): the sweeper that sees the slot
 table changed runs the full pass at once (:func:`rebuild_if_moved`).
 
+The component set and each component's counters (``motion:components``,
+``motion:stats:<component>``) are read by the exporter, ``motion status`` and the
+dashboard; their parts never empty on their own (counters persist), so their
+directories (``directory(COMPONENTS)``, ``directory(stats(component))``, every entry
+scored 0) are only added to: a writer lists a part the first time *this process*
+writes it (:func:`note_once`: at most one ``ZADD`` per part per process, a set lookup
+after that), and the readers read only the parts listed (:func:`components`,
+:func:`counters`). A listed part that became empty (instances cleared) reads as
+nothing. An entry lost (a process dying between its write and its note, a
+failover) is listed again by the same full pass (:func:`rebuild_kept`): until then
+the figures of that slot's instances are missing from the readers' sums.
+
 Floor; uses the floor (connection, errors, indexes, keys, scripts, settings).
 """
 
@@ -206,6 +218,7 @@ def rebuild_if_moved(client: Any) -> bool:
         return False
     for index in INDEXES:
         rebuild(client, index)
+    rebuild_kept(client)
     return True
 
 
@@ -221,5 +234,81 @@ def rebuild_if_due(client: Any) -> bool:
     if not client.set(K.DIRECTORY_LOCK, "1", nx=True, px=FULL_PASS_SECONDS * 1000):
         return False
     listed = {index: rebuild(client, index) for index in INDEXES}
+    listed["counted"] = rebuild_kept(client)
     log.debug("directories re-listed: %s", listed)
     return True
+
+
+#: the parts of the component set and of the counters this process has listed (or,
+#: on one Redis, the plain keys it has written): :func:`note_once` lists each once
+_kept: set[str] = set()
+
+
+def _index_of(part: str) -> str:
+    return part[: part.rindex(":{")]
+
+
+def note_once(client: Any, part: str) -> None:
+    """List ``part`` (of the component set, or of a component's counters: a part never
+    emptied on its own) in its index's directory, the first time this process wrote
+    it; a set lookup after that (on one Redis, always). A failed ``ZADD`` is tried
+    again at the next write; the full pass lists the part meanwhile."""
+    if part in _kept:
+        return
+    if is_cluster(client):
+        try:
+            client.execute_command("ZADD", K.directory(_index_of(part)), "NX", 0, _tag(part))
+        except redis.RedisError:
+            log.warning("%s is not listed in its directory yet", part)
+            return
+    _kept.add(part)
+
+
+async def anote_once(client: Any, part: str) -> None:
+    """:func:`note_once` on an asyncio client."""
+    if part in _kept:
+        return
+    if is_cluster(client):
+        try:
+            await client.execute_command("ZADD", K.directory(_index_of(part)), "NX", 0, _tag(part))
+        except redis.RedisError:
+            log.warning("%s is not listed in its directory yet", part)
+            return
+    _kept.add(part)
+
+
+def forget_kept() -> None:
+    """Forget which parts this process listed (a test that empties its Redis)."""
+    _kept.clear()
+
+
+def components(client: Any) -> set[bytes]:
+    """The names of every component that ever had an instance: on a cluster, from the
+    parts of the component set its directory lists."""
+    return indexes.members(client, K.COMPONENTS, parts(client, K.COMPONENTS))
+
+
+def counters(client: Any, component: str) -> dict[bytes, bytes]:
+    """``component``'s counters summed over the parts its directory lists (on one
+    Redis, the plain key), in the shape ``HGETALL`` gives them."""
+    key = K.stats(component)
+    return indexes.counters(client, key, parts(client, key))
+
+
+def rebuild_kept(client: Any) -> int:
+    """The full pass of the component set's and the counters' directories: list every
+    part that exists (16,384 key lookups per index: the component set, then each
+    component's counters); how many parts were found. Nothing on one Redis."""
+    if not is_cluster(client):
+        return 0
+    found = _relist(client, K.COMPONENTS)
+    for name in sorted(indexes.members(client, K.COMPONENTS, parts(client, K.COMPONENTS))):
+        found += _relist(client, K.stats(name.decode()), like=K.COMPONENTS)
+    return found
+
+
+def _relist(client: Any, index: str, like: str = "") -> int:
+    tags = [_tag(part) for part, _ in indexes.each_part(client, index, "EXISTS", like=like)]
+    if tags:
+        client.zadd(K.directory(index), dict.fromkeys(tags, 0), nx=True)
+    return len(tags)

@@ -41,15 +41,26 @@ CHUNK = 4096
 
 
 def each_part(
-    client: Any, index: str, *command: Any, parts: list[str] | None = None
+    client: Any, index: str, *command: Any, parts: list[str] | None = None, like: str = ""
 ) -> Iterator[tuple[str, Any]]:
     """``(part, raw reply)`` of ``command`` (name, then its arguments after the key) on
     every part of ``index`` (or only on ``parts``, e.g. those a
     :mod:`motion.floor.directory` lists) whose reply is not empty (0, an empty list,
-    nil); the replies are flat, as Lua gives them."""
+    nil); the replies are flat, as Lua gives them. With ``like`` (another index), all
+    of ``index``'s parts are grouped as ``like``'s are (same tags, same slots), and
+    nothing is kept for ``index`` (a pass over the counters of every component)."""
     for _ in range(2):
         try:
-            groups = by_primary(client, index) if parts is None else group(client, parts)
+            if parts is not None:
+                groups = group(client, parts)
+            elif like:
+                cut = len(like)
+                groups = [
+                    (node, [index + part[cut:] for part in chunk])
+                    for node, chunk in by_primary(client, like)
+                ]
+            else:
+                groups = by_primary(client, index)
             replies = [(chunk, _run(node, chunk, command)) for node, chunk in groups]
         except (redis.ResponseError, redis.ConnectionError, redis.TimeoutError):
             if not is_cluster(client):
@@ -60,7 +71,8 @@ def each_part(
             yield from _spread(chunk, reply)
         return
     # a slot still moving: part by part, through the cluster client (MOVED, ASK)
-    for part in K.parts(index) if parts is None else parts:
+    every = K.parts(index) if not like else [index + p[len(like) :] for p in K.parts(like)]
+    for part in every if parts is None else parts:
         yield from _spread([part], _run(client, [part], command))
 
 
@@ -216,19 +228,19 @@ def scan_members(
             yield from client.zscan_iter(part, count=1000)
 
 
-def members(client: Any, index: str) -> set[bytes]:
-    """The members of the set ``index`` (all parts)."""
+def members(client: Any, index: str, parts: list[str] | None = None) -> set[bytes]:
+    """The members of the set ``index`` (all parts, or ``parts``)."""
     out: set[bytes] = set()
-    for _, reply in each_part(client, index, "SMEMBERS"):
+    for _, reply in each_part(client, index, "SMEMBERS", parts=parts):
         out.update(reply)
     return out
 
 
-def counters(client: Any, key: str) -> dict[bytes, bytes]:
-    """The counters of the hash ``key`` (a ``stats`` key), summed over its parts, in
-    the shape ``HGETALL`` gives them."""
+def counters(client: Any, key: str, parts: list[str] | None = None) -> dict[bytes, bytes]:
+    """The counters of the hash ``key`` (a ``stats`` key), summed over its parts (all,
+    or ``parts``), in the shape ``HGETALL`` gives them."""
     total: dict[bytes, int] = {}
-    for _, flat in each_part(client, key, "HGETALL"):
+    for _, flat in each_part(client, key, "HGETALL", parts=parts):
         for i in range(0, len(flat), 2):
             total[flat[i]] = total.get(flat[i], 0) + int(flat[i + 1])
     return {field: str(value).encode() for field, value in total.items()}

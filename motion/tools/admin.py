@@ -235,12 +235,12 @@ def status(components: Sequence[str] = ()) -> list[ComponentStatus]:
     clients = [_client(url) for url in all_urls()]
     with translate_errors("reading motion status"):
         names = list(components) or sorted(
-            {_text(n) for client in clients for n in indexes.members(client, K.COMPONENTS)}
+            {_text(n) for client in clients for n in directory.components(client)}
         )
         result = {name: ComponentStatus(name) for name in names}
         for client in clients:
             for name in names:
-                _counters(result[name], indexes.counters(client, K.stats(name)))
+                _counters(result[name], directory.counters(client, name))
             pending = [
                 (member.decode(), score)
                 for member, score in indexes.scan_members(

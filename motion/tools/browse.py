@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from motion.caller.enqueue import send_wakeup_sync, wakeup_to_push
 from motion.caller.wait import Waiter
 from motion.define.component import lookup, registered
-from motion.floor import directory, drive, indexes
+from motion.floor import directory, drive
 from motion.floor import keys as K
 from motion.floor.connection import all_urls, client_for, get_redis, translate_errors
 from motion.floor.errors import FlushTimeoutError, InstanceNotFoundError
@@ -50,7 +50,7 @@ def components() -> list[str]:
     names: set[str] = set()
     for url in all_urls():
         with translate_errors("listing components"):
-            names |= {_text(n) for n in indexes.members(client_for(url), K.COMPONENTS)}
+            names |= {_text(n) for n in directory.components(client_for(url))}
     return sorted(names)
 
 
@@ -59,7 +59,7 @@ def flow_counts(component: str) -> dict[str, dict[str, int]]:
     flows: dict[str, dict[str, int]] = {}
     for url in all_urls():
         with translate_errors(f"reading the counters of {component}"):
-            raw = indexes.counters(client_for(url), K.stats(component))
+            raw = directory.counters(client_for(url), component)
         for key, value in raw.items():
             kind, _, flow = _text(key).partition(":")
             if flow:

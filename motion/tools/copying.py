@@ -9,8 +9,10 @@ where each is split into one part per slot (:func:`motion.floor.keys.part`):
 * a sorted set (the pending, sweep and held indexes, and any index of instance
   names) is re-added member by member to the part of each member's slot;
 * a hash of counters (``motion:stats:<component>``) is added (``HINCRBY``) to one part
-  (readers sum the parts), so copying several shards adds their counts up;
-* a set (``motion:components``) is added to one part (readers take the union);
+  (readers sum the parts), so copying several shards adds their counts up, and that
+  part is listed in the counters' directory;
+* a set (``motion:components``) is added to one part (readers take the union), listed
+  in its directory;
 * anything else (the HTTP token secret) is copied as it is; the sweeper's lock is
   left behind, and the directories' lock is deleted, so the first sweeper tick lists
   the copied parts in the directories (:mod:`motion.floor.directory`).
@@ -105,11 +107,15 @@ async def _split(source: Any, target: Any, raw: bytes) -> int:
         write = target.pipeline(transaction=False)
         for field, value in found.items():
             write.hincrby(one_part, field, int(value))
+        if key.startswith(K.stats("")) and found:  # listed for the exporter and status
+            write.zadd(K.directory(key), {slots.tag(0): 0}, nx=True)
         await write.execute()
     elif kind == "set":
         found = await source.smembers(raw)
         if found:
             await target.sadd(one_part, *found)
+            if key == K.COMPONENTS:
+                await target.zadd(K.directory(key), {slots.tag(0): 0}, nx=True)
     else:
         return await _copy_batch(source, target, [raw])
     return 1

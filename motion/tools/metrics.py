@@ -105,7 +105,7 @@ def collect(client: redis.Redis, sample: int = DEFAULT_SAMPLE) -> Snapshot:
     listed = directory.parts(client, K.SWEEP, K.PENDING)  # a cluster: the non-empty parts
     total = indexes.zcard(client, K.PENDING, listed)
     oldest = indexes.oldest(client, K.PENDING, max(sample, 1), listed)
-    names = indexes.members(client, K.COMPONENTS)
+    names = directory.components(client)  # a cluster: the parts listed
     now = int(clock[0]) + int(clock[1]) / 1e6
     snap = Snapshot(now, int(total), 0, 0, 0.0, 0.0)
     snap.memory_by_node = _memory(client)
@@ -116,7 +116,7 @@ def collect(client: redis.Redis, sample: int = DEFAULT_SAMPLE) -> Snapshot:
         _backlog(client, snap, [(n.decode(), score / 1000) for n, score in oldest], now)
     components = sorted(n.decode() for n in names)
     for component in components:
-        snap.components[component] = _parse_stats(indexes.counters(client, K.stats(component)))
+        snap.components[component] = _parse_stats(directory.counters(client, component))
     return snap
 
 

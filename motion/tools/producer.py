@@ -319,6 +319,7 @@ def _create(
     script_keys = [ikeys.meta, ikeys.state, K.part(K.COMPONENTS, ikeys.name), ikeys.claim]
     script_keys.append(K.names(component, ikeys.name))
     scripts.run(client, "init", script_keys, [component, now_ms(), incarnation, 1, *fields])
+    directory.note_once(client, script_keys[2])  # its part of the component set, once
 
 
 def _ready(client: redis.Redis, attempts: int = 3) -> None:

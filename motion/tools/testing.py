@@ -18,7 +18,7 @@ logic can be unit-tested by calling it with a :class:`motion.State` and
 :class:`motion.Properties`.
 
 Tool; uses the caller road (host, tracking), the worker road (inprocess), the floor
-(celery_app, connection, embedded, settings, store, wakeup).
+(celery_app, connection, directory, embedded, settings, store, wakeup).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from motion.caller import host, tracking
-from motion.floor import celery_app, connection, settings, store, wakeup
+from motion.floor import celery_app, connection, directory, settings, store, wakeup
 from motion.floor.embedded import find_binary, free_port, start_server
 
 
@@ -44,6 +44,7 @@ def forget_process_state() -> None:
     store.STATE_CACHE.clear()
     tracking.reset()
     wakeup.reset()
+    directory.forget_kept()
 
 
 @contextlib.contextmanager

@@ -85,6 +85,7 @@ def drain_steps(component: Component, instance_id: str, report: DrainReport) -> 
         if token == -1:  # cleared: its timers went with it (a firer may still name it)
             client.zrem(K.timers_index(keys.name), keys.name)
         return report
+    directory.note_once(client, begin_keys[2])  # its counters' part: a cluster lists it once
     meta = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
     held = leases.Lease(keys, token, int(float(meta.get(b"lease_ms", period))))
     leases.RENEWER.hold(held)
