@@ -200,3 +200,32 @@ def test_an_enqueue_whose_replica_wait_timed_out_is_listed_and_swept(
         "the sweeper to wake it",
     )
     assert woken[0][:2] == ("Ledger", "dir-unreplicated")
+
+
+def test_an_instance_pending_behind_a_backed_off_one_is_swept_in_time(cluster_url: str) -> None:
+    """A part's only member was backed off by the sweeper (its next look far ahead: a
+    held instance, a queue no worker reads), so its entry is scored then; an instance of
+    the same slot that becomes pending now must lower the entry, or the sweeper would
+    not look at it before the back-off ends (or the full pass, minutes later)."""
+    client = get_redis()
+    first = "dir-behind-0"
+    tag = K.tag_of(f"Ledger__{first}")
+    second = next(
+        f"dir-behind-{i}" for i in range(1, 1_000_000) if K.tag_of(f"Ledger__dir-behind-{i}") == tag
+    )
+    Ledger(first).run("add", {"item": 1})  # pending; no worker takes the wake-ups
+    part = K.part(K.SWEEP, f"Ledger__{first}")
+    # the state the sweeper's back-off leaves: the next look an hour away, the entry too
+    client.zadd(part, {f"Ledger__{first}": redis_ms() + 3_600_000}, xx=True)
+    directory.refresh(client, K.SWEEP, [part])
+    assert client.zscore(K.directory(K.SWEEP), tag) > redis_ms() + 3_000_000
+    Ledger(second).run("add", {"item": 1})  # the same part, not empty: pending from now
+    entry = client.zscore(K.directory(K.SWEEP), tag)
+    assert entry is not None and entry <= client.zscore(part, f"Ledger__{second}")
+    woken: list[Any] = []
+    wait_for(
+        lambda: sweeper.sweep_once(client, lambda *wake: woken.append(wake)) > 0,
+        30,
+        "the sweeper to re-wake the second instance",
+    )
+    assert [wake[:2] for wake in woken] == [("Ledger", second)]

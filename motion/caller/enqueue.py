@@ -172,8 +172,8 @@ class Enqueuer:
 
     def _listed(self, step: drive.Step) -> Steps[Any]:
         """Run the enqueue script (``step``); its reply. On a cluster, list the sweep
-        schedule's part it made non-empty (:mod:`motion.floor.directory`), also when the
-        wait for the replicas timed out (the update is on the primary)."""
+        schedule's part it made the instance the lowest of (:mod:`motion.floor.directory`),
+        also when the wait for the replicas timed out (the update is on the primary)."""
         try:
             reply = yield step
         except ReplicationTimeoutError as exc:

@@ -25,8 +25,9 @@
 -- caller raises RedisFullError), so nothing is half enqueued.
 -- Returns
 --   {seq, wake, inc, listed}  inc: the incarnation the update joined (a flush waits in it);
---                listed: now (ms) when this made KEYS[8]'s part non-empty (on a cluster
---                the caller lists it: motion.floor.directory), else 0;
+--                listed: now (ms) when this made the instance the lowest of KEYS[8]'s
+--                part (it was empty, or held only later looks: on a cluster the caller
+--                lists it at now: motion.floor.directory), else 0;
 --                wake = 0 when no wake-up is needed (coalesced: a worker drains the
 --                instance or a wake-up is in flight), 2 when this script pushed the
 --                wake-up (or put the instance on the ready list), 1 when the caller
@@ -116,7 +117,9 @@ end
 -- pending since now (unless it already was); the sweeper first looks one period later
 redis.call('ZADD', KEYS[4], 'NX', now, ARGV[4])
 local listed = 0
-if redis.call('ZADD', KEYS[8], 'NX', now, ARGV[4]) == 1 and redis.call('ZCARD', KEYS[8]) == 1 then
+-- listed when this is now the part's lowest: the part was empty, or its members are all
+-- looked at later (backed off by the sweeper), so its directory entry may be scored later
+if redis.call('ZADD', KEYS[8], 'NX', now, ARGV[4]) == 1 and redis.call('ZRANK', KEYS[8], ARGV[4]) == 0 then
   listed = now
 end
 return {seq, wake, m[2], listed}
