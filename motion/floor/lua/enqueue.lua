@@ -1,7 +1,8 @@
 #!lua
 -- enqueue: append one update to an instance's inbox and mark the instance pending.
 -- KEYS[1] meta   KEYS[2] inbox   KEYS[3] lease   KEYS[4] motion:pending
--- KEYS[5] KEYS[6] the dedup keys of this period and the one before (token -> seq)
+-- KEYS[5] KEYS[6] the dedup keys of this period and the one before
+-- (token -> '<incarnation>:<seq>')
 -- KEYS[7] state   KEYS[8] motion:sweep   KEYS[9] dead (dead letters' entries)
 -- KEYS[10] failed (dead letters' records)
 -- KEYS[11] nudge: the list a lingering lease holder waits on (see linger.lua)
@@ -32,17 +33,26 @@
 --                instance or a wake-up is in flight), 2 when this script pushed the
 --                wake-up (or put the instance on the ready list), 1 when the caller
 --                must send it;
---                a token seen before returns the seq it got then (a client retrying after
---                a lost reply enqueues once), with wake = 0
+--                a token seen before in this incarnation returns the seq it got then (a
+--                client retrying after a lost reply enqueues once), with wake = 0
 --   {0, 0}       the instance does not exist yet (the caller runs init_state, calls again)
 --   {-2, n}      refused: a flow is held and the inbox holds n >= 'max_pending' updates
 --   {-3, 0}      ARGV[11] names no dead letter (dropped or retried already): nothing enqueued
 --   {-1, tag, field1, value1, ...}  the state changed since the tag in ARGV[5]:
 --                nothing enqueued; the current state is returned to serve on again
 if ARGV[6] ~= '' then
+  -- '<incarnation>:<seq>': a record of an earlier life (one a clear left behind, its
+  -- scan having run before this key was written) is not this life's: enqueue anew
   local seen = redis.call('HGET', KEYS[5], ARGV[6]) or redis.call('HGET', KEYS[6], ARGV[6])
   if seen then
-    return {tonumber(seen), 0, redis.call('HGET', KEYS[1], 'inc')}
+    local inc = redis.call('HGET', KEYS[1], 'inc')
+    local life, got = string.match(seen, '^(.*):(%d+)$')
+    if not life then
+      life, got = inc, seen  -- a bare seq (written before lives were recorded)
+    end
+    if inc and life == inc then
+      return {tonumber(got), 0, inc}
+    end
   end
 end
 local m = redis.call('HMGET', KEYS[1], 'tag', 'inc', 'max_pending', 'wake', 'linger')
@@ -85,7 +95,7 @@ redis.call('HSET', KEYS[2], seq, entry)
 redis.call('HSET', KEYS[1], 'last:' .. ARGV[2], seq)
 redis.call('HINCRBY', KEYS[1], 'pending:' .. ARGV[2], 1)
 if ARGV[6] ~= '' then
-  redis.call('HSET', KEYS[5], ARGV[6], seq)
+  redis.call('HSET', KEYS[5], ARGV[6], (m[2] or '') .. ':' .. seq)
   if redis.call('PTTL', KEYS[5]) < 0 then
     redis.call('PEXPIRE', KEYS[5], ARGV[7])
   end
