@@ -21,7 +21,7 @@ import pytest
 from motion.floor import directory, indexes
 from motion.floor import keys as K
 from motion.floor.connection import get_redis
-from motion.tools import metrics
+from motion.tools import metrics, producer
 from motion.worker import firer, holds, sweeper
 from tests.support import COMPONENTS, wait_for
 
@@ -179,7 +179,7 @@ def test_an_enqueue_whose_replica_wait_timed_out_is_listed_and_swept(
     cluster_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The update is on the primary though ``run()`` raised: its part is listed all the
-    same, so the sweeper wakes it (no wake-up was sent: the call raised first)."""
+    same, so the sweeper wakes it (the wake-up sent was not taken: no worker runs)."""
     from motion import ReplicationTimeoutError
     from tests.conftest import reset_motion
 
@@ -200,3 +200,65 @@ def test_an_enqueue_whose_replica_wait_timed_out_is_listed_and_swept(
         "the sweeper to wake it",
     )
     assert woken[0][:2] == ("Ledger", "dir-unreplicated")
+
+
+def test_an_instance_pending_behind_a_backed_off_one_is_swept_in_time(cluster_url: str) -> None:
+    """A part's only member was backed off by the sweeper (its next look far ahead: a
+    held instance, a queue no worker reads), so its entry is scored then; an instance of
+    the same slot that becomes pending now must lower the entry, or the sweeper would
+    not look at it before the back-off ends (or the full pass, minutes later)."""
+    client = get_redis()
+    first = "dir-behind-0"
+    tag = K.tag_of(f"Ledger__{first}")
+    second = next(
+        f"dir-behind-{i}" for i in range(1, 1_000_000) if K.tag_of(f"Ledger__dir-behind-{i}") == tag
+    )
+    Ledger(first).run("add", {"item": 1})  # pending; no worker takes the wake-ups
+    part = K.part(K.SWEEP, f"Ledger__{first}")
+    # the state the sweeper's back-off leaves: the next look an hour away, the entry too
+    client.zadd(part, {f"Ledger__{first}": redis_ms() + 3_600_000}, xx=True)
+    directory.refresh(client, K.SWEEP, [part])
+    assert client.zscore(K.directory(K.SWEEP), tag) > redis_ms() + 3_000_000
+    Ledger(second).run("add", {"item": 1})  # the same part, not empty: pending from now
+    entry = client.zscore(K.directory(K.SWEEP), tag)
+    assert entry is not None and entry <= client.zscore(part, f"Ledger__{second}")
+    woken: list[Any] = []
+    wait_for(
+        lambda: sweeper.sweep_once(client, lambda *wake: woken.append(wake)) > 0,
+        30,
+        "the sweeper to re-wake the second instance",
+    )
+    assert [wake[:2] for wake in woken] == [("Ledger", second)]
+
+
+def test_an_enqueue_whose_replica_wait_timed_out_still_sends_its_wake_up(
+    cluster_url: str, redis_cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The update is on the primary though ``run()`` raised, and the script marked a
+    wake-up in flight (so later enqueues send none): the caller sends it all the same,
+    instead of leaving the instance to the sweeper (a retry with the ``dedup_key`` gets
+    the first seq and no wake-up to send)."""
+    from motion import ReplicationTimeoutError
+    from motion.floor import wakeup
+    from tests.conftest import reset_motion
+
+    handle = Ledger("dir-unreplicated-wake")  # created before the option
+    monkeypatch.setenv("MOTION_REDIS_MIN_REPLICAS", "2")  # one replica per primary here
+    monkeypatch.setenv("MOTION_REDIS_REPLICA_TIMEOUT", "0.2")
+    reset_motion()
+    broker = redis_cluster.broker.client()
+    queue = wakeup.queue_for("Ledger", "dir-unreplicated-wake")
+    assert broker.llen(queue) == 0
+    with pytest.raises(ReplicationTimeoutError) as raised:
+        handle.run("add", {"item": 1})
+    assert broker.llen(queue) == 1  # the wake-up went out
+    with pytest.raises(ReplicationTimeoutError):  # the retry: the same update, no second wake-up
+        handle.submit("add", {"item": 1}, dedup_key=raised.value.dedup_key)
+    assert broker.llen(queue) == 1
+    broker.delete(queue)  # taken: a worker drained it, and the instance is idle again
+    client = get_redis()
+    client.hdel(K.InstanceKeys.of(handle.instance_name).meta, "wake")
+    client.set(K.registered("Ledger"), 0)  # as a worker's first heartbeat does
+    with pytest.raises(ReplicationTimeoutError):  # the producer's enqueue sends it too
+        producer.enqueue("Ledger", "dir-unreplicated-wake", "add", {"item": 2})
+    assert broker.llen(queue) == 1

@@ -54,7 +54,15 @@ from motion.floor.errors import (
     ReplicationTimeoutError,
     TooManyPendingError,
 )
-from motion.floor.inbox import ALL_FLOWS, Update, encode, enqueue_call, keyed, token_for
+from motion.floor.inbox import (
+    ALL_FLOWS,
+    Update,
+    encode,
+    enqueue_call,
+    keyed,
+    token_for,
+    wake_left,
+)
 
 if TYPE_CHECKING:
     from motion.define.component import Component
@@ -144,10 +152,10 @@ class Enqueuer:
                 step = drive.script("enqueue", keys, args, fast=True)
             else:
                 step = drive.script_after(("cache", cache_write.call()), "enqueue", keys, args)
-            reply = yield from self._listed(step)
+            reply = yield from self._listed(step, update.flow)
             if reply[0] == 0:  # a new instance: create it, then enqueue
                 yield from self._create()
-                reply = yield from self._listed(drive.script("enqueue", keys, args))
+                reply = yield from self._listed(drive.script("enqueue", keys, args), update.flow)
             if reply[0] == -1:  # keep the state it returned, so the caller serves again
                 self._remember(reply)
                 return None
@@ -170,14 +178,20 @@ class Enqueuer:
             yield drive.compute(send_wakeup_sync, self._component.name, self._id, update.flow, seq)
         return seq, reply[2] if len(reply) > 2 else None
 
-    def _listed(self, step: drive.Step) -> Steps[Any]:
-        """Run the enqueue script (``step``); its reply. On a cluster, list the sweep
-        schedule's part it made non-empty (:mod:`motion.floor.directory`), also when the
-        wait for the replicas timed out (the update is on the primary)."""
+    def _listed(self, step: drive.Step, flow: str) -> Steps[Any]:
+        """Run the enqueue script (``step``, of ``flow``); its reply. On a cluster, list
+        the sweep schedule's part it made the instance the lowest of
+        (:mod:`motion.floor.directory`). Also when the wait for the replicas timed out
+        (the update is on the primary): then the wake-up the script left to this caller
+        is sent before the error is raised (the script marked one in flight, so later
+        enqueues and a retry with the ``dedup_key`` send none)."""
         try:
             reply = yield step
         except ReplicationTimeoutError as exc:
             yield from self._list(exc.reply)
+            if wake_left(exc.reply):
+                seq = int(exc.reply[0])
+                yield drive.compute(send_wakeup_sync, self._component.name, self._id, flow, seq)
             raise
         yield from self._list(reply)
         return reply

@@ -15,7 +15,8 @@ directory (:func:`parts` gives ``[index]``) and nothing here writes.
 
 The directory lives in another slot than the parts, so the script that makes a part
 non-empty cannot list it: the script says so in its reply (the enqueue's fourth
-element: the part of the sweep schedule was empty) and the caller then lists it
+element: the instance is now the lowest of its part of the sweep schedule, which was
+empty or held only looks due later, say backed off) and the caller then lists it
 (:func:`note`, ``ZADD LT``: a score only ever lowered); writers that know no score
 (a commit that set timers) read the part's lowest after the script (:func:`touch`).
 A pass that finds a part empty or scored later than listed rewrites its entry and
@@ -112,7 +113,8 @@ def note_command(index: str, name: str, score: float) -> tuple[Any, ...]:
 
 def enqueue_listed(reply: Any) -> int:
     """From an enqueue script's reply: the score to list its part of the sweep schedule
-    at (the part was empty: the fourth element), or 0 (nothing to list; one Redis)."""
+    at (the instance is its part's lowest now: the fourth element), or 0 (nothing to
+    list; one Redis)."""
     if not get_settings().redis_cluster or not isinstance(reply, list) or len(reply) < 4:
         return 0
     return int(reply[3]) if int(reply[0]) > 0 else 0
@@ -120,7 +122,7 @@ def enqueue_listed(reply: Any) -> int:
 
 def after_enqueue(client: Any, name: str, reply: Any) -> None:
     """List the sweep schedule's part of ``name`` if the enqueue that gave ``reply``
-    made it non-empty (:func:`enqueue_listed`)."""
+    made the instance its part's lowest (:func:`enqueue_listed`)."""
     score = enqueue_listed(reply)
     if score:
         try:

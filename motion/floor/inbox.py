@@ -228,6 +228,14 @@ def enqueue_call(
     return script_keys, args
 
 
+def wake_left(reply: Any) -> bool:
+    """Whether the enqueue script's ``reply`` (an update stored) leaves the wake-up to
+    its caller: the script could not push it (another broker) and marked it in flight,
+    so no later enqueue sends one; also a reply a :class:`ReplicationTimeoutError`
+    carries (the update is on the primary)."""
+    return isinstance(reply, list) and len(reply) > 1 and int(reply[0]) > 0 and reply[1] == 1
+
+
 def target_field(flow: str) -> str:
     """The meta field holding the last seq to wait for (of one flow, or of all)."""
     return "seq" if flow == ALL_FLOWS else f"last:{flow}"

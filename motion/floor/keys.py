@@ -44,8 +44,9 @@ replay:*  mixed  with ``retain_updates=N``: ``replay:meta`` (hash), ``replay:bas
                  and ``replay:log1`` (lists of ``seq\npayload``), see
                  :mod:`motion.floor.history`
 dedup:*   hash   ``token -> seq`` of recent enqueues, so a client that retries an
-                 enqueue after a lost reply enqueues once; one key per
-                 :data:`DEDUP_SECONDS` period, each expiring after two periods
+                 enqueue after a lost reply enqueues once, and ``\0inc``: the
+                 incarnation they belong to; one key per :data:`DEDUP_SECONDS`
+                 period, each expiring after two periods
 parked    zset   updates held by a flow-control option (debounce, pause, timer,
                  a flow paused on a failure), member ``<seq>:<flow>``, scored by
                  seq; the watermark ``applied`` has passed them, their payloads

@@ -73,9 +73,18 @@ from motion.floor.errors import (
     ConnectionFailedError,
     InstanceNotFoundError,
     InvalidInstanceIdError,
+    ReplicationTimeoutError,
     UnknownComponentError,
 )
-from motion.floor.inbox import Update, check_flow_name, encode, enqueue_call, keyed, token_for
+from motion.floor.inbox import (
+    Update,
+    check_flow_name,
+    encode,
+    enqueue_call,
+    keyed,
+    token_for,
+    wake_left,
+)
 from motion.floor.serde import DEFAULT_SERIALIZER, Serializer, dump_stored
 from motion.floor.settings import get_settings
 
@@ -194,29 +203,39 @@ def enqueue(
         with _translate(client, action, stored="nothing was enqueued"):
             _check_flow(client, component_name, flow)
     stored = "the update may or may not be stored: retry with the same dedup_key"
-    with _translate(client, action, stored=stored), keyed(dedup_key):
-        seq, wake = directory.run_enqueue(client, ikeys.name, keys, args)[:2]
-        if seq == 0:
-            if initial_state is None:
-                raise InstanceNotFoundError(
-                    f"{ikeys.name} does not exist, so nothing was enqueued: a producer without "
-                    f"the component's code cannot run its init_state. Create the instance "
-                    f"first (e.g. {component_name}({instance_id!r}) where the "
-                    f"code is), or pass initial_state={{...}} to create it with that state."
-                )
-            _create(client, codec, component_name, ikeys, initial_state)
-            seq, wake = directory.run_enqueue(client, ikeys.name, keys, args)[:2]
-    if wake == 1:  # the script could not push it (another broker): send it now
-        try:
-            _send(mode, component_name, instance_id, flow, int(seq))
-        except Exception as exc:  # the update is durable; the sweeper re-sends the wake-up
-            log.warning(
-                "wake-up for %s #%d not sent (%s); the sweeper will re-send it",
-                ikeys.name,
-                seq,
-                exc,
-            )
-    return int(seq)
+    try:
+        with _translate(client, action, stored=stored), keyed(dedup_key):
+            reply = directory.run_enqueue(client, ikeys.name, keys, args)
+            if reply[0] == 0:
+                if initial_state is None:
+                    raise InstanceNotFoundError(
+                        f"{ikeys.name} does not exist, so nothing was enqueued: a producer "
+                        f"without the component's code cannot run its init_state. Create the "
+                        f"instance first (e.g. {component_name}({instance_id!r}) where the "
+                        f"code is), or pass initial_state={{...}} to create it with that state."
+                    )
+                _create(client, codec, component_name, ikeys, initial_state)
+                reply = directory.run_enqueue(client, ikeys.name, keys, args)
+    except ReplicationTimeoutError as exc:  # stored on the primary: its wake-up goes out too
+        if wake_left(exc.reply):
+            _wake(mode, component_name, instance_id, flow, int(exc.reply[0]))
+        raise
+    if wake_left(reply):  # the script could not push it (another broker): send it now
+        _wake(mode, component_name, instance_id, flow, int(reply[0]))
+    return int(reply[0])
+
+
+def _wake(mode: str, component: str, instance_id: str, flow: str, seq: int) -> None:
+    """:func:`_send`; a send that fails is logged: the sweeper re-sends the wake-up."""
+    try:
+        _send(mode, component, instance_id, flow, seq)
+    except Exception as exc:  # the update is durable; the sweeper re-sends the wake-up
+        log.warning(
+            "wake-up for %s #%d not sent (%s); the sweeper will re-send it",
+            K.instance_name(component, instance_id),
+            seq,
+            exc,
+        )
 
 
 def _check_registered(client: redis.Redis, component: str) -> None:

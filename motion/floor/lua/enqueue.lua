@@ -1,7 +1,8 @@
 #!lua
 -- enqueue: append one update to an instance's inbox and mark the instance pending.
 -- KEYS[1] meta   KEYS[2] inbox   KEYS[3] lease   KEYS[4] motion:pending
--- KEYS[5] KEYS[6] the dedup keys of this period and the one before (token -> seq)
+-- KEYS[5] KEYS[6] the dedup keys of this period and the one before (token -> seq, and
+-- '\0inc' -> the incarnation the hash was written in)
 -- KEYS[7] state   KEYS[8] motion:sweep   KEYS[9] dead (dead letters' entries)
 -- KEYS[10] failed (dead letters' records)
 -- KEYS[11] nudge: the list a lingering lease holder waits on (see linger.lua)
@@ -25,23 +26,34 @@
 -- caller raises RedisFullError), so nothing is half enqueued.
 -- Returns
 --   {seq, wake, inc, listed}  inc: the incarnation the update joined (a flush waits in it);
---                listed: now (ms) when this made KEYS[8]'s part non-empty (on a cluster
---                the caller lists it: motion.floor.directory), else 0;
+--                listed: now (ms) when this made the instance the lowest of KEYS[8]'s
+--                part (it was empty, or held only later looks: on a cluster the caller
+--                lists it at now: motion.floor.directory), else 0;
 --                wake = 0 when no wake-up is needed (coalesced: a worker drains the
 --                instance or a wake-up is in flight), 2 when this script pushed the
 --                wake-up (or put the instance on the ready list), 1 when the caller
 --                must send it;
---                a token seen before returns the seq it got then (a client retrying after
---                a lost reply enqueues once), with wake = 0
+--                a token seen before in this incarnation returns the seq it got then (a
+--                client retrying after a lost reply enqueues once), with wake = 0
 --   {0, 0}       the instance does not exist yet (the caller runs init_state, calls again)
 --   {-2, n}      refused: a flow is held and the inbox holds n >= 'max_pending' updates
 --   {-3, 0}      ARGV[11] names no dead letter (dropped or retried already): nothing enqueued
 --   {-1, tag, field1, value1, ...}  the state changed since the tag in ARGV[5]:
 --                nothing enqueued; the current state is returned to serve on again
 if ARGV[6] ~= '' then
-  local seen = redis.call('HGET', KEYS[5], ARGV[6]) or redis.call('HGET', KEYS[6], ARGV[6])
-  if seen then
-    return {tonumber(seen), 0, redis.call('HGET', KEYS[1], 'inc')}
+  -- a dedup hash holds, beside its records, the incarnation it was written in ('\0inc'):
+  -- a record of an earlier life (a hash a clear left behind, its scan having run before
+  -- the hash was written) is not this life's, and the update is enqueued anew
+  local inc = nil
+  for i = 5, 6 do
+    local seen = redis.call('HGET', KEYS[i], ARGV[6])
+    if seen then
+      inc = inc or redis.call('HGET', KEYS[1], 'inc')
+      local life = redis.call('HGET', KEYS[i], '\0inc')
+      if inc and (not life or life == inc) then  -- (no life: written by an earlier version)
+        return {tonumber(seen), 0, inc}
+      end
+    end
   end
 end
 local m = redis.call('HMGET', KEYS[1], 'tag', 'inc', 'max_pending', 'wake', 'linger')
@@ -84,10 +96,15 @@ redis.call('HSET', KEYS[2], seq, entry)
 redis.call('HSET', KEYS[1], 'last:' .. ARGV[2], seq)
 redis.call('HINCRBY', KEYS[1], 'pending:' .. ARGV[2], 1)
 if ARGV[6] ~= '' then
-  redis.call('HSET', KEYS[5], ARGV[6], seq)
-  if redis.call('PTTL', KEYS[5]) < 0 then
+  local life, now_life = redis.call('HGET', KEYS[5], '\0inc'), m[2] or ''
+  if life ~= now_life then  -- a new hash of this period, or an earlier life's: this life's now
+    if life then
+      redis.call('DEL', KEYS[5])
+    end
+    redis.call('HSET', KEYS[5], '\0inc', now_life)
     redis.call('PEXPIRE', KEYS[5], ARGV[7])
   end
+  redis.call('HSET', KEYS[5], ARGV[6], seq)  -- the seq alone: what every version reads
 end
 local wake = 0
 if ARGV[8] == '0' or (not m[4] and redis.call('EXISTS', KEYS[3]) == 0) then
@@ -116,7 +133,9 @@ end
 -- pending since now (unless it already was); the sweeper first looks one period later
 redis.call('ZADD', KEYS[4], 'NX', now, ARGV[4])
 local listed = 0
-if redis.call('ZADD', KEYS[8], 'NX', now, ARGV[4]) == 1 and redis.call('ZCARD', KEYS[8]) == 1 then
+-- listed when this is now the part's lowest: the part was empty, or its members are all
+-- looked at later (backed off by the sweeper), so its directory entry may be scored later
+if redis.call('ZADD', KEYS[8], 'NX', now, ARGV[4]) == 1 and redis.call('ZRANK', KEYS[8], ARGV[4]) == 0 then
   listed = now
 end
 return {seq, wake, m[2], listed}
