@@ -17,6 +17,7 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -176,3 +177,20 @@ def cluster_url(redis_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iter
     reset_motion()
     yield redis_cluster.url
     reset_motion()
+
+
+@pytest.fixture
+def counted(cluster_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every index part a script call is given (the parts a pass or a read reads), in
+    order, on the session's cluster."""
+    from motion.floor import indexes
+
+    read: list[str] = []
+    real = indexes.run_over
+
+    def counting(client: Any, name: str, parts: list[str], args: list[Any]) -> Any:
+        read.extend(parts)
+        return real(client, name, parts, args)
+
+    monkeypatch.setattr(indexes, "run_over", counting)
+    yield read

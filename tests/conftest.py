@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.brokers import rabbit_server  # noqa: F401  (the session's RabbitMQ, if asked for)
-from tests.cluster import cluster_url, redis_cluster  # noqa: F401  (the session's Redis Cluster)
+from tests.cluster import cluster_url, counted, redis_cluster  # noqa: F401  (the session's Redis Cluster)
 from tests.support import RedisServer, Worker
 
 

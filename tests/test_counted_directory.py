@@ -34,20 +34,6 @@ IDS = [f"cnt-{i}" for i in range(9)]
 
 
 @pytest.fixture
-def counted(cluster_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every index part a script call is given (the parts a read reads), in order."""
-    read: list[str] = []
-    real = indexes.run_over
-
-    def counting(client: Any, name: str, parts: list[str], args: list[Any]) -> Any:
-        read.extend(parts)
-        return real(client, name, parts, args)
-
-    monkeypatch.setattr(indexes, "run_over", counting)
-    yield read
-
-
-@pytest.fixture
 def applied(counted: list[str], redis_cluster: Cluster, tmp_path: Path) -> Iterator[set[str]]:
     """Instances on every primary, each created and then updated (applied by a worker
     process); the slot tags of their parts."""

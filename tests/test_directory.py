@@ -13,7 +13,6 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,20 +29,6 @@ sys.path.insert(0, str(COMPONENTS))
 from ledger import Ledger  # noqa: E402
 
 WATCHED = (K.PENDING, K.SWEEP, K.TIMERS, K.HELD)
-
-
-@pytest.fixture
-def counted(cluster_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every index part a script call is given (the parts a pass reads), in order."""
-    read: list[str] = []
-    real = indexes.run_over
-
-    def counting(client: Any, name: str, parts: list[str], args: list[Any]) -> Any:
-        read.extend(parts)
-        return real(client, name, parts, args)
-
-    monkeypatch.setattr(indexes, "run_over", counting)
-    yield read
 
 
 def one_pass(read: list[str], woken: list[Any]) -> dict[str, int]:
