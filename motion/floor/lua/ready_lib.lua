@@ -1,5 +1,5 @@
 -- ready_lib: the ready list's wake-up, shared by enqueue.lua and ready.lua (put after
--- lib.lua). A ready list (motion:ready:<queue>, one part per hash slot on a cluster)
+-- lib.lua). A ready list (motion:ready:<queue>; used only with the broker in this Redis)
 -- holds the names of idle instances with updates to apply; its counter (the list's
 -- name + ':n', a string with a TTL) counts the motion.ready messages outstanding for it
 -- (queued, or a task popping it). The TTL heals a count a lost message left behind.
