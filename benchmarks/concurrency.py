@@ -189,7 +189,9 @@ def _measure(cfg: Config, kind: str, total: int, prefix: str, done: Any) -> dict
     """Start the producers, wait for ``done()`` and an idle broker; Redis deltas per item."""
     client = redis.Redis.from_url(cfg.url)
     procs, go = _producers(cfg, kind, total, prefix)
-    wait_for(lambda: _idle(client), 60, "an idle broker before W11")
+    # the workload before (W12's 10,000 timers all due at once) may leave its worker
+    # minutes of wake-ups to work through (each a drain finding nothing)
+    wait_for(lambda: _idle(client), 600, "an idle broker before W11")
     own = 1 + 3  # the benchmark's own commands: the start signal, the last INFOs
     check_cost = 1 if kind == "motion" else 0  # done(): one HGET
 
