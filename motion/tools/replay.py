@@ -18,7 +18,7 @@ one (their ages are measured from their own enqueue time), and an op that fails 
 reported with its seq, the shadow state staying as it was before that update.
 
 Tool; uses the worker road (updates), the definition layer (component, definitions,
-ops), the floor (connection, errors, history, inbox, keys, props, store).
+ops), the floor (awaits, connection, errors, history, inbox, keys, props, store).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from motion.define.ops import call as call_serve
 from motion.floor import history as H
 from motion.floor import keys as K
 from motion.floor import store
+from motion.floor.awaits import run_sync
 from motion.floor.connection import get_redis, translate_errors
 from motion.floor.errors import CommandLineError, InstanceNotFoundError, NothingRetainedError
 from motion.floor.inbox import entry_flow, entry_time
@@ -147,9 +148,10 @@ def _shadow(
     for run in _runs(candidate, retained.updates):
         at = entry_time(run[0][1])
         try:
-            outcome = updates.apply(
+            steps = updates.apply_steps(
                 baseline, instance_id, state, run, {}, retained.incarnation, at, candidate
             )
+            outcome = run_sync(steps)  # async def ops on this thread's own event loop
         except updates.LacksCode as lacking:
             out.failures.append({"seq": lacking.seq, "flow": lacking.flow, "error": lacking.what})
             continue

@@ -1,7 +1,7 @@
 """Running a flow's update ops over inbox entries: the outcome a drain commits.
 
 A drain (:mod:`motion.worker.engine`) splits a window of inbox entries into groups
-(:func:`groups`: one entry each, or a run of a batch op's flow), and :func:`apply`
+(:func:`groups`: one entry each, or a run of a batch op's flow), and :func:`apply_steps`
 runs the flow's ops over a group on a working copy of the state: decoding each
 payload (a bad one is a recorded failure), applying the discard policies, calling
 batch ops once with every props, retrying a failing op, and merging the dicts the
@@ -12,7 +12,7 @@ Every mistake in one update (an op or a hook raising, a result that cannot be
 encoded or is too large, a payload that cannot be decoded or verified) is one
 recorded failure of that update. An update that needs code this worker lacks (a
 flow or op it does not define, a class its payload names that it cannot import)
-is not a failure: :func:`apply` raises :class:`LacksCode` before running anything,
+is not a failure: :func:`apply_steps` raises :class:`LacksCode` before running anything,
 and the drain leaves it, and everything after it, to a worker that has the code.
 
 Worker road; uses the definition layer (component, definitions), the floor.
@@ -30,7 +30,7 @@ from motion.define.component import Component, DiscardPolicy, Op
 from motion.define.definitions import resolve
 from motion.floor import awaits, inbox, store
 from motion.floor import keys as K
-from motion.floor.awaits import EXIT, Pause, Waits, run_sync
+from motion.floor.awaits import EXIT, Pause, Waits
 from motion.floor.errors import (
     MigrateResultError,
     MotionError,
@@ -155,21 +155,6 @@ def _lacks(
         )
         return LacksCode(seq, update.flow, what, update.ops)
     return None
-
-
-def apply(
-    component: Component,
-    instance_id: str,
-    state: State,
-    group: list[tuple[int, bytes | None]],
-    pending: dict[str, int],
-    incarnation: bytes = b"",
-    now: float | None = None,
-    definition: Component | None = None,
-) -> Outcome:
-    """:func:`apply_steps` run on this thread (``async def`` ops on its own event loop)."""
-    steps = apply_steps(component, instance_id, state, group, pending, incarnation, now, definition)
-    return run_sync(steps)
 
 
 def apply_steps(
