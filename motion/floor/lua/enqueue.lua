@@ -133,9 +133,11 @@ end
 -- pending since now (unless it already was); the sweeper first looks one period later
 redis.call('ZADD', KEYS[4], 'NX', now, ARGV[4])
 local listed = 0
--- listed when this is now the part's lowest: the part was empty, or its members are all
--- looked at later (backed off by the sweeper), so its directory entry may be scored later
-if redis.call('ZADD', KEYS[8], 'NX', now, ARGV[4]) == 1 and redis.call('ZRANK', KEYS[8], ARGV[4]) == 0 then
+-- on a cluster (KEYS[8] is a part, 'motion:sweep:{tag}'), listed when this is now the
+-- part's lowest: the part was empty, or its members are all looked at later (backed off
+-- by the sweeper), so its directory entry may be scored later; one Redis lists nothing
+if redis.call('ZADD', KEYS[8], 'NX', now, ARGV[4]) == 1 and string.byte(KEYS[8], -1) == 125
+    and redis.call('ZRANK', KEYS[8], ARGV[4]) == 0 then
   listed = now
 end
 return {seq, wake, m[2], listed}
