@@ -277,10 +277,12 @@ class Window:
 
     meta_flat: list[bytes]
     entries: list[bytes | None]
+    _fields: dict[bytes, bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     def _meta(self, name: bytes) -> bytes | None:
-        meta = dict(zip(self.meta_flat[::2], self.meta_flat[1::2], strict=True))
-        return meta.get(name)
+        if self._fields is None:  # read for each seq and clock: built once
+            self._fields = dict(zip(self.meta_flat[::2], self.meta_flat[1::2], strict=True))
+        return self._fields.get(name)
 
     def first_seq(self) -> int:
         """The seq of ``entries[0]``."""
