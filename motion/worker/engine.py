@@ -78,7 +78,7 @@ def drain_steps(component: Component, instance_id: str, report: DrainReport) -> 
     begin_args = [period, WINDOW, known, keys.name, store.nonce(), _budget()]
     begin_keys += [K.part(K.PENDING, keys.name), K.part(K.SWEEP, keys.name)]
     begin_keys += [keys.parked, keys.nudge]
-    reply = scripts.run(client, "begin", begin_keys, begin_args)
+    reply = scripts.run(client, "begin", begin_keys, begin_args, fast=True)
     token = reply[0]
     if isinstance(token, int):  # no lease taken
         report.skipped = {0: "busy", -1: "missing", -2: "idle"}[token]
@@ -143,7 +143,9 @@ def _drain_held(
         if STOPPING.is_set():
             raise _Stop(_STOPPING)
         if window is None:  # after a refused commit: read the window again
-            reply = scripts.run(client, "window", [keys.meta, keys.inbox], [WINDOW, "", _budget()])
+            reply = scripts.run(
+                client, "window", [keys.meta, keys.inbox], [WINDOW, "", _budget()], fast=True
+            )
             window = Window(reply[0], reply[1:])
         if due or P.has_parked(window.meta_flat):  # release a flow whose hold ended
             commit = partial(_commit, client, held, component.name, report=report)
@@ -199,7 +201,7 @@ def _gather_batch(
         if start > window.last_seq() or updates.batch_flow(component, window.entries[-1]) is None:
             return
         args = [WINDOW, start, budget - size]
-        more = scripts.run(client, "window", [keys.meta, keys.inbox], args)[1:]
+        more = scripts.run(client, "window", [keys.meta, keys.inbox], args, fast=True)[1:]
         if not more:
             return
         window.entries.extend(more)
@@ -307,7 +309,7 @@ def _fresh_state(
 ) -> State:
     """The committed state, read in full (the local copy is dropped first)."""
     store.STATE_CACHE.drop(keys.name)
-    reply = scripts.run(client, "read", [keys.meta, keys.state], [""])
+    reply = scripts.run(client, "read", [keys.meta, keys.state], [""], fast=True)
     try:
         loaded = store.parse_read(component, instance_id, reply)
     except (SystemExit, KeyboardInterrupt):

@@ -94,7 +94,7 @@ def release(client: redis.Redis, lease: Lease, abandon: bool = False, hold: str 
     indexes = [K.part(index, keys.name) for index in (K.PENDING, K.SWEEP, K.HELD)]
     script_keys = [keys.meta, keys.lease, *indexes, keys.timers]
     lease.ending.set()
-    result = int(scripts.run(client, "release", script_keys, args))
+    result = int(scripts.run(client, "release", script_keys, args, fast=True))
     if abandon and hold and result == 1:  # held: a cluster lists its part of the held index
         directory.note(client, K.HELD, keys.name, 0)
     if result in (0, 2):  # updates arrived meanwhile, or a timer is due: still ours
@@ -232,10 +232,10 @@ def commit(
     ARGV[8] = 3, ``[tag, 0, meta_flat, payloads...]`` (the read after it) when more
     updates wait."""
     if str(args[7]) != "3":
-        return scripts.run(client, "commit", keys, args)
+        return scripts.run(client, "commit", keys, args, fast=True)
     if is_cluster(client) or replication.wanted("commit"):  # (a replicated commit WAITs)
         args[7] = 2
-        return _lingered(scripts.run(client, "commit", keys, args))
+        return _lingered(scripts.run(client, "commit", keys, args, fast=True))
     script, read = scripts.get("commit"), scripts.get("window")
     pipe = client.pipeline(transaction=False)
     pipe.evalsha(script.sha, len(keys), *keys, *args)
@@ -244,7 +244,7 @@ def commit(
     reply, nudged, after = pipe.execute(raise_on_error=False)
     if isinstance(reply, NoScriptError):  # a restarted Redis: it did not run
         args[7] = 2
-        return _lingered(scripts.run(client, "commit", keys, args))
+        return _lingered(scripts.run(client, "commit", keys, args, fast=True))
     for failed in (reply, nudged):
         if isinstance(failed, Exception):
             raise failed

@@ -136,7 +136,9 @@ def _take(client: Any, ready: str, component: str, most: int) -> tuple[bool, lis
     """Up to ``most`` names off the list ``ready``, and whether it may hold more."""
     queue = wakeup.ready_queue(ready)
     keys = [ready, ready + ":n", queue]
-    reply = scripts.run(client, "ready", keys, [most, MAX_OUT, component, wakeup.ready_ttl_ms()])
+    reply = scripts.run(
+        client, "ready", keys, [most, MAX_OUT, component, wakeup.ready_ttl_ms()], fast=True
+    )
     return reply[0] == 1, [raw.decode() for raw in reply[1:]]
 
 

@@ -1,0 +1,99 @@
+"""fast_command: one process-wide stack of idle connections per pool, used by the caller's
+enqueue and the worker's drain scripts (a real redis-server)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from motion.floor import connection
+from motion.floor.connection import fast_command, get_redis
+
+
+def _idle(client: redis.Redis) -> list[object]:
+    return list(connection._idle.of(client.connection_pool))
+
+
+def _ids(client: redis.Redis) -> set[int]:
+    """The ids of this process's connections the server lists (CLIENT LIST)."""
+    return {int(c["id"]) for c in client.client_list()}
+
+
+def test_sequential_commands_reuse_one_connection(redis_url: str) -> None:
+    client = get_redis()
+    for i in range(20):
+        assert fast_command(client, "SET", "k", i) == b"OK"
+    assert fast_command(client, "GET", "k") == b"19"
+    assert len(_idle(client)) == 1
+
+
+def test_concurrent_threads_never_share_a_connection(redis_url: str) -> None:
+    """Eight threads at once: each command has a connection of its own while it runs
+    (a shared one would interleave replies: a thread would read another's value)."""
+    client = get_redis()
+    errors: list[str] = []
+    start = threading.Barrier(8)
+
+    def work(n: int) -> None:
+        start.wait()
+        for i in range(300):
+            value = f"{n}:{i}"
+            fast_command(client, "SET", f"t{n}", value)
+            got = fast_command(client, "GET", f"t{n}")
+            if got != value.encode():
+                errors.append(f"thread {n} read {got!r}, wrote {value}")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    # at most one per thread ran at once, and all came back to the stack
+    assert 1 <= len(_idle(client)) <= 8
+
+
+def test_an_error_reply_keeps_the_connection(redis_url: str) -> None:
+    client = get_redis()
+    fast_command(client, "SET", "s", "x")
+    before = _idle(client)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        fast_command(client, "LPUSH", "s", "y")
+    assert _idle(client) == before
+    assert fast_command(client, "GET", "s") == b"x"
+
+
+def test_a_killed_connection_is_dropped_and_the_command_sent_again(redis_url: str) -> None:
+    client = get_redis()
+    assert fast_command(client, "INCR", "n") == 1
+    (conn,) = _idle(client)
+    ours = fast_command(client, "CLIENT", "ID")
+    admin = redis.Redis.from_url(redis_url)
+    admin.client_kill_filter(_id=ours)
+    assert ours not in _ids(admin)
+    # the dead socket fails, the command goes again through the client (its own pool)
+    assert fast_command(client, "INCR", "n") == 2
+    assert admin.get("n") == b"2"
+    assert conn not in _idle(client)  # the dead one is not handed out again
+
+
+def test_a_fork_does_not_inherit_the_parents_connections(redis_url: str) -> None:
+    """After a fork the child opens its own (the parent's sockets are not the child's)."""
+    import os
+
+    client = get_redis()
+    parent_id = fast_command(client, "CLIENT", "ID")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report the id of the connection it used
+        try:
+            os.write(write, str(fast_command(client, "CLIENT", "ID")).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child_id = int(os.read(read, 64) or b"0")
+    os.waitpid(pid, 0)
+    assert child_id and child_id != parent_id
+    assert fast_command(client, "CLIENT", "ID") == parent_id
