@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KEYS = [
     *("meta", "state", "inbox", "lease", "failed", "stats", "pending", "sweep", "cache"),
     *("held", "parked", "timers", "due", "history", "r1", "r2", "r3", "r4", "r5"),
-    *("minutes", "dead", "nudge"),
+    *("minutes", "dead", "nudge", "woke"),
 ]
 BEGIN_KEYS = ["meta", "lease", "stats", "inbox", "state", "pending", "sweep", "parked", "nudge"]
 TOKEN = "inc:1:nonce"

@@ -175,3 +175,72 @@ def test_a_motion_ready_message_naming_another_key_touches_nothing() -> None:
     assert client.lrange("user:list", 0, -1) == [b"a", b"b", b"c"]
     assert client.llen("motion.Other.0") == 0
     assert wakeup.is_ready_list("Ledger", ready)
+
+
+@pytest.fixture
+def pooled(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """This process drains as a ``-P threads -c 4`` worker would (ready.CAPACITY pooled)."""
+    from motion.worker import ready
+
+    size = ready.CAPACITY.size
+    ready.configure("threads", 4)
+    yield ready
+    ready.CAPACITY.resize(size)
+
+
+def _ready_of(handle: Any) -> tuple[str, str]:
+    return wakeup.ready_list("Ledger", handle.instance_id)
+
+
+def test_a_pooled_task_lingers_on_its_list_and_drains_a_later_instance_with_no_message(
+    redis_url: str, pooled: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The instance idle after a task emptied its list is pushed with no message while
+    the task lingers, and the same task drains it (it shows in that task's result)."""
+    import threading
+
+    client = get_redis()
+    monkeypatch.setattr(pooled, "LINGER", 20.0)  # long enough to never race the test
+    first = Ledger("linger-a")
+    queue, ready = _ready_of(first)
+    # later instances on the same list (same queue)
+    later, last = [
+        h for h in (Ledger(f"linger-b{i}") for i in range(400)) if _ready_of(h)[1] == ready
+    ][:2]
+    first.run("add", {"item": "a"})
+    assert client.llen(queue) == 1 and client.lrange(ready, 0, -1) == [first.instance_name.encode()]
+    client.delete(queue)  # this test runs the task itself
+    result: dict[str, Any] = {}
+    task = threading.Thread(target=lambda: result.update(pooled.ready_task("Ledger", ready)))
+    task.start()
+    wait_for(lambda: first.read_state("seqs") == [1], 20, "the first instance to be drained")
+    assert client.exists(ready + ":n")  # still counted: it lingers
+    later.run("add", {"item": "b"})
+    wait_for(lambda: later.read_state("seqs") == [1], 20, "the later instance to be drained")
+    assert client.llen(queue) == 0  # no message was sent for it
+    pooled.LINGER = 0.05  # after the next one, nothing comes: the task counts out and ends
+    last.run("add", {"item": "c"})
+    task.join(30)
+    assert not task.is_alive()
+    assert last.read_state("seqs") == [1] and client.llen(queue) == 0
+    names = [r["instance"] for r in result["instances"]]
+    assert sorted(names) == sorted(h.instance_name for h in (first, later, last))
+    assert not client.exists(ready + ":n")
+    # counted out: the next idle instance comes with a message of its own
+    first.run("add", {"item": "d"})
+    assert client.llen(queue) == 1
+
+
+def test_a_task_past_its_linger_age_counts_out_at_once(
+    redis_url: str, pooled: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = get_redis()
+    monkeypatch.setattr(pooled, "LINGER", 20.0)
+    monkeypatch.setattr(pooled, "LINGER_FOR", 0.0)  # too old to linger from the start
+    handle = Ledger("old-task")
+    queue, ready = _ready_of(handle)
+    handle.run("add", {"item": "a"})
+    client.delete(queue)
+    result = pooled.ready_task("Ledger", ready)  # returns without waiting 20 s
+    assert [r["instance"] for r in result["instances"]] == [handle.instance_name]
+    assert not client.exists(ready + ":n")

@@ -1,7 +1,10 @@
 """Waiting for updates: ``flush_update`` and ``run(..., flush_update=True)``.
 
 A :class:`Waiter` belongs to one handle. It waits by polling the instance's
-``applied`` counter with a short exponential backoff and a deadline, then reads
+``applied`` counter with a short exponential backoff and a deadline (each pause a
+``BLPOP`` on the instance's woke list once it is long enough: the commit that moves
+``applied`` on pushes onto it for each registered waiter, so a wait ends a round trip
+after its commit, not at the next poll), then reads
 the failure records of the updates whose outcome the handle has not seen; its
 :class:`motion.caller.enqueue.FailureBook` decides which of them this call raises
 (each failure to one call: the one that caused it).
@@ -45,6 +48,8 @@ from motion.floor.settings import get_settings
 
 _FIRST_DELAY = 0.0005
 _MAX_DELAY = 0.05
+#: from this delay on, a wait blocks on the instance's woke list (a commit ends it)
+_BLOCK_FROM = 0.004
 #: how often a wait with no timeout checks that some worker can apply the updates
 _PRESENCE_EVERY = 1.0
 
@@ -122,6 +127,7 @@ class Waiter:
         deadline = None if timeout is None else time.monotonic() + timeout
         patience = _Patience() if timeout is None else None
         delay = _FIRST_DELAY
+        registered = False
         while True:
             with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
                 # a live lease is a worker at work on the instance: no need to ask
@@ -135,7 +141,12 @@ class Waiter:
                     )
                     held = yield drive.command("hget", self._keys.meta, "held")
                     self._check_presence(age, target, held)
-                applied, current = yield drive.command("hmget", self._keys.meta, "applied", "inc")
+                # registered as a waiter, the commit that moves 'applied' on wakes the
+                # BLPOP below (lua/watch.lua): the wait ends a round trip after it
+                applied, current = yield drive.script(
+                    "watch", [self._keys.meta], [target, "" if registered else "1"], fast=True
+                )
+                registered = True
                 if self._settled(expected, target, applied, current, report) and not (
                     report and (yield from self._held(flow, target, timers))
                 ):
@@ -156,7 +167,10 @@ class Waiter:
             if deadline is not None and time.monotonic() > deadline:
                 held = yield drive.command("hget", self._keys.meta, "held")
                 raise FlushTimeoutError(self._timeout_message(target, timeout, held))
-            yield drive.pause(delay)
+            if delay < _BLOCK_FROM:  # (a BLPOP timeout under 1 ms would block for good)
+                yield drive.pause(delay)
+            elif (yield drive.command("blpop", [self._keys.woke], delay)) is not None:
+                registered = False  # woken: that commit consumed the registration
             delay = min(delay * 2, _MAX_DELAY)
 
     def _held(self, flow: str, target: int, timers: bool = False) -> Steps[bool]:

@@ -265,6 +265,9 @@ class InstanceKeys:
     claim: str
     #: a list the enqueue pushes the new seq onto when the lease holder lingers for it
     nudge: str
+    #: a list the commit that moves ``applied`` on pushes an item onto for each waiting
+    #: flush (``lua/watch.lua``), which BLPOPs it instead of sleeping
+    woke: str
     parked: str
     timers: str
     cache_prefix: str
@@ -287,6 +290,7 @@ class InstanceKeys:
             cache=f"{base}:cache",
             claim=f"{base}:claim",
             nudge=f"{base}:nudge",
+            woke=f"{base}:woke",
             parked=f"{base}:parked",
             timers=f"{base}:timers",
             cache_prefix=f"{base}:cache:",  # string entries of earlier releases
@@ -305,7 +309,8 @@ class InstanceKeys:
         """Every fixed key of the instance (cache and dedup keys are matched by prefix)."""
         return [
             *(self.state, self.meta, self.inbox, self.lease, self.failed, self.dead),
-            *(self.cache, self.claim, self.nudge, self.parked, self.timers, *self.past()),
+            *(self.cache, self.claim, self.nudge, self.woke, self.parked, self.timers),
+            *self.past(),
         ]
 
     def past(self) -> list[str]:

@@ -215,4 +215,5 @@ def commit_keys(keys: K.InstanceKeys, component: str, now_ms: int) -> list[str]:
         K.series(component, now_ms, keys.name),
         keys.dead,
         keys.nudge,
+        keys.woke,
     ]

@@ -52,6 +52,7 @@ NAMES = (
     "wake",
     "directory",
     "ready",
+    "watch",
 )
 #: more files of functions put before a script, after lib.lua
 LIBRARIES = {

@@ -13,6 +13,13 @@ as long as it has free :class:`Capacity` and starts each one's drain
 - under prefork (and solo, and any pool it does not know) on the task's own thread,
   one at a time, as ``motion.apply`` does: a child drains one instance at a time.
 
+A pooled task that empties its list keeps its place in the count for up to
+:data:`LINGER` seconds and waits on the list itself (``BLPOP``): an instance that
+becomes ready meanwhile is pushed with no message and its drain starts at once, so a
+burst of enqueues spread over time starts each drain without a Celery delivery. Only
+a task younger than :data:`LINGER_FOR` lingers; prefork children never do (they drain
+one at a time).
+
 The list keeps what the task has no capacity for: a task that takes a full share
 leaves the rest for its next take, and the script pushes a sibling message (at most
 :data:`MAX_OUT` out per list) for another worker. The script counts a task out in the
@@ -32,6 +39,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import time
 from typing import Any
 
 import redis
@@ -58,6 +66,11 @@ TAKE = 256
 RESULT_REPR = 1 << 20
 #: how often (seconds) a task waiting for capacity renews its ready list's count
 RENEW = wakeup.READY_TTL_MS / 4000
+#: how long (seconds) a pooled task waits on its emptied list for the next instance
+LINGER = 0.05
+#: a pooled task lingers only this long (seconds) after it started: then it counts out
+#: when the list runs short, so one task's result (Flower) stays a burst's, not a day's
+LINGER_FOR = 5.0
 #: pools whose concurrency is threads (or greenlets): drains run on a pool of that size
 THREADED_POOLS = ("threads", "gevent", "eventlet")
 
@@ -132,14 +145,27 @@ def _drain(name: str) -> DrainReport:
     return report
 
 
-def _take(client: Any, ready: str, component: str, most: int) -> tuple[bool, list[str]]:
-    """Up to ``most`` names off the list ``ready``, and whether it may hold more."""
+def _take(
+    client: Any, ready: str, component: str, most: int, keep: bool = False
+) -> tuple[int, list[str]]:
+    """Up to ``most`` names off the list ``ready``, and whether it may hold more (1), is
+    empty (0: this task is counted out) or is empty and this task still counts (2, with
+    ``keep``: it may wait on the list for the next name)."""
     queue = wakeup.ready_queue(ready)
     keys = [ready, ready + ":n", queue]
-    reply = scripts.run(
-        client, "ready", keys, [most, MAX_OUT, component, wakeup.ready_ttl_ms()], fast=True
-    )
-    return reply[0] == 1, [raw.decode() for raw in reply[1:]]
+    args = [most, MAX_OUT, component, wakeup.ready_ttl_ms(), "1" if keep else ""]
+    reply = scripts.run(client, "ready", keys, args, fast=True)
+    return int(reply[0]), [raw.decode() for raw in reply[1:]]
+
+
+def _next_name(client: Any, ready: str) -> str | None:
+    """The next name pushed onto ``ready`` within :data:`LINGER` seconds, or ``None``."""
+    try:
+        got = client.blpop([ready], timeout=LINGER)
+    except redis.RedisError as exc:  # the final take counts this task out
+        log.warning("waiting on ready list %s failed (%r)", ready, exc)
+        return None
+    return got[1].decode() if got else None
 
 
 def _renew(client: Any, ready: str) -> None:
@@ -166,12 +192,15 @@ def ready_task(component: Any, ready: Any) -> dict[str, Any]:
     client = get_redis()
     reports: list[DrainReport] = []
     running: list[tuple[str, concurrent.futures.Future[Any]]] = []
-    more = True
+    more, idle, started = 1, False, time.monotonic()
     while more and not engine.STOPPING.is_set():
         pooled = CAPACITY.size > 0
         most = CAPACITY.take(TAKE, lambda: _renew(client, ready)) if pooled else 1
+        # a pooled task young enough lingers on the list for the next instance (a burst
+        # of enqueues starts each drain at once, with no message of its own)
+        keep = pooled and not idle and time.monotonic() - started < LINGER_FOR
         try:
-            more, names = _take(client, ready, component, most)
+            more, names = _take(client, ready, component, most, keep)
         except BaseException:
             if pooled:
                 CAPACITY.give(most)
@@ -185,6 +214,14 @@ def ready_task(component: Any, ready: Any) -> dict[str, Any]:
             inline = names[0] if names else None
         if inline is not None:
             reports.append(_drained(inline, lambda name=inline: _drain(name)))
+        if more == 2:  # empty, and still counted: wait on the list for the next name
+            CAPACITY.take(1, lambda: _renew(client, ready))
+            name = _next_name(client, ready) if not engine.STOPPING.is_set() else None
+            if name is None:  # nothing came: the next take counts this task out
+                CAPACITY.give()
+                idle = True
+            else:
+                running.append((name, CAPACITY.submit(_drain, name)))
     if more:  # the worker stops: leave the rest to another worker, counted out
         try:
             _take(client, ready, component, 0)

@@ -31,6 +31,8 @@
 -- KEYS[21] dead: each failed update's inbox entry is kept there, by seq, beside its
 -- record (so it can be retried), and goes when its record is trimmed.
 -- KEYS[22] nudge: the list a lingering drain waits on (ARGV[8] = 2, see linger.lua)
+-- KEYS[23] woke: a commit that moves 'applied' on pushes one item per waiting flush
+-- (the meta's 'waiters', counted by watch.lua) and resets the count
 -- Cancelled updates (Ticket.cancel): the meta field 'cancels' counts the tombstones not
 -- yet committed; a worker skips each tombstone and decrements 'cancels' (a meta counter).
 -- Returns -2 too when first..last holds another number of tombstones than the worker
@@ -64,7 +66,8 @@ local function refused(code)
   end
   return code
 end
-local mv = redis.call('HMGET', KEYS[1], 'inc', 'holder', 'applied', 'seq', 'cancels', 'version')
+local mv = redis.call('HMGET', KEYS[1], 'inc', 'holder', 'applied', 'seq', 'cancels', 'version',
+  'waiters')
 if not holds_given(KEYS[4], mv[1], mv[2], ARGV[1]) then
   return refused(-1)
 end
@@ -271,6 +274,17 @@ if release then
   redis.call('HSET', KEYS[1], 'applied_at', now)
 else
   redis.call('HSET', KEYS[1], 'applied', last, 'applied_at', now)
+  if mv[7] then  -- flushes wait: wake each (an extra item only makes one look again)
+    redis.call('HDEL', KEYS[1], 'waiters')
+    local items = {}
+    for j = 1, math.min(tonumber(mv[7]), 64) do
+      items[j] = '1'
+    end
+    if #items > 0 then
+      redis.call('RPUSH', KEYS[23], unpack(items))
+      redis.call('PEXPIRE', KEYS[23], 1000)
+    end
+  end
 end
 if redis.call('HDEL', KEYS[1], 'held') == 1 then
   redis.call('HDEL', KEYS[1], 'sweeps')

@@ -5,6 +5,8 @@
 -- taking, its worker stopping: it is counted out, and if names remain and no other
 -- message is out, a message is pushed for another worker)   ARGV[2] most motion.ready
 -- messages outstanding for the list   ARGV[3] component   ARGV[4] the counter's TTL (ms)
+-- ARGV[5] (optional) '1': a task that may linger (motion.worker.ready) keeps its place in
+-- the count when the list runs short, and waits on the list itself for the next name
 -- Each name taken has its meta field 'wake' set to Redis' clock: its wake-up is being
 -- delivered (begin.lua clears it), so if this worker dies before its drain begins, the
 -- sweeper re-wakes it one sweep period later.
@@ -13,7 +15,10 @@
 -- place in the count and takes again once it has capacity; if more remain and fewer
 -- than ARGV[2] messages are out, a sibling message was pushed for another worker),
 -- 0 when the list is empty: the task is counted out in this same call, so an instance
--- pushed from now on comes with a message of its own (none is left with no task coming).
+-- pushed from now on comes with a message of its own (none is left with no task coming);
+-- 2 instead of 0 with ARGV[5] = '1': the list is empty and the task still counts (the
+-- counter's TTL renewed), so an instance pushed from now on is pushed with no message,
+-- for the task to pop (it takes again with ARGV[5] = '' before it leaves).
 local function count_out()
   local n = tonumber(redis.call('GET', KEYS[2]) or '0')
   if n <= 1 then
@@ -43,7 +48,12 @@ for i = 1, #names do
 end
 local more = 0
 if #names < want or redis.call('LLEN', KEYS[1]) == 0 then
-  count_out()
+  if ARGV[5] == '1' then
+    more = 2
+    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  else
+    count_out()
+  end
 else
   more = 1
   -- a task still taking keeps the count alive (it heals one TTL after the last take)
