@@ -143,9 +143,8 @@ def _drain_held(
         if STOPPING.is_set():
             raise _Stop(_STOPPING)
         if window is None:  # after a refused commit: read the window again
-            reply = scripts.run(
-                client, "window", [keys.meta, keys.inbox], [WINDOW, "", _budget()], fast=True
-            )
+            args = [WINDOW, "", _budget()]
+            reply = scripts.run(client, "window", [keys.meta, keys.inbox], args, fast=True)
             window = Window(reply[0], reply[1:])
         if due or P.has_parked(window.meta_flat):  # release a flow whose hold ended
             commit = partial(_commit, client, held, component.name, report=report)
