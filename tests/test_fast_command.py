@@ -8,12 +8,13 @@ import threading
 import pytest
 import redis
 
-from motion.floor import connection
-from motion.floor.connection import fast_command, get_redis
+from motion.floor import lanes
+from motion.floor.connection import get_redis
+from motion.floor.lanes import fast_command
 
 
 def _idle(client: redis.Redis) -> list[object]:
-    return list(connection._idle.of(client.connection_pool))
+    return list(lanes._idle.of(client.connection_pool))
 
 
 def _ids(client: redis.Redis) -> set[int]:

@@ -36,16 +36,11 @@ from motion.caller.tracking import get_tracker
 from motion.define import ops
 from motion.floor import cache, directory, drive, store
 from motion.floor import keys as K
-from motion.floor.connection import (
-    fast_command,
-    get_async_redis,
-    get_redis,
-    redis_url,
-    translate_errors,
-)
+from motion.floor.connection import get_async_redis, get_redis, redis_url, translate_errors
 from motion.floor.drive import Steps
 from motion.floor.errors import InvalidInstanceIdError
 from motion.floor.inbox import ALL_FLOWS, Update
+from motion.floor.lanes import fast_command
 from motion.floor.props import Properties, State
 from motion.floor.settings import get_settings
 

@@ -25,12 +25,9 @@ Layer: floor (settings, errors, budget).
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import os
 import sys
 import threading
-import weakref
 import zlib
 from collections.abc import AsyncGenerator, Iterator
 from typing import Any
@@ -38,7 +35,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from motion.floor.budget import AsyncBudgetRetry, BudgetRetry, deadline, room_for
+from motion.floor.budget import AsyncBudgetRetry, BudgetRetry
 from motion.floor.errors import ConfigurationError, ConnectionFailedError
 from motion.floor.settings import get_settings, redact
 from motion.floor.urls import cluster_nodes, is_cluster_url, single_node_url
@@ -275,80 +272,6 @@ async def _close_at_shutdown(
                 with contextlib.suppress(Exception):  # a dead Redis must not fail the shutdown
                     await client.aclose()
         clients.clear()
-
-
-class _Idle:
-    """The idle connections of :func:`fast_command`, one stack per pool, shared by this
-    process's threads: a command pops one (or opens one) and pushes it back after its
-    reply, so a process holds as many as it ran commands at once, with no lock (a
-    deque's pop and append are atomic) and none of the pool's bookkeeping."""
-
-    def __init__(self) -> None:
-        # keyed by the pool itself (weakly): a pool dropped by reset() takes its
-        # connections along, and a new pool never inherits another's by a reused id
-        self.stacks: weakref.WeakKeyDictionary[Any, collections.deque[Any]] = (
-            weakref.WeakKeyDictionary()
-        )
-        self.pid = os.getpid()
-        self.lock = threading.Lock()
-
-    def of(self, pool: Any) -> collections.deque[Any]:
-        """The idle stack of ``pool`` (a fresh one after a fork: the parent's sockets
-        are not this process's)."""
-        stack = self.stacks.get(pool) if self.pid == os.getpid() else None
-        if stack is None:
-            with self.lock:
-                if self.pid != os.getpid():
-                    self.stacks, self.pid = weakref.WeakKeyDictionary(), os.getpid()
-                stack = self.stacks.setdefault(pool, collections.deque())
-        return stack
-
-
-_idle = _Idle()
-
-
-def fast_command(client: redis.Redis, *args: Any) -> Any:
-    """Run one command on a connection no other thread uses meanwhile; the raw reply.
-
-    For the hot paths (the caller's version check and enqueue, the worker's drain
-    scripts): redis-py's per-command layers (pool checkout under a lock, retry
-    wrapper, event hooks) cost about as much as a loopback round trip, so these
-    commands skip them. On a connection error the command is sent again through
-    ``client``, which retries (a re-sent enqueue is recognized by its token, a re-sent
-    commit by its seqs) within what is left of the call's retry budget. Use it only for
-    commands whose reply needs no parsing callback. A cluster client runs the command
-    itself (it routes by the first key).
-    """
-    if is_cluster(client):
-        return client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py untyped here
-    pool = client.connection_pool
-    idle = _idle.of(pool)
-    try:
-        conn = idle.pop()
-    except IndexError:
-        conn = pool.connection_class(**pool.connection_kwargs)
-    retry = client.get_retry()
-    seconds = retry.seconds if isinstance(retry, BudgetRetry) else 0.0
-    attempt = retry.attempt if isinstance(retry, BudgetRetry) else 0.0
-    with deadline(seconds) as at:
-        try:
-            conn.send_command(*args)
-            reply = conn.read_response()
-        except redis.ResponseError:  # an error reply: the connection is fine
-            idle.append(conn)
-            raise
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            conn.disconnect()
-            if not room_for(at, attempt):
-                if isinstance(exc, redis.RedisError):
-                    raise
-                raise redis.ConnectionError(str(exc)) from exc
-            return client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py untyped here
-        except BaseException:  # interrupted mid-reply: the connection's state is unknown
-            conn.disconnect()
-            raise
-    idle.append(conn)
-    return reply
 
 
 @contextlib.contextmanager

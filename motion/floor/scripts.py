@@ -26,8 +26,9 @@ import redis.asyncio
 from redis.exceptions import NoScriptError
 
 from motion.floor import replication
-from motion.floor.connection import fast_command, is_cluster
+from motion.floor.connection import is_cluster
 from motion.floor.errors import RedisFullError
+from motion.floor.lanes import fast_command
 from motion.floor.settings import get_settings
 
 NAMES = (

@@ -42,7 +42,7 @@ before (``release.lua`` refuses while updates wait, so an update enqueued as the
 linger ends is never stranded); a worker that dies lingering leaves the lease to
 expire and the sweeper to re-wake the instance.
 
-Worker road; uses the floor (connection, inbox, keys, scripts, settings, store).
+Worker road; uses the floor (connection, inbox, keys, lanes, scripts, settings, store).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from motion.floor import keys as K
 from motion.floor.connection import is_cluster
 from motion.floor.errors import PayloadError
 from motion.floor.inbox import Window, entry_time
+from motion.floor.lanes import fast_pipeline
 from motion.floor.settings import get_settings
 from motion.floor.store import now_ms
 
@@ -237,11 +238,14 @@ def commit(
         args[7] = 2
         return _lingered(scripts.run(client, "commit", keys, args, fast=True))
     script, read = scripts.get("commit"), scripts.get("window")
-    pipe = client.pipeline(transaction=False)
-    pipe.evalsha(script.sha, len(keys), *keys, *args)
-    pipe.blpop([held.keys.nudge], timeout=int(args[4]) / 1000)
-    pipe.evalsha(read.sha, 2, held.keys.meta, held.keys.inbox, window, "", budget)
-    reply, nudged, after = pipe.execute(raise_on_error=False)
+    reply, nudged, after = fast_pipeline(
+        client,
+        [
+            ("EVALSHA", script.sha, len(keys), *keys, *args),
+            ("BLPOP", held.keys.nudge, int(args[4]) / 1000),
+            ("EVALSHA", read.sha, 2, held.keys.meta, held.keys.inbox, window, "", budget),
+        ],
+    )
     if isinstance(reply, NoScriptError):  # a restarted Redis: it did not run
         args[7] = 2
         return _lingered(scripts.run(client, "commit", keys, args, fast=True))
@@ -331,10 +335,10 @@ def _wait_then_read(
         nudged = client.blpop([keys.nudge], timeout=timeout)
         return nudged, scripts.run(client, "window", [keys.meta, keys.inbox], args)
     script = scripts.get("window")
-    pipe = client.pipeline(transaction=False)
-    pipe.blpop([keys.nudge], timeout=timeout)
-    pipe.evalsha(script.sha, 2, keys.meta, keys.inbox, *args)
-    nudged, reply = pipe.execute(raise_on_error=False)
+    nudged, reply = fast_pipeline(
+        client,
+        [("BLPOP", keys.nudge, timeout), ("EVALSHA", script.sha, 2, keys.meta, keys.inbox, *args)],
+    )
     if isinstance(nudged, Exception):
         raise nudged
     if isinstance(reply, NoScriptError):  # a restarted Redis

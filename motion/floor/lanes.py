@@ -1,0 +1,132 @@
+"""The fast lane: commands on the caller's and the worker's hot paths, sent on a raw
+connection of a process-wide idle stack instead of through redis-py's client layers.
+
+redis-py's per-command layers (pool checkout under a lock, retry wrapper, event and
+observability hooks) cost about as much as a loopback round trip; :func:`fast_command`
+(one command) and :func:`fast_pipeline` (several in one round trip) skip them and fall
+back to the client itself, which retries, on a connection error.
+
+Floor; uses the floor (budget, connection).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import weakref
+from typing import Any
+
+import redis
+
+from motion.floor.budget import BudgetRetry, deadline, room_for
+from motion.floor.connection import is_cluster
+
+
+class _Idle:
+    """The idle connections of :func:`fast_command`, one stack per pool, shared by this
+    process's threads: a command pops one (or opens one) and pushes it back after its
+    reply, so a process holds as many as it ran commands at once, with no lock (a
+    deque's pop and append are atomic) and none of the pool's bookkeeping."""
+
+    def __init__(self) -> None:
+        # keyed by the pool itself (weakly): a pool dropped by reset() takes its
+        # connections along, and a new pool never inherits another's by a reused id
+        self.stacks: weakref.WeakKeyDictionary[Any, collections.deque[Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+
+    def of(self, pool: Any) -> collections.deque[Any]:
+        """The idle stack of ``pool`` (a fresh one after a fork: the parent's sockets
+        are not this process's)."""
+        stack = self.stacks.get(pool) if self.pid == os.getpid() else None
+        if stack is None:
+            with self.lock:
+                if self.pid != os.getpid():
+                    self.stacks, self.pid = weakref.WeakKeyDictionary(), os.getpid()
+                stack = self.stacks.setdefault(pool, collections.deque())
+        return stack
+
+
+_idle = _Idle()
+
+
+def fast_command(client: redis.Redis, *args: Any) -> Any:
+    """Run one command on a connection no other thread uses meanwhile; the raw reply.
+
+    For the hot paths (the caller's version check and enqueue, the worker's drain
+    scripts): redis-py's per-command layers (pool checkout under a lock, retry
+    wrapper, event hooks) cost about as much as a loopback round trip, so these
+    commands skip them. On a connection error the command is sent again through
+    ``client``, which retries (a re-sent enqueue is recognized by its token, a re-sent
+    commit by its seqs) within what is left of the call's retry budget. Use it only for
+    commands whose reply needs no parsing callback. A cluster client runs the command
+    itself (it routes by the first key).
+    """
+    if is_cluster(client):
+        return client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py untyped here
+    pool = client.connection_pool
+    idle = _idle.of(pool)
+    try:
+        conn = idle.pop()
+    except IndexError:
+        conn = pool.connection_class(**pool.connection_kwargs)
+    retry = client.get_retry()
+    seconds = retry.seconds if isinstance(retry, BudgetRetry) else 0.0
+    attempt = retry.attempt if isinstance(retry, BudgetRetry) else 0.0
+    with deadline(seconds) as at:
+        try:
+            conn.send_command(*args)
+            reply = conn.read_response()
+        except redis.ResponseError:  # an error reply: the connection is fine
+            idle.append(conn)
+            raise
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            conn.disconnect()
+            if not room_for(at, attempt):
+                if isinstance(exc, redis.RedisError):
+                    raise
+                raise redis.ConnectionError(str(exc)) from exc
+            return client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py untyped here
+        except BaseException:  # interrupted mid-reply: the connection's state is unknown
+            conn.disconnect()
+            raise
+    idle.append(conn)
+    return reply
+
+
+def fast_pipeline(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Send ``commands`` in one round trip on a connection of :func:`fast_command`'s
+    idle stack: their raw replies in order, an error reply as its exception (returned,
+    not raised: ``raise_on_error=False``). On a connection error the whole batch is sent
+    again through a pipeline of ``client``, which retries (so, as with redis-py's own
+    pipelines, a command may arrive twice: send only ones a repeat cannot harm, like a
+    commit, which refuses the second). Not for a cluster client."""
+    pool = client.connection_pool
+    idle = _idle.of(pool)
+    try:
+        conn = idle.pop()
+    except IndexError:
+        conn = pool.connection_class(**pool.connection_kwargs)
+    replies: list[Any] = []
+    try:
+        conn.send_packed_command(conn.pack_commands(commands))
+        for _ in commands:
+            try:
+                replies.append(conn.read_response())
+            except redis.ResponseError as exc:  # an error reply: the connection is fine
+                replies.append(exc)
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        conn.disconnect()
+        pipe = client.pipeline(transaction=False)
+        for args in commands:
+            pipe.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py untyped here
+        replies = pipe.execute(raise_on_error=False)
+        return replies
+    except BaseException:  # interrupted mid-reply: the connection's state is unknown
+        conn.disconnect()
+        raise
+    idle.append(conn)
+    return replies
