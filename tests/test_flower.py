@@ -91,7 +91,7 @@ def test_flower_shows_workers_and_update_tasks_without_secrets(
                     if t["name"] == "Tally.updates"
                     and t["args"].startswith("['Tally', 'motion:ready:motion.Tally.")
                     and t["state"] == "SUCCESS"
-                    and "'instance': 'Tally__fl'" in (t.get("result") or "")
+                    and "'Tally__fl': '" in (t.get("result") or "")
                 ]
 
             tasks = wait_for(update_tasks, 20, "the update task in flower")

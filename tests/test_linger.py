@@ -30,9 +30,14 @@ def _task_results(log: Path) -> list[str]:
 def _covered(results: list[str]) -> set[int]:
     seqs: set[int] = set()
     for line in results:
-        for found in re.finditer(r"'seqs': '(\d+)(?:-(\d+))?'", line):
-            first = int(found.group(1))
-            seqs.update(range(first, int(found.group(2) or first) + 1))
+        # motion.apply's result has 'seqs': '4-9'; motion.ready's maps each instance to
+        # its seqs, 'Tally__hot': '4-9' (or '1-3; 4-9' for an instance it took twice)
+        for found in re.finditer(r"'(?:seqs|Tally__[\w-]+)': '([^']*)'", line):
+            for part in found.group(1).split("; "):
+                span = re.match(r"(\d+)(?:-(\d+))?", part)
+                if span:
+                    first = int(span.group(1))
+                    seqs.update(range(first, int(span.group(2) or first) + 1))
     return seqs
 
 

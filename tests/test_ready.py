@@ -72,7 +72,7 @@ def test_a_burst_over_many_instances_needs_fewer_messages_than_instances(
         "the tasks' results to name every instance",
     )
     for handle in handles:
-        assert re.search(rf"'instance': '{handle.instance_name}'[^}}]*'seqs': '1-2'", results)
+        assert re.search(rf"'{handle.instance_name}': '1-2'", results)
 
 
 def test_a_worker_killed_holding_ready_instances_loses_nothing(
@@ -223,8 +223,7 @@ def test_a_pooled_task_lingers_on_its_list_and_drains_a_later_instance_with_no_m
     task.join(30)
     assert not task.is_alive()
     assert last.read_state("seqs") == [1] and client.llen(queue) == 0
-    names = [r["instance"] for r in result["instances"]]
-    assert sorted(names) == sorted(h.instance_name for h in (first, later, last))
+    assert result["instances"] == {h.instance_name: "1" for h in (first, later, last)}
     assert not client.exists(ready + ":n")
     # counted out: the next idle instance comes with a message of its own
     first.run("add", {"item": "d"})
@@ -242,5 +241,5 @@ def test_a_task_past_its_linger_age_counts_out_at_once(
     handle.run("add", {"item": "a"})
     client.delete(queue)
     result = pooled.ready_task("Ledger", ready)  # returns without waiting 20 s
-    assert [r["instance"] for r in result["instances"]] == [handle.instance_name]
+    assert result["instances"] == {handle.instance_name: "1"}
     assert not client.exists(ready + ":n")

@@ -189,6 +189,22 @@ class DrainReport:
         self.last = max(self.last, last)
         self.seqs = f"{self.first}-{self.last}" if self.first != self.last else str(self.last)
 
+    def summary(self) -> str:
+        """One line: the seqs gone through (else why none were), then what was not
+        plainly applied: ``"4-17"``, ``"4-6, 1 failed"``, ``"busy"``,
+        ``"3 (on the event loop)"``. A many-instance task's result lists these (Celery
+        formats a result for the log and for Flower's event: a line each stays cheap)."""
+        line = self.seqs or self.skipped or "nothing to apply"
+        if self.failed:
+            line += f", {self.failed} failed"
+        if self.discarded:
+            line += f", {self.discarded} discarded"
+        if self.seqs and self.skipped:
+            line += f" ({self.skipped})"
+        if self.continued:
+            line += f" ({self.continued})"
+        return line
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
         hidden = ("first", "last", "failures", "taken")

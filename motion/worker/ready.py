@@ -25,7 +25,8 @@ leaves the rest for its next take, and the script pushes a sibling message (at m
 :data:`MAX_OUT` out per list) for another worker. The script counts a task out in the
 same call that finds the list empty, so no instance is left on it with no task coming.
 
-The task's result (Flower) names each instance it drained with its seqs; it raises
+The task's result (Flower) maps each instance it drained to its seqs
+(:meth:`DrainReport.summary`: ``{'instances': {'Comp__a': '1-2', ...}}``); it raises
 :class:`DrainFailedError`, once everything is committed, if a drain recorded failures.
 A worker killed with instances it took leaves them pending (their wake-up marked as
 being delivered, or their lease expiring): the sweeper re-wakes them.
@@ -254,4 +255,8 @@ def _result(reports: list[DrainReport]) -> dict[str, Any]:
             )
             + "".join(f"\n{r.instance}: applied seqs {r.seqs}" for r in reports if not r.failed)
         )
-    return {"instances": [r.as_dict() for r in reports]}
+    instances: dict[str, str] = {}
+    for r in reports:  # an instance drained twice by one task (idle again, re-taken): both
+        seen = instances.get(r.instance)
+        instances[r.instance] = r.summary() if seen is None else f"{seen}; {r.summary()}"
+    return {"instances": instances}
