@@ -12,14 +12,16 @@ four runs of 1,500 taking turns. On a shared machine compare within one run only
 
 from __future__ import annotations
 
-import socket
-import subprocess
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import redis
+
+from benchmarks.harness import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = [
@@ -75,23 +77,10 @@ def _per_call(client: redis.Redis, sha: str, name: str, n: int = 1500) -> float:
 def main(argv: list[str]) -> None:
     """Print each script's server time per call, for this checkout and ``argv[0]``'s."""
     roots = {"this": ROOT, **({"other": Path(argv[0]).resolve()} if argv else {})}
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    args = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"]
-    server = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    folder = Path(tempfile.mkdtemp(prefix="script-cost-"))
+    server = RedisServer(folder, aof=False).start()
     try:
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        client = server.client()
         names = ("begin", "commit")
         shas = {(k, n): client.script_load(source(r, n)) for k, r in roots.items() for n in names}
         runs: dict[tuple[str, str], list[float]] = {}
@@ -101,8 +90,8 @@ def main(argv: list[str]) -> None:
         for (which, name), values in sorted(runs.items()):
             print(f"{which:5s} {name:6s} {min(values):7.1f} us per call (runs: {values})")
     finally:
-        server.terminate()
-        server.wait()
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

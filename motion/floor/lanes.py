@@ -49,6 +49,15 @@ class _Idle:
                 stack = self.stacks.setdefault(pool, collections.deque())
         return stack
 
+    def take(self, pool: Any) -> tuple[collections.deque[Any], Any]:
+        """``pool``'s idle stack and a connection off it (a new one if it is empty):
+        push the connection back onto the stack once its reply is read."""
+        stack = self.of(pool)
+        try:
+            return stack, stack.pop()
+        except IndexError:
+            return stack, pool.connection_class(**pool.connection_kwargs)
+
 
 _idle = _Idle()
 
@@ -67,12 +76,7 @@ def fast_command(client: redis.Redis, *args: Any) -> Any:
     """
     if is_cluster(client):
         return client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py untyped here
-    pool = client.connection_pool
-    idle = _idle.of(pool)
-    try:
-        conn = idle.pop()
-    except IndexError:
-        conn = pool.connection_class(**pool.connection_kwargs)
+    idle, conn = _idle.take(client.connection_pool)
     retry = client.get_retry()
     seconds = retry.seconds if isinstance(retry, BudgetRetry) else 0.0
     attempt = retry.attempt if isinstance(retry, BudgetRetry) else 0.0
@@ -104,12 +108,7 @@ def fast_pipeline(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[
     again through a pipeline of ``client``, which retries (so, as with redis-py's own
     pipelines, a command may arrive twice: send only ones a repeat cannot harm, like a
     commit, which refuses the second). Not for a cluster client."""
-    pool = client.connection_pool
-    idle = _idle.of(pool)
-    try:
-        conn = idle.pop()
-    except IndexError:
-        conn = pool.connection_class(**pool.connection_kwargs)
+    idle, conn = _idle.take(client.connection_pool)
     replies: list[Any] = []
     try:
         conn.send_packed_command(conn.pack_commands(commands))
