@@ -4,8 +4,9 @@
 
 1. ``N`` (default 2,000) sequential no-op ``EVALSHA`` round trips on one redis-py
    connection: the floor a sequential caller stands on (W3's reference);
-2. ``N`` sequential ``run``s of an update-only flow on one instance, with no worker
-   (the enqueue alone: serialising the props, building the call, one ``EVALSHA``);
+2. ``N`` sequential ``run``s of an update-only flow (``BenchIdle.add``) on one
+   instance, with no worker (the enqueue alone: serialising the props, building the
+   call, one ``EVALSHA``);
 3. ``N`` instances with one pending update each, drained one after another in this
    process by :func:`motion.worker.engine.drain` (what a worker's pool thread runs per
    instance: ``begin``, the op, ``commit``), no Celery involved;
@@ -25,11 +26,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import redis
 
-from benchmarks.harness import RedisServer
+from benchmarks.harness import HERE, RedisServer
 
 
 def _script_usec(client: redis.Redis) -> float:
@@ -46,18 +46,10 @@ def main(argv: list[str]) -> None:
     os.environ["MOTION_REDIS_URL"] = server.url
     os.environ["MOTION_INPROCESS_WORKER"] = "0"
     try:
-        from motion import Component
+        sys.path.insert(0, str(HERE))  # bench_components, as the workers import it
+        from bench_components import Idle as cost  # an update op that counts, no more
+
         from motion.worker import engine
-
-        cost = Component("ClientCost", cache_ttl=0)
-
-        @cost.init_state
-        def setup() -> dict[str, Any]:
-            return {"n": 0}
-
-        @cost.update("add")
-        def add(state: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
-            return {"n": state["n"] + 1}
 
         client = redis.Redis(port=port)
         noop = client.script_load("return 0")
