@@ -4,9 +4,11 @@ run in this process (motion.worker.engine.drain), as a worker runs them."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +17,10 @@ from motion.caller import wait
 from motion.floor import keys as K
 from motion.floor import scripts
 from motion.floor.connection import get_redis
+from motion.floor.errors import ConnectionFailedError, FlushTimeoutError
 from motion.worker import engine
-from tests.support import COMPONENTS, wait_for
+from tests.conftest import reset_motion
+from tests.support import COMPONENTS, RedisServer, wait_for
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(COMPONENTS))
@@ -77,9 +81,10 @@ def test_the_commit_wakes_each_registered_waiter_and_resets_the_count(redis_url:
 def test_a_flush_ends_on_the_commit_not_on_its_next_poll(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The flush's first pause is 20 s long: only the commit's wake ends it sooner."""
-    monkeypatch.setattr(wait, "_FIRST_DELAY", 20.0)
-    monkeypatch.setattr(wait, "_MAX_DELAY", 20.0)
+    """The flush's first pause is 2 s long (a BLPOP within the 5 s socket timeout): only
+    the commit's wake ends it sooner."""
+    monkeypatch.setattr(wait, "_FIRST_DELAY", 2.0)
+    monkeypatch.setattr(wait, "_MAX_DELAY", 2.0)
     handle = Ledger("prompt")
     handle.run("add", {"item": "a"})
     done: list[float] = []
@@ -95,5 +100,57 @@ def test_a_flush_ends_on_the_commit_not_on_its_next_poll(
     engine.drain(Ledger, handle.instance_id)
     waiter.join(30)
     assert done, "the flush did not end"
-    assert done[0] - committed < 10, "the flush waited for its next poll, not the commit"
+    assert done[0] - committed < 1.0, "the flush waited for its next poll, not the commit"
     assert handle.read_state("seqs") == [1]
+
+
+def test_redis_lost_while_a_flush_waits_on_its_wake_raises_connection_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flush's wait on its wake list is a Redis call like the others: a Redis that
+    goes away meanwhile raises motion's ConnectionFailedError, not redis-py's error."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        for name in list(os.environ):
+            if name.startswith("MOTION_"):
+                monkeypatch.delenv(name)
+        monkeypatch.setenv("MOTION_REDIS_URL", server.url)
+        monkeypatch.setenv("MOTION_INPROCESS_WORKER", "0")
+        monkeypatch.setenv("MOTION_REDIS_RETRY_SECONDS", "1")
+        reset_motion()
+        monkeypatch.setattr(wait, "_FIRST_DELAY", 2.0)  # each pause: a 2 s wait on the list
+        monkeypatch.setattr(wait, "_MAX_DELAY", 2.0)
+        handle = Ledger("gone")
+        handle.run("add", {"item": "a"})  # no worker: it stays pending
+        raised: list[BaseException] = []
+
+        def flush() -> None:
+            try:
+                Ledger("gone").flush_update(timeout=60)
+            except BaseException as exc:  # its type is what the test checks
+                raised.append(exc)
+
+        waiter = threading.Thread(target=flush, daemon=True)
+        waiter.start()
+        wait_for(lambda: b"waiters" in _meta(handle), 10, "the flush to register")
+        server.stop()
+        waiter.join(30)
+        assert raised and isinstance(raised[0], ConnectionFailedError), raised
+    finally:
+        server.stop()
+        reset_motion()
+
+
+def test_a_handle_with_a_short_socket_timeout_times_out_as_a_flush(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handle's ``redis_socket_timeout`` below the wait's longest pause: the flush
+    waits by polling, and ends in FlushTimeoutError after its timeout (Redis is fine)."""
+    monkeypatch.setenv("MOTION_REDIS_RETRY_SECONDS", "2")
+    reset_motion()
+    handle = Ledger("short", redis_socket_timeout=0.02)
+    handle.run("add", {"item": "a"})  # no worker: it stays pending
+    started = time.monotonic()
+    with pytest.raises(FlushTimeoutError):
+        handle.flush_update(timeout=1)
+    assert time.monotonic() - started < 1.5

@@ -243,3 +243,99 @@ def test_a_task_past_its_linger_age_counts_out_at_once(
     result = pooled.ready_task("Ledger", ready)  # returns without waiting 20 s
     assert result["instances"] == {handle.instance_name: "1"}
     assert not client.exists(ready + ":n")
+
+
+def _same_list(prefix: str, ready: str, count: int) -> list[Any]:
+    """``count`` fresh instances whose ready list is ``ready``."""
+    found = (Ledger(f"{prefix}{i}") for i in range(400))
+    return [h for h in found if _ready_of(h)[1] == ready][:count]
+
+
+def test_an_instance_taken_by_a_lingering_task_and_never_drained_is_re_woken(
+    redis_url: str, pooled: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lingering task takes a later instance and its worker dies before the drain
+    begins: the sweeper re-wakes it, even while another task keeps the list counted."""
+    import threading
+
+    from motion.floor.outcome import DrainReport
+
+    client = get_redis()
+    monkeypatch.setattr(pooled, "LINGER", 2.0)  # the later enqueue comes while it waits
+    first = Ledger("lost-first")
+    queue, ready = _ready_of(first)
+    (later,) = _same_list("lost-later", ready, 1)
+    lost: list[str] = []
+    drain = pooled._drain
+
+    def dies_before_begin(name: str) -> Any:
+        if name != later.instance_name:
+            return drain(name)
+        lost.append(name)  # the worker is killed here, before the drain's begin
+        return DrainReport(name)
+
+    monkeypatch.setattr(pooled, "_drain", dies_before_begin)
+    first.run("add", {"item": "a"})
+    client.delete(queue)  # this test runs the task itself
+    task = threading.Thread(target=lambda: pooled.ready_task("Ledger", ready), daemon=True)
+    task.start()
+    wait_for(lambda: first.read_state("seqs") == [1], 20, "the first instance to be drained")
+    later.run("add", {"item": "b"})  # pushed with no message: the task lingers
+    assert client.llen(queue) == 0
+    wait_for(lambda: lost == [later.instance_name], 20, "the task to take the later instance")
+    task.join(30)
+    # killed, the task would not have counted out: its count stays, as it left it
+    client.set(ready + ":n", 1, px=wakeup.ready_ttl_ms())
+    stop = threading.Event()
+
+    def busy_list() -> None:  # another worker's task keeps taking from the list
+        while not stop.is_set():
+            pooled._take(client, ready, "Ledger", 4, keep=True)
+            stop.wait(0.2)
+
+    other = threading.Thread(target=busy_list, daemon=True)
+    other.start()
+    sent: list[str] = []
+    try:
+        wait_for(
+            lambda: (
+                sweeper.sweep_once(client, lambda c, i, f, s: sent.append(i)) >= 0
+                and later.instance_id in sent
+            ),
+            10,
+            f"the sweeper to re-wake {later.instance_name} (sweep period 1 s)",
+        )
+    finally:
+        stop.set()
+        other.join(5)
+
+
+def test_a_lingering_task_with_no_free_slot_leaves_the_list_to_other_workers(
+    redis_url: str, pooled: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A task whose worker's only slot is busy does not keep its place in the count
+    while it waits for a slot: an instance made ready meanwhile comes with a message,
+    for a worker with room to take."""
+    import threading
+
+    client = get_redis()
+    monkeypatch.setattr(pooled, "LINGER", 2.0)
+    pooled.configure("threads", 1)  # one drain at a time in this worker
+    slow = Ledger("busy-slow")
+    queue, ready = _ready_of(slow)
+    (other,) = _same_list("busy-other", ready, 1)
+    marker = tmp_path / "running"
+    slow.run("slow", {"item": "s", "sleep": 4, "marker": str(marker)})
+    client.delete(queue)  # this test runs the task itself
+    task = threading.Thread(target=lambda: pooled.ready_task("Ledger", ready), daemon=True)
+    task.start()
+    try:
+        wait_for(marker.exists, 20, "the slow update to run (the worker's only slot busy)")
+        other.run("add", {"item": "b"})
+        assert client.llen(queue) == 1, (
+            f"{other.instance_name} sits on {ready} with no message out: the task counts "
+            f"for the list while it waits for a slot (count {client.get(ready + ':n')!r})"
+        )
+    finally:
+        task.join(30)
+    assert not task.is_alive() and slow.read_state("seqs") == [1]

@@ -50,6 +50,8 @@ _FIRST_DELAY = 0.0005
 _MAX_DELAY = 0.05
 #: from this delay on, a wait blocks on the instance's woke list (a commit ends it)
 _BLOCK_FROM = 0.004
+#: how long after its timeout Redis may end a BLPOP (seconds): one tick of its cron
+_BLOCK_SLACK = 0.1
 #: how often a wait with no timeout checks that some worker can apply the updates
 _PRESENCE_EVERY = 1.0
 
@@ -167,11 +169,20 @@ class Waiter:
             if deadline is not None and time.monotonic() > deadline:
                 held = yield drive.command("hget", self._keys.meta, "held")
                 raise FlushTimeoutError(self._timeout_message(target, timeout, held))
-            if delay < _BLOCK_FROM:  # (a BLPOP timeout under 1 ms would block for good)
+            # a BLPOP timeout under 1 ms would block for good, and one must end well
+            # inside the socket timeout (a handle's redis_socket_timeout may be short,
+            # and Redis ends a BLPOP up to a cron tick, 100 ms, after its timeout)
+            if delay < _BLOCK_FROM or delay + _BLOCK_SLACK > self._socket_timeout() / 2:
                 yield drive.pause(delay)
-            elif (yield drive.command("blpop", [self._keys.woke], delay)) is not None:
-                registered = False  # woken: that commit consumed the registration
+            else:
+                with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
+                    if (yield drive.command("blpop", [self._keys.woke], delay)) is not None:
+                        registered = False  # woken: that commit consumed the registration
             delay = min(delay * 2, _MAX_DELAY)
+
+    def _socket_timeout(self) -> float:
+        """The socket timeout of this handle's Redis calls (seconds)."""
+        return self._timeout or get_settings().redis_socket_timeout
 
     def _held(self, flow: str, target: int, timers: bool = False) -> Steps[bool]:
         """Whether parked updates up to ``target`` keep the wait going (a debounce not

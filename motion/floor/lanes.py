@@ -109,23 +109,31 @@ def fast_pipeline(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[
     pipelines, a command may arrive twice: send only ones a repeat cannot harm, like a
     commit, which refuses the second). Not for a cluster client."""
     idle, conn = _idle.take(client.connection_pool)
+    retry = client.get_retry()
+    seconds = retry.seconds if isinstance(retry, BudgetRetry) else 0.0
+    attempt = retry.attempt if isinstance(retry, BudgetRetry) else 0.0
     replies: list[Any] = []
-    try:
-        conn.send_packed_command(conn.pack_commands(commands))
-        for _ in commands:
-            try:
-                replies.append(conn.read_response())
-            except redis.ResponseError as exc:  # an error reply: the connection is fine
-                replies.append(exc)
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
-        conn.disconnect()
-        pipe = client.pipeline(transaction=False)
-        for args in commands:
-            pipe.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py untyped here
-        replies = pipe.execute(raise_on_error=False)
-        return replies
-    except BaseException:  # interrupted mid-reply: the connection's state is unknown
-        conn.disconnect()
-        raise
+    with deadline(seconds) as at:  # the fallback's retries share this call's budget
+        try:
+            conn.send_packed_command(conn.pack_commands(commands))
+            for _ in commands:
+                try:
+                    replies.append(conn.read_response())
+                except redis.ResponseError as exc:  # an error reply: the connection is fine
+                    replies.append(exc)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            conn.disconnect()
+            if not room_for(at, attempt):
+                if isinstance(exc, redis.RedisError):
+                    raise
+                raise redis.ConnectionError(str(exc)) from exc
+            pipe = client.pipeline(transaction=False)
+            for args in commands:
+                pipe.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py untyped here
+            replies = pipe.execute(raise_on_error=False)
+            return replies
+        except BaseException:  # interrupted mid-reply: the connection's state is unknown
+            conn.disconnect()
+            raise
     idle.append(conn)
     return replies

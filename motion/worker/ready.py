@@ -14,11 +14,13 @@ as long as it has free :class:`Capacity` and starts each one's drain
   one at a time, as ``motion.apply`` does: a child drains one instance at a time.
 
 A pooled task that empties its list keeps its place in the count for up to
-:data:`LINGER` seconds and waits on the list itself (``BLPOP``): an instance that
-becomes ready meanwhile is pushed with no message and its drain starts at once, so a
-burst of enqueues spread over time starts each drain without a Celery delivery. Only
-a task younger than :data:`LINGER_FOR` lingers; prefork children never do (they drain
-one at a time).
+:data:`LINGER` seconds and waits on the list itself: an instance that becomes ready
+meanwhile is pushed with no message and its drain starts at once, so a burst of
+enqueues spread over time starts each drain without a Celery delivery. The wait pops
+nothing: the take after it does, and marks what it takes as being delivered, as every
+take does. Only a task younger than :data:`LINGER_FOR` with a slot to spare lingers (a
+worker whose slots are all busy leaves new instances to a message, for a worker with
+room); prefork children never do (they drain one at a time).
 
 The list keeps what the task has no capacity for: a task that takes a full share
 leaves the rest for its next take, and the script pushes a sibling message (at most
@@ -103,6 +105,13 @@ class Capacity:
             self._busy += got
             return got
 
+    def take_free(self, most: int) -> int:
+        """Reserve up to ``most`` of the slots free now, without waiting: how many (maybe 0)."""
+        with self._cond:
+            got = max(min(most, self.size - self._busy), 0)
+            self._busy += got
+            return got
+
     def give(self, count: int = 1) -> None:
         """Free ``count`` slots."""
         with self._cond:
@@ -159,14 +168,16 @@ def _take(
     return int(reply[0]), [raw.decode() for raw in reply[1:]]
 
 
-def _next_name(client: Any, ready: str) -> str | None:
-    """The next name pushed onto ``ready`` within :data:`LINGER` seconds, or ``None``."""
+def _wait(client: Any, ready: str) -> bool:
+    """Whether a name is on ``ready`` within :data:`LINGER` seconds. It stays there (a
+    ``BLMOVE`` of the list onto itself moves nothing): the take that follows pops it and
+    marks it as being delivered, so a worker that dies before its drain begins leaves it
+    for the sweeper."""
     try:
-        got = client.blpop([ready], timeout=LINGER)
+        return client.blmove(ready, ready, LINGER, "LEFT", "LEFT") is not None
     except redis.RedisError as exc:  # the final take counts this task out
         log.warning("waiting on ready list %s failed (%r)", ready, exc)
-        return None
-    return got[1].decode() if got else None
+        return False
 
 
 def _renew(client: Any, ready: str) -> None:
@@ -193,15 +204,23 @@ def ready_task(component: Any, ready: Any) -> dict[str, Any]:
     client = get_redis()
     reports: list[DrainReport] = []
     running: list[tuple[str, concurrent.futures.Future[Any]]] = []
-    more, idle, started = 1, False, time.monotonic()
+    more, idle, started, held = 1, False, time.monotonic(), 0
     while more and not engine.STOPPING.is_set():
         pooled = CAPACITY.size > 0
-        most = CAPACITY.take(TAKE, lambda: _renew(client, ready)) if pooled else 1
-        # a pooled task young enough lingers on the list for the next instance (a burst
-        # of enqueues starts each drain at once, with no message of its own)
-        keep = pooled and not idle and time.monotonic() - started < LINGER_FOR
+        if not pooled:
+            most = 1
+        elif held:  # the slot it waited with, and any free now
+            most = held + CAPACITY.take_free(TAKE - held)
+        else:
+            most = CAPACITY.take(TAKE, lambda: _renew(client, ready))
+        held = 0
+        # a pooled task young enough, with a slot to spare, lingers on the list for the
+        # next instance (a burst of enqueues starts each drain at once, with no message
+        # of its own); one with no slot to spare counts out, so an instance made ready
+        # while its drains run comes with a message, for a worker with room
+        keep = pooled and most > 1 and not idle and time.monotonic() - started < LINGER_FOR
         try:
-            more, names = _take(client, ready, component, most, keep)
+            more, names = _take(client, ready, component, most - 1 if keep else most, keep)
         except BaseException:
             if pooled:
                 CAPACITY.give(most)
@@ -209,20 +228,18 @@ def ready_task(component: Any, ready: Any) -> dict[str, Any]:
         if pooled:
             # the last of a final take runs here: this thread would only wait otherwise
             inline = names.pop() if names and not more else None
-            CAPACITY.give(most - len(names))
+            held = 1 if more == 2 else 0  # the spare slot it waits with
+            CAPACITY.give(most - len(names) - held)
             running += [(name, CAPACITY.submit(_drain, name)) for name in names]
         else:
             inline = names[0] if names else None
         if inline is not None:
             reports.append(_drained(inline, lambda name=inline: _drain(name)))
-        if more == 2:  # empty, and still counted: wait on the list for the next name
-            CAPACITY.take(1, lambda: _renew(client, ready))
-            name = _next_name(client, ready) if not engine.STOPPING.is_set() else None
-            if name is None:  # nothing came: the next take counts this task out
-                CAPACITY.give()
-                idle = True
-            else:
-                running.append((name, CAPACITY.submit(_drain, name)))
+        # empty, and still counted: wait for a name on the list, then take it; if none
+        # comes, the next take (with the slot kept) counts this task out
+        if more == 2 and (engine.STOPPING.is_set() or not _wait(client, ready)):
+            idle = True
+    CAPACITY.give(held)  # (the worker stops while it held a slot)
     if more:  # the worker stops: leave the rest to another worker, counted out
         try:
             _take(client, ready, component, 0)
