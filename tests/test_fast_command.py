@@ -98,3 +98,35 @@ def test_a_fork_does_not_inherit_the_parents_connections(redis_url: str) -> None
     os.waitpid(pid, 0)
     assert child_id and child_id != parent_id
     assert fast_command(client, "CLIENT", "ID") == parent_id
+
+
+def test_a_child_forked_while_another_thread_holds_the_lock_does_not_hang(
+    redis_url: str,
+) -> None:
+    """A thread of the parent inside the idle stacks' lock at the fork (a pool seen for
+    the first time): the child's own first command still runs."""
+    import os
+    import signal
+    import time
+
+    client = get_redis()
+    read, write = os.pipe()
+    with lanes._idle.lock:  # (as another thread of the parent would hold it)
+        pid = os.fork()
+        if pid == 0:  # the child: its first command sees a new pid and takes the lock
+            try:
+                os.write(write, str(fast_command(client, "PING")).encode())
+            finally:
+                os._exit(0)
+    os.close(write)
+    os.set_blocking(read, False)
+    deadline, got = time.monotonic() + 10, b""
+    while not got and time.monotonic() < deadline:
+        try:
+            got = os.read(read, 64)
+        except BlockingIOError:
+            time.sleep(0.05)
+    if not got:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert got == b"b'PONG'", "the child hung on the lock its parent held at the fork"

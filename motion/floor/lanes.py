@@ -60,6 +60,9 @@ class _Idle:
 
 
 _idle = _Idle()
+# a fork's child starts with a fresh lock: a parent's thread could hold this one at the
+# fork, and it would never be released in the child (the pid check renews the stacks)
+os.register_at_fork(after_in_child=lambda: setattr(_idle, "lock", threading.Lock()))
 
 
 def fast_command(client: redis.Redis, *args: Any) -> Any:
