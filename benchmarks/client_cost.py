@@ -21,15 +21,12 @@ turns; the minimum of each is printed. On a shared machine compare within one ru
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import redis
 
-from benchmarks.harness import HERE, RedisServer
+from benchmarks.harness import HERE, scratch_server
 
 
 def _script_usec(client: redis.Redis) -> float:
@@ -40,12 +37,10 @@ def _script_usec(client: redis.Redis) -> float:
 def main(argv: list[str]) -> None:
     """Print the per-call costs (see the module docstring)."""
     n = int(argv[0]) if argv else 2000
-    folder = Path(tempfile.mkdtemp(prefix="client-cost-"))
-    server = RedisServer(folder, aof=False).start()
-    port = server.port
-    os.environ["MOTION_REDIS_URL"] = server.url
-    os.environ["MOTION_INPROCESS_WORKER"] = "0"
-    try:
+    with scratch_server("client-cost-") as server:
+        port = server.port
+        os.environ["MOTION_REDIS_URL"] = server.url
+        os.environ["MOTION_INPROCESS_WORKER"] = "0"
         sys.path.insert(0, str(HERE))  # bench_components, as the workers import it
         from bench_components import Idle as cost  # an update op that counts, no more
 
@@ -87,9 +82,6 @@ def main(argv: list[str]) -> None:
             wall = min(v[0] for v in values)
             script = min(v[1] for v in values)
             print(f"{what:26s} {wall:7.0f} us per call   (scripts: {script:5.1f} us per EVALSHA)")
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,19 @@ class RedisServer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+
+@contextlib.contextmanager
+def scratch_server(prefix: str) -> Iterator[RedisServer]:
+    """A private redis-server with no AOF in a new temporary folder (named ``prefix``...),
+    for the separate commands that time single calls; stopped and removed after."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    server = RedisServer(folder, aof=False).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def motion_env(url: str, **extra: str) -> dict[str, str]:

@@ -12,16 +12,14 @@ four runs of 1,500 taking turns. On a shared machine compare within one run only
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from benchmarks.harness import RedisServer
+from benchmarks.harness import scratch_server
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = [
@@ -77,9 +75,7 @@ def _per_call(client: redis.Redis, sha: str, name: str, n: int = 1500) -> float:
 def main(argv: list[str]) -> None:
     """Print each script's server time per call, for this checkout and ``argv[0]``'s."""
     roots = {"this": ROOT, **({"other": Path(argv[0]).resolve()} if argv else {})}
-    folder = Path(tempfile.mkdtemp(prefix="script-cost-"))
-    server = RedisServer(folder, aof=False).start()
-    try:
+    with scratch_server("script-cost-") as server:
         client = server.client()
         names = ("begin", "commit")
         shas = {(k, n): client.script_load(source(r, n)) for k, r in roots.items() for n in names}
@@ -89,9 +85,6 @@ def main(argv: list[str]) -> None:
                 runs.setdefault(key, []).append(_per_call(client, sha, key[1]))
         for (which, name), values in sorted(runs.items()):
             print(f"{which:5s} {name:6s} {min(values):7.1f} us per call (runs: {values})")
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ replica's link is up), never a fixed sleep.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import socket
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.support import RedisServer, wait_for
+from tests.support import RedisServer, clear_motion_env, wait_for
 
 #: primaries, each with this many replicas
 PRIMARIES, REPLICAS = 3, 1
@@ -166,10 +165,7 @@ def cluster_url(redis_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iter
     from tests.conftest import reset_motion
 
     redis_cluster.flush()
-    for name in list(os.environ):
-        if name.startswith("MOTION_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("MOTION_REDIS_URL", redis_cluster.url)
+    clear_motion_env(monkeypatch, redis_cluster.url)
     monkeypatch.setenv("MOTION_BROKER_URL", redis_cluster.broker.url)
     monkeypatch.setenv("MOTION_INPROCESS_WORKER", "0")
     monkeypatch.setenv("MOTION_LEASE_SECONDS", "3")

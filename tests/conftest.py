@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import pytest
 
 from tests.brokers import rabbit_server  # noqa: F401  (the session's RabbitMQ, if asked for)
 from tests.cluster import cluster_url, counted, redis_cluster  # noqa: F401  (the session's Redis Cluster)
-from tests.support import RedisServer, Worker
+from tests.support import RedisServer, Worker, clear_motion_env
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,10 +45,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """An empty database on the session server; this process's motion points at it."""
     redis_server.client().flushall()
-    for name in list(os.environ):
-        if name.startswith("MOTION_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("MOTION_REDIS_URL", redis_server.url)
+    clear_motion_env(monkeypatch, redis_server.url)
     monkeypatch.setenv("MOTION_INPROCESS_WORKER", "0")
     monkeypatch.setenv("MOTION_LEASE_SECONDS", "3")
     monkeypatch.setenv("MOTION_SWEEP_SECONDS", "1")

@@ -43,6 +43,16 @@ def wait_for(
         time.sleep(interval)
 
 
+def clear_motion_env(monkeypatch: Any, url: str | None = None) -> None:
+    """Unset every ``MOTION_`` variable of this process (``monkeypatch`` puts them back),
+    then point motion at ``url`` if given (``MOTION_REDIS_URL``)."""
+    for name in list(os.environ):
+        if name.startswith("MOTION_"):
+            monkeypatch.delenv(name)
+    if url is not None:
+        monkeypatch.setenv("MOTION_REDIS_URL", url)
+
+
 def age_entry(client: redis.Redis, inbox: str, seq: int, seconds: float) -> None:
     """Make inbox entry ``seq`` ``seconds`` older: move back the Redis time the enqueue
     script wrote into it (``flow STX ms ...``, see motion.floor.inbox): ages go by it."""

@@ -22,7 +22,7 @@ from motion.floor.inbox import Update
 from motion.floor.store import StateCache
 from motion.worker.inprocess import start_inprocess_worker, stop_inprocess_worker
 from tests.conftest import reset_motion
-from tests.support import RedisServer, bump_version, wait_for
+from tests.support import RedisServer, bump_version, clear_motion_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -52,10 +52,7 @@ def paused_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Re
     """A redis-server of the test's own (with a password), SIGSTOPped by the test and
     resumed at the end."""
     server = RedisServer(tmp_path / "hung", password=PASSWORD).start()
-    for name in list(os.environ):
-        if name.startswith("MOTION_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("MOTION_REDIS_URL", server.url)
+    clear_motion_env(monkeypatch, server.url)
     monkeypatch.setenv("MOTION_INPROCESS_WORKER", "0")
     reset_motion()
     yield server

@@ -187,3 +187,71 @@ def test_a_lost_enqueue_reply_still_enqueues_once(redis_url, redis_server, monke
         assert int(redis_server.client().hget(meta, "seq")) == 2, "one run() enqueued twice"
     finally:
         proxy.close()
+
+
+def test_a_lost_commit_reply_still_reports_and_notifies_what_it_committed(redis_url, monkeypatch):  # type: ignore[no-untyped-def]
+    """The connection drops after Redis ran a drain's commit but before its reply came,
+    and the client sends it again (as the fast lane falls back to redis-py): the second
+    is refused, yet the drain's report has the updates' seqs (Flower), the failure the
+    commit recorded reaches ``on_update_failed`` once, and the drain is not taken for
+    one that lost its lease."""
+    from motion.floor import scripts
+    from motion.floor.connection import get_redis
+    from motion.worker import engine
+
+    handle = Ledger("lost-commit")
+    handle.run("add", {"item": "a"})
+    handle.run("flaky", {"item": "b", "fail": True})
+    failed: list[int] = []
+    monkeypatch.setattr(Ledger, "on_update_failed", lambda record: failed.append(record.seq))
+    commit_sha = scripts.get("commit").sha
+    get_redis().script_load(scripts.get("commit").source)  # an EVALSHA that runs at once
+    fast_command = scripts.fast_command
+    resent: list[object] = []
+
+    def reply_lost(client, *args):  # type: ignore[no-untyped-def]
+        reply = fast_command(client, *args)
+        if args[:2] != ("EVALSHA", commit_sha):
+            return reply
+        resent.append(client.execute_command(*args))  # the first reply never came
+        return resent[-1]
+
+    monkeypatch.setattr(scripts, "fast_command", reply_lost)
+    report = engine.drain(Ledger, handle.instance_id)
+    assert resent and resent[0] in (-1, -2), resent  # the re-sent commit was refused
+    assert handle.read_state("seqs") == [1]
+    assert report.skipped is None, report.skipped
+    assert report.summary() == "1-2, 1 failed", report.summary()
+    assert failed == [2]
+
+
+def test_a_lost_reply_of_a_commit_with_more_to_do_goes_on_with_the_next_window(
+    redis_url, monkeypatch
+):  # type: ignore[no-untyped-def]
+    """As above, for a commit that kept the lease (more updates waited): the refused
+    re-send is taken for what it was, and the drain goes on to the next updates."""
+    from motion.floor import scripts
+    from motion.floor.connection import get_redis
+    from motion.worker import engine
+
+    monkeypatch.setattr(engine, "WINDOW", 1)  # one update per commit
+    handle = Ledger("lost-middle")
+    for item in "abc":
+        handle.run("add", {"item": item})
+    commit_sha = scripts.get("commit").sha
+    get_redis().script_load(scripts.get("commit").source)
+    fast_command = scripts.fast_command
+    resent: list[object] = []
+
+    def first_reply_lost(client, *args):  # type: ignore[no-untyped-def]
+        reply = fast_command(client, *args)
+        if args[:2] != ("EVALSHA", commit_sha) or resent:
+            return reply
+        resent.append(client.execute_command(*args))
+        return resent[-1]
+
+    monkeypatch.setattr(scripts, "fast_command", first_reply_lost)
+    report = engine.drain(Ledger, handle.instance_id)
+    assert resent == [-2]  # refused: a duplicate of the commit that ran
+    assert handle.read_state("seqs") == [1, 2, 3]
+    assert report.summary() == "1-3", report.summary()

@@ -4,7 +4,6 @@ run in this process (motion.worker.engine.drain), as a worker runs them."""
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -20,7 +19,7 @@ from motion.floor.connection import get_redis
 from motion.floor.errors import ConnectionFailedError, FlushTimeoutError
 from motion.worker import engine
 from tests.conftest import reset_motion
-from tests.support import COMPONENTS, RedisServer, wait_for
+from tests.support import COMPONENTS, RedisServer, clear_motion_env, wait_for
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(COMPONENTS))
@@ -111,10 +110,7 @@ def test_redis_lost_while_a_flush_waits_on_its_wake_raises_connection_failed(
     goes away meanwhile raises motion's ConnectionFailedError, not redis-py's error."""
     server = RedisServer(tmp_path / "redis").start()
     try:
-        for name in list(os.environ):
-            if name.startswith("MOTION_"):
-                monkeypatch.delenv(name)
-        monkeypatch.setenv("MOTION_REDIS_URL", server.url)
+        clear_motion_env(monkeypatch, server.url)
         monkeypatch.setenv("MOTION_INPROCESS_WORKER", "0")
         monkeypatch.setenv("MOTION_REDIS_RETRY_SECONDS", "1")
         reset_motion()

@@ -23,7 +23,14 @@ from motion.floor import keys as K
 from motion.floor import replication
 from motion.tools import producer
 from tests.conftest import reset_motion
-from tests.support import COMPONENTS, RedisServer, Worker, register_component, wait_for
+from tests.support import (
+    COMPONENTS,
+    RedisServer,
+    Worker,
+    clear_motion_env,
+    register_component,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(COMPONENTS))
@@ -50,10 +57,7 @@ def pair(
         30,
         "the replica to link",
     )
-    for name in list(os.environ):
-        if name.startswith("MOTION_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("MOTION_REDIS_URL", primary.url)
+    clear_motion_env(monkeypatch, primary.url)
     monkeypatch.setenv("MOTION_INPROCESS_WORKER", "0")
     monkeypatch.setenv("MOTION_REDIS_MIN_REPLICAS", "1")
     monkeypatch.setenv(

@@ -37,6 +37,7 @@ from tests.support import (
     RedisServer,
     Worker,
     bump_version,
+    clear_motion_env,
     motion_env,
     wait_for,
 )
@@ -138,11 +139,7 @@ def use(url: str, monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No MOTION_* variables from outside; motion's caches reset before and after."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("MOTION_"):
-            monkeypatch.delenv(name)
+    clear_motion_env(monkeypatch)
     reset_motion()
     yield
     reset_motion()

@@ -7,7 +7,6 @@ updated and is listed on exactly one shard, and the admin utilities see them all
 
 from __future__ import annotations
 
-import os
 import sys
 import zlib
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from motion.floor import keys as K
 from motion.tools import producer
 from motion.tools.admin import clear_instance, status
 from tests.conftest import reset_motion
-from tests.support import COMPONENTS, RedisServer, Worker
+from tests.support import COMPONENTS, RedisServer, Worker, clear_motion_env
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(COMPONENTS))
@@ -34,9 +33,7 @@ def shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Red
         Worker(s.url, ["ledger"], tmp_path / "logs", pool="solo", name=f"shard{i}").start()
         for i, s in enumerate(servers)
     ]
-    for name in list(os.environ):
-        if name.startswith("MOTION_"):
-            monkeypatch.delenv(name)
+    clear_motion_env(monkeypatch)
     monkeypatch.setenv("MOTION_REDIS_SHARDS", " ".join(s.url for s in servers))
     reset_motion()
     yield servers

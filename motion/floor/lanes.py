@@ -65,6 +65,24 @@ _idle = _Idle()
 os.register_at_fork(after_in_child=lambda: setattr(_idle, "lock", threading.Lock()))
 
 
+def _budget(client: redis.Redis) -> tuple[float, float]:
+    """``client``'s retry budget and the length of one try (seconds; 0 without one)."""
+    retry = client.get_retry()
+    if isinstance(retry, BudgetRetry):
+        return retry.seconds, retry.attempt
+    return 0.0, 0.0
+
+
+def _unless_room(exc: BaseException, at: float, attempt: float) -> None:
+    """Raise ``exc`` (as a redis-py error) unless a try through the client, which
+    retries, still ends before the deadline ``at``."""
+    if room_for(at, attempt):
+        return
+    if isinstance(exc, redis.RedisError):
+        raise exc
+    raise redis.ConnectionError(str(exc)) from exc
+
+
 def fast_command(client: redis.Redis, *args: Any) -> Any:
     """Run one command on a connection no other thread uses meanwhile; the raw reply.
 
@@ -80,9 +98,7 @@ def fast_command(client: redis.Redis, *args: Any) -> Any:
     if is_cluster(client):
         return client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py untyped here
     idle, conn = _idle.take(client.connection_pool)
-    retry = client.get_retry()
-    seconds = retry.seconds if isinstance(retry, BudgetRetry) else 0.0
-    attempt = retry.attempt if isinstance(retry, BudgetRetry) else 0.0
+    seconds, attempt = _budget(client)
     with deadline(seconds) as at:
         try:
             conn.send_command(*args)
@@ -92,10 +108,7 @@ def fast_command(client: redis.Redis, *args: Any) -> Any:
             raise
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             conn.disconnect()
-            if not room_for(at, attempt):
-                if isinstance(exc, redis.RedisError):
-                    raise
-                raise redis.ConnectionError(str(exc)) from exc
+            _unless_room(exc, at, attempt)
             return client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py untyped here
         except BaseException:  # interrupted mid-reply: the connection's state is unknown
             conn.disconnect()
@@ -112,9 +125,7 @@ def fast_pipeline(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[
     pipelines, a command may arrive twice: send only ones a repeat cannot harm, like a
     commit, which refuses the second). Not for a cluster client."""
     idle, conn = _idle.take(client.connection_pool)
-    retry = client.get_retry()
-    seconds = retry.seconds if isinstance(retry, BudgetRetry) else 0.0
-    attempt = retry.attempt if isinstance(retry, BudgetRetry) else 0.0
+    seconds, attempt = _budget(client)
     replies: list[Any] = []
     with deadline(seconds) as at:  # the fallback's retries share this call's budget
         try:
@@ -126,10 +137,7 @@ def fast_pipeline(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[
                     replies.append(exc)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             conn.disconnect()
-            if not room_for(at, attempt):
-                if isinstance(exc, redis.RedisError):
-                    raise
-                raise redis.ConnectionError(str(exc)) from exc
+            _unless_room(exc, at, attempt)
             pipe = client.pipeline(transaction=False)
             for args in commands:
                 pipe.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py untyped here

@@ -347,7 +347,7 @@ def _commit(
         (3 if lingers else 1) if then_next else 0,
         WINDOW,
         keys.name,
-        store.nonce(),
+        nonce := store.nonce(),
         _budget(),
     ]
     args += [len(fields) // 2, *fields]
@@ -361,6 +361,7 @@ def _commit(
     timed = bool(out.timers or out.released)  # the firers' index may have a new earliest
     commit = partial(leases.commit, client, held, all_keys, args, WINDOW, _budget())
     reply = directory.run_commit(client, keys.name, commit, timed)
+    reply, tag = leases.settle(client, held, reply, nonce, out, then_next)  # (a lost reply)
     if then_next and not (isinstance(reply, list) and reply[1] == 1):
         held.ending.clear()  # the lease is still ours
     if reply == -1:
@@ -373,7 +374,6 @@ def _commit(
     if out.failures:  # on_update_failed, once per new dead letter, after its commit
         parking.notify_failures(lookup(component), keys.name, out.failures)
     if not out.failures:  # the state after the commit is ours: the next drain need not read it
-        tag = reply[0] if isinstance(reply, list) else reply
         store.STATE_CACHE.put(keys.name, tag, out.state)
     return reply
 

@@ -8,7 +8,6 @@ callers, the producers and the workers alike; its client is motion's cluster cli
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from tests.battery.conftest import FAST, Battery
 from tests.battery.harness import Size, battery_size
 from tests.cluster import Cluster
 from tests.conftest import reset_motion
+from tests.support import clear_motion_env
 
 
 class ClusterBattery(Battery):
@@ -43,10 +43,7 @@ def cluster_battery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     """A fresh cluster and broker for one scenario; this process's motion points at them."""
     size = battery_size()
     cluster = Cluster(tmp_path / "cluster").start()
-    for name in list(os.environ):
-        if name.startswith("MOTION_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("MOTION_REDIS_URL", cluster.url)
+    clear_motion_env(monkeypatch, cluster.url)
     monkeypatch.setenv("MOTION_BROKER_URL", cluster.broker.url)
     monkeypatch.setenv("MOTION_INPROCESS_WORKER", "0")
     for key, value in FAST.items():

@@ -21,7 +21,7 @@ import redis
 from tests.battery.harness import MODULES, Load, Size, Verdict, battery_size
 from tests.conftest import reset_motion
 from tests.selection import repeat_lines, skip_unless_selected
-from tests.support import COMPONENTS, RedisServer, Worker
+from tests.support import COMPONENTS, RedisServer, Worker, clear_motion_env
 
 if str(COMPONENTS) not in sys.path:
     sys.path.insert(0, str(COMPONENTS))
@@ -138,10 +138,7 @@ def battery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Battery
     """A fresh redis-server (AOF on) for one scenario; this process's motion points at it."""
     size = battery_size()  # read before the MOTION_* variables are cleared
     server = RedisServer(tmp_path / "redis").start()
-    for name in list(os.environ):
-        if name.startswith("MOTION_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("MOTION_REDIS_URL", server.url)
+    clear_motion_env(monkeypatch, server.url)
     monkeypatch.setenv("MOTION_INPROCESS_WORKER", "0")
     for key, value in FAST.items():
         monkeypatch.setenv(key, value)

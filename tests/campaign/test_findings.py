@@ -15,7 +15,6 @@ hold Redis restarts back while a worker is paused.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 
 from tests.campaign.world import FAST
 from tests.conftest import reset_motion
-from tests.support import COMPONENTS, RedisServer, Worker
+from tests.support import COMPONENTS, RedisServer, Worker, clear_motion_env
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +41,7 @@ def test_a_worker_paused_across_a_redis_restart_consumes_again(
     from ledger import Ledger
 
     server = RedisServer(tmp_path / "redis").start()
-    for name in list(os.environ):
-        if name.startswith("MOTION_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("MOTION_REDIS_URL", server.url)
+    clear_motion_env(monkeypatch, server.url)
     monkeypatch.setenv("MOTION_INPROCESS_WORKER", "0")
     reset_motion()
     worker = Worker(server.url, ["ledger"], tmp_path / "logs", env=FAST).start()
