@@ -339,3 +339,37 @@ def test_a_lingering_task_with_no_free_slot_leaves_the_list_to_other_workers(
     finally:
         task.join(30)
     assert not task.is_alive() and slow.read_state("seqs") == [1]
+
+
+def test_a_worker_told_to_stop_starts_no_new_drain_while_its_task_lingers(
+    start_worker,  # type: ignore[no-untyped-def]
+) -> None:
+    """SIGTERM to a worker whose ready task lingers (an instance of its list made ready
+    every 20 ms, before and after the signal): the instances made ready once the signal
+    is handled are not taken by that worker, and come with a message that the next
+    worker takes."""
+    import signal
+    import time
+
+    client = get_redis()
+    worker = start_worker(["ledger"], pool="threads", concurrency=4, name="leaving")
+    first = Ledger("leave-first")
+    queue, ready = _ready_of(first)
+    handles = _same_list("leave-", ready, 40)
+    first.run("add", {"item": "a"})
+    sent: list[tuple[float, Any]] = []
+    for k, handle in enumerate(handles):  # (the task lingers 50 ms for each next one)
+        if k == 10:
+            signalled = time.monotonic()
+            worker.proc.send_signal(signal.SIGTERM)
+        handle.run("add", {"item": "b"})
+        sent.append((time.monotonic(), handle))
+        time.sleep(0.02)
+    worker.proc.wait(30)
+    late = [h for at, h in sent if at > signalled + 0.2]  # (the signal handled by then)
+    assert len(late) >= 10
+    taken = [h.instance_name for h in late if h.read_state("seqs")]
+    assert taken == [], f"a worker told to stop took {taken}"
+    assert client.llen(queue) >= 1  # a message for the next worker
+    start_worker(["ledger"], pool="threads", concurrency=4, name="next")
+    wait_for(lambda: _all_applied(handles, 1), 30, "the next worker to drain the rest")

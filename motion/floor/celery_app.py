@@ -139,6 +139,16 @@ def terminating() -> bool:
     return state.should_terminate is not None
 
 
+def on_worker_shutting_down(callback: Callable[[], None]) -> None:
+    """Run ``callback`` when a worker begins to shut down (warm or cold: the signal
+    received, before its running tasks end)."""
+
+    def receiver(**_: Any) -> None:
+        callback()
+
+    signals.worker_shutting_down.connect(receiver, weak=False)
+
+
 def on_worker_shutdown(callback: Callable[[], None]) -> None:
     """Run ``callback`` when a worker shuts down."""
 

@@ -20,7 +20,9 @@ enqueues spread over time starts each drain without a Celery delivery. The wait 
 nothing: the take after it does, and marks what it takes as being delivered, as every
 take does. Only a task younger than :data:`LINGER_FOR` with a slot to spare lingers (a
 worker whose slots are all busy leaves new instances to a message, for a worker with
-room); prefork children never do (they drain one at a time).
+room); prefork children never do (they drain one at a time). A worker that begins to
+shut down (:func:`leave`) takes no more: its tasks count out and leave their lists to
+other workers.
 
 The list keeps what the task has no capacity for: a task that takes a full share
 leaves the rest for its next take, and the script pushes a sibling message (at most
@@ -74,6 +76,9 @@ LINGER = 0.05
 #: a pooled task lingers only this long (seconds) after it started: then it counts out
 #: when the list runs short, so one task's result (Flower) stays a burst's, not a day's
 LINGER_FOR = 5.0
+#: set when this worker begins to shut down: its ready tasks take no more instances and
+#: hand their lists on (a worker told to stop does not start new drains)
+LEAVING = threading.Event()
 #: pools whose concurrency is threads (or greenlets): drains run on a pool of that size
 THREADED_POOLS = ("threads", "gevent", "eventlet")
 
@@ -137,6 +142,18 @@ class Capacity:
 
 
 CAPACITY = Capacity()
+
+
+def leave() -> None:
+    """This worker is shutting down (Celery's ``worker_shutting_down``): its ready tasks
+    end their takes, counted out, and an instance on their lists comes with a message
+    for another worker."""
+    LEAVING.set()
+
+
+def _going() -> bool:
+    """Whether this process stops taking instances (its worker stops or shuts down)."""
+    return engine.STOPPING.is_set() or LEAVING.is_set()
 
 
 def configure(pool: str, concurrency: int) -> None:
@@ -205,7 +222,7 @@ def ready_task(component: Any, ready: Any) -> dict[str, Any]:
     reports: list[DrainReport] = []
     running: list[tuple[str, concurrent.futures.Future[Any]]] = []
     more, idle, started, held = 1, False, time.monotonic(), 0
-    while more and not engine.STOPPING.is_set():
+    while more and not _going():
         pooled = CAPACITY.size > 0
         if not pooled:
             most = 1
@@ -237,7 +254,7 @@ def ready_task(component: Any, ready: Any) -> dict[str, Any]:
             reports.append(_drained(inline, lambda name=inline: _drain(name)))
         # empty, and still counted: wait for a name on the list, then take it; if none
         # comes, the next take (with the slot kept) counts this task out
-        if more == 2 and (engine.STOPPING.is_set() or not _wait(client, ready)):
+        if more == 2 and (_going() or not _wait(client, ready)):
             idle = True
     CAPACITY.give(held)  # (the worker stops while it held a slot)
     if more:  # the worker stops: leave the rest to another worker, counted out

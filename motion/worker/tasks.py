@@ -119,6 +119,7 @@ def register(app: Any) -> Any:
         celery_app.consume_component_queues(app, worker_components)
         celery_app.on_worker_ready(start_sweeper_timer)
         celery_app.on_worker_ready(start_heartbeat)
+        celery_app.on_worker_shutting_down(ready.leave)
         celery_app.on_worker_shutdown(stop_sweeper_timer)
         celery_app.on_worker_shutdown(stop_heartbeat)
         celery_app.on_worker_shutdown(stop_loop)
