@@ -235,7 +235,7 @@ def test_a_task_past_its_linger_age_counts_out_at_once(
 ) -> None:
     client = get_redis()
     monkeypatch.setattr(pooled, "LINGER", 20.0)
-    monkeypatch.setattr(pooled, "LINGER_FOR", 0.0)  # too old to linger from the start
+    monkeypatch.setattr(pooled, "TAKE_FOR", 0.0)  # too old to linger from the start
     handle = Ledger("old-task")
     queue, ready = _ready_of(handle)
     handle.run("add", {"item": "a"})
@@ -373,3 +373,30 @@ def test_a_worker_told_to_stop_starts_no_new_drain_while_its_task_lingers(
     assert client.llen(queue) >= 1  # a message for the next worker
     start_worker(["ledger"], pool="threads", concurrency=4, name="next")
     wait_for(lambda: _all_applied(handles, 1), 30, "the next worker to drain the rest")
+
+
+def test_a_task_past_its_take_age_leaves_the_rest_of_its_list_to_a_new_message(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A prefork child drains one instance at a time: once the task is older than
+    TAKE_FOR it stops taking, and what is left on the list comes with a message."""
+    from motion.worker import ready
+
+    client = get_redis()
+    monkeypatch.setattr(ready, "TAKE_FOR", 0.5, raising=False)
+    size = ready.CAPACITY.size
+    ready.CAPACITY.resize(0)  # as a prefork child drains: on the task's own thread
+    try:
+        first = Ledger("aged-first")
+        queue, ready_list = _ready_of(first)
+        handles = [first, *_same_list("aged-", ready_list, 7)]
+        for handle in handles:
+            handle.run("slow", {"item": "s", "sleep": 0.2})
+        client.delete(queue)  # this test runs the task itself
+        result = ready.ready_task("Ledger", ready_list)
+    finally:
+        ready.CAPACITY.resize(size)
+    drained = len(result["instances"])
+    assert 1 <= drained < len(handles), result
+    assert client.llen(ready_list) == len(handles) - drained
+    assert client.llen(queue) >= 1  # a message for what is left

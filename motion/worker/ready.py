@@ -18,7 +18,7 @@ A pooled task that empties its list keeps its place in the count for up to
 meanwhile is pushed with no message and its drain starts at once, so a burst of
 enqueues spread over time starts each drain without a Celery delivery. The wait pops
 nothing: the take after it does, and marks what it takes as being delivered, as every
-take does. Only a task younger than :data:`LINGER_FOR` with a slot to spare lingers (a
+take does. Only a task younger than :data:`TAKE_FOR` with a slot to spare lingers (a
 worker whose slots are all busy leaves new instances to a message, for a worker with
 room); prefork children never do (they drain one at a time). A worker that begins to
 shut down (:func:`leave`) takes no more: its tasks count out and leave their lists to
@@ -73,9 +73,11 @@ RESULT_REPR = 1 << 20
 RENEW = wakeup.READY_TTL_MS / 4000
 #: how long (seconds) a pooled task waits on its emptied list for the next instance
 LINGER = 0.05
-#: a pooled task lingers only this long (seconds) after it started: then it counts out
-#: when the list runs short, so one task's result (Flower) stays a burst's, not a day's
-LINGER_FOR = 5.0
+#: a task takes instances for this long (seconds) after it started, and a pooled one
+#: lingers only within it: then it counts out and leaves what is left to a new message,
+#: so one task's result (Flower) stays a burst's, not a day's, and a long list does not
+#: keep a worker that was told to stop (a prefork child drains one at a time)
+TAKE_FOR = 5.0
 #: set when this worker begins to shut down: its ready tasks take no more instances and
 #: hand their lists on (a worker told to stop does not start new drains)
 LEAVING = threading.Event()
@@ -235,7 +237,8 @@ def ready_task(component: Any, ready: Any) -> dict[str, Any]:
         # next instance (a burst of enqueues starts each drain at once, with no message
         # of its own); one with no slot to spare counts out, so an instance made ready
         # while its drains run comes with a message, for a worker with room
-        keep = pooled and most > 1 and not idle and time.monotonic() - started < LINGER_FOR
+        young = time.monotonic() - started < TAKE_FOR
+        keep = pooled and most > 1 and not idle and young
         try:
             more, names = _take(client, ready, component, most - 1 if keep else most, keep)
         except BaseException:
@@ -256,8 +259,10 @@ def ready_task(component: Any, ready: Any) -> dict[str, Any]:
         # comes, the next take (with the slot kept) counts this task out
         if more == 2 and (_going() or not _wait(client, ready)):
             idle = True
+        if more == 1 and not young:  # (the rest goes to a new message: see TAKE_FOR)
+            break
     CAPACITY.give(held)  # (the worker stops while it held a slot)
-    if more:  # the worker stops: leave the rest to another worker, counted out
+    if more:  # the worker stops, or the task is old: leave the rest, counted out
         try:
             _take(client, ready, component, 0)
         except redis.RedisError as exc:  # the count expires by itself
