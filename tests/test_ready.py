@@ -192,6 +192,12 @@ def _ready_of(handle: Any) -> tuple[str, str]:
     return wakeup.ready_list("Ledger", handle.instance_id)
 
 
+def _same_list(prefix: str, ready: str, count: int) -> list[Any]:
+    """``count`` fresh instances whose ready list is ``ready``."""
+    found = (Ledger(f"{prefix}{i}") for i in range(400))
+    return [h for h in found if _ready_of(h)[1] == ready][:count]
+
+
 def test_a_pooled_task_lingers_on_its_list_and_drains_a_later_instance_with_no_message(
     redis_url: str, pooled: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -204,9 +210,7 @@ def test_a_pooled_task_lingers_on_its_list_and_drains_a_later_instance_with_no_m
     first = Ledger("linger-a")
     queue, ready = _ready_of(first)
     # later instances on the same list (same queue)
-    later, last = [
-        h for h in (Ledger(f"linger-b{i}") for i in range(400)) if _ready_of(h)[1] == ready
-    ][:2]
+    later, last = _same_list("linger-b", ready, 2)
     first.run("add", {"item": "a"})
     assert client.llen(queue) == 1 and client.lrange(ready, 0, -1) == [first.instance_name.encode()]
     client.delete(queue)  # this test runs the task itself
@@ -243,12 +247,6 @@ def test_a_task_past_its_linger_age_counts_out_at_once(
     result = pooled.ready_task("Ledger", ready)  # returns without waiting 20 s
     assert result["instances"] == {handle.instance_name: "1"}
     assert not client.exists(ready + ":n")
-
-
-def _same_list(prefix: str, ready: str, count: int) -> list[Any]:
-    """``count`` fresh instances whose ready list is ``ready``."""
-    found = (Ledger(f"{prefix}{i}") for i in range(400))
-    return [h for h in found if _ready_of(h)[1] == ready][:count]
 
 
 def test_an_instance_taken_by_a_lingering_task_and_never_drained_is_re_woken(

@@ -166,18 +166,16 @@ class Waiter:
                         )
                         records = parked.without_parked(records, held)
                     return self._finish(flow, target, own, start, records)
-            if deadline is not None and time.monotonic() > deadline:
-                held = yield drive.command("hget", self._keys.meta, "held")
-                raise FlushTimeoutError(self._timeout_message(target, timeout, held))
-            # a BLPOP timeout under 1 ms would block for good, and one must end well
-            # inside the socket timeout (a handle's redis_socket_timeout may be short,
-            # and Redis ends a BLPOP up to a cron tick, 100 ms, after its timeout)
-            if delay < _BLOCK_FROM or delay + _BLOCK_SLACK > self._socket_timeout() / 2:
-                yield drive.pause(delay)
-            else:
-                with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
-                    if (yield drive.command("blpop", [self._keys.woke], delay)) is not None:
-                        registered = False  # woken: that commit consumed the registration
+                if deadline is not None and time.monotonic() > deadline:
+                    held = yield drive.command("hget", self._keys.meta, "held")
+                    raise FlushTimeoutError(self._timeout_message(target, timeout, held))
+                # a BLPOP timeout under 1 ms would block for good, and one must end well
+                # inside the socket timeout (a handle's redis_socket_timeout may be short,
+                # and Redis ends a BLPOP up to a cron tick, 100 ms, after its timeout)
+                if delay < _BLOCK_FROM or delay + _BLOCK_SLACK > self._socket_timeout() / 2:
+                    yield drive.pause(delay)
+                elif (yield drive.command("blpop", [self._keys.woke], delay)) is not None:
+                    registered = False  # woken: that commit consumed the registration
             delay = min(delay * 2, _MAX_DELAY)
 
     def _socket_timeout(self) -> float:

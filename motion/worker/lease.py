@@ -271,12 +271,12 @@ def settle(
 ) -> tuple[Any, Any]:
     """A commit's reply to go on with (``nonce``: its tag's, ``out``: what it committed)
     and the version tag it left (``None`` when refused). A refused one (-1, -2) that ran
-    after all (:func:`ran_after_all`) goes on as committed: its tag, or with
+    after all (:func:`_ran_after_all`) goes on as committed: its tag, or with
     ``then_next`` ``[tag, 1]`` if it released the lease and ``None`` (read the next
     window) if not."""
     if reply not in (-1, -2):
         return reply, reply[0] if isinstance(reply, list) else reply
-    ran = ran_after_all(client, held, reply, nonce, out.last, bool(out.bumps))
+    ran = _ran_after_all(client, held, reply, nonce, out.last, bool(out.bumps))
     if ran is None:
         return reply, None
     tag, still = ran
@@ -285,7 +285,7 @@ def settle(
     return (None if still else [tag, 1]), tag
 
 
-def ran_after_all(
+def _ran_after_all(
     client: redis.Redis, held: Lease, code: int, nonce: str, last: int, bumped: bool
 ) -> tuple[bytes, bool] | None:
     """Whether a commit refused with ``code`` (-1, -2) ran after all, as ``(tag, whether

@@ -101,20 +101,14 @@ class Capacity:
             self.size = size
             self._cond.notify_all()
 
-    def take(self, most: int, waiting: Any = None) -> int:
-        """Wait until a slot is free, then reserve up to ``most`` free slots: how many.
-        ``waiting()`` is called every :data:`RENEW` seconds while it waits."""
+    def take(self, most: int, waiting: Any = None, wait: bool = True) -> int:
+        """Wait until a slot is free (unless not ``wait``), then reserve up to ``most``
+        free slots: how many (maybe 0 without ``wait``). ``waiting()`` is called every
+        :data:`RENEW` seconds while it waits."""
         with self._cond:
-            while self._busy >= self.size:
+            while wait and self._busy >= self.size:
                 if not self._cond.wait(RENEW) and waiting is not None:
                     waiting()
-            got = min(most, self.size - self._busy)
-            self._busy += got
-            return got
-
-    def take_free(self, most: int) -> int:
-        """Reserve up to ``most`` of the slots free now, without waiting: how many (maybe 0)."""
-        with self._cond:
             got = max(min(most, self.size - self._busy), 0)
             self._busy += got
             return got
@@ -229,7 +223,7 @@ def ready_task(component: Any, ready: Any) -> dict[str, Any]:
         if not pooled:
             most = 1
         elif held:  # the slot it waited with, and any free now
-            most = held + CAPACITY.take_free(TAKE - held)
+            most = held + CAPACITY.take(TAKE - held, wait=False)
         else:
             most = CAPACITY.take(TAKE, lambda: _renew(client, ready))
         held = 0
