@@ -256,3 +256,77 @@ def test_a_timer_due_while_no_worker_runs_fires_on_the_next_one(redis_url, start
     assert handle.read_state("notes") == []
     solo(start_worker, "b")
     wait_for(lambda: handle.read_state("notes") == ["timed"], 30, "the due update")
+
+
+def _after_begin(monkeypatch, act):  # type: ignore[no-untyped-def]
+    """Run ``act()`` once, right after a drain's ``begin`` read the meta: what the drain
+    decides from that read is stale by the time it commits."""
+    from motion.floor import scripts
+
+    run = scripts.run
+
+    def then_act(client, name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        reply = run(client, name, *args, **kwargs)
+        if name == "begin" and not done:
+            done.append(act())
+        return reply
+
+    done: list[object] = []
+    monkeypatch.setattr(scripts, "run", then_act)
+    return done
+
+
+def test_a_resume_while_a_drain_parks_by_the_pause_it_read_still_releases(redis_url, monkeypatch):  # type: ignore[no-untyped-def]
+    """The flow is resumed after the drain read its pause and before it parked the
+    update: the resume found nothing parked to release, so the commit that parks it
+    gives it its way out (a timer due now): it is applied, not parked for good."""
+    from motion.worker import engine
+
+    handle = Flowy("resume-race")
+    handle.pause("note")
+    handle.run("note", {"x": "a"})
+    done = _after_begin(monkeypatch, lambda: handle.resume("note"))
+    engine.drain(Flowy, handle.instance_id)
+    assert done == [True]  # it was paused, and resumed mid-drain
+    assert handle.read_state("notes") == ["a"]
+    assert parked_count(handle) == 0
+
+
+def test_a_resume_while_a_drain_clears_the_paused_flows_timer_still_releases(
+    redis_url, monkeypatch
+):  # type: ignore[no-untyped-def]
+    """The drain read a paused flow's hold, then the resume gave the flow a timer due
+    now: the drain takes it for a stale timer of a held flow and removes it, and must
+    still release the flow (it reads the meta again, and a parked flow with no hold
+    and no timer is due)."""
+    from motion.worker import engine
+
+    handle = Flowy("stale-timer")
+    handle.pause("note")
+    handle.run("note", {"x": "a"})
+    engine.drain(Flowy, handle.instance_id)  # parks it: the flow is paused
+    assert parked_count(handle) == 1
+    handle.run("tick", {})  # another flow's update starts the next drain
+    done = _after_begin(monkeypatch, lambda: handle.resume("note"))
+    engine.drain(Flowy, handle.instance_id)
+    assert done == [True]
+    assert handle.read_state("notes") == ["a"] and handle.read_state("ticks") == 1
+    assert parked_count(handle) == 0
+
+
+def test_a_drop_while_a_drain_parks_behind_the_failure_it_read_lets_the_flow_go_on(
+    redis_url, monkeypatch
+):  # type: ignore[no-untyped-def]
+    """The failed update a flow is paused on is dropped after the drain read the hold
+    and before it parked the next update behind it: that update is still applied."""
+    from motion.worker import engine
+
+    handle = Flowy("drop-race")
+    handle.run("fragile", {"x": "bad"})
+    engine.drain(Flowy, handle.instance_id)  # fails: the flow pauses on #1
+    handle.run("fragile", {"x": "after"})
+    done = _after_begin(monkeypatch, lambda: drop_parked(handle, 1))
+    engine.drain(Flowy, handle.instance_id)
+    assert done == [True]
+    assert handle.read_state("frag") == ["after"]
+    assert parked_count(handle) == 0

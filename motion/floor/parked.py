@@ -13,7 +13,11 @@ applies that flow's parked updates in seq order before it goes on with the rest.
 The hold reasons live in the meta hash: ``hold:*`` (the whole instance paused),
 ``hold:<flow>`` (``pause`` or ``failed:<seq>``); debounce fire times and due times are in
 the instance's ``timers`` sorted set (``flow -> ms``), and the instance's earliest one in
-the due index (:func:`motion.floor.keys.timers_index`).
+the due index (:func:`motion.floor.keys.timers_index`). A flow with updates parked always
+has a way out: a hold (whose resume, retry or drop gives the flow a timer due now) or a
+timer. The commit that parks checks it against the meta as it is then, not as the drain
+read it (a hold released meanwhile, with nothing parked yet, left no timer): it sets a
+timer due now where neither is left (``lua/commit.lua``).
 
 Floor; uses the floor (errors, keys).
 """

@@ -214,7 +214,20 @@ for _, p in ipairs(timers) do
     redis.call('ZADD', KEYS[12], p[2], p[1])
   end
 end
-if #timers > 0 or #released > 0 then
+-- a flow with updates parked has a way out: a hold (its resume, retry or drop sets a
+-- timer) or a timer. The worker parked by the meta it read; a hold that ended since
+-- (released when nothing was parked yet) left none: a timer due now releases them
+local freed = 0
+for _, p in ipairs(parked) do
+  local flow = p[2]
+  if redis.call('HEXISTS', KEYS[1], 'hold:*') == 0
+      and redis.call('HEXISTS', KEYS[1], 'hold:' .. flow) == 0
+      and not redis.call('ZSCORE', KEYS[12], flow) then
+    redis.call('ZADD', KEYS[12], now, flow)
+    freed = freed + 1
+  end
+end
+if #timers > 0 or #released > 0 or freed > 0 then
   local first = redis.call('ZRANGE', KEYS[12], 0, 0, 'WITHSCORES')
   if first[2] then
     redis.call('ZADD', KEYS[13], first[2], ARGV[10])
