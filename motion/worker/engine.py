@@ -358,7 +358,7 @@ def _commit(
     all_keys = commit_keys(keys, component, store.now_ms())
     if then_next and not lingers:  # this commit may free the lease: a refused renewal is no loss
         held.ending.set()
-    timed = bool(out.timers or out.released)  # the firers' index may have a new earliest
+    timed = bool(out.timers or out.released or out.parked)  # new earliest timer? (commit.lua)
     commit = partial(leases.commit, client, held, all_keys, args, WINDOW, _budget())
     reply = directory.run_commit(client, keys.name, commit, timed)
     reply, tag = leases.settle(client, held, reply, nonce, out, then_next)  # (a lost reply)
