@@ -330,3 +330,63 @@ def test_a_drop_while_a_drain_parks_behind_the_failure_it_read_lets_the_flow_go_
     assert done == [True]
     assert handle.read_state("frag") == ["after"]
     assert parked_count(handle) == 0
+
+
+def _before_release_commit(monkeypatch, act):  # type: ignore[no-untyped-def]
+    """Run ``act()`` once, right before a drain's first release commit (ARGV[2] = 0)."""
+    from motion.floor import scripts
+
+    run = scripts.run
+
+    def then_commit(client, name, keys, args, *rest, **kwargs):  # type: ignore[no-untyped-def]
+        if name == "commit" and str(args[1]) == "0" and not done:
+            done.append(act())
+        return run(client, name, keys, args, *rest, **kwargs)
+
+    done: list[object] = []
+    monkeypatch.setattr(scripts, "run", then_commit)
+    return done
+
+
+def test_a_drop_while_a_drain_releases_the_update_keeps_it_out_of_the_state(redis_url, monkeypatch):  # type: ignore[no-untyped-def]
+    """A resumed flow's parked #1 is dropped after the drain read it for its release and
+    before the release commit, which is refused (#1 is no longer parked). The drain
+    must not take the refusal for a commit whose reply was lost: #1 never reaches the
+    state, in Redis or in the worker's copy that the next update applies on."""
+    from motion.worker import engine
+
+    handle = Flowy("drop-release")
+    handle.pause("note")
+    handle.run("note", {"x": "a"})
+    handle.run("note", {"x": "b"})
+    engine.drain(Flowy, handle.instance_id)
+    assert parked_count(handle) == 2 and handle.resume("note") is True
+    done = _before_release_commit(monkeypatch, lambda: drop_parked(handle, 1))
+    engine.drain(Flowy, handle.instance_id)
+    assert done == [True] and parked_count(handle) == 0
+    assert handle.read_state("notes") == ["b"]
+    handle.run("note", {"x": "c"})  # applied on the worker's copy of the state
+    engine.drain(Flowy, handle.instance_id)
+    assert handle.read_state("notes") == ["b", "c"]
+
+
+def test_a_drop_while_a_drain_releases_a_debounced_batch_applies_the_rest_once(
+    redis_url, monkeypatch
+):  # type: ignore[no-untyped-def]
+    """As above, for one update of a debounced batch: the batch is applied once,
+    without it."""
+    from motion.worker import engine
+
+    handle = Flowy("drop-batch")
+    for x in (1, 2, 3):
+        handle.run("deb", {"x": x})
+    engine.drain(Flowy, handle.instance_id)
+    assert parked_count(handle) == 3
+    keys = K.InstanceKeys.of(handle.instance_name)
+    get_redis().zadd(keys.timers, {"deb": 0})  # the debounce fell due
+    done = _before_release_commit(monkeypatch, lambda: drop_parked(handle, 2))
+    engine.drain(Flowy, handle.instance_id)
+    assert done == [True]
+    handle.run("tick", {})
+    engine.drain(Flowy, handle.instance_id)
+    assert handle.read_state("batches") == [[[1, 3], 0]]

@@ -361,7 +361,7 @@ def _commit(
     timed = bool(out.timers or out.released or out.parked)  # new earliest timer? (commit.lua)
     commit = partial(leases.commit, client, held, all_keys, args, WINDOW, _budget())
     reply = directory.run_commit(client, keys.name, commit, timed)
-    reply, tag = leases.settle(client, held, reply, nonce, out, then_next)  # (a lost reply)
+    reply, tag = leases.settle(client, held, reply, nonce, then_next)  # (a lost reply)
     if then_next and not (isinstance(reply, list) and reply[1] == 1):
         held.ending.clear()  # the lease is still ours
     if reply == -1:

@@ -42,7 +42,7 @@ before (``release.lua`` refuses while updates wait, so an update enqueued as the
 linger ends is never stranded); a worker that dies lingering leaves the lease to
 expire and the sweeper to re-wake the instance.
 
-Worker road; uses the floor (connection, inbox, keys, lanes, outcome, scripts, settings, store).
+Worker road; uses the floor (connection, inbox, keys, lanes, scripts, settings, store).
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ from motion.floor.connection import is_cluster
 from motion.floor.errors import PayloadError
 from motion.floor.inbox import Window, entry_time
 from motion.floor.lanes import fast_pipeline
-from motion.floor.outcome import Outcome
 from motion.floor.settings import get_settings
 from motion.floor.store import now_ms
 
@@ -267,16 +266,15 @@ def commit(
 
 
 def settle(
-    client: redis.Redis, held: Lease, reply: Any, nonce: str, out: Outcome, then_next: bool
+    client: redis.Redis, held: Lease, reply: Any, nonce: str, then_next: bool
 ) -> tuple[Any, Any]:
-    """A commit's reply to go on with (``nonce``: its tag's, ``out``: what it committed)
-    and the version tag it left (``None`` when refused). A refused one (-1, -2) that ran
-    after all (:func:`_ran_after_all`) goes on as committed: its tag, or with
-    ``then_next`` ``[tag, 1]`` if it released the lease and ``None`` (read the next
-    window) if not."""
+    """A commit's reply to go on with (``nonce``: the commit's own) and the version tag
+    it left (``None`` when refused). A refused one (-1, -2) that ran after all
+    (:func:`_ran_after_all`) goes on as committed: its tag, or with ``then_next``
+    ``[tag, 1]`` if it released the lease and ``None`` (read the next window) if not."""
     if reply not in (-1, -2):
         return reply, reply[0] if isinstance(reply, list) else reply
-    ran = _ran_after_all(client, held, reply, nonce, out.last, bool(out.bumps))
+    ran = _ran_after_all(client, held, nonce)
     if ran is None:
         return reply, None
     tag, still = ran
@@ -285,26 +283,20 @@ def settle(
     return (None if still else [tag, 1]), tag
 
 
-def _ran_after_all(
-    client: redis.Redis, held: Lease, code: int, nonce: str, last: int, bumped: bool
-) -> tuple[bytes, bool] | None:
-    """Whether a commit refused with ``code`` (-1, -2) ran after all, as ``(tag, whether
-    the lease is still held)``, else ``None``. A connection lost after the commit ran
-    but before its reply came makes the client send it again, and the second is refused
-    (a duplicate, or a lease it released). It was this drain's if, with the lease still
-    held, ``applied`` reached its ``last`` seq (only the holder moves it), or if the tag
-    ends with its ``nonce`` (a commit that ``bumped`` the version)."""
+def _ran_after_all(client: redis.Redis, held: Lease, nonce: str) -> tuple[bytes, bool] | None:
+    """Whether a refused commit ran after all, as ``(tag, whether the lease is still
+    held)``, else ``None``. A connection lost after the commit ran but before its reply
+    came makes the client send it again, and the second is refused (a duplicate, or a
+    lease it released): the commit ran if the meta's ``committed`` is its ``nonce``
+    (every commit writes its own). A refusal for another reason (a parked update
+    dropped meanwhile, a cancel) leaves another there: the drain reads again."""
     pipe = client.pipeline(transaction=False)
-    pipe.hget(held.keys.meta, "tag")
-    pipe.hget(held.keys.meta, "applied")
+    pipe.hmget(held.keys.meta, "tag", "committed")
     pipe.get(held.keys.lease)
-    tag, applied, lease = pipe.execute()
-    still = lease is not None and lease == held.token
-    if still and code == -2 and last > 0 and int(applied or 0) >= last:
-        return tag, True
-    if bumped and tag is not None and tag.endswith(b"." + nonce.encode()):
-        return tag, still
-    return None
+    (tag, committed), lease = pipe.execute()
+    if committed is None or committed != nonce.encode():
+        return None
+    return tag, lease is not None and lease == held.token
 
 
 def _lingered(reply: Any) -> Any:

@@ -14,7 +14,8 @@
 -- instead of releasing, keep the lease and linger (as linger.lua: a hot instance), else 0
 -- ARGV[9] most updates in the next window   ARGV[10] instance name
 -- ARGV[11] a random nonce for the new version tag ("<version>.<incarnation>.<nonce>":
--- a version Redis lost and counted again gets another tag, so no cached copy aliases it)
+-- a version Redis lost and counted again gets another tag, so no cached copy aliases it),
+-- kept as the meta field 'committed' too
 -- ARGV[12] most bytes of payloads in the next window (at least one is returned)
 -- then eight counted lists, each "n, then n pairs":
 --   state fields (field, value) | stats counters (field, increment)
@@ -283,10 +284,12 @@ if n > 0 then
     end
   end
 end
+-- 'committed': this commit's nonce, so a drain whose reply was lost (and whose re-send
+-- was refused) knows its commit ran (motion.worker.lease.settle)
 if release then
-  redis.call('HSET', KEYS[1], 'applied_at', now)
+  redis.call('HSET', KEYS[1], 'applied_at', now, 'committed', ARGV[11])
 else
-  redis.call('HSET', KEYS[1], 'applied', last, 'applied_at', now)
+  redis.call('HSET', KEYS[1], 'applied', last, 'applied_at', now, 'committed', ARGV[11])
   if mv[7] then  -- flushes wait: wake each (an extra item only makes one look again)
     redis.call('HDEL', KEYS[1], 'waiters')
     local items = {}
