@@ -390,3 +390,68 @@ def test_a_drop_while_a_drain_releases_a_debounced_batch_applies_the_rest_once(
     handle.run("tick", {})
     engine.drain(Flowy, handle.instance_id)
     assert handle.read_state("batches") == [[[1, 3], 0]]
+
+
+def _write(handle, fields: dict) -> None:  # type: ignore[no-untyped-def]
+    """Enqueue a state write (``write_state`` without its wait: the drain is this test's)."""
+    from motion.floor.inbox import WRITE_FLOW, Update
+
+    handle._enqueue(Update(WRITE_FLOW, fields))
+
+
+def test_a_second_retry_while_the_first_is_released_applies_the_update_once(redis_url, monkeypatch):  # type: ignore[no-untyped-def]
+    """The flow is paused on failed #1, and #1 is retried in place. A second retry of #1
+    comes after the drain read it for its release and before the release commit: #1
+    is still a dead letter and still parked, so the retry is in place too (the same
+    seq), not a copy enqueued anew."""
+    from motion.worker import engine
+
+    handle = Flowy("retry-twice")
+    handle.run("fragile", {"x": "bad"})
+    engine.drain(Flowy, handle.instance_id)  # fails: the flow pauses on #1
+    _write(handle, {"allow_bad": True})
+    engine.drain(Flowy, handle.instance_id)
+    assert handle.retry(1).seq == 1  # in place
+    done = _before_release_commit(monkeypatch, lambda: handle.retry(1).seq)
+    engine.drain(Flowy, handle.instance_id)
+    engine.drain(Flowy, handle.instance_id)
+    assert done == [1]
+    assert handle.read_state("frag") == ["bad"]
+
+
+def test_retrying_a_failed_update_parked_behind_the_one_its_batch_paused_on_keeps_it_in_place(
+    redis_url,
+):  # type: ignore[no-untyped-def]
+    """A batch op pausing on failure fails on #1 and #2: both are dead letters, parked,
+    and the flow is paused on #1. Retrying #2 leaves it where it is (it goes when its
+    flow does); retrying #1 then applies both, each once."""
+    from motion.worker import engine
+
+    handle = Flowy("batch-pause")
+    for x in ("a", "b"):
+        handle.run("fragbatch", {"x": x})
+    engine.drain(Flowy, handle.instance_id)
+    assert [d.seq for d in handle.failed_updates()] == [1, 2] and parked_count(handle) == 2
+    assert handle.retry(2).seq == 2  # in place: it is parked in its flow
+    _write(handle, {"allow_bad": True})
+    engine.drain(Flowy, handle.instance_id)
+    assert handle.read_state("frag") == []  # still paused on #1
+    assert handle.retry(1).seq == 1
+    engine.drain(Flowy, handle.instance_id)
+    assert handle.read_state("frag") == ["a", "b"]
+    assert handle.failed_updates() == [] and parked_count(handle) == 0
+
+
+def test_dropping_an_update_due_later_lets_the_ones_parked_behind_it_go_now(redis_url):  # type: ignore[no-untyped-def]
+    """#1 is submitted due in an hour and #2 of its flow is parked behind it (order).
+    Dropping #1 gives the flow a timer due now, not #1's hour."""
+    from motion.worker import engine
+
+    handle = Flowy("drop-due")
+    handle.submit("note", {"x": "later"}, delay=3600)
+    handle.run("note", {"x": "now"})
+    engine.drain(Flowy, handle.instance_id)
+    assert parked_count(handle) == 2
+    assert drop_parked(handle, 1) is True
+    engine.drain(Flowy, handle.instance_id)
+    assert handle.read_state("notes") == ["now"]

@@ -69,11 +69,13 @@ class FlowControl:
 
 
 def retry_in_place(handle: Any, seq: int) -> bool:
-    """Re-apply update ``seq`` in place (same seq, its flow's order kept) if its flow is
-    paused on it (``on_failure="pause"``); ``False`` otherwise (then re-enqueue it).
+    """Re-apply update ``seq`` in place (same seq, its flow's order kept) if it is the
+    update its flow is paused on (``on_failure="pause"``: the flow goes on), or a dead
+    letter parked behind another (a batch that failed whole) or already being retried
+    (it stays, and goes when its flow does). ``False`` otherwise (then re-enqueue it).
     ``handle`` may be the instance's :class:`~motion.floor.keys.InstanceKeys` too."""
     reply = _run(_keys_of(handle), "retry", str(int(seq)), f"retrying update #{seq}")
-    return int(reply[0]) == 1
+    return int(reply[0]) in (1, 2)
 
 
 def drop_parked(handle: Any, seq: int) -> bool:

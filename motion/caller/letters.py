@@ -269,9 +269,11 @@ class Letters:
 
     def retry(self, seq: int) -> Ticket:
         """Apply dead letter ``seq`` again; its ticket. When its flow is paused on it
-        (``on_failure="pause"``), in place: same seq, its flow's order kept. Otherwise
-        re-enqueued (with its props and serve result, for the update ops the code has
-        now) with a new seq, whose ticket a ticket of the old seq follows.
+        (``on_failure="pause"``), in place: same seq, its flow's order kept (a dead
+        letter parked behind it, or already being retried, stays in place too, and
+        goes when its flow does). Otherwise re-enqueued (with its props and serve
+        result, for the update ops the code has now) with a new seq, whose ticket a
+        ticket of the old seq follows.
 
         Raises:
             DeadLetterNotFoundError: ``seq`` is not a dead letter (any more).

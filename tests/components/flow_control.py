@@ -6,7 +6,8 @@ exists (it sets ``flowctl:started:<x>`` first), so a test can enqueue a burst wh
 drain is busy; ``deb`` is debounced (0.4 s, max_wait 3 s) and batched: each call appends
 its list of x and its ``.discarded`` to ``batches``; ``longdeb`` is debounced 2 s (long
 enough to kill a worker mid-debounce); ``fragile`` pauses its flow on failure and fails
-on ``x == "bad"`` unless the state says ``allow_bad``; each new dead letter is pushed
+on ``x == "bad"`` unless the state says ``allow_bad``, and ``fragbatch``, batched, fails
+whole unless it does; each new dead letter is pushed
 onto the Redis list ``flowctl:dead`` by ``on_update_failed``.
 """
 
@@ -72,3 +73,10 @@ def fragile(state, props):
     if props["x"] == "bad" and not state["allow_bad"]:
         raise ValueError("bad on purpose")
     return {"frag": [*state["frag"], props["x"]]}
+
+
+@Flowy.update("fragbatch", batch=True, on_failure="pause")
+def fragile_batch(state, props):
+    if not state["allow_bad"]:
+        raise ValueError("not allowed yet")
+    return {"frag": [*state["frag"], *[p["x"] for p in props]]}

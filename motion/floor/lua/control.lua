@@ -6,10 +6,13 @@
 -- instance; pause and resume) or the seq (retry and drop)   ARGV[3] instance name
 -- ARGV[4] MOTION_MAX_PENDING (pause: kept as the meta field 'max_pending', which the
 -- enqueue script honours while a hold lasts)
--- A released flow gets a timer due now (ZADD NX: an earlier one stays), so a worker's
+-- A released flow gets a timer due now (ZADD LT: an earlier one stays), so a worker's
 -- firer wakes the instance (durable: no wake-up of the caller's to lose).
--- Returns {changed (0/1), flow or '', hold reason before}: for retry and drop,
--- changed = 0 when ARGV[2] is not parked (retry: not the update its flow is paused on).
+-- Returns {changed (0/1/2), flow or '', hold reason before}: for retry and drop,
+-- changed = 0 when ARGV[2] is not parked (retry: nor a parked dead letter); a retry
+-- of a parked dead letter that is not the one its flow is paused on returns 2 and
+-- changes nothing: it stays in place and goes when its flow does (enqueued anew it
+-- would be applied twice).
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {-1, '', ''}
 end
@@ -41,7 +44,8 @@ local function wake(flow)
   for _, f in ipairs(flows) do
     if redis.call('HEXISTS', KEYS[1], 'hold:' .. f) == 0
         and tonumber(redis.call('HGET', KEYS[1], 'parked:' .. f) or '0') > 0 then
-      redis.call('ZADD', KEYS[3], 'NX', now, f)
+      -- LT: due now, also where a later timer was left (a dropped update's due time)
+      redis.call('ZADD', KEYS[3], 'LT', now, f)
     end
   end
   index()
@@ -90,7 +94,8 @@ local before = redis.call('HGET', KEYS[1], 'hold:' .. flow) or ''
 local paused_here = before == 'failed:' .. ARGV[2]
 if mode == 'retry' then
   if not paused_here then
-    return {0, flow, before}
+    local failed = redis.call('ZCOUNT', KEYS[6], ARGV[2], ARGV[2]) > 0
+    return {failed and 2 or 0, flow, before}
   end
   redis.call('HDEL', KEYS[1], 'hold:' .. flow)
   unheld()
