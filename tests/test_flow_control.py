@@ -455,3 +455,20 @@ def test_dropping_an_update_due_later_lets_the_ones_parked_behind_it_go_now(redi
     assert drop_parked(handle, 1) is True
     engine.drain(Flowy, handle.instance_id)
     assert handle.read_state("notes") == ["now"]
+
+
+def test_a_drop_of_an_update_due_later_while_a_drain_parks_behind_it_lets_the_flow_go(
+    redis_url, monkeypatch
+):  # type: ignore[no-untyped-def]
+    """#1 is parked due in an hour; the drain reads that, then #1 is dropped, then the
+    drain parks #2 behind it by what it read. #1's timer went with it: #2 goes now."""
+    from motion.worker import engine
+
+    handle = Flowy("drop-due-race")
+    handle.submit("note", {"x": "later"}, delay=3600)
+    engine.drain(Flowy, handle.instance_id)
+    handle.run("note", {"x": "now"})
+    done = _after_begin(monkeypatch, lambda: drop_parked(handle, 1))
+    engine.drain(Flowy, handle.instance_id)
+    assert done == [True]
+    assert handle.read_state("notes") == ["now"] and parked_count(handle) == 0

@@ -107,7 +107,12 @@ redis.call('ZREM', KEYS[2], member)
 redis.call('HDEL', KEYS[5], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[6], ARGV[2], ARGV[2])
 if redis.call('HINCRBY', KEYS[1], 'parked:' .. flow, -1) <= 0 then
-  redis.call('HDEL', KEYS[1], 'parked:' .. flow)
+  -- nothing of the flow parked now: its timer (the dropped update's due time, say) and
+  -- its debounce's start go too, so a drain that parks behind it by what it read sets
+  -- one due now (commit.lua)
+  redis.call('HDEL', KEYS[1], 'parked:' .. flow, 'dfirst:' .. flow)
+  redis.call('ZREM', KEYS[3], flow)
+  index()
 end
 if redis.call('HINCRBY', KEYS[1], 'pending:' .. flow, -1) <= 0 then
   redis.call('HDEL', KEYS[1], 'pending:' .. flow)
