@@ -472,3 +472,23 @@ def test_a_drop_of_an_update_due_later_while_a_drain_parks_behind_it_lets_the_fl
     engine.drain(Flowy, handle.instance_id)
     assert done == [True]
     assert handle.read_state("notes") == ["now"] and parked_count(handle) == 0
+
+
+def test_dropping_an_update_cancelled_while_a_drain_parked_it_counts_it_once(
+    redis_url, monkeypatch
+):  # type: ignore[no-untyped-def]
+    """A paused flow's #1 is cancelled after the drain read it and before the drain
+    parked it: its tombstone is parked. Dropping it settles the tombstone: the flow's
+    pending count is not taken down a second time, and no cancel is left counted (a
+    commit would go on paying for tombstones that are gone)."""
+    from motion.worker import engine
+
+    handle = Flowy("drop-tombstone")
+    handle.pause("note")
+    ticket = handle.submit("note", {"x": "a"})
+    done = _after_begin(monkeypatch, ticket.cancel)
+    engine.drain(Flowy, handle.instance_id)
+    assert done and parked_count(handle) == 1
+    assert drop_parked(handle, 1) is True
+    meta = get_redis().hgetall(K.InstanceKeys.of(handle.instance_name).meta)
+    assert int(meta.get(b"pending:note", 0)) == 0 and int(meta.get(b"cancels", 0)) == 0, meta
