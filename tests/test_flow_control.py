@@ -258,21 +258,25 @@ def test_a_timer_due_while_no_worker_runs_fires_on_the_next_one(redis_url, start
     wait_for(lambda: handle.read_state("notes") == ["timed"], 30, "the due update")
 
 
-def _after_begin(monkeypatch, act):  # type: ignore[no-untyped-def]
-    """Run ``act()`` once, right after a drain's ``begin`` read the meta: what the drain
-    decides from that read is stale by the time it commits."""
+def _inject(monkeypatch, act, release: bool = False):  # type: ignore[no-untyped-def]
+    """Run ``act()`` once in the drains this test runs in-process: right after their
+    first ``begin`` read the meta (what a drain decides from that read is stale by the
+    time it commits), or with ``release``, right before their first release commit
+    (``commit`` with ARGV[2] = 0). What ``act()`` returned, in a list."""
     from motion.floor import scripts
 
     run = scripts.run
 
-    def then_act(client, name, *args, **kwargs):  # type: ignore[no-untyped-def]
-        reply = run(client, name, *args, **kwargs)
-        if name == "begin" and not done:
+    def around(client, name, keys, args, *rest, **kwargs):  # type: ignore[no-untyped-def]
+        if release and name == "commit" and str(args[1]) == "0" and not done:
+            done.append(act())
+        reply = run(client, name, keys, args, *rest, **kwargs)
+        if not release and name == "begin" and not done:
             done.append(act())
         return reply
 
     done: list[object] = []
-    monkeypatch.setattr(scripts, "run", then_act)
+    monkeypatch.setattr(scripts, "run", around)
     return done
 
 
@@ -285,7 +289,7 @@ def test_a_resume_while_a_drain_parks_by_the_pause_it_read_still_releases(redis_
     handle = Flowy("resume-race")
     handle.pause("note")
     handle.run("note", {"x": "a"})
-    done = _after_begin(monkeypatch, lambda: handle.resume("note"))
+    done = _inject(monkeypatch, lambda: handle.resume("note"))
     engine.drain(Flowy, handle.instance_id)
     assert done == [True]  # it was paused, and resumed mid-drain
     assert handle.read_state("notes") == ["a"]
@@ -307,7 +311,7 @@ def test_a_resume_while_a_drain_clears_the_paused_flows_timer_still_releases(
     engine.drain(Flowy, handle.instance_id)  # parks it: the flow is paused
     assert parked_count(handle) == 1
     handle.run("tick", {})  # another flow's update starts the next drain
-    done = _after_begin(monkeypatch, lambda: handle.resume("note"))
+    done = _inject(monkeypatch, lambda: handle.resume("note"))
     engine.drain(Flowy, handle.instance_id)
     assert done == [True]
     assert handle.read_state("notes") == ["a"] and handle.read_state("ticks") == 1
@@ -325,27 +329,11 @@ def test_a_drop_while_a_drain_parks_behind_the_failure_it_read_lets_the_flow_go_
     handle.run("fragile", {"x": "bad"})
     engine.drain(Flowy, handle.instance_id)  # fails: the flow pauses on #1
     handle.run("fragile", {"x": "after"})
-    done = _after_begin(monkeypatch, lambda: drop_parked(handle, 1))
+    done = _inject(monkeypatch, lambda: drop_parked(handle, 1))
     engine.drain(Flowy, handle.instance_id)
     assert done == [True]
     assert handle.read_state("frag") == ["after"]
     assert parked_count(handle) == 0
-
-
-def _before_release_commit(monkeypatch, act):  # type: ignore[no-untyped-def]
-    """Run ``act()`` once, right before a drain's first release commit (ARGV[2] = 0)."""
-    from motion.floor import scripts
-
-    run = scripts.run
-
-    def then_commit(client, name, keys, args, *rest, **kwargs):  # type: ignore[no-untyped-def]
-        if name == "commit" and str(args[1]) == "0" and not done:
-            done.append(act())
-        return run(client, name, keys, args, *rest, **kwargs)
-
-    done: list[object] = []
-    monkeypatch.setattr(scripts, "run", then_commit)
-    return done
 
 
 def test_a_drop_while_a_drain_releases_the_update_keeps_it_out_of_the_state(redis_url, monkeypatch):  # type: ignore[no-untyped-def]
@@ -361,7 +349,7 @@ def test_a_drop_while_a_drain_releases_the_update_keeps_it_out_of_the_state(redi
     handle.run("note", {"x": "b"})
     engine.drain(Flowy, handle.instance_id)
     assert parked_count(handle) == 2 and handle.resume("note") is True
-    done = _before_release_commit(monkeypatch, lambda: drop_parked(handle, 1))
+    done = _inject(monkeypatch, lambda: drop_parked(handle, 1), release=True)
     engine.drain(Flowy, handle.instance_id)
     assert done == [True] and parked_count(handle) == 0
     assert handle.read_state("notes") == ["b"]
@@ -384,7 +372,7 @@ def test_a_drop_while_a_drain_releases_a_debounced_batch_applies_the_rest_once(
     assert parked_count(handle) == 3
     keys = K.InstanceKeys.of(handle.instance_name)
     get_redis().zadd(keys.timers, {"deb": 0})  # the debounce fell due
-    done = _before_release_commit(monkeypatch, lambda: drop_parked(handle, 2))
+    done = _inject(monkeypatch, lambda: drop_parked(handle, 2), release=True)
     engine.drain(Flowy, handle.instance_id)
     assert done == [True]
     handle.run("tick", {})
@@ -412,7 +400,7 @@ def test_a_second_retry_while_the_first_is_released_applies_the_update_once(redi
     _write(handle, {"allow_bad": True})
     engine.drain(Flowy, handle.instance_id)
     assert handle.retry(1).seq == 1  # in place
-    done = _before_release_commit(monkeypatch, lambda: handle.retry(1).seq)
+    done = _inject(monkeypatch, lambda: handle.retry(1).seq, release=True)
     engine.drain(Flowy, handle.instance_id)
     engine.drain(Flowy, handle.instance_id)
     assert done == [1]
@@ -468,7 +456,7 @@ def test_a_drop_of_an_update_due_later_while_a_drain_parks_behind_it_lets_the_fl
     handle.submit("note", {"x": "later"}, delay=3600)
     engine.drain(Flowy, handle.instance_id)
     handle.run("note", {"x": "now"})
-    done = _after_begin(monkeypatch, lambda: drop_parked(handle, 1))
+    done = _inject(monkeypatch, lambda: drop_parked(handle, 1))
     engine.drain(Flowy, handle.instance_id)
     assert done == [True]
     assert handle.read_state("notes") == ["now"] and parked_count(handle) == 0
@@ -486,7 +474,7 @@ def test_dropping_an_update_cancelled_while_a_drain_parked_it_counts_it_once(
     handle = Flowy("drop-tombstone")
     handle.pause("note")
     ticket = handle.submit("note", {"x": "a"})
-    done = _after_begin(monkeypatch, ticket.cancel)
+    done = _inject(monkeypatch, ticket.cancel)
     engine.drain(Flowy, handle.instance_id)
     assert done and parked_count(handle) == 1
     assert drop_parked(handle, 1) is True
