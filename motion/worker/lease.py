@@ -294,7 +294,7 @@ def _ran_after_all(client: redis.Redis, held: Lease, nonce: str) -> tuple[bytes,
     pipe.hmget(held.keys.meta, "tag", "committed")
     pipe.get(held.keys.lease)
     (tag, committed), lease = pipe.execute()
-    if committed is None or committed != nonce.encode():
+    if committed != nonce.encode():
         return None
     return tag, lease is not None and lease == held.token
 

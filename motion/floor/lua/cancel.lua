@@ -19,10 +19,10 @@ local entry = redis.call('HGET', KEYS[2], seq)
 if not entry then
   return 0
 end
-local cut = string.find(entry, '[%z\1\2\3]')
-if cut == #entry and string.sub(entry, -1) == '\0' then
+if tombstone_flow(entry) then
   return 1
 end
+local cut = string.find(entry, '[%z\1\2\3]')
 local flow = string.sub(entry, 1, (cut or (#entry + 1)) - 1)
 redis.call('HSET', KEYS[2], seq, flow .. '\0')
 redis.call('HINCRBY', KEYS[1], 'cancels', 1)

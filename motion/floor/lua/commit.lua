@@ -123,9 +123,9 @@ if tonumber(mv[5] or '0') > 0 then
   end
   local flows = {}
   for _, s in ipairs(through) do
-    local e = redis.call('HGET', KEYS[3], s)
-    if e and string.sub(e, -1) == '\0' and string.find(e, '\0', 1, true) == #e then
-      flows[#flows + 1] = string.sub(e, 1, #e - 1)
+    local flow = tombstone_flow(redis.call('HGET', KEYS[3], s))
+    if flow then
+      flows[#flows + 1] = flow
     end
   end
   if #flows ~= claimed then
@@ -219,13 +219,18 @@ end
 -- timer) or a timer. The worker parked by the meta it read; a hold that ended since
 -- (released when nothing was parked yet) left none: a timer due now releases them
 local freed = 0
-for _, p in ipairs(parked) do
-  local flow = p[2]
-  if redis.call('HEXISTS', KEYS[1], 'hold:*') == 0
-      and redis.call('HEXISTS', KEYS[1], 'hold:' .. flow) == 0
-      and not redis.call('ZSCORE', KEYS[12], flow) then
-    redis.call('ZADD', KEYS[12], now, flow)
-    freed = freed + 1
+if #parked > 0 and redis.call('HEXISTS', KEYS[1], 'hold:*') == 0 then
+  local seen = {}
+  for _, p in ipairs(parked) do  -- (once per flow: a debounce parks every update)
+    local flow = p[2]
+    if not seen[flow] then
+      seen[flow] = true
+      if redis.call('HEXISTS', KEYS[1], 'hold:' .. flow) == 0
+          and not redis.call('ZSCORE', KEYS[12], flow) then
+        redis.call('ZADD', KEYS[12], now, flow)
+        freed = freed + 1
+      end
+    end
   end
 end
 if #timers > 0 or #released > 0 or freed > 0 then

@@ -107,9 +107,7 @@ redis.call('ZREM', KEYS[2], member)
 -- a tombstone (cancelled after a drain read it, then parked: 'flow NUL', see cancel.lua)
 -- left the pending count already, and is counted in 'cancels' until a commit goes
 -- through it: this drop does
-local entry = redis.call('HGET', KEYS[5], ARGV[2]) or ''
-local tombstone = #entry > 0 and string.find(entry, '[%z\1\2\3]') == #entry
-  and string.sub(entry, -1) == '\0'
+local tombstone = tombstone_flow(redis.call('HGET', KEYS[5], ARGV[2]))
 redis.call('HDEL', KEYS[5], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[6], ARGV[2], ARGV[2])
 if redis.call('HINCRBY', KEYS[1], 'parked:' .. flow, -1) <= 0 then

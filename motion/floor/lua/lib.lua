@@ -8,6 +8,15 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The flow of a cancelled update's tombstone (its inbox entry is 'flow NUL', with no
+-- stamp and no payload: cancel.lua), or nil for any other entry (or none).
+local function tombstone_flow(entry)
+  if entry and string.sub(entry, -1) == '\0' and string.find(entry, '[%z\1\2\3]') == #entry then
+    return string.sub(entry, 1, #entry - 1)
+  end
+  return nil
+end
+
 -- The meta hash as a flat list, with Redis' clock added as the pseudo-field 'now'.
 local function meta_now(meta)
   local out = redis.call('HGETALL', meta)
