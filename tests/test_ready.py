@@ -252,8 +252,9 @@ def test_a_task_past_its_linger_age_counts_out_at_once(
 def test_an_instance_taken_by_a_lingering_task_and_never_drained_is_re_woken(
     redis_url: str, pooled: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The lingering task takes a later instance and its worker dies before the drain
-    begins: the sweeper re-wakes it, even while another task keeps the list counted."""
+    """The lingering task takes a later instance (its take begins the drain: the lease
+    is taken) and its worker dies before the drain runs: once the lease runs out, the
+    sweeper re-wakes it, even while another task keeps the list counted."""
     import threading
 
     from motion.floor.outcome import DrainReport
@@ -266,10 +267,11 @@ def test_an_instance_taken_by_a_lingering_task_and_never_drained_is_re_woken(
     lost: list[str] = []
     drain = pooled._drain
 
-    def dies_before_begin(name: str) -> Any:
+    def dies_before_begin(name: str, begun: Any = None) -> Any:
         if name != later.instance_name:
-            return drain(name)
-        lost.append(name)  # the worker is killed here, before the drain's begin
+            return drain(name, begun)
+        assert begun is not None and isinstance(begun[0], bytes)  # the take took the lease
+        lost.append(name)  # the worker is killed here, before the drain runs
         return DrainReport(name)
 
     monkeypatch.setattr(pooled, "_drain", dies_before_begin)
@@ -398,3 +400,104 @@ def test_a_task_past_its_take_age_leaves_the_rest_of_its_list_to_a_new_message(
     assert 1 <= drained < len(handles), result
     assert client.llen(ready_list) == len(handles) - drained
     assert client.llen(queue) >= 1  # a message for what is left
+
+
+def _scripts_run(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the scripts this process runs from now on, in order."""
+    ran: list[str] = []
+    run = scripts.run
+
+    def recording(client: Any, name: str, keys: list[str], args: list[Any], fast: bool = False):  # type: ignore[no-untyped-def]
+        ran.append(name)
+        return run(client, name, keys, args, fast)
+
+    monkeypatch.setattr(scripts, "run", recording)
+    return ran
+
+
+def test_a_take_begins_the_drains_of_the_instances_it_takes(
+    redis_url: str, pooled: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The take that moves instances off the ready list also takes their leases and
+    reads their first windows, so a drain starts with no round trip of its own: a burst
+    over a list's instances runs ``ready`` takes and ``commit``s, and no ``begin``."""
+    client = get_redis()
+    first = Ledger("fold-0")
+    queue, ready = _ready_of(first)
+    handles = [first, *_same_list("fold-more", ready, 5)]
+    for i, handle in enumerate(handles):
+        handle.run("add", {"item": f"x{i}"})
+    handle.run("add", {"item": "second"})  # two updates in the last one's first window
+    client.delete(queue)  # this test runs the task itself
+    ran = _scripts_run(monkeypatch)
+    result = pooled.ready_task("Ledger", ready)
+    # takes (as many as the 4 slots need) and a commit per instance: nothing else
+    assert set(ran) == {"ready", "commit"} and ran.count("commit") == len(handles), ran
+    assert ran.count("ready") < len(handles), ran
+    for i, handle in enumerate(handles[:-1]):
+        assert handle.read_state("items") == [f"x{i}"]
+        assert result["instances"][handle.instance_name] == "1"
+    assert handles[-1].read_state("items") == [f"x{len(handles) - 1}", "second"]
+    assert result["instances"][handles[-1].instance_name] == "1-2"
+    for handle in handles:  # each lease released, nothing left to wake
+        keys = K.InstanceKeys.of(handle.instance_name)
+        assert not client.exists(keys.lease)
+        assert client.hget(keys.meta, "wake") is None
+
+
+def test_a_take_leaves_a_large_state_for_the_drain_to_read(
+    redis_url: str, pooled: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state larger than ``STATE_LIMIT`` does not come with the take (the drain reads
+    it, or uses its own copy): the update still applies on the whole committed state."""
+    client = get_redis()
+    monkeypatch.setattr(pooled, "STATE_LIMIT", 4096)
+    big = Ledger("fold-big")
+    small = Ledger("fold-small")
+    queue, ready = _ready_of(big)
+    (small,) = _same_list("fold-small", ready, 1)
+    big.run("add", {"item": "y" * 20_000})
+    small.run("add", {"item": "s"})
+    client.delete(queue)
+    pooled.ready_task("Ledger", ready)
+    assert big.read_state("items") == ["y" * 20_000]
+    big.run("add", {"item": "z"})
+    small.run("add", {"item": "t"})
+    client.delete(queue)
+    replies: dict[str, Any] = {}
+    take = pooled._take
+
+    def seen(*args: Any, **kwargs: Any) -> Any:
+        more, names = take(*args, **kwargs)
+        replies.update((name, begun) for name, begun in names if begun is not None)
+        return more, names
+
+    monkeypatch.setattr(pooled, "_take", seen)
+    pooled.ready_task("Ledger", ready)
+    state_of = {name: begun[2] for name, begun in replies.items()}
+    assert state_of[big.instance_name][1] == 1  # not sent: {tag, 1}
+    assert state_of[small.instance_name][1] == 0  # sent: {tag, 0, field, value, ...}
+    assert big.read_state("items") == ["y" * 20_000, "z"]
+    assert big.read_state("seqs") == [1, 2]
+    assert small.read_state("items") == ["s", "t"]
+
+
+def test_a_take_of_an_instance_another_worker_drains_leaves_it_to_that_worker(
+    redis_url: str, pooled: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instance on the list whose lease another worker holds (it drains everything):
+    the take takes no lease for it, the task reports it busy, and the holder's lease
+    and the pending update are untouched."""
+    client = get_redis()
+    held = Ledger("fold-busy")
+    queue, ready = _ready_of(held)
+    held.run("add", {"item": "a"})
+    client.delete(queue)
+    keys = K.InstanceKeys.of(held.instance_name)
+    client.set(keys.lease, b"someone-else", px=5000)
+    ran = _scripts_run(monkeypatch)
+    result = pooled.ready_task("Ledger", ready)
+    assert "begin" not in ran
+    assert client.get(keys.lease) == b"someone-else"
+    assert "busy" in result["instances"][held.instance_name]
+    assert held.read_state("items") == []

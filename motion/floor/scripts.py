@@ -59,7 +59,8 @@ NAMES = (
 LIBRARIES = {
     "commit": ("history.lua",),
     "enqueue": ("ready_lib.lua",),
-    "ready": ("ready_lib.lua",),
+    "ready": ("ready_lib.lua", "begin_lib.lua"),
+    "begin": ("begin_lib.lua",),
 }
 
 

@@ -66,26 +66,34 @@ def drain(component: Component, instance_id: str) -> DrainReport:
     return run_sync(drain_steps(component, instance_id, report))
 
 
-def drain_steps(component: Component, instance_id: str, report: DrainReport) -> Waits[DrainReport]:
-    """:func:`drain`, yielding the waits of its ops (run by :mod:`motion.floor.awaits`)."""
-    settings = get_settings()
+def drain_steps(
+    component: Component, instance_id: str, report: DrainReport, begun: Any = None
+) -> Waits[DrainReport]:
+    """:func:`drain`, yielding the waits of its ops (run by :mod:`motion.floor.awaits`).
+
+    ``begun``: the reply of a ``begin`` already run for this instance (by the ``ready``
+    take that took it, :mod:`motion.worker.ready`); ``None``: run it here."""
     client = get_redis()
     keys = K.InstanceKeys.of(K.instance_name(component.name, instance_id))
-    period = int(settings.lease_seconds * 1000)
-    # one round trip: the lease, the first window and (unless our copy is current) the state
-    begin_keys = [keys.meta, keys.lease, K.stats(component.name, keys.name), keys.inbox, keys.state]
-    known = store.STATE_CACHE.version_of(keys.name)
-    begin_args = [period, WINDOW, known, keys.name, store.nonce(), _budget()]
-    begin_keys += [K.part(K.PENDING, keys.name), K.part(K.SWEEP, keys.name)]
-    begin_keys += [keys.parked, keys.nudge]
-    reply = scripts.run(client, "begin", begin_keys, begin_args, fast=True)
+    period = lease_ms()
+    stats = K.stats(component.name, keys.name)
+    if begun is None:
+        # one round trip: the lease, the first window and (unless our copy is current)
+        # the state
+        begin_keys = [keys.meta, keys.lease, stats, keys.inbox, keys.state]
+        known = store.STATE_CACHE.version_of(keys.name)
+        begin_args = [period, WINDOW, known, keys.name, store.nonce(), _budget()]
+        begin_keys += [K.part(K.PENDING, keys.name), K.part(K.SWEEP, keys.name)]
+        begin_keys += [keys.parked, keys.nudge]
+        begun = scripts.run(client, "begin", begin_keys, begin_args, fast=True)
+    reply = begun
     token = reply[0]
     if isinstance(token, int):  # no lease taken
         report.skipped = {0: "busy", -1: "missing", -2: "idle"}[token]
         if token == -1:  # cleared: its timers went with it (a firer may still name it)
             client.zrem(K.timers_index(keys.name), keys.name)
         return report
-    directory.note_once(client, begin_keys[2])  # its counters' part: a cluster lists it once
+    directory.note_once(client, stats)  # its counters' part: a cluster lists it once
     meta = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
     held = leases.Lease(keys, token, int(float(meta.get(b"lease_ms", period))))
     leases.RENEWER.hold(held)
@@ -115,6 +123,11 @@ def drain_steps(component: Component, instance_id: str, report: DrainReport) -> 
 
 def _budget() -> int:
     return get_settings().batch_bytes
+
+
+def lease_ms() -> int:
+    """The lease period a drain takes (``MOTION_LEASE_SECONDS``), in ms."""
+    return int(get_settings().lease_seconds * 1000)
 
 
 class _Stop(Exception):
@@ -369,7 +382,7 @@ def _commit(
     if reply == -2:  # already applied by someone: re-read the window
         return None
     # committed: the strikes are gone (commit.lua), so the lease is back to its period
-    held.period_ms = int(get_settings().lease_seconds * 1000)
+    held.period_ms = lease_ms()
     report.count(out)
     if out.failures:  # on_update_failed, once per new dead letter, after its commit
         parking.notify_failures(lookup(component), keys.name, out.failures)

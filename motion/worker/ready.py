@@ -49,14 +49,16 @@ from typing import Any
 
 import redis
 
+from motion.define import definitions
 from motion.define.component import lookup
 from motion.floor import keys as K
-from motion.floor import scripts, wakeup
+from motion.floor import scripts, store, wakeup
 from motion.floor.awaits import run_or_hand_off
 from motion.floor.connection import get_redis
 from motion.floor.errors import DrainFailedError
 from motion.floor.inbox import failure_summary
 from motion.floor.outcome import DrainReport
+from motion.floor.settings import get_settings
 from motion.worker import engine
 
 log = logging.getLogger("motion.ready")
@@ -69,6 +71,12 @@ TAKE = 256
 #: the most characters of a result Celery logs and Flower shows (Celery's default, 1,024,
 #: would cut off the seqs of all but a few dozen instances)
 RESULT_REPR = 1 << 20
+#: most names a take that begins their drains moves off the list (each ``begin`` runs
+#: in the same script: 32 keep it to about a millisecond of Redis' time)
+FOLD = 32
+#: the largest state (Redis' ``MEMORY USAGE``, bytes) such a take returns with a name;
+#: a larger one the drain reads itself, unless its own copy is current
+STATE_LIMIT = 64 * 1024
 #: how often (seconds) a task waiting for capacity renews its ready list's count
 RENEW = wakeup.READY_TTL_MS / 4000
 #: how long (seconds) a pooled task waits on its emptied list for the next instance
@@ -159,26 +167,40 @@ def configure(pool: str, concurrency: int) -> None:
     CAPACITY.resize(max(concurrency, 1) if threaded else 0)
 
 
-def _drain(name: str) -> DrainReport:
-    """Drain instance ``name`` here until its first await (then on the event loop)."""
+def _drain(name: str, begun: Any = None) -> DrainReport:
+    """Drain instance ``name`` here until its first await (then on the event loop);
+    ``begun``: the ``begin`` reply the take brought for it."""
     component, instance_id = K.split_instance_name(name)
     comp = lookup(component)
     report = DrainReport(K.instance_name(comp.name, instance_id))
-    run_or_hand_off(engine.drain_steps(comp, instance_id, report), report)
+    run_or_hand_off(engine.drain_steps(comp, instance_id, report, begun), report)
     return report
 
 
+Taken = list[tuple[str, Any]]  # (name, the begin reply the take brought for it, or None)
+
+
 def _take(
-    client: Any, ready: str, component: str, most: int, keep: bool = False
-) -> tuple[int, list[str]]:
+    client: Any, ready: str, component: str, most: int, keep: bool = False, begin: bool = False
+) -> tuple[int, Taken]:
     """Up to ``most`` names off the list ``ready``, and whether it may hold more (1), is
     empty (0: this task is counted out) or is empty and this task still counts (2, with
-    ``keep``: it may wait on the list for the next name)."""
+    ``keep``: it may wait on the list for the next name). With ``begin``, at most
+    :data:`FOLD` names, and the take begins each one's drain (``lua/begin_lib.lua``):
+    each comes with its ``begin`` reply."""
     queue = wakeup.ready_queue(ready)
     keys = [ready, ready + ":n", queue]
-    args = [most, MAX_OUT, component, wakeup.ready_ttl_ms(), "1" if keep else ""]
+    args: list[Any] = [most, MAX_OUT, component, wakeup.ready_ttl_ms(), "1" if keep else ""]
+    if begin and most > 0:
+        args[0] = min(most, FOLD)
+        keys += [K.stats(component), K.PENDING, K.SWEEP]
+        budget = max(get_settings().batch_bytes // args[0], 1)
+        args += [engine.lease_ms(), engine.WINDOW, store.nonce(), budget, STATE_LIMIT]
     reply = scripts.run(client, "ready", keys, args, fast=True)
-    return int(reply[0]), [raw.decode() for raw in reply[1:]]
+    if len(args) == 5:
+        return int(reply[0]), [(raw.decode(), None) for raw in reply[1:]]
+    pairs = zip(reply[1::2], reply[2::2], strict=True)
+    return int(reply[0]), [(raw.decode(), begun) for raw, begun in pairs]
 
 
 def _wait(client: Any, ready: str) -> bool:
@@ -215,6 +237,9 @@ def ready_task(component: Any, ready: Any) -> dict[str, Any]:
             f"or was not sent by motion; nothing was read or written"
         )
     client = get_redis()
+    # the take begins the drains (one round trip for them all) when this process has
+    # the component's code; without it, each drain reports the missing code
+    begin = definitions.newest(component) is not None
     reports: list[DrainReport] = []
     running: list[tuple[str, concurrent.futures.Future[Any]]] = []
     more, idle, started, held = 1, False, time.monotonic(), 0
@@ -234,7 +259,8 @@ def ready_task(component: Any, ready: Any) -> dict[str, Any]:
         young = time.monotonic() - started < TAKE_FOR
         keep = pooled and most > 1 and not idle and young
         try:
-            more, names = _take(client, ready, component, most - 1 if keep else most, keep)
+            ask = most - 1 if keep else most
+            more, names = _take(client, ready, component, ask, keep, begin)
         except BaseException:
             if pooled:
                 CAPACITY.give(most)
@@ -244,11 +270,12 @@ def ready_task(component: Any, ready: Any) -> dict[str, Any]:
             inline = names.pop() if names and not more else None
             held = 1 if more == 2 else 0  # the spare slot it waits with
             CAPACITY.give(most - len(names) - held)
-            running += [(name, CAPACITY.submit(_drain, name)) for name in names]
+            running += [(name, CAPACITY.submit(_drain, name, begun)) for name, begun in names]
         else:
             inline = names[0] if names else None
         if inline is not None:
-            reports.append(_drained(inline, lambda name=inline: _drain(name)))
+            name, begun = inline
+            reports.append(_drained(name, lambda n=name, b=begun: _drain(n, b)))
         # empty, and still counted: wait for a name on the list, then take it; if none
         # comes, the next take (with the slot kept) counts this task out
         if more == 2 and (_going() or not _wait(client, ready)):
