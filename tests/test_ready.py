@@ -501,3 +501,23 @@ def test_a_take_of_an_instance_another_worker_drains_leaves_it_to_that_worker(
     assert client.get(keys.lease) == b"someone-else"
     assert "busy" in result["instances"][held.instance_name]
     assert held.read_state("items") == []
+
+
+def test_under_a_greenlet_pool_each_drain_runs_its_own_begin(
+    redis_url: str, pooled: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ``-P gevent`` the take only takes: each drain begins itself (and opens its
+    connection then, not at its commit)."""
+    monkeypatch.setattr(pooled.CAPACITY, "folds", True)  # restored so after the test
+    pooled.configure("gevent", 4)
+    assert not pooled.CAPACITY.folds
+    handle = Ledger("greenlet-0")
+    queue, ready = _ready_of(handle)
+    handle.run("add", {"item": "g"})
+    get_redis().delete(queue)
+    ran = _scripts_run(monkeypatch)
+    pooled.ready_task("Ledger", ready)
+    assert ran.count("begin") == 1, ran
+    assert handle.read_state("items") == ["g"]
+    pooled.configure("threads", 4)
+    assert pooled.CAPACITY.folds
