@@ -75,18 +75,9 @@ def drain_steps(
     take that took it, :mod:`motion.worker.ready`); ``None``: run it here."""
     client = get_redis()
     keys = K.InstanceKeys.of(K.instance_name(component.name, instance_id))
-    period = lease_ms()
+    period = leases.lease_ms()
     stats = K.stats(component.name, keys.name)
-    if begun is None:
-        # one round trip: the lease, the first window and (unless our copy is current)
-        # the state
-        begin_keys = [keys.meta, keys.lease, stats, keys.inbox, keys.state]
-        known = store.STATE_CACHE.version_of(keys.name)
-        begin_args = [period, WINDOW, known, keys.name, store.nonce(), _budget()]
-        begin_keys += [K.part(K.PENDING, keys.name), K.part(K.SWEEP, keys.name)]
-        begin_keys += [keys.parked, keys.nudge]
-        begun = scripts.run(client, "begin", begin_keys, begin_args, fast=True)
-    reply = begun
+    reply = begun if begun is not None else leases.begin(client, keys, stats, WINDOW, _budget())
     token = reply[0]
     if isinstance(token, int):  # no lease taken
         report.skipped = {0: "busy", -1: "missing", -2: "idle"}[token]
@@ -123,11 +114,6 @@ def drain_steps(
 
 def _budget() -> int:
     return get_settings().batch_bytes
-
-
-def lease_ms() -> int:
-    """The lease period a drain takes (``MOTION_LEASE_SECONDS``), in ms."""
-    return int(get_settings().lease_seconds * 1000)
 
 
 class _Stop(Exception):
@@ -382,7 +368,7 @@ def _commit(
     if reply == -2:  # already applied by someone: re-read the window
         return None
     # committed: the strikes are gone (commit.lua), so the lease is back to its period
-    held.period_ms = lease_ms()
+    held.period_ms = leases.lease_ms()
     report.count(out)
     if out.failures:  # on_update_failed, once per new dead letter, after its commit
         parking.notify_failures(lookup(component), keys.name, out.failures)

@@ -57,14 +57,13 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
-from motion.floor import directory, replication, scripts
+from motion.floor import directory, replication, scripts, store
 from motion.floor import keys as K
 from motion.floor.connection import is_cluster
 from motion.floor.errors import PayloadError
 from motion.floor.inbox import Window, entry_time
 from motion.floor.lanes import fast_pipeline
 from motion.floor.settings import get_settings
-from motion.floor.store import now_ms
 
 log = logging.getLogger("motion.lease")
 
@@ -84,6 +83,22 @@ class Lease:
     def incarnation(self) -> bytes:
         """The incarnation of the instance this lease was taken in."""
         return self.token.split(b":", 1)[0]
+
+
+def lease_ms() -> int:
+    """The lease period a drain takes (``MOTION_LEASE_SECONDS``), in ms."""
+    return int(get_settings().lease_seconds * 1000)
+
+
+def begin(client: redis.Redis, keys: K.InstanceKeys, stats: str, most: int, budget: int) -> Any:
+    """Take ``keys``' lease and read its first window (at most ``most`` updates and
+    ``budget`` bytes) and, unless this process's copy is current, its state: the reply
+    of ``lua/begin.lua``, in one round trip (``stats``: the counters' part)."""
+    known = store.STATE_CACHE.version_of(keys.name)
+    args = [lease_ms(), most, known, keys.name, store.nonce(), budget]
+    script_keys = [keys.meta, keys.lease, stats, keys.inbox, keys.state]
+    script_keys += [K.part(K.PENDING, keys.name), K.part(K.SWEEP, keys.name)]
+    return scripts.run(client, "begin", [*script_keys, keys.parked, keys.nudge], args, fast=True)
 
 
 def release(client: redis.Redis, lease: Lease, abandon: bool = False, hold: str = "") -> int:
@@ -135,7 +150,7 @@ class Renewer:
             self._wake.wait(min(periods, default=3000) / 3000)
             with self._lock:  # after the wait: leases taken meanwhile are renewed now
                 leases = list(self._held.values())
-            started = now_ms()
+            started = store.now_ms()
             for lease in leases:
                 try:
                     ok = scripts.run(
@@ -153,7 +168,7 @@ class Renewer:
                 if not ok and not released and not lease.ending.is_set():
                     log.warning("lost the lease of %s (token %r)", lease.keys.name, lease.token)
                     lease.lost.set()
-            elapsed = now_ms() - started
+            elapsed = store.now_ms() - started
             if elapsed > 1000:
                 log.warning("renewing %d leases took %d ms", len(leases), elapsed)
 

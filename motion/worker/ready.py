@@ -36,7 +36,7 @@ A worker killed with instances it took leaves them pending (their wake-up marked
 being delivered, or their lease expiring): the sweeper re-wakes them.
 
 
-Worker road; uses the worker road (engine), the definition layer (component,
+Worker road; uses the worker road (engine, lease), the definition layer (component,
 definitions), the floor (awaits, connection, errors, inbox, keys, outcome,
 scripts, settings, store, wakeup).
 """
@@ -62,6 +62,7 @@ from motion.floor.inbox import failure_summary
 from motion.floor.outcome import DrainReport
 from motion.floor.settings import get_settings
 from motion.worker import engine
+from motion.worker import lease as leases
 
 log = logging.getLogger("motion.ready")
 
@@ -206,7 +207,7 @@ def _take(
         args[0] = min(most, FOLD)
         keys += [K.stats(component), K.PENDING, K.SWEEP]
         budget = max(get_settings().batch_bytes // args[0], 1)
-        args += [engine.lease_ms(), engine.WINDOW, store.nonce(), budget, STATE_LIMIT]
+        args += [leases.lease_ms(), engine.WINDOW, store.nonce(), budget, STATE_LIMIT]
     reply = scripts.run(client, "ready", keys, args, fast=True)
     if len(args) == 5:
         return int(reply[0]), [(raw.decode(), None) for raw in reply[1:]]
