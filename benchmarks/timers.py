@@ -6,7 +6,8 @@ meanwhile), per instance: the ``init`` script (as a handle's first ``run``), the
 ``enqueue`` script with the delay (as ``submit(delay=...)``, without its wake-up: no
 worker runs), then what the drain's ``begin`` + ``commit`` write when they park a timer
 not yet due, written directly (a drain per instance would take hours here): in the meta
-``applied`` and ``fence`` = 1, ``parked:add`` = 1, ``applied_at``, no ``wake``; the
+``applied`` and ``fence`` = 1, ``parked:add`` = 1, ``applied_at``, ``committed`` (the
+commit's nonce), no ``wake``; the
 ``parked`` member ``1:add``; the ``timers`` entry ``add -> due``; the instance in the due
 index (:func:`motion.floor.keys.timers_index`) scored ``due``; out of ``motion:pending``
 and ``motion:sweep``. A check compares one populated instance with one parked by the
@@ -64,7 +65,8 @@ def _park(pipe: Any, name: str, due: int, now: int) -> None:
     from motion.floor import keys as K
 
     ik = K.InstanceKeys.of(name)
-    pipe.hset(ik.meta, mapping={"applied": 1, "fence": 1, f"parked:{FLOW}": 1, "applied_at": now})
+    meta = {"applied": 1, "fence": 1, f"parked:{FLOW}": 1, "applied_at": now}
+    pipe.hset(ik.meta, mapping={**meta, "committed": "0" * 16})  # (a nonce's length)
     pipe.hdel(ik.meta, "wake")
     pipe.zadd(ik.parked, {f"1:{FLOW}": 1})
     pipe.zadd(ik.timers, {FLOW: due})
