@@ -35,7 +35,6 @@ The task's result (Flower) maps each instance it drained to its seqs
 A worker killed with instances it took leaves them pending (their wake-up marked as
 being delivered, or their lease expiring): the sweeper re-wakes them.
 
-
 Worker road; uses the worker road (engine, lease), the definition layer (component,
 definitions), the floor (awaits, connection, errors, inbox, keys, outcome,
 scripts, settings, store, wakeup).
@@ -202,14 +201,15 @@ def _take(
     each comes with its ``begin`` reply."""
     queue = wakeup.ready_queue(ready)
     keys = [ready, ready + ":n", queue]
+    folded = begin and most > 0
+    most = min(most, FOLD) if folded else most
     args: list[Any] = [most, MAX_OUT, component, wakeup.ready_ttl_ms(), "1" if keep else ""]
-    if begin and most > 0:
-        args[0] = min(most, FOLD)
+    if folded:
         keys += [K.stats(component), K.PENDING, K.SWEEP]
-        budget = max(get_settings().batch_bytes // args[0], 1)
+        budget = max(get_settings().batch_bytes // most, 1)
         args += [leases.lease_ms(), engine.WINDOW, store.nonce(), budget, STATE_LIMIT]
     reply = scripts.run(client, "ready", keys, args, fast=True)
-    if len(args) == 5:
+    if not folded:
         return int(reply[0]), [(raw.decode(), None) for raw in reply[1:]]
     pairs = zip(reply[1::2], reply[2::2], strict=True)
     return int(reply[0]), [(raw.decode(), begun) for raw, begun in pairs]
@@ -271,8 +271,7 @@ def ready_task(component: Any, ready: Any) -> dict[str, Any]:
         young = time.monotonic() - started < TAKE_FOR
         keep = pooled and most > 1 and not idle and young
         try:
-            ask = most - 1 if keep else most
-            more, names = _take(client, ready, component, ask, keep, begin)
+            more, names = _take(client, ready, component, most - 1 if keep else most, keep, begin)
         except BaseException:
             if pooled:
                 CAPACITY.give(most)

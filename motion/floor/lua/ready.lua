@@ -19,10 +19,11 @@
 -- drain begins, the sweeper re-wakes it one sweep period later. (With ARGV[6], a name
 -- whose lease this take took and whose worker dies is re-woken once the lease expires.)
 -- A take that leaves names on the list renews the counter's TTL.
--- Returns {more, name1, ...} ({more, name1, begin1, name2, begin2, ...} with ARGV[6],
--- begin_n being what begin.lua returns for name_n): more = 1 when the list may hold more (the task keeps its
--- place in the count and takes again once it has capacity; if more remain and fewer
--- than ARGV[2] messages are out, a sibling message was pushed for another worker),
+-- Returns {more, name1, ...} (with ARGV[6]: {more, name1, begin1, name2, begin2, ...},
+-- begin_n what begin.lua returns for name_n): more = 1 when the list may hold more (the
+-- task keeps its place in the count and takes again once it has capacity; if more
+-- remain and fewer than ARGV[2] messages are out, a sibling message was pushed for
+-- another worker),
 -- 0 when the list is empty: the task is counted out in this same call, so an instance
 -- pushed from now on comes with a message of its own (none is left with no task coming);
 -- 2 instead of 0 with ARGV[5] = '1': the list is empty and the task still counts (the
@@ -82,13 +83,9 @@ else
     push_ready(KEYS[3], KEYS[1], ARGV[3], ARGV[4])
   end
 end
-if #begun == 0 then
-  table.insert(names, 1, more)
-  return names
-end
 local out = {more}
 for i = 1, #names do
   out[#out + 1] = names[i]
-  out[#out + 1] = begun[i]
+  out[#out + 1] = begun[i]  -- (nil without ARGV[6]: nothing is added)
 end
 return out
