@@ -12,6 +12,7 @@ four runs of 1,500 taking turns. On a shared machine compare within one run only
 
 from __future__ import annotations
 
+import ast
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,18 @@ COMMIT_ARGS += [20, 0, 1, *HISTORY]
 BEGIN_ARGS = [30000, 64, "1.inc.n", "i", "nonce", 0]
 
 
+def _libraries(root: Path) -> dict[str, tuple[str, ...]]:
+    """``LIBRARIES`` of checkout ``root``'s motion/floor/scripts.py (the files put before
+    a script after lib.lua); a checkout older than it put history.lua before commit."""
+    tree = ast.parse((root / "motion" / "floor" / "scripts.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "LIBRARIES" for t in node.targets
+        ):
+            return dict(ast.literal_eval(node.value))
+    return {"commit": ("history.lua",)}
+
+
 def source(root: Path, name: str) -> str:
     """Script ``name`` of checkout ``root`` as motion/floor/scripts.py builds it."""
     lua = root / "motion" / "floor" / "lua"
@@ -46,7 +59,7 @@ def source(root: Path, name: str) -> str:
     if own.startswith("#!"):
         first, own = own.split("\n", 1)
         shebang = first + "\n"
-    libs = ["lib.lua", *(["history.lua"] if name == "commit" else [])]
+    libs = ["lib.lua", *_libraries(root).get(name, ())]
     return shebang + "".join((lua / lib).read_text() for lib in libs) + own
 
 

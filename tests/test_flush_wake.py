@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.connection import Connection
 
 from motion.caller import wait
 from motion.floor import keys as K
 from motion.floor import scripts
 from motion.floor.connection import get_redis
-from motion.floor.errors import ConnectionFailedError, FlushTimeoutError
+from motion.floor.errors import ConnectionFailedError, FlushTimeoutError, UpdateFailedError
 from motion.worker import engine
 from tests.conftest import reset_motion
 from tests.support import COMPONENTS, RedisServer, clear_motion_env, wait_for
@@ -150,3 +151,55 @@ def test_a_handle_with_a_short_socket_timeout_times_out_as_a_flush(
     with pytest.raises(FlushTimeoutError):
         handle.flush_update(timeout=1)
     assert time.monotonic() - started < 1.5
+
+
+def _round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the commands this process sends from now on (one per round trip here:
+    nothing below pipelines), through redis-py's client and the fast lane alike."""
+    sent: list[int] = []
+    real = Connection.send_packed_command
+
+    def counting(self: Connection, *args: Any, **kwargs: Any) -> None:
+        sent.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counting)
+    return sent
+
+
+def test_a_flush_whose_updates_are_applied_is_one_round_trip(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first look (lua/watch.lua) reads the seq to wait for, the parked updates and
+    the failure records at once: an applied update costs its flush one round trip, and
+    a failed one is raised from what that round trip read."""
+    handle = Ledger("one-look")
+    handle.run("add", {"item": "a"})
+    engine.drain(Ledger, handle.instance_id)
+    handle.flush_update(timeout=5)  # (the scripts are loaded now)
+    handle.run("add", {"item": "b"})
+    engine.drain(Ledger, handle.instance_id)
+    sent = _round_trips(monkeypatch)
+    handle.flush_update(timeout=5)
+    assert len(sent) == 1
+    handle.run("flaky", {"item": "c", "fail": True})
+    engine.drain(Ledger, handle.instance_id)
+    del sent[:]
+    with pytest.raises(UpdateFailedError) as raised:
+        handle.flush_update(timeout=5)
+    assert len(sent) == 1
+    assert [f.seq for f in raised.value.failures] == [3]
+    del sent[:]
+    handle.flush_update(timeout=5)  # reported once: the next flush raises nothing
+    assert len(sent) == 1
+    assert handle.read_state("seqs") == [1, 2]
+
+
+def test_a_flush_with_nothing_enqueued_reads_once_and_returns(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = Ledger("never-fed")
+    handle.flush_update(timeout=5)  # (connects, and loads the script)
+    sent = _round_trips(monkeypatch)
+    handle.flush_update(timeout=5)
+    assert len(sent) == 1

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -296,9 +297,12 @@ class FailureBook:
         with self._lock:
             return bool(self._open) or self._anybody is not None
 
-    def unseen_from(self, target: int) -> int | None:
-        """The lowest seq up to ``target`` whose outcome is not seen yet (read the
-        failure records from there), or ``None``: nothing to read."""
+    def unseen_from(self, target: int | None = None) -> int | None:
+        """The lowest seq up to ``target`` (default: any) whose outcome is not seen yet
+        (read the failure records from there), or ``None``: nothing to read. (The lowest
+        of all is the lowest up to ``target`` whenever it is at most ``target``.)"""
+        if target is None:
+            target = sys.maxsize
         with self._lock:
             low = min((seq for seq in self._open if seq <= target), default=None)
             if self._anybody is not None and self._anybody[0] <= target:

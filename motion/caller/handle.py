@@ -36,7 +36,6 @@ from motion.floor.connection import (
     get_async_redis,
     get_redis,
     socket_timeout_option,
-    translate_errors,
 )
 from motion.floor.drive import Steps
 from motion.floor.errors import InstanceClosedError, InvalidInstanceIdError, UpdatesDisabledError
@@ -288,9 +287,9 @@ class Instance(FlowControl, PastMixin, Letters):
         await drive.adrive(call, self._aclient())
 
     def _flush(self, flow: str, timeout: float | None) -> Steps[None]:
-        with translate_errors("flush_update", self._keys.name):
-            target, inc = yield drive.command("hmget", self._keys.meta, _target_field(flow), "inc")
-        yield from self._waiter.steps(flow, int(target or 0), timeout, incarnation=inc)
+        # the last seq of ``flow`` enqueued so far, in the incarnation current now, is
+        # what the flush waits for: the wait's first look reads it
+        yield from self._waiter.steps(flow, 0, timeout, field=_target_field(flow))
 
     # -- lifecycle --------------------------------------------------------------
     def close(self, wait_for_logging_threads: bool = False) -> None:

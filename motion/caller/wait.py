@@ -105,13 +105,17 @@ class Waiter:
         own: bool = False,
         incarnation: Incarnation = None,
         timers: bool = False,
+        field: str | None = None,
     ) -> Steps[None]:
         """Wait until update ``target`` (of ``incarnation``: by default the one this
         handle's updates joined) is applied, then raise the failures this call reports
         (see :mod:`motion.caller.enqueue`): with ``own``, the failure of update ``target``,
         which this call enqueued; else those of a flush of ``flow``. Without
         ``report`` nothing is raised (failures stay for a flush). With ``timers`` a
-        submitted update not due yet is waited for too (a ticket's wait).
+        submitted update not due yet is waited for too (a ticket's wait). With
+        ``field`` (a flush), ``target`` is the meta field's value, in the incarnation
+        current then, read by the first look: a wait that is already over is one round
+        trip (``lua/watch.lua`` reads the failure records with it).
 
         Steps for a sync or an async handle to drive (:mod:`motion.floor.drive`).
 
@@ -121,20 +125,23 @@ class Waiter:
                 given and no worker for the component was seen for the grace period.
         """
         expected = incarnation or self._inc
-        if target <= 0:  # nothing enqueued in ``incarnation`` (None: no instance now)
+        if field is None and target <= 0:  # nothing enqueued in ``incarnation``
             if report:
                 self._check_life(incarnation)
             return
-        ensure_worker()
+        if field is None:
+            ensure_worker()
         deadline = None if timeout is None else time.monotonic() + timeout
         patience = _Patience() if timeout is None else None
         delay = _FIRST_DELAY
         registered = False
+        keys = [self._keys.meta, self._keys.parked, self._keys.failed]
         while True:
             with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
                 # a live lease is a worker at work on the instance: no need to ask
                 if (
                     patience is not None
+                    and not field
                     and patience.due()
                     and not (yield drive.command("exists", self._keys.lease))
                 ):
@@ -145,26 +152,28 @@ class Waiter:
                     self._check_presence(age, target, held)
                 # registered as a waiter, the commit that moves 'applied' on wakes the
                 # BLPOP below (lua/watch.lua): the wait ends a round trip after it
-                applied, current = yield drive.script(
-                    "watch", [self._keys.meta], [target, "" if registered else "1"], fast=True
-                )
+                low = self._book.unseen_from() if report else None
+                args = ["" if field else target, "" if registered else "1"]
+                args += ["" if low is None else low, field or ""]
+                reply = yield drive.script("watch", keys, args, fast=True)
+                applied, current, read, members, records, in_range = reply
                 registered = True
+                if field:  # the first look of a flush: now the target is known
+                    target, field = int(read or 0), None
+                    expected = incarnation or current or self._inc
+                    if target <= 0:  # nothing enqueued in this incarnation
+                        if report:
+                            self._check_life(current)
+                        return
+                    ensure_worker()
                 if self._settled(expected, target, applied, current, report) and not (
-                    report and (yield from self._held(flow, target, timers))
+                    report and (yield from self._held(flow, target, members, timers))
                 ):
                     if not report:
                         return
-                    start = self._book.unseen_from(target)
-                    records = []
-                    if start is not None:
-                        records = yield drive.command(
-                            "zrangebyscore", self._keys.failed, start, target
-                        )
+                    start = low if low is not None and low <= target else None
                     if records:  # a parked one's outcome is not final: not a failure yet
-                        held = yield drive.command(
-                            "zrangebyscore", self._keys.parked, start, target
-                        )
-                        records = parked.without_parked(records, held)
+                        records = parked.without_parked(records, in_range)
                     return self._finish(flow, target, own, start, records)
                 if deadline is not None and time.monotonic() > deadline:
                     held = yield drive.command("hget", self._keys.meta, "held")
@@ -182,12 +191,13 @@ class Waiter:
         """The socket timeout of this handle's Redis calls (seconds)."""
         return self._timeout or get_settings().redis_socket_timeout
 
-    def _held(self, flow: str, target: int, timers: bool = False) -> Steps[bool]:
-        """Whether parked updates up to ``target`` keep the wait going (a debounce not
-        fired yet); raises FlowPausedError for one held by a pause (see
+    def _held(
+        self, flow: str, target: int, members: list[Any], timers: bool = False
+    ) -> Steps[bool]:
+        """Whether ``members``, the parked updates up to ``target``, keep the wait going
+        (a debounce not fired yet); raises FlowPausedError for one held by a pause (see
         :func:`motion.floor.parked.waits_on`)."""
         keys = self._keys
-        members = yield drive.command("zrangebyscore", keys.parked, "-inf", target, 0, 256)
         if not members:
             return False
         meta = yield drive.command("hgetall", keys.meta)
