@@ -130,3 +130,21 @@ def test_a_child_forked_while_another_thread_holds_the_lock_does_not_hang(
         os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     assert got == b"b'PONG'", "the child hung on the lock its parent held at the fork"
+
+
+def test_the_fast_lane_sends_each_argument_as_redis_py_would(redis_url: str) -> None:
+    """Packed by hiredis directly: str (UTF-8), bytes with NULs, ints and floats reach
+    Redis as redis-py's own packer sends them; an argument neither takes is refused
+    with redis-py's DataError, and the connection stays usable."""
+    client = get_redis()
+    values = ["plain", "ü-ñ", b"\x00bin\x01", -5, 1.5, 0.1, 1e20, ""]
+    for i, value in enumerate(values):
+        fast_command(client, "SET", f"fast:{i}", value)
+        client.set(f"slow:{i}", value)
+    for i in range(len(values)):
+        assert fast_command(client, "GET", f"fast:{i}") == client.get(f"slow:{i}")
+    replies = lanes.fast_pipeline(client, [("SET", "piped", "ü"), ("GET", "piped")])
+    assert replies == [b"OK", "ü".encode()]
+    with pytest.raises(redis.DataError):
+        fast_command(client, "SET", "fast:bool", True)
+    assert fast_command(client, "GET", "fast:0") == b"plain"
