@@ -40,30 +40,23 @@
 --   {-3, 0}      ARGV[11] names no dead letter (dropped or retried already): nothing enqueued
 --   {-1, tag, field1, value1, ...}  the state changed since the tag in ARGV[5]:
 --                nothing enqueued; the current state is returned to serve on again
-local period_life = false  -- the incarnation this period's dedup hash was written in
 if ARGV[6] ~= '' then
   -- a dedup hash holds, beside its records, the incarnation it was written in ('\0inc'):
   -- a record of an earlier life (a hash a clear left behind, its scan having run before
   -- the hash was written) is not this life's, and the update is enqueued anew
   local inc = nil
   for i = 5, 6 do
-    local got = redis.call('HMGET', KEYS[i], ARGV[6], '\0inc')
-    local seen, life = got[1], got[2]
-    if i == 5 then
-      period_life = life
-    end
+    local seen = redis.call('HGET', KEYS[i], ARGV[6])
     if seen then
       inc = inc or redis.call('HGET', KEYS[1], 'inc')
+      local life = redis.call('HGET', KEYS[i], '\0inc')
       if inc and (not life or life == inc) then  -- (no life: written by an earlier version)
         return {tonumber(seen), 0, inc}
       end
     end
   end
 end
--- (one read of the meta, and one write at the end: each redis.call costs the script
--- about as much again as the command itself)
-local m = redis.call('HMGET', KEYS[1], 'tag', 'inc', 'max_pending', 'wake', 'linger', 'seq',
-  'pending:' .. ARGV[2])
+local m = redis.call('HMGET', KEYS[1], 'tag', 'inc', 'max_pending', 'wake', 'linger')
 if not m[1] then
   return {0, 0}
 end
@@ -95,16 +88,15 @@ if string.sub(entry, 1, #ARGV[2]) == ARGV[2] and (after == '\0' or after == '\1'
   end
   entry = ARGV[2] .. stamp .. string.sub(entry, #ARGV[2] + 1)
 end
-local seq = string.format('%d', tonumber(m[6] or '0') + 1)
--- the meta's fields this enqueue sets, written by one HSET below
-local set = {'seq', seq, 'last:' .. ARGV[2], seq,
-  'pending:' .. ARGV[2], string.format('%d', tonumber(m[7] or '0') + 1)}
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 if retry_of ~= '' then
   redis.call('HSET', KEYS[9], 'to:' .. retry_of, seq)
 end
 redis.call('HSET', KEYS[2], seq, entry)
+redis.call('HSET', KEYS[1], 'last:' .. ARGV[2], seq)
+redis.call('HINCRBY', KEYS[1], 'pending:' .. ARGV[2], 1)
 if ARGV[6] ~= '' then
-  local life, now_life = period_life, m[2] or ''
+  local life, now_life = redis.call('HGET', KEYS[5], '\0inc'), m[2] or ''
   if life ~= now_life then  -- a new hash of this period, or an earlier life's: this life's now
     if life then
       redis.call('DEL', KEYS[5])
@@ -119,14 +111,14 @@ if ARGV[8] == '0' or (not m[4] and redis.call('EXISTS', KEYS[3]) == 0) then
   wake = 1
   if KEYS[13] and ARGV[8] ~= '0' then
     -- 'r<ms>': on the ready list (the sweeper leaves it there while a message is out)
-    set[#set + 1], set[#set + 2] = 'wake', 'r' .. now
+    redis.call('HSET', KEYS[1], 'wake', 'r' .. now)
     redis.call('RPUSH', KEYS[13], ARGV[4])
     if redis.call('EXISTS', KEYS[13] .. ':n') == 0 then
       push_ready(KEYS[12], KEYS[13], ARGV[12], ARGV[13])
     end
     wake = 2
   else
-    set[#set + 1], set[#set + 2] = 'wake', now
+    redis.call('HSET', KEYS[1], 'wake', now)
     if KEYS[12] then
       -- the message names the seq only now that it is known (\1SEQ\1 placeholder)
       redis.call('LPUSH', KEYS[12], (string.gsub(ARGV[9], '\1SEQ\1', seq)))
@@ -138,7 +130,6 @@ elseif m[5] and redis.call('HDEL', KEYS[1], 'linger') == 1 then
   -- without a broker hop, and it shows in the seqs of the task draining it
   redis.call('LPUSH', KEYS[11], seq)
 end
-redis.call('HSET', KEYS[1], unpack(set))
 -- pending since now (unless it already was); the sweeper first looks one period later
 redis.call('ZADD', KEYS[4], 'NX', now, ARGV[4])
 local listed = 0
@@ -149,4 +140,4 @@ if redis.call('ZADD', KEYS[8], 'NX', now, ARGV[4]) == 1 and string.byte(KEYS[8],
     and redis.call('ZRANK', KEYS[8], ARGV[4]) == 0 then
   listed = now
 end
-return {tonumber(seq), wake, m[2], listed}
+return {seq, wake, m[2], listed}
