@@ -136,6 +136,9 @@ class Waiter:
         delay = _FIRST_DELAY
         registered = False
         keys = [self._keys.meta, self._keys.parked, self._keys.failed]
+        # where the failure records are read from once the wait is over: read once (a
+        # wait only enqueues none, and a seq another call sees meanwhile is one read again)
+        low = self._book.unseen_from() if report else None
         while True:
             with translate_errors(f"waiting for updates of {self._keys.name}", self._keys.name):
                 # a live lease is a worker at work on the instance: no need to ask
@@ -152,7 +155,6 @@ class Waiter:
                     self._check_presence(age, target, held)
                 # registered as a waiter, the commit that moves 'applied' on wakes the
                 # BLPOP below (lua/watch.lua): the wait ends a round trip after it
-                low = self._book.unseen_from() if report else None
                 args = ["" if field else target, "" if registered else "1"]
                 args += ["" if low is None else low, field or ""]
                 reply = yield drive.script("watch", keys, args, fast=True)

@@ -71,17 +71,17 @@ _idle = _Idle()
 os.register_at_fork(after_in_child=lambda: setattr(_idle, "lock", threading.Lock()))
 
 
-def _packed(conn: Any, args: tuple[Any, ...]) -> list[bytes]:
-    """``args`` as one RESP command (the chunks to send), packed by hiredis in one
+def _packed(conn: Any, args: tuple[Any, ...]) -> bytes:
+    """``args`` as one RESP command, packed by hiredis in one
     call (redis-py's packer goes over the arguments in Python first: a few microseconds
     on a commit's 80); an argument hiredis does not take (a bool, None) goes to
     redis-py's packer, which raises its DataError for it as before."""
     if hiredis is not None:
         try:
-            return [hiredis.pack_command(args)]
+            return hiredis.pack_command(args)  # type: ignore[no-any-return]  # (bytes)
         except TypeError:
             pass
-    return list(conn.pack_command(*args))
+    return b"".join(conn.pack_command(*args))
 
 
 def _budget(client: redis.Redis) -> tuple[float, float]:
@@ -120,7 +120,7 @@ def fast_command(client: redis.Redis, *args: Any) -> Any:
     seconds, attempt = _budget(client)
     with deadline(seconds) as at:
         try:
-            conn.send_packed_command(_packed(conn, args))
+            conn.send_packed_command([_packed(conn, args)])
             reply = conn.read_response()
         except redis.ResponseError:  # an error reply: the connection is fine
             idle.append(conn)
@@ -148,8 +148,7 @@ def fast_pipeline(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[
     replies: list[Any] = []
     with deadline(seconds) as at:  # the fallback's retries share this call's budget
         try:
-            packed = [chunk for args in commands for chunk in _packed(conn, args)]
-            conn.send_packed_command([b"".join(packed)])
+            conn.send_packed_command([b"".join(_packed(conn, args) for args in commands)])
             for _ in commands:
                 try:
                     replies.append(conn.read_response())
